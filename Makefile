@@ -1,0 +1,32 @@
+# ClinicBox developer entry points. `make run` and `make test` build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.clinicbox-installed
+
+.PHONY: install run test lint system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	CLINICBOX_DATA_DIR="$${CLINICBOX_DATA_DIR:-./var}" $(BIN)/clinicbox serve
+
+system-deps:
+	@bash firmware_scripts/dev/install-test-deps.sh
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,42 @@
+"""The running appliance: settings plus the long-lived parts every feature shares."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import SqliteDatabase
+
+from appliance import __version__
+from appliance.config import Settings
+from appliance.media_loop import MediaLoop
+from appliance.setup_code import SetupCode
+from appliance.store.database import is_reachable
+from appliance.tls import TlsMaterial
+
+
+@dataclass
+class Box:
+    """What `clinicbox serve` holds for its lifetime; the web app reads it, never rebuilds it."""
+
+    settings: Settings
+    tls: TlsMaterial
+    db: SqliteDatabase
+    media: MediaLoop
+    setup_code: SetupCode
+    started_at: float = field(default_factory=time.monotonic)
+
+    def health(self) -> dict[str, Any]:
+        """The `/healthz` document."""
+        lag = self.media.lag_ms
+        db_ok = is_reachable(self.db)
+        loop_ok = self.media.alive
+        return {
+            "status": "ok" if db_ok and loop_ok else "degraded",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "database": {"reachable": db_ok},
+            "media_loop": {"alive": loop_ok, "lag_ms": None if math.isnan(lag) else lag},
+        }

@@ -1,0 +1,86 @@
+"""The `clinicbox` command: serve the appliance and the operator's tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance import __version__
+from appliance.config import Settings, load_settings
+from appliance.errors import OperatorError
+from appliance.logs import configure_logging
+
+
+class OperatorErrors(click.Group):
+    """A command group that turns `OperatorError` into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OperatorError as exc:
+            click.echo(f"clinicbox: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The settings for this invocation, loaded once."""
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = load_settings(config_path=obj.get("config_path"))
+    return obj["settings"]
+
+
+pass_settings: Callable[..., Any] = click.make_pass_decorator(Settings)
+
+
+@click.group(cls=OperatorErrors)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (default: $CLINICBOX_CONFIG or /etc/clinicbox/clinicbox.toml).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """ClinicBox: group sessions, encrypted records and sync for a rural clinic."""
+    ctx.ensure_object(dict)["config_path"] = config_path
+
+
+@main.command()
+def version() -> None:
+    """Print the ClinicBox version."""
+    click.echo(f"clinicbox {__version__}")
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML-like lines.")
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective settings (defaults, file, then CLINICBOX_* variables)."""
+    values = settings_from(ctx).as_dict()
+    if as_json:
+        click.echo(json.dumps(values, indent=2, sort_keys=True))
+        return
+    for key, value in values.items():
+        click.echo(f"{key} = {json.dumps(value)}")
+
+
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the appliance: portal over HTTPS, media, discovery and sync, until SIGTERM."""
+    from appliance.server import serve as run_server
+
+    settings = settings_from(ctx)
+    configure_logging(settings.log_level)
+    sys.exit(run_server(settings))

@@ -1,0 +1,164 @@
+"""Settings: embedded defaults, overridden by a TOML file, overridden by CLINICBOX_* variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+
+ENV_PREFIX = "CLINICBOX_"
+DEFAULT_CONFIG_PATHS = (Path("/etc/clinicbox/clinicbox.toml"),)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the box, each with an embedded default."""
+
+    data_dir: Path = Path("./var")
+    host: str = "0.0.0.0"
+    port: int = 8443
+    hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+    log_level: str = "INFO"
+    # Portal idle logoff, minutes (HIPAA-style automatic logoff).
+    idle_logoff_minutes: int = 15
+    # Central server for store-and-forward sync; empty means not configured yet.
+    central_url: str = ""
+    # mDNS adverts on the LAN.
+    discovery_enabled: bool = True
+    # Seconds the shutdown may take before the process exits anyway.
+    shutdown_timeout_s: float = 4.0
+    # Where this configuration came from, for `clinicbox config show`.
+    config_file: Path | None = None
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "clinicbox.db"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
+    """Convert a raw TOML or environment value to the setting's type, or say what is wrong."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{source}: {name} must be true or false, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{source}: {name} must be a whole number, got {raw!r}")
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{source}: {name} must be a whole number, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{source}: {name} must be a number, got {raw!r}") from None
+    if kind is Path:
+        text = str(raw).strip()
+        if not text:
+            raise ConfigError(f"{source}: {name} must not be empty")
+        return Path(text)
+    return str(raw).strip()
+
+
+_TYPES: dict[str, type] = {
+    "data_dir": Path,
+    "host": str,
+    "port": int,
+    "hostname": str,
+    "log_level": str,
+    "idle_logoff_minutes": int,
+    "central_url": str,
+    "discovery_enabled": bool,
+    "shutdown_timeout_s": float,
+}
+
+
+def _validate(values: dict[str, Any]) -> None:
+    port = values.get("port")
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"port must be between 1 and 65535, got {port}")
+    level = values.get("log_level")
+    if level is not None and str(level).upper() not in _LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
+    minutes = values.get("idle_logoff_minutes")
+    if minutes is not None and not 1 <= minutes <= 240:
+        raise ConfigError(f"idle_logoff_minutes must be between 1 and 240, got {minutes}")
+    url = values.get("central_url")
+    if url and not str(url).startswith(("https://", "http://")):
+        raise ConfigError(f"central_url must start with https://, got {url!r}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (check CLINICBOX_CONFIG)") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable by this user") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    section = data.get("clinicbox", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [clinicbox] must be a table")
+    unknown = sorted(set(section) - set(_TYPES))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return {k: _coerce(k, v, _TYPES[k], str(path)) for k, v in section.items()}
+
+
+def load_settings(
+    env: dict[str, str] | None = None, config_path: Path | None = None
+) -> Settings:
+    """Build the settings from defaults, the TOML file and CLINICBOX_* variables (in that order)."""
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+
+    path = config_path
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    if path is None:
+        path = next((p for p in DEFAULT_CONFIG_PATHS if p.exists()), None)
+    if path is not None:
+        values.update(_read_toml(path))
+        values["config_file"] = path
+
+    for name, kind in _TYPES.items():
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = _coerce(name, env[key], kind, f"environment {key}")
+
+    _validate(values)
+    if "log_level" in values:
+        values["log_level"] = str(values["log_level"]).upper()
+    return Settings(**values)

@@ -1,0 +1,149 @@
+"""`clinicbox serve`: one process with the WSGI portal and the media loop thread."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from appliance import __version__
+from appliance.box import Box
+from appliance.config import Settings
+from appliance.errors import StartupError
+from appliance.media_loop import MediaLoop
+from appliance.setup_code import SetupCode
+from appliance.store.database import flush, open_database
+from appliance.tls import ensure_tls
+
+log = logging.getLogger(__name__)
+
+# Enough threads for several long-lived event streams plus ordinary page loads on a Pi.
+WSGI_THREADS = 16
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Create the data dir (0700) and prove it is writable, or say what to fix."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StartupError(
+            f"data dir {data_dir} is not writable ({reason}); fix its owner/permissions "
+            "or set CLINICBOX_DATA_DIR"
+        ) from None
+
+
+def check_port_free(settings: Settings) -> None:
+    """Fail early, before any TLS work or log noise, when the portal port is taken."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            _raise_bind_error(settings, exc)
+
+
+def _raise_bind_error(settings: Settings, exc: OSError) -> None:
+    text = str(exc)
+    if exc.errno == errno.EADDRINUSE or "in use" in text:
+        raise StartupError(
+            f"port {settings.port} on {settings.host} is already in use; stop the other "
+            "service or set CLINICBOX_PORT"
+        ) from None
+    if exc.errno == errno.EACCES or "ermission denied" in text:
+        raise StartupError(
+            f"not allowed to listen on port {settings.port}; use a port above 1023 "
+            "or grant CAP_NET_BIND_SERVICE"
+        ) from None
+    if exc.errno == errno.EADDRNOTAVAIL:
+        raise StartupError(
+            f"this box has no address {settings.host}; set CLINICBOX_HOST to one of its "
+            "addresses or 0.0.0.0"
+        ) from None
+    raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {text}") from None
+
+
+def _bind(settings: Settings, app: object, tls_cert: Path, tls_key: Path) -> wsgi.Server:
+    server = wsgi.Server(
+        (settings.host, settings.port),
+        app,
+        numthreads=WSGI_THREADS,
+        server_name=settings.hostname,
+        shutdown_timeout=1,
+    )
+    adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
+    adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+    server.ssl_adapter = adapter
+    try:
+        server.prepare()
+    except OSError as exc:
+        _raise_bind_error(settings, exc)
+    return server
+
+
+def _portal_url(settings: Settings) -> str:
+    port = "" if settings.port == 443 else f":{settings.port}"
+    return f"https://{settings.hostname}.local{port}/"
+
+
+def serve(settings: Settings) -> int:
+    """Run the appliance until SIGTERM/SIGINT; return the process exit code."""
+    from web import create_app  # imported late: the CLI's other commands stay light
+
+    check_data_dir(settings.data_dir)
+    check_port_free(settings)
+    tls = ensure_tls(settings.tls_dir, settings.hostname)
+    db = open_database(settings.database_path)
+    setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
+    media = MediaLoop()
+    box = Box(settings=settings, tls=tls, db=db, media=media, setup_code=setup_code)
+    app = create_app(box)
+
+    server = _bind(settings, app, tls.cert, tls.key)
+    media.start()
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    thread = threading.Thread(target=server.serve, name="wsgi", daemon=True)
+    thread.start()
+    bound_port = server.bind_addr[1]
+    log.info("clinicbox %s serving on %s:%s", __version__, settings.host, bound_port)
+    print(f"ClinicBox portal: {_portal_url(settings)} (also https://localhost:{bound_port}/)")
+    if not (settings.data_dir / "state" / "provisioned").exists():
+        code = setup_code.issue()
+        print(f"One-time setup code: {code}  (open /setup on the portal and enter it)")
+    sys.stdout.flush()
+
+    while not stop.wait(0.5):
+        if not thread.is_alive():
+            log.error("web server thread stopped unexpectedly")
+            break
+
+    # Stop accepting first, then close media (peer connections), then flush the database.
+    server.stop()
+    media.stop(timeout=max(0.5, settings.shutdown_timeout_s - 2.0))
+    flush(db)
+    log.info("stopped cleanly")
+    return 0

@@ -1,0 +1,1 @@
+"""Encrypted record store on peewee over stdlib sqlite3."""

@@ -1,0 +1,1 @@
+"""Store-and-forward sync: box-side agent, wire protocol, central server."""

@@ -1,0 +1,104 @@
+"""Shared fixtures: a real `clinicbox serve` process on a free port with its own data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLINICBOX = str(Path(sys.executable).with_name("clinicbox"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def box_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICBOX_")}
+    env.update(
+        CLINICBOX_DATA_DIR=str(data_dir),
+        CLINICBOX_PORT=str(port),
+        CLINICBOX_HOST="127.0.0.1",
+        CLINICBOX_DISCOVERY_ENABLED="false",
+        **extra,
+    )
+    return env
+
+
+@dataclass
+class RunningBox:
+    """A `clinicbox serve` subprocess and how to reach it."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    data_dir: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.data_dir / "tls" / "ca.pem"))
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(
+                self.base_url + path, context=self.ssl_context(), timeout=timeout
+            ) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+def start_box(data_dir: Path, port: int | None = None, **env: str) -> RunningBox:
+    """Start `clinicbox serve` and wait until `/healthz` answers over verified HTTPS."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [CLINICBOX, "serve"],
+        env=box_env(data_dir, port, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    box = RunningBox(proc, port, data_dir)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"clinicbox serve exited early: {proc.stderr.read()}")
+        if (data_dir / "tls" / "ca.pem").exists():
+            try:
+                status, _ = box.get("/healthz", timeout=2)
+                if status == 200:
+                    return box
+            except OSError:
+                pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("clinicbox serve did not become healthy within 60 s")
+
+
+@pytest.fixture
+def running_box(tmp_path: Path) -> Iterator[RunningBox]:
+    box = start_box(tmp_path / "data")
+    yield box
+    if box.proc.poll() is None:
+        box.proc.kill()
+        box.proc.wait(5)

@@ -1,0 +1,87 @@
+"""The clinic portal: a Flask app factory and its blueprints."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from appliance.box import Box
+from appliance.files import write_private
+
+
+def _secret_key(box: Box) -> bytes:
+    path = box.settings.secrets_dir / "flask-secret"
+    if not path.exists():
+        write_private(path, secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the portal for a running `Box`."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=_secret_key(box),
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=box.settings.idle_logoff_minutes),
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    )
+    if overrides:
+        app.config.update(overrides)
+    app.extensions["clinicbox"] = box
+
+    from web import csrf
+    from web.health import bp as health_bp
+    from web.setup import bp as setup_bp
+
+    csrf.init_app(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(setup_bp)
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html")
+
+    @app.after_request
+    def _security_headers(response: Any) -> Any:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+            "connect-src 'self'; frame-ancestors 'none'",
+        )
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        # JSON for API callers, a plain page for people; never a traceback.
+        wants_json = request.path.startswith("/api/") or request.accept_mimetypes.best == (
+            "application/json"
+        )
+        if wants_json:
+            return jsonify(error=exc.name, message=exc.description), exc.code
+        return render_template("error.html", error=exc), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        app.logger.error(
+            "unhandled %s on %s %s", type(exc).__name__, request.method, request.endpoint
+        )
+        return render_template("error.html", error=None), 500
+
+    return app
+
+
+def current_box() -> Box:
+    """The running `Box` of the current app."""
+    from flask import current_app
+
+    return current_app.extensions["clinicbox"]

@@ -214,3 +214,26 @@ def test_logs_are_one_line_events(running_box: RunningBox) -> None:
 
 def test_data_dir_is_private(running_box: RunningBox) -> None:
     assert stat.S_IMODE(os.stat(running_box.data_dir).st_mode) == 0o700
+
+
+def test_sigterm_with_idle_client_connections_still_exits_in_time(running_box: RunningBox) -> None:
+    # Tablets keep connections open; an idle TLS client and a half-sent request must not
+    # hold the shutdown past 5 s.
+    ctx = running_box.ssl_context()
+    idle = ctx.wrap_socket(
+        socket.create_connection(("127.0.0.1", running_box.port), timeout=5),
+        server_hostname="localhost",
+    )
+    half = ctx.wrap_socket(
+        socket.create_connection(("127.0.0.1", running_box.port), timeout=5),
+        server_hostname="localhost",
+    )
+    half.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+    try:
+        started = time.monotonic()
+        rc = running_box.stop(timeout=15)
+        assert rc == 0
+        assert time.monotonic() - started < 5.0
+    finally:
+        idle.close()
+        half.close()

@@ -1,0 +1,199 @@
+"""Staff sign-in: /login, /logout, idle auto-logoff, login rate limiting and `role_required`.
+
+The session cookie (signed by Flask) holds the user's id, role and the time of their last
+request; nothing clinical. A session idle longer than `idle_logoff_minutes` is cleared on its
+next request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from appliance.accounts import authenticate, normalise_username
+from web import current_box
+
+bp = Blueprint("auth", __name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Failed sign-ins allowed per (username, address) within the window before refusing.
+MAX_FAILURES = 5
+FAILURE_WINDOW_S = 15 * 60
+
+
+class LoginThrottle:
+    """Counts recent failed sign-ins per (username, client address), in memory."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window_s: float = FAILURE_WINDOW_S) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and now - times[0] > self.window_s:
+            times.popleft()
+        return times
+
+    def blocked_for(self, key: tuple[str, str]) -> float:
+        """Seconds until this key may try again; 0 when it may try now."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(key, now)
+            if len(times) < self.limit:
+                return 0.0
+            return max(0.0, self.window_s - (now - times[0]))
+
+    def failed(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._recent(key, time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+def idle_limit_s() -> float:
+    """Idle seconds before logoff; tests may shorten it with the IDLE_LOGOFF_SECONDS config."""
+    configured = current_app.config.get("IDLE_LOGOFF_SECONDS")
+    if configured is not None:
+        return float(configured)
+    return current_box().settings.idle_logoff_minutes * 60.0
+
+
+def current_user() -> Any | None:
+    """The signed-in staff `User` for this request, or None."""
+    if "user" not in g:
+        uid = session.get("uid")
+        g.user = None
+        if uid is not None:
+            User = current_box().store.User  # noqa: N806
+            g.user = User.get_or_none(User.id == uid)
+    return g.user
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def role_required(*roles: str) -> Callable[[F], F]:
+    """Allow the view only to signed-in staff with one of `roles`.
+
+    Not signed in: a redirect to the login page (HTML) or 401 (JSON/API). Wrong role: 403.
+    """
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = current_user()
+            if user is None:
+                if _wants_json():
+                    response = jsonify(error="Unauthorized", message="Sign in first.")
+                    response.status_code = 401
+                    return response
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if user.role not in roles:
+                abort(403, description="Your account is not allowed to open this page.")
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an open redirect after login would help phishing.
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for("portal.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    reason = request.args.get("reason")
+    notice = "You were signed out after a period of inactivity." if reason == "idle" else None
+    if request.method == "GET":
+        return render_template("login.html", error=None, notice=notice, username="")
+    username = normalise_username(request.form.get("username", ""))
+    password = request.form.get("password", "")
+    if not username or not password:
+        return render_template(
+            "login.html", error="Enter your username and password.", notice=None,
+            username=username,
+        ), 400
+    throttle: LoginThrottle = current_app.extensions["clinicbox.login_throttle"]
+    key = (username, request.remote_addr or "")
+    wait = throttle.blocked_for(key)
+    if wait > 0:
+        minutes = max(1, round(wait / 60))
+        message = f"Too many failed attempts. Try again in about {minutes} minute(s)."
+        return render_template("login.html", error=message, notice=None, username=username), 429
+    user = authenticate(current_box().store, username, password)
+    if user is None:
+        throttle.failed(key)
+        current_app.logger.info("failed sign-in from %s", request.remote_addr)
+        return render_template(
+            "login.html", error="That username and password do not match.", notice=None,
+            username=username,
+        ), 401
+    throttle.succeeded(key)
+    # A fresh session on sign-in: nothing from before (e.g. a planted CSRF token) carries over.
+    session.clear()
+    session.permanent = True
+    session["uid"] = user.id
+    session["role"] = user.role
+    session["seen"] = time.time()
+    return redirect(_safe_next(request.args.get("next")))
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app: Flask) -> None:
+    """Install the idle-logoff check and the login throttle."""
+    app.extensions["clinicbox.login_throttle"] = LoginThrottle()
+    app.jinja_env.globals["current_user"] = current_user
+
+    @app.before_request
+    def _idle_logoff() -> Any:
+        if "uid" not in session:
+            return None
+        now = time.time()
+        seen = float(session.get("seen", 0))
+        if now - seen > idle_limit_s():
+            session.clear()
+            if request.endpoint in ("static", "auth.login", "health.healthz"):
+                return None
+            if _wants_json():
+                response = jsonify(error="Unauthorized", message="Signed out after inactivity.")
+                response.status_code = 401
+                return response
+            return redirect(url_for("auth.login", reason="idle"))
+        session["seen"] = now
+        return None

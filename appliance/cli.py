@@ -84,3 +84,7 @@ def serve(ctx: click.Context) -> None:
     settings = settings_from(ctx)
     configure_logging(settings.log_level)
     sys.exit(run_server(settings))
+
+from appliance.accounts_cli import user_group  # noqa: E402
+
+main.add_command(user_group)

@@ -1,0 +1,61 @@
+"""The call page: served to admitted patients and to clinicians; the browser client is call.js.
+
+The page itself is static HTML plus one script and one stylesheet; media and in-call events
+go to the SFU's signalling endpoint (web/media_api.py) with the join token given here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, session, url_for
+
+from web import current_box
+from web.auth import current_user, role_required
+
+bp = Blueprint("call", __name__)
+
+
+def _join_token(group: Any, participant: str, role: str) -> str | None:
+    """A join token from the SFU's issuer when the SFU is installed, else None."""
+    try:
+        from appliance.media.join_token import issue  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return issue(current_box(), session_id=group.id, participant=participant, role=role)
+
+
+@bp.get("/call")
+def patient_call() -> Any:
+    store = current_box().store
+    attendance_id = session.get("attendance")
+    attendance = (
+        store.Attendance.get_or_none(store.Attendance.id == attendance_id)
+        if attendance_id else None
+    )
+    if attendance is None:
+        return redirect(url_for("join.enter_code"))
+    if attendance.status != "admitted":
+        return redirect(url_for("join.waiting"))
+    group = attendance.session
+    token = _join_token(group, f"attendance:{attendance.id}", "patient")
+    return render_template(
+        "call.html", group=group, me=attendance.display_name, role="patient", token=token,
+        leave_url=url_for("join.waiting"),
+    )
+
+
+@bp.get("/sessions/<int:session_id>/call")
+@role_required("clinician", "admin")
+def clinician_call(session_id: int) -> Any:
+    store = current_box().store
+    group = store.GroupSession.get_or_none(store.GroupSession.id == session_id)
+    if group is None:
+        abort(404, description="There is no such session.")
+    user = current_user()
+    token = _join_token(group, f"user:{user.id}", "facilitator")
+    store.audit(actor=f"user:{user.id}", action="join-call", target=f"session:{group.id}")
+    return render_template(
+        "call.html", group=group, me=user.username, role="facilitator", token=token,
+        leave_url=url_for("portal.session_detail", session_id=group.id),
+    )

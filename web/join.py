@@ -1,0 +1,153 @@
+"""Patient pages: join by code or invite link, consent, waiting room, questionnaires.
+
+Patients have no account. After consent their Flask session holds only the ids of their
+attendance and patient record; the display name lives encrypted in the store, never in the
+cookie or a URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+
+from appliance.clinical.questionnaires import IncompleteAnswers, get_instrument, score
+from appliance.clinical.session_codes import clean_code
+from web import current_box
+
+bp = Blueprint("join", __name__)
+
+CONSENT_VERSION = "2026-11"
+MAX_NAME = 40
+
+
+def _store() -> Any:
+    return current_box().store
+
+
+def _find_by_code(code: str) -> Any | None:
+    GroupSession = _store().GroupSession  # noqa: N806
+    return GroupSession.get_or_none(
+        (GroupSession.code == code) & (GroupSession.state != "ended")
+    )
+
+
+def _join_form(error: str | None, code: str = "", name: str = "", status: int = 200) -> Any:
+    return render_template("join.html", error=error, code=code, name=name), status
+
+
+@bp.get("/join")
+def enter_code() -> Any:
+    return _join_form(None)
+
+
+@bp.get("/i/<token>")
+def invite(token: str) -> Any:
+    GroupSession = _store().GroupSession  # noqa: N806
+    group = GroupSession.get_or_none(GroupSession.invite_token == token)
+    if group is None or group.state == "ended":
+        return _join_form("This invite link has expired. Ask your clinic for the session code.",
+                          status=404)
+    return _join_form(None, code=group.code)
+
+
+@bp.post("/join")
+def check_code() -> Any:
+    code = clean_code(request.form.get("code", ""))
+    name = " ".join((request.form.get("name") or "").split())
+    if code is None:
+        return _join_form("The session code is 6 digits. Check it and try again.",
+                          name=name, status=400)
+    if not name or len(name) > MAX_NAME:
+        return _join_form(f"Enter the name others will see (1 to {MAX_NAME} characters).",
+                          code=code, status=400)
+    group = _find_by_code(code)
+    if group is None:
+        return _join_form("No session is open with that code. Check it with your clinic.",
+                          name=name, status=404)
+    return render_template("consent.html", group=group, code=code, name=name, error=None)
+
+
+@bp.post("/join/consent")
+def consent() -> Any:
+    code = clean_code(request.form.get("code", ""))
+    name = " ".join((request.form.get("name") or "").split())[:MAX_NAME]
+    group = _find_by_code(code) if code else None
+    if group is None or not name:
+        return _join_form("Your join details expired. Enter the session code again.", status=400)
+    if request.form.get("agree") != "yes":
+        return render_template(
+            "consent.html", group=group, code=code, name=name,
+            error="To join you need to tick the box to agree. You can also leave now.",
+        ), 400
+    store = _store()
+    Attendance = store.Attendance  # noqa: N806
+    taken = Attendance.select().where(
+        (Attendance.session == group) & (Attendance.status << ("waiting", "admitted"))
+    ).count()
+    if taken >= group.capacity:
+        return _join_form("This session is full. Please contact your clinic.", status=409)
+    if group.locked:
+        return _join_form("The facilitator has locked this session. Please contact your clinic.",
+                          status=409)
+    person = store.Patient.create(display_name=name)
+    attendance = Attendance.create(
+        session=group, patient=person, display_name=name, status="waiting"
+    )
+    store.Consent.create(
+        patient=person, session=group, version=CONSENT_VERSION, agreed=True
+    )
+    store.audit(actor=f"patient:{person.id}", action="consent", target=f"session:{group.id}")
+    session.clear()
+    session.permanent = False
+    session["attendance"] = attendance.id
+    session["patient"] = person.id
+    return redirect(url_for("join.waiting"))
+
+
+def _my_attendance() -> Any:
+    Attendance = _store().Attendance  # noqa: N806
+    attendance_id = session.get("attendance")
+    found = Attendance.get_or_none(Attendance.id == attendance_id) if attendance_id else None
+    if found is None:
+        abort(403, description="Join the session with its code first.")
+    return found
+
+
+@bp.get("/join/wait")
+def waiting() -> Any:
+    attendance = _my_attendance()
+    if attendance.status == "admitted":
+        return redirect(url_for("call.patient_call"))
+    return render_template("waiting.html", attendance=attendance)
+
+
+@bp.route("/join/questionnaire/<code>", methods=["GET", "POST"])
+def questionnaire(code: str) -> Any:
+    attendance = _my_attendance()
+    try:
+        instrument = get_instrument(code)
+    except ValueError as exc:
+        abort(404, description=str(exc))
+    action = url_for("join.questionnaire", code=code)
+    if request.method == "GET":
+        return render_template(
+            "questionnaire.html", instrument=instrument, error=None, missing=[], form={},
+            action=action,
+        )
+    try:
+        result = score(instrument, request.form)
+    except IncompleteAnswers as exc:
+        return render_template(
+            "questionnaire.html", instrument=instrument, error=str(exc), missing=exc.missing,
+            form=request.form, action=action,
+        ), 400
+    store = _store()
+    saved = store.QuestionnaireResponse.create(
+        patient=attendance.patient, session=attendance.session, instrument=result.instrument,
+        answers=list(result.answers), score=result.score, severity=result.severity,
+        risk_flag=result.risk_flag,
+    )
+    store.audit(actor=f"patient:{attendance.patient_id}", action="create",
+                target=f"questionnaire:{saved.id}")
+    return render_template("questionnaire_done.html", instrument=instrument)

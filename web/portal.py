@@ -1,0 +1,265 @@
+"""Clinician pages: dashboard, scheduling, a session's waiting room, patients' scores, notes.
+
+Every view or change of clinical data writes an audit entry (`Store.audit`). Pages are plain
+server-rendered forms: they work without JavaScript.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from appliance.clinical.questionnaires import (
+    ANSWER_SCALE,
+    INSTRUMENTS,
+    IncompleteAnswers,
+    get_instrument,
+    score,
+)
+from appliance.clinical.session_codes import new_invite_token, new_session_code
+from web import current_box
+from web.auth import current_user, role_required
+from web.chart import score_chart
+
+bp = Blueprint("portal", __name__)
+
+CLINICAL = ("clinician", "admin")
+MAX_CAPACITY = 16
+
+
+@bp.app_context_processor
+def _answer_scale() -> dict[str, Any]:
+    return {"scale": ANSWER_SCALE}
+
+
+def _store() -> Any:
+    return current_box().store
+
+
+def _audit(action: str, target: str) -> None:
+    user = current_user()
+    _store().audit(actor=f"user:{user.id}" if user else "anonymous", action=action, target=target)
+
+
+def _session_or_404(session_id: int) -> Any:
+    GroupSession = _store().GroupSession  # noqa: N806
+    group = GroupSession.get_or_none(GroupSession.id == session_id)
+    if group is None:
+        abort(404, description="There is no such session.")
+    return group
+
+
+@bp.get("/dashboard")
+@role_required("clinician", "admin", "technician")
+def dashboard() -> str:
+    user = current_user()
+    sessions: list[Any] = []
+    if user.role in CLINICAL:
+        GroupSession = _store().GroupSession  # noqa: N806
+        sessions = list(GroupSession.select().order_by(GroupSession.starts_at.desc()).limit(50))
+        _audit("view", "sessions:list")
+    return render_template("dashboard.html", user=user, sessions=sessions)
+
+
+def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
+    errors: list[str] = []
+    title = (form.get("title") or "").strip()
+    if not title:
+        errors.append("Give the session a title.")
+    elif len(title) > 120:
+        errors.append("Keep the title under 120 characters.")
+    starts_at = None
+    try:
+        starts_at = datetime.fromisoformat((form.get("starts_at") or "").strip())
+    except ValueError:
+        errors.append("Enter the start date and time, e.g. 2026-11-23T10:00.")
+    capacity = 0
+    try:
+        capacity = int(form.get("capacity") or "")
+        if not 2 <= capacity <= MAX_CAPACITY:
+            raise ValueError
+    except ValueError:
+        errors.append(f"Capacity must be a whole number from 2 to {MAX_CAPACITY}.")
+    User = _store().User  # noqa: N806
+    facilitator = None
+    try:
+        facilitator = User.get_or_none(
+            (User.id == int(form.get("facilitator") or "0")) & (User.role << CLINICAL)
+        )
+    except ValueError:
+        pass
+    if facilitator is None:
+        errors.append("Choose the facilitator.")
+    values = {
+        "title": title,
+        "starts_at": starts_at,
+        "capacity": capacity,
+        "facilitator": facilitator,
+        "keep_chat": form.get("keep_chat") == "yes",
+    }
+    return values, errors
+
+
+@bp.route("/sessions/new", methods=["GET", "POST"])
+@role_required(*CLINICAL)
+def schedule() -> Any:
+    User = _store().User  # noqa: N806
+    facilitators = list(User.select().where(User.role << CLINICAL).order_by(User.username))
+    if request.method == "GET":
+        return render_template(
+            "schedule.html", facilitators=facilitators, errors=[], form={},
+            default_facilitator=current_user().id,
+        )
+    values, errors = _parse_schedule(request.form)
+    if errors:
+        return render_template(
+            "schedule.html", facilitators=facilitators, errors=errors, form=request.form,
+            default_facilitator=current_user().id,
+        ), 400
+    group = _store().GroupSession.create(
+        code=new_session_code(), invite_token=new_invite_token(), state="scheduled", **values
+    )
+    _audit("create", f"session:{group.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+@bp.get("/sessions/<int:session_id>")
+@role_required(*CLINICAL)
+def session_detail(session_id: int) -> str:
+    group = _session_or_404(session_id)
+    Attendance = _store().Attendance  # noqa: N806
+    attendees = list(
+        Attendance.select().where(Attendance.session == group).order_by(Attendance.id)
+    )
+    _audit("view", f"session:{group.id}")
+    invite = url_for("join.invite", token=group.invite_token, _external=True)
+    return render_template(
+        "session.html", group=group, attendees=attendees, invite=invite,
+        instruments=INSTRUMENTS.values(),
+    )
+
+
+@bp.post("/sessions/<int:session_id>/state")
+@role_required(*CLINICAL)
+def session_state(session_id: int) -> Response:
+    group = _session_or_404(session_id)
+    action = request.form.get("action")
+    transitions = {"start": "live", "end": "ended", "lock": None, "unlock": None}
+    if action not in transitions:
+        abort(400, description="Unknown action.")
+    if action in ("lock", "unlock"):
+        group.locked = action == "lock"
+    else:
+        group.state = transitions[action]
+    group.save()
+    _audit(action, f"session:{group.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+@bp.post("/sessions/<int:session_id>/admit")
+@role_required(*CLINICAL)
+def admit(session_id: int) -> Response:
+    """Admit one, admit all or deny, from the waiting room."""
+    group = _session_or_404(session_id)
+    Attendance = _store().Attendance  # noqa: N806
+    action = request.form.get("action")
+    waiting = Attendance.select().where(
+        (Attendance.session == group) & (Attendance.status == "waiting")
+    )
+    if action == "admit_all":
+        chosen = list(waiting)
+        new_status = "admitted"
+    elif action in ("admit", "deny"):
+        try:
+            attendance_id = int(request.form.get("attendance") or "")
+        except ValueError:
+            abort(400, description="Choose who to admit.")
+        chosen = [a for a in waiting if a.id == attendance_id]
+        if not chosen:
+            abort(404, description="That person is no longer waiting.")
+        new_status = "admitted" if action == "admit" else "denied"
+    else:
+        abort(400, description="Unknown waiting-room action.")
+    for attendance in chosen:
+        attendance.status = new_status
+        attendance.save()
+        _audit(new_status, f"attendance:{attendance.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+@bp.route("/sessions/<int:session_id>/notes", methods=["GET", "POST"])
+@role_required(*CLINICAL)
+def notes(session_id: int) -> Any:
+    group = _session_or_404(session_id)
+    SessionNote = _store().SessionNote  # noqa: N806
+    error = None
+    if request.method == "POST":
+        body = (request.form.get("body") or "").strip()
+        if not body:
+            error = "The note is empty."
+        elif len(body) > 20_000:
+            error = "Keep a note under 20,000 characters."
+        else:
+            note = SessionNote.create(session=group, author=current_user(), body=body)
+            _audit("create", f"note:{note.id}")
+            return redirect(url_for("portal.notes", session_id=group.id))
+    items = list(SessionNote.select().where(SessionNote.session == group).order_by(SessionNote.id))
+    _audit("view", f"session:{group.id}:notes")
+    return render_template("notes.html", group=group, notes=items, error=error), (
+        400 if error else 200
+    )
+
+
+@bp.get("/patients/<int:patient_id>")
+@role_required(*CLINICAL)
+def patient(patient_id: int) -> str:
+    store = _store()
+    person = store.Patient.get_or_none(store.Patient.id == patient_id)
+    if person is None:
+        abort(404, description="There is no such patient.")
+    Response_ = store.QuestionnaireResponse  # noqa: N806
+    rows = list(
+        Response_.select().where(Response_.patient == person).order_by(Response_.created_at)
+    )
+    charts = []
+    for instrument in INSTRUMENTS.values():
+        mine = [r for r in rows if r.instrument == instrument.code]
+        points = [(r.created_at, r.score) for r in mine]
+        charts.append((instrument, score_chart(instrument, points), mine))
+    _audit("view", f"patient:{person.id}:scores")
+    return render_template("patient.html", person=person, charts=charts)
+
+
+@bp.route("/patients/<int:patient_id>/questionnaire/<code>", methods=["GET", "POST"])
+@role_required(*CLINICAL)
+def clinician_questionnaire(patient_id: int, code: str) -> Any:
+    """A clinician enters a questionnaire with the patient (e.g. after a session)."""
+    store = _store()
+    person = store.Patient.get_or_none(store.Patient.id == patient_id)
+    if person is None:
+        abort(404, description="There is no such patient.")
+    try:
+        instrument = get_instrument(code)
+    except ValueError as exc:
+        abort(404, description=str(exc))
+    action = url_for("portal.clinician_questionnaire", patient_id=patient_id, code=code)
+    if request.method == "GET":
+        return render_template(
+            "questionnaire.html", instrument=instrument, error=None, missing=[], form={},
+            action=action,
+        )
+    try:
+        result = score(instrument, request.form)
+    except IncompleteAnswers as exc:
+        return render_template(
+            "questionnaire.html", instrument=instrument, error=str(exc), missing=exc.missing,
+            form=request.form, action=action,
+        ), 400
+    saved = store.QuestionnaireResponse.create(
+        patient=person, session=None, instrument=result.instrument, answers=list(result.answers),
+        score=result.score, severity=result.severity, risk_flag=result.risk_flag,
+    )
+    _audit("create", f"questionnaire:{saved.id}")
+    return redirect(url_for("portal.patient", patient_id=person.id))

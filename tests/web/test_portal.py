@@ -1,0 +1,185 @@
+"""Scheduling, joining, waiting room, questionnaires, score chart and notes over Flask."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import datetime
+from xml.etree import ElementTree
+
+import pytest
+
+from appliance.clinical.questionnaires import GAD7, PHQ9, IncompleteAnswers, score
+from tests.web.conftest import csrf_from, sign_in
+from web.chart import score_chart
+
+
+@pytest.mark.parametrize(
+    ("total", "band"),
+    [(0, "minimal"), (4, "minimal"), (5, "mild"), (9, "mild"), (10, "moderate"),
+     (14, "moderate"), (15, "moderately severe"), (19, "moderately severe"), (20, "severe"),
+     (27, "severe")],
+)
+def test_phq9_bands(total, band):
+    answers = [3] * (total // 3) + ([total % 3] if total % 3 else [])
+    answers += [0] * (9 - len(answers))
+    # Keep item 9 at 0 unless all items are needed to reach the total.
+    answers = sorted(answers, reverse=True)
+    result = score(PHQ9, {f"q{i + 1}": str(a) for i, a in enumerate(answers)})
+    assert (result.score, result.severity) == (total, band)
+    assert result.risk_flag == (answers[8] > 0)
+
+
+def test_gad7_bands_and_item9_risk():
+    assert score(GAD7, {f"q{i}": "3" for i in range(1, 8)}).severity == "severe"
+    assert score(GAD7, {f"q{i}": "2" for i in range(1, 8)}).severity == "moderate"
+    assert GAD7.band(15).name == "severe" and GAD7.band(9).name == "mild"
+    only_item9 = {f"q{i}": "0" for i in range(1, 10)} | {"q9": "1"}
+    result = score(PHQ9, only_item9)
+    assert (result.score, result.severity, result.risk_flag) == (1, "minimal", True)
+
+
+def test_missing_or_invalid_answers_are_listed():
+    form = {f"q{i}": "1" for i in range(1, 10)} | {"q3": "", "q7": "4"}
+    with pytest.raises(IncompleteAnswers) as err:
+        score(PHQ9, form)
+    assert err.value.missing == [3, 7]
+    assert str(err.value) == "Please answer questions 3, 7."
+
+
+def test_score_chart_is_valid_svg_with_bands_and_points():
+    points = [(datetime(2026, 11, d), s) for d, s in ((1, 22), (8, 16), (15, 8))]
+    svg = score_chart(PHQ9, points)
+    root = ElementTree.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.get("role") == "img"
+    assert len(root.findall(f"{ns}rect")) == 5
+    assert len(root.findall(f"{ns}circle")) == 3
+    labels = [t.text for t in root.findall(f"{ns}text")]
+    assert {"minimal", "mild", "moderate", "moderately severe", "severe"} <= set(labels)
+    assert "Latest 8 of 27 (mild)" in root.find(f"{ns}desc").text
+    # Higher scores are drawn higher up the chart.
+    ys = [float(c.get("cy")) for c in root.findall(f"{ns}circle")]
+    assert ys[0] < ys[1] < ys[2]
+    assert len(svg) < 4000
+    assert "No scores yet" in score_chart(GAD7, [])
+
+
+def _schedule(client, keep_chat="no"):
+    token = csrf_from(client, "/sessions/new")
+    reply = client.post("/sessions/new", data={
+        "csrf_token": token, "title": "Tuesday grief group", "starts_at": "2026-11-24T10:00",
+        "facilitator": "1", "capacity": "4", "keep_chat": keep_chat,
+    })
+    assert reply.status_code == 302
+    page = client.get(reply.headers["Location"]).get_data(as_text=True)
+    code = re.search(r'id="session-code">(\d{3}) (\d{3})<', page)
+    return reply.headers["Location"], code.group(1) + code.group(2)
+
+
+def _join(app, code, name):
+    patient = app.test_client()
+    token = csrf_from(patient, "/join")
+    consent_page = patient.post("/join", data={"csrf_token": token, "code": code, "name": name})
+    assert consent_page.status_code == 200
+    assert "Before you join" in consent_page.get_data(as_text=True)
+    refused = patient.post("/join/consent", data={"csrf_token": token, "code": code, "name": name})
+    assert refused.status_code == 400
+    joined = patient.post(
+        "/join/consent", data={"csrf_token": token, "code": code, "name": name, "agree": "yes"}
+    )
+    assert joined.headers["Location"] == "/join/wait"
+    return patient
+
+
+def test_schedule_validation_messages(app):
+    client = app.test_client()
+    sign_in(client)
+    token = csrf_from(client, "/sessions/new")
+    reply = client.post("/sessions/new", data={
+        "csrf_token": token, "title": "", "starts_at": "tomorrow", "facilitator": "99",
+        "capacity": "100",
+    })
+    text = reply.get_data(as_text=True)
+    assert reply.status_code == 400
+    for message in ("Give the session a title", "Enter the start date", "Capacity must be",
+                    "Choose the facilitator"):
+        assert message in text
+
+
+def test_join_consent_waiting_room_admit_and_deny(app, box):
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, code = _schedule(clinician)
+    bad = app.test_client()
+    token = csrf_from(bad, "/join")
+    assert bad.post("/join", data={"csrf_token": token, "code": "12345", "name": "A"}
+                    ).status_code == 400
+    ana = _join(app, code, "Ana")
+    ben = _join(app, code, "Ben")
+    cy = _join(app, code, "Cy")
+    assert "will let you in soon" in ana.get("/join/wait").get_data(as_text=True)
+    assert box.store.Consent.select().count() == 3
+    page = clinician.get(session_url).get_data(as_text=True)
+    assert "Admit all (3)" in page
+    cy_id = re.findall(r'name="attendance" value="(\d+)"', page)[2]
+    token = csrf_from(clinician, session_url)
+    admit_url = session_url + "/admit"
+    clinician.post(admit_url, data={"csrf_token": token, "action": "deny", "attendance": cy_id})
+    clinician.post(admit_url, data={"csrf_token": token, "action": "admit_all"})
+    assert ana.get("/join/wait").headers["Location"] == "/call"
+    assert ben.get("/call").status_code == 200
+    assert "not admitted" in cy.get("/join/wait").get_data(as_text=True)
+    assert cy.get("/call").headers["Location"] == "/join/wait"
+    # Capacity 4: two admitted, one denied, so two more may wait; the third is told it is full.
+    _join(app, code, "Dee")
+    _join(app, code, "Eve")
+    full = app.test_client()
+    token = csrf_from(full, "/join")
+    reply = full.post("/join/consent",
+                      data={"csrf_token": token, "code": code, "name": "Fay", "agree": "yes"})
+    assert reply.status_code == 409
+    assert "full" in reply.get_data(as_text=True)
+
+
+def test_patient_questionnaire_scored_and_missing_answer_stores_nothing(app, box):
+    clinician = app.test_client()
+    sign_in(clinician)
+    _, code = _schedule(clinician)
+    patient = _join(app, code, "Ana")
+    token = csrf_from(patient, "/join/questionnaire/phq9")
+    answers = {f"q{i}": str(a) for i, a in enumerate([3, 2, 2, 1, 1, 1, 0, 0, 1], start=1)}
+    partial = dict(answers)
+    del partial["q4"]
+    reply = patient.post("/join/questionnaire/phq9", data={"csrf_token": token, **partial})
+    assert reply.status_code == 400
+    assert "Please answer question 4." in reply.get_data(as_text=True)
+    assert box.store.QuestionnaireResponse.select().count() == 0
+    reply = patient.post("/join/questionnaire/phq9", data={"csrf_token": token, **answers})
+    assert reply.status_code == 200
+    saved = box.store.QuestionnaireResponse.get()
+    assert (saved.score, saved.severity, saved.risk_flag) == (11, "moderate", True)
+    page = clinician.get(f"/patients/{saved.patient_id}").get_data(as_text=True)
+    assert "<svg" in page and "Latest 11 of 27 (moderate)" in page
+    assert "risk: item 9" in page
+
+
+def test_notes_are_encrypted_at_rest_and_views_are_audited(app, box):
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, _ = _schedule(clinician)
+    token = csrf_from(clinician, session_url + "/notes")
+    empty = clinician.post(session_url + "/notes", data={"csrf_token": token, "body": " "})
+    assert empty.status_code == 400
+    clinician.post(session_url + "/notes",
+                   data={"csrf_token": token, "body": "Marigold spoke about her brother"})
+    assert "Marigold spoke" in clinician.get(session_url + "/notes").get_data(as_text=True)
+    raw = sqlite3.connect(box.settings.database_path)
+    dump = "\n".join(raw.iterdump())
+    raw.close()
+    assert "Marigold" not in dump and "Tuesday grief" not in dump
+    actions = [(a.action, a.target) for a in box.store.AuditLog.select()]
+    assert ("create", "note:1") in actions
+    assert ("view", "session:1:notes") in actions
+    entries = list(box.store.AuditLog.select().order_by(box.store.AuditLog.id))
+    assert all(b.prev_hash == a.entry_hash for a, b in zip(entries, entries[1:], strict=False))

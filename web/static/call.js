@@ -1,0 +1,214 @@
+// ClinicBox call client: pre-call check, join the SFU, tiles, controls, chat and notices.
+// Hand-written and small on purpose: patients load it over slow links on cheap phones.
+"use strict";
+(function () {
+  var root = document.getElementById("call");
+  var $ = function (id) { return document.getElementById(id); };
+  var local = null, pc = null, channel = null, statsTimer = null;
+  var state = { muted: false, camOff: false, saver: false, hand: false, locked: false };
+
+  function say(text) {            // plain-language notice, read out by screen readers
+    var n = $("notice"); n.textContent = text; n.hidden = !text;
+  }
+  function check(id, ok, text) {
+    var span = $(id).querySelector("span");
+    span.textContent = text; span.className = ok ? "ok" : "bad";
+  }
+  function press(btn, on, onText, offText) {
+    btn.setAttribute("aria-pressed", String(on)); btn.textContent = on ? onText : offText;
+  }
+
+  // Pre-call check: microphone, camera, and a rough connection estimate from a timed fetch.
+  function precheck() {
+    navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true },
+      video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { max: 15 } }
+    }).then(function (stream) {
+      local = stream;
+      $("preview").srcObject = stream;
+      check("check-mic", stream.getAudioTracks().length > 0, "working");
+      check("check-cam", stream.getVideoTracks().length > 0, "working");
+    }).catch(function (err) {
+      check("check-mic", false, "not available (" + err.name + ")");
+      check("check-cam", false, "not available");
+    });
+    var started = performance.now();
+    fetch("/healthz", { cache: "no-store" }).then(function (r) { return r.text(); })
+      .then(function () {
+        var ms = Math.round(performance.now() - started);
+        check("check-net", ms < 800, ms < 300 ? "good (" + ms + " ms)" :
+          ms < 800 ? "fair (" + ms + " ms)" : "slow (" + ms + " ms): audio only is advised");
+        if (ms >= 800) { $("start-audio-only").checked = true; }
+      }).catch(function () { check("check-net", false, "cannot reach the box"); });
+  }
+
+  function tile(id, label) {
+    var t = $("tile-" + id);
+    if (!t) {
+      t = document.createElement("figure"); t.id = "tile-" + id; t.className = "tile";
+      var v = document.createElement("video"); v.autoplay = true; v.playsInline = true;
+      var c = document.createElement("figcaption"); c.textContent = label || "Participant";
+      t.appendChild(v); t.appendChild(c); $("tiles").appendChild(t);
+    }
+    return t;
+  }
+
+  function send(msg) {
+    if (channel && channel.readyState === "open") { channel.send(JSON.stringify(msg)); }
+  }
+
+  function onEvent(msg) {
+    if (msg.type === "chat") {
+      var li = document.createElement("li");
+      var who = document.createElement("strong"); who.textContent = msg.from + ": ";
+      li.appendChild(who); li.appendChild(document.createTextNode(msg.text));
+      $("chat-log").appendChild(li);
+    } else if (msg.type === "notice") {
+      say(msg.text);
+    } else if (msg.type === "hand") {
+      var h = $("tile-" + msg.participant);
+      if (h) { h.classList.toggle("hand", !!msg.raised); }
+    } else if (msg.type === "mute" && msg.participant === "me") {
+      setMuted(true); say("The facilitator muted your microphone.");
+    } else if (msg.type === "pin") {
+      var p = $("tile-" + msg.participant); if (p) { $("tiles").prepend(p); }
+    } else if (msg.type === "removed") {
+      leave("The facilitator removed you from the call.");
+    } else if (msg.type === "participant" && msg.left) {
+      var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }
+    }
+  }
+
+  function quality() {            // connection indicator from inbound loss and round-trip time
+    if (!pc) { return; }
+    pc.getStats().then(function (stats) {
+      var lost = 0, got = 0, rtt = null;
+      stats.forEach(function (s) {
+        if (s.type === "inbound-rtp") { lost += s.packetsLost || 0; got += s.packetsReceived || 0; }
+        if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) {
+          rtt = s.currentRoundTripTime;
+        }
+      });
+      var loss = got ? lost / (lost + got) : 0;
+      var text = loss > 0.08 || rtt > 0.6 ? "weak" : loss > 0.02 || rtt > 0.3 ? "fair" : "good";
+      $("quality-text").textContent = text;
+      $("quality").className = "q-" + text;
+    });
+  }
+
+  function join() {
+    $("join-btn").disabled = true;
+    state.saver = $("start-audio-only").checked;
+    if (!root.dataset.token) {
+      say("The call service is not running on this box yet. Please tell your clinic.");
+      $("join-btn").disabled = false; return;
+    }
+    pc = new RTCPeerConnection({ iceServers: [] });
+    channel = pc.createDataChannel("events");
+    channel.onmessage = function (e) { try { onEvent(JSON.parse(e.data)); } catch (x) { /* ignore */ } };
+    if (local) {
+      local.getTracks().forEach(function (t) {
+        if (t.kind === "video" && state.saver) { t.enabled = false; }
+        pc.addTrack(t, local);
+      });
+    }
+    pc.ontrack = function (e) {
+      var id = (e.streams[0] && e.streams[0].id) || e.track.id;
+      var v = tile(id, e.streams[0] && e.streams[0].id).querySelector("video");
+      v.srcObject = e.streams[0] || new MediaStream([e.track]);
+    };
+    pc.onconnectionstatechange = function () {
+      if (pc.connectionState === "failed") { say("The connection was lost. Trying again may help."); }
+    };
+    pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
+      .then(function () {
+        return fetch(root.dataset.offerUrl, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
+          body: JSON.stringify({ token: root.dataset.token, sdp: pc.localDescription.sdp,
+            type: pc.localDescription.type })
+        });
+      })
+      .then(function (r) {
+        if (!r.ok) { return r.json().then(function (j) { throw new Error(j.message); }); }
+        return r.json();
+      })
+      .then(function (answer) { return pc.setRemoteDescription(answer); })
+      .then(function () {
+        $("precheck").hidden = true; $("room").hidden = false;
+        if (state.saver) { setSaver(true); }
+        statsTimer = setInterval(quality, 2000);
+      })
+      .catch(function (err) {
+        say("Could not join the call: " + err.message); $("join-btn").disabled = false;
+      });
+  }
+
+  function setMuted(on) {
+    state.muted = on;
+    if (local) { local.getAudioTracks().forEach(function (t) { t.enabled = !on; }); }
+    press($("mute-btn"), on, "Unmute", "Mute");
+  }
+  function setCam(off) {
+    state.camOff = off;
+    if (local) { local.getVideoTracks().forEach(function (t) { t.enabled = !off; }); }
+    press($("cam-btn"), off, "Camera on", "Camera off");
+  }
+  function setSaver(on) {          // audio only: stop sending and receiving video
+    state.saver = on; setCam(on);
+    if (pc) {
+      pc.getReceivers().forEach(function (r) { if (r.track.kind === "video") { r.track.enabled = !on; } });
+    }
+    send({ type: "data-saver", on: on });
+    press($("saver-btn"), on, "Video on", "Audio only");
+    say(on ? "Audio only: video is off to save data." : "");
+  }
+  function leave(message) {
+    clearInterval(statsTimer);
+    if (pc) { pc.close(); }
+    if (local) { local.getTracks().forEach(function (t) { t.stop(); }); }
+    say(message || "");
+  }
+
+  $("join-btn").onclick = join;
+  $("mute-btn").onclick = function () { setMuted(!state.muted); };
+  $("cam-btn").onclick = function () { setCam(!state.camOff); };
+  $("saver-btn").onclick = function () { setSaver(!state.saver); };
+  $("hand-btn").onclick = function () {
+    state.hand = !state.hand; send({ type: "hand", raised: state.hand });
+    press($("hand-btn"), state.hand, "Lower hand", "Raise hand");
+  };
+  $("chat-form").onsubmit = function (e) {
+    e.preventDefault();
+    var text = $("chat-text").value.trim();
+    if (text) { send({ type: "chat", text: text }); $("chat-text").value = ""; }
+  };
+  if ($("lock-btn")) {
+    $("lock-btn").onclick = function () {
+      state.locked = !state.locked; send({ type: "lock", locked: state.locked });
+      press($("lock-btn"), state.locked, "Unlock room", "Lock room");
+    };
+  }
+  if ($("share-btn")) {
+    $("share-btn").onclick = function () {
+      if (!pc || !navigator.mediaDevices.getDisplayMedia) { return; }
+      navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { max: 5 } } })
+        .then(function (screen) {
+          var track = screen.getVideoTracks()[0];
+          pc.getSenders().forEach(function (s) {
+            if (s.track && s.track.kind === "video") { s.replaceTrack(track); }
+          });
+          send({ type: "pin", participant: "me", screen: true });
+          press($("share-btn"), true, "Sharing screen", "Share screen");
+          track.onended = function () {
+            pc.getSenders().forEach(function (s) {
+              if (s.track === track) { s.replaceTrack(local.getVideoTracks()[0]); }
+            });
+            press($("share-btn"), false, "Sharing screen", "Share screen");
+          };
+        }).catch(function () { say("Screen sharing was not started."); });
+    };
+  }
+  window.addEventListener("pagehide", function () { leave(); });
+  precheck();
+}());

@@ -14,6 +14,7 @@ from appliance.config import Settings
 from appliance.media_loop import MediaLoop
 from appliance.setup_code import SetupCode
 from appliance.store.database import is_reachable
+from appliance.store.store import Store
 from appliance.tls import TlsMaterial
 
 
@@ -27,6 +28,8 @@ class Box:
     media: MediaLoop
     setup_code: SetupCode
     started_at: float = field(default_factory=time.monotonic)
+    # The encrypted record store; `db` is its database (`store.db`) when serving.
+    store: Store | None = None
 
     def health(self) -> dict[str, Any]:
         """The `/healthz` document."""

@@ -23,7 +23,8 @@ from appliance.config import Settings
 from appliance.errors import StartupError
 from appliance.media_loop import MediaLoop
 from appliance.setup_code import SetupCode
-from appliance.store.database import flush, open_database
+from appliance.store import open_store
+from appliance.store.store import passphrase_from_env
 from appliance.tls import ensure_tls
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,12 @@ def serve(settings: Settings) -> int:
     check_data_dir(settings.data_dir)
     check_port_free(settings)
     tls = ensure_tls(settings.tls_dir, settings.hostname)
-    db = open_database(settings.database_path)
+    store = open_store(settings, passphrase_from_env())
     setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
     media = MediaLoop()
-    box = Box(settings=settings, tls=tls, db=db, media=media, setup_code=setup_code)
+    box = Box(
+        settings=settings, tls=tls, db=store.db, media=media, setup_code=setup_code, store=store
+    )
     app = create_app(box)
 
     server = _bind(settings, app, tls.cert, tls.key)
@@ -144,6 +147,6 @@ def serve(settings: Settings) -> int:
     # Stop accepting first, then close media (peer connections), then flush the database.
     server.stop()
     media.stop(timeout=max(0.5, settings.shutdown_timeout_s - 2.0))
-    flush(db)
+    store.close()
     log.info("stopped cleanly")
     return 0

@@ -1,0 +1,53 @@
+"""Schema migrations: numbered steps that upgrade an existing database in place.
+
+`schema_version` holds one row per applied step. Each step runs in its own transaction, so an
+interrupted upgrade leaves the database at the last complete version and the next start
+continues from there. Steps never change once released: a new schema is a new step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from appliance.store.database import RecordDatabase
+from appliance.store.models import ALL_MODELS, SchemaVersion
+
+log = logging.getLogger(__name__)
+
+
+def _v1_initial(db: RecordDatabase) -> None:
+    db.create_tables(ALL_MODELS, safe=True)
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = ((1, _v1_initial),)
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(db: RecordDatabase) -> int:
+    """The schema version of `db`; 0 for a database without the store's tables."""
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    return SchemaVersion.select(SchemaVersion.version).order_by(
+        SchemaVersion.version.desc()
+    ).scalar() or 0
+
+
+def migrate(db: RecordDatabase, target: int = LATEST) -> int:
+    """Apply the missing steps up to `target`; return the resulting version."""
+    version = current_version(db)
+    if version > LATEST:
+        raise RuntimeError(
+            f"database schema v{version} is newer than this software (v{LATEST}); upgrade it"
+        )
+    for number, step in MIGRATIONS:
+        if version < number <= target:
+            with db.atomic("IMMEDIATE"):
+                # Re-read under the write lock: another process may have just migrated.
+                if current_version(db) >= number:
+                    continue
+                step(db)
+                SchemaVersion.create(version=number)
+            log.info("record store schema upgraded to v%s", number)
+            version = number
+    return current_version(db)

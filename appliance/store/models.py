@@ -1,0 +1,441 @@
+"""What the clinic records, as peewee models over the encrypted store.
+
+Clinical content (names, identity, titles, answers, scores, notes, chat, consent terms, risk
+reasons) lives only in `EncryptedField`s. Plaintext columns hold ids, pseudonymous codes,
+timestamps, states and keyed blind indexes.
+
+Every `ClinicalModel` write goes to the outbox in the same transaction: `save()` (and so
+`Model.create`) seals the encrypted fields, writes the row, and inserts or re-arms the record's
+outbox entry. An update bumps `version`, so a record edited after it was sent goes back to
+pending as its new version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+import uuid
+from datetime import UTC, date, datetime
+from enum import IntEnum
+from typing import Any, ClassVar
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    Case,
+    CharField,
+    Check,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from appliance.store.fields import EncryptedField, Sealed
+
+
+class Lane(IntEnum):
+    """Outbox priority: lower goes first."""
+
+    URGENT = 0
+    CLINICAL = 1
+    ROUTINE = 2
+    TELEMETRY = 3
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the form every DateTimeField holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_record_id() -> str:
+    """A stable record id: random UUID text, also the centre's upsert key."""
+    return str(uuid.uuid4())
+
+
+class BlindIndexField(CharField):
+    """A keyed HMAC of a normalised value, for equality lookups on encrypted content."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("null", True)
+        kwargs.setdefault("index", True)
+        kwargs.setdefault("max_length", 32)
+        super().__init__(**kwargs)
+
+
+def normalise_for_index(text: str) -> str:
+    """Case and spacing do not change what a name or code matches."""
+    return re.sub(r"\s+", " ", text or "").strip().casefold()
+
+
+class BaseModel(Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    """One row per applied migration."""
+
+    version = IntegerField(primary_key=True)
+    applied_at = DateTimeField(default=utcnow)
+
+
+class User(BaseModel):
+    """A staff account. Not clinical: the username is a login name, not a person's name."""
+
+    id = AutoField()
+    username = CharField(unique=True)
+    role = CharField(constraints=[Check("role IN ('clinician', 'admin', 'technician')")])
+    password_hash = TextField()
+    active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+
+class AuditLog(BaseModel):
+    """Append-only, hash-chained: `hash` is an HMAC over the previous hash and this entry."""
+
+    id = AutoField()
+    at = DateTimeField(default=utcnow)
+    actor = CharField()
+    action = CharField()
+    target = CharField()
+    prev_hash = CharField()
+    hash = CharField()
+
+
+class OutboxEntry(BaseModel):
+    """What must reach the centre: one entry per record, re-armed when the record changes."""
+
+    id = AutoField()
+    record_type = CharField()
+    record_id = CharField(index=True)
+    version = IntegerField()
+    lane = IntegerField()
+    # pending -> leased -> delivered; quarantined when the record fails its integrity check.
+    state = CharField(default="pending")
+    attempts = IntegerField(default=0)
+    next_attempt_at = FloatField(default=0.0)
+    leased_until = FloatField(null=True)
+    enqueued_at = FloatField(default=time.time)
+    delivered_at = FloatField(null=True)
+    # Short transport error from the sync agent; never record content.
+    last_error = CharField(null=True, max_length=200)
+
+    class Meta:
+        indexes = (
+            (("record_type", "record_id"), True),
+            (("state", "lane", "enqueued_at"), False),
+        )
+
+
+class ClinicalModel(BaseModel):
+    """A record that reaches the centre: uuid id, version, timestamps, outbox on every save."""
+
+    lane: ClassVar[Lane] = Lane.CLINICAL
+
+    id = CharField(primary_key=True, default=new_record_id, max_length=36)
+    version = IntegerField(default=1)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Rows read from the database are built with __no_default__; new instances are not.
+        self._stored = bool(kwargs.get("__no_default__"))
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def record_type(cls) -> str:
+        return cls._meta.table_name
+
+    def before_save(self) -> None:
+        """Hook for derived plaintext columns (blind indexes) and checks; runs in the txn."""
+
+    def save(self, force_insert: bool = False, only: Any = None) -> int | bool:
+        """Seal, write and enqueue in one IMMEDIATE transaction (savepoint when nested)."""
+        db = self._meta.database
+        txn = db.atomic("IMMEDIATE") if db.transaction_depth() == 0 else db.atomic()
+        with txn:
+            # Under the write lock: a key rotation in another process cannot slip in between
+            # picking the active key and committing.
+            db.keyring.refresh()
+            inserting = force_insert or not self._stored
+            if not inserting:
+                self.version = (self.version or 1) + 1
+                self.updated_at = utcnow()
+            self.before_save()
+            plain = self.__data__
+            self.__data__ = self._sealed(plain)
+            try:
+                rows = super().save(force_insert=inserting, only=only)
+            finally:
+                self.__data__ = plain
+            self._stored = True
+            self._enqueue()
+        return rows
+
+    def _sealed(self, plain: dict[str, Any]) -> dict[str, Any]:
+        keyring = self._meta.database.keyring
+        table = self._meta.table_name
+        out = dict(plain)
+        for field in self._meta.sorted_fields:
+            if not isinstance(field, EncryptedField) or out.get(field.name) is None:
+                continue
+            value = out[field.name]
+            if isinstance(value, Sealed):
+                if keyring.key_id_of(value) == keyring.active_id:
+                    continue  # untouched since read and already under the active key
+                value = getattr(self, field.name)  # re-seal under the active key
+            blob = keyring.seal(field.encode(value), table, str(self._pk), field.column_name)
+            out[field.name] = Sealed(blob)
+        return out
+
+    def _enqueue(self) -> None:
+        now = time.time()
+        was_delivered = OutboxEntry.state == "delivered"
+        (
+            OutboxEntry.insert(
+                record_type=self.record_type(),
+                record_id=self._pk,
+                version=self.version,
+                lane=int(self.lane),
+                state="pending",
+                enqueued_at=now,
+            )
+            .on_conflict(
+                conflict_target=[OutboxEntry.record_type, OutboxEntry.record_id],
+                update={
+                    OutboxEntry.version: self.version,
+                    OutboxEntry.state: "pending",
+                    OutboxEntry.leased_until: None,
+                    OutboxEntry.next_attempt_at: 0.0,
+                    # Waiting since the first undelivered change, not since the latest edit.
+                    OutboxEntry.enqueued_at: Case(None, [(was_delivered, now)],
+                                                  OutboxEntry.enqueued_at),
+                    OutboxEntry.attempts: Case(None, [(was_delivered, 0)],
+                                               OutboxEntry.attempts),
+                },
+            )
+            .execute()
+        )
+
+    def to_payload(self) -> bytes:
+        """Canonical JSON of the decrypted record, as the centre stores it."""
+        fields: dict[str, Any] = {}
+        for field in self._meta.sorted_fields:
+            if field.name in ("id", "version") or isinstance(field, BlindIndexField):
+                continue
+            if isinstance(field, ForeignKeyField):
+                value = self.__data__.get(field.name)
+            else:
+                value = getattr(self, field.name)
+            if isinstance(value, datetime | date):
+                value = value.isoformat()
+            fields[field.name] = value
+        doc = {"type": self.record_type(), "id": str(self._pk), "version": self.version,
+               "fields": fields}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def new_patient_code() -> str:
+    """A pseudonymous patient code such as `P-7KQ2M9XA`: random, says nothing about the person."""
+    alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+    return "P-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class Patient(ClinicalModel):
+    """A patient: pseudonymous code in clear, everything identifying encrypted."""
+
+    code = CharField(unique=True, default=new_patient_code)
+    display_name = EncryptedField()
+    # Full name, date of birth, contact details...: whatever the clinic registers.
+    identity = EncryptedField(null=True)
+    name_index = BlindIndexField()
+    active = BooleanField(default=True)
+
+    def before_save(self) -> None:
+        keyring = self._meta.database.keyring
+        self.name_index = keyring.blind_index(
+            "patient", "display_name", normalise_for_index(self.display_name)
+        )
+
+    @classmethod
+    def find_by_name(cls, name: str) -> list[Patient]:
+        """Patients whose display name equals `name` (case and spacing ignored)."""
+        keyring = cls._meta.database.keyring
+        digest = keyring.blind_index("patient", "display_name", normalise_for_index(name))
+        return list(cls.select().where(cls.name_index == digest))
+
+
+class GroupSession(ClinicalModel):
+    """A group therapy session. The join code is kept only as a keyed hash."""
+
+    lane: ClassVar[Lane] = Lane.ROUTINE
+
+    title = EncryptedField()
+    starts_at = DateTimeField()
+    facilitator = ForeignKeyField(User, backref="sessions", on_delete="RESTRICT")
+    capacity = IntegerField(default=8)
+    keep_chat = BooleanField(default=False)
+    state = CharField(
+        default="scheduled",
+        constraints=[Check("state IN ('scheduled', 'live', 'ended', 'cancelled')")],
+    )
+    # Facilitator closed the door: nobody new is admitted.
+    locked = BooleanField(default=False)
+    join_code_index = BlindIndexField()
+    invite_index = BlindIndexField()
+
+    def set_invite_token(self, token: str) -> None:
+        """Store only the keyed hash of an invite-link token (call save() afterwards)."""
+        keyring = self._meta.database.keyring
+        self.invite_index = keyring.blind_index("group_session", "invite", token.strip())
+
+    @classmethod
+    def find_by_invite_token(cls, token: str) -> GroupSession | None:
+        """The session this invite-link token opens, or None."""
+        keyring = cls._meta.database.keyring
+        digest = keyring.blind_index("group_session", "invite", (token or "").strip())
+        return cls.get_or_none(cls.invite_index == digest)
+
+    def set_join_code(self, code: str) -> None:
+        """Store only the keyed hash of a patient join code (call save() afterwards)."""
+        keyring = self._meta.database.keyring
+        self.join_code_index = keyring.blind_index("group_session", "join_code", code.strip())
+
+    @classmethod
+    def find_by_join_code(cls, code: str) -> GroupSession | None:
+        """The session with this join code, or None."""
+        keyring = cls._meta.database.keyring
+        digest = keyring.blind_index("group_session", "join_code", (code or "").strip())
+        return cls.get_or_none(cls.join_code_index == digest)
+
+
+class Attendance(ClinicalModel):
+    """A patient's presence in a session."""
+
+    lane: ClassVar[Lane] = Lane.ROUTINE
+
+    session = ForeignKeyField(GroupSession, backref="attendance", on_delete="CASCADE")
+    patient = ForeignKeyField(Patient, backref="attendance", on_delete="CASCADE")
+    # The name shown to the group in this session (may differ from the registered name).
+    display_name = EncryptedField(null=True)
+    status = CharField(
+        default="waiting",
+        constraints=[Check("status IN ('waiting', 'admitted', 'left', 'removed', 'absent')")],
+    )
+    joined_at = DateTimeField(default=utcnow)
+    left_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("session", "patient"), True),)
+
+
+class Consent(ClinicalModel):
+    """A consent decision: what it covers and whether it was given are both encrypted."""
+
+    patient = ForeignKeyField(Patient, backref="consents", on_delete="CASCADE")
+    session = ForeignKeyField(GroupSession, null=True, on_delete="SET NULL")
+    # What was consented to, e.g. {"terms": "group-v1"} or "recording".
+    scope = EncryptedField()
+    granted = EncryptedField()
+    details = EncryptedField(null=True)
+    recorded_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+
+class QuestionnaireResponse(ClinicalModel):
+    """A PHQ-9 or GAD-7: item answers and total score are encrypted."""
+
+    patient = ForeignKeyField(Patient, backref="questionnaires", on_delete="CASCADE")
+    session = ForeignKeyField(GroupSession, null=True, on_delete="SET NULL")
+    kind = CharField(constraints=[Check("kind IN ('PHQ9', 'GAD7')")])
+    items = EncryptedField()
+    score = EncryptedField()
+    severity = EncryptedField(null=True)
+
+
+class SessionNote(ClinicalModel):
+    """A clinician's note about a session and/or a patient."""
+
+    session = ForeignKeyField(GroupSession, null=True, on_delete="SET NULL")
+    patient = ForeignKeyField(Patient, null=True, on_delete="CASCADE")
+    author = ForeignKeyField(User, on_delete="RESTRICT")
+    text = EncryptedField()
+
+
+class ChatDisabled(ValueError):
+    """The session does not keep chat, so its messages are not stored."""
+
+
+class ChatMessage(ClinicalModel):
+    """A chat line from a session whose `keep_chat` setting is on; refused otherwise."""
+
+    lane: ClassVar[Lane] = Lane.ROUTINE
+
+    session = ForeignKeyField(GroupSession, backref="chat", on_delete="CASCADE")
+    # Who wrote it, as an id ("user:3", or a patient record id): never a name.
+    sender = CharField()
+    text = EncryptedField()
+
+    def before_save(self) -> None:
+        if not GroupSession.get_by_id(self.__data__["session"]).keep_chat:
+            raise ChatDisabled("this session does not keep chat; the message was not stored")
+
+
+class RiskFlag(ClinicalModel):
+    """An urgent concern about a patient (e.g. PHQ-9 item 9 answered above zero)."""
+
+    lane: ClassVar[Lane] = Lane.URGENT
+
+    patient = ForeignKeyField(Patient, backref="risk_flags", on_delete="CASCADE")
+    source = ForeignKeyField(QuestionnaireResponse, null=True, on_delete="SET NULL")
+    raised_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    reason = EncryptedField()
+    state = CharField(
+        default="open", constraints=[Check("state IN ('open', 'referred', 'closed')")]
+    )
+
+
+class Referral(ClinicalModel):
+    """A referral to another service, urgent lane."""
+
+    lane: ClassVar[Lane] = Lane.URGENT
+
+    patient = ForeignKeyField(Patient, backref="referrals", on_delete="CASCADE")
+    risk_flag = ForeignKeyField(RiskFlag, null=True, on_delete="SET NULL")
+    referred_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    details = EncryptedField()
+
+
+class TelemetryEvent(ClinicalModel):
+    """Operational figures for the centre (counts, durations); lowest lane."""
+
+    lane: ClassVar[Lane] = Lane.TELEMETRY
+
+    kind = CharField()
+    data = EncryptedField()
+
+
+CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
+    Patient,
+    GroupSession,
+    Attendance,
+    Consent,
+    QuestionnaireResponse,
+    SessionNote,
+    ChatMessage,
+    RiskFlag,
+    Referral,
+    TelemetryEvent,
+)
+ALL_MODELS: tuple[type[BaseModel], ...] = (
+    SchemaVersion,
+    User,
+    AuditLog,
+    OutboxEntry,
+    *CLINICAL_MODELS,
+)
+MODELS_BY_TYPE: dict[str, type[ClinicalModel]] = {m.record_type(): m for m in CLINICAL_MODELS}

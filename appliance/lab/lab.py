@@ -117,7 +117,11 @@ class Lab:
         self.close()
 
     def start(self) -> None:
-        """Create the LAN bridge; raises LabUnavailable when this machine cannot."""
+        """Create the LAN bridge; raises LabUnavailable when this machine cannot. Idempotent."""
+        if self._closed:
+            raise RuntimeError("a closed lab cannot start again; make a new one")
+        if self._started:
+            return
         for tool in ("ip", "ethtool"):
             if shutil.which(tool) is None:
                 raise LabUnavailable(f"the weak-link lab needs the '{tool}' command")

@@ -4,8 +4,10 @@ The shaper never reads a clock or touches a socket: the emulator hands it frames
 they arrived and asks it which frames are due. That keeps the packet path testable without
 namespaces and lets the emulator sleep exactly until the next deadline.
 
-Order of effects for a frame: cut -> random loss -> bounded FIFO in front of a token bucket
--> one-way delay with jitter (never reordering) -> out.
+Order of effects for a frame: cut -> random loss -> bounded FIFO -> serialization at the rate
+(a token bucket one frame deep: pacing, never a burst above the rate) -> one-way delay with
+jitter (never reordering) -> out. A frame of S bytes thus arrives S*8/rate after it started to
+leave, plus the delay, as on a real link.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ from appliance.lab.profiles import Shape
 
 #: Largest frame on these links (1500-byte MTU plus the Ethernet header).
 MAX_FRAME = 1514
-#: Token bucket depth: two full frames, so a late wake-up of the forwarder loses no capacity
-#: while the link never bursts much above its rate.
-BUCKET_BYTES = 2 * MAX_FRAME
 
 
 @dataclass
@@ -41,12 +40,11 @@ class DirectionShaper:
 
     def __init__(self, shape: Shape, rng: random.Random, now: float) -> None:
         self._rng = rng
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[float, bytes]] = deque()  # (arrival time, frame)
         self._queued_bytes = 0
-        self._in_flight: deque[tuple[float, bytes]] = deque()
+        self._in_flight: deque[tuple[float, bytes]] = deque()  # (arrival at the far end, frame)
         self._express: list[bytes] = []
-        self._tokens = float(BUCKET_BYTES)
-        self._refilled_at = now
+        self._free_at = now  # when the wire finishes the frame it is sending
         self._last_release = now
         self._cut = False
         self.stats = DirectionStats()
@@ -61,7 +59,7 @@ class DirectionShaper:
         limit = self._queue_limit()
         # Trimming avoids the slow drain of a queue sized for the old, higher rate.
         while self._queue and self._queued_bytes > limit:
-            self._queued_bytes -= len(self._queue.pop())
+            self._queued_bytes -= len(self._queue.pop()[1])
             self.stats.dropped_queue += 1
 
     def reseed(self, seed: float) -> None:
@@ -77,8 +75,7 @@ class DirectionShaper:
             self._queue.clear()
             self._in_flight.clear()
             self._queued_bytes = 0
-        if not cut and self._cut:
-            self._refilled_at = now
+            self._free_at = min(self._free_at, now)
         self._cut = cut
 
     @property
@@ -111,7 +108,7 @@ class DirectionShaper:
         if self._queued_bytes + len(frame) > self._queue_limit():
             self.stats.dropped_queue += 1
             return
-        self._queue.append(frame)
+        self._queue.append((now, frame))
         self._queued_bytes += len(frame)
         self.stats.max_queue_bytes = max(self.stats.max_queue_bytes, self._queued_bytes)
         self._serve(now)
@@ -134,8 +131,7 @@ class DirectionShaper:
         if self._in_flight:
             deadlines.append(self._in_flight[0][0])
         if self._queue and self.shape.rate_kbps is not None:
-            missing = len(self._queue[0]) - self._tokens
-            deadlines.append(self._refilled_at + max(0.0, missing) / self._bytes_per_s())
+            deadlines.append(self._head_done())
         return min(deadlines) if deadlines else None
 
     @property
@@ -154,31 +150,29 @@ class DirectionShaper:
             return float("inf")
         return max(self._bytes_per_s() * self.shape.queue_ms / 1000.0, 2 * MAX_FRAME)
 
+    def _head_done(self) -> float:
+        """When the queue's first frame has been serialized onto the wire."""
+        arrived, frame = self._queue[0]
+        return max(self._free_at, arrived) + len(frame) / self._bytes_per_s()
+
     def _serve(self, now: float) -> None:
-        """Move frames from the queue onto the wire as the token bucket allows."""
+        """Move frames from the queue onto the wire as the rate allows."""
         if self.shape.rate_kbps is None:
             while self._queue:
-                frame = self._queue.popleft()
+                arrived, frame = self._queue.popleft()
                 self._queued_bytes -= len(frame)
-                self._launch(frame, now)
+                self._launch(frame, arrived)
             return
-        rate = self._bytes_per_s()
         while self._queue:
-            size = len(self._queue[0])
-            ready_at = self._refilled_at + max(0.0, size - self._tokens) / rate
-            if ready_at > now:
+            done = self._head_done()
+            if done > now:
                 break
-            # Account the departure at the exact time the bucket allowed it, so a forwarder
+            # Departures are accounted at the exact time the rate allowed them, so a forwarder
             # that woke up late neither delays the frame further nor loses capacity.
-            self._tokens = min(BUCKET_BYTES, self._tokens + (ready_at - self._refilled_at) * rate)
-            self._refilled_at = ready_at
-            self._tokens -= size
-            frame = self._queue.popleft()
-            self._queued_bytes -= size
-            self._launch(frame, ready_at)
-        if not self._queue and now > self._refilled_at:
-            self._tokens = min(BUCKET_BYTES, self._tokens + (now - self._refilled_at) * rate)
-            self._refilled_at = now
+            self._free_at = done
+            frame = self._queue.popleft()[1]
+            self._queued_bytes -= len(frame)
+            self._launch(frame, done)
 
     def _launch(self, frame: bytes, sent_at: float) -> None:
         """Put a frame on the wire at sent_at: it arrives after the one-way delay."""

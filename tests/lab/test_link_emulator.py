@@ -1,7 +1,8 @@
 """The emulator holds rate, delay, loss, cuts and schedules on real namespaces and veths.
 
 Measured with UDP probe flows between lab hosts; the first half second of a flow is skipped
-(ARP and process start-up). Frames are counted whole (Ethernet header included).
+(process start-up). Frames are counted whole (Ethernet header included), and a frame takes
+its own serialization time (bytes * 8 / rate) on top of the one-way delay, as on a real link.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from appliance.lab import Lab, profiles
-from appliance.lab.probe import Flow, ProbeRun
+from appliance.lab.probe import FRAME_OVERHEAD, Flow, ProbeRun
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
 
@@ -21,16 +22,22 @@ def steady(flow: Flow, skip: float = 0.5) -> Flow:
     return flow.received_between(start, flow.records[-1].received + 1)
 
 
+def serialization_ms(payload: int, kbps: float) -> float:
+    """Time a probe datagram takes to go onto a link of that rate."""
+    return (payload + FRAME_OVERHEAD) * 8 / kbps
+
+
 def test_holds_rate_and_delay_both_ways(lab: Lab):
     box = lab.host("box")
     patient = lab.host("p1", link=profiles.custom(down_kbps=800, up_kbps=400, delay_ms=60))
     # Idle link: small packets, so one-way delay is the configured delay alone.
     up = ProbeRun(lab, patient, box, rate_kbps=30, size=100, seconds=2.5, port=9001)
     down = ProbeRun(lab, box, patient, rate_kbps=30, size=100, seconds=2.5, port=9002)
-    for flow in (steady(up.result()), steady(down.result())):
+    for flow, kbps in ((steady(up.result()), 400), (steady(down.result()), 800)):
+        expected = 60 + serialization_ms(100, kbps)
         assert len(flow) > 40
-        assert flow.delay_ms() == pytest.approx(60, rel=0.03)
-        assert flow.delay_ms(0.95) < 60 * 1.1
+        assert flow.delay_ms() == pytest.approx(expected, rel=0.03)
+        assert flow.delay_ms(0.95) < expected * 1.1
     # Saturated link: offered 1.5x the rate, delivered exactly the rate.
     up = ProbeRun(lab, patient, box, rate_kbps=600, seconds=3, port=9003)
     down = ProbeRun(lab, box, patient, rate_kbps=1200, seconds=3, port=9004)
@@ -44,7 +51,7 @@ def test_edge_profile_rate_and_delay(lab: Lab):
     box = lab.host("box")
     patient = lab.host("p1", link=profiles.EDGE)
     probe = steady(ProbeRun(lab, box, patient, rate_kbps=20, size=100, seconds=2.5).result())
-    assert probe.delay_ms() == pytest.approx(325, rel=0.03)
+    assert probe.delay_ms() == pytest.approx(325 + serialization_ms(100, 200), rel=0.03)
     flood = steady(ProbeRun(lab, box, patient, rate_kbps=300, size=500, seconds=3).result())
     assert flood.rate_kbps() == pytest.approx(200, rel=0.04)
 

@@ -88,3 +88,9 @@ def serve(ctx: click.Context) -> None:
 from appliance.accounts_cli import user_group  # noqa: E402
 
 main.add_command(user_group)
+
+from appliance.store.commands import audit_group, keys_group, wipe_command  # noqa: E402
+
+main.add_command(keys_group)
+main.add_command(wipe_command)
+main.add_command(audit_group)

@@ -11,16 +11,41 @@ import logging
 from collections.abc import Callable
 
 from appliance.store.database import RecordDatabase
-from appliance.store.models import ALL_MODELS, SchemaVersion
+from appliance.store.models import SchemaVersion
+from appliance.store.schema_v1 import V1_STATEMENTS
 
 log = logging.getLogger(__name__)
 
 
 def _v1_initial(db: RecordDatabase) -> None:
-    db.create_tables(ALL_MODELS, safe=True)
+    for statement in V1_STATEMENTS:
+        db.execute_sql(statement)
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = ((1, _v1_initial),)
+def _v2_quarantine_and_append_only_audit(db: RecordDatabase) -> None:
+    """Quarantine list for records that fail integrity checks; the audit log refuses edits."""
+    db.execute_sql(
+        'CREATE TABLE "quarantine" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"record_type" VARCHAR(255) NOT NULL, "record_id" VARCHAR(255) NOT NULL, '
+        '"column" VARCHAR(255) NOT NULL, "detected_at" DATETIME NOT NULL)'
+    )
+    db.execute_sql(
+        'CREATE UNIQUE INDEX "quarantine_record_type_record_id" '
+        'ON "quarantine" ("record_type", "record_id")'
+    )
+    # Not a defence against someone holding the file (they can drop a trigger; the keyed hash
+    # chain catches that), but no code path in the box can rewrite history by mistake.
+    for verb in ("UPDATE", "DELETE"):
+        db.execute_sql(
+            f'CREATE TRIGGER "audit_log_no_{verb.lower()}" BEFORE {verb} ON "audit_log" '
+            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        )
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
+    (1, _v1_initial),
+    (2, _v2_quarantine_and_append_only_audit),
+)
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -132,6 +132,19 @@ class OutboxEntry(BaseModel):
         )
 
 
+class Quarantine(BaseModel):
+    """A record that failed its integrity check: kept, not served, listed for the operator."""
+
+    id = AutoField()
+    record_type = CharField()
+    record_id = CharField()
+    column = CharField()
+    detected_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("record_type", "record_id"), True),)
+
+
 class ClinicalModel(BaseModel):
     """A record that reaches the centre: uuid id, version, timestamps, outbox on every save."""
 
@@ -436,6 +449,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     User,
     AuditLog,
     OutboxEntry,
+    Quarantine,
     *CLINICAL_MODELS,
 )
 MODELS_BY_TYPE: dict[str, type[ClinicalModel]] = {m.record_type(): m for m in CLINICAL_MODELS}

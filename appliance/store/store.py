@@ -42,6 +42,7 @@ class Store:
     TelemetryEvent = models.TelemetryEvent
     AuditLog = models.AuditLog
     OutboxEntry = models.OutboxEntry
+    Quarantine = models.Quarantine
 
     def __init__(self, settings: Settings, db: RecordDatabase, lock_fd: int) -> None:
         self.settings = settings
@@ -63,14 +64,21 @@ class Store:
     def _integrity_failure(self, table: str, pk: str, column: str) -> None:
         # Runs inside whatever read found the damage; a failure to record it must not hide
         # the IntegrityError the caller is about to get.
-        log.error("integrity check failed: %s/%s column %s (quarantined)", table, pk, column)
         try:
             with self.transaction():
+                Q = models.Quarantine  # noqa: N806
+                new = not Q.select().where((Q.record_type == table) & (Q.record_id == pk)).exists()
+                if new:
+                    Q.create(record_type=table, record_id=pk, column=column)
                 models.OutboxEntry.update(state="quarantined", leased_until=None).where(
                     (models.OutboxEntry.record_type == table)
                     & (models.OutboxEntry.record_id == pk)
                 ).execute()
-                self.audit("system", "integrity.failed", f"{table}/{pk}")
+                if new:
+                    # Once per record: repeated reads of a damaged record do not flood the log.
+                    log.error("integrity check failed: %s/%s column %s (quarantined)",
+                              table, pk, column)
+                    self.audit("system", "integrity.failed", f"{table}/{pk}")
         except Exception as exc:  # noqa: BLE001 - reporting only
             log.error("could not record the integrity failure: %s", type(exc).__name__)
 
@@ -100,7 +108,7 @@ def passphrase_from_env(env: dict[str, str] | None = None) -> str | None:
     return env.get("CLINICBOX_STORE_PASSPHRASE") or None
 
 
-def _take_lock(data_dir: Path, exclusive: bool) -> int:
+def take_lock(data_dir: Path, exclusive: bool) -> int:
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
@@ -136,7 +144,7 @@ def open_store(settings: Settings, passphrase: str | None = None) -> Store:
     """
     make_private_dir(settings.data_dir)
     make_private_dir(settings.secrets_dir)
-    lock_fd = _take_lock(settings.data_dir, exclusive=False)
+    lock_fd = take_lock(settings.data_dir, exclusive=False)
     try:
         keys_path = settings.secrets_dir / KEYS_FILE
         if not keys_path.exists() and _has_store_schema(settings.database_path):

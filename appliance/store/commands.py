@@ -1,0 +1,143 @@
+"""Operator commands for the record store: `keys rotate|status`, `wipe`, `audit verify`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from appliance.errors import OperatorError
+from appliance.store.keyring import StoreLockedError
+from appliance.store.store import Store, open_store, passphrase_from_env
+
+_PASSPHRASE_FILE = click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding the store passphrase (default: $CLINICBOX_STORE_PASSPHRASE_FILE, "
+    "$CLINICBOX_STORE_PASSPHRASE, else device-secret mode).",
+)
+
+
+def _open(ctx: click.Context, passphrase_file: Path | None) -> Store:
+    from appliance.cli import settings_from
+
+    settings = settings_from(ctx)
+    if passphrase_file is not None:
+        try:
+            passphrase: str | None = passphrase_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise StoreLockedError(
+                f"cannot read passphrase file {passphrase_file} ({exc.strerror})"
+            ) from None
+    else:
+        passphrase = passphrase_from_env()
+    try:
+        return open_store(settings, passphrase)
+    except RuntimeError as exc:
+        raise OperatorError(str(exc)) from None
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Manage the record store's encryption keys."""
+
+
+@keys_group.command("status")
+@_PASSPHRASE_FILE
+@click.pass_context
+def keys_status(ctx: click.Context, passphrase_file: Path | None) -> None:
+    """Show the key mode, the active data key and rows still under older keys."""
+    from appliance.store.rotation import stale_rows
+
+    store = _open(ctx, passphrase_file)
+    try:
+        keyring = store.keyring
+        click.echo(f"mode: {keyring.mode}")
+        click.echo(f"active data key: {keyring.active_id}")
+        click.echo(f"data keys in keys file: {', '.join(map(str, keyring.key_ids))}")
+        stale = stale_rows(store)
+        click.echo(f"rows under older keys: {stale}")
+        if len(keyring.key_ids) > 1:
+            click.echo("a rotation is unfinished: run `clinicbox keys rotate` to finish it")
+    finally:
+        store.close()
+
+
+@keys_group.command("rotate")
+@_PASSPHRASE_FILE
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Rows re-encrypted per transaction.")
+@click.option("--pause-ms", type=click.IntRange(0, 10_000), default=20, show_default=True,
+              help="Pause between batches, letting the serving box write.")
+@click.pass_context
+def keys_rotate(
+    ctx: click.Context, passphrase_file: Path | None, batch_size: int, pause_ms: int
+) -> None:
+    """Make a new data key and re-encrypt every record with it (safe while serving).
+
+    An interrupted rotation resumes where it stopped when run again.
+    """
+    from appliance.store.rotation import rotate
+
+    store = _open(ctx, passphrase_file)
+    try:
+        if len(store.keyring.key_ids) > 1:
+            click.echo(f"resuming the unfinished rotation to key {store.keyring.active_id}")
+
+        def _progress(done: int) -> None:
+            click.echo(f"re-encrypted {done} rows")
+
+        report = rotate(store, batch_size=batch_size, pause_s=pause_ms / 1000,
+                        progress=_progress)
+    finally:
+        store.close()
+    retired = ", ".join(map(str, report.retired)) or "none"
+    click.echo(
+        f"rotation complete: active data key {report.key_id}, {report.rows} rows "
+        f"re-encrypted, retired keys: {retired}"
+    )
+
+
+@click.command("wipe")
+@click.option("--yes", is_flag=True, help="Confirm: destroy every record on this box.")
+@click.pass_context
+def wipe_command(ctx: click.Context, yes: bool) -> None:
+    """Crypto-shred the record store: destroy its keys, then delete the database.
+
+    Records not yet delivered to the centre are lost. Stop `clinicbox serve` first.
+    """
+    from appliance.cli import settings_from
+    from appliance.store.wipe import wipe
+
+    if not yes:
+        raise OperatorError("wipe destroys every record on this box; add --yes to confirm")
+    removed = wipe(settings_from(ctx))
+    click.echo(f"record store wiped: keys destroyed, {len(removed)} files removed")
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Check the audit log."""
+
+
+@audit_group.command("verify")
+@_PASSPHRASE_FILE
+@click.pass_context
+def audit_verify(ctx: click.Context, passphrase_file: Path | None) -> None:
+    """Verify the audit log's hash chain; exit 1 naming the first broken link."""
+    from appliance.store.audit import verify
+
+    store = _open(ctx, passphrase_file)
+    try:
+        report = verify(store.db)
+    finally:
+        store.close()
+    if report.ok:
+        click.echo(f"audit log intact: {report.checked} entries verified")
+        return
+    click.echo(
+        f"audit log broken at entry {report.broken_id}: {report.reason} "
+        f"({report.checked} entries before it verified)"
+    )
+    sys.exit(1)

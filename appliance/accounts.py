@@ -55,7 +55,7 @@ def authenticate(store: Any, username: str, password: str) -> Any | None:
     """The `User` whose password matches, or None. Never says which part was wrong."""
     User = store.User  # noqa: N806
     user = User.get_or_none(User.username == normalise_username(username))
-    if user is None:
+    if user is None or not user.active:
         try:
             _hasher.verify(_DUMMY_HASH, password or "")
         except VerificationError:

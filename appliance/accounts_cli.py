@@ -22,18 +22,18 @@ def user_group() -> None:
 def user_add(ctx: click.Context, username: str, role: str) -> None:
     """Create USERNAME; the password comes from $CLINICBOX_NEW_PASSWORD or a prompt."""
     from appliance.cli import settings_from
-    from appliance.clinical.records import open_records
-    from appliance.store.database import flush, open_database
+    from appliance.store import open_store
+    from appliance.store.store import passphrase_from_env
 
     password = os.environ.get("CLINICBOX_NEW_PASSWORD") or click.prompt(
         "Password", hide_input=True, confirmation_prompt=True
     )
     settings = settings_from(ctx)
-    db = open_database(settings.database_path)
+    store = open_store(settings, passphrase_from_env())
     try:
-        user = create_user(open_records(db, settings.secrets_dir), username, password, role)
+        user = create_user(store, username, password, role)
     except ValueError as exc:
         raise OperatorError(str(exc)) from None
     finally:
-        flush(db)
+        store.close()
     click.echo(f"created {role} {user.username} (id {user.id})")

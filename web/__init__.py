@@ -45,11 +45,6 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
 
     from web import auth, call, join, portal
 
-    if getattr(box, "store", None) is None:
-        # Until the shared store is wired into Box, the portal keeps its own encrypted records.
-        from appliance.clinical.records import open_records
-
-        box.store = open_records(box.db, box.settings.secrets_dir)  # type: ignore[attr-defined]
     auth.init_app(app)
     for blueprint in (auth.bp, portal.bp, join.bp, call.bp):
         app.register_blueprint(blueprint)

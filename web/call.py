@@ -38,23 +38,23 @@ def patient_call() -> Any:
     if attendance.status != "admitted":
         return redirect(url_for("join.waiting"))
     group = attendance.session
-    token = _join_token(group, f"attendance:{attendance.id}", "patient")
+    token = _join_token(group, f"attendance/{attendance.id}", "patient")
     return render_template(
         "call.html", group=group, me=attendance.display_name, role="patient", token=token,
         leave_url=url_for("join.waiting"),
     )
 
 
-@bp.get("/sessions/<int:session_id>/call")
+@bp.get("/sessions/<session_id>/call")
 @role_required("clinician", "admin")
-def clinician_call(session_id: int) -> Any:
+def clinician_call(session_id: str) -> Any:
     store = current_box().store
     group = store.GroupSession.get_or_none(store.GroupSession.id == session_id)
     if group is None:
         abort(404, description="There is no such session.")
     user = current_user()
     token = _join_token(group, f"user:{user.id}", "facilitator")
-    store.audit(actor=f"user:{user.id}", action="join-call", target=f"session:{group.id}")
+    store.audit(f"user:{user.id}", "call.join", f"group_session/{group.id}")
     return render_template(
         "call.html", group=group, me=user.username, role="facilitator", token=token,
         leave_url=url_for("portal.session_detail", session_id=group.id),

@@ -12,8 +12,14 @@ from typing import Any
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
 from appliance.clinical.questionnaires import IncompleteAnswers, get_instrument, score
-from appliance.clinical.session_codes import clean_code
+from appliance.clinical.session_codes import (
+    clean_code,
+    derive_invite_token,
+    find_open_session,
+    join_code_of,
+)
 from web import current_box
+from web.portal import code_secret, save_response
 
 bp = Blueprint("join", __name__)
 
@@ -26,10 +32,7 @@ def _store() -> Any:
 
 
 def _find_by_code(code: str) -> Any | None:
-    GroupSession = _store().GroupSession  # noqa: N806
-    return GroupSession.get_or_none(
-        (GroupSession.code == code) & (GroupSession.state != "ended")
-    )
+    return find_open_session(_store().GroupSession, code)
 
 
 def _join_form(error: str | None, code: str = "", name: str = "", status: int = 200) -> Any:
@@ -43,12 +46,13 @@ def enter_code() -> Any:
 
 @bp.get("/i/<token>")
 def invite(token: str) -> Any:
-    GroupSession = _store().GroupSession  # noqa: N806
-    group = GroupSession.get_or_none(GroupSession.invite_token == token)
-    if group is None or group.state == "ended":
+    group = _store().GroupSession.find_by_invite_token(token)
+    # The token is re-derived from the id, so a forged or stale index cannot match by chance.
+    if (group is None or group.state not in ("scheduled", "live")
+            or derive_invite_token(code_secret(), group.id) != token):
         return _join_form("This invite link has expired. Ask your clinic for the session code.",
                           status=404)
-    return _join_form(None, code=group.code)
+    return _join_form(None, code=join_code_of(group, code_secret()) or "")
 
 
 @bp.post("/join")
@@ -90,14 +94,15 @@ def consent() -> Any:
     if group.locked:
         return _join_form("The facilitator has locked this session. Please contact your clinic.",
                           status=409)
-    person = store.Patient.create(display_name=name)
-    attendance = Attendance.create(
-        session=group, patient=person, display_name=name, status="waiting"
-    )
-    store.Consent.create(
-        patient=person, session=group, version=CONSENT_VERSION, agreed=True
-    )
-    store.audit(actor=f"patient:{person.id}", action="consent", target=f"session:{group.id}")
+    with store.transaction():
+        person = store.Patient.create(display_name=name)
+        store.Consent.create(
+            patient=person, session=group, scope={"terms": CONSENT_VERSION}, granted=True
+        )
+        attendance = Attendance.create(
+            session=group, patient=person, display_name=name, status="waiting"
+        )
+    store.audit(f"patient/{person.id}", "consent.granted", f"group_session/{group.id}")
     session.clear()
     session.permanent = False
     session["attendance"] = attendance.id
@@ -142,12 +147,6 @@ def questionnaire(code: str) -> Any:
             "questionnaire.html", instrument=instrument, error=str(exc), missing=exc.missing,
             form=request.form, action=action,
         ), 400
-    store = _store()
-    saved = store.QuestionnaireResponse.create(
-        patient=attendance.patient, session=attendance.session, instrument=result.instrument,
-        answers=list(result.answers), score=result.score, severity=result.severity,
-        risk_flag=result.risk_flag,
-    )
-    store.audit(actor=f"patient:{attendance.patient_id}", action="create",
-                target=f"questionnaire:{saved.id}")
+    save_response(_store(), attendance.patient, attendance.session, result,
+                  f"patient/{attendance.patient_id}")
     return render_template("questionnaire_done.html", instrument=instrument)

@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
@@ -18,7 +27,11 @@ from appliance.clinical.questionnaires import (
     get_instrument,
     score,
 )
-from appliance.clinical.session_codes import new_invite_token, new_session_code
+from appliance.clinical.session_codes import (
+    assign_codes,
+    derive_invite_token,
+    join_code_of,
+)
 from web import current_box
 from web.auth import current_user, role_required
 from web.chart import score_chart
@@ -30,20 +43,47 @@ MAX_CAPACITY = 16
 
 
 @bp.app_context_processor
-def _answer_scale() -> dict[str, Any]:
-    return {"scale": ANSWER_SCALE}
+def _template_helpers() -> dict[str, Any]:
+    return {"scale": ANSWER_SCALE, "risk_flag": risk_flag}
 
 
 def _store() -> Any:
     return current_box().store
 
 
+def code_secret() -> bytes:
+    """The secret session codes and invite tokens are derived from."""
+    return current_app.config["SECRET_KEY"]
+
+
 def _audit(action: str, target: str) -> None:
     user = current_user()
-    _store().audit(actor=f"user:{user.id}" if user else "anonymous", action=action, target=target)
+    _store().audit(f"user:{user.id}" if user else "anonymous", action, target)
 
 
-def _session_or_404(session_id: int) -> Any:
+def risk_flag(response: Any) -> bool:
+    """PHQ-9 item 9 (thoughts of self-harm) answered above zero."""
+    instrument = get_instrument(response.kind.lower())
+    return instrument.risk_item is not None and response.items[instrument.risk_item] > 0
+
+
+def save_response(store: Any, patient: Any, session: Any, result: Any, actor: str) -> Any:
+    """Store a scored questionnaire, and a risk flag (urgent lane) when item 9 is above zero."""
+    with store.transaction():
+        saved = store.QuestionnaireResponse.create(
+            patient=patient, session=session, kind=result.instrument.upper(),
+            items=list(result.answers), score=result.score, severity=result.severity,
+        )
+        if result.risk_flag:
+            store.RiskFlag.create(
+                patient=patient, source=saved,
+                reason=f"{result.instrument.upper()} item 9 answered {result.answers[8]}",
+            )
+    store.audit(actor, "record.create", f"questionnaire_response/{saved.id}")
+    return saved
+
+
+def _session_or_404(session_id: str) -> Any:
     GroupSession = _store().GroupSession  # noqa: N806
     group = GroupSession.get_or_none(GroupSession.id == session_id)
     if group is None:
@@ -59,7 +99,7 @@ def dashboard() -> str:
     if user.role in CLINICAL:
         GroupSession = _store().GroupSession  # noqa: N806
         sessions = list(GroupSession.select().order_by(GroupSession.starts_at.desc()).limit(50))
-        _audit("view", "sessions:list")
+        _audit("record.list", "group_session")
     return render_template("dashboard.html", user=user, sessions=sessions)
 
 
@@ -118,32 +158,33 @@ def schedule() -> Any:
             "schedule.html", facilitators=facilitators, errors=errors, form=request.form,
             default_facilitator=current_user().id,
         ), 400
-    group = _store().GroupSession.create(
-        code=new_session_code(), invite_token=new_invite_token(), state="scheduled", **values
-    )
-    _audit("create", f"session:{group.id}")
+    group = _store().GroupSession(state="scheduled", **values)
+    assign_codes(group, code_secret())
+    group.save()
+    _audit("record.create", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 
-@bp.get("/sessions/<int:session_id>")
+@bp.get("/sessions/<session_id>")
 @role_required(*CLINICAL)
-def session_detail(session_id: int) -> str:
+def session_detail(session_id: str) -> str:
     group = _session_or_404(session_id)
     Attendance = _store().Attendance  # noqa: N806
     attendees = list(
-        Attendance.select().where(Attendance.session == group).order_by(Attendance.id)
+        Attendance.select().where(Attendance.session == group).order_by(Attendance.joined_at)
     )
-    _audit("view", f"session:{group.id}")
-    invite = url_for("join.invite", token=group.invite_token, _external=True)
+    _audit("record.read", f"group_session/{group.id}")
+    invite = url_for("join.invite", token=derive_invite_token(code_secret(), group.id),
+                     _external=True)
     return render_template(
         "session.html", group=group, attendees=attendees, invite=invite,
-        instruments=INSTRUMENTS.values(),
+        code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
     )
 
 
-@bp.post("/sessions/<int:session_id>/state")
+@bp.post("/sessions/<session_id>/state")
 @role_required(*CLINICAL)
-def session_state(session_id: int) -> Response:
+def session_state(session_id: str) -> Response:
     group = _session_or_404(session_id)
     action = request.form.get("action")
     transitions = {"start": "live", "end": "ended", "lock": None, "unlock": None}
@@ -154,13 +195,13 @@ def session_state(session_id: int) -> Response:
     else:
         group.state = transitions[action]
     group.save()
-    _audit(action, f"session:{group.id}")
+    _audit(f"session.{action}", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 
-@bp.post("/sessions/<int:session_id>/admit")
+@bp.post("/sessions/<session_id>/admit")
 @role_required(*CLINICAL)
-def admit(session_id: int) -> Response:
+def admit(session_id: str) -> Response:
     """Admit one, admit all or deny, from the waiting room."""
     group = _session_or_404(session_id)
     Attendance = _store().Attendance  # noqa: N806
@@ -172,26 +213,26 @@ def admit(session_id: int) -> Response:
         chosen = list(waiting)
         new_status = "admitted"
     elif action in ("admit", "deny"):
-        try:
-            attendance_id = int(request.form.get("attendance") or "")
-        except ValueError:
-            abort(400, description="Choose who to admit.")
+        attendance_id = request.form.get("attendance") or ""
         chosen = [a for a in waiting if a.id == attendance_id]
         if not chosen:
             abort(404, description="That person is no longer waiting.")
-        new_status = "admitted" if action == "admit" else "denied"
+        # The store has no "denied" state: a refused patient is removed before admission.
+        new_status = "admitted" if action == "admit" else "removed"
     else:
         abort(400, description="Unknown waiting-room action.")
+    with _store().transaction():
+        for attendance in chosen:
+            attendance.status = new_status
+            attendance.save()
     for attendance in chosen:
-        attendance.status = new_status
-        attendance.save()
-        _audit(new_status, f"attendance:{attendance.id}")
+        _audit(f"attendance.{new_status}", f"attendance/{attendance.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 
-@bp.route("/sessions/<int:session_id>/notes", methods=["GET", "POST"])
+@bp.route("/sessions/<session_id>/notes", methods=["GET", "POST"])
 @role_required(*CLINICAL)
-def notes(session_id: int) -> Any:
+def notes(session_id: str) -> Any:
     group = _session_or_404(session_id)
     SessionNote = _store().SessionNote  # noqa: N806
     error = None
@@ -202,19 +243,21 @@ def notes(session_id: int) -> Any:
         elif len(body) > 20_000:
             error = "Keep a note under 20,000 characters."
         else:
-            note = SessionNote.create(session=group, author=current_user(), body=body)
-            _audit("create", f"note:{note.id}")
+            note = SessionNote.create(session=group, author=current_user(), text=body)
+            _audit("record.create", f"session_note/{note.id}")
             return redirect(url_for("portal.notes", session_id=group.id))
-    items = list(SessionNote.select().where(SessionNote.session == group).order_by(SessionNote.id))
-    _audit("view", f"session:{group.id}:notes")
+    items = list(
+        SessionNote.select().where(SessionNote.session == group).order_by(SessionNote.created_at)
+    )
+    _audit("record.read", f"group_session/{group.id}/notes")
     return render_template("notes.html", group=group, notes=items, error=error), (
         400 if error else 200
     )
 
 
-@bp.get("/patients/<int:patient_id>")
+@bp.get("/patients/<patient_id>")
 @role_required(*CLINICAL)
-def patient(patient_id: int) -> str:
+def patient(patient_id: str) -> str:
     store = _store()
     person = store.Patient.get_or_none(store.Patient.id == patient_id)
     if person is None:
@@ -225,16 +268,16 @@ def patient(patient_id: int) -> str:
     )
     charts = []
     for instrument in INSTRUMENTS.values():
-        mine = [r for r in rows if r.instrument == instrument.code]
+        mine = [r for r in rows if r.kind == instrument.code.upper()]
         points = [(r.created_at, r.score) for r in mine]
         charts.append((instrument, score_chart(instrument, points), mine))
-    _audit("view", f"patient:{person.id}:scores")
+    _audit("record.read", f"patient/{person.id}/questionnaires")
     return render_template("patient.html", person=person, charts=charts)
 
 
-@bp.route("/patients/<int:patient_id>/questionnaire/<code>", methods=["GET", "POST"])
+@bp.route("/patients/<patient_id>/questionnaire/<code>", methods=["GET", "POST"])
 @role_required(*CLINICAL)
-def clinician_questionnaire(patient_id: int, code: str) -> Any:
+def clinician_questionnaire(patient_id: str, code: str) -> Any:
     """A clinician enters a questionnaire with the patient (e.g. after a session)."""
     store = _store()
     person = store.Patient.get_or_none(store.Patient.id == patient_id)
@@ -257,9 +300,5 @@ def clinician_questionnaire(patient_id: int, code: str) -> Any:
             "questionnaire.html", instrument=instrument, error=str(exc), missing=exc.missing,
             form=request.form, action=action,
         ), 400
-    saved = store.QuestionnaireResponse.create(
-        patient=person, session=None, instrument=result.instrument, answers=list(result.answers),
-        score=result.score, severity=result.severity, risk_flag=result.risk_flag,
-    )
-    _audit("create", f"questionnaire:{saved.id}")
+    save_response(store, person, None, result, f"user:{current_user().id}")
     return redirect(url_for("portal.patient", patient_id=person.id))

@@ -1,21 +1,75 @@
-"""Ways in for patients: a 6-digit session code and an unguessable invite-link token."""
+"""Ways in for patients: a 6-digit session code and an invite-link token per session.
+
+The store keeps only keyed hashes of both (blind indexes), so the portal derives them from a
+box secret and the session id: the clinician can be shown the same code again days later,
+and nothing readable is stored. On the rare clash with another open session's code the next
+derivation (`attempt`) is used; `join_code_of` finds which one a session holds.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
-import secrets
+from typing import Any
 
 _CODE = re.compile(r"^\d{6}$")
+MAX_ATTEMPTS = 20
 
 
-def new_session_code() -> str:
-    """Six random digits, easy to read out over a phone call."""
-    return f"{secrets.randbelow(1_000_000):06d}"
+def _mac(secret: bytes, label: str) -> bytes:
+    return hmac.new(secret, label.encode(), hashlib.sha256).digest()
 
 
-def new_invite_token() -> str:
-    """A URL-safe token for invite links (128 bits)."""
-    return secrets.token_urlsafe(16)
+def derive_code(secret: bytes, session_id: str, attempt: int = 0) -> str:
+    """Six digits, easy to read out over a phone call."""
+    value = int.from_bytes(_mac(secret, f"join-code:{session_id}:{attempt}")[:8], "big")
+    return f"{value % 1_000_000:06d}"
+
+
+def derive_invite_token(secret: bytes, session_id: str) -> str:
+    """A URL-safe invite token (128 bits)."""
+    raw = _mac(secret, f"invite:{session_id}")[:16]
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+OPEN_STATES = ("scheduled", "live")
+
+
+def _code_index(model: Any, code: str) -> str:
+    probe = model()
+    probe.set_join_code(code)
+    return probe.join_code_index
+
+
+def find_open_session(model: Any, code: str) -> Any | None:
+    """The scheduled or live session (of store model `model`) holding join `code`, or None."""
+    return model.get_or_none(
+        (model.join_code_index == _code_index(model, code)) & (model.state << OPEN_STATES)
+    )
+
+
+def assign_codes(group: Any, secret: bytes) -> None:
+    """Give `group` (a store GroupSession, saved or not) a free join code and an invite token."""
+    model = type(group)
+    for attempt in range(MAX_ATTEMPTS):
+        code = derive_code(secret, group.id, attempt)
+        other = find_open_session(model, code)
+        if other is None or other.id == group.id:
+            group.set_join_code(code)
+            group.set_invite_token(derive_invite_token(secret, group.id))
+            return
+    raise RuntimeError("no free session code found; end some old sessions")
+
+
+def join_code_of(group: Any, secret: bytes) -> str | None:
+    """The code `group` was given by `assign_codes`, or None."""
+    for attempt in range(MAX_ATTEMPTS):
+        code = derive_code(secret, group.id, attempt)
+        if _code_index(type(group), code) == group.join_code_index:
+            return code
+    return None
 
 
 def clean_code(raw: str) -> str | None:

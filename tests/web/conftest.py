@@ -15,7 +15,7 @@ from appliance.box import Box
 from appliance.config import Settings
 from appliance.media_loop import MediaLoop
 from appliance.setup_code import SetupCode
-from appliance.store.database import flush, open_database
+from appliance.store import open_store
 from web import create_app
 
 PASSWORD = "correct horse battery"
@@ -25,12 +25,12 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Box]:
     settings = Settings(data_dir=tmp_path, hostname="testbox")
-    db = open_database(settings.database_path)
+    store = open_store(settings)
     yield Box(
-        settings=settings, tls=None, db=db, media=MediaLoop(),  # type: ignore[arg-type]
-        setup_code=SetupCode(settings.secrets_dir / "setup-code.json"),
+        settings=settings, tls=None, db=store.db, media=MediaLoop(),  # type: ignore[arg-type]
+        setup_code=SetupCode(settings.secrets_dir / "setup-code.json"), store=store,
     )
-    flush(db)
+    store.close()
 
 
 @pytest.fixture

@@ -122,14 +122,15 @@ def test_join_consent_waiting_room_admit_and_deny(app, box):
     assert box.store.Consent.select().count() == 3
     page = clinician.get(session_url).get_data(as_text=True)
     assert "Admit all (3)" in page
-    cy_id = re.findall(r'name="attendance" value="(\d+)"', page)[2]
+    cy_id = re.search(r'<span>Cy</span>.*?name="attendance" value="([0-9a-f-]+)"', page,
+                      re.S).group(1)
     token = csrf_from(clinician, session_url)
     admit_url = session_url + "/admit"
     clinician.post(admit_url, data={"csrf_token": token, "action": "deny", "attendance": cy_id})
     clinician.post(admit_url, data={"csrf_token": token, "action": "admit_all"})
     assert ana.get("/join/wait").headers["Location"] == "/call"
     assert ben.get("/call").status_code == 200
-    assert "not admitted" in cy.get("/join/wait").get_data(as_text=True)
+    assert "did not admit you" in cy.get("/join/wait").get_data(as_text=True)
     assert cy.get("/call").headers["Location"] == "/join/wait"
     # Capacity 4: two admitted, one denied, so two more may wait; the third is told it is full.
     _join(app, code, "Dee")
@@ -158,7 +159,10 @@ def test_patient_questionnaire_scored_and_missing_answer_stores_nothing(app, box
     reply = patient.post("/join/questionnaire/phq9", data={"csrf_token": token, **answers})
     assert reply.status_code == 200
     saved = box.store.QuestionnaireResponse.get()
-    assert (saved.score, saved.severity, saved.risk_flag) == (11, "moderate", True)
+    assert (saved.kind, saved.score, saved.severity) == ("PHQ9", 11, "moderate")
+    assert saved.items == [3, 2, 2, 1, 1, 1, 0, 0, 1]
+    flag = box.store.RiskFlag.get()
+    assert flag.source_id == saved.id and flag.patient_id == saved.patient_id
     page = clinician.get(f"/patients/{saved.patient_id}").get_data(as_text=True)
     assert "<svg" in page and "Latest 11 of 27 (moderate)" in page
     assert "risk: item 9" in page
@@ -171,6 +175,7 @@ def test_notes_are_encrypted_at_rest_and_views_are_audited(app, box):
     token = csrf_from(clinician, session_url + "/notes")
     empty = clinician.post(session_url + "/notes", data={"csrf_token": token, "body": " "})
     assert empty.status_code == 400
+    assert box.store.SessionNote.select().count() == 0
     clinician.post(session_url + "/notes",
                    data={"csrf_token": token, "body": "Marigold spoke about her brother"})
     assert "Marigold spoke" in clinician.get(session_url + "/notes").get_data(as_text=True)
@@ -178,8 +183,32 @@ def test_notes_are_encrypted_at_rest_and_views_are_audited(app, box):
     dump = "\n".join(raw.iterdump())
     raw.close()
     assert "Marigold" not in dump and "Tuesday grief" not in dump
+    note = box.store.SessionNote.get()
+    group_id = session_url.rsplit("/", 1)[1]
     actions = [(a.action, a.target) for a in box.store.AuditLog.select()]
-    assert ("create", "note:1") in actions
-    assert ("view", "session:1:notes") in actions
-    entries = list(box.store.AuditLog.select().order_by(box.store.AuditLog.id))
-    assert all(b.prev_hash == a.entry_hash for a, b in zip(entries, entries[1:], strict=False))
+    assert ("record.create", f"session_note/{note.id}") in actions
+    assert ("record.read", f"group_session/{group_id}/notes") in actions
+    assert ("record.read", f"group_session/{group_id}") in actions
+
+
+def test_invite_link_and_code_survive_only_as_hashes(app, box):
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, code = _schedule(clinician)
+    page = clinician.get(session_url).get_data(as_text=True)
+    invite = re.search(r'id="invite-link" href="http://localhost(/i/[\w-]+)"', page).group(1)
+    form = app.test_client().get(invite).get_data(as_text=True)
+    assert f'value="{code}"' in form
+    assert app.test_client().get("/i/not-a-real-token").status_code == 404
+    raw = sqlite3.connect(box.settings.database_path)
+    dump = "\n".join(raw.iterdump())
+    raw.close()
+    assert invite.rsplit("/", 1)[1] not in dump
+    # Ending the session closes both ways in.
+    token = csrf_from(clinician, session_url)
+    clinician.post(session_url + "/state", data={"csrf_token": token, "action": "end"})
+    assert app.test_client().get(invite).status_code == 404
+    patient = app.test_client()
+    token = csrf_from(patient, "/join")
+    reply = patient.post("/join", data={"csrf_token": token, "code": code, "name": "Ana"})
+    assert reply.status_code == 404

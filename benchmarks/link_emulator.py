@@ -37,8 +37,13 @@ def measure_profile(lab: Lab, box, name: str, profile, seconds: float, attempt: 
     shape = profile.steps[0]
     size_down = 1000 if (shape.down.rate_kbps or 10_000) >= 150 else 200
     size_up = 1000 if (shape.up.rate_kbps or 10_000) >= 150 else 200
-    idle_up = ProbeRun(lab, host, box, rate_kbps=16, size=100, seconds=seconds / 2, port=9101)
-    idle_down = ProbeRun(lab, box, host, rate_kbps=16, size=100, seconds=seconds / 2, port=9102)
+    # Light probes (<= 8% of the link) so no queue builds; more of them where the link allows,
+    # so the median of a jittered delay is not sampling noise.
+    probe_kbps = max(16.0, 0.05 * min(shape.down.rate_kbps or 1200, shape.up.rate_kbps or 1200))
+    idle_up = ProbeRun(lab, host, box, rate_kbps=probe_kbps, size=100, seconds=seconds,
+                       port=9101)
+    idle_down = ProbeRun(lab, box, host, rate_kbps=probe_kbps, size=100, seconds=seconds,
+                         port=9102)
     up_idle, down_idle = steady(idle_up.result()), steady(idle_down.result())
     before = lab.stats()
     wall = time.monotonic()

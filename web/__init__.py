@@ -7,10 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Conflict, HTTPException
 
 from appliance.box import Box
 from appliance.files import write_private
+from appliance.store import IntegrityError
 
 
 def _secret_key(box: Box) -> bytes:
@@ -75,6 +76,11 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         if wants_json:
             return jsonify(error=exc.name, message=exc.description), exc.code
         return render_template("error.html", error=exc), exc.code
+
+    @app.errorhandler(IntegrityError)
+    def _damaged_record(exc: IntegrityError) -> Any:
+        # A tampered/damaged record (already quarantined and audited): say which, keep serving.
+        return _http_error(Conflict(str(exc)))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

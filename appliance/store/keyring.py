@@ -260,8 +260,9 @@ def _derive_kek(secrets_dir: Path, doc: dict, passphrase: str | None) -> bytes:
     if doc["mode"] == "passphrase":
         if not passphrase:
             raise StoreLockedError(
-                "the record store is passphrase-protected; give the passphrase "
-                "(CLINICBOX_STORE_PASSPHRASE or --passphrase-file)"
+                "the record store is passphrase-protected; give the passphrase in "
+                "CLINICBOX_STORE_PASSPHRASE_FILE or CLINICBOX_STORE_PASSPHRASE "
+                "(store commands also take --passphrase-file)"
             )
         kek = Scrypt(salt=salt, length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]).derive(
             passphrase.encode()

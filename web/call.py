@@ -12,6 +12,7 @@ from flask import Blueprint, abort, redirect, render_template, session, url_for
 
 from web import current_box
 from web.auth import current_user, role_required
+from web.portal import questionnaire_requests
 
 bp = Blueprint("call", __name__)
 
@@ -41,7 +42,7 @@ def patient_call() -> Any:
     token = _join_token(group, f"attendance/{attendance.id}", "patient")
     return render_template(
         "call.html", group=group, me=attendance.display_name, role="patient", token=token,
-        leave_url=url_for("join.waiting"),
+        leave_url=url_for("join.leave"), asked=questionnaire_requests().asked(group.id),
     )
 
 
@@ -57,5 +58,5 @@ def clinician_call(session_id: str) -> Any:
     store.audit(f"user:{user.id}", "call.join", f"group_session/{group.id}")
     return render_template(
         "call.html", group=group, me=user.username, role="facilitator", token=token,
-        leave_url=url_for("portal.session_detail", session_id=group.id),
+        leave_url=url_for("portal.session_detail", session_id=group.id), asked=[],
     )

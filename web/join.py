@@ -18,8 +18,9 @@ from appliance.clinical.session_codes import (
     find_open_session,
     join_code_of,
 )
+from appliance.store.models import utcnow
 from web import current_box
-from web.portal import code_secret, save_response
+from web.portal import code_secret, questionnaire_requests, save_response
 
 bp = Blueprint("join", __name__)
 
@@ -124,7 +125,19 @@ def waiting() -> Any:
     attendance = _my_attendance()
     if attendance.status == "admitted":
         return redirect(url_for("call.patient_call"))
-    return render_template("waiting.html", attendance=attendance)
+    asked = questionnaire_requests().asked(attendance.session_id)
+    return render_template("waiting.html", attendance=attendance, asked=asked)
+
+
+@bp.post("/join/leave")
+def leave() -> Any:
+    """The patient leaves the call; their page then offers any questionnaires asked for."""
+    attendance = _my_attendance()
+    if attendance.status == "admitted":
+        attendance.status = "left"
+        attendance.left_at = utcnow()
+        attendance.save()
+    return redirect(url_for("join.waiting"))
 
 
 @bp.route("/join/questionnaire/<code>", methods=["GET", "POST"])

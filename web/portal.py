@@ -6,6 +6,7 @@ server-rendered forms: they work without JavaScript.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from appliance.clinical.session_codes import (
     derive_invite_token,
     join_code_of,
 )
+from appliance.store.models import utcnow
 from web import current_box
 from web.auth import current_user, role_required
 from web.chart import score_chart
@@ -179,6 +181,7 @@ def session_detail(session_id: str) -> str:
     return render_template(
         "session.html", group=group, attendees=attendees, invite=invite,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
+        asked=questionnaire_requests().asked(group.id),
     )
 
 
@@ -202,7 +205,7 @@ def session_state(session_id: str) -> Response:
 @bp.post("/sessions/<session_id>/admit")
 @role_required(*CLINICAL)
 def admit(session_id: str) -> Response:
-    """Admit one, admit all or deny, from the waiting room."""
+    """Admit one, admit all or deny from the waiting room; remove someone already admitted."""
     group = _session_or_404(session_id)
     Attendance = _store().Attendance  # noqa: N806
     action = request.form.get("action")
@@ -219,14 +222,62 @@ def admit(session_id: str) -> Response:
             abort(404, description="That person is no longer waiting.")
         # The store has no "denied" state: a refused patient is removed before admission.
         new_status = "admitted" if action == "admit" else "removed"
+    elif action == "remove":
+        chosen = list(Attendance.select().where(
+            (Attendance.session == group) & (Attendance.status == "admitted")
+            & (Attendance.id == (request.form.get("attendance") or ""))
+        ))
+        if not chosen:
+            abort(404, description="That person is not in the session.")
+        new_status = "removed"
     else:
         abort(400, description="Unknown waiting-room action.")
     with _store().transaction():
         for attendance in chosen:
+            if attendance.status == "admitted":
+                attendance.left_at = utcnow()
             attendance.status = new_status
             attendance.save()
     for attendance in chosen:
         _audit(f"attendance.{new_status}", f"attendance/{attendance.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+class QuestionnaireRequests:
+    """Which questionnaires a facilitator asked a session's patients to fill in (in memory:
+    a prompt shown on their pages, not a record; the answers themselves are records)."""
+
+    def __init__(self) -> None:
+        self._asked: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def ask(self, session_id: str, code: str) -> None:
+        with self._lock:
+            asked = self._asked.setdefault(session_id, [])
+            if code not in asked:
+                asked.append(code)
+
+    def asked(self, session_id: str) -> list[Any]:
+        with self._lock:
+            return [INSTRUMENTS[c] for c in self._asked.get(session_id, [])]
+
+
+def questionnaire_requests() -> QuestionnaireRequests:
+    return current_app.extensions.setdefault(
+        "clinicbox.questionnaire_requests", QuestionnaireRequests()
+    )
+
+
+@bp.post("/sessions/<session_id>/ask")
+@role_required(*CLINICAL)
+def ask(session_id: str) -> Response:
+    """Ask everyone in the session to fill in a PHQ-9 or GAD-7 (during or after it)."""
+    group = _session_or_404(session_id)
+    code = request.form.get("instrument", "")
+    if code not in INSTRUMENTS:
+        abort(400, description="Choose PHQ-9 or GAD-7.")
+    questionnaire_requests().ask(group.id, code)
+    _audit("questionnaire.ask", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 

@@ -212,3 +212,33 @@ def test_invite_link_and_code_survive_only_as_hashes(app, box):
     token = csrf_from(patient, "/join")
     reply = patient.post("/join", data={"csrf_token": token, "code": code, "name": "Ana"})
     assert reply.status_code == 404
+
+
+def test_ask_questionnaire_leave_and_remove(app, box):
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, code = _schedule(clinician)
+    ana = _join(app, code, "Ana")
+    ben = _join(app, code, "Ben")
+    token = csrf_from(clinician, session_url)
+    assert "asked you" not in ana.get("/join/wait").get_data(as_text=True)
+    assert clinician.post(session_url + "/ask", data={"csrf_token": token, "instrument": "x"}
+                          ).status_code == 400
+    clinician.post(session_url + "/ask", data={"csrf_token": token, "instrument": "gad7"})
+    waiting = ana.get("/join/wait").get_data(as_text=True)
+    assert "asked you to fill in" in waiting and "/join/questionnaire/gad7" in waiting
+    clinician.post(session_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    assert "/join/questionnaire/gad7" in ana.get("/call").get_data(as_text=True)
+    ana_token = csrf_from(ana, "/join/questionnaire/gad7")
+    assert ana.post("/join/leave", data={"csrf_token": ana_token}).status_code == 302
+    after = ana.get("/join/wait").get_data(as_text=True)
+    assert "You left the session" in after and "/join/questionnaire/gad7" in after
+    page = clinician.get(session_url).get_data(as_text=True)
+    ben_id = re.search(r'<span>Ben</span>.*?name="attendance" value="([0-9a-f-]+)"', page,
+                       re.S).group(1)
+    clinician.post(session_url + "/admit",
+                   data={"csrf_token": token, "action": "remove", "attendance": ben_id})
+    assert ben.get("/call").headers["Location"] == "/join/wait"
+    assert "removed you" in ben.get("/join/wait").get_data(as_text=True)
+    removed = box.store.Attendance.get_by_id(ben_id)
+    assert removed.status == "removed" and removed.left_at is not None

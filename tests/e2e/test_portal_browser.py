@@ -53,18 +53,26 @@ def _sign_in(context, base: str):
     return page
 
 
+def _fits_phone(page) -> None:
+    """Nothing on the page is wider than the 360 px screen (no sideways scrolling)."""
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{page.url} is {width} px wide"
+
+
 def _patient_joins(browser, base: str, code: str, name: str, shots: bool):
     context = browser.new_context(ignore_https_errors=True, viewport=PHONE)
     page = context.new_page()
     page.goto(base + "/join")
     page.get_by_label("Session code (6 digits)").fill(code)
     page.get_by_label("Your name as others will see it").fill(name)
+    _fits_phone(page)
     if shots:
         _shot(page, "join")
     page.get_by_role("button", name="Continue").click()
     page.get_by_role("button", name="Join the waiting room").click()
     assert page.get_by_role("alert").inner_text().startswith("To join you need to tick")
     page.get_by_label("I understand and agree to join").check()
+    _fits_phone(page)
     if shots:
         _shot(page, "consent")
     page.get_by_role("button", name="Join the waiting room").click()
@@ -72,6 +80,28 @@ def _patient_joins(browser, base: str, code: str, name: str, shots: bool):
     assert "will let you in soon" in page.inner_text("#wait-status")
     if shots:
         _shot(page, "waiting-room")
+    return page
+
+
+def _patient_joins_by_keyboard(browser, base: str, code: str, name: str):
+    """The same path with the keyboard only: Tab, typing, Space and Enter."""
+    context = browser.new_context(ignore_https_errors=True, viewport=PHONE)
+    page = context.new_page()
+    page.goto(base + "/join")
+    page.keyboard.press("Tab")  # skip link
+    page.keyboard.press("Tab")  # brand link
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "code"
+    page.keyboard.type(code)
+    page.keyboard.press("Tab")
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Before you join").wait_for()
+    page.get_by_label("I understand and agree to join").focus()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/join/wait$"))
     return page
 
 
@@ -103,7 +133,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             session_url = doc.url
 
             ana = _patient_joins(browser, base, code, "Ana", shots=True)
-            ben = _patient_joins(browser, base, code, "Ben", shots=False)
+            ben = _patient_joins_by_keyboard(browser, base, code, "Ben")
             doc.reload()
             assert doc.get_by_role("button", name="Admit Ana").is_visible()
             doc.get_by_role("button", name="Admit Ana").click()
@@ -117,6 +147,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
                 expect(patient.locator("#check-cam span")).to_have_text("working")
                 expect(patient.locator("#check-mic span")).to_have_text("working")
                 expect(patient.locator("#check-net span")).to_have_text(re.compile(r"\(\d+ ms\)"))
+            _fits_phone(ana)
             _shot(ana, "call-precheck")
 
             # PHQ-9 in the browser: a missing answer shows a message and stores nothing.
@@ -148,6 +179,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             assert "5 / 27" in doc.inner_text("main")
             assert doc.locator("svg circle").count() == 2
             doc.set_viewport_size(PHONE)
+            _fits_phone(doc)
             _shot(doc, "score-chart")
 
             # Unauthenticated request for a clinical page: sent to the login page.

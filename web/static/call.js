@@ -65,6 +65,8 @@
       $("chat-log").appendChild(li);
     } else if (msg.type === "notice") {
       say(msg.text);
+    } else if (msg.type === "quality") {   // adaptive bitrate: a rung changed, with its reason
+      say(msg.reason);
     } else if (msg.type === "hand") {
       var h = $("tile-" + msg.participant);
       if (h) { h.classList.toggle("hand", !!msg.raised); }

@@ -192,18 +192,23 @@ class ClinicalModel(BaseModel):
             # picking the active key and committing.
             db.keyring.refresh()
             inserting = force_insert or not self._stored
+            before = (self.version, self.updated_at)
             if not inserting:
                 self.version = (self.version or 1) + 1
                 self.updated_at = utcnow()
-            self.before_save()
             plain = self.__data__
-            self.__data__ = self._sealed(plain)
             try:
+                self.before_save()
+                self.__data__ = self._sealed(plain)
                 rows = super().save(force_insert=inserting, only=only)
-            finally:
                 self.__data__ = plain
+                self._enqueue()
+            except BaseException:
+                # The transaction rolls back; the instance must not claim the new version.
+                self.__data__ = plain
+                self.version, self.updated_at = before
+                raise
             self._stored = True
-            self._enqueue()
         return rows
 
     def _sealed(self, plain: dict[str, Any]) -> dict[str, Any]:

@@ -50,3 +50,17 @@ def test_bulk_update_of_encrypted_field_is_refused(store: Store) -> None:
     _user, patient, _session = make_session(store)
     with pytest.raises(TypeError):
         store.Patient.update(display_name="plain").where(store.Patient.id == patient.id).execute()
+
+
+def test_failed_save_rolls_back_and_keeps_version(store: Store) -> None:
+    _user, _patient, session = make_session(store, keep_chat=True)
+    message = store.ChatMessage.create(session=session, sender="user:1", text="kept")
+    session.keep_chat = False
+    session.save()
+    message.text = "changed"
+    with pytest.raises(ChatDisabled):
+        message.save()
+    assert message.version == 1
+    stored = store.ChatMessage.get_by_id(message.id)
+    assert (stored.text, stored.version) == ("kept", 1)
+    assert OutboxEntry.get(OutboxEntry.record_id == message.id).version == 1

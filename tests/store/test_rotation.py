@@ -68,7 +68,9 @@ def test_interrupted_rotation_resumes_while_the_box_writes(settings: Settings) -
     )
     # Kill it once it has done some but not all of the work (each line is one batch).
     done = 0
-    for _ in range(100):
+    for n in range(100):
+        # The box writes while the rotation runs (between its batches).
+        ids.append(box.SessionNote.create(patient=patient, author=user, text=f"note mid {n}").id)
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
         done = int(re.fullmatch(r"re-encrypted (\d+) rows\n", line).group(1))

@@ -1,0 +1,151 @@
+"""Who gets what: per subscriber, per publisher, a tier, within each subscriber's allowance and
+(for remote subscribers) the clinic's shared uplink.
+
+One greedy pass over increments in priority order, across all subscribers at once:
+1. audio for everyone: forwarded voices if they fit the subscriber's allowance, otherwise one
+   mixed stream; if the clinic's uplink cannot carry everyone's forwarded voices, the
+   subscribers with the costliest voice sets switch to mixed until it can;
+2. the low tier of each subscriber's publishers in priority order (facilitator, active
+   speaker, most recent speakers, the rest), up to Costs.max_video of them (last-N);
+3. a presence thumbnail for publishers left without video;
+4. upgrades from low to forward, in the same order.
+Within one step subscribers are served least-served first, so one subscriber cannot take the
+whole uplink. A rung above the subscriber's current one must fit with a margin (up_margin),
+which gives hysteresis: a plan does not flap between two rungs on a noisy estimate.
+LAN subscribers have an allowance but do not draw on the clinic's uplink.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from appliance.media.adaptation.ladder import (
+    AudioMode,
+    Costs,
+    Publisher,
+    Tier,
+    audio_cost,
+    priority,
+    video_cost,
+)
+
+
+class Limit(enum.Enum):
+    """Why a publisher's video is not at a higher tier for a subscriber."""
+
+    LINK = "link"  # the subscriber's own downlink
+    CLINIC = "clinic"  # the clinic's shared uplink
+    LAST_N = "last_n"  # enough other videos shown already
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One subscriber: its allowance (from its estimator), the publishers it may receive, its
+    current plan (for hysteresis) and whether it is remote (draws on the clinic's uplink)."""
+
+    id: str
+    allowance_bps: float
+    others: list[Publisher]
+    current: Plan | None = None
+    remote: bool = True
+
+
+@dataclass
+class Plan:
+    """What one subscriber receives."""
+
+    audio: AudioMode = AudioMode.FORWARDED
+    tiers: dict[str, Tier] = field(default_factory=dict)
+    limits: dict[str, Limit] = field(default_factory=dict)
+    used_bps: int = 0
+
+    @property
+    def last_n(self) -> int:
+        """How many publishers' video this subscriber gets above presence."""
+        return sum(1 for tier in self.tiers.values() if tier >= Tier.LOW)
+
+
+@dataclass
+class _Subscriber:
+    demand: Demand
+    left: float
+    plan: Plan
+
+
+def allocate(demands: list[Demand], capacity_bps: float | None = None,
+             costs: Costs | None = None, up_margin: float = 1.25) -> dict[str, Plan]:
+    """Plans for every subscriber; capacity_bps is the clinic uplink (None: unlimited)."""
+    costs = costs or Costs()
+    subs = [_Subscriber(d, d.allowance_bps * costs.fill, Plan()) for d in demands]
+    shared = float("inf") if capacity_bps is None else capacity_bps * costs.fill
+
+    # 1. Audio first.
+    for sub in subs:
+        forwarded = audio_cost(sub.demand.others, costs)
+        was_mixed = sub.demand.current is not None and sub.demand.current.audio is AudioMode.MIXED
+        need = forwarded * (up_margin if was_mixed else 1.0)
+        sub.plan.audio = AudioMode.FORWARDED if need <= sub.left else AudioMode.MIXED
+    remote = [s for s in subs if s.demand.remote]
+    while sum(_audio_bps(s, costs) for s in remote) > shared:
+        forwarding = [s for s in remote if s.plan.audio is AudioMode.FORWARDED]
+        if not forwarding:
+            break  # even mixed voices do not fit: nothing cheaper to offer
+        costliest = max(forwarding, key=lambda s: audio_cost(s.demand.others, costs))
+        costliest.plan.audio = AudioMode.MIXED
+    for sub in subs:
+        spent = _audio_bps(sub, costs) if sub.demand.others else 0
+        sub.left -= spent
+        sub.plan.used_bps += spent
+        if sub.demand.remote:
+            shared -= spent
+        for pub in sub.demand.others:
+            sub.plan.tiers[pub.id] = Tier.AUDIO_ONLY
+
+    # 2-4. Video, rung by rung, in priority order.
+    ranked = {s.demand.id: priority([p for p in s.demand.others if p.has_video]) for s in subs}
+    depth = max((len(r) for r in ranked.values()), default=0)
+    for tier in (Tier.LOW, Tier.PRESENCE, Tier.FORWARD):
+        for rank in range(depth):
+            for sub in sorted(subs, key=lambda s: (s.plan.used_bps, s.demand.id)):
+                if rank < len(ranked[sub.demand.id]):
+                    shared = _offer(sub, ranked[sub.demand.id][rank], tier, shared, costs,
+                                    up_margin)
+    return {sub.demand.id: sub.plan for sub in subs}
+
+
+def _audio_bps(sub: _Subscriber, costs: Costs) -> int:
+    if sub.plan.audio is AudioMode.MIXED:
+        return costs.mixed_audio_bps
+    return audio_cost(sub.demand.others, costs)
+
+
+def _offer(sub: _Subscriber, pub: Publisher, tier: Tier, shared: float, costs: Costs,
+           up_margin: float) -> float:
+    """Grant pub at tier to sub if it fits; returns what is left of the shared uplink."""
+    plan = sub.plan
+    have = plan.tiers[pub.id]
+    if tier is Tier.PRESENCE and have is not Tier.AUDIO_ONLY:
+        return shared  # already has better
+    if tier is Tier.FORWARD and have is not Tier.LOW:
+        return shared  # forward is an upgrade of low only
+    if tier is Tier.LOW and plan.last_n >= costs.max_video:
+        plan.limits[pub.id] = Limit.LAST_N
+        return shared
+    cost = max(0, video_cost(pub, tier, costs) - video_cost(pub, have, costs))
+    current = sub.demand.current.tiers.get(pub.id) if sub.demand.current else None
+    # Only a step above a tier the subscriber already has pays the margin; a new plan does not.
+    check = cost * (up_margin if current is not None and tier > current else 1.0)
+    remote = sub.demand.remote
+    if check > sub.left:
+        plan.limits.setdefault(pub.id, Limit.LINK)
+        return shared
+    if remote and check > shared:
+        plan.limits.setdefault(pub.id, Limit.CLINIC)
+        return shared
+    plan.tiers[pub.id] = tier
+    if tier is not Tier.PRESENCE:  # presence keeps the reason low did not fit
+        plan.limits.pop(pub.id, None)
+    plan.used_bps += cost
+    sub.left -= cost
+    return shared - cost if remote else shared

@@ -1,0 +1,259 @@
+"""Per-subscriber downlink estimate from what aiortc gives: REMB, RTCP receiver reports
+(loss fraction) and RTT; no transport-cc, no simulcast.
+
+How it decides, per receiver report:
+- this report's loss above 10%: decrease to 95% of what got through (sent x (1 - loss)),
+  at most once a second; RTT inflated well above the path's minimum and still rising (a queue
+  is building): decrease to 85% of what is being sent;
+- smoothed loss under 2% and RTT not inflated: clean; after 2 s clean the estimate grows
+  8%/s, but never far above what has been sent, since capacity not used is not proven;
+- in between: hold.
+A REMB below what is being sent is a receiver that cannot keep up: the estimate drops to it.
+
+Multiplicative growth alone takes ~25 s to climb back from a dip, so the estimator probes
+deliberately: after a clean spell, when the plan wants more than the estimate, it offers a
+higher allowance for a few seconds. If the SFU really sends near it and reports stay clean, the
+estimate jumps there; if loss or RTT rise, it falls back and waits twice as long before the
+next probe (2 s doubling to 8 s, so a step up is found within ~10 s).
+
+No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
+only) and the estimate restarts conservatively when reports return.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+
+class LinkState(enum.Enum):
+    """What the estimator currently believes about the link."""
+
+    STEADY = "steady"
+    BACKING_OFF = "backing_off"
+    PROBING = "probing"
+    SILENT = "silent"
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """Tuning of the estimator; the defaults suit 20 kbps GPRS up to a few Mbps of LAN."""
+
+    initial_bps: float = 300_000
+    min_bps: float = 30_000
+    max_bps: float = 4_000_000
+    loss_weight: float = 0.3  # EWMA weight of a new receiver report's loss fraction
+    rtt_weight: float = 0.25
+    high_loss: float = 0.10
+    low_loss: float = 0.02
+    rtt_inflation_s: float = 0.15  # and at least a quarter of the minimum RTT
+    rtt_window_s: float = 30.0
+    decrease_interval_s: float = 1.0
+    growth_per_s: float = 0.08
+    clean_before_growth_s: float = 2.0
+    #: Growth stops this far above what is being sent (plus 20 kbps): beyond, only probes.
+    proven_headroom: float = 1.1
+    probe_after_s: float = 2.0
+    probe_again_s: float = 1.0  # after a successful probe
+    probe_s: float = 2.0
+    probe_step_gain: float = 1.5  # a probe asks up to this multiple of the estimate...
+    probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
+    probe_fail_loss: float = 0.05
+    probe_fail_rtt_s: float = 0.1  # RTT growth during a probe that means it built a queue
+    probe_backoff_max_s: float = 8.0  # caps how long a step up can go unnoticed
+    silence_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimator's answer at one moment.
+
+    allowance_bps is what the plan may use now (the probe's target while probing);
+    estimate_bps is the confirmed capacity.
+    """
+
+    allowance_bps: float
+    estimate_bps: float
+    state: LinkState
+    loss: float
+    rtt_s: float | None
+
+
+@dataclass
+class _Probe:
+    target_bps: float
+    started: float
+    before_bps: float
+    rtt_s: float | None
+    reached: bool = False
+
+
+class DownlinkEstimator:
+    """One subscriber's downlink. Feed it reports; ask it with tick(now)."""
+
+    def __init__(self, now: float, config: EstimatorConfig | None = None) -> None:
+        self.config = config or EstimatorConfig()
+        self._estimate = self.config.initial_bps
+        self._loss = 0.0
+        self._srtt: float | None = None
+        self._last_rtt: float | None = None
+        self._rtts: deque[tuple[float, float]] = deque()
+        self._sending_bps = 0.0
+        self._last_feedback = now
+        self._last_decrease = float("-inf")
+        self._clean_since: float | None = None
+        self._last_tick = now
+        self._probe: _Probe | None = None
+        self._probe_wait = self.config.probe_after_s
+        self._next_probe = now + self.config.probe_after_s
+        self._silent = False
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def set_sending(self, bps: float) -> None:
+        """What the SFU is sending this subscriber now (measured, all streams)."""
+        self._sending_bps = max(0.0, bps)
+        if self._probe and self._sending_bps >= 0.7 * self._probe.target_bps:
+            self._probe.reached = True
+
+    def on_receiver_report(self, now: float, loss_fraction: float, rtt_s: float | None = None,
+                           ) -> None:
+        """An RTCP receiver report: fraction lost since the last one (0-1), and the RTT."""
+        self._feedback(now)
+        cfg = self.config
+        loss = min(1.0, max(0.0, loss_fraction))
+        self._loss += cfg.loss_weight * (loss - self._loss)
+        if rtt_s is not None and rtt_s > 0:
+            self._srtt = rtt_s if self._srtt is None else self._srtt + cfg.rtt_weight * (
+                rtt_s - self._srtt)
+            self._rtts.append((now, rtt_s))
+            while self._rtts and self._rtts[0][0] < now - cfg.rtt_window_s:
+                self._rtts.popleft()
+        inflated = self._rtt_inflated(rtt_s)
+        rising = rtt_s is not None and self._last_rtt is not None and (
+            rtt_s > self._last_rtt + 0.01)
+        if rtt_s is not None:
+            self._last_rtt = rtt_s
+        if self._probe is not None:
+            # A probe is judged on this report alone: smoothing would hide the queue it builds.
+            grew = rtt_s is not None and self._probe.rtt_s is not None and (
+                rtt_s > self._probe.rtt_s + cfg.probe_fail_rtt_s)
+            if loss > cfg.probe_fail_loss or inflated or grew:
+                self._end_probe(now, success=False)
+            return
+        # Decide on this report's own loss: smoothing would keep cutting for seconds after
+        # the link already recovered. RTT counts only while it still rises, since a queue
+        # takes a while to drain after the cut that fixed it.
+        if loss > cfg.high_loss or (inflated and rising):
+            self._clean_since = None
+            if now - self._last_decrease >= cfg.decrease_interval_s:
+                base = self._estimate
+                if 0 < self._sending_bps < base:
+                    base = self._sending_bps
+                if loss > cfg.high_loss:
+                    # What got through, a little under: the queue must drain too.
+                    self._set_estimate(base * (1 - loss) * 0.95)
+                else:
+                    self._set_estimate(base * 0.85)
+                self._last_decrease = now
+        elif self._loss < cfg.low_loss and not inflated:
+            if self._clean_since is None:
+                self._clean_since = now
+        else:
+            self._clean_since = None
+
+    def on_remb(self, now: float, bitrate_bps: float) -> None:
+        """A REMB from the subscriber's browser: the most it wants to receive."""
+        self._feedback(now)
+        # Below what is being sent, the receiver cannot keep up. Above it, a REMB only echoes
+        # the rate it was given (browsers cap it near 1.5x the incoming rate), so it says
+        # nothing about spare capacity and must not hold the estimate down.
+        if 0 < bitrate_bps < 0.95 * self._sending_bps and bitrate_bps < self._estimate:
+            if self._probe is not None:
+                self._end_probe(now, success=False)
+            self._set_estimate(bitrate_bps)
+            self._last_decrease = now
+            self._clean_since = None
+
+    # -- output --------------------------------------------------------------------------
+
+    @property
+    def estimate_bps(self) -> float:
+        """The confirmed capacity (without a probe's allowance)."""
+        return self._estimate
+
+    def tick(self, now: float, wanted_bps: float | None = None) -> Estimate:
+        """Advance to now. wanted_bps: what the next better plan would need (probe target)."""
+        cfg = self.config
+        dt = max(0.0, now - self._last_tick)
+        self._last_tick = now
+        if now - self._last_feedback >= cfg.silence_s:
+            if not self._silent:
+                self._silent = True
+                self._probe = None
+                self._clean_since = None
+            return Estimate(cfg.min_bps, self._estimate, LinkState.SILENT, self._loss, self._srtt)
+        probe = self._probe
+        if probe is not None and now - probe.started >= cfg.probe_s:
+            if probe.reached:
+                self._end_probe(now, success=True)
+            elif now - probe.started >= 2 * cfg.probe_s:
+                self._end_probe(now, success=None)  # never sent near it: nothing learnt
+        clean_for = None if self._clean_since is None else now - self._clean_since
+        if self._probe is None and clean_for is not None:
+            if clean_for >= cfg.clean_before_growth_s:
+                ceiling = cfg.proven_headroom * self._sending_bps + 20_000
+                if self._estimate < ceiling:
+                    grown = self._estimate * (1 + cfg.growth_per_s) ** dt
+                    self._set_estimate(min(grown, ceiling))
+            if (wanted_bps is not None and wanted_bps > self._estimate
+                    and clean_for >= cfg.probe_after_s and now >= self._next_probe):
+                target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
+                self._probe = _Probe(target, now, self._estimate, self._last_rtt)
+        if self._probe is not None:
+            return Estimate(self._probe.target_bps, self._estimate, LinkState.PROBING,
+                            self._loss, self._srtt)
+        recent_cut = now - self._last_decrease < cfg.clean_before_growth_s
+        state = LinkState.BACKING_OFF if recent_cut else LinkState.STEADY
+        return Estimate(self._estimate, self._estimate, state, self._loss, self._srtt)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _feedback(self, now: float) -> None:
+        if self._silent:
+            # Back after a cut: the link may be another one now; restart low and probe up.
+            self._silent = False
+            self._set_estimate(min(self._estimate, self.config.initial_bps))
+            self._loss = 0.0
+            self._srtt = None
+            self._last_rtt = None
+            self._rtts.clear()
+            self._clean_since = now
+            self._next_probe = now + self.config.probe_after_s
+        self._last_feedback = now
+
+    def _rtt_inflated(self, rtt_s: float | None) -> bool:
+        """Whether this report's RTT (the smoothed one if it has none) shows a queue."""
+        rtt = rtt_s if rtt_s is not None else self._srtt
+        if rtt is None or not self._rtts:
+            return False
+        base = min(sample for _, sample in self._rtts)
+        return rtt - base > max(self.config.rtt_inflation_s, 0.25 * base)
+
+    def _end_probe(self, now: float, success: bool | None) -> None:
+        probe = self._probe
+        assert probe is not None
+        self._probe = None
+        if success:
+            self._set_estimate(probe.target_bps)
+            self._probe_wait = self.config.probe_again_s
+        elif success is False:
+            self._set_estimate(min(self._estimate, probe.before_bps))
+            self._probe_wait = min(2 * self._probe_wait, self.config.probe_backoff_max_s)
+            self._last_decrease = now
+            self._clean_since = None
+        self._next_probe = now + self._probe_wait
+
+    def _set_estimate(self, bps: float) -> None:
+        self._estimate = min(self.config.max_bps, max(self.config.min_bps, bps))

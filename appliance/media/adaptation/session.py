@@ -1,0 +1,127 @@
+"""All of one session's adaptation in one object the SFU drives: an estimator and a policy per
+subscriber, the shared uplink budget, and allocate() between them.
+
+The SFU feeds RTCP into estimator(sub) as it arrives, reports what it sends each subscriber
+with set_sending(), and calls tick() a few times a second with the room's roster. tick()
+returns, per subscriber, the plan to apply (audio mode and a tier per publisher) and the
+notices to send to that subscriber's client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from appliance.media.adaptation.allocation import Demand, Plan, allocate
+from appliance.media.adaptation.budget import UplinkBudget
+from appliance.media.adaptation.estimator import (
+    DownlinkEstimator,
+    Estimate,
+    EstimatorConfig,
+    LinkState,
+)
+from appliance.media.adaptation.ladder import Costs, Publisher
+from appliance.media.adaptation.policy import Notice, SubscriberPolicy
+
+#: Allowance multiples tried, in order, when 1.5x the estimate buys nothing better.
+_PROBE_GAINS = (1.75, 2.0, 2.5)
+
+
+@dataclass
+class Update:
+    """What tick() decided for one subscriber."""
+
+    plan: Plan
+    estimate: Estimate
+    notices: list[Notice] = field(default_factory=list)
+
+
+@dataclass
+class _Subscriber:
+    estimator: DownlinkEstimator
+    policy: SubscriberPolicy
+    remote: bool
+    sending_bps: float = 0.0
+
+
+class SessionAdaptation:
+    """Adaptation state of one session (one room)."""
+
+    def __init__(self, budget: UplinkBudget | None = None, costs: Costs | None = None,
+                 estimator_config: EstimatorConfig | None = None,
+                 upgrade_hold_s: float = 3.0) -> None:
+        self.budget = budget or UplinkBudget()
+        self.costs = costs or Costs()
+        self._estimator_config = estimator_config
+        self._upgrade_hold_s = upgrade_hold_s
+        self._subs: dict[str, _Subscriber] = {}
+
+    def add_subscriber(self, sub: str, now: float, remote: bool = True) -> None:
+        """A participant starts receiving. LAN participants are remote=False."""
+        self._subs[sub] = _Subscriber(
+            DownlinkEstimator(now, self._estimator_config),
+            SubscriberPolicy(sub, self._upgrade_hold_s),
+            remote,
+        )
+
+    def remove_subscriber(self, sub: str) -> None:
+        """A participant left (for good, not reconnecting)."""
+        self._subs.pop(sub, None)
+
+    def estimator(self, sub: str) -> DownlinkEstimator:
+        """Where the SFU feeds this subscriber's REMB and receiver reports."""
+        return self._subs[sub].estimator
+
+    def set_sending(self, sub: str, bps: float) -> None:
+        """What the SFU sends this subscriber now, all streams together."""
+        entry = self._subs[sub]
+        entry.sending_bps = bps
+        entry.estimator.set_sending(bps)
+
+    def _next_rung(self, sub: str, entry: _Subscriber, others: list[Publisher]) -> float | None:
+        """The allowance a probe should try: up to probe_step_gain x the estimate if that buys
+        a better plan, else the nearest better plan up to probe_max_gain x; None if nothing
+        better is within reach. Bounded steps keep a failed probe's overshoot small."""
+        base = entry.estimator.estimate_bps
+        config = entry.estimator.config
+
+        def used(allowance: float) -> int:
+            demand = Demand(sub, allowance, others, entry.policy.plan)
+            return allocate([demand], None, self.costs)[sub].used_bps
+
+        now_used = used(base)
+        if used(base * config.probe_step_gain) > now_used:
+            return base * config.probe_step_gain
+        for gain in _PROBE_GAINS:
+            if config.probe_step_gain < gain <= config.probe_max_gain:
+                if used(base * gain) > now_used:
+                    return base * gain
+        return None
+
+    def tick(self, now: float, roster: list[Publisher]) -> dict[str, Update]:
+        """Decide every subscriber's plan now; roster is everyone publishing in the room."""
+        estimates: dict[str, Estimate] = {}
+        demands = []
+        for sub, entry in self._subs.items():
+            others = [p for p in roster if p.id != sub]
+            estimate = entry.estimator.tick(now, self._next_rung(sub, entry, others))
+            estimates[sub] = estimate
+            demands.append(Demand(sub, estimate.allowance_bps, others, entry.policy.plan,
+                                  entry.remote))
+        remote = [e for e in self._subs.values() if e.remote]
+        self.budget.observe(
+            now,
+            sum(e.sending_bps for e in remote),
+            len(remote),
+            sum(1 for s, e in self._subs.items()
+                if e.remote and estimates[s].state is LinkState.BACKING_OFF),
+        )
+        plans = allocate(demands, self.budget.capacity_bps, self.costs)
+        updates = {}
+        for sub, entry in self._subs.items():
+            state = estimates[sub].state
+            silent = state is LinkState.SILENT
+            notices = entry.policy.connection_lost() if silent else []
+            notices += entry.policy.apply(now, plans[sub], probing=state is LinkState.PROBING,
+                                          announce=not silent)
+            updates[sub] = Update(entry.policy.plan, estimates[sub], notices)
+        return updates

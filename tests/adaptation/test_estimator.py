@@ -1,0 +1,123 @@
+"""DownlinkEstimator: backs off on loss and queueing, grows only as far as proven, probes."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.media.adaptation import DownlinkEstimator, EstimatorConfig, LinkState
+
+
+def clean_reports(est: DownlinkEstimator, start: float, seconds: int, rtt: float = 0.1):
+    for i in range(seconds):
+        est.on_receiver_report(start + i, 0.0, rtt)
+        est.tick(start + i)
+
+
+def test_heavy_loss_cuts_to_what_got_through_at_once():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=2_000_000))
+    est.set_sending(2_000_000)
+    est.on_receiver_report(1.0, 0.7, 0.1)  # 2 Mbps offered to a 600 kbps link
+    result = est.tick(1.0)
+    assert result.estimate_bps == pytest.approx(2_000_000 * 0.3 * 0.95)
+    assert result.state is LinkState.BACKING_OFF
+    # Once a second at most: the next bad report within it changes nothing.
+    est.on_receiver_report(1.5, 0.5, 0.1)
+    assert est.tick(1.5).estimate_bps == pytest.approx(570_000)
+
+
+def test_rising_rtt_alone_backs_off_but_a_draining_queue_does_not():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=1_000_000))
+    est.set_sending(1_000_000)
+    clean_reports(est, 1, 3, rtt=0.1)
+    est.on_receiver_report(5.0, 0.0, 0.4)  # queue building: +300 ms
+    assert est.tick(5.0).estimate_bps == pytest.approx(850_000)
+    est.on_receiver_report(7.0, 0.0, 0.3)  # still high but falling: draining
+    assert est.tick(7.0).estimate_bps == pytest.approx(850_000)
+
+
+def test_moderate_loss_holds():
+    est = DownlinkEstimator(0.0)
+    est.set_sending(300_000)
+    for t in range(1, 10):
+        est.on_receiver_report(t, 0.05, 0.1)
+        result = est.tick(t)
+    assert result.estimate_bps == 300_000
+
+
+def test_growth_is_capped_near_what_is_sent():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=200_000))
+    est.set_sending(200_000)
+    clean_reports(est, 1, 30)
+    assert est.estimate_bps == pytest.approx(1.1 * 200_000 + 20_000)
+
+
+def test_probe_that_stays_clean_jumps_the_estimate():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 1, 3)
+    result = est.tick(4.0, wanted_bps=450_000)
+    assert result.state is LinkState.PROBING and result.allowance_bps == 450_000
+    assert result.estimate_bps < 450_000
+    est.set_sending(420_000)  # the SFU really sent near the target
+    est.on_receiver_report(5.0, 0.0, 0.1)
+    est.tick(5.0, wanted_bps=450_000)
+    est.on_receiver_report(6.0, 0.0, 0.11)
+    result = est.tick(6.1, wanted_bps=450_000)
+    assert result.state is not LinkState.PROBING
+    assert result.estimate_bps >= 450_000
+
+
+def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 1, 3)
+    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    est.set_sending(450_000)
+    est.on_receiver_report(5.0, 0.0, 0.3)  # +200 ms: the probe filled a queue
+    result = est.tick(5.0, wanted_bps=450_000)
+    assert result.state is not LinkState.PROBING and result.estimate_bps <= 300_000
+    est.set_sending(250_000)
+    waits = []
+    t = 5.0
+    for _ in range(4):  # fail each probe: the wait doubles (4, 8) and stops at 8 s
+        start = t
+        while t < start + 20 and est.tick(t, wanted_bps=450_000).state is not LinkState.PROBING:
+            t += 0.25
+            est.on_receiver_report(t, 0.0, 0.1)
+        waits.append(t - start)
+        est.on_receiver_report(t, 0.2, 0.1)
+    assert waits[0] == pytest.approx(4, abs=0.3)
+    assert waits[1:] == pytest.approx([8, 8, 8], abs=0.3)
+
+
+def test_a_probe_the_sfu_never_filled_teaches_nothing():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 1, 3)
+    est.tick(4.0, wanted_bps=450_000)
+    clean_reports(est, 5, 6)
+    assert est.estimate_bps < 450_000
+
+
+def test_remb_below_what_is_sent_is_obeyed_above_it_is_not_a_cap():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=800_000))
+    est.set_sending(600_000)
+    est.on_remb(1.0, 900_000)  # an echo of the incoming rate: says nothing about capacity
+    assert est.tick(1.0).estimate_bps == 800_000
+    est.on_remb(2.0, 400_000)  # the receiver cannot keep up
+    assert est.tick(2.0).estimate_bps == 400_000
+
+
+def test_silence_drops_to_voice_then_restarts_low():
+    cfg = EstimatorConfig(initial_bps=300_000)
+    est = DownlinkEstimator(0.0, cfg)
+    est.set_sending(250_000)
+    est.on_receiver_report(1.0, 0.0, 0.1)
+    est.tick(1.0)
+    est._estimate = 1_000_000  # noqa: SLF001 - as if it had climbed on a good link
+    result = est.tick(4.5)
+    assert result.state is LinkState.SILENT and result.allowance_bps == cfg.min_bps
+    est.on_receiver_report(25.0, 0.0, 0.2)
+    result = est.tick(25.0)
+    assert result.state is not LinkState.SILENT
+    assert result.allowance_bps == cfg.initial_bps

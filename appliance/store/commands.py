@@ -32,10 +32,7 @@ def _open(ctx: click.Context, passphrase_file: Path | None) -> Store:
             ) from None
     else:
         passphrase = passphrase_from_env()
-    try:
-        return open_store(settings, passphrase)
-    except RuntimeError as exc:
-        raise OperatorError(str(exc)) from None
+    return open_store(settings, passphrase)
 
 
 @click.group("keys")
@@ -131,8 +128,12 @@ def audit_verify(ctx: click.Context, passphrase_file: Path | None) -> None:
     store = _open(ctx, passphrase_file)
     try:
         report = verify(store.db)
+        quarantined = [f"{q.record_type}/{q.record_id}" for q in store.Quarantine.select()]
     finally:
         store.close()
+    if quarantined:
+        # Records that failed their integrity check; ids only.
+        click.echo(f"quarantined records ({len(quarantined)}): {', '.join(quarantined[:20])}")
     if report.ok:
         click.echo(f"audit log intact: {report.checked} entries verified")
         return

@@ -10,11 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from appliance.errors import OperatorError
 from appliance.store.database import RecordDatabase
 from appliance.store.models import SchemaVersion
 from appliance.store.schema_v1 import V1_STATEMENTS
 
 log = logging.getLogger(__name__)
+
+
+class SchemaError(OperatorError):
+    """The database file cannot be used by this version of the software."""
 
 
 def _v1_initial(db: RecordDatabase) -> None:
@@ -62,8 +67,9 @@ def migrate(db: RecordDatabase, target: int = LATEST) -> int:
     """Apply the missing steps up to `target`; return the resulting version."""
     version = current_version(db)
     if version > LATEST:
-        raise RuntimeError(
-            f"database schema v{version} is newer than this software (v{LATEST}); upgrade it"
+        raise SchemaError(
+            f"database schema v{version} is newer than this software (v{LATEST}); upgrade "
+            "ClinicBox before opening it"
         )
     for number, step in MIGRATIONS:
         if version < number <= target:

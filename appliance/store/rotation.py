@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from appliance.errors import OperatorError
 from appliance.store.fields import EncryptedField
 from appliance.store.keyring import HEADER, DecryptionFailed
 from appliance.store.models import CLINICAL_MODELS, ClinicalModel
@@ -127,5 +128,7 @@ def rotate(
                 keyring.retire(old)
             store.audit("system", "keys.rotate.done", f"key/{keyring.active_id}")
             return RotationReport(keyring.active_id, resumed, done, tuple(old))
-    raise RuntimeError("rows kept appearing under an old key; run `clinicbox keys rotate` again")
+    raise OperatorError(
+        "rows kept appearing under an old key; run `clinicbox keys rotate` again to finish"
+    )
 

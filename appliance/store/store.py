@@ -9,13 +9,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from peewee import DatabaseError
+
 from appliance.config import Settings
 from appliance.errors import OperatorError
 from appliance.files import make_private_dir
 from appliance.store import audit, models
 from appliance.store.database import RecordDatabase, flush
 from appliance.store.keyring import KEYS_FILE, Keyring, StoreLockedError
-from appliance.store.migrations import migrate
+from appliance.store.migrations import SchemaError, migrate
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +133,18 @@ def _has_store_schema(path: Path) -> bool:
         row = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
         ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from None
     finally:
         conn.close()
     return row is not None
+
+
+def _unusable(path: Path, exc: Exception) -> SchemaError:
+    return SchemaError(
+        f"cannot open the record database {path} ({exc}); move it aside and restore a "
+        "backup, or `clinicbox wipe --yes` to start empty"
+    )
 
 
 def open_store(settings: Settings, passphrase: str | None = None) -> Store:
@@ -160,9 +171,13 @@ def open_store(settings: Settings, passphrase: str | None = None) -> Store:
         finally:
             os.close(keys_lock)
         db = RecordDatabase(settings.database_path, keyring)
-        db.connect()
-        db.bind(models.ALL_MODELS, bind_refs=False, bind_backrefs=False)
-        migrate(db)
+        try:
+            db.connect()
+            db.bind(models.ALL_MODELS, bind_refs=False, bind_backrefs=False)
+            migrate(db)
+        except DatabaseError as exc:
+            db.close()
+            raise _unusable(settings.database_path, exc) from None
     except BaseException:
         os.close(lock_fd)
         raise

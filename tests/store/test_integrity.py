@@ -50,6 +50,10 @@ def test_flipped_byte_is_an_integrity_error_audited_and_quarantined(store: Store
     assert patient.id not in [i.record_id for i in leased]
     assert other.id in [i.record_id for i in leased]
     assert verify(store.db).ok
+    store.close()
+    listed = clinicbox(store.settings, "audit", "verify")
+    assert listed.returncode == 0, listed.stderr
+    assert f"quarantined records (1): patient/{patient.id}" in listed.stdout
 
 
 def test_swapped_rows_and_columns_fail(store: Store) -> None:

@@ -11,8 +11,9 @@ from appliance.config import Settings
 from appliance.store import open_store
 from appliance.store.database import RecordDatabase
 from appliance.store.keyring import Keyring
-from appliance.store.migrations import LATEST, current_version, migrate
+from appliance.store.migrations import LATEST, SchemaError, current_version, migrate
 from appliance.store.models import ALL_MODELS, GroupSession, Patient, QuestionnaireResponse, User
+from tests.store.cli import clinicbox
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,5 +66,19 @@ def test_newer_schema_is_refused(settings: Settings) -> None:
     store = open_store(settings)
     store.db.execute_sql("INSERT INTO schema_version (version, applied_at) VALUES (99, '')")
     store.close()
-    with pytest.raises(RuntimeError, match="newer than this software"):
+    with pytest.raises(SchemaError, match="newer than this software"):
         open_store(settings)
+    refused = clinicbox(settings, "audit", "verify")
+    assert refused.returncode == 2 and "newer than this software" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_unusable_database_file_is_one_line(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True)
+    settings.database_path.write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(SchemaError, match="cannot open the record database"):
+        open_store(settings)
+    refused = clinicbox(settings, "keys", "status")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("clinicbox: error: cannot open the record database")
+    assert refused.stderr.strip().count("\n") == 0

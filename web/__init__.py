@@ -44,9 +44,10 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(setup_bp)
 
-    from web import auth, call, join, portal
+    from web import auth, call, join, live, portal
 
     auth.init_app(app)
+    live.init_app(app)
     for blueprint in (auth.bp, portal.bp, join.bp, call.bp):
         app.register_blueprint(blueprint)
 

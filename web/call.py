@@ -12,7 +12,7 @@ from flask import Blueprint, abort, redirect, render_template, session, url_for
 
 from web import current_box
 from web.auth import current_user, role_required
-from web.portal import questionnaire_requests
+from web.live import live_sessions
 
 bp = Blueprint("call", __name__)
 
@@ -42,7 +42,7 @@ def patient_call() -> Any:
     token = _join_token(group, f"attendance/{attendance.id}", "patient")
     return render_template(
         "call.html", group=group, me=attendance.display_name, role="patient", token=token,
-        leave_url=url_for("join.leave"), asked=questionnaire_requests().asked(group.id),
+        leave_url=url_for("join.leave"), asked=live_sessions().asked(group.id),
     )
 
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from appliance.clinical.questionnaires import IncompleteAnswers, get_instrument, score
 from appliance.clinical.session_codes import (
@@ -20,7 +29,8 @@ from appliance.clinical.session_codes import (
 )
 from appliance.store.models import utcnow
 from web import current_box
-from web.portal import code_secret, questionnaire_requests, save_response
+from web.live import live_sessions
+from web.portal import code_secret, save_response
 
 bp = Blueprint("join", __name__)
 
@@ -125,8 +135,36 @@ def waiting() -> Any:
     attendance = _my_attendance()
     if attendance.status == "admitted":
         return redirect(url_for("call.patient_call"))
-    asked = questionnaire_requests().asked(attendance.session_id)
-    return render_template("waiting.html", attendance=attendance, asked=asked)
+    live = live_sessions().for_patient(attendance.session_id, attendance.id)
+    return render_template("waiting.html", attendance=attendance, live=live)
+
+
+@bp.get("/join/state")
+def state() -> Any:
+    """The patient's status and what the facilitator pushed, for the call page (JSON)."""
+    attendance = _my_attendance()
+    live = live_sessions().for_patient(attendance.session_id, attendance.id)
+    response = jsonify(status=attendance.status, **live)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/join/poll")
+def vote() -> Any:
+    """Answer the open poll: from a plain form (redirect) or the call page (JSON)."""
+    attendance = _my_attendance()
+    try:
+        choice = int(request.form.get("choice") or "")
+    except ValueError:
+        choice = -1
+    ok = live_sessions().vote(attendance.session_id, attendance.id, choice)
+    if request.accept_mimetypes.best == "application/json":
+        if not ok:
+            return jsonify(error="Bad Request", message="Choose one of the answers."), 400
+        return jsonify(ok=True)
+    if not ok:
+        abort(400, description="Choose one of the answers, or the poll has closed.")
+    return redirect(url_for("join.waiting"))
 
 
 @bp.post("/join/leave")

@@ -6,7 +6,6 @@ server-rendered forms: they work without JavaScript.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +36,7 @@ from appliance.store.models import utcnow
 from web import current_box
 from web.auth import current_user, role_required
 from web.chart import score_chart
+from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
 
 bp = Blueprint("portal", __name__)
 
@@ -181,7 +181,7 @@ def session_detail(session_id: str) -> str:
     return render_template(
         "session.html", group=group, attendees=attendees, invite=invite,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
-        asked=questionnaire_requests().asked(group.id),
+        asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
     )
 
 
@@ -243,31 +243,6 @@ def admit(session_id: str) -> Response:
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 
-class QuestionnaireRequests:
-    """Which questionnaires a facilitator asked a session's patients to fill in (in memory:
-    a prompt shown on their pages, not a record; the answers themselves are records)."""
-
-    def __init__(self) -> None:
-        self._asked: dict[str, list[str]] = {}
-        self._lock = threading.Lock()
-
-    def ask(self, session_id: str, code: str) -> None:
-        with self._lock:
-            asked = self._asked.setdefault(session_id, [])
-            if code not in asked:
-                asked.append(code)
-
-    def asked(self, session_id: str) -> list[Any]:
-        with self._lock:
-            return [INSTRUMENTS[c] for c in self._asked.get(session_id, [])]
-
-
-def questionnaire_requests() -> QuestionnaireRequests:
-    return current_app.extensions.setdefault(
-        "clinicbox.questionnaire_requests", QuestionnaireRequests()
-    )
-
-
 @bp.post("/sessions/<session_id>/ask")
 @role_required(*CLINICAL)
 def ask(session_id: str) -> Response:
@@ -276,8 +251,63 @@ def ask(session_id: str) -> Response:
     code = request.form.get("instrument", "")
     if code not in INSTRUMENTS:
         abort(400, description="Choose PHQ-9 or GAD-7.")
-    questionnaire_requests().ask(group.id, code)
+    live_sessions().ask(group.id, code)
     _audit("questionnaire.ask", f"group_session/{group.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+@bp.post("/sessions/<session_id>/broadcast")
+@role_required(*CLINICAL)
+def broadcast(session_id: str) -> Response:
+    """Show one short message to everyone in the session (an empty message clears it)."""
+    group = _session_or_404(session_id)
+    message = " ".join((request.form.get("message") or "").split())
+    if len(message) > MAX_MESSAGE:
+        abort(400, description=f"Keep the message under {MAX_MESSAGE} characters.")
+    live_sessions().broadcast(group.id, message)
+    _audit("session.broadcast", f"group_session/{group.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+@bp.post("/sessions/<session_id>/poll")
+@role_required(*CLINICAL)
+def poll(session_id: str) -> Response:
+    """Start a quick poll (question + one option per line) or close the current one."""
+    group = _session_or_404(session_id)
+    if request.form.get("action") == "close":
+        live_sessions().close_poll(group.id)
+    else:
+        question = " ".join((request.form.get("question") or "").split())
+        options = [" ".join(line.split()) for line in (request.form.get("options") or "")
+                   .splitlines() if line.strip()]
+        if not question or not 2 <= len(options) <= MAX_OPTIONS:
+            abort(400, description=f"A poll needs a question and 2 to {MAX_OPTIONS} options, "
+                  "one per line.")
+        live_sessions().start_poll(group.id, question[:200], [o[:80] for o in options])
+    _audit("session.poll", f"group_session/{group.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+@bp.post("/sessions/<session_id>/breakout")
+@role_required(*CLINICAL)
+def breakout(session_id: str) -> Response:
+    """Split the admitted patients into breakout rooms, or bring everyone back."""
+    group = _session_or_404(session_id)
+    if request.form.get("action") == "back":
+        live_sessions().bring_back(group.id)
+    else:
+        try:
+            rooms = int(request.form.get("rooms") or "")
+            if not 2 <= rooms <= MAX_ROOMS:
+                raise ValueError
+        except ValueError:
+            abort(400, description=f"Choose 2 to {MAX_ROOMS} rooms.")
+        Attendance = _store().Attendance  # noqa: N806
+        admitted = [a.id for a in Attendance.select().where(
+            (Attendance.session == group) & (Attendance.status == "admitted")
+        ).order_by(Attendance.joined_at)]
+        live_sessions().split(group.id, admitted, rooms)
+    _audit("session.breakout", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 

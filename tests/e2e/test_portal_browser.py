@@ -150,6 +150,24 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             _fits_phone(ana)
             _shot(ana, "call-precheck")
 
+            # The facilitator sends a message and a quick poll; the call page picks them up
+            # within its 10 s state refresh and answers the poll without leaving the call.
+            doc.goto(session_url)
+            doc.get_by_label(re.compile("^Message to everyone")).fill("Welcome, we start soon")
+            doc.get_by_role("button", name="Send message").click()
+            doc.get_by_label("Question").fill("How is your week?")
+            doc.get_by_label("Answers, one per line (2 to 5)").fill("Good\nSo-so\nHard")
+            doc.get_by_role("button", name="Start poll").click()
+            expect(ana.locator("#notice")).to_contain_text("Welcome, we start soon",
+                                                           timeout=15_000)
+            ana.get_by_label("So-so").check()
+            ana.locator("#poll").get_by_role("button", name="Answer").click()
+            expect(ana.locator("#notice")).to_have_text("Thank you, your answer was sent.")
+            assert ana.url.endswith("/call")
+            _shot(ana, "call-poll")
+            doc.reload()
+            assert "So-so: 1" in doc.inner_text("main")
+
             # PHQ-9 in the browser: a missing answer shows a message and stores nothing.
             ana.goto(base + "/join/questionnaire/phq9")
             answers = [3, 2, 2, 1, 1, 1, 0, 0, 1]

@@ -242,3 +242,48 @@ def test_ask_questionnaire_leave_and_remove(app, box):
     assert "removed you" in ben.get("/join/wait").get_data(as_text=True)
     removed = box.store.Attendance.get_by_id(ben_id)
     assert removed.status == "removed" and removed.left_at is not None
+
+
+def test_broadcast_poll_and_breakout_rooms(app):
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, code = _schedule(clinician)
+    patients = [_join(app, code, name) for name in ("Ana", "Ben", "Cy")]
+    token = csrf_from(clinician, session_url)
+    clinician.post(session_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    ana = patients[0]
+    assert ana.get("/join/state").get_json() == {
+        "status": "admitted", "asked": [], "message": "", "poll": None, "room": None}
+    too_long = clinician.post(session_url + "/broadcast",
+                              data={"csrf_token": token, "message": "x" * 201})
+    assert too_long.status_code == 400
+    clinician.post(session_url + "/broadcast",
+                   data={"csrf_token": token, "message": "Back in five minutes"})
+    bad_poll = clinician.post(session_url + "/poll", data={
+        "csrf_token": token, "question": "How are you?", "options": "only one"})
+    assert bad_poll.status_code == 400
+    clinician.post(session_url + "/poll", data={
+        "csrf_token": token, "question": "How are you today?", "options": "Better\nSame\nWorse\n"})
+    state = ana.get("/join/state").get_json()
+    assert state["message"] == "Back in five minutes"
+    assert state["poll"]["options"] == ["Better", "Same", "Worse"]
+    ana_token = csrf_from(ana, "/join/questionnaire/phq9")
+    json_headers = {"Accept": "application/json", "X-CSRF-Token": ana_token}
+    assert ana.post("/join/poll", data={"choice": "7"}, headers=json_headers).status_code == 400
+    assert ana.post("/join/poll", data={"choice": "0"}, headers=json_headers).get_json() == {
+        "ok": True}
+    ben_token = csrf_from(patients[1], "/join/questionnaire/phq9")
+    patients[1].post("/join/poll", data={"csrf_token": ben_token, "choice": "2"})
+    assert ana.get("/join/state").get_json()["poll"]["voted"] == 0
+    page = clinician.get(session_url).get_data(as_text=True)
+    assert "2 answered" in page and "Better: 1" in page and "Worse: 1" in page
+    clinician.post(session_url + "/poll", data={"csrf_token": token, "action": "close"})
+    assert ana.get("/join/state").get_json()["poll"] is None
+    assert ana.post("/join/poll", data={"choice": "1"}, headers=json_headers).status_code == 400
+    clinician.post(session_url + "/breakout", data={"csrf_token": token, "rooms": "2"})
+    rooms = [p.get("/join/state").get_json()["room"] for p in patients]
+    assert sorted(rooms) == [1, 1, 2]
+    assert clinician.post(session_url + "/breakout", data={"csrf_token": token, "rooms": "9"}
+                          ).status_code == 400
+    clinician.post(session_url + "/breakout", data={"csrf_token": token, "action": "back"})
+    assert all(p.get("/join/state").get_json()["room"] is None for p in patients)

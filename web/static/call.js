@@ -172,6 +172,46 @@
     say(message || "");
   }
 
+  // What the facilitator pushed (message, poll, breakout room, removal), read every 10 s:
+  // a few hundred bytes, so it costs little even on a slow link.
+  var shownPoll = null, lastMessage = "";
+  function applyState(st) {
+    if (st.status === "removed") { leave("The facilitator removed you from the call."); return; }
+    if (st.message && st.message !== lastMessage) { say("Message from the facilitator: " + st.message); }
+    lastMessage = st.message;
+    var note = $("room-note");
+    note.hidden = !st.room;
+    note.textContent = st.room ? "You are in breakout room " + st.room + "." : "";
+    var form = $("poll");
+    if (!st.poll) { form.hidden = true; shownPoll = null; return; }
+    if (shownPoll === st.poll.id) { return; }
+    shownPoll = st.poll.id;
+    $("poll-q").textContent = "Poll: " + st.poll.question;
+    var box = $("poll-options"); box.textContent = "";
+    st.poll.options.forEach(function (text, i) {
+      var label = document.createElement("label"); label.className = "choice";
+      var input = document.createElement("input");
+      input.type = "radio"; input.name = "choice"; input.value = String(i);
+      input.checked = st.poll.voted === i;
+      label.appendChild(input); label.appendChild(document.createTextNode(" " + text));
+      box.appendChild(label);
+    });
+    form.hidden = false;
+  }
+  function pollState() {
+    fetch(root.dataset.stateUrl, { cache: "no-store", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (st) { if (st) { applyState(st); } })
+      .catch(function () { /* the next round will retry */ });
+  }
+  $("poll").onsubmit = function (e) {
+    e.preventDefault();
+    fetch(root.dataset.voteUrl, { method: "POST", body: new FormData($("poll")),
+      headers: { Accept: "application/json", "X-CSRF-Token": root.dataset.csrf } })
+      .then(function (r) { say(r.ok ? "Thank you, your answer was sent." : "The poll has closed."); });
+  };
+  if (root.dataset.stateUrl) { pollState(); setInterval(pollState, 10000); }
+
   $("join-btn").onclick = join;
   $("mute-btn").onclick = function () { setMuted(!state.muted); };
   $("cam-btn").onclick = function () { setCam(!state.camOff); };

@@ -19,17 +19,19 @@ _PASSPHRASE_FILE = click.option(
 )
 
 
+def _read_passphrase(path: Path) -> str:
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise StoreLockedError(f"cannot read passphrase file {path} ({exc.strerror})") from None
+
+
 def _open(ctx: click.Context, passphrase_file: Path | None) -> Store:
     from appliance.cli import settings_from
 
     settings = settings_from(ctx)
     if passphrase_file is not None:
-        try:
-            passphrase: str | None = passphrase_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise StoreLockedError(
-                f"cannot read passphrase file {passphrase_file} ({exc.strerror})"
-            ) from None
+        passphrase: str | None = _read_passphrase(passphrase_file)
     else:
         passphrase = passphrase_from_env()
     return open_store(settings, passphrase)
@@ -94,6 +96,34 @@ def keys_rotate(
         f"rotation complete: active data key {report.key_id}, {report.rows} rows "
         f"re-encrypted, retired keys: {retired}"
     )
+
+
+@keys_group.command("passphrase")
+@_PASSPHRASE_FILE
+@click.option("--new-passphrase-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="File holding the new passphrase (at least 12 characters).")
+@click.option("--device", "to_device", is_flag=True,
+              help="Drop the passphrase: protect the keys with the device secret again.")
+@click.pass_context
+def keys_passphrase(
+    ctx: click.Context, passphrase_file: Path | None, new_passphrase_file: Path | None,
+    to_device: bool,
+) -> None:
+    """Set, change or remove the store passphrase (re-wraps the keys; records untouched).
+
+    Stop `clinicbox serve` first.
+    """
+    if to_device == (new_passphrase_file is not None):
+        raise OperatorError("give exactly one of --new-passphrase-file or --device")
+    new = None if to_device else _read_passphrase(new_passphrase_file)
+    store = _open(ctx, passphrase_file)
+    try:
+        store.lock_exclusive()
+        store.keyring.rewrap(new)
+        store.audit("system", "keys.rewrap", f"mode/{store.keyring.mode}")
+    finally:
+        store.close()
+    click.echo(f"store keys re-wrapped: {store.keyring.mode} mode")
 
 
 @click.command("wipe")

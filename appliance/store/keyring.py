@@ -101,27 +101,38 @@ class Keyring:
 
     @classmethod
     def _create(cls, secrets_dir: Path, passphrase: str | None) -> Keyring:
-        salt = os.urandom(16)
-        if passphrase is not None:
-            if len(passphrase) < 12:
-                raise StoreLockedError("the store passphrase must be at least 12 characters")
-            kdf = {"name": "scrypt", "salt": _b64(salt), "n": SCRYPT_N, "r": SCRYPT_R,
-                   "p": SCRYPT_P}
-            doc = {"format": 1, "mode": "passphrase", "kdf": kdf}
-        else:
-            secret_path = secrets_dir / DEVICE_SECRET_FILE
-            if not secret_path.exists():
-                write_private(secret_path, os.urandom(32))
-            doc = {"format": 1, "mode": "device", "kdf": {"name": "hkdf-sha256",
-                                                          "salt": _b64(salt)}}
-        kek = _derive_kek(secrets_dir, doc, passphrase)
+        doc, kek = _new_kek(secrets_dir, passphrase)
         wrapper = AESGCM(kek)
-        doc["check"] = _wrap(wrapper, _CHECK_PLAINTEXT, b"check")
         doc["mac_key"] = _wrap(wrapper, os.urandom(32), b"mac")
         doc["data_keys"] = {"1": _wrap(wrapper, AESGCM.generate_key(256), b"data|1")}
         doc["active"] = 1
         write_private(secrets_dir / KEYS_FILE, json.dumps(doc, indent=1).encode())
         return cls(secrets_dir, kek)
+
+    def rewrap(self, passphrase: str | None) -> None:
+        """Wrap the same keys under a new KEK: a new passphrase, or the device secret (None).
+
+        Records are untouched. Moving to passphrase mode shreds the device secret, which no
+        longer protects anything. Only while no other process has the store open: a running
+        box would not be able to reload keys wrapped under a KEK it does not have.
+        """
+        with self._lock:
+            self._load()
+            secrets_dir = self.path.parent
+            doc, kek = _new_kek(secrets_dir, passphrase)
+            wrapper = AESGCM(kek)
+            doc["mac_key"] = _wrap(wrapper, self._mac_key, b"mac")
+            doc["data_keys"] = {}
+            for key_id, wrapped in self._doc["data_keys"].items():
+                label = f"data|{key_id}".encode()
+                doc["data_keys"][key_id] = _wrap(wrapper, _unwrap(self._kek, wrapped, label),
+                                                 label)
+            doc["active"] = self._doc["active"]
+            write_private(self.path, json.dumps(doc, indent=1).encode())
+            self._kek = wrapper
+            self._load()
+            if passphrase is not None:
+                shred_file(secrets_dir / DEVICE_SECRET_FILE)
 
     def _load(self) -> None:
         stamp = _stamp(self.path)
@@ -231,6 +242,42 @@ class Keyring:
     def mac(self, purpose: str, data: bytes) -> str:
         """HMAC-SHA256 hex of `data` under the MAC key, domain-separated by `purpose`."""
         return hmac.new(self._mac_key, purpose.encode() + b"|" + data, hashlib.sha256).hexdigest()
+
+
+def _new_kek(secrets_dir: Path, passphrase: str | None) -> tuple[dict, bytes]:
+    """A keys-file header (mode, KDF parameters, check value) for a fresh KEK, and the KEK."""
+    salt = os.urandom(16)
+    if passphrase is not None:
+        if len(passphrase) < 12:
+            raise StoreLockedError("the store passphrase must be at least 12 characters")
+        kdf = {"name": "scrypt", "salt": _b64(salt), "n": SCRYPT_N, "r": SCRYPT_R,
+               "p": SCRYPT_P}
+        doc: dict = {"format": 1, "mode": "passphrase", "kdf": kdf}
+    else:
+        secret_path = secrets_dir / DEVICE_SECRET_FILE
+        if not secret_path.exists():
+            write_private(secret_path, os.urandom(32))
+        doc = {"format": 1, "mode": "device", "kdf": {"name": "hkdf-sha256",
+                                                      "salt": _b64(salt)}}
+    kek = _derive_kek(secrets_dir, doc, passphrase)
+    doc["check"] = _wrap(AESGCM(kek), _CHECK_PLAINTEXT, b"check")
+    return doc, kek
+
+
+def shred_file(path: Path) -> bool:
+    """Overwrite `path` with random bytes, flush them to disk, unlink it; False if absent."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, os.urandom(max(size, 64)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+    return True
 
 
 def _wrap(aead: AESGCM, key: bytes, label: bytes) -> str:

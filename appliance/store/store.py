@@ -84,6 +84,16 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - reporting only
             log.error("could not record the integrity failure: %s", type(exc).__name__)
 
+    def lock_exclusive(self) -> None:
+        """Make sure no other process has the store open (StoreBusyError otherwise)."""
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusyError(
+                "the record store is open in another process (is clinicbox serve running?); "
+                "stop it first"
+            ) from None
+
     def close(self) -> None:
         """Checkpoint the WAL, close the database and release the store lock."""
         flush(self.db)

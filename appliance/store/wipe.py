@@ -13,24 +13,8 @@ import os
 from pathlib import Path
 
 from appliance.config import Settings
-from appliance.store.keyring import DEVICE_SECRET_FILE, KEYS_FILE
+from appliance.store.keyring import DEVICE_SECRET_FILE, KEYS_FILE, shred_file
 from appliance.store.store import take_lock
-
-
-def _shred(path: Path) -> bool:
-    """Overwrite `path` with random bytes, flush it to disk, then unlink it."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return False
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, os.urandom(max(size, 64)))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    path.unlink()
-    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,7 +37,7 @@ def wipe(settings: Settings) -> list[Path]:
     try:
         for name in (KEYS_FILE, DEVICE_SECRET_FILE):
             path = settings.secrets_dir / name
-            if _shred(path):
+            if shred_file(path):
                 removed.append(path)
         if settings.secrets_dir.exists():
             _fsync_dir(settings.secrets_dir)

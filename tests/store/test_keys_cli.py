@@ -80,3 +80,43 @@ def test_corrupt_keys_file_is_one_line(settings: Settings) -> None:
     open_store(settings).close()
     (settings.secrets_dir / "store-keys.json").write_text("{not json")
     _one_line_error(clinicbox(settings, "keys", "rotate"), "unreadable")
+
+
+def test_set_change_and_remove_passphrase(settings: Settings, tmp_path: Path) -> None:
+    store = open_store(settings)
+    note_id = store.Patient.create(display_name="Rewrapped Person").id
+    store.close()
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text(PASSPHRASE)
+    second.write_text("another long passphrase")
+
+    done = clinicbox(settings, "keys", "passphrase", "--new-passphrase-file", str(first))
+    assert done.returncode == 0, done.stderr
+    assert "passphrase mode" in done.stdout
+    assert not (settings.secrets_dir / "store-device.key").exists()
+    with pytest.raises(StoreLockedError, match="passphrase-protected"):
+        open_store(settings)
+
+    done = clinicbox(settings, "keys", "passphrase", "--passphrase-file", str(first),
+                     "--new-passphrase-file", str(second))
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(StoreLockedError, match="wrong store passphrase"):
+        open_store(settings, PASSPHRASE)
+    store = open_store(settings, "another long passphrase")
+    assert store.Patient.get_by_id(note_id).display_name == "Rewrapped Person"
+    # Not while another process (here: this one) has the store open.
+    busy = clinicbox(settings, "keys", "passphrase", "--passphrase-file", str(second),
+                     "--device")
+    _one_line_error(busy, "stop it first")
+    store.close()
+
+    done = clinicbox(settings, "keys", "passphrase", "--passphrase-file", str(second),
+                     "--device")
+    assert done.returncode == 0, done.stderr
+    store = open_store(settings)
+    assert store.keyring.mode == "device"
+    assert store.Patient.get_by_id(note_id).display_name == "Rewrapped Person"
+    store.close()
+    _one_line_error(clinicbox(settings, "keys", "passphrase"), "exactly one of")
+    verified = clinicbox(settings, "audit", "verify")
+    assert verified.returncode == 0 and "3 entries verified" in verified.stdout

@@ -106,7 +106,7 @@ class Keyring:
         doc["mac_key"] = _wrap(wrapper, os.urandom(32), b"mac")
         doc["data_keys"] = {"1": _wrap(wrapper, AESGCM.generate_key(256), b"data|1")}
         doc["active"] = 1
-        write_private(secrets_dir / KEYS_FILE, json.dumps(doc, indent=1).encode())
+        _write_keys(secrets_dir / KEYS_FILE, doc)
         return cls(secrets_dir, kek)
 
     def rewrap(self, passphrase: str | None) -> None:
@@ -128,7 +128,7 @@ class Keyring:
                 doc["data_keys"][key_id] = _wrap(wrapper, _unwrap(self._kek, wrapped, label),
                                                  label)
             doc["active"] = self._doc["active"]
-            write_private(self.path, json.dumps(doc, indent=1).encode())
+            _write_keys(self.path, doc)
             self._kek = wrapper
             self._load()
             if passphrase is not None:
@@ -173,7 +173,7 @@ class Keyring:
                 self._kek, AESGCM.generate_key(256), f"data|{new_id}".encode()
             )
             doc["active"] = new_id
-            write_private(self.path, json.dumps(doc, indent=1).encode())
+            _write_keys(self.path, doc)
             self._load()
             return new_id
 
@@ -187,7 +187,7 @@ class Keyring:
             }
             if str(doc["active"]) not in doc["data_keys"]:
                 raise ValueError("cannot retire the active data key")
-            write_private(self.path, json.dumps(doc, indent=1).encode())
+            _write_keys(self.path, doc)
             self._load()
 
     # -- record encryption -----------------------------------------------------------------
@@ -262,6 +262,17 @@ def _new_kek(secrets_dir: Path, passphrase: str | None) -> tuple[dict, bytes]:
     kek = _derive_kek(secrets_dir, doc, passphrase)
     doc["check"] = _wrap(AESGCM(kek), _CHECK_PLAINTEXT, b"check")
     return doc, kek
+
+
+def _write_keys(path: Path, doc: dict) -> None:
+    """Replace the keys file durably: the new name must survive a power cut, or rows sealed
+    under a just-added key would outlive the only copy of that key."""
+    write_private(path, json.dumps(doc, indent=1).encode())
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def shred_file(path: Path) -> bool:

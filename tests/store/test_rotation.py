@@ -62,7 +62,7 @@ def test_interrupted_rotation_resumes_while_the_box_writes(settings: Settings) -
     user = box.User.get()
     patient = box.Patient.get()
     proc = subprocess.Popen(
-        [CLINICBOX, "keys", "rotate", "--batch-size", "20", "--pause-ms", "20"],
+        [CLINICBOX, "keys", "rotate", "--batch-size", "20", "--pause-ms", "50"],
         env=box_env(settings.data_dir, free_port()), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )

@@ -71,6 +71,21 @@ def test_damaged_record_is_a_clear_409_and_the_box_keeps_serving(tmp_path: Path)
         assert status == 200 and "Healthy Person" in body
         assert box.get("/healthz")[0] == 200
         assert box.proc.poll() is None
+        # Key rotation beside the running box; the box reads rows under the new key at once.
+        rotated = subprocess.run(
+            [CLINICBOX, "keys", "rotate"], env=box_env(settings.data_dir, free_port()),
+            capture_output=True, text=True, timeout=60,
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        assert "retired keys: 1" in rotated.stdout
+        status, body = browser.open(f"/patients/{healthy.id}")
+        assert status == 200 and "Healthy Person" in body
+        # Wiping under a running box is refused.
+        wiped = subprocess.run(
+            [CLINICBOX, "wipe", "--yes"], env=box_env(settings.data_dir, free_port()),
+            capture_output=True, text=True, timeout=60,
+        )
+        assert wiped.returncode == 2 and "stop it first" in wiped.stderr
     finally:
         assert box.stop() == 0
     reopened = open_store(settings)

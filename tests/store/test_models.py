@@ -64,3 +64,16 @@ def test_failed_save_rolls_back_and_keeps_version(store: Store) -> None:
     stored = store.ChatMessage.get_by_id(message.id)
     assert (stored.text, stored.version) == ("kept", 1)
     assert OutboxEntry.get(OutboxEntry.record_id == message.id).version == 1
+
+
+def test_every_write_gets_a_fresh_nonce(store: Store) -> None:
+    _user, patient, _session = make_session(store)
+    blobs = []
+    for _ in range(3):
+        patient.display_name = "Same Name"
+        patient.save()
+        blobs.append(bytes(store.db.execute_sql(
+            "SELECT display_name FROM patient WHERE id = ?", [patient.id]).fetchone()[0]))
+    nonces = {blob[5:17] for blob in blobs}
+    assert len(nonces) == 3 and len(set(blobs)) == 3
+    assert all(blob[0] == 1 and blob[1:5] == b"\0\0\0\x01" for blob in blobs)

@@ -8,6 +8,7 @@ One greedy pass over increments in priority order, across all subscribers at onc
 2. the low tier of each subscriber's publishers in priority order (facilitator, active
    speaker, most recent speakers, the rest), up to Costs.max_video of them (last-N);
 3. a presence thumbnail for publishers left without video;
+(no video at all, not even presence, below Costs.video_floor_bps: voice takes everything);
 4. upgrades from low to forward, in the same order.
 Within one step subscribers are served least-served first, so one subscriber cannot take the
 whole uplink. A rung above the subscriber's current one must fit with a margin (up_margin),
@@ -42,13 +43,15 @@ class Limit(enum.Enum):
 @dataclass(frozen=True)
 class Demand:
     """One subscriber: its allowance (from its estimator), the publishers it may receive, its
-    current plan (for hysteresis) and whether it is remote (draws on the clinic's uplink)."""
+    current plan (for hysteresis), whether it is remote (draws on the clinic's uplink), and
+    whether mixed voices must stay mixed (during a probe)."""
 
     id: str
     allowance_bps: float
     others: list[Publisher]
     current: Plan | None = None
     remote: bool = True
+    keep_mixed: bool = False  # a probe is running: voices stay mixed whatever it allows
 
 
 @dataclass
@@ -85,7 +88,8 @@ def allocate(demands: list[Demand], capacity_bps: float | None = None,
         forwarded = audio_cost(sub.demand.others, costs)
         was_mixed = sub.demand.current is not None and sub.demand.current.audio is AudioMode.MIXED
         need = forwarded * (up_margin if was_mixed else 1.0)
-        sub.plan.audio = AudioMode.FORWARDED if need <= sub.left else AudioMode.MIXED
+        keep = was_mixed and sub.demand.keep_mixed
+        sub.plan.audio = AudioMode.FORWARDED if need <= sub.left and not keep else AudioMode.MIXED
     remote = [s for s in subs if s.demand.remote]
     while sum(_audio_bps(s, costs) for s in remote) > shared:
         forwarding = [s for s in remote if s.plan.audio is AudioMode.FORWARDED]
@@ -125,6 +129,9 @@ def _offer(sub: _Subscriber, pub: Publisher, tier: Tier, shared: float, costs: C
     """Grant pub at tier to sub if it fits; returns what is left of the shared uplink."""
     plan = sub.plan
     have = plan.tiers[pub.id]
+    if sub.demand.allowance_bps < costs.video_floor_bps:
+        plan.limits[pub.id] = Limit.LINK
+        return shared
     if tier is Tier.PRESENCE and have is not Tier.AUDIO_ONLY:
         return shared  # already has better
     if tier is Tier.FORWARD and have is not Tier.LOW:
@@ -149,3 +156,13 @@ def _offer(sub: _Subscriber, pub: Publisher, tier: Tier, shared: float, costs: C
     plan.used_bps += cost
     sub.left -= cost
     return shared - cost if remote else shared
+
+
+def plan_cost(plan: Plan, others: list[Publisher], costs: Costs) -> int:
+    """What a plan sends one subscriber, by the same costs allocate() uses."""
+    if not others:
+        return 0
+    audio = (costs.mixed_audio_bps if plan.audio is AudioMode.MIXED
+             else audio_cost(others, costs))
+    return audio + sum(video_cost(p, plan.tiers.get(p.id, Tier.AUDIO_ONLY), costs)
+                       for p in others)

@@ -14,7 +14,9 @@ Multiplicative growth alone takes ~25 s to climb back from a dip, so the estimat
 deliberately: after a clean spell, when the plan wants more than the estimate, it offers a
 higher allowance for a few seconds. If the SFU really sends near it and reports stay clean, the
 estimate jumps there; if loss or RTT rise, it falls back and waits twice as long before the
-next probe (2 s doubling to 8 s, so a step up is found within ~10 s).
+next probe (2 s doubling to 8 s, so a step up is found within ~10 s; after three failures in
+a row, 30 s). Probes go up to 1.5x the estimate; when the next better plan is further (up to
+2.5x), a failed one waits 30 s.
 
 No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
 only) and the estimate restarts conservatively when reports return.
@@ -61,7 +63,11 @@ class EstimatorConfig:
     probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
     probe_fail_loss: float = 0.05
     probe_fail_rtt_s: float = 0.1  # RTT growth during a probe that means it built a queue
-    probe_backoff_max_s: float = 8.0  # caps how long a step up can go unnoticed
+    probe_backoff_max_s: float = 8.0  # caps how long a step up can go unnoticed...
+    probe_failures_before_long_wait: int = 3  # ...until this many probes in a row failed
+    #: Probes above probe_step_gain overshoot more if they fail, and a link where probes keep
+    #: failing is not going to change soon: both then wait this long.
+    long_probe_wait_s: float = 30.0
     silence_s: float = 3.0
 
 
@@ -86,6 +92,7 @@ class _Probe:
     started: float
     before_bps: float
     rtt_s: float | None
+    use_bps: float  # what the SFU should send under the probe's allowance
     reached: bool = False
 
 
@@ -107,6 +114,8 @@ class DownlinkEstimator:
         self._probe: _Probe | None = None
         self._probe_wait = self.config.probe_after_s
         self._next_probe = now + self.config.probe_after_s
+        self._next_far_probe = now
+        self._failures = 0
         self._silent = False
 
     # -- inputs --------------------------------------------------------------------------
@@ -114,7 +123,7 @@ class DownlinkEstimator:
     def set_sending(self, bps: float) -> None:
         """What the SFU is sending this subscriber now (measured, all streams)."""
         self._sending_bps = max(0.0, bps)
-        if self._probe and self._sending_bps >= 0.7 * self._probe.target_bps:
+        if self._probe and self._sending_bps >= 0.8 * self._probe.use_bps:
             self._probe.reached = True
 
     def on_receiver_report(self, now: float, loss_fraction: float, rtt_s: float | None = None,
@@ -157,6 +166,7 @@ class DownlinkEstimator:
                 else:
                     self._set_estimate(base * 0.85)
                 self._last_decrease = now
+                self._failures = 0  # the link changed: past failed probes say little now
         elif self._loss < cfg.low_loss and not inflated:
             if self._clean_since is None:
                 self._clean_since = now
@@ -183,8 +193,11 @@ class DownlinkEstimator:
         """The confirmed capacity (without a probe's allowance)."""
         return self._estimate
 
-    def tick(self, now: float, wanted_bps: float | None = None) -> Estimate:
-        """Advance to now. wanted_bps: what the next better plan would need (probe target)."""
+    def tick(self, now: float, wanted_bps: float | None = None,
+             wanted_use_bps: float | None = None) -> Estimate:
+        """Advance to now. wanted_bps: the allowance the next better plan needs (a probe's
+        target); wanted_use_bps: what that plan sends (default: all of wanted_bps). A probe
+        counts only once the SFU really sent about that much."""
         cfg = self.config
         dt = max(0.0, now - self._last_tick)
         self._last_tick = now
@@ -207,10 +220,14 @@ class DownlinkEstimator:
                 if self._estimate < ceiling:
                     grown = self._estimate * (1 + cfg.growth_per_s) ** dt
                     self._set_estimate(min(grown, ceiling))
+            far = (wanted_bps is not None
+                   and wanted_bps > self._estimate * cfg.probe_step_gain * 1.001)
             if (wanted_bps is not None and wanted_bps > self._estimate
-                    and clean_for >= cfg.probe_after_s and now >= self._next_probe):
+                    and clean_for >= cfg.probe_after_s and now >= self._next_probe
+                    and (not far or now >= self._next_far_probe)):
                 target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
-                self._probe = _Probe(target, now, self._estimate, self._last_rtt)
+                use = min(target, wanted_use_bps if wanted_use_bps is not None else target)
+                self._probe = _Probe(target, now, self._estimate, self._last_rtt, use)
         if self._probe is not None:
             return Estimate(self._probe.target_bps, self._estimate, LinkState.PROBING,
                             self._loss, self._srtt)
@@ -248,9 +265,16 @@ class DownlinkEstimator:
         if success:
             self._set_estimate(probe.target_bps)
             self._probe_wait = self.config.probe_again_s
+            self._failures = 0
         elif success is False:
             self._set_estimate(min(self._estimate, probe.before_bps))
-            self._probe_wait = min(2 * self._probe_wait, self.config.probe_backoff_max_s)
+            cfg = self.config
+            self._failures += 1
+            self._probe_wait = min(2 * self._probe_wait, cfg.probe_backoff_max_s)
+            if self._failures >= cfg.probe_failures_before_long_wait:
+                self._probe_wait = cfg.long_probe_wait_s
+            if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
+                self._next_far_probe = now + cfg.long_probe_wait_s
             self._last_decrease = now
             self._clean_since = None
         self._next_probe = now + self._probe_wait

@@ -60,6 +60,8 @@ class Costs:
     fill: float = 0.9
     #: Most publishers whose video one subscriber gets (above presence).
     max_video: int = 6
+    #: Below this allowance, no video at all, not even presence: every bit goes to voice.
+    video_floor_bps: int = 120_000
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,10 @@ class SubscriberPolicy:
 
     A target that lowers anything applies at once (protecting audio cannot wait). A target
     that raises something applies once targets have asked for it for upgrade_hold_s without
-    interruption (judged per publisher, and for audio), or at once during a probe, since the
-    probe itself is the test. Notices compare what the client was last told with the plan now,
-    and are held back during a probe (a failed probe then says nothing) and while the
-    connection is interrupted.
+    interruption (judged per publisher, and for audio); video also at once during a probe,
+    since the probe itself is the test (voices are never unmixed on a probe's word). Notices
+    compare what the client was last told with the plan now, and are held back during a probe
+    (a failed probe then says nothing) and while the connection is interrupted.
     """
 
     def __init__(self, subscriber: str, upgrade_hold_s: float = 3.0) -> None:
@@ -58,9 +58,11 @@ class SubscriberPolicy:
               announce: bool = True) -> list[Notice]:
         """Move towards target; returns the notices for what changed since the last ones."""
         audio = self.plan.audio
-        if target.audio is audio:
+        if probing:
+            pass  # never on a probe's word, and a probe neither starts nor ends the wish
+        elif target.audio is audio:
             self._wanted_since.pop(None, None)
-        elif target.audio is AudioMode.MIXED or probing or self._held(None, now):
+        elif target.audio is AudioMode.MIXED or self._held(None, now):
             audio = target.audio
             self._wanted_since.pop(None, None)
         tiers: dict[str, Tier] = {}

@@ -9,9 +9,9 @@ notices to send to that subscriber's client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from appliance.media.adaptation.allocation import Demand, Plan, allocate
+from appliance.media.adaptation.allocation import Demand, Plan, allocate, plan_cost
 from appliance.media.adaptation.budget import UplinkBudget
 from appliance.media.adaptation.estimator import (
     DownlinkEstimator,
@@ -57,8 +57,12 @@ class SessionAdaptation:
 
     def add_subscriber(self, sub: str, now: float, remote: bool = True) -> None:
         """A participant starts receiving. LAN participants are remote=False."""
+        config = self._estimator_config or EstimatorConfig()
+        if not remote:
+            # The LAN is fast until its reports say otherwise: start at full quality.
+            config = replace(config, initial_bps=config.max_bps)
         self._subs[sub] = _Subscriber(
-            DownlinkEstimator(now, self._estimator_config),
+            DownlinkEstimator(now, config),
             SubscriberPolicy(sub, self._upgrade_hold_s),
             remote,
         )
@@ -77,36 +81,40 @@ class SessionAdaptation:
         entry.sending_bps = bps
         entry.estimator.set_sending(bps)
 
-    def _next_rung(self, sub: str, entry: _Subscriber, others: list[Publisher]) -> float | None:
-        """The allowance a probe should try: up to probe_step_gain x the estimate if that buys
-        a better plan, else the nearest better plan up to probe_max_gain x; None if nothing
-        better is within reach. Bounded steps keep a failed probe's overshoot small."""
+    def _next_rung(self, sub: str, entry: _Subscriber,
+                   others: list[Publisher]) -> tuple[float, float] | None:
+        """What a probe should try, as (allowance, what the plan would send under it): up to
+        probe_step_gain x the estimate if that buys a better plan, else the nearest better plan
+        up to probe_max_gain x; None if nothing better is within reach. Bounded steps keep a
+        failed probe's overshoot small. Unmixing voices is never a probe's goal: it waits for
+        a confirmed estimate."""
         base = entry.estimator.estimate_bps
         config = entry.estimator.config
 
         def used(allowance: float) -> int:
-            demand = Demand(sub, allowance, others, entry.policy.plan)
+            demand = Demand(sub, allowance, others, entry.policy.plan, keep_mixed=True)
             return allocate([demand], None, self.costs)[sub].used_bps
 
         now_used = used(base)
-        if used(base * config.probe_step_gain) > now_used:
-            return base * config.probe_step_gain
-        for gain in _PROBE_GAINS:
-            if config.probe_step_gain < gain <= config.probe_max_gain:
-                if used(base * gain) > now_used:
-                    return base * gain
+        for gain in (config.probe_step_gain, *_PROBE_GAINS):
+            if gain > config.probe_max_gain:
+                break
+            if (use := used(base * gain)) > now_used:
+                return base * gain, use
         return None
 
     def tick(self, now: float, roster: list[Publisher]) -> dict[str, Update]:
         """Decide every subscriber's plan now; roster is everyone publishing in the room."""
         estimates: dict[str, Estimate] = {}
         demands = []
+        others_of = {sub: [p for p in roster if p.id != sub] for sub in self._subs}
         for sub, entry in self._subs.items():
-            others = [p for p in roster if p.id != sub]
-            estimate = entry.estimator.tick(now, self._next_rung(sub, entry, others))
+            others = others_of[sub]
+            goal = self._next_rung(sub, entry, others)
+            estimate = entry.estimator.tick(now, *(goal or (None, None)))
             estimates[sub] = estimate
             demands.append(Demand(sub, estimate.allowance_bps, others, entry.policy.plan,
-                                  entry.remote))
+                                  entry.remote, estimate.state is LinkState.PROBING))
         remote = [e for e in self._subs.values() if e.remote]
         self.budget.observe(
             now,
@@ -123,5 +131,7 @@ class SessionAdaptation:
             notices = entry.policy.connection_lost() if silent else []
             notices += entry.policy.apply(now, plans[sub], probing=state is LinkState.PROBING,
                                           announce=not silent)
+            # What is really sent: an upgrade still on hold is not.
+            entry.policy.plan.used_bps = plan_cost(entry.policy.plan, others_of[sub], self.costs)
             updates[sub] = Update(entry.policy.plan, estimates[sub], notices)
         return updates

@@ -10,78 +10,29 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLINICBOX, REPO, box_env, start_box
+from tests.conftest import start_box
+from tests.e2e.conftest import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    PASSWORD,
+    PHONE,
+    add_user,
+    fits_phone,
+    patient_joins,
+    shot,
+    sign_in,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 expect = playwright_api.expect
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-PASSWORD = "correct horse battery"
-ARTIFACTS = REPO / "test-artifacts"
-PHONE = {"width": 360, "height": 740}
-
-
-def _add_user(data_dir: Path, username: str, role: str) -> None:
-    env = box_env(data_dir, 1) | {"CLINICBOX_NEW_PASSWORD": PASSWORD}
-    done = subprocess.run([CLINICBOX, "user", "add", username, "--role", role], env=env,
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-
-
-def _shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _sign_in(context, base: str):
-    page = context.new_page()
-    page.goto(base + "/login")
-    page.get_by_label("Username").fill("dr.ada")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/dashboard$"))
-    return page
-
-
-def _fits_phone(page) -> None:
-    """Nothing on the page is wider than the 360 px screen (no sideways scrolling)."""
-    width = page.evaluate("() => document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"{page.url} is {width} px wide"
-
-
-def _patient_joins(browser, base: str, code: str, name: str, shots: bool):
-    context = browser.new_context(ignore_https_errors=True, viewport=PHONE)
-    page = context.new_page()
-    page.goto(base + "/join")
-    page.get_by_label("Session code (6 digits)").fill(code)
-    page.get_by_label("Your name as others will see it").fill(name)
-    _fits_phone(page)
-    if shots:
-        _shot(page, "join")
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_role("button", name="Join the waiting room").click()
-    assert page.get_by_role("alert").inner_text().startswith("To join you need to tick")
-    page.get_by_label("I understand and agree to join").check()
-    _fits_phone(page)
-    if shots:
-        _shot(page, "consent")
-    page.get_by_role("button", name="Join the waiting room").click()
-    page.wait_for_url(re.compile(r"/join/wait$"))
-    assert "will let you in soon" in page.inner_text("#wait-status")
-    if shots:
-        _shot(page, "waiting-room")
-    return page
-
 
 def _patient_joins_by_keyboard(browser, base: str, code: str, name: str):
     """The same path with the keyboard only: Tab, typing, Space and Enter."""
@@ -109,7 +60,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    _add_user(data_dir, "dr.ada", "clinician")
+    add_user(data_dir, "dr.ada", "clinician")
     box = start_box(data_dir, CLINICBOX_IDLE_LOGOFF_MINUTES="1")
     base = box.base_url
     try:
@@ -117,11 +68,11 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             # A second clinician sign-in left alone: it must be logged out after one idle minute.
             idle = browser.new_context(ignore_https_errors=True)
-            idle_page = _sign_in(idle, base)
+            idle_page = sign_in(idle, base)
             idle_since = time.monotonic()
 
             clinician = browser.new_context(ignore_https_errors=True)
-            doc = _sign_in(clinician, base)
+            doc = sign_in(clinician, base)
             doc.get_by_role("link", name="Schedule a group session").click()
             doc.get_by_label("Title").fill("Tuesday coping group")
             doc.get_by_label("Date and time").fill("2026-11-24T10:00")
@@ -132,12 +83,12 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             assert re.fullmatch(r"\d{6}", code)
             session_url = doc.url
 
-            ana = _patient_joins(browser, base, code, "Ana", shots=True)
+            ana = patient_joins(browser, base, code, "Ana", shots=True)
             ben = _patient_joins_by_keyboard(browser, base, code, "Ben")
             doc.reload()
             assert doc.get_by_role("button", name="Admit Ana").is_visible()
             doc.get_by_role("button", name="Admit Ana").click()
-            _shot(doc, "clinician-session")
+            shot(doc, "clinician-session")
             doc.get_by_role("button", name="Admit all (1)").click()
             assert "Nobody is waiting" in doc.inner_text("main")
 
@@ -147,8 +98,8 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
                 expect(patient.locator("#check-cam span")).to_have_text("working")
                 expect(patient.locator("#check-mic span")).to_have_text("working")
                 expect(patient.locator("#check-net span")).to_have_text(re.compile(r"\(\d+ ms\)"))
-            _fits_phone(ana)
-            _shot(ana, "call-precheck")
+            fits_phone(ana)
+            shot(ana, "call-precheck")
 
             # The facilitator sends a message and a quick poll; the call page picks them up
             # within its 10 s state refresh and answers the poll without leaving the call.
@@ -164,7 +115,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             ana.locator("#poll").get_by_role("button", name="Answer").click()
             expect(ana.locator("#notice")).to_have_text("Thank you, your answer was sent.")
             assert ana.url.endswith("/call")
-            _shot(ana, "call-poll")
+            shot(ana, "call-poll")
             doc.reload()
             assert "So-so: 1" in doc.inner_text("main")
 
@@ -176,7 +127,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
                     ana.check(f"input[name=q{number}][value='{value}']")
             ana.get_by_role("button", name="Send answers").click()
             assert "Please answer question 4. Nothing was saved." in ana.inner_text("[role=alert]")
-            _shot(ana, "questionnaire-missing")
+            shot(ana, "questionnaire-missing")
             # The other answers were kept on the page; only item 4 needs answering.
             assert ana.is_checked("input[name=q1][value='3']")
             ana.check("input[name=q4][value='1']")
@@ -197,8 +148,8 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             assert "5 / 27" in doc.inner_text("main")
             assert doc.locator("svg circle").count() == 2
             doc.set_viewport_size(PHONE)
-            _fits_phone(doc)
-            _shot(doc, "score-chart")
+            fits_phone(doc)
+            shot(doc, "score-chart")
 
             # Unauthenticated request for a clinical page: sent to the login page.
             stranger = browser.new_context(ignore_https_errors=True)

@@ -78,6 +78,8 @@
       leave("The facilitator removed you from the call.");
     } else if (msg.type === "participant" && msg.left) {
       var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }
+    } else if (msg.type === "participant" && msg.name) {   // the SFU names a stream's owner
+      tile(msg.participant).querySelector("figcaption").textContent = msg.name;
     }
   }
 
@@ -116,13 +118,14 @@
     }
     pc.ontrack = function (e) {
       var id = (e.streams[0] && e.streams[0].id) || e.track.id;
-      var v = tile(id, e.streams[0] && e.streams[0].id).querySelector("video");
+      var v = tile(id).querySelector("video");
       v.srcObject = e.streams[0] || new MediaStream([e.track]);
     };
     pc.onconnectionstatechange = function () {
       if (pc.connectionState === "failed") { say("The connection was lost. Trying again may help."); }
     };
     pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
+      .then(gathered)
       .then(function () {
         return fetch(root.dataset.offerUrl, {
           method: "POST",
@@ -138,12 +141,25 @@
       .then(function (answer) { return pc.setRemoteDescription(answer); })
       .then(function () {
         $("precheck").hidden = true; $("room").hidden = false;
+        var self = tile("self", "You"); self.replaceChild($("preview"), self.querySelector("video"));
         if (state.saver) { setSaver(true); }
         statsTimer = setInterval(quality, 2000);
       })
       .catch(function (err) {
         say("Could not join the call: " + err.message); $("join-btn").disabled = false;
       });
+  }
+
+  // The box answers once, without trickle ICE: send the offer when candidates are gathered
+  // (or after 3 s, with what we have).
+  function gathered() {
+    return new Promise(function (resolve) {
+      if (pc.iceGatheringState === "complete") { resolve(); return; }
+      var timer = setTimeout(resolve, 3000);
+      pc.addEventListener("icegatheringstatechange", function () {
+        if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+      });
+    });
   }
 
   function setMuted(on) {
@@ -252,5 +268,7 @@
     };
   }
   window.addEventListener("pagehide", function () { leave(); });
+  // For technicians (and tests): the call's WebRTC statistics, from the browser console.
+  window.ClinicBoxCall = { stats: function () { return pc ? pc.getStats() : Promise.resolve(null); } };
   precheck();
 }());

@@ -1,22 +1,19 @@
 """SessionAdaptation end to end against a fluid model of the lab's link profiles.
 
-The model is the lab's emulator in miniature: a bottleneck of the profile's rate with a 300 ms
-queue, tail drop, random loss, and a receiver report every second (loss fraction, RTT). What
-the SFU sends is what the plan uses. This checks the decisions; the lab tests with real aiortc
-peers check the wire (see docs/weak-links.md for what is left).
+The model (appliance.lab.fluid) is the lab's emulator in miniature: a bottleneck of the
+profile's rate with a 300 ms queue, tail drop, random loss, and a receiver report every second.
+What the SFU sends is what the plan uses. This checks the decisions, not the wire (see
+docs/weak-links.md for what is left).
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
-
+from appliance.lab.fluid import DT, FluidLink, simulate
 from appliance.media.adaptation import (
     AudioMode,
     LinkState,
     Publisher,
     Reason,
-    SessionAdaptation,
     Tier,
     UplinkBudget,
 )
@@ -24,70 +21,10 @@ from appliance.media.adaptation import (
 ROSTER = [Publisher(f"p{i}", facilitator=i == 1, speaking_rank=i - 1) for i in range(1, 5)] + [
     Publisher("far"), Publisher("lan")
 ]
-DT = 0.1
 
 
-class FluidLink:
-    """One subscriber's downlink: capacity(t) in bps, 300 ms queue, delay, random loss."""
-
-    def __init__(self, capacity: Callable[[float], float], delay_s: float = 0.05,
-                 loss: float = 0.0, seed: int = 1) -> None:
-        self.capacity = capacity
-        self.delay_s = delay_s
-        self.loss = loss
-        self.rng = random.Random(seed)
-        self.backlog = 0.0
-        self.sent = self.lost = 0.0
-        self.full_s = 0.0  # time spent with the queue overflowing (audio would be lost)
-
-    def carry(self, t: float, bps: float) -> None:
-        cap = self.capacity(t)
-        limit = cap * 0.3
-        self.backlog += (bps - cap) * DT
-        self.sent += bps * DT
-        if self.backlog > limit:
-            self.lost += self.backlog - limit
-            self.backlog = limit
-            self.full_s += DT
-        self.backlog = max(0.0, self.backlog)
-
-    def report(self, t: float) -> tuple[float, float]:
-        fraction = self.lost / self.sent if self.sent else 0.0
-        fraction = min(1.0, fraction + self.loss * self.rng.uniform(0.5, 1.5))
-        self.sent = self.lost = 0.0
-        return fraction, 2 * self.delay_s + self.backlog / self.capacity(t)
-
-
-def run(links: dict[str, FluidLink | None], seconds: float, budget: UplinkBudget | None = None,
-        cut: tuple[float, float] | None = None):
-    """Drive a session; yields (t, updates) every tick. links[sub] None: a LAN subscriber;
-    subscribers given the same FluidLink share it (the clinic's uplink)."""
-    session = SessionAdaptation(budget)
-    for sub, link in links.items():
-        session.add_subscriber(sub, 0.0, remote=link is not None)
-    used = dict.fromkeys(links, 0)
-    shared = {id(link): link for link in links.values() if link is not None}
-    t = 0.0
-    while t < seconds:
-        cut_now = cut is not None and cut[0] <= t < cut[1]
-        report_now = round(t * 10) % 10 == 0
-        reports = {}
-        for key, link in shared.items():
-            if not cut_now:
-                link.carry(t, sum(used[s] for s, ln in links.items() if ln is link))
-                if report_now:
-                    reports[key] = link.report(t)
-        for sub, link in links.items():
-            session.set_sending(sub, used[sub])
-            if report_now and (link is None or not cut_now):
-                report = (0.0, 0.002) if link is None else reports[id(link)]
-                session.estimator(sub).on_receiver_report(t, *report)
-                session.estimator(sub).on_remb(t, 1.5 * used[sub] + 10_000)
-        updates = session.tick(t, ROSTER)
-        for sub, update in updates.items():
-            used[sub] = update.plan.used_bps
-        yield t, updates
-        t = round(t + DT, 6)
+def run(links, seconds, budget=None, cut=None):
+    return simulate(links, ROSTER, seconds, budget, cut)
 
 
 def rmcat(t: float) -> float:

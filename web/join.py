@@ -100,7 +100,7 @@ def consent() -> Any:
     taken = Attendance.select().where(
         (Attendance.session == group) & (Attendance.status << ("waiting", "admitted"))
     ).count()
-    if taken >= group.capacity:
+    if taken >= group.capacity - 1:  # the facilitator holds one place
         return _join_form("This session is full. Please contact your clinic.", status=409)
     if group.locked:
         return _join_form("The facilitator has locked this session. Please contact your clinic.",

@@ -115,7 +115,10 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
     starts_at = None
     try:
         starts_at = datetime.fromisoformat((form.get("starts_at") or "").strip())
+        if starts_at.tzinfo is not None:
+            raise ValueError("the clinic's local time is wanted, without a zone")
     except ValueError:
+        starts_at = None
         errors.append("Enter the start date and time, e.g. 2026-11-23T10:00.")
     capacity = 0
     try:

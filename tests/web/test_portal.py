@@ -97,7 +97,8 @@ def test_schedule_validation_messages(app):
     sign_in(client)
     token = csrf_from(client, "/sessions/new")
     reply = client.post("/sessions/new", data={
-        "csrf_token": token, "title": "", "starts_at": "tomorrow", "facilitator": "99",
+        "csrf_token": token, "title": "", "starts_at": "2026-11-24T10:00+02:00",
+        "facilitator": "99",
         "capacity": "100",
     })
     text = reply.get_data(as_text=True)
@@ -132,13 +133,12 @@ def test_join_consent_waiting_room_admit_and_deny(app, box):
     assert ben.get("/call").status_code == 200
     assert "did not admit you" in cy.get("/join/wait").get_data(as_text=True)
     assert cy.get("/call").headers["Location"] == "/join/wait"
-    # Capacity 4: two admitted, one denied, so two more may wait; the third is told it is full.
+    # Capacity 4 = the facilitator + 3: two admitted, one denied, so one more may wait.
     _join(app, code, "Dee")
-    _join(app, code, "Eve")
     full = app.test_client()
     token = csrf_from(full, "/join")
     reply = full.post("/join/consent",
-                      data={"csrf_token": token, "code": code, "name": "Fay", "agree": "yes"})
+                      data={"csrf_token": token, "code": code, "name": "Eve", "agree": "yes"})
     assert reply.status_code == 409
     assert "full" in reply.get_data(as_text=True)
 

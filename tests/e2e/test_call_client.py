@@ -55,6 +55,7 @@ class LoopbackPeer:
         self.thread.start()
         self.peers: list[RTCPeerConnection] = []
         self.relay = MediaRelay()
+        self.events: list[dict] = []
 
     async def _answer(self, offer: dict[str, str]) -> dict[str, str]:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -69,6 +70,7 @@ class LoopbackPeer:
             @channel.on("message")
             def on_message(message: str) -> None:
                 event = json.loads(message)
+                self.events.append(event)
                 if event.get("type") == "chat":
                     channel.send(json.dumps({"type": "chat", "from": "Echo",
                                              "text": event["text"]}))
@@ -163,6 +165,89 @@ def test_call_client_media_chat_and_mute(tmp_path: Path) -> None:
             quiet = _grows(ana, "energy")
             assert _grows(ana, "samples") > 0, "muting must not stop the audio stream itself"
             assert quiet < loud / 20, f"muted audio still carries energy ({quiet} vs {loud})"
+            browser.close()
+    finally:
+        peer.close()
+        box.stop()
+
+
+def _route_call(page, pattern: str, peer: LoopbackPeer) -> None:
+    """Give the call page a join token and answer its offer with the loopback peer."""
+
+    def give_token(route) -> None:
+        page_response = route.fetch()
+        body = page_response.text().replace('data-token=""', 'data-token="loopback-test"')
+        route.fulfill(response=page_response, body=body)
+
+    def answer(route) -> None:
+        route.fulfill(status=200, content_type="application/json",
+                      body=json.dumps(peer.answer(route.request.post_data_json)))
+
+    page.route(re.compile(pattern), give_token)
+    page.route("**/api/media/offer", answer)
+
+
+def test_facilitator_controls_lock_and_screen_share(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "dr.ada", "clinician")
+    box = start_box(data_dir)
+    peer = LoopbackPeer()
+    try:
+        with playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                *CALL_ARGS, "--auto-select-desktop-capture-source=Entire screen"])
+            doc = sign_in(browser.new_context(ignore_https_errors=True), box.base_url)
+            doc.goto(box.base_url + "/sessions/new")
+            doc.get_by_label("Title").fill("Facilitator check")
+            doc.get_by_label("Date and time").fill("2026-11-24T10:00")
+            doc.get_by_role("button", name="Schedule").click()
+            session_url = doc.url
+            code = doc.inner_text("#session-code").replace(" ", "")
+            _route_call(doc, r".*/call$", peer)
+            doc.get_by_role("link", name="Open the call").click()
+            expect(doc.locator("#check-cam span")).to_have_text("working")
+            doc.get_by_role("button", name="Join the call").click()
+            expect(doc.locator("#room")).to_be_visible(timeout=20_000)
+            remote = doc.locator("#tiles figure:not(#tile-self)")
+            expect(remote).to_have_count(1, timeout=10_000)
+            stream_id = remote.get_attribute("id").removeprefix("tile-")
+
+            remote.get_by_role("button", name="Mute").click()
+            remote.get_by_role("button", name="Pin for everyone").click()
+            deadline = time.monotonic() + 5
+            while len(peer.events) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert {"type": "mute", "participant": stream_id} in peer.events
+            assert {"type": "pin", "participant": stream_id} in peer.events
+
+            doc.get_by_role("button", name="Lock room").click()
+            expect(doc.locator("#notice")).to_have_text(
+                "The room is locked: nobody new can join.")
+            assert {"type": "lock", "locked": True} in peer.events
+            # The portal enforces the lock: a patient with the right code is turned away.
+            patient = browser.new_context(ignore_https_errors=True).new_page()
+            patient.goto(box.base_url + "/join")
+            patient.get_by_label("Session code (6 digits)").fill(code)
+            patient.get_by_label("Your name as others will see it").fill("Late")
+            patient.get_by_role("button", name="Continue").click()
+            patient.get_by_label("I understand and agree to join").check()
+            patient.get_by_role("button", name="Join the waiting room").click()
+            assert "locked this session" in patient.inner_text("[role=alert]")
+
+            doc.get_by_role("button", name="Share screen").click()
+            expect(doc.get_by_role("button", name="Sharing screen")).to_be_visible()
+            assert {"type": "pin", "participant": "me", "screen": True} in peer.events
+            frames = doc.evaluate("""async () => {
+              const report = await window.ClinicBoxCall.stats();
+              let frames = 0;
+              report.forEach((s) => { if (s.type === "outbound-rtp" && s.kind === "video") {
+                frames += s.framesEncoded || 0; } });
+              return frames; }""")
+            assert frames > 0
+            shot(doc, "call-facilitator")
+            doc.goto(session_url)
+            assert "locked" in doc.inner_text("main")
             browser.close()
     finally:
         peer.close()

@@ -49,8 +49,23 @@
       var v = document.createElement("video"); v.autoplay = true; v.playsInline = true;
       var c = document.createElement("figcaption"); c.textContent = label || "Participant";
       t.appendChild(v); t.appendChild(c); $("tiles").appendChild(t);
+      if (root.dataset.role === "facilitator" && id !== "self") { controlsFor(t, id); }
     }
     return t;
+  }
+
+  // Facilitator controls on each remote tile; the SFU acts on them and tells everyone.
+  function controlsFor(t, id) {
+    [["mute", "Mute"], ["pin", "Pin for everyone"], ["remove", "Remove"]].forEach(function (a) {
+      var b = document.createElement("button"); b.type = "button"; b.textContent = a[1];
+      b.className = "tile-action";
+      b.setAttribute("aria-label", a[1] + " (" + t.querySelector("figcaption").textContent + ")");
+      b.onclick = function () {
+        send({ type: a[0], participant: id });
+        if (a[0] === "pin") { $("tiles").prepend(t); }
+      };
+      t.appendChild(b);
+    });
   }
 
   function send(msg) {
@@ -226,7 +241,7 @@
       headers: { Accept: "application/json", "X-CSRF-Token": root.dataset.csrf } })
       .then(function (r) { say(r.ok ? "Thank you, your answer was sent." : "The poll has closed."); });
   };
-  if (root.dataset.stateUrl) { pollState(); setInterval(pollState, 10000); }
+  if (root.dataset.role === "patient") { pollState(); setInterval(pollState, 10000); }
 
   $("join-btn").onclick = join;
   $("mute-btn").onclick = function () { setMuted(!state.muted); };
@@ -242,9 +257,19 @@
     if (text) { send({ type: "chat", text: text }); $("chat-text").value = ""; }
   };
   if ($("lock-btn")) {
+    state.locked = $("lock-btn").getAttribute("aria-pressed") === "true";
     $("lock-btn").onclick = function () {
-      state.locked = !state.locked; send({ type: "lock", locked: state.locked });
-      press($("lock-btn"), state.locked, "Unlock room", "Lock room");
+      // The portal keeps the lock (it refuses new joins); the SFU hears it too.
+      var locked = !state.locked, body = new FormData();
+      body.append("action", locked ? "lock" : "unlock");
+      fetch(root.dataset.stateUrl, { method: "POST", body: body,
+        headers: { "X-CSRF-Token": root.dataset.csrf } })
+        .then(function (r) {
+          if (!r.ok) { say("The room could not be locked. Try again."); return; }
+          state.locked = locked; send({ type: "lock", locked: locked });
+          press($("lock-btn"), locked, "Unlock room", "Lock room");
+          say(locked ? "The room is locked: nobody new can join." : "The room is open again.");
+        });
     };
   }
   if ($("share-btn")) {

@@ -25,6 +25,7 @@ def add_user(data_dir: Path, username: str, role: str) -> None:
 
 
 def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 

@@ -93,10 +93,6 @@ class Profile:
         steps = tuple(replace(step, at_s=step.at_s / factor) for step in self.steps)
         return replace(self, steps=steps, name=f"{self.name}/x{factor:g}")
 
-    def with_seed(self, seed: int) -> Profile:
-        """The same profile with another random seed for loss and jitter."""
-        return replace(self, seed=seed)
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, sent to the emulator process."""
         return asdict(self)

@@ -181,8 +181,16 @@ def session_detail(session_id: str) -> str:
     _audit("record.read", f"group_session/{group.id}")
     invite = url_for("join.invite", token=derive_invite_token(code_secret(), group.id),
                      _external=True)
+    # Patients join without an account, so each join starts a new patient record; offer to
+    # match it with an earlier record under the same name (the clinician decides).
+    Patient = _store().Patient  # noqa: N806
+    matches = {
+        a.id: [p for p in Patient.find_by_name(a.display_name or "")
+               if p.id != a.patient_id and p.active]
+        for a in attendees if a.status in ("admitted", "left")
+    }
     return render_template(
-        "session.html", group=group, attendees=attendees, invite=invite,
+        "session.html", group=group, attendees=attendees, invite=invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
     )
@@ -311,6 +319,39 @@ def breakout(session_id: str) -> Response:
         ).order_by(Attendance.joined_at)]
         live_sessions().split(group.id, admitted, rooms)
     _audit("session.breakout", f"group_session/{group.id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
+@bp.post("/sessions/<session_id>/match")
+@role_required(*CLINICAL)
+def match(session_id: str) -> Response:
+    """File this join under an earlier patient record: the attendance, its consent and any
+    questionnaires and risk flags from it move over; the new record is retired."""
+    group = _session_or_404(session_id)
+    store = _store()
+    attendance = store.Attendance.get_or_none(
+        (store.Attendance.id == (request.form.get("attendance") or ""))
+        & (store.Attendance.session == group)
+    )
+    earlier = store.Patient.get_or_none(store.Patient.id == (request.form.get("patient") or ""))
+    if attendance is None or earlier is None or earlier.id == attendance.patient_id:
+        abort(400, description="Choose a person in this session and an earlier record.")
+    already = store.Attendance.get_or_none(
+        (store.Attendance.session == group) & (store.Attendance.patient == earlier)
+    )
+    if already is not None:
+        abort(409, description="That earlier record is already in this session.")
+    joined = attendance.patient
+    with store.transaction():
+        for model in (store.Consent, store.QuestionnaireResponse, store.RiskFlag):
+            for row in model.select().where(model.patient == joined):
+                row.patient = earlier
+                row.save()
+        attendance.patient = earlier
+        attendance.save()
+        joined.active = False
+        joined.save()
+    _audit("patient.match", f"attendance/{attendance.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 

@@ -287,3 +287,38 @@ def test_broadcast_poll_and_breakout_rooms(app):
                           ).status_code == 400
     clinician.post(session_url + "/breakout", data={"csrf_token": token, "action": "back"})
     assert all(p.get("/join/state").get_json()["room"] is None for p in patients)
+
+
+def test_second_join_is_matched_to_the_earlier_patient(app, box):
+    clinician = app.test_client()
+    sign_in(clinician)
+    first_url, first_code = _schedule(clinician)
+    ana = _join(app, first_code, "Ana")
+    token = csrf_from(clinician, first_url)
+    clinician.post(first_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    answers = {f"q{i}": "2" for i in range(1, 8)}
+    ana_token = csrf_from(ana, "/join/questionnaire/gad7")
+    ana.post("/join/questionnaire/gad7", data={"csrf_token": ana_token, **answers})
+    earlier = box.store.QuestionnaireResponse.get().patient
+    second_url, second_code = _schedule(clinician)
+    again = _join(app, second_code, "ana ")
+    clinician.post(second_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    again_token = csrf_from(again, "/join/questionnaire/gad7")
+    again.post("/join/questionnaire/gad7",
+               data={"csrf_token": again_token, **answers, "q1": "0"})
+    page = clinician.get(second_url).get_data(as_text=True)
+    assert f"Same person as {earlier.code}" in page
+    attendance = re.search(r'name="attendance" value="([0-9a-f-]+)"', page).group(1)
+    bad = clinician.post(second_url + "/match", data={
+        "csrf_token": token, "attendance": attendance, "patient": "nope"})
+    assert bad.status_code == 400
+    clinician.post(second_url + "/match", data={
+        "csrf_token": token, "attendance": attendance, "patient": earlier.id})
+    scores = [r.score for r in box.store.QuestionnaireResponse.select().where(
+        box.store.QuestionnaireResponse.patient == earlier)]
+    assert sorted(scores) == [12, 14]
+    assert box.store.Attendance.get_by_id(attendance).patient_id == earlier.id
+    history = clinician.get(f"/patients/{earlier.id}").get_data(as_text=True)
+    assert history.count("<circle") == 2
+    # The patient's own page keeps working after the match.
+    assert again.get("/call").status_code == 200

@@ -121,3 +121,14 @@ def test_silence_drops_to_voice_then_restarts_low():
     result = est.tick(25.0)
     assert result.state is not LinkState.SILENT
     assert result.allowance_bps == cfg.initial_bps
+
+
+def test_a_probe_needs_a_clean_report_after_the_sfu_filled_it():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 1, 3)
+    est.tick(4.0, wanted_bps=450_000)
+    est.on_receiver_report(4.5, 0.0, 0.1)  # a report from before the SFU sent more
+    est.set_sending(440_000)
+    assert est.tick(6.5, wanted_bps=450_000).state is LinkState.PROBING  # no word yet
+    assert est.tick(8.5, wanted_bps=450_000).estimate_bps == 300_000  # never confirmed

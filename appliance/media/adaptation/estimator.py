@@ -93,7 +93,8 @@ class _Probe:
     before_bps: float
     rtt_s: float | None
     use_bps: float  # what the SFU should send under the probe's allowance
-    reached: bool = False
+    reached: bool = False  # the SFU sent about use_bps...
+    confirmed: bool = False  # ...and a clean report came back after that
 
 
 class DownlinkEstimator:
@@ -150,6 +151,8 @@ class DownlinkEstimator:
                 rtt_s > self._probe.rtt_s + cfg.probe_fail_rtt_s)
             if loss > cfg.probe_fail_loss or inflated or grew:
                 self._end_probe(now, success=False)
+            elif self._probe.reached:
+                self._probe.confirmed = True
             return
         # Decide on this report's own loss: smoothing would keep cutting for seconds after
         # the link already recovered. RTT counts only while it still rises, since a queue
@@ -209,7 +212,7 @@ class DownlinkEstimator:
             return Estimate(cfg.min_bps, self._estimate, LinkState.SILENT, self._loss, self._srtt)
         probe = self._probe
         if probe is not None and now - probe.started >= cfg.probe_s:
-            if probe.reached:
+            if probe.confirmed:
                 self._end_probe(now, success=True)
             elif now - probe.started >= 2 * cfg.probe_s:
                 self._end_probe(now, success=None)  # never sent near it: nothing learnt

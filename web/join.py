@@ -144,7 +144,7 @@ def state() -> Any:
     """The patient's status and what the facilitator pushed, for the call page (JSON)."""
     attendance = _my_attendance()
     live = live_sessions().for_patient(attendance.session_id, attendance.id)
-    response = jsonify(status=attendance.status, **live)
+    response = jsonify(status=attendance.status, session=attendance.session.state, **live)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -171,6 +171,14 @@ def test_call_client_media_chat_and_mute(tmp_path: Path) -> None:
         box.stop()
 
 
+def _received(peer: LoopbackPeer, event: dict, timeout: float = 10.0) -> bool:
+    """True once the peer got `event` over the data channel (it arrives asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while event not in peer.events and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return event in peer.events
+
+
 def _route_call(page, pattern: str, peer: LoopbackPeer) -> None:
     """Give the call page a join token and answer its offer with the loopback peer."""
 
@@ -210,21 +218,18 @@ def test_facilitator_controls_lock_and_screen_share(tmp_path: Path) -> None:
             doc.get_by_role("button", name="Join the call").click()
             expect(doc.locator("#room")).to_be_visible(timeout=20_000)
             remote = doc.locator("#tiles figure:not(#tile-self)")
-            expect(remote).to_have_count(1, timeout=10_000)
+            expect(remote).to_have_count(1, timeout=20_000)
             stream_id = remote.get_attribute("id").removeprefix("tile-")
 
             remote.get_by_role("button", name="Mute").click()
             remote.get_by_role("button", name="Pin for everyone").click()
-            deadline = time.monotonic() + 5
-            while len(peer.events) < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert {"type": "mute", "participant": stream_id} in peer.events
-            assert {"type": "pin", "participant": stream_id} in peer.events
+            assert _received(peer, {"type": "mute", "participant": stream_id})
+            assert _received(peer, {"type": "pin", "participant": stream_id})
 
             doc.get_by_role("button", name="Lock room").click()
             expect(doc.locator("#notice")).to_have_text(
                 "The room is locked: nobody new can join.")
-            assert {"type": "lock", "locked": True} in peer.events
+            assert _received(peer, {"type": "lock", "locked": True})
             # The portal enforces the lock: a patient with the right code is turned away.
             patient = browser.new_context(ignore_https_errors=True).new_page()
             patient.goto(box.base_url + "/join")
@@ -237,7 +242,7 @@ def test_facilitator_controls_lock_and_screen_share(tmp_path: Path) -> None:
 
             doc.get_by_role("button", name="Share screen").click()
             expect(doc.get_by_role("button", name="Sharing screen")).to_be_visible()
-            assert {"type": "pin", "participant": "me", "screen": True} in peer.events
+            assert _received(peer, {"type": "pin", "participant": "me", "screen": True})
             frames = doc.evaluate("""async () => {
               const report = await window.ClinicBoxCall.stats();
               let frames = 0;

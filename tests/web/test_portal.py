@@ -253,7 +253,8 @@ def test_broadcast_poll_and_breakout_rooms(app):
     clinician.post(session_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
     ana = patients[0]
     assert ana.get("/join/state").get_json() == {
-        "status": "admitted", "asked": [], "message": "", "poll": None, "room": None}
+        "status": "admitted", "session": "scheduled", "asked": [], "message": "",
+        "poll": None, "room": None}
     too_long = clinician.post(session_url + "/broadcast",
                               data={"csrf_token": token, "message": "x" * 201})
     assert too_long.status_code == 400
@@ -287,6 +288,8 @@ def test_broadcast_poll_and_breakout_rooms(app):
                           ).status_code == 400
     clinician.post(session_url + "/breakout", data={"csrf_token": token, "action": "back"})
     assert all(p.get("/join/state").get_json()["room"] is None for p in patients)
+    clinician.post(session_url + "/state", data={"csrf_token": token, "action": "end"})
+    assert ana.get("/join/state").get_json()["session"] == "ended"
 
 
 def test_second_join_is_matched_to_the_earlier_patient(app, box):

@@ -4,7 +4,7 @@
 (function () {
   var root = document.getElementById("call");
   var $ = function (id) { return document.getElementById(id); };
-  var local = null, pc = null, channel = null, statsTimer = null;
+  var local = null, pc = null, channel = null, statsTimer = null, stateTimer = null;
   var state = { muted: false, camOff: false, saver: false, hand: false, locked: false };
 
   function say(text) {            // plain-language notice, read out by screen readers
@@ -197,7 +197,7 @@
     say(on ? "Audio only: video is off to save data." : "");
   }
   function leave(message) {
-    clearInterval(statsTimer);
+    clearInterval(statsTimer); clearInterval(stateTimer);
     if (pc) { pc.close(); }
     if (local) { local.getTracks().forEach(function (t) { t.stop(); }); }
     say(message || "");
@@ -208,6 +208,7 @@
   var shownPoll = null, lastMessage = "";
   function applyState(st) {
     if (st.status === "removed") { leave("The facilitator removed you from the call."); return; }
+    if (st.session === "ended") { leave("The session has ended. Thank you for joining."); return; }
     if (st.message && st.message !== lastMessage) { say("Message from the facilitator: " + st.message); }
     lastMessage = st.message;
     var note = $("room-note");
@@ -241,7 +242,7 @@
       headers: { Accept: "application/json", "X-CSRF-Token": root.dataset.csrf } })
       .then(function (r) { say(r.ok ? "Thank you, your answer was sent." : "The poll has closed."); });
   };
-  if (root.dataset.role === "patient") { pollState(); setInterval(pollState, 10000); }
+  if (root.dataset.role === "patient") { pollState(); stateTimer = setInterval(pollState, 10000); }
 
   $("join-btn").onclick = join;
   $("mute-btn").onclick = function () { setMuted(!state.muted); };

@@ -39,6 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Failed sign-ins allowed per (username, address) within the window before refusing.
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 15 * 60
+MAX_TRACKED = 10_000
 
 
 class LoginThrottle:
@@ -66,8 +67,13 @@ class LoginThrottle:
             return max(0.0, self.window_s - (now - times[0]))
 
     def failed(self, key: tuple[str, str]) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._recent(key, time.monotonic()).append(time.monotonic())
+            self._recent(key, now).append(now)
+            if len(self._failures) > MAX_TRACKED:
+                # Guessing many usernames must not grow memory without end: drop stale keys.
+                for stale in [k for k, t in self._failures.items() if now - t[-1] > self.window_s]:
+                    del self._failures[stale]
 
     def succeeded(self, key: tuple[str, str]) -> None:
         with self._lock:

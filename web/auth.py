@@ -72,7 +72,8 @@ class LoginThrottle:
             self._recent(key, now).append(now)
             if len(self._failures) > MAX_TRACKED:
                 # Guessing many usernames must not grow memory without end: drop stale keys.
-                for stale in [k for k, t in self._failures.items() if now - t[-1] > self.window_s]:
+                for stale in [k for k, t in self._failures.items()
+                              if not t or now - t[-1] > self.window_s]:
                     del self._failures[stale]
 
     def succeeded(self, key: tuple[str, str]) -> None:

@@ -116,3 +116,18 @@ def test_idle_session_is_logged_out(app):
     assert reply.headers["Location"] == "/login?reason=idle"
     assert "inactivity" in client.get("/login?reason=idle").get_data(as_text=True)
     assert client.get("/dashboard").status_code == 302
+
+
+def test_throttle_forgets_stale_keys(monkeypatch):
+    from web import auth
+
+    monkeypatch.setattr(auth, "MAX_TRACKED", 3)
+    throttle = auth.LoginThrottle(limit=2, window_s=0.05)
+    for i in range(10):
+        throttle.blocked_for((f"user{i}", "10.0.0.1"))
+        throttle.failed((f"user{i}", "10.0.0.1"))
+        time.sleep(0.06)
+    assert len(throttle._failures) <= 4
+    throttle.failed(("dr.ada", "10.0.0.1"))
+    throttle.failed(("dr.ada", "10.0.0.1"))
+    assert throttle.blocked_for(("dr.ada", "10.0.0.1")) > 0

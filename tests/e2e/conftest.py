@@ -39,10 +39,21 @@ def sign_in(context, base: str):
     return page
 
 
+def all_labelled(page) -> None:
+    """Every form control has a label a screen reader can announce."""
+    unlabelled = page.evaluate("""() => Array.from(
+        document.querySelectorAll("input:not([type=hidden]), select, textarea"))
+        .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label"))
+        .map((el) => el.name || el.id)""")
+    assert unlabelled == [], f"unlabelled controls on {page.url}: {unlabelled}"
+
+
 def fits_phone(page) -> None:
-    """Nothing on the page is wider than the 360 px screen (no sideways scrolling)."""
+    """Nothing on the page is wider than the 360 px screen (no sideways scrolling), and its
+    controls are labelled."""
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{page.url} is {width} px wide"
+    all_labelled(page)
 
 
 def patient_joins(browser, base: str, code: str, name: str, shots: bool):

@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     PASSWORD,
     PHONE,
     add_user,
+    all_labelled,
     fits_phone,
     patient_joins,
     shot,
@@ -78,6 +79,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             doc.get_by_label("Date and time").fill("2026-11-24T10:00")
             doc.get_by_label("Capacity (people, including the facilitator)").fill("6")
             doc.get_by_label("Yes, store it encrypted with the session record").check()
+            all_labelled(doc)
             doc.get_by_role("button", name="Schedule").click()
             code = doc.inner_text("#session-code").replace(" ", "")
             assert re.fullmatch(r"\d{6}", code)
@@ -86,6 +88,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             ana = patient_joins(browser, base, code, "Ana", shots=True)
             ben = _patient_joins_by_keyboard(browser, base, code, "Ben")
             doc.reload()
+            all_labelled(doc)
             assert doc.get_by_role("button", name="Admit Ana").is_visible()
             doc.get_by_role("button", name="Admit Ana").click()
             shot(doc, "clinician-session")
@@ -127,6 +130,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
                     ana.check(f"input[name=q{number}][value='{value}']")
             ana.get_by_role("button", name="Send answers").click()
             assert "Please answer question 4. Nothing was saved." in ana.inner_text("[role=alert]")
+            fits_phone(ana)
             shot(ana, "questionnaire-missing")
             # The other answers were kept on the page; only item 4 needs answering.
             assert ana.is_checked("input[name=q1][value='3']")

@@ -196,6 +196,19 @@ def session_detail(session_id: str) -> str:
     )
 
 
+@bp.get("/sessions/<session_id>/waiting")
+@role_required(*CLINICAL)
+def waiting_room(session_id: str) -> str:
+    """The waiting room alone, reloading itself every 5 s (no script), to keep open."""
+    group = _session_or_404(session_id)
+    Attendance = _store().Attendance  # noqa: N806
+    waiting = list(Attendance.select().where(
+        (Attendance.session == group) & (Attendance.status == "waiting")
+    ).order_by(Attendance.joined_at))
+    _audit("record.read", f"group_session/{group.id}/waiting")
+    return render_template("waiting_room.html", group=group, waiting=waiting)
+
+
 @bp.post("/sessions/<session_id>/state")
 @role_required(*CLINICAL)
 def session_state(session_id: str) -> Response:
@@ -251,6 +264,8 @@ def admit(session_id: str) -> Response:
             attendance.save()
     for attendance in chosen:
         _audit(f"attendance.{new_status}", f"attendance/{attendance.id}")
+    if request.form.get("back") == "waiting":
+        return redirect(url_for("portal.waiting_room", session_id=group.id))
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 

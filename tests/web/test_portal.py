@@ -128,7 +128,13 @@ def test_join_consent_waiting_room_admit_and_deny(app, box):
     token = csrf_from(clinician, session_url)
     admit_url = session_url + "/admit"
     clinician.post(admit_url, data={"csrf_token": token, "action": "deny", "attendance": cy_id})
-    clinician.post(admit_url, data={"csrf_token": token, "action": "admit_all"})
+    room = clinician.get(session_url + "/waiting")
+    assert '<meta http-equiv="refresh" content="5">' in room.get_data(as_text=True)
+    assert "Admit all (2)" in room.get_data(as_text=True)
+    reply = clinician.post(admit_url, data={"csrf_token": token, "action": "admit_all",
+                                            "back": "waiting"})
+    assert reply.headers["Location"] == session_url + "/waiting"
+    assert "Nobody is waiting" in clinician.get(session_url + "/waiting").get_data(as_text=True)
     assert ana.get("/join/wait").headers["Location"] == "/call"
     assert ben.get("/call").status_code == 200
     assert "did not admit you" in cy.get("/join/wait").get_data(as_text=True)

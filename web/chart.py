@@ -15,7 +15,9 @@ from appliance.clinical.questionnaires import Instrument
 WIDTH = 340
 HEIGHT = 180
 _PAD_LEFT = 28
-_PAD_RIGHT = 8
+# Room on the right for the band names, so they never sit under a score label.
+_PAD_RIGHT = 82
+_INSET = 12
 _PAD_TOP = 8
 _PAD_BOTTOM = 22
 # Light fills from calm to alarming; text never relies on colour alone (bands are labelled).
@@ -47,8 +49,8 @@ def score_chart(instrument: Instrument, points: Sequence[tuple[datetime, int]]) 
             f'height="{y_bottom - y_top:.1f}" fill="{fill}"/>'
         )
         parts.append(
-            f'<text x="{WIDTH - _PAD_RIGHT - 2}" y="{y_bottom - 3:.1f}" text-anchor="end" '
-            f'fill="#555">{escape(band.name)}</text>'
+            f'<text x="{WIDTH - _PAD_RIGHT + 4}" y="{(y_top + y_bottom) / 2 + 3:.1f}" '
+            f'fill="#444">{escape(band.name)}</text>'
         )
         parts.append(
             f'<text x="{_PAD_LEFT - 4}" y="{y_bottom:.1f}" text-anchor="end" '
@@ -60,9 +62,10 @@ def score_chart(instrument: Instrument, points: Sequence[tuple[datetime, int]]) 
     )
     if points:
         n = len(points)
-        step = plot_w / max(1, n - 1)
+        # Points are inset from the plot's edges so their labels are not clipped.
+        step = (plot_w - 2 * _INSET) / max(1, n - 1)
         coords = [
-            (_PAD_LEFT + (step * i if n > 1 else plot_w / 2), y_of(score))
+            (_PAD_LEFT + (_INSET + step * i if n > 1 else plot_w / 2), y_of(score))
             for i, (_, score) in enumerate(points)
         ]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
@@ -83,8 +86,8 @@ def score_chart(instrument: Instrument, points: Sequence[tuple[datetime, int]]) 
             )
     else:
         parts.append(
-            f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" fill="#333">'
-            "No scores yet</text>"
+            f'<text x="{_PAD_LEFT + plot_w / 2}" y="{HEIGHT / 2}" text-anchor="middle" '
+            'fill="#333">No scores yet</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

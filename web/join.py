@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from appliance.clinical.questionnaires import IncompleteAnswers, get_instrument, score
+from appliance.clinical.questionnaires import get_instrument
 from appliance.clinical.session_codes import (
     clean_code,
     derive_invite_token,
@@ -30,7 +30,8 @@ from appliance.clinical.session_codes import (
 from appliance.store.models import utcnow
 from web import current_box
 from web.live import live_sessions
-from web.portal import code_secret, save_response
+from web.portal import code_secret
+from web.questionnaire_form import questionnaire_view
 
 bp = Blueprint("join", __name__)
 
@@ -181,23 +182,10 @@ def leave() -> Any:
 @bp.route("/join/questionnaire/<code>", methods=["GET", "POST"])
 def questionnaire(code: str) -> Any:
     attendance = _my_attendance()
-    try:
-        instrument = get_instrument(code)
-    except ValueError as exc:
-        abort(404, description=str(exc))
-    action = url_for("join.questionnaire", code=code)
-    if request.method == "GET":
-        return render_template(
-            "questionnaire.html", instrument=instrument, error=None, missing=[], form={},
-            action=action,
-        )
-    try:
-        result = score(instrument, request.form)
-    except IncompleteAnswers as exc:
-        return render_template(
-            "questionnaire.html", instrument=instrument, error=str(exc), missing=exc.missing,
-            form=request.form, action=action,
-        ), 400
-    save_response(_store(), attendance.patient, attendance.session, result,
-                  f"patient/{attendance.patient_id}")
-    return render_template("questionnaire_done.html", instrument=instrument)
+    page, _saved = questionnaire_view(
+        _store(), code, url_for("join.questionnaire", code=code), attendance.patient,
+        attendance.session, f"patient/{attendance.patient_id}",
+    )
+    if page is not None:
+        return page
+    return render_template("questionnaire_done.html", instrument=get_instrument(code))

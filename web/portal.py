@@ -23,9 +23,7 @@ from flask import (
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
     INSTRUMENTS,
-    IncompleteAnswers,
     get_instrument,
-    score,
 )
 from appliance.clinical.session_codes import (
     assign_codes,
@@ -37,6 +35,7 @@ from web import current_box
 from web.auth import current_user, role_required
 from web.chart import score_chart
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
+from web.questionnaire_form import questionnaire_view
 
 bp = Blueprint("portal", __name__)
 
@@ -67,22 +66,6 @@ def risk_flag(response: Any) -> bool:
     """PHQ-9 item 9 (thoughts of self-harm) answered above zero."""
     instrument = get_instrument(response.kind.lower())
     return instrument.risk_item is not None and response.items[instrument.risk_item] > 0
-
-
-def save_response(store: Any, patient: Any, session: Any, result: Any, actor: str) -> Any:
-    """Store a scored questionnaire, and a risk flag (urgent lane) when item 9 is above zero."""
-    with store.transaction():
-        saved = store.QuestionnaireResponse.create(
-            patient=patient, session=session, kind=result.instrument.upper(),
-            items=list(result.answers), score=result.score, severity=result.severity,
-        )
-        if result.risk_flag:
-            store.RiskFlag.create(
-                patient=patient, source=saved,
-                reason=f"{result.instrument.upper()} item 9 answered {result.answers[8]}",
-            )
-    store.audit(actor, "record.create", f"questionnaire_response/{saved.id}")
-    return saved
 
 
 def _session_or_404(session_id: str) -> Any:
@@ -423,22 +406,10 @@ def clinician_questionnaire(patient_id: str, code: str) -> Any:
     person = store.Patient.get_or_none(store.Patient.id == patient_id)
     if person is None:
         abort(404, description="There is no such patient.")
-    try:
-        instrument = get_instrument(code)
-    except ValueError as exc:
-        abort(404, description=str(exc))
-    action = url_for("portal.clinician_questionnaire", patient_id=patient_id, code=code)
-    if request.method == "GET":
-        return render_template(
-            "questionnaire.html", instrument=instrument, error=None, missing=[], form={},
-            action=action,
-        )
-    try:
-        result = score(instrument, request.form)
-    except IncompleteAnswers as exc:
-        return render_template(
-            "questionnaire.html", instrument=instrument, error=str(exc), missing=exc.missing,
-            form=request.form, action=action,
-        ), 400
-    save_response(store, person, None, result, f"user:{current_user().id}")
+    page, _saved = questionnaire_view(
+        store, code, url_for("portal.clinician_questionnaire", patient_id=patient_id, code=code),
+        person, None, f"user:{current_user().id}",
+    )
+    if page is not None:
+        return page
     return redirect(url_for("portal.patient", patient_id=person.id))

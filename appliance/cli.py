@@ -94,3 +94,9 @@ from appliance.store.commands import audit_group, keys_group, wipe_command  # no
 main.add_command(keys_group)
 main.add_command(wipe_command)
 main.add_command(audit_group)
+
+from appliance.discovery.cli import discover_command  # noqa: E402
+from appliance.provisioning import provision_command  # noqa: E402
+
+main.add_command(discover_command)
+main.add_command(provision_command)

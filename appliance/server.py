@@ -20,8 +20,10 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from appliance import __version__
 from appliance.box import Box
 from appliance.config import Settings
+from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
 from appliance.media_loop import MediaLoop
+from appliance.sdnotify import notify, start_watchdog
 from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.store.store import passphrase_from_env
@@ -119,6 +121,8 @@ def serve(settings: Settings) -> int:
 
     server = _bind(settings, app, tls.cert, tls.key)
     media.start()
+    advertise_box(box)
+    start_watchdog(media)
 
     stop = threading.Event()
 
@@ -138,12 +142,14 @@ def serve(settings: Settings) -> int:
         code = setup_code.issue()
         print(f"One-time setup code: {code}  (open /setup on the portal and enter it)")
     sys.stdout.flush()
+    notify("READY=1")
 
     while not stop.wait(0.5):
         if not thread.is_alive():
             log.error("web server thread stopped unexpectedly")
             break
 
+    notify("STOPPING=1")
     # Stop accepting first, then close media (peer connections), then flush the database.
     server.stop()
     media.stop(timeout=max(0.5, settings.shutdown_timeout_s - 2.0))

@@ -1,0 +1,242 @@
+"""First-boot provisioning: clinic name, the first two accounts, device identity, claiming.
+
+State lives in `data_dir/state/` as small files the service and the CLI share:
+`clinic.json` (the clinic's display name), `provisioned` (marker: no more setup codes) and
+`claim.json` (0600: which centre the box belongs to). Nothing here is clinical content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance.accounts import create_user, normalise_username
+from appliance.config import Settings
+from appliance.errors import OperatorError
+from appliance.files import make_private_dir, write_private
+from appliance.identity import KEY_FILE, DeviceIdentity
+from appliance.tls import ensure_tls
+
+MAX_CLINIC_NAME = 80
+
+
+class ProvisioningError(OperatorError):
+    """Provisioning input or a claim was refused; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A first account to create: username, password and role."""
+
+    username: str
+    password: str
+    role: str
+
+
+@dataclass(frozen=True)
+class ProvisioningState:
+    """What the box knows about its own setup, read from `data_dir/state/`."""
+
+    clinic_name: str | None
+    provisioned: bool
+    claimed: bool
+    central_url: str | None
+
+    @property
+    def advert_state(self) -> str:
+        """The mDNS `state` TXT value."""
+        return "claimed" if self.claimed else "unclaimed"
+
+
+def state_dir(settings: Settings) -> Path:
+    return settings.data_dir / "state"
+
+
+def read_state(settings: Settings) -> ProvisioningState:
+    """The current provisioning state (cheap: a few stat calls and two small reads)."""
+    directory = state_dir(settings)
+    clinic = _read_json(directory / "clinic.json")
+    claim = _read_json(directory / "claim.json")
+    return ProvisioningState(
+        clinic_name=clinic.get("name") if clinic else None,
+        provisioned=(directory / "provisioned").exists(),
+        claimed=bool(claim),
+        central_url=claim.get("central_url") if claim else None,
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_clinic_name(name: str) -> str:
+    """The trimmed clinic name, or ProvisioningError."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise ProvisioningError("the clinic name must not be empty")
+    if len(name) > MAX_CLINIC_NAME:
+        raise ProvisioningError(f"the clinic name must be at most {MAX_CLINIC_NAME} characters")
+    return name
+
+
+def check_accounts(store: Any, accounts: list[Account]) -> None:
+    """Refuse duplicate or already existing usernames before anything is written."""
+    names = [normalise_username(a.username) for a in accounts]
+    if len(set(names)) != len(names):
+        raise ProvisioningError("the administrator and the technician need different usernames")
+    User = store.User  # noqa: N806 - the store's model class
+    for name in names:
+        if User.select().where(User.username == name).exists():
+            raise ProvisioningError(f"username {name!r} is already taken")
+
+
+def provision(
+    settings: Settings, store: Any, clinic_name: str, admin: Account, technician: Account
+) -> DeviceIdentity:
+    """Set the clinic name, create the first accounts, make identity and TLS; mark provisioned.
+
+    Idempotent for the identity and TLS material; refuses to create an account twice.
+    """
+    name = check_clinic_name(clinic_name)
+    accounts = [admin, technician]
+    check_accounts(store, accounts)
+    with store.transaction():
+        for account in accounts:
+            try:
+                create_user(store, account.username, account.password, account.role)
+            except ValueError as exc:
+                raise ProvisioningError(str(exc)) from None
+        store.audit("setup", "provision.accounts", f"users/{len(accounts)}")
+    make_private_dir(settings.secrets_dir)
+    identity = DeviceIdentity.load_or_create(settings.secrets_dir)
+    ensure_tls(settings.tls_dir, settings.hostname)
+    directory = state_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "clinic.json").write_text(json.dumps({"name": name}))
+    (directory / "provisioned").write_text(_now() + "\n")
+    store.audit("setup", "provision.done", f"device/{identity.fingerprint}")
+    return identity
+
+
+def claim(
+    settings: Settings, central_url: str, token: str, ca_file: Path | None = None
+) -> dict[str, Any]:
+    """Claim the box for `central_url` with a one-time token; record the claim (0600)."""
+    if not central_url.startswith(("https://", "http://")):
+        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
+    if not token.strip():
+        raise ProvisioningError("the claim token must not be empty")
+    try:
+        from sync.agent.claim import claim_box
+    except ImportError:
+        raise ProvisioningError(
+            "this build has no sync agent, so it cannot claim; use an offline voucher"
+        ) from None
+    identity = DeviceIdentity.load_or_create(settings.secrets_dir)
+    result = claim_box(central_url, token.strip(), identity, ca_file=ca_file)
+    record = {"central_url": central_url, "mode": "token", "claimed_at": _now()}
+    if isinstance(result, dict):
+        record["centre"] = {k: v for k, v in result.items() if isinstance(v, str | int)}
+    _write_claim(settings, record)
+    return record
+
+
+def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[str, Any]:
+    """Record an offline claim voucher; the centre checks it on the box's first contact."""
+    voucher = voucher.strip()
+    if not voucher or len(voucher) > 4096:
+        raise ProvisioningError("the claim voucher is empty or too long")
+    if not central_url.startswith(("https://", "http://")):
+        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
+    record = {
+        "central_url": central_url,
+        "mode": "voucher",
+        "voucher": voucher,
+        "verified": False,
+        "claimed_at": _now(),
+    }
+    _write_claim(settings, record)
+    return record
+
+
+def _write_claim(settings: Settings, record: dict[str, Any]) -> None:
+    directory = state_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_private(directory / "claim.json", json.dumps(record).encode())
+
+
+def forget(settings: Settings) -> None:
+    """Back to unclaimed and unprovisioned: remove the state dir and the device identity."""
+    shutil.rmtree(state_dir(settings), ignore_errors=True)
+    (settings.secrets_dir / KEY_FILE).unlink(missing_ok=True)
+    (settings.secrets_dir / "flask-secret").unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ProvisioningError(f"cannot read the {what} file {path} ({exc.strerror})") from None
+
+
+@click.command("provision")
+@click.option("--clinic-name", required=True, help="The clinic's display name.")
+@click.option("--admin-user", required=True, help="Username of the first clinician-admin.")
+@click.option("--admin-password-file", required=True, type=click.Path(path_type=Path),
+              help="File holding that account's password.")
+@click.option("--tech-user", required=True, help="Username of the first technician.")
+@click.option("--tech-password-file", required=True, type=click.Path(path_type=Path),
+              help="File holding that account's password.")
+@click.option("--central-url", default="", help="Central server to claim the box for.")
+@click.option("--claim-token", default="", help="One-time claim token from the centre.")
+@click.option("--voucher-file", type=click.Path(path_type=Path),
+              help="Offline claim voucher (when the box has no link to the centre).")
+@click.option("--central-ca", type=click.Path(path_type=Path, dir_okay=False),
+              help="CA certificate to trust for the central server.")
+@click.pass_context
+def provision_command(
+    ctx: click.Context, clinic_name: str, admin_user: str, admin_password_file: Path,
+    tech_user: str, tech_password_file: Path, central_url: str, claim_token: str,
+    voucher_file: Path | None, central_ca: Path | None,
+) -> None:
+    """First-boot setup without the web wizard. Stop `clinicbox serve` first."""
+    from appliance.cli import settings_from
+    from appliance.store import open_store
+    from appliance.store.store import passphrase_from_env
+
+    settings = settings_from(ctx)
+    if claim_token and voucher_file:
+        raise ProvisioningError("give either --claim-token or --voucher-file, not both")
+    if (claim_token or voucher_file) and not central_url:
+        raise ProvisioningError("claiming needs --central-url")
+    admin = Account(admin_user, _read_secret_file(admin_password_file, "password"), "admin")
+    tech = Account(tech_user, _read_secret_file(tech_password_file, "password"), "technician")
+    store = open_store(settings, passphrase_from_env())
+    try:
+        if read_state(settings).provisioned:
+            raise ProvisioningError("this box is already provisioned; factory reset it first")
+        identity = provision(settings, store, clinic_name, admin, tech)
+    finally:
+        store.close()
+    click.echo(f"provisioned: device {identity.fingerprint}, accounts {admin.username!r} "
+               f"and {tech.username!r}")
+    if claim_token:
+        claim(settings, central_url, claim_token, central_ca)
+        click.echo(f"claimed for {central_url}")
+    elif voucher_file is not None:
+        accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
+        click.echo(f"offline voucher stored; {central_url} checks it on first contact")

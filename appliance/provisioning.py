@@ -175,11 +175,19 @@ def _write_claim(settings: Settings, record: dict[str, Any]) -> None:
     write_private(directory / "claim.json", json.dumps(record).encode())
 
 
-def forget(settings: Settings) -> None:
-    """Back to unclaimed and unprovisioned: remove the state dir and the device identity."""
+def factory_reset(settings: Settings) -> int:
+    """Crypto-shred the store, then forget clinic, claim, device key and TLS material.
+
+    Returns how many store files were removed. The store must not be open (StoreBusyError).
+    """
+    from appliance.store.wipe import wipe
+
+    removed = wipe(settings)
     shutil.rmtree(state_dir(settings), ignore_errors=True)
-    (settings.secrets_dir / KEY_FILE).unlink(missing_ok=True)
-    (settings.secrets_dir / "flask-secret").unlink(missing_ok=True)
+    shutil.rmtree(settings.tls_dir, ignore_errors=True)
+    for name in (KEY_FILE, "flask-secret", "setup-code.json"):
+        (settings.secrets_dir / name).unlink(missing_ok=True)
+    return len(removed)
 
 
 def _now() -> str:
@@ -240,3 +248,19 @@ def provision_command(
     elif voucher_file is not None:
         accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
         click.echo(f"offline voucher stored; {central_url} checks it on first contact")
+
+
+@click.command("factory-reset")
+@click.option("--yes", is_flag=True, help="Confirm: destroy records, accounts, keys and claim.")
+@click.pass_context
+def factory_reset_command(ctx: click.Context, yes: bool) -> None:
+    """Crypto-shred the records and return the box to unclaimed. Stop `clinicbox serve` first."""
+    from appliance.cli import settings_from
+
+    if not yes:
+        raise ProvisioningError(
+            "factory reset destroys every record, account and key on this box; add --yes"
+        )
+    removed = factory_reset(settings_from(ctx))
+    click.echo(f"factory reset done: store keys shredded, {removed} store files removed; "
+               "the box is unclaimed and prints a new setup code on its next start")

@@ -27,22 +27,46 @@ def serialization_ms(payload: int, kbps: float) -> float:
     return (payload + FRAME_OVERHEAD) * 8 / kbps
 
 
+def held(measure, attempts: int = 3) -> list[str]:
+    """Run measure() (which returns what is off, [] when all held) until it holds.
+
+    This shared machine sometimes stalls a process for a second or more; a systematic error
+    fails every attempt, a stall fails one. Returns the problems of the last attempt.
+    """
+    problems: list[str] = []
+    for _ in range(attempts):
+        problems = measure()
+        if not problems:
+            break
+    return problems
+
+
 def test_holds_rate_and_delay_both_ways(lab: Lab):
     box = lab.host("box")
     patient = lab.host("p1", link=profiles.custom(down_kbps=800, up_kbps=400, delay_ms=60))
-    # Idle link: small packets, so one-way delay is the configured delay alone.
-    up = ProbeRun(lab, patient, box, rate_kbps=30, size=100, seconds=2.5, port=9001)
-    down = ProbeRun(lab, box, patient, rate_kbps=30, size=100, seconds=2.5, port=9002)
-    for flow, kbps in ((steady(up.result()), 400), (steady(down.result()), 800)):
-        expected = 60 + serialization_ms(100, kbps)
-        assert len(flow) > 40
-        assert flow.delay_ms() == pytest.approx(expected, rel=0.03)
-        assert flow.delay_ms(0.95) < expected * 1.1
-    # Saturated link: offered 1.5x the rate, delivered exactly the rate.
-    up = ProbeRun(lab, patient, box, rate_kbps=600, seconds=3, port=9003)
-    down = ProbeRun(lab, box, patient, rate_kbps=1200, seconds=3, port=9004)
-    assert steady(up.result()).rate_kbps() == pytest.approx(400, rel=0.03)
-    assert steady(down.result()).rate_kbps() == pytest.approx(800, rel=0.03)
+
+    def idle_delay() -> list[str]:
+        # Idle link, small packets: one-way delay is the configured delay plus serialization.
+        up = ProbeRun(lab, patient, box, rate_kbps=30, size=100, seconds=2.5, port=9001)
+        down = ProbeRun(lab, box, patient, rate_kbps=30, size=100, seconds=2.5, port=9002)
+        problems = []
+        for flow, kbps in ((steady(up.result()), 400), (steady(down.result()), 800)):
+            expected = 60 + serialization_ms(100, kbps)
+            if len(flow) < 40 or abs(flow.delay_ms() - expected) > 0.03 * expected:
+                problems.append(f"{kbps}: {len(flow)} packets, median {flow.delay_ms():.2f} ms")
+            if flow.delay_ms(0.95) > expected * 1.1:
+                problems.append(f"{kbps}: p95 {flow.delay_ms(0.95):.2f} ms")
+        return problems
+
+    def saturated_rate() -> list[str]:
+        # Offered 1.5x the rate, delivered exactly the rate.
+        up = ProbeRun(lab, patient, box, rate_kbps=600, seconds=3, port=9003)
+        down = ProbeRun(lab, box, patient, rate_kbps=1200, seconds=3, port=9004)
+        rates = {400: steady(up.result()).rate_kbps(), 800: steady(down.result()).rate_kbps()}
+        return [f"{k}: {r:.1f}" for k, r in rates.items() if abs(r - k) > 0.03 * k]
+
+    assert held(idle_delay) == []
+    assert held(saturated_rate) == []
     stats = lab.stats()["links"]["p1"]
     assert stats["up"]["dropped_queue"] > 0 and stats["down"]["dropped_queue"] > 0
 
@@ -50,10 +74,19 @@ def test_holds_rate_and_delay_both_ways(lab: Lab):
 def test_edge_profile_rate_and_delay(lab: Lab):
     box = lab.host("box")
     patient = lab.host("p1", link=profiles.EDGE)
-    probe = steady(ProbeRun(lab, box, patient, rate_kbps=20, size=100, seconds=2.5).result())
-    assert probe.delay_ms() == pytest.approx(325 + serialization_ms(100, 200), rel=0.03)
-    flood = steady(ProbeRun(lab, box, patient, rate_kbps=300, size=500, seconds=3).result())
-    assert flood.rate_kbps() == pytest.approx(200, rel=0.04)
+
+    def delay() -> list[str]:
+        probe = steady(ProbeRun(lab, box, patient, rate_kbps=20, size=100, seconds=2.5).result())
+        expected = 325 + serialization_ms(100, 200)
+        off = abs(probe.delay_ms() - expected) > 0.03 * expected
+        return [f"median {probe.delay_ms():.2f} ms"] if off else []
+
+    def rate() -> list[str]:
+        flood = steady(ProbeRun(lab, box, patient, rate_kbps=300, size=500, seconds=3).result())
+        return [f"{flood.rate_kbps():.1f} kbps"] if abs(flood.rate_kbps() - 200) > 8 else []
+
+    assert held(delay) == []
+    assert held(rate) == []
 
 
 def test_seeded_loss_is_close_to_configured_and_replays(lab: Lab):
@@ -79,16 +112,21 @@ def test_seeded_loss_is_close_to_configured_and_replays(lab: Lab):
 def test_cut_blocks_traffic_then_restores(lab: Lab):
     box = lab.host("box")
     patient = lab.host("p1", link=profiles.custom(delay_ms=20))
-    run = ProbeRun(lab, box, patient, rate_kbps=50, size=100, seconds=4)
-    time.sleep(1.0)
-    cut_at = time.monotonic()
-    lab.cut(patient, seconds=1.5)
-    flow = run.result()
-    during = flow.sent_between(cut_at + 0.05, cut_at + 1.45)
-    after = flow.sent_between(cut_at + 1.6, run.started + 4)
-    assert len(during) == 0
-    assert len(after) > 50
-    assert flow.longest_gap_s() == pytest.approx(1.5, abs=0.25)
+
+    def timed_cut() -> list[str]:
+        run = ProbeRun(lab, box, patient, rate_kbps=50, size=100, seconds=4)
+        time.sleep(1.0)
+        cut_at = time.monotonic()
+        lab.cut(patient, seconds=1.5)
+        flow = run.result()
+        during = flow.sent_between(cut_at + 0.05, cut_at + 1.45)
+        after = flow.sent_between(cut_at + 1.6, run.started + 4)
+        problems = [f"{len(during)} packets crossed the cut"] if during else []
+        if len(after) <= 50 or abs(flow.longest_gap_s() - 1.5) > 0.25:
+            problems.append(f"{len(after)} after, longest gap {flow.longest_gap_s():.2f} s")
+        return problems
+
+    assert held(timed_cut) == []
     # A cut without a duration lasts until restore().
     lab.cut(patient)
     assert lab.run(patient, ["true"]).returncode == 0
@@ -102,11 +140,18 @@ def test_rmcat_schedule_and_profile_change_take_effect(lab: Lab):
     box = lab.host("box")
     patient = lab.host("p1", link=profiles.custom(delay_ms=50))
     schedule = profiles.RMCAT_5_1.time_scaled(20)  # steps at 0, 2, 3 and 4 s
-    start = time.monotonic()
-    lab.set_profile(patient, schedule)
-    flow = ProbeRun(lab, box, patient, rate_kbps=3000, seconds=5.5).result()
-    windows = [(0.5, 2.0, 1000), (2.3, 3.0, 2500), (3.3, 4.0, 600), (4.3, 5.5, 1000)]
-    for begin, end, kbps in windows:
-        measured = flow.received_between(start + begin, start + end).rate_kbps()
-        assert measured == pytest.approx(kbps, rel=0.06), (begin, kbps)
+
+    def steps() -> list[str]:
+        start = time.monotonic()
+        lab.set_profile(patient, schedule)  # the schedule restarts at 0 s
+        flow = ProbeRun(lab, box, patient, rate_kbps=3000, seconds=5.5).result()
+        windows = [(0.5, 2.0, 1000), (2.3, 3.0, 2500), (3.3, 4.0, 600), (4.3, 5.5, 1000)]
+        problems = []
+        for begin, end, kbps in windows:
+            measured = flow.received_between(start + begin, start + end).rate_kbps()
+            if abs(measured - kbps) > 0.06 * kbps:
+                problems.append(f"step at {begin} s: {measured:.0f} kbps, not {kbps}")
+        return problems
+
+    assert held(steps) == []
     assert lab.stats()["links"]["p1"]["profile"] == schedule.name

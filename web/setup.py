@@ -1,27 +1,111 @@
-"""First-start setup, opened with the one-time code printed by `clinicbox serve`.
+"""First-start setup wizard, opened with the one-time code printed by `clinicbox serve`.
 
-The full provisioning wizard (clinic name, first accounts, claiming) belongs to the
-provisioning work; until it lands this page checks the code and says what comes next.
+Step 1 redeems the code (it works once); the session may then finish the wizard within
+`WIZARD_WINDOW_S`: clinic name, the first clinician-admin and technician accounts, and
+optionally claiming the box for a central server with a one-time token or offline voucher.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+import time
+from typing import Any
 
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from appliance.errors import OperatorError
+from appliance.provisioning import (
+    Account,
+    ProvisioningError,
+    accept_voucher,
+    claim,
+    provision,
+    read_state,
+)
 from web import current_box
 
 bp = Blueprint("setup", __name__)
 
+WIZARD_WINDOW_S = 30 * 60
+_SESSION_KEY = "setup_until"
+_FIELDS = ("clinic_name", "admin_username", "tech_username", "central_url")
+
+
+def _wizard_open() -> bool:
+    return float(session.get(_SESSION_KEY, 0)) > time.time()
+
 
 @bp.route("/setup", methods=["GET", "POST"])
-def setup() -> tuple[str, int] | str:
+def setup() -> Any:
     box = current_box()
+    if read_state(box.settings).provisioned:
+        return render_template("setup_done.html", state=read_state(box.settings), claim=None)
     if request.method == "GET":
-        return render_template("setup.html", pending=box.setup_code.pending(), error=None)
+        return _code_page(None, 200)
     code = request.form.get("code", "")
     if not code.strip():
-        return render_template("setup.html", pending=True, error="Enter the setup code."), 400
+        return _code_page("Enter the setup code.", 400)
     if not box.setup_code.redeem(code):
-        message = "That setup code is not valid. Check the code printed by the box and retry."
-        return render_template("setup.html", pending=box.setup_code.pending(), error=message), 403
-    return render_template("setup_accepted.html")
+        return _code_page(
+            "That setup code is not valid. Check the code printed by the box and retry.", 403
+        )
+    session[_SESSION_KEY] = time.time() + WIZARD_WINDOW_S
+    return redirect(url_for("setup.wizard"))
+
+
+@bp.route("/setup/wizard", methods=["GET", "POST"])
+def wizard() -> Any:
+    box = current_box()
+    if read_state(box.settings).provisioned:
+        return redirect(url_for("setup.setup"))
+    if not _wizard_open():
+        return _code_page(
+            "Enter the setup code first (it may have expired: restart for a new one).", 403
+        )
+    form = {name: request.form.get(name, "").strip() for name in _FIELDS}
+    if request.method == "GET":
+        return render_template("setup_wizard.html", form=form, error=None)
+
+    admin = Account(form["admin_username"], request.form.get("admin_password", ""), "admin")
+    tech = Account(form["tech_username"], request.form.get("tech_password", ""), "technician")
+    token = request.form.get("claim_token", "").strip()
+    voucher = request.form.get("voucher", "").strip()
+    if (token or voucher) and not form["central_url"]:
+        return _wizard_error(form, "Claiming needs the central server's address.")
+    if token and voucher:
+        return _wizard_error(form, "Give either a claim token or an offline voucher, not both.")
+    try:
+        provision(box.settings, box.store, form["clinic_name"], admin, tech)
+    except ProvisioningError as exc:
+        return _wizard_error(form, str(exc))
+    session.pop(_SESSION_KEY, None)
+    return render_template("setup_done.html", state=read_state(box.settings),
+                           claim=_claim(box, form["central_url"], token, voucher))
+
+
+def _claim(box: Any, central_url: str, token: str, voucher: str) -> dict[str, str] | None:
+    """Claim after provisioning; a failed claim leaves a provisioned, unclaimed box."""
+    if not (token or voucher):
+        return None
+    try:
+        if token:
+            claim(box.settings, central_url, token)
+            result = {"ok": "yes", "message": f"Claimed for {central_url}."}
+        else:
+            accept_voucher(box.settings, central_url, voucher)
+            result = {"ok": "yes",
+                      "message": f"Voucher stored; {central_url} checks it on first contact."}
+    except (OperatorError, OSError, ValueError) as exc:
+        return {"ok": "", "message": f"Claim failed: {exc}"}
+    box.store.audit("setup", "claim", "centre")
+    return result
+
+
+def _code_page(error: str | None, status: int) -> tuple[str, int]:
+    pending = current_box().setup_code.pending()
+    return render_template(
+        "setup.html", pending=pending, error=error, wizard_open=_wizard_open()
+    ), status
+
+
+def _wizard_error(form: dict[str, str], message: str) -> tuple[str, int]:
+    return render_template("setup_wizard.html", form=form, error=message), 400

@@ -1,0 +1,36 @@
+"""A portal on a real store in a temp data dir, with a setup code issued, for the wizard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from appliance.box import Box
+from appliance.config import Settings
+from appliance.media_loop import MediaLoop
+from appliance.setup_code import SetupCode
+from appliance.store import open_store
+from appliance.tls import ensure_tls
+from web import create_app
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Box]:
+    settings = Settings(data_dir=tmp_path / "data", hostname="testbox")
+    store = open_store(settings)
+    media = MediaLoop()
+    media.start()
+    box = Box(settings=settings, tls=ensure_tls(settings.tls_dir, "testbox"), db=store.db,
+              media=media, setup_code=SetupCode(settings.secrets_dir / "setup-code.json"),
+              store=store)
+    yield box
+    media.stop()
+    store.close()
+
+
+@pytest.fixture
+def app(box: Box) -> Flask:
+    return create_app(box, {"TESTING": True})

@@ -1,0 +1,1 @@
+"""The group-session SFU: rooms, forwarding of encoded media, adaptation."""

@@ -43,6 +43,9 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(setup_bp)
+    from web.technician import bp as technician_bp
+
+    app.register_blueprint(technician_bp)
 
     from web import auth, call, join, live, portal
 

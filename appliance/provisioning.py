@@ -169,6 +169,26 @@ def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[s
     return record
 
 
+def claim_result(box: Any, central_url: str, token: str, voucher: str) -> dict[str, str] | None:
+    """Claim by token or voucher for the web pages: {"ok", "message"}, or None if neither.
+
+    A failed claim leaves the box as it was (provisioned, unclaimed) and says why.
+    """
+    if not (token or voucher):
+        return None
+    try:
+        if token:
+            claim(box.settings, central_url, token)
+            message = f"Claimed for {central_url}."
+        else:
+            accept_voucher(box.settings, central_url, voucher)
+            message = f"Voucher stored; {central_url} checks it on first contact."
+    except (OperatorError, OSError, ValueError) as exc:
+        return {"ok": "", "message": f"Claim failed: {exc}"}
+    box.store.audit("setup", "claim", "centre")
+    return {"ok": "yes", "message": message}
+
+
 def _write_claim(settings: Settings, record: dict[str, Any]) -> None:
     directory = state_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,7 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
-from appliance.errors import OperatorError
-from appliance.provisioning import (
-    Account,
-    ProvisioningError,
-    accept_voucher,
-    claim,
-    provision,
-    read_state,
-)
+from appliance.provisioning import Account, ProvisioningError, claim_result, provision, read_state
 from web import current_box
 
 bp = Blueprint("setup", __name__)
@@ -79,25 +71,7 @@ def wizard() -> Any:
         return _wizard_error(form, str(exc))
     session.pop(_SESSION_KEY, None)
     return render_template("setup_done.html", state=read_state(box.settings),
-                           claim=_claim(box, form["central_url"], token, voucher))
-
-
-def _claim(box: Any, central_url: str, token: str, voucher: str) -> dict[str, str] | None:
-    """Claim after provisioning; a failed claim leaves a provisioned, unclaimed box."""
-    if not (token or voucher):
-        return None
-    try:
-        if token:
-            claim(box.settings, central_url, token)
-            result = {"ok": "yes", "message": f"Claimed for {central_url}."}
-        else:
-            accept_voucher(box.settings, central_url, voucher)
-            result = {"ok": "yes",
-                      "message": f"Voucher stored; {central_url} checks it on first contact."}
-    except (OperatorError, OSError, ValueError) as exc:
-        return {"ok": "", "message": f"Claim failed: {exc}"}
-    box.store.audit("setup", "claim", "centre")
-    return result
+                           claim=claim_result(box, form["central_url"], token, voucher))
 
 
 def _code_page(error: str | None, status: int) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from appliance import __version__
 from appliance.discovery.advert import lan_addresses
-from appliance.provisioning import factory_reset, read_state
+from appliance.provisioning import claim_result, factory_reset, read_state
 from appliance.store.outbox import Outbox
 from appliance.tls import local_ip_addresses
 from web import current_box
@@ -207,6 +207,21 @@ def run_self_test() -> Any:
     current_app.extensions["clinicbox.selftest"] = {
         "at": dt.datetime.now(dt.UTC), "checks": checks, "link": link}
     return redirect(url_for("technician.page") + "#self-test")
+
+
+@bp.post("/technician/claim")
+@role_required("technician")
+def claim() -> Any:
+    central_url = request.form.get("central_url", "").strip()
+    token = request.form.get("claim_token", "").strip()
+    voucher = request.form.get("voucher", "").strip()
+    if not central_url or bool(token) == bool(voucher):
+        abort(400, description="Give the centre's address and either a claim token or a voucher.")
+    result = claim_result(current_box(), central_url, token, voucher)
+    if not result["ok"]:
+        abort(400, description=result["message"])
+    flash(result["message"])
+    return redirect(url_for("technician.page"))
 
 
 def _confirmed(phrase: str) -> bool:

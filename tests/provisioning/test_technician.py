@@ -106,6 +106,14 @@ def test_technician_page_self_test_rotation_and_factory_reset(tmp_path: Path) ->
         assert status == 200
         assert "Default route" in page and "FAIL · Central server: not configured" in page
 
+        status, page = tech.post("/technician/claim", "/technician",
+                                 central_url="https://centre.example", voucher="")
+        assert status == 400 and "claim token or a voucher" in page
+        status, page = tech.post("/technician/claim", "/technician",
+                                 central_url="https://centre.example", voucher="v-1")
+        assert status == 200 and "checks it on first contact" in page
+        assert '<strong id="claim-state">claimed</strong>' in page
+
         status, page = tech.post("/technician/rotate-keys", "/technician", confirm="rotate")
         assert status == 400 and "ROTATE KEYS" in page
         status, page = tech.post("/technician/rotate-keys", "/technician", confirm="ROTATE KEYS")

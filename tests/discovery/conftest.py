@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _ip(*argv: str) -> None:
     subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=10)
 
 
-def _netns_available() -> bool:
+def netns_available() -> bool:
     if os.geteuid() != 0:
         return False
     probe = f"cbprobe{uuid.uuid4().hex[:6]}"
@@ -45,10 +46,9 @@ def _netns_available() -> bool:
     return True
 
 
-@pytest.fixture
-def lan() -> Iterator[Lan]:
-    if not _netns_available():
-        pytest.skip("network namespaces need root and iproute2")
+@contextmanager
+def private_lan() -> Iterator[Lan]:
+    """Make the two namespaces and the veth link; remove them afterwards."""
     tag = uuid.uuid4().hex[:6]
     box_ns, tech_ns = f"cbbox{tag}", f"cbtech{tag}"
     _ip("netns", "add", box_ns)
@@ -65,6 +65,14 @@ def lan() -> Iterator[Lan]:
     finally:
         _ip("netns", "del", box_ns)
         _ip("netns", "del", tech_ns)
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    if not netns_available():
+        pytest.skip("network namespaces need root and iproute2")
+    with private_lan() as made:
+        yield made
 
 
 def serve_in(lan: Lan, data_dir: Path, port: int = 8443, **extra: str) -> subprocess.Popen[str]:

@@ -14,6 +14,7 @@ from appliance.config import Settings
 from appliance.discovery.advert import advert_txt
 from appliance.identity import DeviceIdentity
 from appliance.provisioning import accept_voucher
+from tests.conftest import CLINICBOX
 from tests.discovery.conftest import Lan, discover_json, serve_in
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
@@ -64,6 +65,11 @@ def test_advert_txt_state_change_and_withdrawal(lan: Lan, tmp_path: Path) -> Non
         assert box["state"] == "unclaimed"
         assert box["fingerprint"] == fingerprint
         assert box["version"]
+
+        table = lan.run(lan.tech_ns, CLINICBOX, "discover", "--timeout", "2")
+        assert table.returncode == 0, table.stderr
+        row = table.stdout.splitlines()[1].split()
+        assert row[:4] == ["10.77.0.1:8443", "unclaimed", box["version"], fingerprint]
 
         raw = lan.run(lan.tech_ns, sys.executable, "-c", RAW_TXT)
         assert raw.returncode == 0, raw.stderr

@@ -71,6 +71,15 @@ def test_advert_txt_state_change_and_withdrawal(lan: Lan, tmp_path: Path) -> Non
         row = table.stdout.splitlines()[1].split()
         assert row[:4] == ["10.77.0.1:8443", "unclaimed", box["version"], fingerprint]
 
+        # The same advert through avahi, outside Python.
+        avahi = lan.run(lan.tech_ns, "unshare", "-m", "--propagation", "private", "bash",
+                        str(Path(__file__).with_name("avahi_browse.sh")), lan.tech_if)
+        resolved = [line for line in avahi.stdout.splitlines() if line.startswith("=;")]
+        assert resolved, avahi.stdout + avahi.stderr
+        fields = resolved[0].split(";")
+        assert fields[7:9] == ["10.77.0.1", "8443"], fields
+        assert f'"id={fingerprint}"' in fields[9] and '"state=unclaimed"' in fields[9]
+
         raw = lan.run(lan.tech_ns, sys.executable, "-c", RAW_TXT)
         assert raw.returncode == 0, raw.stderr
         txt = json.loads(raw.stdout)

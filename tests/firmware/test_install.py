@@ -48,6 +48,7 @@ def test_shellcheck_clean() -> None:
     scripts = sorted(SCRIPTS.glob("*.sh"))
     assert {p.name for p in scripts} >= {"install.sh", "first-boot.sh", "firewall.sh",
                                          "factory-reset.sh"}
+    scripts.append(REPO / "tests/discovery/avahi_browse.sh")
     result = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout

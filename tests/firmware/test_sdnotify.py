@@ -46,3 +46,36 @@ def test_notify_is_a_noop_without_socket_and_reports_a_dead_one(tmp_path: Path) 
     assert watchdog_interval_s({"WATCHDOG_USEC": "30000000"}) == 15.0
     assert watchdog_interval_s({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval_s({}) is None
+
+
+def test_a_hung_media_loop_stops_the_watchdog_pings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from appliance.media_loop import MediaLoop
+    from appliance.sdnotify import start_watchdog
+
+    path = tmp_path / "notify.sock"
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    media = MediaLoop()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(0.2)
+        media.start()
+        try:
+            start_watchdog(media)
+            assert _drain(sock, time.monotonic() + 1.0).count("WATCHDOG=1") >= 5
+
+            async def hang() -> None:
+                time.sleep(3.0)  # blocks the loop, as a stuck codec or a deadlock would
+
+            asyncio.run_coroutine_threadsafe(hang(), media.loop)
+            _drain(sock, time.monotonic() + 0.5)  # a ping may already be in flight
+            assert _drain(sock, time.monotonic() + 1.5) == []
+            # Once the loop runs again, so do the pings.
+            assert "WATCHDOG=1" in _drain(sock, time.monotonic() + 2.5)
+        finally:
+            media.stop()

@@ -1,0 +1,1 @@
+"""The central server: device registry, record store, signed receipts, down-sync changes."""

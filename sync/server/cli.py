@@ -1,0 +1,136 @@
+"""`clinicbox-central`: run and administer the central server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance.errors import OperatorError
+from sync.server.centre import CHANGE_KINDS, Centre, Refused, default_data_dir
+
+log = logging.getLogger(__name__)
+
+
+class _OneLineErrors(click.Group):
+    """Operator mistakes and refusals end with one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (OperatorError, Refused) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_OneLineErrors)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Keys and the SQLite database (env CLINICBOX_CENTRAL_DATA_DIR).")
+@click.option("--database", "database_url", default=None,
+              help="Database URL, e.g. postgresql+pool://user@/db?host=/run/postgresql "
+                   "(env CLINICBOX_CENTRAL_DATABASE; default SQLite in the data dir).")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
+    """ClinicBox central server."""
+    ctx.obj = {
+        "data_dir": data_dir or default_data_dir(),
+        "database": database_url or os.environ.get("CLINICBOX_CENTRAL_DATABASE") or None,
+    }
+
+
+def _centre(ctx: click.Context) -> Centre:
+    try:
+        return Centre.open(ctx.obj["data_dir"], ctx.obj["database"])
+    except Exception as exc:  # noqa: BLE001 - any connect failure is one line for the operator
+        raise OperatorError(f"cannot open the centre database: {exc}".splitlines()[0]) from None
+
+
+@main.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Make the centre's keys and tables (idempotent); print the public keys."""
+    centre = _centre(ctx)
+    click.echo(json.dumps(centre.public_keys()))
+
+
+@main.command("claim-token")
+@click.option("--ttl-hours", type=click.FloatRange(0.01, 24 * 90), default=72.0)
+@click.pass_context
+def claim_token(ctx: click.Context, ttl_hours: float) -> None:
+    """Print a one-time claim token."""
+    click.echo(_centre(ctx).issue_token(ttl_hours))
+
+
+@main.command("claim-voucher")
+@click.option("--ttl-hours", type=click.FloatRange(0.01, 24 * 365), default=24 * 30.0)
+@click.option("--central-url", default="", help="URL the box should sync with.")
+@click.pass_context
+def claim_voucher(ctx: click.Context, ttl_hours: float, central_url: str) -> None:
+    """Print an offline claim voucher (token, centre keys, expiry; signed by the centre)."""
+    click.echo(_centre(ctx).issue_voucher(ttl_hours, central_url))
+
+
+@main.command("import-bundle")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--receipt", "receipt_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="Where to write the signed receipt (default PATH.receipt).")
+@click.pass_context
+def import_bundle(ctx: click.Context, path: Path, receipt_path: Path | None) -> None:
+    """Ingest a courier bundle idempotently and write a signed receipt file for the box."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise OperatorError(f"cannot read {path}: {exc.strerror}") from None
+    receipt, count = _centre(ctx).import_bundle(raw)
+    out = receipt_path or path.with_name(path.name + ".receipt")
+    out.write_bytes(receipt)
+    click.echo(f"stored {count} records; receipt written to {out}")
+
+
+@main.command()
+@click.pass_context
+def devices(ctx: click.Context) -> None:
+    """List devices: last seen, reported backlog, records stored (one JSON object a line)."""
+    for d in _centre(ctx).devices():
+        click.echo(json.dumps(d))
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(CHANGE_KINDS))
+@click.argument("key")
+@click.argument("body")
+@click.option("--device", default=None, help="Only for this device (default: every device).")
+@click.pass_context
+def publish(ctx: click.Context, kind: str, key: str, body: str, device: str | None) -> None:
+    """Sign and publish a down-sync change; BODY is JSON."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise OperatorError("BODY must be JSON") from None
+    click.echo(_centre(ctx).publish(kind, key, value, device))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8600, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--certfile", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option("--keyfile", type=click.Path(path_type=Path, exists=True), default=None)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int,
+          certfile: Path | None, keyfile: Path | None) -> None:
+    """Serve the API: WORKERS forked cheroot processes sharing the port (SO_REUSEPORT)."""
+    from sync.server.workers import serve_forked
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    centre = _centre(ctx)  # makes keys and tables once, before forking
+    centre.db.close()
+    sys.exit(serve_forked(ctx.obj["data_dir"], ctx.obj["database"], host, port, workers,
+                          threads, certfile, keyfile))
+

@@ -101,3 +101,13 @@ from appliance.provisioning import factory_reset_command, provision_command  # n
 main.add_command(discover_command)
 main.add_command(provision_command)
 main.add_command(factory_reset_command)
+
+from sync.agent.commands import (  # noqa: E402
+    export_bundle_command,
+    import_receipts_command,
+    sync_group,
+)
+
+main.add_command(sync_group)
+main.add_command(export_bundle_command)
+main.add_command(import_receipts_command)

@@ -1,0 +1,1 @@
+"""The box's sync agent: drains the outbox to the centre, pulls signed changes back."""

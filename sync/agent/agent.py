@@ -1,0 +1,298 @@
+"""The sync agent: an asyncio task on the MediaLoop that drains the outbox to the centre.
+
+Blocking work (SQLite outbox, HTTP) runs in one worker thread so the media loop never waits
+on the link. Nothing is marked delivered without a receipt the centre signed for exactly the
+batch sent (the receipt names the request's nonce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from appliance.identity import DeviceIdentity
+from appliance.store.outbox import Outbox, OutboxItem
+from sync.agent.claim import (
+    CentralLink,
+    ClaimError,
+    claim_with_voucher,
+    load_link,
+    pending_voucher,
+    save_link,
+)
+from sync.agent.downsync import apply_change, verify_changes
+from sync.agent.status import SyncStatus
+from sync.agent.transport import HttpClient, Rejected, TransportError
+from sync.protocol import ProtocolError
+from sync.protocol.messages import encode_batch, seal_batch, verify_receipt
+from sync.protocol.signing import H_NONCE, sign_request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    """Agent tuning; each field can be set with CLINICBOX_SYNC_<FIELD> (upper case)."""
+
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    min_batch: int = 1
+    start_batch: int = 16
+    max_batch: int = 512
+    max_batch_bytes: int = 2_000_000
+    lease_s: float = 120.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    probe_interval_s: float = 5.0
+    idle_s: float = 5.0
+    pull_interval_s: float = 60.0
+    daily_bytes: int = 200_000_000
+    # While a live session has remote participants: 0 pauses, >0 holds to this many bytes/s.
+    live_rate_bps: int = 0
+    retention_s: float = 30 * 86400.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> AgentConfig:
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CLINICBOX_SYNC_{f.name.upper()}")
+            if raw is not None:
+                kind = int if f.type in ("int", int) else float
+                try:
+                    values[f.name] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"CLINICBOX_SYNC_{f.name.upper()} must be a number") from None
+        return cls(**values)
+
+
+class SyncAgent:
+    """Drains one store's outbox to the centre the box is claimed for."""
+
+    def __init__(self, store: Any, data_dir: Path, identity: DeviceIdentity,
+                 config: AgentConfig | None = None) -> None:
+        self.store = store
+        self.outbox = Outbox(store)
+        self.data_dir = data_dir
+        self.identity = identity
+        self.config = config or AgentConfig.from_env()
+        self.status = SyncStatus.load(data_dir)
+        self.batch_size = self.config.start_batch
+        self.failures = 0
+        self._live_remote = threading.Event()
+        self._link: CentralLink | None = None
+        self._client: HttpClient | None = None
+        self._last_pull = 0.0
+        self._last_purge = 0.0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sync-agent")
+        self._task: asyncio.Task[None] | None = None
+
+    # Hooks --------------------------------------------------------------------------------
+
+    def set_live_session_remote(self, active: bool) -> None:
+        """Called by the SFU: a live session has (True) or no longer has remote participants."""
+        if active:
+            self._live_remote.set()
+        else:
+            self._live_remote.clear()
+
+    # Link ---------------------------------------------------------------------------------
+
+    def link(self) -> CentralLink | None:
+        """The centre link, presenting a stored voucher on first contact."""
+        if self._link is None:
+            self._link = load_link(self.data_dir)
+            voucher = pending_voucher(self.data_dir) if self._link is None else None
+            if voucher is not None:
+                url, text = voucher
+                try:
+                    result = claim_with_voucher(url, text, self.identity)
+                except ClaimError as exc:
+                    self.status.failed(str(exc))
+                    return None
+                self._link = CentralLink(url, result.device_id, result["centre_signing_key"],
+                                         result["centre_sealing_key"])
+                save_link(self.data_dir, self._link)
+                log.info("voucher accepted; claimed as device %s", result.device_id)
+        if self._link is not None and self._client is None:
+            ca = Path(self._link.ca_file) if self._link.ca_file else None
+            self._client = HttpClient(self._link.central_url, self.config.connect_timeout_s,
+                                      self.config.read_timeout_s, ca)
+        return self._link
+
+    def _signed(self, method: str, path: str, body: bytes) -> dict[str, str]:
+        assert self._link is not None
+        return sign_request(self.identity.sign, self._link.device_id, method, path, body)
+
+    def probe(self) -> bool:
+        """Is the centre reachable right now? (cheap unauthenticated ping, short timeouts)"""
+        if self.link() is None or self._client is None:
+            return False
+        probe = HttpClient(self._link.central_url, 2.0, 3.0,
+                           Path(self._link.ca_file) if self._link.ca_file else None)
+        try:
+            probe.request("GET", "/v1/ping")
+            return True
+        except (TransportError, Rejected):
+            return False
+
+    # Up-sync ------------------------------------------------------------------------------
+
+    def push(self, items: list[OutboxItem]) -> int:
+        """Send `items` in one signed, sealed request; acknowledge what the receipt lists."""
+        link, client = self._link, self._client
+        assert link is not None and client is not None
+        plaintext = encode_batch(link.device_id, items, self.outbox.stats())
+        body = seal_batch(link.sealing_key, link.device_id, plaintext)
+        headers = self._signed("POST", "/v1/records", body)
+        try:
+            answer = client.request("POST", "/v1/records", body, headers)
+        except TransportError:
+            self.status.add_bytes(len(body))  # the upload was (maybe partly) spent
+            raise
+        self.status.add_bytes(answer.wire_bytes)
+        stored = verify_receipt(link.signing_key, answer.json(), link.device_id,
+                                headers[H_NONCE])
+        sent = {(i.record_id, i.version, i.content_hash) for i in items}
+        confirmed = [s for s in stored if s in sent]
+        acked = self.outbox.acknowledge(confirmed)
+        missing = [i.entry_id for i in items if (i.record_id, i.version, i.content_hash)
+                   not in set(confirmed)]
+        if missing:
+            self.outbox.release(missing, "not in the centre's receipt", 0.0)
+        self.status.records_sent += acked
+        self.status.last_success_at = time.time()
+        return acked
+
+    def _backoff(self) -> float:
+        """Exponential backoff with full jitter in [delay/2, delay]."""
+        delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** self.failures)
+        return random.uniform(delay / 2, delay)
+
+    def step(self) -> float:
+        """One round: send one batch (or pull changes when idle); return seconds to wait."""
+        cfg = self.config
+        if self.link() is None:
+            self.status.paused = "not claimed"
+            return cfg.idle_s
+        rate_hold = 0
+        if self._live_remote.is_set():
+            if cfg.live_rate_bps <= 0:
+                self.status.paused = "live session with remote participants"
+                return 1.0
+            rate_hold = cfg.live_rate_bps
+        remaining = cfg.daily_bytes - self.status.used_today()
+        if remaining <= 0:
+            self.status.paused = "daily byte budget used up"
+            return 60.0
+        self.status.paused = None
+        budget = min(cfg.max_batch_bytes, remaining, rate_hold or cfg.max_batch_bytes)
+        items = self.outbox.lease(budget, self.batch_size, cfg.lease_s)
+        if not items:
+            self._idle_work()
+            return cfg.idle_s
+        try:
+            self.push(items)
+        except (TransportError, Rejected, ProtocolError) as exc:
+            self.status.failed(str(exc))
+            self.batch_size = max(cfg.min_batch, self.batch_size // 2)
+            return self._retry_singly(items) if len(items) > 1 else self._give_back(items, exc)
+        self.failures = 0
+        self.batch_size = min(cfg.max_batch, self.batch_size * 2)
+        if rate_hold:
+            return sum(len(i.payload) for i in items) / rate_hold
+        return 0.0
+
+    def _give_back(self, items: list[OutboxItem], exc: Exception) -> float:
+        # The entries are due again at once: the agent itself waits, so that a successful
+        # link probe can end the wait early.
+        self.failures += 1
+        self.outbox.release([i.entry_id for i in items], str(exc), 0.0)
+        return self._backoff()
+
+    def _retry_singly(self, items: list[OutboxItem]) -> float:
+        """After a failed batch: send its records one by one, keeping what gets through."""
+        for n, item in enumerate(items):
+            try:
+                self.push([item])
+            except (TransportError, Rejected, ProtocolError) as exc:
+                self.status.failed(str(exc))
+                return self._give_back(items[n:], exc)
+        self.failures = 0
+        return 0.0
+
+    def _idle_work(self) -> None:
+        now = time.time()
+        if now - self._last_pull >= self.config.pull_interval_s:
+            self._last_pull = now
+            try:
+                self.pull_changes()
+            except (TransportError, Rejected, ProtocolError) as exc:
+                self.status.failed(f"down-sync: {exc}")
+        if now - self._last_purge >= 3600:
+            self._last_purge = now
+            self.outbox.purge_delivered(self.config.retention_s)
+
+    # Down-sync ----------------------------------------------------------------------------
+
+    def pull_changes(self) -> int:
+        """Fetch and apply the centre's changes after our cursor; return how many applied."""
+        if self.link() is None or self._client is None:
+            return 0
+        applied = 0
+        for _round in range(50):
+            path = f"/v1/changes?after={self.status.changes_cursor}&limit=200"
+            answer = self._client.request("GET", path, b"", self._signed("GET", path, b""))
+            self.status.add_bytes(answer.wire_bytes)
+            changes = verify_changes(self._link.signing_key, answer.json(),
+                                     self._link.device_id)
+            for change in changes:
+                apply_change(self.data_dir, change)
+                self.status.changes_cursor = max(self.status.changes_cursor, change["seq"])
+                applied += 1
+            self.status.save(self.data_dir)
+            if not changes:
+                break
+        return applied
+
+    # Running ------------------------------------------------------------------------------
+
+    def _step_and_save(self) -> float:
+        try:
+            return self.step()
+        finally:
+            self.status.save(self.data_dir)
+
+    async def run(self) -> None:
+        """Sync until cancelled. While backing off, probe the link to resume soon after it
+        returns."""
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = await loop.run_in_executor(self._executor, self._step_and_save)
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                if self.failures and left > self.config.probe_interval_s:
+                    await asyncio.sleep(self.config.probe_interval_s)
+                    if await loop.run_in_executor(self._executor, self.probe):
+                        self.failures = 0
+                        break
+                else:
+                    await asyncio.sleep(left)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Schedule `run` as a task on `loop` (call from the loop's thread)."""
+        self._task = loop.create_task(self.run(), name="sync-agent")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -130,8 +130,12 @@ class Centre:
             )
             if taken != 1:
                 raise Refused(409, f"this claim {kind} was already used")
-            Device.insert(device_id=device_id, public_key=body["device_public_key"],
-                          claimed_at=now).on_conflict_replace().execute()
+            Device.insert(
+                device_id=device_id, public_key=body["device_public_key"], claimed_at=now
+            ).on_conflict(
+                conflict_target=[Device.device_id],
+                update={Device.public_key: body["device_public_key"], Device.claimed_at: now},
+            ).execute()
         log.info("device %s claimed with a %s", device_id, kind)
         return {"device_id": device_id, **self.public_keys()}
 

@@ -30,6 +30,9 @@ class Box:
     started_at: float = field(default_factory=time.monotonic)
     # The encrypted record store; `db` is its database (`store.db`) when serving.
     store: Store | None = None
+    # The sync agent (sync.agent.agent.SyncAgent) once started; the SFU calls
+    # `sync_agent.set_live_session_remote(bool)` on it.
+    sync_agent: Any = None
 
     def health(self) -> dict[str, Any]:
         """The `/healthz` document."""

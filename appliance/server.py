@@ -28,6 +28,7 @@ from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.store.store import passphrase_from_env
 from appliance.tls import ensure_tls
+from sync.agent.service import start_sync_agent
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ def serve(settings: Settings) -> int:
     server = _bind(settings, app, tls.cert, tls.key)
     media.start()
     advertise_box(box)
+    start_sync_agent(box)
     start_watchdog(media)
 
     stop = threading.Event()

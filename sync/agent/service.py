@@ -1,0 +1,28 @@
+"""Start the sync agent inside `clinicbox serve`: a task on the box's MediaLoop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from appliance.identity import DeviceIdentity
+from sync.agent.agent import SyncAgent
+
+log = logging.getLogger(__name__)
+
+
+def start_sync_agent(box: Any) -> SyncAgent | None:
+    """Run the agent on `box.media` and stop it on shutdown; the SFU reaches it as
+    `box.sync_agent.set_live_session_remote(bool)`. Until the box is claimed it idles."""
+    if box.store is None:
+        return None
+    try:
+        agent = SyncAgent(box.store, box.settings.data_dir,
+                          DeviceIdentity.load_or_create(box.settings.secrets_dir))
+    except (OSError, ValueError) as exc:
+        log.warning("sync agent not started: %s", exc)
+        return None
+    box.media.loop.call_soon_threadsafe(agent.start, box.media.loop)
+    box.media.on_shutdown(agent.stop)
+    box.sync_agent = agent
+    return agent

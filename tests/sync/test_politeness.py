@@ -1,0 +1,77 @@
+"""The agent yields to live sessions, keeps its daily byte budget and adapts its batch size."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.store import open_store
+from sync.agent.agent import AgentConfig, SyncAgent
+from tests.sync.conftest import Box, delivered_at_centre
+from tests.sync.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _agent(box: Box, **config) -> SyncAgent:
+    store = open_store(box.settings)
+    cfg = AgentConfig(connect_timeout_s=1, read_timeout_s=1.5, start_batch=4, **config)
+    return SyncAgent(store, box.data_dir, box.identity, cfg)
+
+
+def test_live_session_pauses_then_holds_rate(tmp_path, central_sqlite):
+    box = Box(tmp_path / "box")
+    link = box.claim(central_sqlite)
+    box.add_records(10)
+    agent = _agent(box)
+    try:
+        agent.set_live_session_remote(True)
+        assert agent.step() == 1.0 and agent.status.paused.startswith("live session")
+        assert delivered_at_centre(central_sqlite, link.device_id) == []
+        agent.config.live_rate_bps = 2000
+        wait = agent.step()  # held to 2000 B/s: one small batch, then a wait to match
+        assert wait > 0 and agent.status.paused is None
+        assert 0 < len(delivered_at_centre(central_sqlite, link.device_id)) <= 8
+        agent.set_live_session_remote(False)
+        for _ in range(20):
+            if agent.step() > 1.0:
+                break
+        assert len(delivered_at_centre(central_sqlite, link.device_id)) == 20
+    finally:
+        agent.store.close()
+
+
+def test_daily_budget_stops_sending(tmp_path, central_sqlite):
+    box = Box(tmp_path / "box")
+    link = box.claim(central_sqlite)
+    box.add_records(30)
+    agent = _agent(box, daily_bytes=3000)
+    try:
+        for _ in range(40):
+            if agent.step() == 60.0:
+                break
+        assert agent.status.paused == "daily byte budget used up"
+        sent = len(delivered_at_centre(central_sqlite, link.device_id))
+        assert 0 < sent < 60
+        assert agent.status.used_today() >= 3000
+    finally:
+        agent.store.close()
+
+
+def test_batches_grow_on_success_and_halve_on_error(tmp_path, central_sqlite):
+    box = Box(tmp_path / "box")
+    proxy = FaultProxy(central_sqlite.port, {"pass": 1})
+    box.claim(central_sqlite, url=f"http://127.0.0.1:{proxy.port}")
+    box.add_records(60)
+    agent = _agent(box, max_batch=64, backoff_base_s=0.01)
+    try:
+        agent.step()
+        assert agent.batch_size == 8 and agent.failures == 0
+        proxy.weights = {"http500": 1}
+        wait = agent.step()
+        assert agent.batch_size == 4 and agent.failures == 1 and wait > 0
+        assert "500" in agent.status.last_error
+        proxy.weights = {"pass": 1}
+        assert agent.step() == 0.0 and agent.batch_size == 8 and agent.failures == 0
+    finally:
+        agent.store.close()
+        proxy.close()

@@ -22,6 +22,7 @@ from appliance.errors import OperatorError
 from appliance.files import make_private_dir, write_private
 from appliance.identity import KEY_FILE, DeviceIdentity
 from appliance.tls import ensure_tls
+from sync.agent.claim import ClaimError, claim_box, read_voucher
 
 MAX_CLINIC_NAME = 80
 
@@ -136,28 +137,28 @@ def claim(
         raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
     if not token.strip():
         raise ProvisioningError("the claim token must not be empty")
-    try:
-        from sync.agent.claim import claim_box
-    except ImportError:
-        raise ProvisioningError(
-            "this build has no sync agent, so it cannot claim; use an offline voucher"
-        ) from None
     identity = DeviceIdentity.load_or_create(settings.secrets_dir)
-    result = claim_box(central_url, token.strip(), identity, ca_file=ca_file)
-    record = {"central_url": central_url, "mode": "token", "claimed_at": _now()}
-    if isinstance(result, dict):
-        record["centre"] = {k: v for k, v in result.items() if isinstance(v, str | int)}
+    try:
+        result = claim_box(central_url, token.strip(), identity, ca_file=ca_file)
+    except ClaimError as exc:
+        raise ProvisioningError(str(exc)) from None
+    record = {"central_url": central_url, "mode": "token", "claimed_at": _now(),
+              "centre": dict(result), "ca_file": str(ca_file) if ca_file else None}
     _write_claim(settings, record)
     return record
 
 
 def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[str, Any]:
     """Record an offline claim voucher; the centre checks it on the box's first contact."""
+    if not central_url.startswith(("https://", "http://")):
+        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
     voucher = voucher.strip()
     if not voucher or len(voucher) > 4096:
         raise ProvisioningError("the claim voucher is empty or too long")
-    if not central_url.startswith(("https://", "http://")):
-        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
+    try:
+        read_voucher(voucher)  # signed by the centre: catches typos and edits now
+    except ClaimError as exc:
+        raise ProvisioningError(str(exc)) from None
     record = {
         "central_url": central_url,
         "mode": "voucher",

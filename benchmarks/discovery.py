@@ -32,6 +32,7 @@ from appliance.config import Settings  # noqa: E402
 from appliance.discovery.advert import STATE_POLL_S  # noqa: E402
 from appliance.provisioning import accept_voucher  # noqa: E402
 from tests.discovery.conftest import Lan, private_lan, serve_in  # noqa: E402
+from tests.provisioning.conftest import central_voucher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,6 +77,7 @@ def _wait_event(proc: subprocess.Popen[str], event: str, timeout_s: float = 60.0
 
 
 def one_round(lan: Lan, data: Path) -> dict[str, float]:
+    voucher = central_voucher(data.with_name(data.name + "-centre"))
     watcher = subprocess.Popen(["ip", "netns", "exec", lan.tech_ns, sys.executable, "-c",
                                 WATCHER], stdout=subprocess.PIPE, text=True)
     try:
@@ -84,7 +86,7 @@ def one_round(lan: Lan, data: Path) -> dict[str, float]:
         found = _wait_event(watcher, "found")
         time.sleep(STATE_POLL_S)  # settle: the first announcements are done
         claimed_at = time.time()
-        accept_voucher(Settings(data_dir=data), "https://centre.example", "bench-voucher")
+        accept_voucher(Settings(data_dir=data), "https://centre.example", voucher)
         seen_claimed = _wait_event(watcher, "claimed")
         stopping = time.time()
         box.send_signal(signal.SIGTERM)

@@ -16,6 +16,7 @@ from appliance.identity import DeviceIdentity
 from appliance.provisioning import accept_voucher
 from tests.conftest import CLINICBOX
 from tests.discovery.conftest import Lan, discover_json, serve_in
+from tests.provisioning.conftest import central_voucher
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -88,7 +89,8 @@ def test_advert_txt_state_change_and_withdrawal(lan: Lan, tmp_path: Path) -> Non
         assert txt["_https._tcp.local."] == expected
 
         # Claiming (here by an offline voucher, as the CLI would) shows up in the advert.
-        accept_voucher(Settings(data_dir=data), "https://centre.example", "voucher-text")
+        voucher = central_voucher(tmp_path / "centre")
+        accept_voucher(Settings(data_dir=data), "https://centre.example", voucher)
         boxes = _wait_for(lan, lambda b: b and b[0]["state"] == "claimed")
         assert [b["state"] for b in boxes] == ["claimed"]
     finally:

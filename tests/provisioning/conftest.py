@@ -34,3 +34,16 @@ def box(tmp_path: Path) -> Iterator[Box]:
 @pytest.fixture
 def app(box: Box) -> Flask:
     return create_app(box, {"TESTING": True})
+
+
+def central_voucher(central_dir: Path, central_url: str = "https://centre.example") -> str:
+    """A real offline claim voucher, signed by a centre made in `central_dir` by its CLI."""
+    import subprocess
+    import sys
+
+    central = str(Path(sys.executable).with_name("clinicbox-central"))
+    result = subprocess.run([central, "--data-dir", str(central_dir), "claim-voucher",
+                             "--central-url", central_url],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

@@ -15,6 +15,7 @@ import pytest
 
 from appliance.store.keyring import DEVICE_SECRET_FILE, KEYS_FILE
 from tests.conftest import CLINICBOX, RunningBox, box_env, free_port, start_box
+from tests.provisioning.conftest import central_voucher
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,7 +111,8 @@ def test_technician_page_self_test_rotation_and_factory_reset(tmp_path: Path) ->
                                  central_url="https://centre.example", voucher="")
         assert status == 400 and "claim token or a voucher" in page
         status, page = tech.post("/technician/claim", "/technician",
-                                 central_url="https://centre.example", voucher="v-1")
+                                 central_url="https://centre.example",
+                                 voucher=central_voucher(tmp_path / "centre"))
         assert status == 200 and "checks it on first contact" in page
         assert '<strong id="claim-state">claimed</strong>' in page
 

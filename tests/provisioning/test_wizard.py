@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -11,7 +12,8 @@ from flask.testing import FlaskClient
 from appliance.accounts import authenticate
 from appliance.box import Box
 from appliance.identity import DeviceIdentity
-from appliance.provisioning import read_state
+from appliance.provisioning import ProvisioningError, accept_voucher, read_state
+from tests.provisioning.conftest import central_voucher
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,11 +82,14 @@ def test_wizard_provisions_the_box(app: Flask, box: Box) -> None:
     assert "This box is set up" in client.get("/setup").get_data(as_text=True)
 
 
-def test_offline_voucher_claims(app: Flask, box: Box) -> None:
+def test_offline_voucher_claims(app: Flask, box: Box, tmp_path: Path) -> None:
+    voucher = central_voucher(tmp_path / "centre")
+    # A damaged voucher is caught on the box, before it is stored.
+    with pytest.raises(ProvisioningError, match="not a valid ClinicBox claim voucher"):
+        accept_voucher(box.settings, "https://centre.example", voucher[:-8] + "AAAAAAAA")
     client = app.test_client()
     assert _enter_code(client, box.setup_code.issue()) == 302
-    status, page = _wizard(client, central_url="https://centre.example",
-                           voucher="offline-voucher-text")
+    status, page = _wizard(client, central_url="https://centre.example", voucher=voucher)
     assert status == 200, page
     assert "checks it on first contact" in page
     assert read_state(box.settings).advert_state == "claimed"

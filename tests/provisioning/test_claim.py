@@ -19,6 +19,7 @@ from appliance.config import Settings
 from appliance.identity import DeviceIdentity
 from appliance.provisioning import ProvisioningError, claim, read_state
 from tests.conftest import free_port
+from tests.provisioning.test_technician import _provision
 from tests.provisioning.test_wizard import _enter_code, _wizard
 
 pytestmark = pytest.mark.timeout(90)
@@ -87,3 +88,19 @@ def test_a_reused_token_is_refused(tmp_path: Path, central: Central) -> None:
     assert read_state(first).claimed and not read_state(second).claimed
     with pytest.raises(ProvisioningError, match="unknown or expired"):
         claim(second, central.url, "not-a-token")
+
+
+def test_cli_provision_claims_and_a_reused_token_is_one_line(
+    tmp_path: Path, central: Central
+) -> None:
+    token = central.cli("claim-token")
+    done = _provision(tmp_path / "one", tmp_path, "--central-url", central.url,
+                      "--claim-token", token)
+    assert done.returncode == 0, done.stderr
+    assert f"claimed for {central.url}" in done.stdout
+    reused = _provision(tmp_path / "two", tmp_path, "--central-url", central.url,
+                        "--claim-token", token)
+    assert reused.returncode == 2
+    assert reused.stderr.count("\n") == 1 and "already used by another box" in reused.stderr
+    assert read_state(Settings(data_dir=tmp_path / "two")).provisioned
+    assert not read_state(Settings(data_dir=tmp_path / "two")).claimed

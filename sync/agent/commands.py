@@ -8,32 +8,37 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from appliance.config import Settings
 from appliance.errors import OperatorError
 from appliance.identity import DeviceIdentity
 from sync.agent.agent import SyncAgent
-from sync.agent.claim import load_link
+from sync.agent.claim import CentralLink, load_link
 from sync.agent.status import SyncStatus
 from sync.protocol import ProtocolError
 from sync.protocol.messages import RECEIPT_FORMAT, encode_batch, make_bundle, verify_receipt
 
+if TYPE_CHECKING:
+    from appliance.store.store import Store
 
-def _settings(ctx: click.Context) -> object:
+
+def _settings(ctx: click.Context) -> Settings:
     from appliance.cli import settings_from
 
     return settings_from(ctx)
 
 
-def _open_store(settings: object) -> object:
+def _open_store(settings: Settings) -> Store:
     from appliance.store import open_store
     from appliance.store.store import passphrase_from_env
 
     return open_store(settings, passphrase_from_env())
 
 
-def _linked(settings: object) -> object:
+def _linked(settings: Settings) -> CentralLink:
     link = load_link(settings.data_dir)
     if link is None:
         raise OperatorError("the box is not claimed for a centre yet (or its voucher was never "

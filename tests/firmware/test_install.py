@@ -138,3 +138,48 @@ def test_firewall_loads_idempotently(netns: str) -> None:
     assert "udp dport 40000-40999 accept" in listing
     # Only these inbound services: no other dport is opened.
     assert listing.count("dport") == 4
+
+
+def test_first_boot_is_idempotent(staged: Path, netns: str, tmp_path: Path) -> None:
+    data = tmp_path / "var-lib-clinicbox"
+    env = dict(os.environ, CLINICBOX_PREFIX=str(staged / PREFIX), CLINICBOX_DATA_DIR=str(data),
+               CLINICBOX_USER="no-such-user-here")
+    for _ in range(2):
+        result = subprocess.run(["ip", "netns", "exec", netns,
+                                 str(staged / PREFIX / "lib/first-boot.sh")],
+                                env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+    assert _mode(data) == 0o700
+    assert _mode(data / ".first-boot-done") == 0o600
+    listing = subprocess.run(["ip", "netns", "exec", netns, "nft", "list", "tables"],
+                             capture_output=True, text=True, timeout=30).stdout
+    assert listing.split() == ["table", "inet", "clinicbox"]
+
+
+def test_factory_reset_script(tmp_path: Path) -> None:
+    from tests.conftest import CLINICBOX, box_env, free_port
+
+    data = tmp_path / "data"
+    env = dict(box_env(data, free_port()), CLINICBOX_BIN=CLINICBOX)
+    secret = tmp_path / "pw"
+    secret.write_text("correct horse battery\n")
+    provision = subprocess.run(
+        [CLINICBOX, "provision", "--clinic-name", "Hill Clinic", "--admin-user", "admin.ana",
+         "--admin-password-file", str(secret), "--tech-user", "tech.tom",
+         "--tech-password-file", str(secret)], env=env, capture_output=True, text=True,
+        timeout=60)
+    assert provision.returncode == 0, provision.stderr
+    script = str(SCRIPTS / "factory-reset.sh")
+
+    refused = subprocess.run([script], env=env, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "add --yes" in refused.stderr
+    assert (data / "state" / "provisioned").exists()
+
+    for _ in range(2):  # a second reset of a reset box is harmless
+        done = subprocess.run([script, "--yes"], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert "factory reset done" in done.stdout
+    assert not (data / "state").exists()
+    assert not (data / "clinicbox.db").exists()
+    assert not (data / "secrets" / "device-ed25519.pem").exists()

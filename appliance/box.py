@@ -11,6 +11,7 @@ from peewee import SqliteDatabase
 
 from appliance import __version__
 from appliance.config import Settings
+from appliance.media.rooms import Rooms
 from appliance.media_loop import MediaLoop
 from appliance.setup_code import SetupCode
 from appliance.store.database import is_reachable
@@ -30,6 +31,8 @@ class Box:
     started_at: float = field(default_factory=time.monotonic)
     # The encrypted record store; `db` is its database (`store.db`) when serving.
     store: Store | None = None
+    # The SFU's rooms; they live on `media` (the loop) and are reached with `media.call`.
+    rooms: Rooms = field(default_factory=Rooms)
     # The sync agent (sync.agent.agent.SyncAgent) once started; the SFU calls
     # `sync_agent.set_live_session_remote(bool)` on it.
     sync_agent: Any = None

@@ -31,6 +31,8 @@ class Settings:
     central_url: str = ""
     # mDNS adverts on the LAN.
     discovery_enabled: bool = True
+    # Addresses offered as ICE host candidates, comma-separated; empty: every LAN address.
+    media_addresses: str = ""
     # Seconds the shutdown may take before the process exits anyway.
     shutdown_timeout_s: float = 4.0
     # Where this configuration came from, for `clinicbox config show`.
@@ -100,6 +102,7 @@ _TYPES: dict[str, type] = {
     "central_url": str,
     "discovery_enabled": bool,
     "shutdown_timeout_s": float,
+    "media_addresses": str,
 }
 
 

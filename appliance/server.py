@@ -22,6 +22,7 @@ from appliance.box import Box
 from appliance.config import Settings
 from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
+from appliance.media.seams import restrict_host_addresses
 from appliance.media_loop import MediaLoop
 from appliance.sdnotify import notify, start_watchdog
 from appliance.setup_code import SetupCode
@@ -121,7 +122,9 @@ def serve(settings: Settings) -> int:
     app = create_app(box)
 
     server = _bind(settings, app, tls.cert, tls.key)
+    restrict_host_addresses(settings.media_addresses.split(","))
     media.start()
+    media.on_shutdown(box.rooms.close_all)
     advertise_box(box)
     start_sync_agent(box)
     start_watchdog(media)

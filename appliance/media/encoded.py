@@ -1,0 +1,65 @@
+"""Encoded media as it moves through the box: one VP8 frame or one Opus packet.
+
+`EncodedFrame` is what a publisher's remote track yields once the passthrough decoder is
+installed, and what subscriber tracks hand to `RTCRtpSender`, which packs it into RTP
+without re-encoding (anything that is not an `av.Frame` takes the sender's pack path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+VIDEO_TIME_BASE = Fraction(1, 90000)
+AUDIO_TIME_BASE = Fraction(1, 48000)
+
+
+def vp8_is_keyframe(data: bytes) -> bool:
+    """A VP8 frame is a keyframe when the P bit of its first byte is 0 (RFC 6386 9.1)."""
+    return bool(data) and (data[0] & 0x01) == 0
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One encoded frame with its RTP-clock timestamp; duck-types `av.Packet` for `pack()`."""
+
+    data: bytes
+    pts: int
+    time_base: Fraction
+    kind: str
+    keyframe: bool = False
+    # The jitter buffer skipped lost packets before this frame: it may reference lost data.
+    after_gap: bool = False
+    # RFC 6464 level of the loudest packet in this frame: 0 is loudest, 127 silence.
+    audio_level: int | None = None
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def with_pts(self, pts: int) -> EncodedFrame:
+        return replace(self, pts=pts)
+
+
+class PassthroughDecoder:
+    """Stands in for aiortc's decoder: turns a reassembled `JitterFrame` into an `EncodedFrame`."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.time_base = VIDEO_TIME_BASE if kind == "video" else AUDIO_TIME_BASE
+
+    def decode(self, encoded_frame: object) -> list[EncodedFrame]:
+        data: bytes = encoded_frame.data  # type: ignore[attr-defined]
+        return [
+            EncodedFrame(
+                data=data,
+                pts=encoded_frame.timestamp,  # type: ignore[attr-defined]
+                time_base=self.time_base,
+                kind=self.kind,
+                keyframe=self.kind == "video" and vp8_is_keyframe(data),
+                after_gap=getattr(encoded_frame, "after_gap", False),
+                audio_level=getattr(encoded_frame, "audio_level", None),
+            )
+        ]

@@ -1,0 +1,71 @@
+"""A jitter buffer whose wait for a missing packet is bounded in time.
+
+aiortc's `JitterBuffer` releases only contiguous frames and NACKs a loss once, so one lost
+video packet can hold every later frame until 512 packets have piled up: seconds of frozen
+video. This subclass gives a missing packet `MAX_HOLD_S` (time for one NACK retransmission),
+then skips to the next complete frame, marks it `after_gap` and asks for a keyframe.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
+
+MAX_HOLD_S = 0.4
+
+
+class BoundedJitterBuffer(JitterBuffer):
+    """`JitterBuffer` that skips a gap after `MAX_HOLD_S` and reports audio levels."""
+
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+        super().__init__(capacity, prefetch=prefetch, is_video=is_video)
+        self._gap_since: float | None = None
+        self._skipped = False
+        self._levels: dict[int, int] = {}
+        self.gaps_skipped = 0
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        level = packet.extensions.audio_level
+        if level is not None:
+            previous = self._levels.get(packet.timestamp, 127)
+            self._levels[packet.timestamp] = min(previous, level[1])
+        pli_flag, frame = super().add(packet)
+        if frame is not None:
+            self._gap_since = None
+            return pli_flag, self._annotate(frame)
+        if self._origin is not None and self._packets[self._origin % self._capacity] is None:
+            now = time.monotonic()
+            if self._gap_since is None:
+                self._gap_since = now
+            elif now - self._gap_since > MAX_HOLD_S and self._skip_to_next_frame():
+                self._gap_since = None
+                self._skipped = True
+                self.gaps_skipped += 1
+                frame = self._remove_frame(packet.sequence_number)
+                return self._is_video or pli_flag, self._annotate(frame) if frame else None
+        return pli_flag, None
+
+    def _skip_to_next_frame(self) -> bool:
+        """Drop the gap and the partial frame after it; True if a frame start was found."""
+        first_ts: int | None = None
+        for count in range(self._capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]  # type: ignore[operator]
+            if packet is None:
+                continue
+            if first_ts is None:
+                first_ts = packet.timestamp
+            elif packet.timestamp != first_ts:
+                self.remove(count)
+                return True
+        return False
+
+    def _annotate(self, frame: JitterFrame) -> JitterFrame:
+        level = self._levels.pop(frame.timestamp, None)
+        if len(self._levels) > 64:  # levels of frames that never completed
+            self._levels.clear()
+        frame.audio_level = level  # type: ignore[attr-defined]
+        frame.after_gap = self._skipped  # type: ignore[attr-defined]
+        self._skipped = False
+        return frame

@@ -1,0 +1,99 @@
+"""A publisher's track on the box: read once, fanned out to every subscribed slot.
+
+The pump reads the remote track continuously (so aiortc's unbounded receive queue never
+grows, subscribed or not) and hands each encoded frame to the slots that currently show
+this publication. Keyframe requests to the publisher are rate-limited here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiortc import RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from appliance.media.encoded import EncodedFrame
+
+if TYPE_CHECKING:
+    from appliance.media.slot import SlotTrack
+
+log = logging.getLogger(__name__)
+
+KEYFRAME_MIN_INTERVAL_S = 0.5
+# Smoothing of speech energy (per packet) for active-speaker detection.
+LEVEL_ALPHA = 0.15
+
+
+class Publication:
+    """One remote audio or video track of one participant."""
+
+    def __init__(
+        self, participant_id: str, track: MediaStreamTrack, receiver: RTCRtpReceiver
+    ) -> None:
+        self.participant_id = participant_id
+        self.kind = track.kind
+        self.track = track
+        self.receiver = receiver
+        self.slots: set[SlotTrack] = set()
+        self.muted = False
+        self.frames_in = 0
+        self.keyframe_requests = 0
+        self.energy = 0.0  # 0 silent .. 1 loud, smoothed
+        self._last_keyframe_request = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def stop(self) -> None:
+        for slot in list(self.slots):
+            slot.detach(self)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                frame = await self.track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(frame, EncodedFrame):
+                continue  # the forwarding seam is not installed for this receiver
+            self.frames_in += 1
+            if frame.kind == "audio":
+                self._measure(frame)
+                if self.muted:
+                    continue
+            elif frame.after_gap:
+                self.request_keyframe()
+            for slot in list(self.slots):
+                slot.push(self, frame)
+
+    def _measure(self, frame: EncodedFrame) -> None:
+        if frame.audio_level is not None:
+            loudness = max(0.0, 1.0 - frame.audio_level / 60.0)  # -60 dBov and below: silence
+        else:
+            # Without the level extension, Opus packet size tracks speech (DTX makes silence tiny).
+            loudness = min(1.0, max(0.0, (len(frame) - 10) / 90.0))
+        self.energy += LEVEL_ALPHA * (loudness - self.energy)
+
+    def request_keyframe(self) -> bool:
+        """Ask the publisher for a keyframe, at most every `KEYFRAME_MIN_INTERVAL_S`."""
+        if self.kind != "video":
+            return False
+        now = time.monotonic()
+        if now - self._last_keyframe_request < KEYFRAME_MIN_INTERVAL_S:
+            return False
+        self._last_keyframe_request = now
+        sources = self.receiver.getSynchronizationSources()
+        if not sources:
+            return False
+        self.keyframe_requests += 1
+        ssrc = sources[0].source
+        asyncio.get_running_loop().create_task(self.receiver._send_rtcp_pli(ssrc))
+        return True

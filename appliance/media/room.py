@@ -1,0 +1,385 @@
+"""A group session's room: who is in it, what each receives, and in-call events.
+
+The path of a packet: publisher's RTP -> aiortc receiver (bounded jitter buffer, passthrough
+decoder) -> `Publication` pump -> each `SlotTrack` showing it (bounded queue) -> the
+subscriber's `RTCRtpSender`, which packs the encoded frame into RTP again. No decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+
+from appliance.media.participant import DEFAULT_LAST_N, Participant
+from appliance.media.publication import Publication
+from appliance.media.sdp import BadOffer, parse_offer, shape_answer
+from appliance.media.slot import SlotTrack
+
+log = logging.getLogger(__name__)
+
+MAX_PARTICIPANTS = 12
+MAX_CHAT_CHARS = 1000
+SPEAKER_TICK_S = 0.3
+SPEAKING_ENERGY = 0.25
+# A challenger must be this much louder than the current speaker for two ticks in a row.
+SPEAKER_MARGIN = 1.3
+
+ChatSink = Callable[[str, str], Awaitable[None]]
+
+
+class MediaError(Exception):
+    """A join or control request the room refuses; `status` is the HTTP status to answer."""
+
+    status = 400
+
+
+class RoomFull(MediaError):
+    status = 409
+
+
+class RoomLocked(MediaError):
+    status = 403
+
+
+def _codecs(kind: str) -> list[Any]:
+    wanted = ("video/vp8", "video/rtx") if kind == "video" else ("audio/opus",)
+    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
+
+
+class Room:
+    """Participants of one group session and the forwarding between them."""
+
+    def __init__(
+        self, room_id: str, capacity: int = MAX_PARTICIPANTS, on_chat: ChatSink | None = None
+    ) -> None:
+        self.id = room_id
+        self.capacity = min(capacity, MAX_PARTICIPANTS)
+        self.on_chat = on_chat
+        self.participants: dict[str, Participant] = {}
+        self.locked = False
+        self.pinned: str | None = None
+        self.speaker: str | None = None
+        self._challenger: tuple[str, int] | None = None
+        self._speaker_task: asyncio.Task[None] | None = None
+        self._leaving: set[str] = set()
+
+    # --- joining and leaving --------------------------------------------------------
+    async def join(
+        self, participant_id: str, role: str, name: str, sdp: object, kind: object
+    ) -> RTCSessionDescription:
+        """Answer a participant's offer; a seat already taken by the same id is replaced."""
+        offer = parse_offer(sdp, kind)
+        rejoining = participant_id in self.participants
+        if self.locked and role != "facilitator" and not rejoining:
+            raise RoomLocked("the room is locked; ask the facilitator to let you in")
+        if len(self.participants) >= self.capacity and not rejoining:
+            raise RoomFull(f"the room is full ({self.capacity} people)")
+        if rejoining:
+            await self.leave(participant_id, announce=False)
+
+        # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
+        # first one's transport (with BALANCED, aiortc leaves later video ones on an orphan).
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        me = Participant(id=participant_id, role=role, name=name, pc=pc)
+        slots: list[tuple[Any, SlotTrack]] = []
+        for media in offer.media:
+            if media.kind not in ("audio", "video"):
+                continue
+            if media.direction in ("sendonly", "sendrecv"):
+                transceiver = pc.addTransceiver(media.kind, direction="recvonly")
+            elif media.direction == "recvonly":
+                track = SlotTrack(media.kind, mid="")
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                slots.append((transceiver, track))
+            else:
+                transceiver = pc.addTransceiver(media.kind, direction="inactive")
+            transceiver.setCodecPreferences(_codecs(media.kind))
+
+        @pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+            self._publish(me, track, receiver)
+
+        @pc.on("datachannel")
+        def _on_channel(channel: RTCDataChannel) -> None:
+            me.channel = channel
+            channel.on("message", lambda message: self._on_message(me, message))
+            channel.on("close", lambda: self._schedule_leave(me))
+            self._welcome(me)
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self._schedule_leave(me)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=str(sdp), type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:
+            await pc.close()
+            for publication in me.publications.values():
+                await publication.stop()
+            raise BadOffer(
+                f"the offer cannot be answered: it must offer Opus audio and VP8 video ({exc})"
+            ) from None
+
+        for transceiver, track in slots:
+            track.mid = transceiver.mid or ""
+            (me.audio_slots if track.kind == "audio" else me.video_slots).append(track)
+            # In pack mode the sender ignores PLI/FIR; route it to the publisher instead.
+            transceiver.sender._send_keyframe = track.request_keyframe
+        self.participants[participant_id] = me
+        self._ensure_speaker_task()
+        log.info("room %s: %s joined (%d in room)", self.id, participant_id, len(self.participants))
+        self._broadcast(
+            {"type": "participant", "participant": participant_id, "name": name, "role": role},
+            exclude=me,
+        )
+        self.assign_slots()
+        return RTCSessionDescription(sdp=shape_answer(pc.localDescription.sdp), type="answer")
+
+    def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
+        publication = Publication(me.id, track, receiver)
+        old = me.publications.get(track.kind)
+        if old is not None:
+            asyncio.get_running_loop().create_task(old.stop())
+        me.publications[track.kind] = publication
+        publication.start()
+        self.assign_slots()
+
+    def _schedule_leave(self, me: Participant) -> None:
+        if self.participants.get(me.id) is me and me.id not in self._leaving:
+            asyncio.get_running_loop().create_task(self.leave(me.id))
+
+    async def leave(self, participant_id: str, announce: bool = True) -> None:
+        """Close a participant's connection and everything the box held for it."""
+        me = self.participants.get(participant_id)
+        if me is None or participant_id in self._leaving:
+            return
+        self._leaving.add(participant_id)
+        try:
+            del self.participants[participant_id]
+            for publication in me.publications.values():
+                await publication.stop()
+            me.publications.clear()
+            for slot in me.all_slots():
+                slot.stop()
+            await me.pc.close()
+        finally:
+            self._leaving.discard(participant_id)
+        if self.pinned == participant_id:
+            self.pinned = None
+        if self.speaker == participant_id:
+            self.speaker = None
+        log.info("room %s: %s left (%d in room)", self.id, participant_id, len(self.participants))
+        if announce:
+            self._broadcast({"type": "participant", "participant": participant_id, "left": True})
+        self.assign_slots()
+
+    async def close(self) -> None:
+        for participant_id in list(self.participants):
+            await self.leave(participant_id, announce=False)
+        if self._speaker_task is not None:
+            self._speaker_task.cancel()
+            await asyncio.gather(self._speaker_task, return_exceptions=True)
+            self._speaker_task = None
+
+    # --- what each subscriber receives ----------------------------------------------
+    def _video_rank(self, viewer: Participant) -> list[Participant]:
+        others = [p for p in self.participants.values() if p is not viewer]
+        return sorted(
+            others,
+            key=lambda p: (
+                p.id != self.pinned,
+                not p.is_facilitator,
+                p.id != self.speaker,
+                -p.last_spoke,
+                p.joined_at,
+            ),
+        )
+
+    def assign_slots(self) -> None:
+        """Last-N: fill each subscriber's slots with the most relevant publishers."""
+        for viewer in list(self.participants.values()):
+            before = viewer.slot_map()
+            ranked = self._video_rank(viewer)
+            video = [p.publications["video"] for p in ranked if "video" in p.publications]
+            video = video[: min(viewer.last_n, len(viewer.video_slots))]
+            audio_sources = [p for p in ranked if "audio" in p.publications]
+            audio_sources.sort(key=lambda p: -p.publications["audio"].energy)
+            audio = [p.publications["audio"] for p in audio_sources[: len(viewer.audio_slots)]]
+            _fill(viewer.video_slots, video)
+            _fill(viewer.audio_slots, audio)
+            after = viewer.slot_map()
+            if after != before:
+                viewer.send({"type": "slots", **after})
+
+    def set_last_n(self, participant_id: str, last_n: int) -> None:
+        """How many videos a participant receives (the adaptation layer drives this)."""
+        me = self.participants.get(participant_id)
+        if me is not None:
+            me.last_n = max(0, last_n)
+            self.assign_slots()
+
+    # --- active speaker -------------------------------------------------------------
+    def _ensure_speaker_task(self) -> None:
+        if self._speaker_task is None:
+            self._speaker_task = asyncio.get_running_loop().create_task(self._follow_speaker())
+
+    async def _follow_speaker(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_TICK_S)
+            self.update_speaker(time.monotonic())
+
+    def update_speaker(self, now: float) -> None:
+        """Pick the active speaker from smoothed audio energy, with hysteresis."""
+        energies = {
+            p.id: p.publications["audio"].energy
+            for p in self.participants.values()
+            if "audio" in p.publications and not p.publications["audio"].muted
+        }
+        for pid, energy in energies.items():
+            if energy >= SPEAKING_ENERGY:
+                self.participants[pid].last_spoke = now
+        if not energies:
+            return
+        loudest = max(energies, key=lambda pid: energies[pid])
+        if energies[loudest] < SPEAKING_ENERGY or loudest == self.speaker:
+            self._challenger = None
+            return
+        current = energies.get(self.speaker or "", 0.0)
+        if energies[loudest] < current * SPEAKER_MARGIN:
+            self._challenger = None
+            return
+        same = self._challenger is not None and self._challenger[0] == loudest
+        ticks = self._challenger[1] + 1 if same and self._challenger else 1
+        self._challenger = (loudest, ticks)
+        if ticks >= 2 or self.speaker is None:
+            self.speaker = loudest
+            self._challenger = None
+            self._broadcast({"type": "speaker", "participant": loudest})
+            self.assign_slots()
+
+    # --- in-call events -------------------------------------------------------------
+    def _welcome(self, me: Participant) -> None:
+        me.send(
+            {
+                "type": "welcome",
+                "participant": me.id,
+                "locked": self.locked,
+                "speaker": self.speaker,
+                "pinned": self.pinned,
+                "participants": [
+                    {"participant": p.id, "name": p.name, "role": p.role}
+                    for p in self.participants.values()
+                    if p is not me
+                ],
+            }
+        )
+        for p in self.participants.values():
+            if p is not me:
+                me.send({"type": "participant", "participant": p.id, "name": p.name})
+        me.send({"type": "slots", **me.slot_map()})
+
+    def _broadcast(self, event: dict[str, Any], exclude: Participant | None = None) -> None:
+        for p in list(self.participants.values()):
+            if p is not exclude:
+                p.send(event)
+
+    def _on_message(self, me: Participant, message: object) -> None:
+        if not isinstance(message, str) or len(message) > 4 * MAX_CHAT_CHARS:
+            return
+        try:
+            event = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if kind == "chat":
+            text = str(event.get("text", "")).strip()[:MAX_CHAT_CHARS]
+            if text:
+                self._broadcast(
+                    {"type": "chat", "participant": me.id, "from": me.name, "text": text}
+                )
+                if self.on_chat is not None:
+                    asyncio.get_running_loop().create_task(self._store_chat(me.id, text))
+        elif kind == "hand":
+            me.hand_raised = bool(event.get("raised"))
+            self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised})
+        elif kind == "data-saver":
+            self.set_last_n(me.id, 0 if event.get("on") else DEFAULT_LAST_N)
+        elif me.is_facilitator:
+            self._facilitator_action(me, kind, event)
+
+    async def _store_chat(self, participant_id: str, text: str) -> None:
+        assert self.on_chat is not None
+        try:
+            await self.on_chat(participant_id, text)
+        except Exception as exc:  # storing must never break the call
+            log.warning("room %s: chat not stored: %s", self.id, type(exc).__name__)
+
+    def _facilitator_action(self, me: Participant, kind: object, event: dict[str, Any]) -> None:
+        target = str(event.get("participant", ""))
+        if kind == "mute" and target in self.participants:
+            self.mute(target, bool(event.get("on", True)))
+        elif kind == "remove" and target in self.participants and target != me.id:
+            asyncio.get_running_loop().create_task(self.remove(target))
+        elif kind == "pin":
+            self.pin(target if target in self.participants else None)
+        elif kind == "lock":
+            self.lock(bool(event.get("on", True)))
+
+    # --- facilitator controls -------------------------------------------------------
+    def mute(self, participant_id: str, on: bool = True) -> None:
+        """Stop (or resume) forwarding a participant's audio and tell everyone."""
+        target = self.participants[participant_id]
+        audio = target.publications.get("audio")
+        if audio is not None:
+            audio.muted = on
+        target.send({"type": "mute", "participant": "me", "on": on})
+        self._broadcast({"type": "muted", "participant": participant_id, "on": on}, exclude=target)
+
+    async def remove(self, participant_id: str) -> None:
+        target = self.participants.get(participant_id)
+        if target is None:
+            return
+        target.send({"type": "removed"})
+        await self.leave(participant_id)
+
+    def pin(self, participant_id: str | None) -> None:
+        self.pinned = participant_id
+        self._broadcast({"type": "pin", "participant": participant_id})
+        self.assign_slots()
+
+    def lock(self, on: bool = True) -> None:
+        self.locked = on
+        self._broadcast({"type": "lock", "on": on})
+
+
+def _fill(slots: list[SlotTrack], wanted: list[Publication]) -> None:
+    """Show `wanted` in `slots`, keeping publications already shown where they are."""
+    keep = {s.source for s in slots if s.source in wanted}
+    pending = [p for p in wanted if p not in keep]
+    for slot in slots:
+        if slot.source in keep:
+            continue
+        slot.attach(pending.pop(0) if pending else None)

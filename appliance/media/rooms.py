@@ -1,0 +1,84 @@
+"""All rooms of the box, owned by the media loop; the portal reaches them through `Rooms`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiortc import RTCSessionDescription
+
+from appliance.media.room import ChatSink, Room
+from appliance.media.seams import install_forwarding
+
+log = logging.getLogger(__name__)
+
+
+class Rooms:
+    """Room registry: rooms appear with their first participant and go with their last."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Room] = {}
+
+    async def join(
+        self,
+        room_id: str,
+        participant_id: str,
+        role: str,
+        name: str,
+        sdp: object,
+        kind: object,
+        capacity: int = 12,
+        on_chat: ChatSink | None = None,
+    ) -> RTCSessionDescription:
+        install_forwarding(asyncio.get_running_loop())
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = Room(room_id, capacity=capacity, on_chat=on_chat)
+        try:
+            return await room.join(participant_id, role, name, sdp, kind)
+        finally:
+            await self._drop_if_empty(room_id)
+
+    async def leave(self, room_id: str, participant_id: str) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            await room.leave(participant_id)
+            await self._drop_if_empty(room_id)
+
+    async def end(self, room_id: str) -> None:
+        """End a session: everyone is told and disconnected."""
+        room = self.rooms.pop(room_id, None)
+        if room is not None:
+            for p in list(room.participants.values()):
+                p.send({"type": "notice", "text": "The session has ended."})
+            await room.close()
+
+    async def _drop_if_empty(self, room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None and not room.participants:
+            del self.rooms[room_id]
+            await room.close()
+
+    async def close_all(self) -> None:
+        """Shutdown: close every peer connection."""
+        for room_id in list(self.rooms):
+            room = self.rooms.pop(room_id)
+            await room.close()
+        log.info("all rooms closed")
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for health pages and leak tests."""
+        participants = [p for r in self.rooms.values() for p in r.participants.values()]
+        return {
+            "rooms": len(self.rooms),
+            "participants": len(participants),
+            "peer_connections": sum(1 for p in participants if p.pc.connectionState != "closed"),
+            "publications": sum(len(p.publications) for p in participants),
+            "slots": sum(len(p.all_slots()) for p in participants),
+            "queued_frames": sum(s.queued for p in participants for s in p.all_slots()),
+        }
+
+    async def snapshot(self) -> dict[str, Any]:
+        """`stats` plus the loop's task count, taken on the loop."""
+        return {**self.stats(), "tasks": len(asyncio.all_tasks())}

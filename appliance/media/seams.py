@@ -1,0 +1,86 @@
+"""The aiortc and aioice seams the SFU relies on, installed in one place.
+
+aiortc 1.16.0 is pinned exactly because of these; `tests/media/test_aiortc_seams.py` fails
+loudly when an upgrade moves them:
+- `aiortc.rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error)`: the thread
+  each receiver starts to decode (it calls `get_decoder` by its module-level name). For
+  receivers running on a forwarding loop (the box's media loop) ours puts each reassembled
+  frame on the track's queue as an `EncodedFrame` instead of decoding it; peer connections on
+  any other loop (tests' clients, the low tier) keep aiortc's decoding.
+- `aiortc.rtcrtpreceiver.JitterBuffer`: the receiver builds its jitter buffer from this name;
+  ours bounds how long a lost packet can hold video.
+- `RTCRtpSender._send_keyframe` (subscriber PLI/FIR) and `RTCRtpReceiver._send_rtcp_pli`
+  (publisher PLI): in pack mode the sender ignores keyframe requests, so the SFU routes them.
+- `aioice.ice.get_host_addresses`: which local addresses ICE offers as host candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import weakref
+from collections.abc import Sequence
+
+import aioice.ice
+from aiortc import rtcrtpreceiver
+
+from appliance.media.encoded import PassthroughDecoder
+from appliance.media.jitter import BoundedJitterBuffer
+
+_original_worker = rtcrtpreceiver.decoder_worker
+_original_host_addresses = aioice.ice.get_host_addresses
+_forwarding_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _passthrough_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue,  # type: ignore[type-arg]
+    output_q: asyncio.Queue,  # type: ignore[type-arg]
+    decode_error: threading.Event,
+) -> None:
+    decoder: PassthroughDecoder | None = None
+    while True:
+        task = input_q.get()
+        if task is None:
+            asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+            return
+        codec, encoded_frame = task
+        if decoder is None:
+            kind = "video" if codec.mimeType.lower().startswith("video/") else "audio"
+            decoder = PassthroughDecoder(kind)
+        for frame in decoder.decode(encoded_frame):
+            asyncio.run_coroutine_threadsafe(output_q.put(frame), loop)
+
+
+def _select_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue,  # type: ignore[type-arg]
+    output_q: asyncio.Queue,  # type: ignore[type-arg]
+    decode_error: threading.Event,
+) -> None:
+    worker = _passthrough_worker if loop in _forwarding_loops else _original_worker
+    worker(loop, input_q, output_q, decode_error)
+
+
+def install_forwarding(loop: asyncio.AbstractEventLoop) -> None:
+    """Make remote tracks of peer connections on `loop` yield encoded frames (idempotent)."""
+    _forwarding_loops.add(loop)
+    rtcrtpreceiver.decoder_worker = _select_worker
+    rtcrtpreceiver.JitterBuffer = BoundedJitterBuffer  # type: ignore[misc]
+
+
+def restrict_host_addresses(addresses: Sequence[str]) -> None:
+    """Offer only `addresses` as ICE host candidates (empty: every non-loopback address).
+
+    aioice leaves 127.0.0.1 out; tests name it here so media stays on loopback.
+    """
+    chosen = [a.strip() for a in addresses if a.strip()]
+    if not chosen:
+        aioice.ice.get_host_addresses = _original_host_addresses
+        return
+
+    def _configured(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = _configured

@@ -1,0 +1,127 @@
+"""A subscriber's receive slot: one outgoing track that shows one publication at a time.
+
+Clients offer a fixed set of receive-only m-lines (audio and video slots), so participants
+joining and leaving never renegotiate: the box switches what a slot shows, keeps its RTP
+timestamps continuous, and tells the client who is in which slot. The queue is bounded;
+a subscriber that falls behind loses frames up to the next keyframe, never grows memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from appliance.media.encoded import EncodedFrame
+
+if TYPE_CHECKING:
+    from appliance.media.publication import Publication
+
+VIDEO_QUEUE_FRAMES = 30  # two seconds at 15 fps
+AUDIO_QUEUE_PACKETS = 25  # half a second of 20 ms packets
+# Clock ticks between the last frame of an old source and the first of a new one.
+SWITCH_GAP = {"video": 6000, "audio": 960}
+
+
+class SlotTrack(MediaStreamTrack):
+    """Outgoing track of one slot; `RTCRtpSender` packs what `recv` returns."""
+
+    def __init__(self, kind: str, mid: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mid = mid
+        self.source: Publication | None = None
+        self._queue: deque[EncodedFrame] = deque()
+        self._limit = VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_PACKETS
+        self._ready = asyncio.Event()
+        self._waiting_for_keyframe = kind == "video"
+        self._src_base: int | None = None
+        self._out_base = 0
+        self._last_out: int | None = None
+        self.frames_out = 0
+        self.dropped = 0
+
+    # --- source switching -------------------------------------------------------------
+    def attach(self, publication: Publication | None) -> None:
+        """Show `publication` in this slot from its next keyframe (None: show nothing)."""
+        if publication is self.source:
+            return
+        if self.source is not None:
+            self.source.slots.discard(self)
+        self.source = publication
+        self._queue.clear()
+        self._src_base = None
+        self._waiting_for_keyframe = self.kind == "video"
+        if publication is not None:
+            publication.slots.add(self)
+            publication.request_keyframe()
+
+    def detach(self, publication: Publication) -> None:
+        if self.source is publication:
+            self.attach(None)
+
+    def request_keyframe(self) -> None:
+        """The subscriber lost a picture (PLI/FIR): ask the publisher, rate-limited there."""
+        if self.source is not None:
+            self._waiting_for_keyframe = self.kind == "video"
+            self.source.request_keyframe()
+
+    # --- frames in ------------------------------------------------------------------
+    def push(self, publication: Publication, frame: EncodedFrame) -> None:
+        if publication is not self.source or self.readyState != "live":
+            return
+        if self._waiting_for_keyframe:
+            if not frame.keyframe:
+                self.dropped += 1
+                # Keep asking (rate-limited by the publication): an earlier request may have
+                # been lost, or sent before the publisher's transport was up.
+                publication.request_keyframe()
+                return
+            self._waiting_for_keyframe = False
+        elif frame.after_gap and not frame.keyframe:
+            # A frame after a skipped gap references lost data: wait for the keyframe asked for.
+            self._waiting_for_keyframe = True
+            self.dropped += 1
+            return
+        if len(self._queue) >= self._limit:
+            self.dropped += len(self._queue)
+            self._queue.clear()
+            if self.kind == "video":
+                self._waiting_for_keyframe = not frame.keyframe
+                publication.request_keyframe()
+                if not frame.keyframe:
+                    return
+        self._queue.append(self._retime(frame))
+        self._ready.set()
+
+    def _retime(self, frame: EncodedFrame) -> EncodedFrame:
+        if self._src_base is None:
+            self._src_base = frame.pts
+            self._out_base = 0 if self._last_out is None else self._last_out + SWITCH_GAP[self.kind]
+        pts = (self._out_base + frame.pts - self._src_base) & 0xFFFFFFFF
+        self._last_out = pts
+        return frame.with_pts(pts)
+
+    # --- frames out -----------------------------------------------------------------
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        self.frames_out += 1
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.source is not None:
+            self.source.slots.discard(self)
+            self.source = None
+        self._queue.clear()
+        self._ready.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)

@@ -1,0 +1,100 @@
+"""Signalling: a participant's SDP offer in, the box's answer out (`POST /api/media/offer`).
+
+The join token (from the portal, once someone is admitted) says which room and seat; after
+the answer, in-call events travel on the data channel the client opened (`docs/media.md`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from appliance.media.join_token import JoinTokenError, verify
+from appliance.media.room import MediaError
+from appliance.media.sdp import BadOffer
+from web import csrf, current_box
+
+bp = Blueprint("media_api", __name__, url_prefix="/api/media")
+
+JOIN_TIMEOUT_S = 20
+
+
+def _error(status: int, message: str) -> tuple[Any, int]:
+    return jsonify(error="media", message=message), status
+
+
+def _seat(box: Any, room_id: str, participant_id: str) -> tuple[Any, str] | str:
+    """The live session and the participant's display name, or why they cannot join."""
+    store = box.store
+    group = store.GroupSession.get_or_none(store.GroupSession.id == room_id)
+    if group is None:
+        return "there is no such session"
+    if group.state in ("ended", "cancelled"):
+        return "this session has ended"
+    if participant_id.startswith("attendance/"):
+        attendance = store.Attendance.get_or_none(
+            store.Attendance.id == participant_id.split("/", 1)[1]
+        )
+        if attendance is None or attendance.session_id != group.id:
+            return "this seat is not part of the session"
+        if attendance.status != "admitted":
+            return "you have not been admitted to the call yet"
+        return group, attendance.display_name or "Guest"
+    if participant_id.startswith("user:"):
+        user = store.User.get_or_none(store.User.id == participant_id.split(":", 1)[1])
+        if user is None or not user.active:
+            return "this account cannot join"
+        return group, user.username
+    return "this seat is not part of the session"
+
+
+def _chat_sink(box: Any, group: Any) -> Any:
+    if not group.keep_chat:
+        return None
+    store = box.store
+    group_id = group.id
+
+    async def store_chat(participant_id: str, text: str) -> None:
+        def write() -> None:
+            store.ChatMessage.create(session=group_id, sender=participant_id, text=text)
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+
+    return store_chat
+
+
+@bp.post("/offer")
+@csrf.exempt
+def offer() -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "send JSON with token, sdp and type")
+    box = current_box()
+    try:
+        claims = verify(box, body.get("token", ""))
+    except JoinTokenError as exc:
+        return _error(403, str(exc))
+    seat = _seat(box, claims.room_id, claims.participant_id)
+    if isinstance(seat, str):
+        status = 404 if seat == "there is no such session" else 403
+        return _error(status, seat)
+    group, name = seat
+    rooms = box.rooms
+    try:
+        answer = box.media.call(
+            rooms.join(
+                group.id, claims.participant_id, claims.role, name,
+                body.get("sdp"), body.get("type"),
+                capacity=group.capacity, on_chat=_chat_sink(box, group),
+            ),
+            timeout=JOIN_TIMEOUT_S,
+        )
+    except BadOffer as exc:
+        return _error(400, str(exc))
+    except MediaError as exc:
+        return _error(exc.status, str(exc))
+    except TimeoutError:
+        return _error(503, "the call service is busy; try again in a moment")
+    return jsonify(sdp=answer.sdp, type=answer.type)

@@ -28,6 +28,7 @@ SERVICE_TYPE = "_clinicbox._tcp.local."
 HTTPS_TYPE = "_https._tcp.local."
 TXT_VERSION = "1"
 API_VERSION = "1"
+# How often the advertiser re-reads the claim state and the LAN addresses.
 STATE_POLL_S = 1.0
 
 
@@ -56,7 +57,7 @@ def lan_addresses(
 
 
 class Advertiser:
-    """Registers both services on the LAN addresses and re-announces on state changes."""
+    """Registers both services on the LAN addresses; follows state and address changes."""
 
     def __init__(
         self,
@@ -64,14 +65,15 @@ class Advertiser:
         hostname: str,
         port: int,
         fingerprint: str,
-        addresses: list[str],
+        read_addresses: Callable[[], list[str]],
         read_state: Callable[[], str],
     ) -> None:
         self.instance = instance
         self.hostname = hostname
         self.port = port
         self.fingerprint = fingerprint
-        self.addresses = addresses
+        self._read_addresses = read_addresses
+        self.addresses = read_addresses()
         self._read_state = read_state
         self.state = read_state()
         self._zc: AsyncZeroconf | None = None
@@ -94,13 +96,20 @@ class Advertiser:
         ]
 
     async def start(self) -> None:
-        """Join the multicast group on the LAN interfaces and register the services."""
+        """Advertise on the current LAN addresses, then follow address and state changes."""
+        if self.addresses:
+            await self._open()
+        else:
+            log.warning("no LAN address to advertise on yet; waiting for one")
+        self._poller = asyncio.get_running_loop().create_task(self._follow_state())
+
+    async def _open(self) -> None:
+        # Join the multicast group on the LAN interfaces and register both services.
         self._zc = AsyncZeroconf(interfaces=self.addresses, ip_version=IPVersion.V4Only)
         self._infos = self._build()
         for info in self._infos:
             # allow_name_change: two boxes with the same hostname both stay visible.
             await (await self._zc.async_register_service(info, allow_name_change=True))
-        self._poller = asyncio.get_running_loop().create_task(self._follow_state())
         log.info("advertising %s on %d address(es), state %s", SERVICE_TYPE,
                  len(self.addresses), self.state)
 
@@ -120,6 +129,15 @@ class Advertiser:
         while True:
             await asyncio.sleep(STATE_POLL_S)
             try:
+                addresses = self._read_addresses()
+                if addresses != self.addresses:
+                    # A new DHCP lease or a moved cable: re-advertise on what is there now.
+                    await self._withdraw()
+                    self.addresses = addresses
+                    self.state = self._read_state()
+                    if addresses:
+                        await self._open()
+                    continue
                 await self.update(self._read_state())
             except Exception as exc:  # a failed re-announce must not stop later ones
                 log.warning("advert update failed: %s", exc)
@@ -128,6 +146,9 @@ class Advertiser:
         """Withdraw the adverts (goodbye packets) and leave the multicast group."""
         if self._poller is not None:
             self._poller.cancel()
+        await self._withdraw()
+
+    async def _withdraw(self) -> None:
         if self._zc is None:
             return
         try:
@@ -149,17 +170,13 @@ def advertise_box(box: Box) -> Advertiser | None:
     settings = box.settings
     if not settings.discovery_enabled:
         return None
-    addresses = lan_addresses(local_ip_addresses())
-    if not addresses:
-        log.warning("no LAN address to advertise on; discovery is off until restart")
-        return None
     identity = DeviceIdentity.load_or_create(settings.secrets_dir)
     advertiser = Advertiser(
         instance=f"ClinicBox {identity.fingerprint[:6]}",
         hostname=settings.hostname,
         port=settings.port,
         fingerprint=identity.fingerprint,
-        addresses=addresses,
+        read_addresses=lambda: lan_addresses(local_ip_addresses()),
         read_state=lambda: read_state(settings).advert_state,
     )
     box.media.call(advertiser.start(), timeout=10)

@@ -24,6 +24,7 @@ class Lan:
     box_ns: str
     tech_ns: str
     tech_if: str
+    box_if: str
 
     def run(self, ns: str, *argv: str, env: dict[str, str] | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -62,7 +63,7 @@ def private_lan() -> Iterator[Lan]:
             _ip("-n", ns, "addr", "add", addr, "dev", dev)
             _ip("-n", ns, "link", "set", dev, "up", "multicast", "on")
             _ip("-n", ns, "link", "set", "lo", "up")
-        yield Lan(box_ns, tech_ns, f"vt{tag}")
+        yield Lan(box_ns, tech_ns, f"vt{tag}", f"vb{tag}")
     finally:
         _ip("netns", "del", box_ns)
         _ip("netns", "del", tech_ns)

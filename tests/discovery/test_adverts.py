@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,13 @@ def test_advert_txt_state_change_and_withdrawal(lan: Lan, tmp_path: Path) -> Non
         accept_voucher(Settings(data_dir=data), "https://centre.example", voucher)
         boxes = _wait_for(lan, lambda b: b and b[0]["state"] == "claimed")
         assert [b["state"] for b in boxes] == ["claimed"]
+
+        # A new address (a DHCP renewal): the advert moves to it.
+        for verb, addr in (("del", "10.77.0.1/24"), ("add", "10.77.0.9/24")):
+            subprocess.run(["ip", "-n", lan.box_ns, "addr", verb, addr, "dev", lan.box_if],
+                           check=True, timeout=10)
+        boxes = _wait_for(lan, lambda b: b and b[0]["addresses"] == ["10.77.0.9"])
+        assert [(b["addresses"], b["state"]) for b in boxes] == [(["10.77.0.9"], "claimed")]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0

@@ -65,9 +65,14 @@ class Room:
     """Participants of one group session and the forwarding between them."""
 
     def __init__(
-        self, room_id: str, capacity: int = MAX_PARTICIPANTS, on_chat: ChatSink | None = None
+        self,
+        room_id: str,
+        capacity: int = MAX_PARTICIPANTS,
+        on_chat: ChatSink | None = None,
+        on_empty: Callable[[str], None] | None = None,
     ) -> None:
         self.id = room_id
+        self.on_empty = on_empty
         self.capacity = min(capacity, MAX_PARTICIPANTS)
         self.on_chat = on_chat
         self.participants: dict[str, Participant] = {}
@@ -193,6 +198,8 @@ class Room:
         if announce:
             self._broadcast({"type": "participant", "participant": participant_id, "left": True})
         self.assign_slots()
+        if not self.participants and self.on_empty is not None:
+            self.on_empty(self.id)
 
     async def close(self) -> None:
         for participant_id in list(self.participants):

@@ -34,7 +34,9 @@ class Rooms:
         install_forwarding(asyncio.get_running_loop())
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = Room(room_id, capacity=capacity, on_chat=on_chat)
+            room = self.rooms[room_id] = Room(
+                room_id, capacity=capacity, on_chat=on_chat, on_empty=self._on_empty
+            )
         try:
             return await room.join(participant_id, role, name, sdp, kind)
         finally:
@@ -53,6 +55,9 @@ class Rooms:
             for p in list(room.participants.values()):
                 p.send({"type": "notice", "text": "The session has ended."})
             await room.close()
+
+    def _on_empty(self, room_id: str) -> None:
+        asyncio.get_running_loop().create_task(self._drop_if_empty(room_id))
 
     async def _drop_if_empty(self, room_id: str) -> None:
         room = self.rooms.get(room_id)

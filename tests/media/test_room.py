@@ -42,3 +42,136 @@ def test_six_participants_each_receive_everyone_else(sfu: Sfu) -> None:
                 await peer.close()
 
     asyncio.run(scenario())
+
+
+def test_late_joiner_gets_decodable_video_and_mute_silences_at_every_subscriber(sfu: Sfu) -> None:
+    async def scenario() -> None:
+        a, b, late = Peer("a"), Peer("b"), Peer("late")
+        ida, idb, idl = sfu.admit("A"), sfu.admit("B"), sfu.admit("Late")
+        try:
+            await sfu.join(a, ida)
+            await sfu.join(b, idb)
+            await asyncio.sleep(2)  # a's first keyframe is long gone when `late` joins
+            await sfu.join(late, idl)
+            video_mid = lambda: late.mid_showing("video", ida)  # noqa: E731
+            assert await wait_for(
+                lambda: video_mid() is not None and late.frames[video_mid()] >= 10, 20
+            ), (late.slots, dict(late.frames))
+
+            # The facilitator's mute (on the media layer) stops a's audio everywhere.
+            room = sfu.box.rooms.rooms[sfu.session_id]
+            sfu.box.media.call(_call(room.mute, ida), timeout=5)
+            assert await wait_for(
+                lambda: any(e.get("type") == "mute" and e.get("on") for e in a.events), 5
+            )
+            await asyncio.sleep(0.5)  # let frames already in flight drain
+            before = {p: p.loud_frames[p.mid_showing("audio", ida)] for p in (b, late)}
+            await asyncio.sleep(1.5)
+            for p in (b, late):
+                assert p.loud_frames[p.mid_showing("audio", ida)] - before[p] <= 3
+            # b's audio still flows to late: only a was muted.
+            mid_b = late.mid_showing("audio", idb)
+            heard = late.loud_frames[mid_b]
+            await asyncio.sleep(1)
+            assert late.loud_frames[mid_b] > heard + 20
+        finally:
+            for peer in (a, b, late):
+                await peer.close()
+
+    asyncio.run(scenario())
+
+
+async def _call(fn: object, *args: object) -> object:
+    return fn(*args)  # type: ignore[operator]
+
+
+def test_abrupt_close_is_noticed_and_nothing_is_left_behind(sfu: Sfu) -> None:
+    async def scenario() -> None:
+        peers = [Peer(f"c{i}") for i in range(3)]
+        ids = [sfu.admit(f"C{i}") for i in range(3)]
+        baseline = sfu.stats()["tasks"]
+        for peer, pid in zip(peers, ids, strict=True):
+            await sfu.join(peer, pid)
+        assert await wait_for(lambda: all(len(p.frames) >= 4 for p in peers), 20)
+        # The first client vanishes without a goodbye: its transport just stops.
+        await peers[0].close()
+        assert await wait_for(lambda: sfu.stats()["participants"] == 2, 40), sfu.stats()
+        assert await wait_for(
+            lambda: any(
+                e.get("type") == "participant" and e.get("left") for e in peers[1].events
+            ),
+            5,
+        )
+        for peer in peers[1:]:
+            await peer.close()
+        assert await wait_for(lambda: sfu.stats()["rooms"] == 0, 40), sfu.stats()
+        stats = sfu.stats()
+        assert stats["peer_connections"] == 0 and stats["slots"] == 0
+        assert stats["queued_frames"] == 0
+        assert await wait_for(lambda: sfu.stats()["tasks"] <= baseline, 10), (
+            baseline, sfu.stats()
+        )
+
+    asyncio.run(scenario())
+
+
+def test_bad_requests_get_clear_4xx(sfu: Sfu) -> None:
+    async def scenario() -> None:
+        peer = Peer("x")
+        offer = await peer.offer()
+        pid = sfu.admit("X")
+        # Malformed SDP.
+        status, body = sfu.post_offer({"sdp": "hello", "type": "offer", "token": sfu.token(pid)})
+        assert status == 400 and "malformed" in body["message"]
+        status, body = sfu.post_offer({**offer, "type": "answer", "token": sfu.token(pid)})
+        assert status == 400
+        # Not JSON at all.
+        reply = sfu.client.post("/api/media/offer", data="x", content_type="text/plain")
+        assert reply.status_code == 400
+        # Forged and expired tokens.
+        forged = sfu.token(pid)[:-4] + "AAAA"
+        status, body = sfu.post_offer({**offer, "token": forged})
+        assert status == 403 and "not valid" in body["message"]
+        from appliance.media.join_token import issue_token, token_secret
+
+        secret = token_secret(sfu.box.settings.secrets_dir)
+        expired = issue_token(secret, sfu.session_id, pid, "patient", ttl_s=-10)
+        status, body = sfu.post_offer({**offer, "token": expired})
+        assert status == 403 and "expired" in body["message"]
+        # Unknown room.
+        ghost = issue_token(secret, "no-such-session", pid, "patient")
+        status, body = sfu.post_offer({**offer, "token": ghost})
+        assert status == 404
+        # A seat not admitted yet.
+        store = sfu.box.store
+        waiting = store.Attendance.create(
+            session=sfu.session_id, patient=store.Patient.create(display_name="W"),
+            display_name="W", status="waiting",
+        )
+        status, body = sfu.post_offer({**offer, "token": sfu.token(f"attendance/{waiting.id}")})
+        assert status == 403 and "admitted" in body["message"]
+        await peer.close()
+
+    asyncio.run(scenario())
+
+
+def test_thirteenth_participant_is_refused(sfu: Sfu) -> None:
+    async def scenario() -> None:
+        # Audio-only, receive-nothing peers keep this cheap: the limit is about seats.
+        peers = [Peer(f"s{i}", audio_slots=0, video_slots=0) for i in range(13)]
+        try:
+            for peer in peers[:12]:
+                await sfu.join(peer, sfu.admit("S"))
+            offer = await peers[12].offer()
+            status, body = sfu.post_offer({**offer, "token": sfu.token(sfu.admit("T"))})
+            assert status == 409 and "full" in body["message"]
+            # A locked room refuses a new patient with its own reason.
+            room = sfu.box.rooms.rooms[sfu.session_id]
+            sfu.box.media.call(_call(room.lock, True), timeout=5)
+            status, body = sfu.post_offer({**offer, "token": sfu.token(sfu.admit("U"))})
+            assert status == 403 and "locked" in body["message"]
+        finally:
+            for peer in peers:
+                await peer.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,63 @@
+"""Fails loudly when an aiortc upgrade moves the private seams the SFU relies on."""
+
+from __future__ import annotations
+
+import inspect
+from fractions import Fraction
+
+import aioice.ice
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
+from aiortc.codecs import get_encoder
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from appliance.media.encoded import EncodedFrame
+
+
+def test_aiortc_is_the_pinned_version() -> None:
+    assert aiortc.__version__ == "1.16.0", "re-check every seam in appliance/media/seams.py"
+
+
+def test_decoder_worker_seam() -> None:
+    params = list(inspect.signature(rtcrtpreceiver.decoder_worker).parameters)
+    assert params == ["loop", "input_q", "output_q", "decode_error"]
+    # The receiver starts the worker by its module-level name.
+    assert "target=decoder_worker" in inspect.getsource(RTCRtpReceiver.receive)
+
+
+def test_jitter_buffer_seam() -> None:
+    assert "JitterBuffer(capacity=512, is_video=True)" in inspect.getsource(RTCRtpReceiver)
+    jb = JitterBuffer(capacity=16)
+    for name in ("_origin", "_packets", "_capacity", "_prefetch", "_is_video"):
+        assert hasattr(jb, name), name
+    assert callable(jb._remove_frame) and callable(jb.remove)
+
+
+def test_sender_packs_anything_that_is_not_a_frame() -> None:
+    source = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "isinstance(data, Frame)" in source and "self.__encoder.pack(data)" in source
+    vp8 = get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97))
+    data = b"\x10\x02\x00\x9d\x01\x2a" + b"\0" * 40
+    frame = EncodedFrame(data, 3000, Fraction(1, 90000), "video")
+    payloads, timestamp = vp8.pack(frame)
+    assert timestamp == 3000 and payloads
+    opus = get_encoder(
+        RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96)
+    )
+    payloads, timestamp = opus.pack(EncodedFrame(b"\xfc\xff", 960, Fraction(1, 48000), "audio"))
+    assert payloads == [b"\xfc\xff"] and timestamp == 960
+
+
+def test_keyframe_seams() -> None:
+    assert "self._send_keyframe()" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert list(inspect.signature(RTCRtpReceiver._send_rtcp_pli).parameters) == [
+        "self", "media_ssrc"
+    ]
+
+
+def test_host_address_seam() -> None:
+    assert list(inspect.signature(aioice.ice.get_host_addresses).parameters) == [
+        "use_ipv4", "use_ipv6"
+    ]
+    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)

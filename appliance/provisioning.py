@@ -242,7 +242,7 @@ def provision_command(
     tech_user: str, tech_password_file: Path, central_url: str, claim_token: str,
     voucher_file: Path | None, central_ca: Path | None,
 ) -> None:
-    """First-boot setup without the web wizard. Stop `clinicbox serve` first."""
+    """First-boot setup without the web wizard (the service may be running)."""
     from appliance.cli import settings_from
     from appliance.store import open_store
     from appliance.store.store import passphrase_from_env

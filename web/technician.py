@@ -248,7 +248,8 @@ def reset() -> Any:
     if not _confirmed(RESET_PHRASE):
         return _refused(f"Type {RESET_PHRASE} exactly to reset the box.")
     box = current_box()
-    # No audit entry: the audit log goes with the store. The wipe needs the store closed; the service then exits so systemd restarts it clean.
+    # No audit entry: the audit log goes with the store. The wipe needs the store closed;
+    # the service then exits so systemd restarts it clean.
     box.store.close()
     factory_reset(box.settings)
     threading.Timer(1.0, _exit_for_restart, args=(box,)).start()

@@ -219,13 +219,28 @@ class SyncAgent:
         return self._backoff()
 
     def _retry_singly(self, items: list[OutboxItem]) -> float:
-        """After a failed batch: send its records one by one, keeping what gets through."""
-        for n, item in enumerate(items):
+        """After a failed batch: resend its records in halving chunks down to one record,
+        keeping every chunk that gets through (nothing restarts from zero).
+
+        A transport failure ends the round (the link is down: back off and probe); a record
+        the centre itself refuses is isolated by halving and held back for a backoff period,
+        so one bad record cannot block its lane.
+        """
+        size, pending = max(1, len(items) // 2), list(items)
+        while pending:
+            chunk = pending[:size]
             try:
-                self.push([item])
-            except (TransportError, Rejected, ProtocolError) as exc:
+                self.push(chunk)
+            except TransportError as exc:
                 self.status.failed(str(exc))
-                return self._give_back(items[n:], exc)
+                return self._give_back(pending, exc)
+            except (Rejected, ProtocolError) as exc:
+                self.status.failed(str(exc))
+                if size > 1:
+                    size //= 2
+                    continue
+                self.outbox.release([chunk[0].entry_id], str(exc), self._backoff())
+            pending = pending[len(chunk):]
         self.failures = 0
         return 0.0
 

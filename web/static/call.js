@@ -6,6 +6,10 @@
   var $ = function (id) { return document.getElementById(id); };
   var local = null, pc = null, channel = null, statsTimer = null, stateTimer = null;
   var state = { muted: false, camOff: false, saver: false, hand: false, locked: false };
+  // Receive slots: the offer carries a fixed set of receive-only m-lines, so nobody joining or
+  // leaving renegotiates; the box says which participant each slot (by mid) shows.
+  var AUDIO_SLOTS = 11, VIDEO_SLOTS = 4;
+  var me = null, names = {}, mutedBy = {}, tracks = {}, slots = { audio: {}, video: {} };
 
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
@@ -47,11 +51,50 @@
     if (!t) {
       t = document.createElement("figure"); t.id = "tile-" + id; t.className = "tile";
       var v = document.createElement("video"); v.autoplay = true; v.playsInline = true;
-      var c = document.createElement("figcaption"); c.textContent = label || "Participant";
+      v.muted = true;               // sound comes from the audio slots
+      var c = document.createElement("figcaption");
       t.appendChild(v); t.appendChild(c); $("tiles").appendChild(t);
+      caption(id, label);
       if (root.dataset.role === "facilitator" && id !== "self") { controlsFor(t, id); }
     }
     return t;
+  }
+  function caption(id, label) {
+    var t = $("tile-" + id); if (!t) { return; }
+    if (label) { names[id] = label; }
+    var name = label || names[id] || "Participant";
+    t.querySelector("figcaption").textContent = name + (mutedBy[id] ? " (muted)" : "");
+    Array.prototype.forEach.call(t.querySelectorAll(".tile-action"), function (b) {
+      b.setAttribute("aria-label", b.textContent + " (" + name + ")");
+    });
+  }
+
+  // Show each slot's track where it belongs: video in its participant's tile, audio in a
+  // hidden element per slot. Tiles stay for everyone in the room, with or without video.
+  function render() {
+    var showing = {};
+    Object.keys(slots.video).forEach(function (mid) {
+      var who = slots.video[mid], track = tracks[mid];
+      if (!who || !track) { return; }
+      showing[who] = true;
+      var v = tile(who).querySelector("video");
+      if (!v.srcObject || v.srcObject.getVideoTracks()[0] !== track) {
+        v.srcObject = new MediaStream([track]);
+      }
+    });
+    Array.prototype.forEach.call($("tiles").children, function (t) {
+      var id = t.id.slice(5), v = t.querySelector("video");
+      if (id !== "self" && !showing[id] && v.srcObject) { v.srcObject = null; }
+    });
+    Object.keys(slots.audio).forEach(function (mid) {
+      var a = $("slot-" + mid), track = tracks[mid];
+      if (!track) { return; }
+      if (!a) {
+        a = document.createElement("audio"); a.id = "slot-" + mid; a.autoplay = true;
+        a.srcObject = new MediaStream([track]); root.appendChild(a);
+      }
+      if (slots.audio[mid]) { tile(slots.audio[mid]); }
+    });
   }
 
   // Facilitator controls on each remote tile; the SFU acts on them and tells everyone.
@@ -59,13 +102,15 @@
     [["mute", "Mute"], ["pin", "Pin for everyone"], ["remove", "Remove"]].forEach(function (a) {
       var b = document.createElement("button"); b.type = "button"; b.textContent = a[1];
       b.className = "tile-action";
-      b.setAttribute("aria-label", a[1] + " (" + t.querySelector("figcaption").textContent + ")");
       b.onclick = function () {
-        send({ type: a[0], participant: id });
+        var msg = { type: a[0], participant: id };
+        if (a[0] === "mute") { msg.on = !mutedBy[id]; }   // the same button unmutes
+        send(msg);
         if (a[0] === "pin") { $("tiles").prepend(t); }
       };
       t.appendChild(b);
     });
+    caption(id);
   }
 
   function send(msg) {
@@ -86,15 +131,32 @@
       var h = $("tile-" + msg.participant);
       if (h) { h.classList.toggle("hand", !!msg.raised); }
     } else if (msg.type === "mute" && msg.participant === "me") {
-      setMuted(true); say("The facilitator muted your microphone.");
+      setMuted(msg.on !== false);
+      say(msg.on !== false ? "The facilitator muted your microphone." :
+        "The facilitator let you speak again.");
+    } else if (msg.type === "muted") {      // someone else was muted by the facilitator
+      mutedBy[msg.participant] = !!msg.on; caption(msg.participant);
+    } else if (msg.type === "speaker") {
+      Array.prototype.forEach.call($("tiles").children, function (t) {
+        t.classList.toggle("speaking", t.id === "tile-" + msg.participant);
+      });
     } else if (msg.type === "pin") {
-      var p = $("tile-" + msg.participant); if (p) { $("tiles").prepend(p); }
+      var p = $("tile-" + (msg.participant === me ? "self" : msg.participant));
+      if (p) { $("tiles").prepend(p); }
+    } else if (msg.type === "lock") {
+      state.locked = !!msg.on;
+      if ($("lock-btn")) { press($("lock-btn"), state.locked, "Unlock room", "Lock room"); }
     } else if (msg.type === "removed") {
       leave("The facilitator removed you from the call.");
+    } else if (msg.type === "welcome") {
+      me = msg.participant;
+      (msg.participants || []).forEach(function (p) { tile(p.participant, p.name); });
     } else if (msg.type === "participant" && msg.left) {
       var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }
-    } else if (msg.type === "participant" && msg.name) {   // the SFU names a stream's owner
-      tile(msg.participant).querySelector("figcaption").textContent = msg.name;
+    } else if (msg.type === "participant" && msg.name) {
+      tile(msg.participant); caption(msg.participant, msg.name);
+    } else if (msg.type === "slots") {
+      slots = { audio: msg.audio || {}, video: msg.video || {} }; render();
     }
   }
 
@@ -122,19 +184,24 @@
       say("The call service is not running on this box yet. Please tell your clinic.");
       $("join-btn").disabled = false; return;
     }
-    pc = new RTCPeerConnection({ iceServers: [] });
+    // max-bundle: the box (aiortc) runs every m-line over one transport.
+    pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
     channel = pc.createDataChannel("events");
     channel.onmessage = function (e) { try { onEvent(JSON.parse(e.data)); } catch (x) { /* ignore */ } };
+    channel.onopen = function () { if (state.saver) { send({ type: "data-saver", on: true }); } };
     if (local) {
       local.getTracks().forEach(function (t) {
         if (t.kind === "video" && state.saver) { t.enabled = false; }
-        pc.addTrack(t, local);
+        pc.addTransceiver(t, { direction: "sendonly", streams: [local] });
       });
     }
+    var i;
+    for (i = 0; i < AUDIO_SLOTS; i++) { pc.addTransceiver("audio", { direction: "recvonly" }); }
+    for (i = 0; i < VIDEO_SLOTS; i++) { pc.addTransceiver("video", { direction: "recvonly" }); }
     pc.ontrack = function (e) {
-      var id = (e.streams[0] && e.streams[0].id) || e.track.id;
-      var v = tile(id).querySelector("video");
-      v.srcObject = e.streams[0] || new MediaStream([e.track]);
+      tracks[e.transceiver.mid] = e.track;
+      if (e.track.kind === "video" && state.saver) { e.track.enabled = false; }
+      render();
     };
     pc.onconnectionstatechange = function () {
       if (pc.connectionState === "failed") { say("The connection was lost. Trying again may help."); }
@@ -190,7 +257,9 @@
   function setSaver(on) {          // audio only: stop sending and receiving video
     state.saver = on; setCam(on);
     if (pc) {
-      pc.getReceivers().forEach(function (r) { if (r.track.kind === "video") { r.track.enabled = !on; } });
+      pc.getReceivers().forEach(function (r) {
+        if (r.track.kind === "video") { r.track.enabled = !on; }
+      });
     }
     send({ type: "data-saver", on: on });
     press($("saver-btn"), on, "Video on", "Audio only");
@@ -267,7 +336,7 @@
         headers: { "X-CSRF-Token": root.dataset.csrf } })
         .then(function (r) {
           if (!r.ok) { say("The room could not be locked. Try again."); return; }
-          state.locked = locked; send({ type: "lock", locked: locked });
+          state.locked = locked; send({ type: "lock", on: locked });
           press($("lock-btn"), locked, "Unlock room", "Lock room");
           say(locked ? "The room is locked: nobody new can join." : "The room is open again.");
         });
@@ -282,7 +351,8 @@
           pc.getSenders().forEach(function (s) {
             if (s.track && s.track.kind === "video") { s.replaceTrack(track); }
           });
-          send({ type: "pin", participant: "me", screen: true });
+          // replaceTrack needs no renegotiation: the box forwards the screen like the camera.
+          if (me) { send({ type: "pin", participant: me }); }
           press($("share-btn"), true, "Sharing screen", "Share screen");
           track.onended = function () {
             pc.getSenders().forEach(function (s) {
@@ -295,6 +365,9 @@
   }
   window.addEventListener("pagehide", function () { leave(); });
   // For technicians (and tests): the call's WebRTC statistics, from the browser console.
-  window.ClinicBoxCall = { stats: function () { return pc ? pc.getStats() : Promise.resolve(null); } };
+  window.ClinicBoxCall = {
+    stats: function () { return pc ? pc.getStats() : Promise.resolve(null); },
+    slots: function () { return { me: me, audio: slots.audio, video: slots.video }; }
+  };
   precheck();
 }());

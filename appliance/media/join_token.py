@@ -52,9 +52,10 @@ def token_secret(secrets_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-def issue_token(
+def issue_join_token(
     secret: bytes, room_id: str, participant_id: str, role: str, ttl_s: int = DEFAULT_TTL_S
 ) -> str:
+    """A URL-safe HMAC-SHA256-signed token: room, participant, role, expiry (no names)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     claims = {"r": room_id, "p": participant_id, "o": role, "e": int(time.time() + ttl_s)}
@@ -63,7 +64,8 @@ def issue_token(
     return f"{body}.{mac}"
 
 
-def verify_token(secret: bytes, token: str, now: float | None = None) -> JoinClaims:
+def verify_join_token(secret: bytes, token: str, now: float | None = None) -> JoinClaims:
+    """The claims of a token signed with `secret`; JoinTokenError if forged, malformed or old."""
     if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
         raise JoinTokenError("the join token is malformed")
     body, mac = token.split(".")
@@ -82,8 +84,10 @@ def verify_token(secret: bytes, token: str, now: float | None = None) -> JoinCla
 
 def issue(box: Any, session_id: str, participant: str, role: str) -> str:
     """A token for `participant` in group session `session_id` (the portal's entry point)."""
-    return issue_token(token_secret(box.settings.secrets_dir), str(session_id), participant, role)
+    secret = token_secret(box.settings.secrets_dir)
+    return issue_join_token(secret, str(session_id), participant, role)
 
 
 def verify(box: Any, token: str) -> JoinClaims:
-    return verify_token(token_secret(box.settings.secrets_dir), token)
+    """Check a token against this box's join-token secret."""
+    return verify_join_token(token_secret(box.settings.secrets_dir), token)

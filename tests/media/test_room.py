@@ -132,14 +132,14 @@ def test_bad_requests_get_clear_4xx(sfu: Sfu) -> None:
         forged = sfu.token(pid)[:-4] + "AAAA"
         status, body = sfu.post_offer({**offer, "token": forged})
         assert status == 403 and "not valid" in body["message"]
-        from appliance.media.join_token import issue_token, token_secret
+        from appliance.media.join_token import issue_join_token, token_secret
 
         secret = token_secret(sfu.box.settings.secrets_dir)
-        expired = issue_token(secret, sfu.session_id, pid, "patient", ttl_s=-10)
+        expired = issue_join_token(secret, sfu.session_id, pid, "patient", ttl_s=-10)
         status, body = sfu.post_offer({**offer, "token": expired})
         assert status == 403 and "expired" in body["message"]
         # Unknown room.
-        ghost = issue_token(secret, "no-such-session", pid, "patient")
+        ghost = issue_join_token(secret, "no-such-session", pid, "patient")
         status, body = sfu.post_offer({**offer, "token": ghost})
         assert status == 404
         # A seat not admitted yet.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiortc.rtp import RtpPacket
+
 from tests.media.conftest import Sfu
 from tests.media.peer import Peer, wait_for
 
@@ -172,6 +174,45 @@ def test_thirteenth_participant_is_refused(sfu: Sfu) -> None:
             assert status == 403 and "locked" in body["message"]
         finally:
             for peer in peers:
+                await peer.close()
+
+    asyncio.run(scenario())
+
+
+def test_one_lost_video_packet_costs_under_a_second_of_video(sfu: Sfu) -> None:
+    async def scenario() -> None:
+        a, b = Peer("a"), Peer("b")
+        ida, idb = sfu.admit("A"), sfu.admit("B")
+        try:
+            await sfu.join(a, ida)
+            await sfu.join(b, idb)
+            mid = lambda: b.mid_showing("video", ida)  # noqa: E731
+            assert await wait_for(lambda: mid() is not None and b.frames[mid()] >= 10, 20)
+
+            # Lose one of a's video packets at the box for good: the packet and every
+            # retransmission of it, so NACK cannot repair it and the bounded wait must.
+            room = sfu.box.rooms.rooms[sfu.session_id]
+            receiver = room.participants[ida].publications["video"].receiver
+            buffer = receiver._RTCRtpReceiver__jitter_buffer  # noqa: SLF001
+            lost: list[int] = []
+            add = buffer.add
+
+            def lossy_add(packet: RtpPacket) -> tuple[bool, object]:
+                if not lost:
+                    lost.append(packet.sequence_number)
+                if packet.sequence_number == lost[0]:
+                    return False, None
+                return add(packet)
+
+            buffer.add = lossy_add
+            assert await wait_for(lambda: bool(lost), 5)
+            before = b.frames[mid()]
+            await asyncio.sleep(2.5)
+            # 2.5 s at 15 fps is ~37 frames; at most ~1 s of them may be lost to the gap.
+            assert b.frames[mid()] - before >= 20, (before, b.frames[mid()])
+            assert buffer.gaps_skipped == 1
+        finally:
+            for peer in (a, b):
                 await peer.close()
 
     asyncio.run(scenario())

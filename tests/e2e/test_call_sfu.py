@@ -1,0 +1,156 @@
+"""A real group call in headless Chromium through the box's own SFU, media on loopback only.
+
+A real `clinicbox serve` (ICE host candidates limited to 127.0.0.1) and one Chromium with
+fake camera and microphone: a clinician schedules and starts a session; two patients join by
+code, consent, are admitted and join the call; the clinician joins as facilitator. Every
+browser decodes the others' video and receives their audio through the receive slots; a chat
+message reaches the other patient; the facilitator's Mute stops that patient's audio at the
+other patient (the slot showing them receives no more packets) and tells the muted patient.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_box
+from tests.e2e.conftest import ARGS, CHROMIUM, PHONE, add_user, patient_joins, shot, sign_in
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
+
+CALL_ARGS = [*ARGS, "--allow-loopback-in-peer-connection",
+             "--autoplay-policy=no-user-gesture-required",
+             # Host candidates as plain addresses, not mDNS names the box cannot resolve.
+             "--disable-features=WebRtcHideLocalIpsWithMdns"]
+
+# Inbound media per participant, through the slot map the box sent (mid -> participant).
+STATS_JS = """async () => {
+  const report = await window.ClinicBoxCall.stats();
+  const slots = window.ClinicBoxCall.slots();
+  const out = {};
+  report.forEach((s) => {
+    if (s.type !== "inbound-rtp" || s.mid === undefined) { return; }
+    const who = (s.kind === "video" ? slots.video : slots.audio)[s.mid];
+    if (!who) { return; }
+    const row = out[who] || (out[who] = {frames: 0, samples: 0, packets: 0});
+    if (s.kind === "video") { row.frames += s.framesDecoded || 0; }
+    else { row.samples += s.totalSamplesReceived || 0; row.packets += s.packetsReceived || 0; }
+  });
+  return {me: slots.me, by: out};
+}"""
+
+
+def _inbound(page) -> dict[str, dict[str, float]]:
+    return page.evaluate(STATS_JS)["by"]
+
+
+def _growth(page, seconds: float = 2.0) -> dict[str, dict[str, float]]:
+    before = _inbound(page)
+    time.sleep(seconds)
+    after = _inbound(page)
+    return {
+        who: {k: v - before.get(who, {}).get(k, 0) for k, v in row.items()}
+        for who, row in after.items()
+    }
+
+
+def _me(page) -> str:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        me = page.evaluate("() => window.ClinicBoxCall.slots().me")
+        if me:
+            return me
+        time.sleep(0.2)
+    raise AssertionError("no welcome event from the box")
+
+
+def _until_everyone(page, others: list[str], timeout: float = 30.0) -> None:
+    """Wait until `page` decodes video and receives audio from each of `others`."""
+    deadline = time.monotonic() + timeout
+    seen: dict = {}
+    while time.monotonic() < deadline:
+        seen = _inbound(page)
+        if all(seen.get(o, {}).get("frames", 0) > 5 and seen.get(o, {}).get("samples", 0) > 0
+               for o in others):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"media from {others} not received in time: {seen}")
+
+
+def test_group_call_through_the_box_sfu(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "dr.ada", "clinician")
+    box = start_box(data_dir, CLINICBOX_MEDIA_ADDRESSES="127.0.0.1")
+    try:
+        with playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CALL_ARGS)
+            doc = sign_in(browser.new_context(ignore_https_errors=True), box.base_url)
+            doc.goto(box.base_url + "/sessions/new")
+            doc.get_by_label("Title").fill("Real call")
+            doc.get_by_label("Date and time").fill("2026-11-24T10:00")
+            doc.get_by_role("button", name="Schedule").click()
+            code = doc.inner_text("#session-code").replace(" ", "")
+            doc.get_by_role("button", name="Start session").click()
+
+            ana = patient_joins(browser, box.base_url, code, "Ana", shots=False)
+            ben = patient_joins(browser, box.base_url, code, "Ben", shots=False)
+            doc.reload()
+            doc.get_by_role("button", name="Admit all (2)").click()
+            ids = {}
+            for name, page in (("Ana", ana), ("Ben", ben)):
+                page.wait_for_url(re.compile(r"/call$"), timeout=15_000)
+                expect(page.locator("#check-cam span")).to_have_text("working")
+                page.get_by_role("button", name="Join the call").click()
+                expect(page.locator("#room")).to_be_visible(timeout=20_000)
+                ids[name] = _me(page)
+            doc.get_by_role("link", name="Open the call").click()
+            expect(doc.locator("#check-cam span")).to_have_text("working")
+            doc.get_by_role("button", name="Join the call").click()
+            expect(doc.locator("#room")).to_be_visible(timeout=20_000)
+            ids["doc"] = _me(doc)
+
+            # Everyone decodes everyone else's video and receives their audio.
+            for name, page in (("Ana", ana), ("Ben", ben), ("doc", doc)):
+                _until_everyone(page, [ids[o] for o in ids if o != name])
+            growth = _growth(ana)
+            assert growth[ids["Ben"]]["frames"] > 5, "Ben's video is not decoded at Ana"
+            assert growth[ids["Ben"]]["samples"] > 16_000, "Ben's audio is not heard at Ana"
+            # Tiles are named from the box's events: yourself plus the two others.
+            expect(ana.locator("#tiles figure")).to_have_count(3)
+            expect(ana.locator(f"[id='tile-{ids['Ben']}'] figcaption")).to_have_text("Ben")
+            expect(ana.locator(f"[id='tile-{ids['doc']}'] figcaption")).to_have_text("dr.ada")
+
+            ana.get_by_label("Message").fill("hello from Ana")
+            ana.get_by_role("button", name="Send").click()
+            expect(ben.locator("#chat-log")).to_contain_text("Ana: hello from Ana")
+            expect(ben.locator("#quality-text")).to_have_text(re.compile("good|fair|weak"))
+            ben.set_viewport_size(PHONE)
+            shot(ben, "call-view")
+
+            # The facilitator mutes Ana: the box stops forwarding her audio; Ben's slot showing
+            # her stops receiving packets while Ben keeps getting the facilitator's audio.
+            tile = doc.locator(f"[id='tile-{ids['Ana']}']")
+            tile.get_by_role("button", name="Mute").click()
+            expect(ana.get_by_role("button", name="Unmute")).to_have_attribute(
+                "aria-pressed", "true", timeout=10_000)
+            expect(ana.locator("#notice")).to_have_text("The facilitator muted your microphone.")
+            expect(ben.locator(f"[id='tile-{ids['Ana']}'] figcaption")).to_have_text(
+                "Ana (muted)")
+            time.sleep(0.5)  # packets already in flight
+            growth = _growth(ben)
+            assert growth.get(ids["Ana"], {}).get("packets", 0) == 0, growth
+            assert growth[ids["doc"]]["packets"] > 20, "the others' audio must keep flowing"
+            doc.set_viewport_size({"width": 900, "height": 700})
+            shot(doc, "call-facilitator")
+            browser.close()
+    finally:
+        assert box.stop() == 0
+        logs = box.proc.stderr.read()
+        for secret in ("Ana", "Ben", "hello from Ana"):
+            assert secret not in logs, f"{secret!r} leaked into the log"

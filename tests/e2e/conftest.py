@@ -1,12 +1,17 @@
-"""Browser-test helpers: Chromium flags, accounts, signing in, a patient joining."""
+"""Browser-test helpers: Chromium flags, accounts, signing in, a patient joining, and a
+network namespace holding only a loopback interface for real calls."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import CLINICBOX, REPO, box_env
+from tests.conftest import CLINICBOX, REPO, RunningBox, box_env, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -80,3 +85,56 @@ def patient_joins(browser, base: str, code: str, name: str, shots: bool):
     return page
 
 
+
+
+@contextmanager
+def loopback_namespace() -> Iterator[str]:
+    """A network namespace whose only interface is loopback, removed afterwards.
+
+    Chromium gathers ICE candidates on every interface it sees and prefers a non-loopback
+    one even towards 127.0.0.1; inside this namespace it sees nothing but loopback, so call
+    media cannot touch any address of the machine.
+    """
+    name = f"cbx-e2e-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True, timeout=10)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], timeout=10)
+
+
+def chromium_in(namespace: str, directory: Path) -> str:
+    """A Chromium executable path that starts Chromium inside `namespace` (for Playwright,
+    which keeps talking to it over inherited pipes)."""
+    wrapper = directory / "chromium-in-namespace"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def start_box_in(namespace: str, data_dir: Path, **env: str) -> RunningBox:
+    """`clinicbox serve` inside `namespace`; wait for it with `wait_healthy` from a page
+    there, since this process cannot reach the namespace's loopback."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, CLINICBOX, "serve"],
+        env=box_env(data_dir, port, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    return RunningBox(proc, port, data_dir)
+
+
+def wait_healthy(page, box: RunningBox, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if box.proc.poll() is not None:
+            raise RuntimeError(f"clinicbox serve exited early: {box.proc.stderr.read()}")
+        try:
+            if page.goto(box.base_url + "/healthz").status == 200:
+                return
+        except Exception:  # connection refused until the box listens
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("clinicbox serve did not become healthy in time")

@@ -16,8 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_box
-from tests.e2e.conftest import ARGS, CHROMIUM, PHONE, add_user, patient_joins, shot, sign_in
+from tests.e2e.conftest import (
+    ARGS,
+    PHONE,
+    add_user,
+    chromium_in,
+    loopback_namespace,
+    patient_joins,
+    shot,
+    sign_in,
+    start_box_in,
+    wait_healthy,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -42,6 +52,21 @@ STATS_JS = """async () => {
     else { row.samples += s.totalSamplesReceived || 0; row.packets += s.packetsReceived || 0; }
   });
   return {me: slots.me, by: out};
+}"""
+
+
+PAIR_JS = """async () => {
+  const report = await window.ClinicBoxCall.stats();
+  const byId = {};
+  report.forEach((s) => { byId[s.id] = s; });
+  const out = [];
+  report.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) {
+      const pair = byId[s.selectedCandidatePairId];
+      out.push(byId[pair.localCandidateId].address, byId[pair.remoteCandidateId].address);
+    }
+  });
+  return out;
 }"""
 
 
@@ -86,11 +111,21 @@ def test_group_call_through_the_box_sfu(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     add_user(data_dir, "dr.ada", "clinician")
-    box = start_box(data_dir, CLINICBOX_MEDIA_ADDRESSES="127.0.0.1")
+    with loopback_namespace() as namespace:
+        _call(tmp_path, data_dir, namespace)
+
+
+def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
+    # The box and Chromium share a namespace that has only loopback: the box offers
+    # 127.0.0.1 (its own setting), Chromium may use loopback (its switch), nothing else exists.
+    box = start_box_in(namespace, data_dir, CLINICBOX_MEDIA_ADDRESSES="127.0.0.1")
     try:
         with playwright_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CALL_ARGS)
-            doc = sign_in(browser.new_context(ignore_https_errors=True), box.base_url)
+            browser = pw.chromium.launch(executable_path=chromium_in(namespace, tmp_path),
+                                         args=CALL_ARGS)
+            context = browser.new_context(ignore_https_errors=True)
+            wait_healthy(context.new_page(), box)
+            doc = sign_in(context, box.base_url)
             doc.goto(box.base_url + "/sessions/new")
             doc.get_by_label("Title").fill("Real call")
             doc.get_by_label("Date and time").fill("2026-11-24T10:00")
@@ -118,6 +153,7 @@ def test_group_call_through_the_box_sfu(tmp_path: Path) -> None:
             # Everyone decodes everyone else's video and receives their audio.
             for name, page in (("Ana", ana), ("Ben", ben), ("doc", doc)):
                 _until_everyone(page, [ids[o] for o in ids if o != name])
+                assert page.evaluate(PAIR_JS) == ["127.0.0.1", "127.0.0.1"]
             growth = _growth(ana)
             assert growth[ids["Ben"]]["frames"] > 5, "Ben's video is not decoded at Ana"
             assert growth[ids["Ben"]]["samples"] > 16_000, "Ben's audio is not heard at Ana"

@@ -65,3 +65,26 @@ def test_downsync_applies_signed_changes(tmp_path, central_sqlite):
     assert json.loads(path.read_text())["week-47"]["body"] == {"slots": ["mon 10:00"]}
     config = json.loads((box.data_dir / "state" / "central" / "config.json").read_text())
     assert config["idle_logoff_minutes"]["body"] == 10
+
+
+def test_clinicbox_serve_runs_the_agent(tmp_path, central_sqlite):
+    """The agent drains the outbox as a task on the MediaLoop of a real `clinicbox serve`."""
+    from tests.conftest import start_box
+
+    box = Box(tmp_path / "box")
+    link = box.claim(central_sqlite)
+    box.add_records(15)
+    fast = {k: v for k, v in box.env().items() if k.startswith("CLINICBOX_SYNC_")}
+    running = start_box(box.data_dir, **fast)
+    try:
+        wait_drained(box, central_sqlite, link.device_id, timeout=30)
+        for _ in range(50):  # the box applies the last receipt
+            status = json.loads(box.cli("sync", "status", "--json").stdout)
+            if sum(status["queued"].values()) == 0:
+                break
+            time.sleep(0.2)
+        assert sum(status["queued"].values()) == 0 and status["last_success_at"]
+    finally:
+        assert running.stop() == 0
+    counts = [n for _r, _v, n in delivered_at_centre(central_sqlite, link.device_id)]
+    assert len(counts) == 30 and max(counts) == 1

@@ -75,3 +75,32 @@ def test_batches_grow_on_success_and_halve_on_error(tmp_path, central_sqlite):
     finally:
         agent.store.close()
         proxy.close()
+
+
+def test_provisioning_claims_token_and_voucher(tmp_path, central_sqlite):
+    """The provisioning code's claim records are what the agent reads; a voucher is presented
+    on the agent's first contact."""
+    from appliance.provisioning import accept_voucher, claim
+    from sync.agent.claim import load_link
+
+    by_token = Box(tmp_path / "token")
+    token = central_sqlite.cli("claim-token").stdout.strip()
+    claim(by_token.settings, central_sqlite.url, token)
+    link = load_link(by_token.data_dir)
+    assert link is not None and link.device_id == by_token.identity.fingerprint
+
+    by_voucher = Box(tmp_path / "voucher")
+    voucher = central_sqlite.cli("claim-voucher").stdout.strip()
+    accept_voucher(by_voucher.settings, central_sqlite.url, voucher)
+    assert load_link(by_voucher.data_dir) is None
+    by_voucher.add_records(3)
+    agent = _agent(by_voucher)
+    try:
+        for _ in range(5):  # the first step presents the voucher; batches start at 4 records
+            agent.step()
+        assert agent.status.last_error is None
+        link = load_link(by_voucher.data_dir)
+        assert link is not None and link.device_id == by_voucher.identity.fingerprint
+        assert len(delivered_at_centre(central_sqlite, link.device_id)) == 6
+    finally:
+        agent.store.close()

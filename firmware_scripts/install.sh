@@ -5,7 +5,7 @@
 # if present), the systemd units, a sysusers.d entry for the `clinicbox` system user and the
 # data dir /var/lib/clinicbox (0700). Safe to run again: it converges to the same tree.
 #
-#   DESTDIR=/tmp/root ./install.sh          # stage into a directory (no users, no systemctl)
+#   DESTDIR=/tmp/root ./install.sh          # stage an image root (its own user, no systemctl)
 #   WHEELHOUSE=/media/usb/wheels ./install.sh   # real install, dependencies from wheels
 set -euo pipefail
 
@@ -81,7 +81,19 @@ if [ ! -e "$ROOT/etc/clinicbox/clinicbox.toml" ]; then
 fi
 
 if [ -n "$ROOT" ]; then
-    say "staged into $ROOT (no user created, no service enabled)"
+    # An image root: the service user goes into the image's own /etc/passwd (never the build
+    # host's), and the config and data dir get its numeric ids, so the flashed image is
+    # right from the first boot. Needs root for chown; otherwise the first boot fixes it.
+    if [ "$(id -u)" -eq 0 ]; then
+        systemd-sysusers --root "$ROOT" clinicbox.conf
+        uid="$(awk -F: '$1 == "clinicbox" { print $3 }' "$ROOT/etc/passwd")"
+        gid="$(awk -F: '$1 == "clinicbox" { print $4 }' "$ROOT/etc/passwd")"
+        chown "0:$gid" "$ROOT/etc/clinicbox/clinicbox.toml"
+        chown "$uid:$gid" "$ROOT$DATA"
+        say "staged into $ROOT (user clinicbox $uid:$gid in its /etc/passwd; no service enabled)"
+    else
+        say "staged into $ROOT (not root: no user created, ownership left to first boot)"
+    fi
     exit 0
 fi
 

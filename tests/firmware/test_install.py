@@ -83,6 +83,17 @@ def test_install_tree_and_modes(staged: Path) -> None:
     assert str(staged) not in (staged / PREFIX / "bin/clinicbox").read_text()
     sysusers = (staged / "usr/lib/sysusers.d/clinicbox.conf").read_text()
     assert "u clinicbox" in sysusers
+    # The service user lives in the image's own passwd (once, after two runs) and owns the
+    # data dir; the config is root-owned, readable by the service's group.
+    users = [line.split(":") for line in (staged / "etc/passwd").read_text().splitlines()]
+    service = [u for u in users if u[0] == "clinicbox"]
+    assert len(service) == 1, users
+    uid, gid = int(service[0][2]), int(service[0][3])
+    assert uid != 0 and service[0][6] == "/usr/sbin/nologin"
+    data = (staged / "var/lib/clinicbox").stat()
+    assert (data.st_uid, data.st_gid) == (uid, gid)
+    config = (staged / "etc/clinicbox/clinicbox.toml").stat()
+    assert (config.st_uid, config.st_gid) == (0, gid)
 
 
 def _verify(units: list[Path]) -> subprocess.CompletedProcess[str]:

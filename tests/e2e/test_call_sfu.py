@@ -1,11 +1,14 @@
 """A real group call in headless Chromium through the box's own SFU, media on loopback only.
 
-A real `clinicbox serve` (ICE host candidates limited to 127.0.0.1) and one Chromium with
-fake camera and microphone: a clinician schedules and starts a session; two patients join by
-code, consent, are admitted and join the call; the clinician joins as facilitator. Every
-browser decodes the others' video and receives their audio through the receive slots; a chat
-message reaches the other patient; the facilitator's Mute stops that patient's audio at the
-other patient (the slot showing them receives no more packets) and tells the muted patient.
+A real `clinicbox serve` and one Chromium with fake camera and microphone, both in a network
+namespace that has only loopback: a clinician schedules and starts a session; two patients
+join by code, consent, are admitted and join the call; the clinician joins as facilitator.
+Every browser decodes the others' video and receives their audio through its receive slots;
+a chat message reaches the other patient; the facilitator's Mute stops that patient's audio
+at the other patient (the slot showing her receives no packets) and Unmute restores it; a
+patient's own Mute silences him at the others; the facilitator's screen share (a replaced
+track, no renegotiation) reaches a patient pinned first; Lock turns a late patient away;
+Remove ends a patient's call and takes his tile off the others' screens.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
 CALL_ARGS = [*ARGS, "--allow-loopback-in-peer-connection",
              "--autoplay-policy=no-user-gesture-required",
+             "--auto-select-desktop-capture-source=Entire screen",
              # Host candidates as plain addresses, not mDNS names the box cannot resolve.
              "--disable-features=WebRtcHideLocalIpsWithMdns"]
 
@@ -47,9 +51,12 @@ STATS_JS = """async () => {
     if (s.type !== "inbound-rtp" || s.mid === undefined) { return; }
     const who = (s.kind === "video" ? slots.video : slots.audio)[s.mid];
     if (!who) { return; }
-    const row = out[who] || (out[who] = {frames: 0, samples: 0, packets: 0});
-    if (s.kind === "video") { row.frames += s.framesDecoded || 0; }
-    else { row.samples += s.totalSamplesReceived || 0; row.packets += s.packetsReceived || 0; }
+    const row = out[who] || (out[who] = {frames: 0, samples: 0, packets: 0, energy: 0, width: 0});
+    if (s.kind === "video") { row.frames += s.framesDecoded || 0; row.width = s.frameWidth || 0; }
+    else {
+      row.samples += s.totalSamplesReceived || 0; row.packets += s.packetsReceived || 0;
+      row.energy += s.totalAudioEnergy || 0;
+    }
   });
   return {me: slots.me, by: out};
 }"""
@@ -184,6 +191,52 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             assert growth[ids["doc"]]["packets"] > 20, "the others' audio must keep flowing"
             doc.set_viewport_size({"width": 900, "height": 700})
             shot(doc, "call-facilitator")
+            # The same button lets her speak again.
+            tile.get_by_role("button", name="Unmute (Ana)").click()
+            expect(ana.get_by_role("button", name="Mute")).to_have_attribute(
+                "aria-pressed", "false", timeout=10_000)
+            expect(ben.locator(f"[id='tile-{ids['Ana']}'] figcaption")).to_have_text("Ana")
+            time.sleep(0.5)
+            assert _growth(ben)[ids["Ana"]]["packets"] > 20, "unmuted audio must flow again"
+
+            # Ben mutes himself: his microphone track is disabled, the others hear silence.
+            loud = _growth(doc)[ids["Ben"]]["energy"]
+            ben.get_by_role("button", name="Mute").click()
+            time.sleep(1.0)
+            quiet = _growth(doc)[ids["Ben"]]["energy"]
+            assert loud > 0 and quiet < loud / 20, f"muted Ben still loud ({quiet} vs {loud})"
+
+            # Screen share replaces the facilitator's camera track (no renegotiation) and pins
+            # the facilitator for everyone: Ana's slot now decodes the screen's picture size.
+            camera_width = _inbound(ana)[ids["doc"]]["width"]
+            doc.get_by_role("button", name="Share screen").click()
+            expect(doc.get_by_role("button", name="Sharing screen")).to_be_visible()
+            expect(ana.locator("#tiles figure").first).to_have_id(f"tile-{ids['doc']}")
+            deadline = time.monotonic() + 15
+            while _inbound(ana)[ids["doc"]]["width"] == camera_width:
+                assert time.monotonic() < deadline, "the shared screen never reached Ana"
+                time.sleep(0.5)
+            assert _growth(ana)[ids["doc"]]["frames"] > 3, "the shared screen is not decoded"
+
+            # Lock: the portal turns away a late patient with the right code.
+            doc.get_by_role("button", name="Lock room").click()
+            expect(doc.locator("#notice")).to_have_text(
+                "The room is locked: nobody new can join.")
+            late = browser.new_context(ignore_https_errors=True).new_page()
+            late.goto(box.base_url + "/join")
+            late.get_by_label("Session code (6 digits)").fill(code)
+            late.get_by_label("Your name as others will see it").fill("Late")
+            late.get_by_role("button", name="Continue").click()
+            late.get_by_label("I understand and agree to join").check()
+            late.get_by_role("button", name="Join the waiting room").click()
+            assert "locked this session" in late.inner_text("[role=alert]")
+
+            # Remove: Ben's call ends on his side and his tile goes from Ana's screen.
+            doc.locator(f"[id='tile-{ids['Ben']}']").get_by_role(
+                "button", name="Remove (Ben)").click()
+            expect(ben.locator("#notice")).to_have_text(
+                "The facilitator removed you from the call.")
+            expect(ana.locator(f"[id='tile-{ids['Ben']}']")).to_have_count(0)
             browser.close()
     finally:
         assert box.stop() == 0

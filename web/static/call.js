@@ -65,6 +65,7 @@
     var name = label || names[id] || "Participant";
     t.querySelector("figcaption").textContent = name + (mutedBy[id] ? " (muted)" : "");
     Array.prototype.forEach.call(t.querySelectorAll(".tile-action"), function (b) {
+      if (b.dataset.action === "mute") { b.textContent = mutedBy[id] ? "Unmute" : "Mute"; }
       b.setAttribute("aria-label", b.textContent + " (" + name + ")");
     });
   }
@@ -101,7 +102,7 @@
   function controlsFor(t, id) {
     [["mute", "Mute"], ["pin", "Pin for everyone"], ["remove", "Remove"]].forEach(function (a) {
       var b = document.createElement("button"); b.type = "button"; b.textContent = a[1];
-      b.className = "tile-action";
+      b.className = "tile-action"; b.dataset.action = a[0];
       b.onclick = function () {
         var msg = { type: a[0], participant: id };
         if (a[0] === "mute") { msg.on = !mutedBy[id]; }   // the same button unmutes

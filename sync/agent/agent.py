@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.identity import DeviceIdentity
-from appliance.store.outbox import Outbox, OutboxItem
+from appliance.store.outbox import Lane, Outbox, OutboxItem
 from sync.agent.claim import (
     CentralLink,
     ClaimError,
@@ -150,7 +150,12 @@ class SyncAgent:
         """Send `items` in one signed, sealed request; acknowledge what the receipt lists."""
         link, client = self._link, self._client
         assert link is not None and client is not None
-        plaintext = encode_batch(link.device_id, items, self.outbox.stats())
+        # The backlog the centre shows for this box: what stays queued once this batch lands.
+        backlog = self.outbox.stats()
+        for item in items:
+            lane = Lane(item.lane).name.lower()
+            backlog["lanes"][lane] = max(0, backlog["lanes"][lane] - 1)
+        plaintext = encode_batch(link.device_id, items, backlog)
         body = seal_batch(link.sealing_key, link.device_id, plaintext)
         headers = self._signed("POST", "/v1/records", body)
         try:

@@ -104,3 +104,22 @@ def test_provisioning_claims_token_and_voucher(tmp_path, central_sqlite):
         assert len(delivered_at_centre(central_sqlite, link.device_id)) == 6
     finally:
         agent.store.close()
+
+
+def test_retention_purges_delivered_and_operator_page(tmp_path, central_sqlite):
+    import urllib.request
+
+    box = Box(tmp_path / "box")
+    link = box.claim(central_sqlite)
+    box.add_records(2)
+    agent = _agent(box, retention_s=0.0, pull_interval_s=3600)
+    try:
+        agent.step()
+        assert agent.outbox.stats()["delivered"] == 4
+        agent._last_pull = agent._last_purge = 0.0
+        agent.step()  # idle: purges what the centre confirmed longer than retention_s ago
+        assert agent.outbox.stats()["delivered"] == 0
+    finally:
+        agent.store.close()
+    page = urllib.request.urlopen(central_sqlite.url + "/", timeout=5).read().decode()
+    assert link.device_id in page and "clinical 0" in page

@@ -19,8 +19,17 @@ def _drain_and_check(box: Box, central: Central) -> None:
     agent = box.start_agent()
     try:
         held = wait_drained(box, central, link.device_id)
-        box.add_records(0, edit=5)  # changed after being sent: must go again as new versions
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(10)
+    # Changed after being sent: must go again as new versions. (The agent is stopped for the
+    # edit: in `clinicbox serve` both share one process and store; two processes writing the
+    # same SQLite file can meet "database is locked".)
+    box.add_records(0, edit=5)
+    agent = box.start_agent()
+    try:
         held = wait_drained(box, central, link.device_id)
+        time.sleep(0.5)  # the last receipt
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(10)

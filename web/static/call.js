@@ -129,7 +129,7 @@
     } else if (msg.type === "quality") {   // adaptive bitrate: a rung changed, with its reason
       say(msg.reason);
     } else if (msg.type === "hand") {
-      var h = $("tile-" + msg.participant);
+      var h = $("tile-" + (msg.participant === me ? "self" : msg.participant));
       if (h) { h.classList.toggle("hand", !!msg.raised); }
     } else if (msg.type === "mute" && msg.participant === "me") {
       setMuted(msg.on !== false);

@@ -8,7 +8,8 @@ a chat message reaches the other patient; the facilitator's Mute stops that pati
 at the other patient (the slot showing her receives no packets) and Unmute restores it; a
 patient's own Mute silences him at the others; the facilitator's screen share (a replaced
 track, no renegotiation) reaches a patient pinned first; Lock turns a late patient away;
-Remove ends a patient's call and takes his tile off the others' screens.
+Audio only empties a patient's video slots at the box; Remove ends a patient's call and
+takes his tile off the others' screens.
 """
 
 from __future__ import annotations
@@ -230,6 +231,12 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             late.get_by_label("I understand and agree to join").check()
             late.get_by_role("button", name="Join the waiting room").click()
             assert "locked this session" in late.inner_text("[role=alert]")
+
+            # Audio only: the box stops sending Ana any video (her video slots empty out).
+            ana.get_by_role("button", name="Audio only").click()
+            ana.wait_for_function("""() => Object.values(window.ClinicBoxCall.slots().video)
+                .every((who) => who === null)""", timeout=10_000)
+            assert _growth(ana)[ids["doc"]]["samples"] > 16_000, "audio must go on"
 
             # Remove: Ben's call ends on his side and his tile goes from Ana's screen.
             doc.locator(f"[id='tile-{ids['Ben']}']").get_by_role(

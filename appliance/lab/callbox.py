@@ -1,0 +1,76 @@
+"""The box end of a synthetic call in the lab: one room, ClinicBox's SFU or stock relaying.
+
+    python -m appliance.lab.callbox --mode clinicbox|stock --host 10.77.0.1
+
+Run inside the lab's box host. Prints the TCP port it listens on, then answers line-JSON
+requests from `appliance.lab.caller`:
+`{"op": "join", "pid", "role", "sdp"}` -> `{"sdp"}` (or `{"error"}`).
+The SFU is joined through `Rooms.join`, the same call `POST /api/media/offer` makes once the
+join token is checked; the stock relay is `appliance.media.stock_relay.StockRelay`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Join = Callable[[str, str, str], Awaitable[str]]
+
+
+def _joiner(mode: str) -> Join:
+    if mode == "clinicbox":
+        from appliance.media.rooms import Rooms
+
+        rooms = Rooms()
+
+        async def join(pid: str, role: str, sdp: str) -> str:
+            return (await rooms.join("lab", pid, role, pid, sdp, "offer")).sdp
+        return join
+    if mode == "stock":
+        from appliance.media.stock_relay import StockRelay
+
+        relay = StockRelay()
+
+        async def join_stock(pid: str, role: str, sdp: str) -> str:
+            return await relay.join(pid, sdp)
+        return join_stock
+    raise SystemExit(f"unknown mode {mode!r}: clinicbox or stock")
+
+
+async def serve(mode: str, host: str) -> None:
+    """Answer joins until killed (the lab stops this process when it closes)."""
+    join = _joiner(mode)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            try:
+                msg = json.loads(line)
+                if msg.get("op") == "join":
+                    reply: dict[str, Any] = {
+                        "sdp": await join(str(msg["pid"]), str(msg.get("role", "patient")),
+                                          str(msg["sdp"]))}
+                else:
+                    reply = {"error": "unknown op"}
+            except Exception as exc:  # a refused join goes back to the caller, not the log
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            writer.write((json.dumps(reply) + "\n").encode())
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, host, 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(24 * 3600)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Box end of a synthetic lab call.")
+    parser.add_argument("--mode", required=True, choices=["clinicbox", "stock"])
+    parser.add_argument("--host", required=True, help="address to listen on (the box host's)")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.mode, args.host))
+
+
+if __name__ == "__main__":
+    main()

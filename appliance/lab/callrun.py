@@ -1,0 +1,230 @@
+"""One synthetic group call through the lab, and what its participants received.
+
+```python
+with Lab() as lab:
+    box = lab.host("box")
+    seats = [Seat("nurse"), Seat("p1", link=profiles.THREE_G)]
+    hosts = {s.name: lab.host(s.name, link=s.link) for s in seats}
+    run = run_call(lab, box, hosts, seats, mode="clinicbox", seconds=15, clip=clip_path)
+    run.audio("p1", window=(6, 15))        # AudioStats: on-time %, longest gap
+```
+
+`run_call` starts `appliance.lab.callbox` in the box host and one `appliance.lab.caller`
+process per seat in its host, all on one shared clock origin `t0` (the moment the call starts,
+when `on_start` runs, e.g. to apply a link schedule), waits for them and keeps their reports.
+The analysis methods read those reports over a time window (seconds after `t0`).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.lab.caller import AUDIO_PTIME_S, BIN_S
+from appliance.lab.lab import Host, Lab
+from appliance.lab.profiles import Profile
+
+ON_TIME_S = 0.4
+#: The forwarder leaving frames this late (or this often) means the host stalled the run.
+STALL_MAX_LATE_MS = 150.0
+STALL_LATE_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A participant: its host name (also its id), link (None: LAN) and what it publishes."""
+
+    name: str
+    link: Profile | None = None
+    publish: tuple[str, ...] = ("audio", "video")
+    role: str = "patient"
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    on_time_pct: float
+    delivered_pct: float  # arrived at all, however late
+    longest_gap_ms: float
+    streams: int
+
+
+@dataclass(frozen=True)
+class VideoStats:
+    fps: float  # mean over the slots that showed video in the window
+    min_fps: float  # lowest of the expected slots (a slot with no video counts 0)
+    longest_freeze_s: float  # over the slots that showed video
+    streams: int
+
+
+@dataclass
+class CallRun:
+    """Reports of one call, plus the box's CPU and the forwarder's lateness during it."""
+
+    mode: str
+    seats: list[Seat]
+    seconds: float
+    reports: dict[str, dict[str, Any]]
+    box_cpu_pct: float
+    forwarder_late_frames: int
+    forwarder_max_late_ms: float
+    forwarder_frames: int
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stalled(self) -> bool:
+        """True when the link emulator was held up: timing in this run is not the link's."""
+        late_share = self.forwarder_late_frames / max(1, self.forwarder_frames)
+        return (self.forwarder_max_late_ms >= STALL_MAX_LATE_MS
+                or late_share >= STALL_LATE_FRACTION)
+
+    def _publishers(self, subscriber: str, kind: str) -> int:
+        return sum(1 for s in self.seats if s.name != subscriber and kind in s.publish)
+
+    def audio(self, subscriber: str, window: tuple[float, float]) -> AudioStats:
+        """Audio a subscriber got from everyone else, sent within the window.
+
+        On time: arrived within 400 ms of being sent. The longest gap is between packets that
+        arrived on time (what a listener can play), window edges included.
+        """
+        w0, w1 = window
+        expected = self._publishers(subscriber, "audio")
+        streams = self.reports.get(subscriber, {}).get("audio", {})
+        on_time, delivered, gaps = 0, 0, []
+        for rows in streams.values():
+            delivered += sum(1 for a, d in rows if w0 <= a - d < w1)
+            good = sorted(a for a, d in rows if d <= ON_TIME_S and w0 <= a - d < w1)
+            on_time += len(good)
+            if good:
+                edges = [w0, *good, w1]
+                gaps.append(max(b - a for a, b in zip(edges, edges[1:], strict=False)))
+        present = sum(1 for rows in streams.values() if rows)
+        gaps += [w1 - w0] * max(0, expected - present)
+        sent = expected * round((w1 - w0) / AUDIO_PTIME_S)
+
+        def pct(count: int) -> float:
+            return round(100.0 * min(count, sent) / sent, 1) if sent else 0.0
+
+        return AudioStats(pct(on_time), pct(delivered), round(1000 * max(gaps, default=0.0)),
+                          present)
+
+    def video(self, subscriber: str, window: tuple[float, float], slots: int = 4) -> VideoStats:
+        """Video frames a subscriber's slots completed within the window."""
+        w0, w1 = window
+        expected = min(slots, self._publishers(subscriber, "video"))
+        rates, freezes = [], []
+        for times in self.reports.get(subscriber, {}).get("video", {}).values():
+            inside = [t for t in times if w0 <= t < w1]
+            if not inside:
+                continue
+            rates.append(len(inside) / (w1 - w0))
+            edges = [w0, *inside, w1]
+            freezes.append(max(b - a for a, b in zip(edges, edges[1:], strict=False)))
+        shown = rates + [0.0] * max(0, expected - len(rates))
+        return VideoStats(
+            fps=round(sum(rates) / len(rates), 1) if rates else 0.0,
+            min_fps=round(min(shown), 1) if shown else 0.0,
+            longest_freeze_s=round(max(freezes, default=w1 - w0), 2),
+            streams=len(rates),
+        )
+
+    def downlink_kbps(self, subscriber: str, window: tuple[float, float]) -> float:
+        """RTP bytes the subscriber received in the window, as kbit/s."""
+        bins = self.reports.get(subscriber, {}).get("bytes_per_bin", [])
+        first, last = int(window[0] / BIN_S), int(window[1] / BIN_S)
+        total = sum(bins[first:last])
+        return round(total * 8 / 1000 / max(BIN_S, (last - first) * BIN_S), 1)
+
+    def rate_series(self, subscriber: str) -> list[float]:
+        """Downlink kbit/s per half second from t0."""
+        bins = self.reports.get(subscriber, {}).get("bytes_per_bin", [])
+        return [b * 8 / 1000 / BIN_S for b in bins]
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def _read_port(proc: subprocess.Popen[str], timeout: float) -> int:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.strip().isdigit():
+        raise RuntimeError(f"the lab's call box did not start (exit {proc.poll()})")
+    return int(line)
+
+
+def _forwarder(lab: Lab) -> tuple[int, float, int]:
+    stats = lab.stats()
+    links = stats.get("links", {}).values()
+    late = sum(int(link["late_frames"]) for link in links)
+    worst = max((float(link["max_late_ms"]) for link in links), default=0.0)
+    frames = sum(int(link[d]["delivered"]) for link in links for d in ("down", "up"))
+    return late, worst, frames
+
+
+def run_call(
+    lab: Lab,
+    box: Host,
+    hosts: dict[str, Host],
+    seats: list[Seat],
+    mode: str,
+    seconds: float,
+    clip: Path,
+    on_start: Callable[[], None] | None = None,
+    audio_slots: int = 5,
+    video_slots: int = 4,
+) -> CallRun:
+    """Run one call of `seconds` (from t0) in `mode` ("clinicbox" or "stock")."""
+    box_proc = lab.python_module(box, "appliance.lab.callbox", "--mode", mode, "--host",
+                                 box.ip, stdout=subprocess.PIPE, text=True)
+    try:
+        port = _read_port(box_proc, timeout=30)
+        late0, worst0, frames0 = _forwarder(lab)
+        if on_start is not None:
+            on_start()
+        t0 = time.time()
+        cpu0 = _cpu_seconds(box_proc.pid)
+        procs = {}
+        for seat in seats:
+            procs[seat.name] = lab.python_module(
+                hosts[seat.name], "appliance.lab.caller", "--box", f"{box.ip}:{port}",
+                "--pid", seat.name, "--role", seat.role, "--clip", str(clip),
+                "--t0", repr(t0), "--seconds", str(seconds),
+                "--publish", ",".join(seat.publish), "--audio-slots", str(audio_slots),
+                "--video-slots", str(video_slots),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        reports, errors = {}, {}
+        for name, proc in procs.items():
+            try:
+                out, err = proc.communicate(timeout=max(0.0, t0 + seconds - time.time()) + 60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            lines = out.strip().splitlines()
+            if proc.returncode == 0 and lines:
+                reports[name] = json.loads(lines[-1])
+            else:
+                errors[name] = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        cpu = _cpu_seconds(box_proc.pid) - cpu0
+        late1, worst1, frames1 = _forwarder(lab)
+    finally:
+        box_proc.kill()
+        box_proc.wait()
+    return CallRun(
+        mode=mode, seats=seats, seconds=seconds, reports=reports,
+        box_cpu_pct=round(100 * cpu / seconds, 1),
+        forwarder_late_frames=late1 - late0,
+        forwarder_max_late_ms=worst1 if worst1 > worst0 else 0.0,
+        forwarder_frames=frames1 - frames0,
+        errors=errors,
+    )

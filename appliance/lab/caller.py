@@ -136,9 +136,12 @@ def tone_of(pcm: np.ndarray) -> int:
 class PacedTrack(MediaStreamTrack):
     """Sends clip frames on the shared clock: frame n leaves at t0 + n * period, pre-encoded."""
 
-    def __init__(self, kind: str, clip: Clip, t0: float) -> None:
+    def __init__(self, kind: str, clip: Clip, t0: float, phase: int = 0) -> None:
         super().__init__()
         self.kind = kind
+        # Where in the video clip this publisher starts: keyframes of several publishers
+        # sending the same clip in step would otherwise reach every subscriber at once.
+        self.phase = phase
         self.clip = clip
         self.t0 = t0
         self.period = AUDIO_PTIME_S if kind == "audio" else 1 / VIDEO_FPS
@@ -154,7 +157,7 @@ class PacedTrack(MediaStreamTrack):
         self.n += 1
         if self.kind == "audio":
             return EncodedFrame(self.clip.audio[n % TONES], n * 960, Fraction(1, 48000), "audio")
-        data, keyframe = self.clip.video[n % len(self.clip.video)]
+        data, keyframe = self.clip.video[(n + self.phase) % len(self.clip.video)]
         return EncodedFrame(data, n * 6000, Fraction(1, 90000), "video", keyframe=keyframe)
 
 
@@ -277,8 +280,8 @@ async def run(args: argparse.Namespace) -> CallerReport:
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
     for kind in args.publish:
-        pc.addTransceiver(PacedTrack(kind, clip, args.t0), "sendonly").setCodecPreferences(
-            _codecs(kind))
+        track = PacedTrack(kind, clip, args.t0, phase=args.video_phase)
+        pc.addTransceiver(track, "sendonly").setCodecPreferences(_codecs(kind))
     for kind, count in (("audio", args.audio_slots), ("video", args.video_slots)):
         for _ in range(count):
             transceiver = pc.addTransceiver(kind, "recvonly")
@@ -342,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, required=True, help="run until t0 + seconds")
     parser.add_argument("--publish", default="audio,video",
                         type=lambda s: [k for k in s.split(",") if k])
+    parser.add_argument("--video-phase", type=int, default=0,
+                        help="start the video clip this many frames in")
     parser.add_argument("--audio-slots", type=int, default=5)
     parser.add_argument("--video-slots", type=int, default=4)
     args = parser.parse_args(argv)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.lab.caller import AUDIO_PTIME_S, BIN_S
+from appliance.lab.caller import AUDIO_PTIME_S, BIN_S, VIDEO_FPS
 from appliance.lab.lab import Host, Lab
 from appliance.lab.profiles import Profile
 
@@ -195,12 +195,14 @@ def run_call(
         t0 = time.time()
         cpu0 = _cpu_seconds(box_proc.pid)
         procs = {}
-        for seat in seats:
+        for index, seat in enumerate(seats):
             procs[seat.name] = lab.python_module(
                 hosts[seat.name], "appliance.lab.caller", "--box", f"{box.ip}:{port}",
                 "--pid", seat.name, "--role", seat.role, "--clip", str(clip),
                 "--t0", repr(t0), "--seconds", str(seconds),
                 "--publish", ",".join(seat.publish), "--audio-slots", str(audio_slots),
+                # Keyframes (one a second) spread evenly over the publishers.
+                "--video-phase", str(index * VIDEO_FPS // len(seats)),
                 "--video-slots", str(video_slots),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         reports, errors = {}, {}

@@ -1,0 +1,204 @@
+"""Weak links: what two remote patients get in a 6-person call, SFU vs stock aiortc relaying.
+
+    python benchmarks/weak_link.py [--quick] [--time-scale N] [--profiles 3g,edge,...]
+
+Needs root (the weak-link lab). One lab: the box, four LAN participants (one facilitator) and
+two remote ones behind the link emulator. For each profile (3g, edge, gprs, rmcat-5.1 with its
+40/60/80 s steps divided by --time-scale) the same call runs twice, through stock aiortc
+relaying (`appliance.media.stock_relay`: MediaRelay, decode once, one encoder per subscriber)
+and through ClinicBox's SFU (`Rooms.join`, what `POST /api/media/offer` calls). Participants
+are separate processes (`appliance.lab.caller`): 320x180 15 fps VP8 at ~150 kbps and 20 ms
+Opus at 24 kbps, pre-encoded; they receive 5 audio and 4 video slots and count without
+decoding. Remote participants publish what their uplink can carry without adapting (the
+synthetic publisher has no congestion control): video and voice from 500 kbps up, voice only
+from 64 kbps, nothing below (gprs: 20 kbps up).
+
+Per remote subscriber (the worse of the two is reported): audio packets on time (arrived
+within 400 ms of being sent) in %, longest gap between on-time packets, video fps over the
+slots showing video, longest freeze, downlink kbit/s against the link; for rmcat the time
+after the 2.5 -> 0.6 Mbps step until audio is >= 95% on time for 2 s (step_down_s) and after
+the 0.6 -> 1 Mbps step until the downlink is back to 90% of what it carried in the first
+1 Mbps phase for 2 s (step_up_s); and the LAN subscribers' lowest slot fps. A run during which
+the link emulator was stalled by the host is repeated (up to twice). Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from appliance.lab import Lab, LabUnavailable, profiles  # noqa: E402
+from appliance.lab.caller import BIN_S, Clip  # noqa: E402
+from appliance.lab.callrun import ON_TIME_S, CallRun, Seat, run_call  # noqa: E402
+from appliance.lab.profiles import Profile  # noqa: E402
+
+LAN = ["nurse", "lan2", "lan3", "lan4"]
+REMOTE = ["p1", "p2"]
+MODES = ["stock", "clinicbox"]
+ATTEMPTS = 3
+#: RMCAT 5.1 step times (s, unscaled): 1 -> 2.5 Mbps, 2.5 -> 0.6 (down), 0.6 -> 1 (up).
+RMCAT_UP_FIRST, RMCAT_DOWN, RMCAT_UP = 40.0, 60.0, 80.0
+HOLD_S = 2.0
+
+
+def remote_publish(link: Profile) -> tuple[str, ...]:
+    up = link.steps[0].up.rate_kbps
+    if up is None or up >= 500:
+        return ("audio", "video")
+    return ("audio",) if up >= 64 else ()
+
+
+def seats_for(link: Profile) -> list[Seat]:
+    lan = [Seat(name, role="facilitator" if name == "nurse" else "patient") for name in LAN]
+    return lan + [Seat(name, link=link, publish=remote_publish(link)) for name in REMOTE]
+
+
+def on_time_series(run: CallRun, subscriber: str) -> list[float]:
+    """Per half second (by send time): share of packets sent then that arrived on time."""
+    report = run.reports.get(subscriber, {})
+    expected = sum(1 for s in run.seats if s.name != subscriber and "audio" in s.publish)
+    bins = [0] * int(run.seconds / BIN_S + 1)
+    for rows in report.get("audio", {}).values():
+        for arrival, delay in rows:
+            sent = arrival - delay
+            if delay <= ON_TIME_S and 0 <= sent < run.seconds:
+                bins[int(sent / BIN_S)] += 1
+    per_bin = expected * BIN_S / 0.02
+    return [min(1.0, b / per_bin) if per_bin else 0.0 for b in bins]
+
+
+def first_hold(series: list[float], start_s: float, end_s: float, ok: Any) -> float | None:
+    """Seconds after start_s until ok(value) holds for HOLD_S of bins in a row (None: never)."""
+    hold = int(HOLD_S / BIN_S)
+    first, last = int(start_s / BIN_S), min(len(series), int(end_s / BIN_S))
+    for i in range(first, last - hold + 1):
+        if all(ok(v) for v in series[i : i + hold]):
+            return round(i * BIN_S - start_s, 1)
+    return None
+
+
+def step_times(run: CallRun, scale: float, warmup: float) -> tuple[float | None, float | None]:
+    """Worst remote subscriber's recovery after the rmcat step down and step up."""
+    down_at, up_at, first_up = RMCAT_DOWN / scale, RMCAT_UP / scale, RMCAT_UP_FIRST / scale
+    downs, ups = [], []
+    for sub in REMOTE:
+        downs.append(first_hold(on_time_series(run, sub), down_at, up_at,
+                                lambda v: v >= 0.95))
+        rates = run.rate_series(sub)
+        phase = rates[int(warmup / BIN_S) : int(first_up / BIN_S)]
+        target = 0.9 * sum(phase) / len(phase) if phase else 0.0
+        ups.append(first_hold(rates, up_at, run.seconds, lambda v, t=target: v >= t))
+    worst = [None if None in values else max(values) for values in (downs, ups)]
+    return worst[0], worst[1]
+
+
+def summarise(run: CallRun, link: Profile, window: tuple[float, float]) -> dict[str, Any]:
+    audio = [run.audio(sub, window) for sub in REMOTE]
+    video = [run.video(sub, window) for sub in REMOTE]
+    lan = [run.video(sub, window) for sub in LAN]
+    return {
+        "audio_on_time_pct": min(a.on_time_pct for a in audio),
+        "audio_delivered_pct": min(a.delivered_pct for a in audio),
+        "audio_longest_gap_ms": max(a.longest_gap_ms for a in audio),
+        "video_fps": min(v.fps for v in video),
+        "video_slots_showing": min(v.streams for v in video),
+        "longest_freeze_s": max(v.longest_freeze_s for v in video),
+        "downlink_kbps": max(run.downlink_kbps(sub, window) for sub in REMOTE),
+        "link_down_kbps": link.steps[0].down.rate_kbps,
+        "lan_min_fps": min(v.min_fps for v in lan),
+        "box_cpu_pct": run.box_cpu_pct,
+        "stalled": run.stalled,
+        "errors": run.errors,
+    }
+
+
+def measure(lab: Lab, box: Any, hosts: dict[str, Any], link: Profile, mode: str,
+            seconds: float, clip: Path) -> tuple[CallRun, int]:
+    """One call, repeated while the host stalls the link emulator (at most ATTEMPTS)."""
+    run = None
+    for attempt in range(1, ATTEMPTS + 1):
+        run = run_call(lab, box, hosts, seats_for(link), mode, seconds, clip,
+                       on_start=lambda: [lab.set_profile(hosts[r], link) for r in REMOTE])
+        if not run.stalled:
+            return run, attempt
+        print(f"  {mode}: link emulator stalled {run.forwarder_max_late_ms:.0f} ms "
+              f"({run.forwarder_late_frames} late frames); repeating", flush=True)
+    assert run is not None
+    return run, ATTEMPTS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--quick", action="store_true", help="short runs (~4 minutes)")
+    parser.add_argument("--time-scale", type=float, default=None,
+                        help="run rmcat-5.1's schedule this many times faster (default 2, "
+                             "quick 4)")
+    parser.add_argument("--profiles", default="3g,edge,gprs,rmcat-5.1")
+    args = parser.parse_args()
+    scale = args.time_scale or (4.0 if args.quick else 2.0)
+    warmup = 6.0 if args.quick else 8.0
+    steady = 10.0 if args.quick else 30.0
+    names = [n for n in args.profiles.split(",") if n]
+    try:
+        links = [profiles.by_name(n) for n in names]
+    except ValueError as exc:
+        parser.exit(2, f"weak_link: {exc}\n")
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="weak-link-") as tmp:
+        clip = Path(tmp) / "clip.json"
+        Clip.encode().save(clip)
+        try:
+            lab = Lab()
+            lab.start()
+        except LabUnavailable as exc:
+            parser.exit(2, f"weak_link: the lab is unavailable: {exc}\n")
+        with lab:
+            box = lab.host("box")
+            hosts = {name: lab.host(name) for name in LAN}
+            hosts.update({name: lab.host(name, link=profiles.UNSHAPED) for name in REMOTE})
+            for link in links:
+                rmcat = link.name == profiles.RMCAT_5_1.name
+                if rmcat:
+                    link = replace(link.time_scaled(scale), name=link.name)
+                seconds = (RMCAT_UP / scale + 12.0) if rmcat else warmup + steady
+                window = (warmup, seconds)
+                row: dict[str, Any] = {"profile": link.name}
+                for mode in MODES:
+                    run, attempts = measure(lab, box, hosts, link, mode, seconds, clip)
+                    summary = summarise(run, link, window)
+                    if rmcat:
+                        summary["step_down_s"], summary["step_up_s"] = step_times(
+                            run, scale, warmup)
+                    summary["attempts"] = attempts
+                    print(f"{link.name:9s} {mode:9s}: audio on time "
+                          f"{summary['audio_on_time_pct']:5.1f}% (delivered "
+                          f"{summary['audio_delivered_pct']:5.1f}%), longest gap "
+                          f"{summary['audio_longest_gap_ms']} ms, video "
+                          f"{summary['video_fps']} fps in {summary['video_slots_showing']} "
+                          f"slots, freeze {summary['longest_freeze_s']} s, down "
+                          f"{summary['downlink_kbps']} kbps (link "
+                          f"{summary['link_down_kbps']}), LAN min "
+                          f"{summary['lan_min_fps']} fps, box CPU {summary['box_cpu_pct']}%"
+                          + (f", step down {summary['step_down_s']} s, up "
+                             f"{summary['step_up_s']} s" if rmcat else "")
+                          + (f", errors {summary['errors']}" if summary["errors"] else ""),
+                          flush=True)
+                    prefix = "baseline_" if mode == "stock" else ""
+                    row.update({f"{prefix}{k}": v for k, v in summary.items()})
+                row.setdefault("step_down_s", None)
+                row.setdefault("step_up_s", None)
+                results.append(row)
+    print(json.dumps({"quick": args.quick, "time_scale": scale, "window_s": steady,
+                      "profiles": results}))
+
+
+if __name__ == "__main__":
+    main()

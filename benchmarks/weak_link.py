@@ -16,7 +16,8 @@ from 64 kbps, nothing below (gprs: 20 kbps up).
 Per remote subscriber (the worse of the two is reported): audio packets on time (arrived
 within 400 ms of being sent) in %, longest gap between on-time packets, video fps over the
 slots showing video, longest freeze, downlink kbit/s against the link; for rmcat the time
-after the 2.5 -> 0.6 Mbps step until audio is >= 95% on time for 2 s (step_down_s) and after
+after the 2.5 -> 0.6 Mbps step until audio is back to 90% of its on-time share before the step
+for 2 s (step_down_s; none if under 50% even before) and after
 the 0.6 -> 1 Mbps step until the downlink is back to 90% of what it carried in the first
 1 Mbps phase for 2 s (step_up_s); and the LAN subscribers' lowest slot fps. A run during which
 the link emulator was stalled by the host is repeated (up to twice). Last line: one JSON object.
@@ -89,8 +90,11 @@ def step_times(run: CallRun, scale: float, warmup: float) -> tuple[float | None,
     down_at, up_at, first_up = RMCAT_DOWN / scale, RMCAT_UP / scale, RMCAT_UP_FIRST / scale
     downs, ups = [], []
     for sub in REMOTE:
-        downs.append(first_hold(on_time_series(run, sub), down_at, up_at,
-                                lambda v: v >= 0.95))
+        on_time = on_time_series(run, sub)
+        before = on_time[int((first_up + HOLD_S) / BIN_S) : int(down_at / BIN_S)]
+        level = 0.9 * sum(before) / len(before) if before else 0.0
+        downs.append(first_hold(on_time, down_at, up_at, lambda v, t=level: v >= t)
+                     if level >= 0.5 else None)
         rates = run.rate_series(sub)
         phase = rates[int(warmup / BIN_S) : int(first_up / BIN_S)]
         target = 0.9 * sum(phase) / len(phase) if phase else 0.0

@@ -100,11 +100,10 @@ class CallRun:
             delivered += sum(1 for a, d in rows if w0 <= a - d < w1)
             good = sorted(a for a, d in rows if d <= ON_TIME_S and w0 <= a - d < w1)
             on_time += len(good)
-            if good:
-                edges = [w0, *good, w1]
-                gaps.append(max(b - a for a, b in zip(edges, edges[1:], strict=False)))
+            edges = [w0, *good, w1]
+            gaps.append(max(b - a for a, b in zip(edges, edges[1:], strict=False)))
         present = sum(1 for rows in streams.values() if rows)
-        gaps += [w1 - w0] * max(0, expected - present)
+        gaps += [w1 - w0] * max(0, expected - len(streams))
         sent = expected * round((w1 - w0) / AUDIO_PTIME_S)
 
         def pct(count: int) -> float:

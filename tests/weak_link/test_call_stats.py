@@ -65,3 +65,10 @@ def test_video_rate_and_freeze_and_downlink():
     assert stats.min_fps == pytest.approx(10.0, abs=0.1)
     assert run.downlink_kbps("a", (2.0, 8.0)) == pytest.approx(16.0)
     assert not run.stalled
+
+
+def test_a_stream_never_on_time_is_one_long_gap():
+    late = [[t / 50 + 0.9, 0.9] for t in range(100, 200)]
+    stats = _run({"1": late}, {}).audio("a", (2.0, 4.0))
+    assert stats.on_time_pct == 0.0 and stats.delivered_pct == 50.0  # c sent nothing to a
+    assert stats.longest_gap_ms == 2000

@@ -33,6 +33,8 @@ class Participant:
     video_slots: list[SlotTrack] = field(default_factory=list)
     last_n: int = DEFAULT_LAST_N
     hand_raised: bool = False
+    self_muted: bool = False
+    breakout: int = 0  # 0: the main room
     last_spoke: float = 0.0
     events_sent: int = 0
 

@@ -82,6 +82,8 @@ class Room:
         self._challenger: tuple[str, int] | None = None
         self._speaker_task: asyncio.Task[None] | None = None
         self._leaving: set[str] = set()
+        # Breakout room of each participant id; absent means the main room (0).
+        self.breakouts: dict[str, int] = {}
 
     # --- joining and leaving --------------------------------------------------------
     async def join(
@@ -103,6 +105,7 @@ class Room:
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         me = Participant(id=participant_id, role=role, name=name, pc=pc)
+        me.breakout = self.breakouts.get(participant_id, 0)
         slots: list[tuple[Any, SlotTrack]] = []
         for media in offer.media:
             if media.kind not in ("audio", "video"):
@@ -211,7 +214,11 @@ class Room:
 
     # --- what each subscriber receives ----------------------------------------------
     def _video_rank(self, viewer: Participant) -> list[Participant]:
-        others = [p for p in self.participants.values() if p is not viewer]
+        others = [
+            p
+            for p in self.participants.values()
+            if p is not viewer and p.breakout == viewer.breakout
+        ]
         return sorted(
             others,
             key=lambda p: (
@@ -245,6 +252,19 @@ class Room:
         if me is not None:
             me.last_n = max(0, last_n)
             self.assign_slots()
+
+    def set_breakouts(self, groups: dict[str, int]) -> None:
+        """Split the room: each participant hears and sees only their own breakout room.
+
+        `groups` maps participant ids to breakout numbers; anyone absent is in the main room (0).
+        """
+        self.breakouts = {pid: n for pid, n in groups.items() if n > 0}
+        for p in self.participants.values():
+            room = self.breakouts.get(p.id, 0)
+            if room != p.breakout:
+                p.breakout = room
+                p.send({"type": "breakout", "room": room})
+        self.assign_slots()
 
     # --- active speaker -------------------------------------------------------------
     def _ensure_speaker_task(self) -> None:
@@ -294,6 +314,7 @@ class Room:
                 "locked": self.locked,
                 "speaker": self.speaker,
                 "pinned": self.pinned,
+                "breakout": me.breakout,
                 "participants": [
                     {"participant": p.id, "name": p.name, "role": p.role}
                     for p in self.participants.values()
@@ -332,6 +353,12 @@ class Room:
         elif kind == "hand":
             me.hand_raised = bool(event.get("raised"))
             self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised})
+        elif kind == "self-mute":
+            me.self_muted = bool(event.get("on"))
+            self._broadcast(
+                {"type": "muted", "participant": me.id, "on": me.self_muted, "self": True},
+                exclude=me,
+            )
         elif kind == "data-saver":
             self.set_last_n(me.id, 0 if event.get("on") else DEFAULT_LAST_N)
         elif me.is_facilitator:

@@ -19,6 +19,7 @@ class Rooms:
 
     def __init__(self) -> None:
         self.rooms: dict[str, Room] = {}
+        self._breakouts: dict[str, dict[str, int]] = {}
 
     async def join(
         self,
@@ -37,6 +38,7 @@ class Rooms:
             room = self.rooms[room_id] = Room(
                 room_id, capacity=capacity, on_chat=on_chat, on_empty=self._on_empty
             )
+            room.breakouts = dict(self._breakouts.get(room_id, {}))
         try:
             return await room.join(participant_id, role, name, sdp, kind)
         finally:
@@ -48,8 +50,20 @@ class Rooms:
             await room.leave(participant_id)
             await self._drop_if_empty(room_id)
 
+    async def set_breakouts(self, room_id: str, groups: dict[str, int]) -> None:
+        """Split a session's call into breakout rooms ({}: everyone back together)."""
+        # Kept here too: a room closes when its last participant leaves and may come back.
+        if groups:
+            self._breakouts[room_id] = dict(groups)
+        else:
+            self._breakouts.pop(room_id, None)
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.set_breakouts(groups)
+
     async def end(self, room_id: str) -> None:
         """End a session: everyone is told and disconnected."""
+        self._breakouts.pop(room_id, None)
         room = self.rooms.pop(room_id, None)
         if room is not None:
             for p in list(room.participants.values()):

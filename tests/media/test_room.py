@@ -216,3 +216,41 @@ def test_one_lost_video_packet_costs_under_a_second_of_video(sfu: Sfu) -> None:
                 await peer.close()
 
     asyncio.run(scenario())
+
+
+def test_breakouts_split_media_and_self_mute_is_announced(sfu: Sfu) -> None:
+    async def scenario() -> None:
+        a, b, c = Peer("a"), Peer("b"), Peer("c")
+        ida, idb, idc = sfu.admit("A"), sfu.admit("B"), sfu.admit("C")
+        try:
+            for peer, pid in ((a, ida), (b, idb), (c, idc)):
+                await sfu.join(peer, pid)
+            assert await wait_for(lambda: c.mid_showing("audio", ida) is not None, 20)
+            sfu.box.media.call(
+                sfu.box.rooms.set_breakouts(sfu.session_id, {ida: 1, idb: 1}), timeout=5
+            )
+            assert await wait_for(
+                lambda: any(e.get("type") == "breakout" and e.get("room") == 1
+                            for e in a.events), 5
+            )
+            # c, left in the main room, no longer receives a or b; a and b still have each other.
+            assert await wait_for(
+                lambda: c.mid_showing("audio", ida) is None
+                and c.mid_showing("video", idb) is None
+                and a.mid_showing("audio", idc) is None,
+                5,
+            ), (c.slots, a.slots)
+            assert a.mid_showing("audio", idb) is not None
+            sfu.box.media.call(sfu.box.rooms.set_breakouts(sfu.session_id, {}), timeout=5)
+            assert await wait_for(lambda: c.mid_showing("audio", ida) is not None, 5)
+
+            a.send({"type": "self-mute", "on": True})
+            assert await wait_for(
+                lambda: any(e.get("type") == "muted" and e.get("participant") == ida
+                            and e.get("self") for e in b.events), 5
+            )
+        finally:
+            for peer in (a, b, c):
+                await peer.close()
+
+    asyncio.run(scenario())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ConfigError
+from appliance.media.locality import BadNetworks, parse_networks
 
 ENV_PREFIX = "CLINICBOX_"
 DEFAULT_CONFIG_PATHS = (Path("/etc/clinicbox/clinicbox.toml"),)
@@ -33,6 +34,11 @@ class Settings:
     discovery_enabled: bool = True
     # Addresses offered as ICE host candidates, comma-separated; empty: every LAN address.
     media_addresses: str = ""
+    # The clinic's own networks (CIDR, comma-separated); empty: the box's on-link networks.
+    # Participants elsewhere are remote: they start conservatively and share the uplink.
+    media_lan_networks: str = ""
+    # The clinic's internet uplink in kbit/s shared by remote participants; 0: learn it.
+    uplink_kbps: int = 0
     # Seconds the shutdown may take before the process exits anyway.
     shutdown_timeout_s: float = 4.0
     # Where this configuration came from, for `clinicbox config show`.
@@ -103,6 +109,8 @@ _TYPES: dict[str, type] = {
     "discovery_enabled": bool,
     "shutdown_timeout_s": float,
     "media_addresses": str,
+    "media_lan_networks": str,
+    "uplink_kbps": int,
 }
 
 
@@ -116,6 +124,15 @@ def _validate(values: dict[str, Any]) -> None:
     minutes = values.get("idle_logoff_minutes")
     if minutes is not None and not 1 <= minutes <= 240:
         raise ConfigError(f"idle_logoff_minutes must be between 1 and 240, got {minutes}")
+    uplink = values.get("uplink_kbps")
+    if uplink is not None and not 0 <= uplink <= 10_000_000:
+        raise ConfigError(f"uplink_kbps must be 0 (learn it) or a rate in kbit/s, got {uplink}")
+    networks = values.get("media_lan_networks")
+    if networks:
+        try:
+            parse_networks(str(networks))
+        except BadNetworks as exc:
+            raise ConfigError(f"media_lan_networks: {exc}") from None
     url = values.get("central_url")
     if url and not str(url).startswith(("https://", "http://")):
         raise ConfigError(f"central_url must start with https://, got {url!r}")

@@ -22,6 +22,9 @@ from appliance.box import Box
 from appliance.config import Settings
 from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
+from appliance.media.adaptive import AdaptationSettings
+from appliance.media.locality import on_link_networks, parse_networks
+from appliance.media.rooms import Rooms
 from appliance.media.seams import restrict_host_addresses
 from appliance.media_loop import MediaLoop
 from appliance.sdnotify import notify, start_watchdog
@@ -106,6 +109,13 @@ def _portal_url(settings: Settings) -> str:
     return f"https://{settings.hostname}.local{port}/"
 
 
+def adaptation_settings(settings: Settings) -> AdaptationSettings:
+    """The SFU's view of the clinic: its LAN networks and its uplink."""
+    networks = parse_networks(settings.media_lan_networks) or on_link_networks()
+    uplink = settings.uplink_kbps * 1000 if settings.uplink_kbps else None
+    return AdaptationSettings(tuple(networks), uplink)
+
+
 def serve(settings: Settings) -> int:
     """Run the appliance until SIGTERM/SIGINT; return the process exit code."""
     from web import create_app  # imported late: the CLI's other commands stay light
@@ -117,7 +127,8 @@ def serve(settings: Settings) -> int:
     setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
     media = MediaLoop()
     box = Box(
-        settings=settings, tls=tls, db=store.db, media=media, setup_code=setup_code, store=store
+        settings=settings, tls=tls, db=store.db, media=media, setup_code=setup_code, store=store,
+        rooms=Rooms(adaptation_settings(settings)),
     )
     app = create_app(box)
 

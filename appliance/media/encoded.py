@@ -12,6 +12,10 @@ from fractions import Fraction
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
+# What one RTP packet adds on the wire: RTP 12 + SRTP tag 10 + UDP 8 + IPv4 20 bytes.
+PACKET_OVERHEAD_BYTES = 50
+# Payload bytes per RTP packet when a VP8 frame is split (aiortc's packetizer stays under this).
+PACKET_PAYLOAD_BYTES = 1200
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
@@ -38,6 +42,12 @@ class EncodedFrame:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def wire_size(self) -> int:
+        """Bytes this frame takes on the wire once packetized (headers included)."""
+        packets = 1 + len(self.data) // PACKET_PAYLOAD_BYTES
+        return len(self.data) + packets * PACKET_OVERHEAD_BYTES
 
     def with_pts(self, pts: int) -> EncodedFrame:
         return replace(self, pts=pts)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
+from appliance.media.adaptation import Estimate, Plan
 from appliance.media.publication import Publication
 from appliance.media.slot import SlotTrack
 
@@ -35,6 +36,9 @@ class Participant:
     hand_raised: bool = False
     self_muted: bool = False
     breakout: int = 0  # 0: the main room
+    remote: bool = True  # until its address says it is on the clinic's LAN
+    plan: Plan | None = None  # what adaptation decided it receives (None: not yet)
+    link: Estimate | None = None
     last_spoke: float = 0.0
     events_sent: int = 0
 

@@ -40,6 +40,7 @@ class Publication:
         self.slots: set[SlotTrack] = set()
         self.muted = False
         self.frames_in = 0
+        self.bytes_in = 0  # wire bytes, headers included
         self.keyframe_requests = 0
         self.energy = 0.0  # 0 silent .. 1 loud, smoothed
         self._last_keyframe_request = 0.0
@@ -65,6 +66,7 @@ class Publication:
             if not isinstance(frame, EncodedFrame):
                 continue  # the forwarding seam is not installed for this receiver
             self.frames_in += 1
+            self.bytes_in += frame.wire_size
             if frame.kind == "audio":
                 self._measure(frame)
                 if self.muted:

@@ -25,10 +25,12 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
+from appliance.media.adaptation import AudioMode, Tier
+from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
 from appliance.media.sdp import BadOffer, parse_offer, shape_answer
-from appliance.media.slot import SlotTrack
+from appliance.media.slot import SlotTrack, Source
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Room:
         capacity: int = MAX_PARTICIPANTS,
         on_chat: ChatSink | None = None,
         on_empty: Callable[[str], None] | None = None,
+        adaptation: AdaptationSettings | None = None,
     ) -> None:
         self.id = room_id
         self.on_empty = on_empty
@@ -84,6 +87,11 @@ class Room:
         self._leaving: set[str] = set()
         # Breakout room of each participant id; absent means the main room (0).
         self.breakouts: dict[str, int] = {}
+        self.adaptation = RoomAdaptation(
+            adaptation or AdaptationSettings(),
+            lambda: list(self.participants.values()),
+            self.assign_slots,
+        )
 
     # --- joining and leaving --------------------------------------------------------
     async def join(
@@ -136,6 +144,8 @@ class Room:
         async def _on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
                 self._schedule_leave(me)
+            elif pc.connectionState == "connected" and self.participants.get(me.id) is me:
+                self.adaptation.connected(me)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=str(sdp), type="offer"))
@@ -154,6 +164,8 @@ class Room:
             (me.audio_slots if track.kind == "audio" else me.video_slots).append(track)
             # In pack mode the sender ignores PLI/FIR; route it to the publisher instead.
             transceiver.sender._send_keyframe = track.request_keyframe
+            track.sender = transceiver.sender
+            self.adaptation.tap(me, transceiver.sender)
         self.participants[participant_id] = me
         self._ensure_speaker_task()
         log.info("room %s: %s joined (%d in room)", self.id, participant_id, len(self.participants))
@@ -185,6 +197,7 @@ class Room:
         self._leaving.add(participant_id)
         try:
             del self.participants[participant_id]
+            self.adaptation.remove(me)
             for publication in me.publications.values():
                 await publication.stop()
             me.publications.clear()
@@ -207,6 +220,7 @@ class Room:
     async def close(self) -> None:
         for participant_id in list(self.participants):
             await self.leave(participant_id, announce=False)
+        await self.adaptation.stop()
         if self._speaker_task is not None:
             self._speaker_task.cancel()
             await asyncio.gather(self._speaker_task, return_exceptions=True)
@@ -231,20 +245,44 @@ class Room:
         )
 
     def assign_slots(self) -> None:
-        """Last-N: fill each subscriber's slots with the most relevant publishers."""
+        """Fill each subscriber's slots: its plan's tier per publisher, most relevant first."""
         for viewer in list(self.participants.values()):
             before = viewer.slot_map()
             ranked = self._video_rank(viewer)
-            video = [p.publications["video"] for p in ranked if "video" in p.publications]
+            video: list[Source] = []
+            for p in ranked:
+                source = self._video_source(viewer, p)
+                if source is not None:
+                    video.append(source)
             video = video[: min(viewer.last_n, len(viewer.video_slots))]
             audio_sources = [p for p in ranked if "audio" in p.publications]
             audio_sources.sort(key=lambda p: -p.publications["audio"].energy)
-            audio = [p.publications["audio"] for p in audio_sources[: len(viewer.audio_slots)]]
+            audio: list[Source] = [
+                p.publications["audio"] for p in audio_sources[: len(viewer.audio_slots)]
+            ]
+            if viewer.plan is not None and viewer.plan.audio is AudioMode.MIXED:
+                audio = self._mixed_audio(viewer, audio)
             _fill(viewer.video_slots, video)
             _fill(viewer.audio_slots, audio)
             after = viewer.slot_map()
             if after != before:
                 viewer.send({"type": "slots", **after})
+
+    def _video_source(self, viewer: Participant, publisher: Participant) -> Source | None:
+        """What `viewer` gets of `publisher`'s video under its plan (None: no video)."""
+        publication = publisher.publications.get("video")
+        if publication is None:
+            return None
+        if viewer.plan is None:
+            return publication  # not connected yet: nothing flows, nothing to decide
+        tier = viewer.plan.tiers.get(publisher.id, Tier.AUDIO_ONLY)
+        if tier is Tier.FORWARD:
+            return publication
+        return None
+
+    def _mixed_audio(self, viewer: Participant, forwarded: list[Source]) -> list[Source]:
+        """The mixed stream in the first audio slot, nothing in the others."""
+        return forwarded
 
     def set_last_n(self, participant_id: str, last_n: int) -> None:
         """How many videos a participant receives (the adaptation layer drives this)."""

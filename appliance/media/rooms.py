@@ -8,6 +8,8 @@ from typing import Any
 
 from aiortc import RTCSessionDescription
 
+from appliance.media.adaptive import AdaptationSettings
+from appliance.media.locality import on_link_networks
 from appliance.media.room import ChatSink, Room
 from appliance.media.seams import install_forwarding
 
@@ -17,8 +19,9 @@ log = logging.getLogger(__name__)
 class Rooms:
     """Room registry: rooms appear with their first participant and go with their last."""
 
-    def __init__(self) -> None:
+    def __init__(self, adaptation: AdaptationSettings | None = None) -> None:
         self.rooms: dict[str, Room] = {}
+        self.adaptation = adaptation or AdaptationSettings(tuple(on_link_networks()))
         self._breakouts: dict[str, dict[str, int]] = {}
 
     async def join(
@@ -36,7 +39,8 @@ class Rooms:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(
-                room_id, capacity=capacity, on_chat=on_chat, on_empty=self._on_empty
+                room_id, capacity=capacity, on_chat=on_chat, on_empty=self._on_empty,
+                adaptation=self.adaptation,
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
         try:

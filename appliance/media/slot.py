@@ -1,4 +1,4 @@
-"""A subscriber's receive slot: one outgoing track that shows one publication at a time.
+"""A subscriber's receive slot: one outgoing track that shows one source at a time.
 
 Clients offer a fixed set of receive-only m-lines (audio and video slots), so participants
 joining and leaving never renegotiate: the box switches what a slot shows, keeps its RTP
@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from appliance.media.encoded import EncodedFrame
 
-if TYPE_CHECKING:
-    from appliance.media.publication import Publication
+
+class Source(Protocol):
+    """What a slot can show: a publication, its low tier or presence, a mixed audio feed."""
+
+    participant_id: str
+    kind: str
+    slots: set[SlotTrack]
+
+    def request_keyframe(self) -> bool: ...
 
 VIDEO_QUEUE_FRAMES = 30  # two seconds at 15 fps
 AUDIO_QUEUE_PACKETS = 25  # half a second of 20 ms packets
@@ -32,7 +40,7 @@ class SlotTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self.mid = mid
-        self.source: Publication | None = None
+        self.source: Source | None = None
         self._queue: deque[EncodedFrame] = deque()
         self._limit = VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_PACKETS
         self._ready = asyncio.Event()
@@ -40,26 +48,28 @@ class SlotTrack(MediaStreamTrack):
         self._src_base: int | None = None
         self._out_base = 0
         self._last_out: int | None = None
+        self.sender: RTCRtpSender | None = None  # set once the transceiver exists
         self.frames_out = 0
+        self.bytes_out = 0  # wire bytes handed to the sender, headers included
         self.dropped = 0
 
     # --- source switching -------------------------------------------------------------
-    def attach(self, publication: Publication | None) -> None:
-        """Show `publication` in this slot from its next keyframe (None: show nothing)."""
-        if publication is self.source:
+    def attach(self, source: Source | None) -> None:
+        """Show `source` in this slot from its next keyframe (None: show nothing)."""
+        if source is self.source:
             return
         if self.source is not None:
             self.source.slots.discard(self)
-        self.source = publication
+        self.source = source
         self._queue.clear()
         self._src_base = None
         self._waiting_for_keyframe = self.kind == "video"
-        if publication is not None:
-            publication.slots.add(self)
-            publication.request_keyframe()
+        if source is not None:
+            source.slots.add(self)
+            source.request_keyframe()
 
-    def detach(self, publication: Publication) -> None:
-        if self.source is publication:
+    def detach(self, source: Source) -> None:
+        if self.source is source:
             self.attach(None)
 
     def request_keyframe(self) -> None:
@@ -69,15 +79,15 @@ class SlotTrack(MediaStreamTrack):
             self.source.request_keyframe()
 
     # --- frames in ------------------------------------------------------------------
-    def push(self, publication: Publication, frame: EncodedFrame) -> None:
-        if publication is not self.source or self.readyState != "live":
+    def push(self, source: Source, frame: EncodedFrame) -> None:
+        if source is not self.source or self.readyState != "live":
             return
         if self._waiting_for_keyframe:
             if not frame.keyframe:
                 self.dropped += 1
-                # Keep asking (rate-limited by the publication): an earlier request may have
+                # Keep asking (rate-limited by the source): an earlier request may have
                 # been lost, or sent before the publisher's transport was up.
-                publication.request_keyframe()
+                source.request_keyframe()
                 return
             self._waiting_for_keyframe = False
         elif frame.after_gap and not frame.keyframe:
@@ -90,7 +100,7 @@ class SlotTrack(MediaStreamTrack):
             self._queue.clear()
             if self.kind == "video":
                 self._waiting_for_keyframe = not frame.keyframe
-                publication.request_keyframe()
+                source.request_keyframe()
                 if not frame.keyframe:
                     return
         self._queue.append(self._retime(frame))
@@ -111,8 +121,10 @@ class SlotTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._ready.clear()
             await self._ready.wait()
+        frame = self._queue.popleft()
         self.frames_out += 1
-        return self._queue.popleft()
+        self.bytes_out += frame.wire_size
+        return frame
 
     def stop(self) -> None:
         super().stop()

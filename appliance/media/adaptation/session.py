@@ -103,11 +103,17 @@ class SessionAdaptation:
                 return base * gain, use
         return None
 
-    def tick(self, now: float, roster: list[Publisher]) -> dict[str, Update]:
-        """Decide every subscriber's plan now; roster is everyone publishing in the room."""
+    def tick(self, now: float, roster: list[Publisher],
+             groups: dict[str, int] | None = None) -> dict[str, Update]:
+        """Decide every subscriber's plan now; roster is everyone publishing in the room.
+
+        groups: breakout room of each participant id (absent: 0); a subscriber is planned only
+        for the publishers in its own group."""
         estimates: dict[str, Estimate] = {}
         demands = []
-        others_of = {sub: [p for p in roster if p.id != sub] for sub in self._subs}
+        group = (groups or {}).get
+        others_of = {sub: [p for p in roster if p.id != sub and group(p.id, 0) == group(sub, 0)]
+                     for sub in self._subs}
         for sub, entry in self._subs.items():
             others = others_of[sub]
             goal = self._next_rung(sub, entry, others)

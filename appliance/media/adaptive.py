@@ -1,0 +1,209 @@
+"""Adaptation driven from the room: RTCP in, plans out, notices to the clients.
+
+Every subscriber slot's `RTCRtpSender` hands its RTCP here (receiver reports: loss and RTT;
+REMB) before aiortc's own handling, and the room's tick (`TICK_S`) measures what each
+publication brings in and each subscriber is sent, asks `SessionAdaptation` for plans, keeps
+them on the participants (the room's `assign_slots` turns them into slot sources) and sends
+each notice to its client as a `quality` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCRtpSender
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
+
+from appliance.media.adaptation import Costs, Publisher, SessionAdaptation, UplinkBudget
+from appliance.media.locality import Network, is_lan, peer_address
+
+if TYPE_CHECKING:
+    from appliance.media.participant import Participant
+    from appliance.media.publication import Publication
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5
+# Smoothing of measured rates per tick (about a 1.5 s time constant at 0.5 s ticks).
+RATE_ALPHA = 0.3
+
+
+@dataclass(frozen=True)
+class AdaptationSettings:
+    """Box-wide adaptation settings: which networks are the clinic's, and its uplink."""
+
+    lan_networks: tuple[Network, ...] = ()
+    uplink_bps: float | None = None  # None: learnt from shared congestion
+
+
+class _Rate:
+    """Bits per second of a byte counter, smoothed over ticks."""
+
+    def __init__(self) -> None:
+        self.bps = 0.0
+        self._last: tuple[float, int] | None = None
+
+    def update(self, now: float, total_bytes: int) -> float:
+        if self._last is not None and now > self._last[0]:
+            sample = 8 * (total_bytes - self._last[1]) / (now - self._last[0])
+            self.bps += RATE_ALPHA * (sample - self.bps)
+        self._last = (now, total_bytes)
+        return self.bps
+
+
+class RoomAdaptation:
+    """The adaptation of one room; `apply` is the room's way to re-fill slots after a tick."""
+
+    def __init__(
+        self,
+        settings: AdaptationSettings,
+        participants: Callable[[], list[Participant]],
+        apply: Callable[[], None],
+        costs: Costs | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session = SessionAdaptation(UplinkBudget(settings.uplink_bps), costs)
+        self._participants = participants
+        self._apply = apply
+        self._subscribers: set[str] = set()
+        self._sent: dict[str, _Rate] = {}
+        self._received: dict[Publication, _Rate] = {}
+        self._last_rtcp: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+
+    # --- subscribers ------------------------------------------------------------------
+    def tap(self, participant: Participant, sender: RTCRtpSender) -> None:
+        """Route a slot sender's RTCP through the estimator of its subscriber first."""
+        original = sender._handle_rtcp_packet
+
+        async def handle(packet: Any) -> None:
+            self._on_rtcp(participant, sender, packet)
+            await original(packet)
+
+        sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+    def connected(self, participant: Participant) -> None:
+        """The participant's transport is up: classify its link and plan for it at once."""
+        if participant.id in self._subscribers:
+            return
+        address = peer_address(participant.pc)
+        remote = not is_lan(address, self.settings.lan_networks)
+        participant.remote = remote
+        self.session.add_subscriber(participant.id, time.monotonic(), remote=remote)
+        self._subscribers.add(participant.id)
+        self._sent[participant.id] = _Rate()
+        log.info("media: %s connected (%s link)", participant.id, "remote" if remote else "LAN")
+        self._ensure_task()
+        self.tick(time.monotonic())
+
+    def remove(self, participant: Participant) -> None:
+        self._subscribers.discard(participant.id)
+        self.session.remove_subscriber(participant.id)
+        self._sent.pop(participant.id, None)
+        self._last_rtcp.pop(participant.id, None)
+        for publication in participant.publications.values():
+            self._received.pop(publication, None)
+
+    # --- RTCP -------------------------------------------------------------------------
+    def _on_rtcp(self, participant: Participant, sender: RTCRtpSender, packet: Any) -> None:
+        if participant.id not in self._subscribers:
+            return
+        estimator = self.session.estimator(participant.id)
+        now = time.monotonic()
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            # One compound packet reaches every slot sender it reports on: judge it once.
+            if self._last_rtcp.get(participant.id) == id(packet):
+                return
+            self._last_rtcp[participant.id] = id(packet)
+            ours = {s.sender._ssrc for s in participant.all_slots() if s.sender is not None}
+            reports = [r for r in packet.reports if r.ssrc in ours]
+            if not reports:
+                return
+            loss = max(r.fraction_lost for r in reports) / 256
+            estimator.on_receiver_report(now, loss, _rtt(participant))
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, _ = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            estimator.on_remb(now, bitrate)
+
+    # --- the tick ---------------------------------------------------------------------
+    def _ensure_task(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick(time.monotonic())
+            except Exception:  # adaptation must never take the call down
+                log.exception("media: adaptation tick failed")
+
+    def tick(self, now: float) -> None:
+        """Measure, plan, apply and announce."""
+        self.ticks += 1
+        people = {p.id: p for p in self._participants()}
+        for sub in list(self._subscribers):
+            if sub not in people:
+                self._subscribers.discard(sub)
+                self.session.remove_subscriber(sub)
+        for sub in self._subscribers:
+            sent = sum(s.bytes_out for s in people[sub].all_slots())
+            self.session.set_sending(sub, self._sent[sub].update(now, sent))
+        updates = self.session.tick(
+            now, self._roster(now, list(people.values())),
+            groups={p.id: p.breakout for p in people.values()},
+        )
+        for sub, update in updates.items():
+            participant = people[sub]
+            participant.plan = update.plan
+            participant.link = update.estimate
+            for notice in update.notices:
+                participant.send(notice.event())
+        self._apply()
+
+    def _roster(self, now: float, people: list[Participant]) -> list[Publisher]:
+        spoke = sorted((p for p in people if p.last_spoke > 0), key=lambda p: -p.last_spoke)
+        rank = {p.id: i for i, p in enumerate(spoke)}
+        roster = []
+        for p in people:
+            rates: dict[str, int | None] = {"audio": None, "video": None}
+            for kind, publication in p.publications.items():
+                rate = self._received.setdefault(publication, _Rate())
+                bps = rate.update(now, publication.bytes_in)
+                rates[kind] = int(bps) if bps > 0 else None
+            roster.append(
+                Publisher(
+                    p.id,
+                    has_video="video" in p.publications,
+                    facilitator=p.is_facilitator,
+                    speaking_rank=rank.get(p.id),
+                    audio_bps=rates["audio"],
+                    video_bps=rates["video"],
+                )
+            )
+        return roster
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+def _rtt(participant: Participant) -> float | None:
+    """The lowest smoothed RTT among the subscriber's slot senders (aiortc keeps it private)."""
+    rtts = [
+        s.sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+        for s in participant.all_slots()
+        if s.sender is not None and s.sender._RTCRtpSender__rtt is not None  # type: ignore[attr-defined]
+    ]
+    return min(rtts) if rtts else None

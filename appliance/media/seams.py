@@ -7,8 +7,9 @@ loudly when an upgrade moves them:
   receivers running on a forwarding loop (the box's media loop) ours puts each reassembled
   frame on the track's queue as an `EncodedFrame` instead of decoding it; peer connections on
   any other loop (tests' clients, the low tier) keep aiortc's decoding.
-- `aiortc.rtcrtpreceiver.JitterBuffer`: the receiver builds its jitter buffer from this name;
-  ours bounds how long a lost packet can hold video.
+- `aiortc.rtcrtpreceiver.JitterBuffer`: the receiver builds its jitter buffer from this name
+  (on its own loop); ours bounds how long a lost packet can hold video, and audio receivers
+  on a forwarding loop get a buffer that releases each Opus packet as it arrives.
 - `RTCRtpSender._send_keyframe` (subscriber PLI/FIR) and `RTCRtpReceiver._send_rtcp_pli`
   (publisher PLI): in pack mode the sender ignores keyframe requests, so the SFU routes them.
 - `aioice.ice.get_host_addresses`: which local addresses ICE offers as host candidates.
@@ -26,7 +27,7 @@ import aioice.ice
 from aiortc import rtcrtpreceiver
 
 from appliance.media.encoded import PassthroughDecoder
-from appliance.media.jitter import BoundedJitterBuffer
+from appliance.media.jitter import BoundedJitterBuffer, ForwardingAudioBuffer
 
 _original_worker = rtcrtpreceiver.decoder_worker
 _original_host_addresses = aioice.ice.get_host_addresses
@@ -59,15 +60,34 @@ def _select_worker(
     output_q: asyncio.Queue,  # type: ignore[type-arg]
     decode_error: threading.Event,
 ) -> None:
-    worker = _passthrough_worker if loop in _forwarding_loops else _original_worker
+    worker = _passthrough_worker if is_forwarding_loop(loop) else _original_worker
     worker(loop, input_q, output_q, decode_error)
+
+
+def is_forwarding_loop(loop: asyncio.AbstractEventLoop | None = None) -> bool:
+    """True if receivers on `loop` (default: the running loop, if any) forward, not decode."""
+    if loop is None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+    return loop in _forwarding_loops
+
+
+def _select_jitter_buffer(
+    capacity: int, prefetch: int = 0, is_video: bool = False
+) -> BoundedJitterBuffer | ForwardingAudioBuffer:
+    # The receiver is built on its loop, so the running loop says whether it forwards.
+    if not is_video and is_forwarding_loop():
+        return ForwardingAudioBuffer(capacity, prefetch=prefetch)
+    return BoundedJitterBuffer(capacity, prefetch=prefetch, is_video=is_video)
 
 
 def install_forwarding(loop: asyncio.AbstractEventLoop) -> None:
     """Make remote tracks of peer connections on `loop` yield encoded frames (idempotent)."""
     _forwarding_loops.add(loop)
     rtcrtpreceiver.decoder_worker = _select_worker
-    rtcrtpreceiver.JitterBuffer = BoundedJitterBuffer  # type: ignore[misc]
+    rtcrtpreceiver.JitterBuffer = _select_jitter_buffer  # type: ignore[misc,assignment]
 
 
 def restrict_host_addresses(addresses: Sequence[str]) -> None:

@@ -1,6 +1,6 @@
 """The box end of a synthetic call in the lab: one room, ClinicBox's SFU or stock relaying.
 
-    python -m appliance.lab.callbox --mode clinicbox|stock --host 10.77.0.1
+    python -m appliance.lab.callbox --mode clinicbox|stock --host 10.77.0.1 [--lan 10.77.0.2/32,...]
 
 Run inside the lab's box host. Prints the TCP port it listens on, then answers line-JSON
 requests from `appliance.lab.caller`:
@@ -20,11 +20,14 @@ from typing import Any
 Join = Callable[[str, str, str], Awaitable[str]]
 
 
-def _joiner(mode: str) -> Join:
+def _joiner(mode: str, lan: str) -> Join:
     if mode == "clinicbox":
+        from appliance.media.adaptive import AdaptationSettings
+        from appliance.media.locality import parse_networks
         from appliance.media.rooms import Rooms
 
-        rooms = Rooms()
+        # The lab puts every host on one subnet: which are on the clinic LAN is said here.
+        rooms = Rooms(AdaptationSettings(tuple(parse_networks(lan))))
 
         async def join(pid: str, role: str, sdp: str) -> str:
             return (await rooms.join("lab", pid, role, pid, sdp, "offer")).sdp
@@ -40,9 +43,9 @@ def _joiner(mode: str) -> Join:
     raise SystemExit(f"unknown mode {mode!r}: clinicbox or stock")
 
 
-async def serve(mode: str, host: str) -> None:
+async def serve(mode: str, host: str, lan: str = "") -> None:
     """Answer joins until killed (the lab stops this process when it closes)."""
-    join = _joiner(mode)
+    join = _joiner(mode, lan)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
@@ -68,8 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Box end of a synthetic lab call.")
     parser.add_argument("--mode", required=True, choices=["clinicbox", "stock"])
     parser.add_argument("--host", required=True, help="address to listen on (the box host's)")
+    parser.add_argument("--lan", default="", help="the clinic LAN's networks, comma-separated")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.mode, args.host))
+    asyncio.run(serve(args.mode, args.host, args.lan))
 
 
 if __name__ == "__main__":

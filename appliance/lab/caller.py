@@ -58,6 +58,7 @@ TONE_STEP_HZ = 50.0  # one FFT bin of a 20 ms frame at 48 kHz
 TONE_PERIOD_S = TONES * AUDIO_PTIME_S
 BIN_S = 0.5
 RTP_HEADER_BYTES = 12
+MIX = "mix"  # what the box says an audio slot shows when it carries the mixed voices
 
 
 # --- the clip -----------------------------------------------------------------------------
@@ -176,6 +177,8 @@ class CallerReport:
     bytes_per_bin: list[int] = field(default_factory=list)
     max_loop_lag_ms: float = 0.0
     unrecognised_audio: int = 0
+    # [arrival_s, event] of the box's in-call events (slots, quality, ...)
+    events: list[list[Any]] = field(default_factory=list)
 
 
 class Recorder:
@@ -187,6 +190,17 @@ class Recorder:
         self.audio: dict[str, list[tuple[float, int, bytes]]] = {}
         self.video: dict[str, list[float]] = {}
         self.bytes_per_bin: list[int] = []
+        self.events: list[list[Any]] = []
+        self.showing: dict[str, str | None] = {}  # audio mid -> who the box says it shows
+
+    def on_event(self, message: object) -> None:
+        """An in-call event from the box's data channel."""
+        if not isinstance(message, str):
+            return
+        event = json.loads(message)
+        self.events.append([round(time.time() - self.t0, 3), event])
+        if event.get("type") == "slots":
+            self.showing = dict(event.get("audio") or {})
 
     def watch(self, receiver: RTCRtpReceiver, kind: str, mid: Callable[[], str | None]) -> None:
         """Wrap the receiver's RTP entry point (a private aiortc seam, pinned with aiortc)."""
@@ -201,8 +215,10 @@ class Recorder:
                 self.bytes_per_bin[index] += (RTP_HEADER_BYTES + len(packet.payload)
                                               + packet.padding_size)
             if kind == "audio" and packet.payload:
-                self.audio.setdefault(mid() or "?", []).append(
-                    (now, packet.sequence_number, packet.payload))
+                key = mid() or "?"
+                mixed = self.showing.get(key) == MIX
+                self.audio.setdefault(key, []).append(
+                    (now, packet.sequence_number, packet.payload, mixed))
             await original(packet, arrival_time_ms)
 
         receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
@@ -220,34 +236,47 @@ class Recorder:
 
     def report(self, pid: str) -> CallerReport:
         """Recognise each audio packet's tone, hence its send time; build the report."""
-        out = CallerReport(pid=pid, bytes_per_bin=self.bytes_per_bin)
+        out = CallerReport(pid=pid, bytes_per_bin=self.bytes_per_bin, events=self.events)
         out.video = {mid: [round(t, 4) for t in times] for mid, times in self.video.items()}
         for mid, packets in self.audio.items():
             decoder = None
             seen: set[int] = set()
             rows = []
-            for arrival, seq, payload in sorted(packets, key=lambda p: p[0]):
+            for arrival, seq, payload, mixed in sorted(packets, key=lambda p: p[0]):
                 if seq in seen:
                     continue
                 seen.add(seq)
                 tone = self.known.get(payload)
-                if tone is None:  # re-encoded on the way: decode and listen
-                    decoder = decoder or av.CodecContext.create("opus", "r")
-                    frames = decoder.decode(av.Packet(payload))
-                    if not frames:
-                        out.unrecognised_audio += 1
-                        continue
-                    pcm = frames[-1].to_ndarray()
-                    mono = pcm.mean(axis=0) if frames[-1].format.is_planar else pcm.reshape(
-                        -1, len(frames[-1].layout.channels)).mean(axis=1)
+                if tone is not None:
+                    rows.append([round(arrival - self.t0, 4),
+                                 round(delay_for(arrival - self.t0, tone), 4), 0])
+                    continue
+                # Re-encoded on the way (stock relaying, or the box's mix): decode and listen
+                # to each 20 ms of it (a mixed packet holds 60 ms).
+                decoder = decoder or av.CodecContext.create("opus", "r")
+                frames = decoder.decode(av.Packet(payload))
+                if not frames:
+                    out.unrecognised_audio += 1
+                    continue
+                pcm = np.concatenate([_mono(f) for f in frames])
+                chunks = len(pcm) // 960
+                for k in range(chunks):
                     # Decoding and encoding again delays the sound by both codecs' look-ahead
                     # (2 x 312 samples), so a re-encoded packet sounds loudest the tone of the
                     # packet before it (370 of 374 packets in a check of aiortc's codecs).
-                    tone = (tone_of(mono) + 1) % TONES
-                rows.append([round(arrival - self.t0, 4),
-                             round(delay_for(arrival - self.t0, tone), 4)])
+                    tone = (tone_of(pcm[k * 960:(k + 1) * 960]) + 1) % TONES
+                    # Each part's own tone says when it was sent: later parts, less delay.
+                    rows.append([round(arrival - self.t0, 4),
+                                 round(delay_for(arrival - self.t0, tone), 4), int(mixed)])
             out.audio[mid] = rows
         return out
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    pcm = frame.to_ndarray()
+    if frame.format.is_planar:
+        return pcm.mean(axis=0)
+    return pcm.reshape(-1, len(frame.layout.channels)).mean(axis=1)
 
 
 def delay_for(arrival_s: float, tone: int) -> float:
@@ -288,6 +317,8 @@ async def run(args: argparse.Namespace) -> CallerReport:
             transceiver.setCodecPreferences(_codecs(kind))
             recorder.watch(transceiver.receiver, kind, lambda t=transceiver: t.mid)
     tasks: list[asyncio.Task[None]] = []
+    channel = pc.createDataChannel("events")
+    channel.on("message", recorder.on_event)
 
     @pc.on("track")
     def _on_track(track: MediaStreamTrack) -> None:

@@ -90,20 +90,34 @@ class CallRun:
         """Audio a subscriber got from everyone else, sent within the window.
 
         On time: arrived within 400 ms of being sent. The longest gap is between packets that
-        arrived on time (what a listener can play), window edges included.
+        arrived on time (what a listener can play), window edges included, per voice. A part
+        of the box's mixed stream carries every voice at once (all publishers send tone n at
+        the same moment), so it counts once per expected voice and fills every voice's gaps.
         """
         w0, w1 = window
         expected = self._publishers(subscriber, "audio")
         streams = self.reports.get(subscriber, {}).get("audio", {})
-        on_time, delivered, gaps = 0, 0, []
+        on_time, delivered = 0, 0
+        voices: list[list[float]] = []
+        mixed: list[float] = []
+        present = 0
         for rows in streams.values():
-            delivered += sum(1 for a, d in rows if w0 <= a - d < w1)
-            good = sorted(a for a, d in rows if d <= ON_TIME_S and w0 <= a - d < w1)
+            inside = [r for r in rows if w0 <= r[0] - r[1] < w1]
+            own = [r for r in inside if not (len(r) > 2 and r[2])]
+            mix = [r for r in inside if len(r) > 2 and r[2]]
+            delivered += len(own) + expected * len(mix)
+            good = [r[0] for r in own if r[1] <= ON_TIME_S]
+            mixed += [r[0] for r in mix if r[1] <= ON_TIME_S]
             on_time += len(good)
-            edges = [w0, *good, w1]
+            if own:
+                voices.append(good)
+            present += 1 if rows else 0
+        on_time += expected * len(mixed)
+        voices += [[] for _ in range(max(0, expected - len(voices)))]
+        gaps = []
+        for good in voices:
+            edges = [w0, *sorted(good + mixed), w1]
             gaps.append(max(b - a for a, b in zip(edges, edges[1:], strict=False)))
-        present = sum(1 for rows in streams.values() if rows)
-        gaps += [w1 - w0] * max(0, expected - len(streams))
         sent = expected * round((w1 - w0) / AUDIO_PTIME_S)
 
         def pct(count: int) -> float:
@@ -111,6 +125,11 @@ class CallRun:
 
         return AudioStats(pct(on_time), pct(delivered), round(1000 * max(gaps, default=0.0)),
                           present)
+
+    def events(self, subscriber: str, kind: str) -> list[tuple[float, dict[str, Any]]]:
+        """The box's in-call events of one type a subscriber got, with arrival times."""
+        rows = self.reports.get(subscriber, {}).get("events", [])
+        return [(t, e) for t, e in rows if e.get("type") == kind]
 
     def video(self, subscriber: str, window: tuple[float, float], slots: int = 4) -> VideoStats:
         """Video frames a subscriber's slots completed within the window."""
@@ -184,8 +203,9 @@ def run_call(
     video_slots: int = 4,
 ) -> CallRun:
     """Run one call of `seconds` (from t0) in `mode` ("clinicbox" or "stock")."""
+    lan = ",".join(f"{hosts[s.name].ip}/32" for s in seats if s.link is None)
     box_proc = lab.python_module(box, "appliance.lab.callbox", "--mode", mode, "--host",
-                                 box.ip, stdout=subprocess.PIPE, text=True)
+                                 box.ip, "--lan", lan, stdout=subprocess.PIPE, text=True)
     try:
         port = _read_port(box_proc, timeout=30)
         late0, worst0, frames0 = _forwarder(lab)

@@ -99,13 +99,16 @@ def test_a_probe_the_sfu_never_filled_teaches_nothing():
     assert est.estimate_bps < 450_000
 
 
-def test_remb_below_what_is_sent_is_obeyed_above_it_is_not_a_cap():
+def test_a_remb_cut_below_what_is_sent_is_obeyed_a_ramp_or_an_echo_is_not():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=800_000))
     est.set_sending(600_000)
-    est.on_remb(1.0, 900_000)  # an echo of the incoming rate: says nothing about capacity
-    assert est.tick(1.0).estimate_bps == 800_000
-    est.on_remb(2.0, 400_000)  # the receiver cannot keep up
-    assert est.tick(2.0).estimate_bps == 400_000
+    for t, remb in ((1.0, 300_000), (1.5, 315_000), (2.0, 330_000)):
+        est.on_remb(t, remb)  # the receiver's own estimate ramping up from its start
+    assert est.tick(2.0).estimate_bps == 800_000
+    est.on_remb(3.0, 900_000)  # an echo of the incoming rate: says nothing about capacity
+    assert est.tick(3.0).estimate_bps == 800_000
+    est.on_remb(4.0, 400_000)  # it cut its estimate below what is sent: cannot keep up
+    assert est.tick(4.0).estimate_bps == 400_000
 
 
 def test_silence_drops_to_voice_then_restarts_low():

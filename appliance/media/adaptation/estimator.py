@@ -69,6 +69,9 @@ class EstimatorConfig:
     #: failing is not going to change soon: both then wait this long.
     long_probe_wait_s: float = 30.0
     silence_s: float = 3.0
+    #: A REMB is obeyed when it fell this much below the previous one (receivers' delay-based
+    #: estimators cut multiplicatively on overuse) and is below what is being sent.
+    remb_fall: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class DownlinkEstimator:
         self._next_far_probe = now
         self._failures = 0
         self._silent = False
+        self._last_remb: float | None = None
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -179,10 +183,15 @@ class DownlinkEstimator:
     def on_remb(self, now: float, bitrate_bps: float) -> None:
         """A REMB from the subscriber's browser: the most it wants to receive."""
         self._feedback(now)
-        # Below what is being sent, the receiver cannot keep up. Above it, a REMB only echoes
-        # the rate it was given (browsers cap it near 1.5x the incoming rate), so it says
-        # nothing about spare capacity and must not hold the estimate down.
-        if 0 < bitrate_bps < 0.95 * self._sending_bps and bitrate_bps < self._estimate:
+        # A receiver's estimator starts low and ramps up with what it gets (aiortc's and
+        # browsers' alike), so a REMB under what is sent is not by itself an overload: a cut
+        # is (a REMB that fell, below what is sent). Above what is sent, a REMB only echoes the
+        # rate it was given (browsers cap it near 1.5x the incoming rate), so it says nothing
+        # about spare capacity and must not hold the estimate down.
+        previous, self._last_remb = self._last_remb, bitrate_bps
+        fell = previous is not None and bitrate_bps < self.config.remb_fall * previous
+        if (fell and 0 < bitrate_bps < 0.95 * self._sending_bps
+                and bitrate_bps < self._estimate):
             if self._probe is not None:
                 self._end_probe(now, success=False)
             self._set_estimate(bitrate_bps)

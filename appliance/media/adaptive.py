@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from aiortc import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
 
-from appliance.media.adaptation import Costs, Publisher, SessionAdaptation, UplinkBudget
+from appliance.media.adaptation import (
+    Costs,
+    LinkState,
+    Publisher,
+    SessionAdaptation,
+    UplinkBudget,
+)
 from appliance.media.locality import Network, is_lan, peer_address
 
 if TYPE_CHECKING:
@@ -64,13 +70,16 @@ class RoomAdaptation:
         settings: AdaptationSettings,
         participants: Callable[[], list[Participant]],
         apply: Callable[[], None],
+        announce: Callable[[dict[str, Any], str], None],
         costs: Costs | None = None,
     ) -> None:
         self.settings = settings
         self.session = SessionAdaptation(UplinkBudget(settings.uplink_bps), costs)
         self._participants = participants
         self._apply = apply
-        self._subscribers: set[str] = set()
+        self._announce = announce
+        # Subscribers the session plans for, LAN (False) or remote (True); held seats stay.
+        self._remote: dict[str, bool] = {}
         self._sent: dict[str, _Rate] = {}
         self._received: dict[Publication, _Rate] = {}
         self._last_rtcp: dict[str, int] = {}
@@ -89,30 +98,37 @@ class RoomAdaptation:
         sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
     def connected(self, participant: Participant) -> None:
-        """The participant's transport is up: classify its link and plan for it at once."""
-        if participant.id in self._subscribers:
-            return
-        address = peer_address(participant.pc)
-        remote = not is_lan(address, self.settings.lan_networks)
-        participant.remote = remote
-        self.session.add_subscriber(participant.id, time.monotonic(), remote=remote)
-        self._subscribers.add(participant.id)
+        """The participant's transport is up: classify its link and plan for it at once.
+
+        A participant resuming a held seat keeps its estimator (which restarts carefully
+        after the silence) and its policy, so what it had is what it climbs back to."""
         self._sent[participant.id] = _Rate()
-        log.info("media: %s connected (%s link)", participant.id, "remote" if remote else "LAN")
+        if participant.id in self._remote:
+            participant.remote = self._remote[participant.id]
+        else:
+            address = peer_address(participant.pc)
+            participant.remote = not is_lan(address, self.settings.lan_networks)
+            self._remote[participant.id] = participant.remote
+            self.session.add_subscriber(
+                participant.id, time.monotonic(), remote=participant.remote
+            )
+            log.info(
+                "media: %s connected (%s link)",
+                participant.id, "remote" if participant.remote else "LAN",
+            )
         self._ensure_task()
         self.tick(time.monotonic())
 
-    def remove(self, participant: Participant) -> None:
-        self._subscribers.discard(participant.id)
-        self.session.remove_subscriber(participant.id)
-        self._sent.pop(participant.id, None)
-        self._last_rtcp.pop(participant.id, None)
-        for publication in participant.publications.values():
-            self._received.pop(publication, None)
+    def remove(self, participant_id: str) -> None:
+        """Forget a participant who left for good."""
+        if self._remote.pop(participant_id, None) is not None:
+            self.session.remove_subscriber(participant_id)
+        self._sent.pop(participant_id, None)
+        self._last_rtcp.pop(participant_id, None)
 
     # --- RTCP -------------------------------------------------------------------------
     def _on_rtcp(self, participant: Participant, sender: RTCRtpSender, packet: Any) -> None:
-        if participant.id not in self._subscribers:
+        if participant.id not in self._remote:
             return
         estimator = self.session.estimator(participant.id)
         now = time.monotonic()
@@ -151,23 +167,32 @@ class RoomAdaptation:
         """Measure, plan, apply and announce."""
         self.ticks += 1
         people = {p.id: p for p in self._participants()}
-        for sub in list(self._subscribers):
-            if sub not in people:
-                self._subscribers.discard(sub)
-                self.session.remove_subscriber(sub)
-        for sub in self._subscribers:
-            sent = sum(s.bytes_out for s in people[sub].all_slots())
-            self.session.set_sending(sub, self._sent[sub].update(now, sent))
+        for sub in self._remote:
+            if sub in people and sub in self._sent:
+                sent = sum(s.bytes_out for s in people[sub].all_slots())
+                self.session.set_sending(sub, self._sent[sub].update(now, sent))
+            else:
+                self.session.set_sending(sub, 0.0)  # a held seat: nothing goes out
         updates = self.session.tick(
             now, self._roster(now, list(people.values())),
             groups={p.id: p.breakout for p in people.values()},
         )
         for sub, update in updates.items():
-            participant = people[sub]
+            participant = people.get(sub)
+            if participant is None:
+                continue
+            silent = update.estimate.state is LinkState.SILENT
+            was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan
             participant.link = update.estimate
             for notice in update.notices:
                 participant.send(notice.event())
+            if silent != was_silent:
+                # No feedback for seconds: their link is cut. The others see it, not "left".
+                self._announce({"type": "participant", "participant": sub,
+                                "reconnecting": silent}, exclude=sub)
+        for publication in [p for p in self._received if p.participant_id not in people]:
+            del self._received[publication]
         self._apply()
 
     def _roster(self, now: float, people: list[Participant]) -> list[Publisher]:

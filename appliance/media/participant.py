@@ -35,6 +35,9 @@ class Participant:
     last_n: int = DEFAULT_LAST_N
     hand_raised: bool = False
     self_muted: bool = False
+    muted: bool = False  # by the facilitator: the box forwards none of their audio
+    leaving: bool = False  # said goodbye: a dropped connection is not held for them
+    resume: str = ""  # their seat's resume token, sent in the welcome event
     breakout: int = 0  # 0: the main room
     remote: bool = True  # until its address says it is on the clinic's LAN
     plan: Plan | None = None  # what adaptation decided it receives (None: not yet)

@@ -30,6 +30,7 @@ from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
 from appliance.media.sdp import BadOffer, parse_offer, shape_answer
+from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,13 @@ class Room:
         on_chat: ChatSink | None = None,
         on_empty: Callable[[str], None] | None = None,
         adaptation: AdaptationSettings | None = None,
+        grace_s: float = GRACE_S,
     ) -> None:
         self.id = room_id
+        self.grace_s = grace_s
+        # Seats of participants whose connection dropped, kept for `grace_s`.
+        self.held: dict[str, HeldSeat] = {}
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
         self.on_empty = on_empty
         self.capacity = min(capacity, MAX_PARTICIPANTS)
         self.on_chat = on_chat
@@ -91,20 +97,32 @@ class Room:
             adaptation or AdaptationSettings(),
             lambda: list(self.participants.values()),
             self.assign_slots,
+            self._announce,
         )
 
     # --- joining and leaving --------------------------------------------------------
+    @property
+    def is_empty(self) -> bool:
+        """Nobody in the call and no seat held for anyone coming back."""
+        return not self.participants and not self.held
+
     async def join(
-        self, participant_id: str, role: str, name: str, sdp: object, kind: object
+        self, participant_id: str, role: str, name: str, sdp: object, kind: object,
+        resume: object = None,
     ) -> RTCSessionDescription:
-        """Answer a participant's offer; a seat already taken by the same id is replaced."""
+        """Answer a participant's offer; a seat already taken by the same id is replaced.
+
+        With the resume token of a seat held for this participant, the seat comes back as it
+        was (mute, raised hand, data saver); without it, the participant starts afresh.
+        """
         offer = parse_offer(sdp, kind)
-        rejoining = participant_id in self.participants
+        held = self.held.get(participant_id)
+        rejoining = participant_id in self.participants or held is not None
         if self.locked and role != "facilitator" and not rejoining:
             raise RoomLocked("the room is locked; ask the facilitator to let you in")
-        if len(self.participants) >= self.capacity and not rejoining:
+        if len(self.participants) + len(self.held) >= self.capacity and not rejoining:
             raise RoomFull(f"the room is full ({self.capacity} people)")
-        if rejoining:
+        if participant_id in self.participants:
             await self.leave(participant_id, announce=False)
 
         # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
@@ -114,6 +132,10 @@ class Room:
         )
         me = Participant(id=participant_id, role=role, name=name, pc=pc)
         me.breakout = self.breakouts.get(participant_id, 0)
+        me.resume = new_resume_token()
+        resumed = held is not None and held.matches(resume)
+        if held is not None and resumed:
+            me.muted, me.hand_raised, me.last_n = held.muted, held.hand_raised, held.last_n
         slots: list[tuple[Any, SlotTrack]] = []
         for media in offer.media:
             if media.kind not in ("audio", "video"):
@@ -137,13 +159,13 @@ class Room:
         def _on_channel(channel: RTCDataChannel) -> None:
             me.channel = channel
             channel.on("message", lambda message: self._on_message(me, message))
-            channel.on("close", lambda: self._schedule_leave(me))
+            channel.on("close", lambda: self._schedule_hold(me))
             self._welcome(me)
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
-                self._schedule_leave(me)
+                self._schedule_hold(me)
             elif pc.connectionState == "connected" and self.participants.get(me.id) is me:
                 self.adaptation.connected(me)
 
@@ -166,11 +188,19 @@ class Room:
             transceiver.sender._send_keyframe = track.request_keyframe
             track.sender = transceiver.sender
             self.adaptation.tap(me, transceiver.sender)
+        if held is not None:
+            self._release_seat(participant_id)
+            if not resumed:
+                self.adaptation.remove(participant_id)  # a fresh start, estimate included
         self.participants[participant_id] = me
         self._ensure_speaker_task()
-        log.info("room %s: %s joined (%d in room)", self.id, participant_id, len(self.participants))
+        log.info(
+            "room %s: %s %s (%d in room)", self.id, participant_id,
+            "resumed" if resumed else "joined", len(self.participants),
+        )
         self._broadcast(
-            {"type": "participant", "participant": participant_id, "name": name, "role": role},
+            {"type": "participant", "participant": participant_id, "name": name, "role": role,
+             "resumed": resumed},
             exclude=me,
         )
         self.assign_slots()
@@ -178,6 +208,7 @@ class Room:
 
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
         publication = Publication(me.id, track, receiver)
+        publication.muted = track.kind == "audio" and me.muted
         old = me.publications.get(track.kind)
         if old is not None:
             asyncio.get_running_loop().create_task(old.stop())
@@ -185,19 +216,46 @@ class Room:
         publication.start()
         self.assign_slots()
 
-    def _schedule_leave(self, me: Participant) -> None:
+    def _schedule_hold(self, me: Participant) -> None:
         if self.participants.get(me.id) is me and me.id not in self._leaving:
-            asyncio.get_running_loop().create_task(self.leave(me.id))
+            if me.leaving:
+                asyncio.get_running_loop().create_task(self.leave(me.id))
+            else:
+                asyncio.get_running_loop().create_task(self.hold(me.id))
 
-    async def leave(self, participant_id: str, announce: bool = True) -> None:
-        """Close a participant's connection and everything the box held for it."""
+    async def hold(self, participant_id: str) -> None:
+        """The connection dropped: keep the seat for `grace_s`, tell the others."""
         me = self.participants.get(participant_id)
         if me is None or participant_id in self._leaving:
             return
-        self._leaving.add(participant_id)
+        await self._disconnect(me)
+        self.held[participant_id] = HeldSeat(
+            participant_id, me.role, me.name, me.resume, me.muted, me.hand_raised, me.last_n
+        )
+        self._expiries[participant_id] = asyncio.get_running_loop().call_later(
+            self.grace_s, self._expire, participant_id
+        )
+        log.info("room %s: %s reconnecting", self.id, participant_id)
+        self._broadcast(
+            {"type": "participant", "participant": participant_id, "reconnecting": True}
+        )
+        self.assign_slots()
+
+    def _expire(self, participant_id: str) -> None:
+        if self.held.get(participant_id) is not None:
+            asyncio.get_running_loop().create_task(self.leave(participant_id))
+
+    def _release_seat(self, participant_id: str) -> None:
+        self.held.pop(participant_id, None)
+        expiry = self._expiries.pop(participant_id, None)
+        if expiry is not None:
+            expiry.cancel()
+
+    async def _disconnect(self, me: Participant) -> None:
+        """Close a participant's connection and the media the box held for it."""
+        self._leaving.add(me.id)
         try:
-            del self.participants[participant_id]
-            self.adaptation.remove(me)
+            del self.participants[me.id]
             for publication in me.publications.values():
                 await publication.stop()
             me.publications.clear()
@@ -205,20 +263,33 @@ class Room:
                 slot.stop()
             await me.pc.close()
         finally:
-            self._leaving.discard(participant_id)
-        if self.pinned == participant_id:
+            self._leaving.discard(me.id)
+        if self.pinned == me.id:
             self.pinned = None
-        if self.speaker == participant_id:
+        if self.speaker == me.id:
             self.speaker = None
+
+    async def leave(self, participant_id: str, announce: bool = True) -> None:
+        """A participant leaves for good: their connection, held seat and adaptation go."""
+        me = self.participants.get(participant_id)
+        if participant_id in self._leaving:
+            return
+        was_held = participant_id in self.held
+        self._release_seat(participant_id)
+        if me is None and not was_held:
+            return
+        if me is not None:
+            await self._disconnect(me)
+        self.adaptation.remove(participant_id)
         log.info("room %s: %s left (%d in room)", self.id, participant_id, len(self.participants))
         if announce:
             self._broadcast({"type": "participant", "participant": participant_id, "left": True})
         self.assign_slots()
-        if not self.participants and self.on_empty is not None:
+        if self.is_empty and self.on_empty is not None:
             self.on_empty(self.id)
 
     async def close(self) -> None:
-        for participant_id in list(self.participants):
+        for participant_id in list(self.participants) + list(self.held):
             await self.leave(participant_id, announce=False)
         await self.adaptation.stop()
         if self._speaker_task is not None:
@@ -353,6 +424,10 @@ class Room:
                 "speaker": self.speaker,
                 "pinned": self.pinned,
                 "breakout": me.breakout,
+                "resume": me.resume,
+                "muted": me.muted,
+                "hand": me.hand_raised,
+                "reconnecting": sorted(self.held),
                 "participants": [
                     {"participant": p.id, "name": p.name, "role": p.role}
                     for p in self.participants.values()
@@ -364,6 +439,9 @@ class Room:
             if p is not me:
                 me.send({"type": "participant", "participant": p.id, "name": p.name})
         me.send({"type": "slots", **me.slot_map()})
+
+    def _announce(self, event: dict[str, Any], exclude_id: str) -> None:
+        self._broadcast(event, exclude=self.participants.get(exclude_id))
 
     def _broadcast(self, event: dict[str, Any], exclude: Participant | None = None) -> None:
         for p in list(self.participants.values()):
@@ -391,6 +469,8 @@ class Room:
         elif kind == "hand":
             me.hand_raised = bool(event.get("raised"))
             self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised})
+        elif kind == "leave":
+            me.leaving = True  # the channel's close that follows is a goodbye, not a drop
         elif kind == "self-mute":
             me.self_muted = bool(event.get("on"))
             self._broadcast(
@@ -424,6 +504,7 @@ class Room:
     def mute(self, participant_id: str, on: bool = True) -> None:
         """Stop (or resume) forwarding a participant's audio and tell everyone."""
         target = self.participants[participant_id]
+        target.muted = on
         audio = target.publications.get("audio")
         if audio is not None:
             audio.muted = on

@@ -12,6 +12,7 @@ from appliance.media.adaptive import AdaptationSettings
 from appliance.media.locality import on_link_networks
 from appliance.media.room import ChatSink, Room
 from appliance.media.seams import install_forwarding
+from appliance.media.seat import GRACE_S
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,11 @@ log = logging.getLogger(__name__)
 class Rooms:
     """Room registry: rooms appear with their first participant and go with their last."""
 
-    def __init__(self, adaptation: AdaptationSettings | None = None) -> None:
+    def __init__(
+        self, adaptation: AdaptationSettings | None = None, grace_s: float = GRACE_S
+    ) -> None:
         self.rooms: dict[str, Room] = {}
+        self.grace_s = grace_s
         self.adaptation = adaptation or AdaptationSettings(tuple(on_link_networks()))
         self._breakouts: dict[str, dict[str, int]] = {}
 
@@ -34,17 +38,18 @@ class Rooms:
         kind: object,
         capacity: int = 12,
         on_chat: ChatSink | None = None,
+        resume: object = None,
     ) -> RTCSessionDescription:
         install_forwarding(asyncio.get_running_loop())
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(
                 room_id, capacity=capacity, on_chat=on_chat, on_empty=self._on_empty,
-                adaptation=self.adaptation,
+                adaptation=self.adaptation, grace_s=self.grace_s,
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
         try:
-            return await room.join(participant_id, role, name, sdp, kind)
+            return await room.join(participant_id, role, name, sdp, kind, resume)
         finally:
             await self._drop_if_empty(room_id)
 
@@ -79,7 +84,7 @@ class Rooms:
 
     async def _drop_if_empty(self, room_id: str) -> None:
         room = self.rooms.get(room_id)
-        if room is not None and not room.participants:
+        if room is not None and room.is_empty:
             del self.rooms[room_id]
             await room.close()
 
@@ -96,6 +101,7 @@ class Rooms:
         return {
             "rooms": len(self.rooms),
             "participants": len(participants),
+            "held_seats": sum(len(r.held) for r in self.rooms.values()),
             "peer_connections": sum(1 for p in participants if p.pc.connectionState != "closed"),
             "publications": sum(len(p.publications) for p in participants),
             "slots": sum(len(p.all_slots()) for p in participants),

@@ -49,12 +49,15 @@ class Sfu:
         reply = self.client.post("/api/media/offer", json=body)
         return reply.status_code, reply.get_json()
 
-    async def join(self, peer: Peer, participant: str, role: str = "patient") -> None:
+    async def join(
+        self, peer: Peer, participant: str, role: str = "patient", resume: str | None = None
+    ) -> None:
         offer = await peer.offer()
         loop = asyncio.get_running_loop()
-        status, body = await loop.run_in_executor(
-            None, self.post_offer, {**offer, "token": self.token(participant, role)}
-        )
+        request = {**offer, "token": self.token(participant, role)}
+        if resume is not None:
+            request["resume"] = resume
+        status, body = await loop.run_in_executor(None, self.post_offer, request)
         assert status == 200, body
         await peer.accept(body)
         self.peers.append(peer)

@@ -91,6 +91,7 @@ def test_abrupt_close_is_noticed_and_nothing_is_left_behind(sfu: Sfu) -> None:
     async def scenario() -> None:
         peers = [Peer(f"c{i}") for i in range(3)]
         ids = [sfu.admit(f"C{i}") for i in range(3)]
+        sfu.box.rooms.grace_s = 2.0  # the dropped seat is held this long, then let go
         baseline = sfu.stats()["tasks"]
         for peer, pid in zip(peers, ids, strict=True):
             await sfu.join(peer, pid)
@@ -98,6 +99,9 @@ def test_abrupt_close_is_noticed_and_nothing_is_left_behind(sfu: Sfu) -> None:
         # The first client vanishes without a goodbye: its transport just stops.
         await peers[0].close()
         assert await wait_for(lambda: sfu.stats()["participants"] == 2, 40), sfu.stats()
+        assert await wait_for(
+            lambda: any(e.get("reconnecting") for e in peers[1].events), 5
+        )
         assert await wait_for(
             lambda: any(
                 e.get("type") == "participant" and e.get("left") for e in peers[1].events

@@ -252,6 +252,7 @@ class _Worker:
         while (item := self._next()) is not None:
             started = time.thread_time()
             if broken and not item.keyframe:
+                tier.decode_errors += 1
                 continue
             try:
                 pictures = decoder.decode(av.Packet(item.data))
@@ -259,7 +260,7 @@ class _Worker:
                 # Corrupt input: nothing decodes until the next keyframe.
                 broken = True
                 tier.decode_errors += 1
-                self._to_loop(tier.publication.request_keyframe)
+                self._to_loop(tier.resync)
                 continue
             broken = False
             for picture in pictures:
@@ -293,7 +294,7 @@ class LowTier:
         self.frames_decoded = 0
         self.frames_dropped = 0  # dropped because the worker fell behind
         self.frames_skipped = 0  # waiting for a keyframe (start, gap, after a drop)
-        self.decode_errors = 0
+        self.decode_errors = 0  # frames not decoded: corrupt, or after a corrupt one
         self.cpu_seconds = 0.0  # worker thread CPU time
         self._worker: _Worker | None = None
         self._finishing: list[threading.Thread] = []
@@ -349,8 +350,12 @@ class LowTier:
                                                frame.keyframe, outputs))
         self.frames_dropped += dropped
         if not decodable:
-            self._waiting_for_keyframe = True
-            self.publication.request_keyframe()
+            self.resync()
+
+    def resync(self) -> None:
+        """Skip the publisher's frames up to its next keyframe, and ask for one."""
+        self._waiting_for_keyframe = True
+        self.publication.request_keyframe()
 
     def detach(self, publication: Publication) -> None:
         """The publication stopped: nothing more can be derived from it."""

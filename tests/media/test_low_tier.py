@@ -294,6 +294,32 @@ def test_gap_skips_to_next_keyframe_and_asks_for_one(clip: list[EncodedFrame]) -
     asyncio.run(run())
 
 
+def test_corrupt_frame_waits_for_the_next_keyframe(clip: list[EncodedFrame]) -> None:
+    async def run() -> None:
+        publication = StandInPublication()
+        tier = LowTier(publication)  # type: ignore[arg-type]
+        low = Viewer(tier.low)
+        tier.update()
+        await feed(publication, tier, clip[:10])
+        requests = publication.keyframe_requests
+        garbage = replace(clip[10], data=bytes([0x01]) + bytes(range(256)) * 4)
+        await feed(publication, tier, [garbage, *clip[11:30]])
+        # The worker finds the frame corrupt; from then on frames are skipped (asking for a
+        # keyframe each time) until one comes.
+        assert tier.decode_errors >= 1 and tier.frames_decoded == 10
+        assert tier.decode_errors + tier.frames_skipped == 20
+        assert publication.keyframe_requests > requests
+        await feed(publication, tier, clip[30:40])
+        assert tier.frames_decoded == 20
+        await until(lambda: len(low.frames) == 20)
+        assert set(decoded_sizes(low.frames)) == {(320, 180)}
+
+        await tier.stop()
+        await low.close()
+
+    asyncio.run(run())
+
+
 def test_falling_behind_drops_oldest_and_restarts_at_a_keyframe(
     clip: list[EncodedFrame],
 ) -> None:

@@ -2,7 +2,8 @@
 
 A subscriber whose downlink cannot carry a publisher's forwarded stream is shown one of two
 outputs derived from a single decode of the publisher's VP8:
-- `low`: ~320x180 VP8 at ~120 kbps, at most 15 fps;
+- `low`: ~320x180 VP8 at ~100 kbps (~107 kbps with packet headers, inside the adaptation
+  ladder's `Costs.low_bps`), at most 15 fps;
 - `presence`: a ~160x90 thumbnail, one keyframe per second of the publisher's clock (intra
   only, so a subscriber can show any single frame it gets).
 
@@ -60,7 +61,7 @@ class OutputSpec:
     max_intra_pct: int
 
 
-LOW = OutputSpec("low", 320, 180, 120_000, CLOCK_HZ // 15, CLOCK_HZ // 60, intra_only=False,
+LOW = OutputSpec("low", 320, 180, 100_000, CLOCK_HZ // 15, CLOCK_HZ // 60, intra_only=False,
                  max_intra_pct=400)
 PRESENCE = OutputSpec("presence", 160, 90, 30_000, CLOCK_HZ, CLOCK_HZ // 30, intra_only=True,
                       max_intra_pct=100)

@@ -15,15 +15,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from itertools import pairwise
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from appliance.media.encoded import VIDEO_TIME_BASE, EncodedFrame
 from appliance.media.low_tier import DerivedVideo, LowTier, fit
+from appliance.media.publication import Publication
 from appliance.media.slot import SlotTrack
 
 pytestmark = pytest.mark.timeout(60)
@@ -358,6 +360,53 @@ def test_falling_behind_drops_oldest_and_restarts_at_a_keyframe(
         assert set(decoded_sizes(low.frames)) == {(320, 180)}
 
         await tier.stop()
+        await low.close()
+
+    asyncio.run(run())
+
+
+class ClipTrack(MediaStreamTrack):
+    """A publisher's remote track as the forwarding seam makes it: encoded frames, 15 fps."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[EncodedFrame]) -> None:
+        super().__init__()
+        self._frames = iter(frames)
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        await asyncio.sleep(1 / FPS)
+        frame = next(self._frames, None)
+        if frame is None:
+            self.stop()
+            raise MediaStreamError
+        return frame
+
+
+class NoSourcesYet:
+    """A receiver that has not heard from the publisher's SSRC yet: keyframe requests wait."""
+
+    def getSynchronizationSources(self) -> list[object]:  # noqa: N802 (aiortc's name)
+        return []
+
+
+def test_real_publication_pumps_into_the_tier_and_stopping_it_detaches(
+    clip: list[EncodedFrame],
+) -> None:
+    async def run() -> None:
+        receiver: Any = NoSourcesYet()
+        publication = Publication("attendance/2", ClipTrack(clip[:30]), receiver)
+        tier = LowTier(publication)
+        low = Viewer(tier.low)
+        tier.update()
+        publication.start()
+        await until(lambda: len(low.frames) >= 10)
+        assert tier.frames_decoded >= 10 and tier.frames_dropped == 0
+
+        await publication.stop()  # the publisher left: the tier lets go of its slots too
+        assert not tier.running and low.slot.source is None and not publication.slots
+        await tier.stop()
+        assert tier_threads() == 0
         await low.close()
 
     asyncio.run(run())

@@ -22,6 +22,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -233,9 +234,9 @@ class _Worker:
                 self._cond.wait()
             return None if self._closing else self._queue.popleft()
 
-    def _to_loop(self, callback: object, *args: object) -> None:
+    def _to_loop(self, callback: Callable[..., object], *args: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(callback, *args)  # type: ignore[arg-type]
+            self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:
             pass  # the loop closed under us: nobody is left to hand anything to
 

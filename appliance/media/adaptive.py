@@ -21,6 +21,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket
 
 from appliance.media.adaptation import (
     Costs,
+    EstimatorConfig,
     LinkState,
     Publisher,
     SessionAdaptation,
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5
+# Where a remote subscriber's estimate starts: it may be GPRS, so voices and a thumbnail
+# first; probes find the rest (LAN subscribers start at the top).
+REMOTE_INITIAL_BPS = 150_000
 # Smoothing of measured rates per tick (about a 1.5 s time constant at 0.5 s ticks).
 RATE_ALPHA = 0.3
 
@@ -74,7 +78,10 @@ class RoomAdaptation:
         costs: Costs | None = None,
     ) -> None:
         self.settings = settings
-        self.session = SessionAdaptation(UplinkBudget(settings.uplink_bps), costs)
+        self.session = SessionAdaptation(
+            UplinkBudget(settings.uplink_bps), costs,
+            EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS),
+        )
         self._participants = participants
         self._apply = apply
         self._announce = announce
@@ -225,10 +232,15 @@ class RoomAdaptation:
 
 
 def _rtt(participant: Participant) -> float | None:
-    """The lowest smoothed RTT among the subscriber's slot senders (aiortc keeps it private)."""
-    rtts = [
-        s.sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+    """The median smoothed RTT of the subscriber's slot senders (aiortc keeps it private).
+
+    aiortc reads an RTT from any report block whose LSR matches its last SR; the few that come
+    out at or below zero (a report crossing a newer SR) say nothing and are left out."""
+    rtts = sorted(
+        rtt
         for s in participant.all_slots()
-        if s.sender is not None and s.sender._RTCRtpSender__rtt is not None  # type: ignore[attr-defined]
-    ]
-    return min(rtts) if rtts else None
+        if s.sender is not None
+        and (rtt := s.sender._RTCRtpSender__rtt) is not None  # type: ignore[attr-defined]
+        and rtt > 0.0005
+    )
+    return rtts[len(rtts) // 2] if rtts else None

@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
+from appliance.media.low_tier import LowTier
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
 from appliance.media.sdp import BadOffer, parse_offer, shape_answer
@@ -91,6 +92,8 @@ class Room:
         self._challenger: tuple[str, int] | None = None
         self._speaker_task: asyncio.Task[None] | None = None
         self._leaving: set[str] = set()
+        # Shared low tier and presence of each video publication someone needs them of.
+        self.low_tiers: dict[Publication, LowTier] = {}
         # Breakout room of each participant id; absent means the main room (0).
         self.breakouts: dict[str, int] = {}
         self.adaptation = RoomAdaptation(
@@ -292,6 +295,9 @@ class Room:
         for participant_id in list(self.participants) + list(self.held):
             await self.leave(participant_id, announce=False)
         await self.adaptation.stop()
+        for tier in self.low_tiers.values():
+            await tier.stop()
+        self.low_tiers.clear()
         if self._speaker_task is not None:
             self._speaker_task.cancel()
             await asyncio.gather(self._speaker_task, return_exceptions=True)
@@ -338,6 +344,19 @@ class Room:
             after = viewer.slot_map()
             if after != before:
                 viewer.send({"type": "slots", **after})
+        self._update_low_tiers()
+
+    def _update_low_tiers(self) -> None:
+        """Run each low tier only while a slot shows it; drop those of gone publications."""
+        current = {
+            pub for p in self.participants.values() for pub in p.publications.values()
+        }
+        for publication, tier in list(self.low_tiers.items()):
+            if publication in current and any(o.slots for o in tier.outputs):
+                tier.update()
+                continue
+            del self.low_tiers[publication]
+            asyncio.get_running_loop().create_task(tier.stop())
 
     def _video_source(self, viewer: Participant, publisher: Participant) -> Source | None:
         """What `viewer` gets of `publisher`'s video under its plan (None: no video)."""
@@ -345,11 +364,17 @@ class Room:
         if publication is None:
             return None
         if viewer.plan is None:
-            return publication  # not connected yet: nothing flows, nothing to decide
+            # Not connected yet: video queued now would reach a weak link as one burst.
+            return None
         tier = viewer.plan.tiers.get(publisher.id, Tier.AUDIO_ONLY)
         if tier is Tier.FORWARD:
             return publication
-        return None
+        if tier is Tier.AUDIO_ONLY:
+            return None
+        derived = self.low_tiers.get(publication)
+        if derived is None:
+            derived = self.low_tiers[publication] = LowTier(publication)
+        return derived.low if tier is Tier.LOW else derived.presence
 
     def _mixed_audio(self, viewer: Participant, forwarded: list[Source]) -> list[Source]:
         """The mixed stream in the first audio slot, nothing in the others."""

@@ -107,6 +107,10 @@ def test_a_remb_cut_below_what_is_sent_is_obeyed_a_ramp_or_an_echo_is_not():
     assert est.tick(2.0).estimate_bps == 800_000
     est.on_remb(3.0, 900_000)  # an echo of the incoming rate: says nothing about capacity
     assert est.tick(3.0).estimate_bps == 800_000
+    est.on_remb(3.5, 700_000)  # a cut, but reports are clean: the estimator's own wobble
+    assert est.tick(3.5).estimate_bps == 800_000
+    est.on_receiver_report(3.8, 0.05, None)  # some loss: trouble, though not enough to cut
+    assert est.tick(3.8).estimate_bps == 800_000
     est.on_remb(4.0, 400_000)  # it cut its estimate below what is sent: cannot keep up
     assert est.tick(4.0).estimate_bps == 400_000
 

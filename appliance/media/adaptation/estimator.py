@@ -70,7 +70,8 @@ class EstimatorConfig:
     long_probe_wait_s: float = 30.0
     silence_s: float = 3.0
     #: A REMB is obeyed when it fell this much below the previous one (receivers' delay-based
-    #: estimators cut multiplicatively on overuse) and is below what is being sent.
+    #: estimators cut multiplicatively on overuse), is below what is being sent, and the
+    #: last receiver report showed loss or a queue.
     remb_fall: float = 0.9
 
 
@@ -122,6 +123,7 @@ class DownlinkEstimator:
         self._failures = 0
         self._silent = False
         self._last_remb: float | None = None
+        self._troubled = False  # the last receiver report showed loss or a queue
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class DownlinkEstimator:
         self._feedback(now)
         cfg = self.config
         loss = min(1.0, max(0.0, loss_fraction))
+        self._troubled = loss > cfg.low_loss or self._rtt_inflated(rtt_s)
         self._loss += cfg.loss_weight * (loss - self._loss)
         if rtt_s is not None and rtt_s > 0:
             self._srtt = rtt_s if self._srtt is None else self._srtt + cfg.rtt_weight * (
@@ -183,14 +186,15 @@ class DownlinkEstimator:
     def on_remb(self, now: float, bitrate_bps: float) -> None:
         """A REMB from the subscriber's browser: the most it wants to receive."""
         self._feedback(now)
-        # A receiver's estimator starts low and ramps up with what it gets (aiortc's and
-        # browsers' alike), so a REMB under what is sent is not by itself an overload: a cut
-        # is (a REMB that fell, below what is sent). Above what is sent, a REMB only echoes the
+        # A receiver's estimator starts low, ramps up with what it gets and wobbles (aiortc's
+        # by tens of percent), so a REMB under what is sent is not by itself an overload. It
+        # sets how far to cut when the receiver cut it (a REMB that fell, below what is sent)
+        # while receiver reports show trouble too. Above what is sent, a REMB only echoes the
         # rate it was given (browsers cap it near 1.5x the incoming rate), so it says nothing
         # about spare capacity and must not hold the estimate down.
         previous, self._last_remb = self._last_remb, bitrate_bps
         fell = previous is not None and bitrate_bps < self.config.remb_fall * previous
-        if (fell and 0 < bitrate_bps < 0.95 * self._sending_bps
+        if (fell and self._troubled and 0 < bitrate_bps < 0.95 * self._sending_bps
                 and bitrate_bps < self._estimate):
             if self._probe is not None:
                 self._end_probe(now, success=False)

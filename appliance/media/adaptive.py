@@ -196,8 +196,9 @@ class RoomAdaptation:
                 participant.send(notice.event())
             if silent != was_silent:
                 # No feedback for seconds: their link is cut. The others see it, not "left".
-                self._announce({"type": "participant", "participant": sub,
-                                "reconnecting": silent}, exclude=sub)
+                self._announce(
+                    {"type": "participant", "participant": sub, "reconnecting": silent}, sub
+                )
         for publication in [p for p in self._received if p.participant_id not in people]:
             del self._received[publication]
         self._apply()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", required=True, help="address to listen on (the box host's)")
     parser.add_argument("--lan", default="", help="the clinic LAN's networks, comma-separated")
     args = parser.parse_args(argv)
+    # Adaptation decisions at DEBUG (ids and rates only) when CLINICBOX_LAB_LOG=DEBUG.
+    logging.basicConfig(level=os.environ.get("CLINICBOX_LAB_LOG", "WARNING").upper(),
+                        format="%(asctime)s %(message)s")
     asyncio.run(serve(args.mode, args.host, args.lan))
 
 

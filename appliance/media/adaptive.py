@@ -90,6 +90,8 @@ class RoomAdaptation:
         self._sent: dict[str, _Rate] = {}
         self._received: dict[Publication, _Rate] = {}
         self._last_rtcp: dict[str, int] = {}
+        # (subscriber, ssrc) -> (extended highest sequence, cumulative lost) of the last report
+        self._counters: dict[tuple[str, int], tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
 
@@ -132,6 +134,8 @@ class RoomAdaptation:
             self.session.remove_subscriber(participant_id)
         self._sent.pop(participant_id, None)
         self._last_rtcp.pop(participant_id, None)
+        for key in [k for k in self._counters if k[0] == participant_id]:
+            del self._counters[key]
 
     # --- RTCP -------------------------------------------------------------------------
     def _on_rtcp(self, participant: Participant, sender: RTCRtpSender, packet: Any) -> None:
@@ -144,18 +148,43 @@ class RoomAdaptation:
             if self._last_rtcp.get(participant.id) == id(packet):
                 return
             self._last_rtcp[participant.id] = id(packet)
-            ours = {s.sender._ssrc for s in participant.all_slots() if s.sender is not None}
-            reports = [r for r in packet.reports if r.ssrc in ours]
+            senders = {
+                s.sender._ssrc: s.sender for s in participant.all_slots() if s.sender is not None
+            }
+            reports = [r for r in packet.reports if r.ssrc in senders]
             if not reports:
                 return
-            loss = max(r.fraction_lost for r in reports) / 256
-            estimator.on_receiver_report(now, loss, _rtt(participant))
+            loss = self._interval_loss(participant.id, reports)
+            rtts = sorted(
+                rtt for r in reports if (rtt := _raw_rtt(senders[r.ssrc], r)) is not None
+            )
+            estimator.on_receiver_report(now, loss, rtts[len(rtts) // 2] if rtts else None)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             estimator.on_remb(now, bitrate)
+
+    def _interval_loss(self, sub: str, reports: list[Any]) -> float:
+        """Packets lost since the last report over packets expected, all streams together.
+
+        Each block's own fraction weighs a 50 packet/s voice like a 1 packet/s thumbnail;
+        counting packets from the cumulative fields does not."""
+        expected = lost = 0
+        for r in reports:
+            key = (sub, r.ssrc)
+            before = self._counters.get(key)
+            self._counters[key] = (r.highest_sequence, r.packets_lost)
+            if before is None:
+                continue
+            span = (r.highest_sequence - before[0]) & 0xFFFFFFFF
+            if 0 < span < 1 << 16:
+                expected += span
+                lost += max(0, r.packets_lost - before[1])
+        if expected == 0:
+            return sum(r.fraction_lost for r in reports) / len(reports) / 256
+        return min(1.0, lost / expected)
 
     # --- the tick ---------------------------------------------------------------------
     def _ensure_task(self) -> None:
@@ -192,6 +221,14 @@ class RoomAdaptation:
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan
             participant.link = update.estimate
+            log.debug(
+                "media: %s %s allowance %.0f estimate %.0f loss %.3f rtt %s sending %.0f "
+                "audio %s video %s", sub, update.estimate.state.value,
+                update.estimate.allowance_bps, update.estimate.estimate_bps,
+                update.estimate.loss, update.estimate.rtt_s, self._sent[sub].bps,
+                update.plan.audio.value,
+                ",".join(f"{p}:{t.name.lower()}" for p, t in update.plan.tiers.items()),
+            )
             for notice in update.notices:
                 participant.send(notice.event())
             if silent != was_silent:
@@ -232,16 +269,15 @@ class RoomAdaptation:
             self._task = None
 
 
-def _rtt(participant: Participant) -> float | None:
-    """The median smoothed RTT of the subscriber's slot senders (aiortc keeps it private).
+def _raw_rtt(sender: RTCRtpSender, report: Any) -> float | None:
+    """This report block's RTT (RFC 3550 6.4.1), from the sender's last SR.
 
-    aiortc reads an RTT from any report block whose LSR matches its last SR; the few that come
-    out at or below zero (a report crossing a newer SR) say nothing and are left out."""
-    rtts = sorted(
-        rtt
-        for s in participant.all_slots()
-        if s.sender is not None
-        and (rtt := s.sender._RTCRtpSender__rtt) is not None  # type: ignore[attr-defined]
-        and rtt > 0.0005
-    )
-    return rtts[len(rtts) // 2] if rtts else None
+    aiortc keeps only an RTT smoothed with alpha 0.85, too slow to judge a probe, and the time
+    of its last SR privately; a block about an older SR, or with no delay since, says nothing.
+    """
+    lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
+    sent = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
+    if lsr is None or sent is None or report.lsr != lsr or not report.dlsr:
+        return None
+    rtt = time.time() - sent - report.dlsr / 65536
+    return rtt if rtt > 0 else None

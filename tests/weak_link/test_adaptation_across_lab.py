@@ -63,8 +63,9 @@ RANK = {"audio_only": 0, "presence": 1, "low": 2, "forward": 3}
 def test_rate_step_tier_falls_and_comes_back_while_the_lan_keeps_full_rate(
     lab: Lab, tmp_path: Path
 ) -> None:
-    # RMCAT 5.1's shape, shortened: plenty, then a step down to less than two videos, then back.
-    steps = [(0.0, 2500), (16.0, 300), (26.0, 2500)]
+    # RMCAT 5.1's shape, shortened and deeper (two LAN videos fit 600 kbps): plenty, then less
+    # than two forwarded videos, then 1 Mbps.
+    steps = [(0.0, 2500), (16.0, 300), (26.0, 1000)]
     link = Profile("step", tuple(Step(t, Shape(k, 50), Shape(k, 50)) for t, k in steps))
     run = _call(lab, tmp_path, Seat("p1", link=link), seconds=42.0)
     video = [(e.get("publisher"), e["from"], e["to"], t) for t, e in run.events("p1", "quality")

@@ -195,10 +195,13 @@ class DownlinkEstimator:
         previous, self._last_remb = self._last_remb, bitrate_bps
         fell = previous is not None and bitrate_bps < self.config.remb_fall * previous
         if (fell and self._troubled and 0 < bitrate_bps < 0.95 * self._sending_bps
-                and bitrate_bps < self._estimate):
+                and bitrate_bps < self._estimate
+                and now - self._last_decrease >= self.config.decrease_interval_s):
             if self._probe is not None:
                 self._end_probe(now, success=False)
-            self._set_estimate(bitrate_bps)
+            # At most halve what is sent in one cut: a receiver's estimator can overshoot
+            # downwards by far more than the link did (aiortc's has reported 20 kbps on 300).
+            self._set_estimate(max(bitrate_bps, 0.5 * self._sending_bps))
             self._last_decrease = now
             self._clean_since = None
 

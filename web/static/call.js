@@ -10,6 +10,8 @@
   // leaving renegotiates; the box says which participant each slot (by mid) shows.
   var AUDIO_SLOTS = 11, VIDEO_SLOTS = 4;
   var me = null, names = {}, mutedBy = {}, tracks = {}, slots = { audio: {}, video: {} };
+  // The seat's resume token (from welcome) and the reconnect attempts made for this drop.
+  var resume = null, away = {}, retries = 0, leaving = false;
 
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
@@ -63,7 +65,8 @@
     var t = $("tile-" + id); if (!t) { return; }
     if (label) { names[id] = label; }
     var name = label || names[id] || "Participant";
-    t.querySelector("figcaption").textContent = name + (mutedBy[id] ? " (muted)" : "");
+    t.querySelector("figcaption").textContent = name + (mutedBy[id] ? " (muted)" : "") +
+      (away[id] ? " (reconnecting)" : "");
     Array.prototype.forEach.call(t.querySelectorAll(".tile-action"), function (b) {
       if (b.dataset.action === "mute") { b.textContent = mutedBy[id] ? "Unmute" : "Mute"; }
       b.setAttribute("aria-label", b.textContent + " (" + name + ")");
@@ -150,11 +153,15 @@
     } else if (msg.type === "removed") {
       leave("The facilitator removed you from the call.");
     } else if (msg.type === "welcome") {
-      me = msg.participant;
+      me = msg.participant; resume = msg.resume || null; retries = 0;
       (msg.participants || []).forEach(function (p) { tile(p.participant, p.name); });
     } else if (msg.type === "participant" && msg.left) {
       var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }
+      delete away[msg.participant];
+    } else if (msg.type === "participant" && msg.reconnecting !== undefined) {
+      away[msg.participant] = !!msg.reconnecting; caption(msg.participant);
     } else if (msg.type === "participant" && msg.name) {
+      delete away[msg.participant];
       tile(msg.participant); caption(msg.participant, msg.name);
     } else if (msg.type === "slots") {
       slots = { audio: msg.audio || {}, video: msg.video || {} }; render();
@@ -181,6 +188,34 @@
   function join() {
     $("join-btn").disabled = true;
     state.saver = $("start-audio-only").checked;
+    connect()
+      .then(function () {
+        $("precheck").hidden = true; $("room").hidden = false;
+        var self = tile("self", "You"); self.replaceChild($("preview"), self.querySelector("video"));
+        if (state.saver) { setSaver(true); }
+        statsTimer = setInterval(quality, 2000);
+      })
+      .catch(function (err) {
+        say("Could not join the call: " + err.message); $("join-btn").disabled = false;
+      });
+  }
+
+  // aiortc has no ICE restart: after a drop, a new connection offers again with the seat's
+  // resume token and gets the same seat back (mute, hand, room) within the box's grace.
+  function reconnect() {
+    if (leaving || retries >= 6) {
+      if (!leaving) { say("The connection was lost. Reload the page to join again."); }
+      return;
+    }
+    retries += 1;
+    say("Connection lost. Reconnecting…");
+    var old = pc; pc = null; if (old) { old.close(); }
+    setTimeout(function () {
+      connect().then(function () { say("Reconnected."); }).catch(reconnect);
+    }, 1000 * Math.min(8, Math.pow(2, retries - 1)));
+  }
+
+  function connect() {
     // max-bundle: the box (aiortc) runs every m-line over one transport.
     pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
     channel = pc.createDataChannel("events");
@@ -200,33 +235,25 @@
       if (e.track.kind === "video" && state.saver) { e.track.enabled = false; }
       render();
     };
+    var mine = pc;
     pc.onconnectionstatechange = function () {
-      if (pc.connectionState === "failed") { say("The connection was lost. Trying again may help."); }
+      if (mine === pc && mine.connectionState === "failed") { reconnect(); }
     };
-    pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
+    return pc.createOffer().then(function (o) { return pc.setLocalDescription(o); })
       .then(gathered)
       .then(function () {
         return fetch(root.dataset.offerUrl, {
           method: "POST",
           headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
           body: JSON.stringify({ token: root.dataset.token, sdp: pc.localDescription.sdp,
-            type: pc.localDescription.type })
+            type: pc.localDescription.type, resume: resume })
         });
       })
       .then(function (r) {
         if (!r.ok) { return r.json().then(function (j) { throw new Error(j.message); }); }
         return r.json();
       })
-      .then(function (answer) { return pc.setRemoteDescription(answer); })
-      .then(function () {
-        $("precheck").hidden = true; $("room").hidden = false;
-        var self = tile("self", "You"); self.replaceChild($("preview"), self.querySelector("video"));
-        if (state.saver) { setSaver(true); }
-        statsTimer = setInterval(quality, 2000);
-      })
-      .catch(function (err) {
-        say("Could not join the call: " + err.message); $("join-btn").disabled = false;
-      });
+      .then(function (answer) { return pc.setRemoteDescription(answer); });
   }
 
   // The box answers once, without trickle ICE: send the offer when candidates are gathered
@@ -263,8 +290,11 @@
     say(on ? "Audio only: video is off to save data." : "");
   }
   function leave(message) {
+    leaving = true;
     clearInterval(statsTimer); clearInterval(stateTimer);
-    if (pc) { pc.close(); }
+    send({ type: "leave" });   // a goodbye: the box does not hold the seat
+    var last = pc; pc = null;
+    if (last) { setTimeout(function () { last.close(); }, 300); }  // let the goodbye leave
     if (local) { local.getTracks().forEach(function (t) { t.stop(); }); }
     say(message || "");
   }

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lan", default="", help="the clinic LAN's networks, comma-separated")
     args = parser.parse_args(argv)
     # Adaptation decisions at DEBUG (ids and rates only) when CLINICBOX_LAB_LOG=DEBUG.
-    logging.basicConfig(level=os.environ.get("CLINICBOX_LAB_LOG", "WARNING").upper(),
-                        format="%(asctime)s %(message)s")
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(message)s")
+    logging.getLogger("appliance").setLevel(os.environ.get("CLINICBOX_LAB_LOG", "WARNING").upper())
     asyncio.run(serve(args.mode, args.host, args.lan))
 
 

@@ -68,6 +68,10 @@ class Clip:
 
     video: list[tuple[bytes, bool]]  # (frame, keyframe)
     audio: list[bytes]  # audio[k] sounds tone k
+    # The same tones 24 dB quieter: participants who are not speaking. Mixed with a speaker,
+    # the speaker's tone stands out; identical loud tones from several publishers would
+    # interfere in a mix and could not be read back.
+    quiet: list[bytes] = field(default_factory=list)
 
     @classmethod
     def encode(cls, width: int = 320, height: int = 180, video_kbps: int = 150,
@@ -88,39 +92,45 @@ class Clip:
             frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
             frame.pts = n
             video.extend((bytes(p), p.is_keyframe) for p in vp8.encode(frame))
-        opus = av.CodecContext.create("libopus", "w")
-        opus.sample_rate, opus.layout, opus.format = 48000, "mono", "s16"
-        opus.bit_rate = 24000
-        samples = int(48000 * AUDIO_PTIME_S)
-        audio: list[bytes] = []
-        # One pass to prime the encoder, a second whose packets are kept: packet k then
-        # follows tone k-1 as it does in the loop.
-        for keep in (False, True):
-            for k in range(TONES):
-                t = (np.arange(samples) + k * samples) / 48000
-                pcm = (8000 * np.sin(2 * np.pi * tone_hz(k) * t)).astype(np.int16)
-                frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16",
-                                                   layout="mono")
-                frame.sample_rate = 48000
-                frame.pts = (k + TONES * keep) * samples
-                packets = [bytes(p) for p in opus.encode(frame)]
-                if keep:
-                    audio.extend(packets)
-        if len(audio) < TONES:  # the encoder's look-ahead holds the last packets back
-            audio.extend(bytes(p) for p in opus.encode(None))
-        return cls(video=video, audio=audio[:TONES])
+        return cls(video=video, audio=_tones(8000), quiet=_tones(500))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({
             "video": [[base64.b64encode(d).decode(), k] for d, k in self.video],
             "audio": [base64.b64encode(d).decode() for d in self.audio],
+            "quiet": [base64.b64encode(d).decode() for d in self.quiet],
         }))
 
     @classmethod
     def load(cls, path: Path) -> Clip:
         data = json.loads(path.read_text())
         return cls(video=[(base64.b64decode(d), bool(k)) for d, k in data["video"]],
-                   audio=[base64.b64decode(d) for d in data["audio"]])
+                   audio=[base64.b64decode(d) for d in data["audio"]],
+                   quiet=[base64.b64decode(d) for d in data.get("quiet", [])])
+
+
+def _tones(amplitude: int) -> list[bytes]:
+    """One 20 ms Opus packet per tone k (24 kbps, as a browser sends speech)."""
+    opus = av.CodecContext.create("libopus", "w")
+    opus.sample_rate, opus.layout, opus.format = 48000, "mono", "s16"
+    opus.bit_rate = 24000
+    samples = int(48000 * AUDIO_PTIME_S)
+    audio: list[bytes] = []
+    # One pass to prime the encoder, a second whose packets are kept: packet k then
+    # follows tone k-1 as it does in the loop.
+    for keep in (False, True):
+        for k in range(TONES):
+            t = (np.arange(samples) + k * samples) / 48000
+            pcm = (amplitude * np.sin(2 * np.pi * tone_hz(k) * t)).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = 48000
+            frame.pts = (k + TONES * keep) * samples
+            packets = [bytes(p) for p in opus.encode(frame)]
+            if keep:
+                audio.extend(packets)
+    if len(audio) < TONES:  # the encoder's look-ahead holds the last packets back
+        audio.extend(bytes(p) for p in opus.encode(None))
+    return audio[:TONES]
 
 
 def tone_hz(k: int) -> float:
@@ -137,9 +147,11 @@ def tone_of(pcm: np.ndarray) -> int:
 class PacedTrack(MediaStreamTrack):
     """Sends clip frames on the shared clock: frame n leaves at t0 + n * period, pre-encoded."""
 
-    def __init__(self, kind: str, clip: Clip, t0: float, phase: int = 0) -> None:
+    def __init__(self, kind: str, clip: Clip, t0: float, phase: int = 0,
+                 quiet: bool = False) -> None:
         super().__init__()
         self.kind = kind
+        self.tones = clip.quiet if quiet and clip.quiet else clip.audio
         # Where in the video clip this publisher starts: keyframes of several publishers
         # sending the same clip in step would otherwise reach every subscriber at once.
         self.phase = phase
@@ -157,7 +169,7 @@ class PacedTrack(MediaStreamTrack):
         n = self.n
         self.n += 1
         if self.kind == "audio":
-            return EncodedFrame(self.clip.audio[n % TONES], n * 960, Fraction(1, 48000), "audio")
+            return EncodedFrame(self.tones[n % TONES], n * 960, Fraction(1, 48000), "audio")
         data, keyframe = self.clip.video[(n + self.phase) % len(self.clip.video)]
         return EncodedFrame(data, n * 6000, Fraction(1, 90000), "video", keyframe=keyframe)
 
@@ -186,7 +198,7 @@ class Recorder:
 
     def __init__(self, t0: float, clip: Clip) -> None:
         self.t0 = t0
-        self.known = {data: k for k, data in enumerate(clip.audio)}
+        self.known = {data: k for tones in (clip.quiet, clip.audio) for k, data in enumerate(tones)}
         self.audio: dict[str, list[tuple[float, int, bytes]]] = {}
         self.video: dict[str, list[float]] = {}
         self.bytes_per_bin: list[int] = []
@@ -309,7 +321,7 @@ async def run(args: argparse.Namespace) -> CallerReport:
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
     for kind in args.publish:
-        track = PacedTrack(kind, clip, args.t0, phase=args.video_phase)
+        track = PacedTrack(kind, clip, args.t0, phase=args.video_phase, quiet=args.quiet)
         pc.addTransceiver(track, "sendonly").setCodecPreferences(_codecs(kind))
     for kind, count in (("audio", args.audio_slots), ("video", args.video_slots)):
         for _ in range(count):
@@ -379,6 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video-phase", type=int, default=0,
                         help="start the video clip this many frames in")
     parser.add_argument("--audio-slots", type=int, default=5)
+    parser.add_argument("--quiet", action="store_true", help="send the quiet tones (listening)")
     parser.add_argument("--video-slots", type=int, default=4)
     args = parser.parse_args(argv)
     report = asyncio.run(run(args))

@@ -44,6 +44,7 @@ class Seat:
     link: Profile | None = None
     publish: tuple[str, ...] = ("audio", "video")
     role: str = "patient"
+    quiet: bool = False  # listening: its tones are 24 dB down (see `Clip.quiet`)
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ def run_call(
                 "--publish", ",".join(seat.publish), "--audio-slots", str(audio_slots),
                 # Keyframes (one a second) spread evenly over the publishers.
                 "--video-phase", str(index * VIDEO_FPS // len(seats)),
-                "--video-slots", str(video_slots),
+                "--video-slots", str(video_slots), *(["--quiet"] if seat.quiet else []),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         reports, errors = {}, {}
         for name, proc in procs.items():

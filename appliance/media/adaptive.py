@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,9 @@ TICK_S = 0.5
 # Where a remote subscriber's estimate starts: it may be GPRS, so voices and a thumbnail
 # first; probes find the rest (LAN subscribers start at the top).
 REMOTE_INITIAL_BPS = 150_000
+# RTT fed to the estimator: the median of the last few raw samples. A few read far too low
+# (seen: 0.07 s on a 0.66 s path), and one would become the path's minimum for 30 s.
+RTT_SAMPLES = 3
 # Smoothing of measured rates per tick (about a 1.5 s time constant at 0.5 s ticks).
 RATE_ALPHA = 0.3
 
@@ -90,6 +94,7 @@ class RoomAdaptation:
         self._sent: dict[str, _Rate] = {}
         self._received: dict[Publication, _Rate] = {}
         self._last_rtcp: dict[str, int] = {}
+        self._rtts: dict[str, deque[float]] = {}
         # (subscriber, ssrc) -> (extended highest sequence, cumulative lost) of the last report
         self._counters: dict[tuple[str, int], tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -134,6 +139,7 @@ class RoomAdaptation:
             self.session.remove_subscriber(participant_id)
         self._sent.pop(participant_id, None)
         self._last_rtcp.pop(participant_id, None)
+        self._rtts.pop(participant_id, None)
         for key in [k for k in self._counters if k[0] == participant_id]:
             del self._counters[key]
 
@@ -155,10 +161,12 @@ class RoomAdaptation:
             if not reports:
                 return
             loss = self._interval_loss(participant.id, reports)
-            rtts = sorted(
+            recent = self._rtts.setdefault(participant.id, deque(maxlen=RTT_SAMPLES))
+            recent.extend(
                 rtt for r in reports if (rtt := _raw_rtt(senders[r.ssrc], r)) is not None
             )
-            estimator.on_receiver_report(now, loss, rtts[len(rtts) // 2] if rtts else None)
+            ordered = sorted(recent)
+            estimator.on_receiver_report(now, loss, ordered[len(ordered) // 2] if ordered else None)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ = unpack_remb_fci(packet.fci)

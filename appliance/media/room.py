@@ -28,6 +28,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
 from appliance.media.low_tier import LowTier
+from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
 from appliance.media.sdp import BadOffer, parse_offer, shape_answer
@@ -94,6 +95,7 @@ class Room:
         self._leaving: set[str] = set()
         # Shared low tier and presence of each video publication someone needs them of.
         self.low_tiers: dict[Publication, LowTier] = {}
+        self.mixer = RoomMixer()
         # Breakout room of each participant id; absent means the main room (0).
         self.breakouts: dict[str, int] = {}
         self.adaptation = RoomAdaptation(
@@ -295,6 +297,7 @@ class Room:
         for participant_id in list(self.participants) + list(self.held):
             await self.leave(participant_id, announce=False)
         await self.adaptation.stop()
+        await self.mixer.close()
         for tier in self.low_tiers.values():
             await tier.stop()
         self.low_tiers.clear()
@@ -345,6 +348,7 @@ class Room:
             if after != before:
                 viewer.send({"type": "slots", **after})
         self._update_low_tiers()
+        self._update_mixer()
 
     def _update_low_tiers(self) -> None:
         """Run each low tier only while a slot shows it; drop those of gone publications."""
@@ -378,7 +382,19 @@ class Room:
 
     def _mixed_audio(self, viewer: Participant, forwarded: list[Source]) -> list[Source]:
         """The mixed stream in the first audio slot, nothing in the others."""
-        return forwarded
+        return [self.mixer.feed_for(viewer.id)] if viewer.audio_slots else []
+
+    def _update_mixer(self) -> None:
+        """Feeds only for subscribers mixed now; voices decoded only while a feed is shown."""
+        for sub in list(self.mixer.feeds):
+            viewer = self.participants.get(sub)
+            if viewer is None or viewer.plan is None or viewer.plan.audio is not AudioMode.MIXED:
+                self.mixer.release(sub)
+        self.mixer.set_sources(
+            [p.publications["audio"] for p in self.participants.values()
+             if "audio" in p.publications],
+            {p.id: p.breakout for p in self.participants.values()},
+        )
 
     def set_last_n(self, participant_id: str, last_n: int) -> None:
         """How many videos a participant receives (the adaptation layer drives this)."""

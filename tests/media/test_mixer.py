@@ -1,0 +1,152 @@
+"""The room's voice mixer on real Opus: every other voice in, your own out, 40 ms FEC packets
+at a fixed rate, nothing left running when no one is mixed."""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from appliance.media.encoded import AUDIO_TIME_BASE, EncodedFrame
+from appliance.media.mixer import MIX_SAMPLES, RoomMixer
+from appliance.media.slot import SlotTrack
+
+pytestmark = pytest.mark.timeout(60)
+
+RATE = 48000
+VOICES = {"a": 440.0, "b": 880.0, "c": 1320.0}
+
+
+class Voice:
+    """Stands in for a publication (id, kind, slots): the mixer only reads those."""
+
+    kind = "audio"
+
+    def __init__(self, participant_id: str) -> None:
+        self.participant_id = participant_id
+        self.slots: set[object] = set()
+
+    def request_keyframe(self) -> bool:
+        return False
+
+
+def _encoder() -> av.AudioCodecContext:
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = RATE, "mono", "s16"
+    encoder.bit_rate = 32000
+    encoder.time_base = Fraction(1, RATE)
+    return encoder  # type: ignore[return-value]
+
+
+async def _speak(mixer: RoomMixer, voices: dict[str, Voice], seconds: float,
+                 silent: set[str] | None = None) -> None:
+    """Each voice sends its own tone in 20 ms Opus packets, paced in real time."""
+    encoders = {pid: _encoder() for pid in voices}
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for n in range(int(seconds / 0.02)):
+        await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))
+        t = (np.arange(960) + n * 960) / RATE
+        for pid, voice in voices.items():
+            if silent and pid in silent:
+                continue
+            pcm = (6000 * np.sin(2 * np.pi * VOICES[pid] * t)).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = RATE, n * 960, Fraction(1, RATE)
+            for packet in encoders[pid].encode(frame):
+                mixer.push(voice, EncodedFrame(bytes(packet), n * 960, AUDIO_TIME_BASE, "audio"))
+
+
+def _spectrum(frames: list[EncodedFrame]) -> dict[float, float]:
+    decoder = av.CodecContext.create("opus", "r")
+    pcm = np.concatenate([
+        f.to_ndarray().mean(axis=0) for e in frames for f in decoder.decode(av.Packet(e.data))
+    ])
+    spectrum = np.abs(np.fft.rfft(pcm))
+    bin_hz = RATE / len(pcm)
+    return {hz: float(spectrum[int(hz / bin_hz) - 3:int(hz / bin_hz) + 4].max())
+            for hz in VOICES.values()}
+
+
+async def _drain(slot: SlotTrack, into: list[EncodedFrame]) -> None:
+    while True:
+        into.append(await slot.recv())
+
+
+def test_each_subscriber_hears_the_others_not_itself() -> None:
+    async def scenario() -> None:
+        mixer = RoomMixer()
+        voices = {pid: Voice(pid) for pid in VOICES}
+        slot = SlotTrack("audio", mid="0")
+        slot.attach(mixer.feed_for("a"))
+        mixer.set_sources(list(voices.values()), {})  # type: ignore[arg-type]
+        assert all(mixer in v.slots for v in voices.values())  # decoding only now
+        out: list[EncodedFrame] = []
+        reader = asyncio.create_task(_drain(slot, out))
+        await _speak(mixer, voices, 3.0)
+        reader.cancel()
+        level = _spectrum(out[5:])
+        assert level[880.0] > 8 * level[440.0] and level[1320.0] > 8 * level[440.0], level
+        # 40 ms packets, 1920 ticks apart, at the mixer's fixed ~20 kbps whatever the room.
+        assert all(b.pts - a.pts == MIX_SAMPLES for a, b in zip(out, out[1:], strict=False))
+        media_s = len(out) * MIX_SAMPLES / RATE
+        kbps = sum(len(f) for f in out) * 8 / media_s / 1000
+        assert 10 <= kbps <= 26, kbps
+        assert 2.6 <= media_s <= 3.1, media_s
+        # In-band FEC (LBRR) exists only in SILK frames (RFC 6716 4.2.4): every packet must be
+        # SILK (TOC config < 12) for the encoder's FEC setting to protect anything.
+        assert all((f.data[0] >> 3) < 12 for f in out), {f.data[0] >> 3 for f in out}
+        await mixer.close()
+        assert not any(mixer in v.slots for v in voices.values())
+
+    asyncio.run(scenario())
+
+
+def test_a_voice_that_stops_leaves_the_mix_going_and_idle_feeds_cost_nothing() -> None:
+    async def scenario() -> None:
+        mixer = RoomMixer()
+        voices = {pid: Voice(pid) for pid in VOICES}
+        slot = SlotTrack("audio", mid="0")
+        slot.attach(mixer.feed_for("a"))
+        mixer.set_sources(list(voices.values()), {})  # type: ignore[arg-type]
+        out: list[EncodedFrame] = []
+        reader = asyncio.create_task(_drain(slot, out))
+        await _speak(mixer, voices, 1.0)
+        before = len(out)
+        await _speak(mixer, voices, 1.0, silent={"b"})  # b's link dropped
+        assert len(out) - before >= 20  # ~25 packets a second keep coming
+        level = _spectrum(out[before + 3:])
+        assert level[1320.0] > 20 * level[880.0], level
+        reader.cancel()
+
+        # Nobody mixed any more: the feed goes, the voices are no longer decoded, no task left.
+        mixer.release("a")
+        mixer.set_sources(list(voices.values()), {})  # type: ignore[arg-type]
+        assert not any(mixer in v.slots for v in voices.values())
+        await asyncio.sleep(0.05)
+        assert mixer._task is None
+        await mixer.close()
+
+    asyncio.run(scenario())
+
+
+def test_breakout_groups_mix_separately() -> None:
+    async def scenario() -> None:
+        mixer = RoomMixer()
+        voices = {pid: Voice(pid) for pid in VOICES}
+        slot = SlotTrack("audio", mid="0")
+        slot.attach(mixer.feed_for("a"))
+        # a and b in breakout room 1, c stays in the main room.
+        mixer.set_sources(list(voices.values()), {"a": 1, "b": 1})  # type: ignore[arg-type]
+        out: list[EncodedFrame] = []
+        reader = asyncio.create_task(_drain(slot, out))
+        await _speak(mixer, voices, 2.0)
+        reader.cancel()
+        level = _spectrum(out[5:])
+        assert level[880.0] > 20 * level[1320.0], level
+        await mixer.close()
+
+    asyncio.run(scenario())

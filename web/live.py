@@ -48,6 +48,14 @@ class LiveSession:
     poll: Poll | None = None
     # attendance id -> breakout room number (1-based); empty means everyone together.
     rooms: dict[str, int] = field(default_factory=dict)
+    # staff user id -> the breakout room they chose to join (absent: the main room).
+    visiting: dict[int, int] = field(default_factory=dict)
+
+    def media_groups(self) -> dict[str, int]:
+        """The split as the SFU takes it: media participant ids to breakout numbers."""
+        groups = {f"attendance/{a}": n for a, n in self.rooms.items()}
+        groups.update({f"user:{u}": n for u, n in self.visiting.items()})
+        return groups
 
 
 class LiveSessions:
@@ -101,9 +109,22 @@ class LiveSessions:
                 a: i % rooms + 1 for i, a in enumerate(attendance_ids)
             }
 
+    def visit(self, session_id: str, user_id: int, room: int) -> bool:
+        """Put a facilitator in breakout `room` (0: the main room); False if there is none."""
+        with self._lock:
+            live = self._get(session_id)
+            if room != 0 and room not in live.rooms.values():
+                return False
+            if room:
+                live.visiting[user_id] = room
+            else:
+                live.visiting.pop(user_id, None)
+            return True
+
     def bring_back(self, session_id: str) -> None:
         with self._lock:
-            self._get(session_id).rooms = {}
+            live = self._get(session_id)
+            live.rooms, live.visiting = {}, {}
 
     def snapshot(self, session_id: str) -> LiveSession:
         """A copy to render from, without holding the lock."""
@@ -113,7 +134,9 @@ class LiveSessions:
             if live.poll is not None:
                 p = live.poll
                 poll = Poll(p.poll_id, p.question, list(p.options), dict(p.votes), p.open)
-            return LiveSession(list(live.asked), live.message, poll, dict(live.rooms))
+            return LiveSession(
+                list(live.asked), live.message, poll, dict(live.rooms), dict(live.visiting)
+            )
 
     def for_patient(self, session_id: str, attendance_id: str) -> dict[str, Any]:
         """What one patient sees: prompts, message, the poll (and their vote), their room."""

@@ -14,6 +14,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -30,6 +31,7 @@ from appliance.clinical.session_codes import (
     derive_invite_token,
     join_code_of,
 )
+from appliance.media.rooms import Rooms
 from appliance.store.models import utcnow
 from web import current_box
 from web.auth import current_user, role_required
@@ -41,6 +43,7 @@ bp = Blueprint("portal", __name__)
 
 CLINICAL = ("clinician", "admin")
 MAX_CAPACITY = 16
+MEDIA_TIMEOUT_S = 5
 
 
 @bp.app_context_processor
@@ -74,6 +77,25 @@ def _session_or_404(session_id: str) -> Any:
     if group is None:
         abort(404, description="There is no such session.")
     return group
+
+
+def _split_call(group_id: str) -> None:
+    """Hand the session's breakout split to the SFU: each person then gets only the audio
+    and video of their own room, and a `breakout` event on the data channel."""
+    box = current_box()
+    groups = live_sessions().snapshot(group_id).media_groups()
+    try:
+        box.media.call(box.rooms.set_breakouts(group_id, groups), timeout=MEDIA_TIMEOUT_S)
+    except TimeoutError:
+        abort(503, description="The call did not answer, so the rooms are not split yet. "
+              "Try again in a moment.")
+
+
+async def _drop_from_call(rooms: Rooms, room_id: str, participant_id: str) -> None:
+    """Take someone out of a running call (they are told `removed`); no-op if not in it."""
+    room = rooms.rooms.get(room_id)
+    if room is not None:
+        await room.remove(participant_id)
 
 
 @bp.get("/dashboard")
@@ -176,6 +198,7 @@ def session_detail(session_id: str) -> str:
         "session.html", group=group, attendees=attendees, invite=invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
+        user_id=current_user().id,
     )
 
 
@@ -247,6 +270,16 @@ def admit(session_id: str) -> Response:
             attendance.save()
     for attendance in chosen:
         _audit(f"attendance.{new_status}", f"attendance/{attendance.id}")
+    if action == "remove":
+        # Un-admitted first, so their join token no longer opens the call; then out of it.
+        box = current_box()
+        try:
+            box.media.call(_drop_from_call(box.rooms, group.id, f"attendance/{chosen[0].id}"),
+                           timeout=MEDIA_TIMEOUT_S)
+        except TimeoutError:
+            current_app.logger.warning("session %s: call did not answer a removal", group.id)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(ok=True, status=new_status)
     if request.form.get("back") == "waiting":
         return redirect(url_for("portal.waiting_room", session_id=group.id))
     return redirect(url_for("portal.session_detail", session_id=group.id))
@@ -300,10 +333,19 @@ def poll(session_id: str) -> Response:
 @bp.post("/sessions/<session_id>/breakout")
 @role_required(*CLINICAL)
 def breakout(session_id: str) -> Response:
-    """Split the admitted patients into breakout rooms, or bring everyone back."""
+    """Split the admitted patients into breakout rooms, join one as facilitator, or bring
+    everyone back; the call's media follows (`_split_call`)."""
     group = _session_or_404(session_id)
-    if request.form.get("action") == "back":
+    action = request.form.get("action")
+    if action == "back":
         live_sessions().bring_back(group.id)
+    elif action == "visit":
+        try:
+            room = int(request.form.get("room") or "")
+        except ValueError:
+            room = -1
+        if not live_sessions().visit(group.id, current_user().id, room):
+            abort(400, description="Choose one of the breakout rooms, or the main room.")
     else:
         try:
             rooms = int(request.form.get("rooms") or "")
@@ -316,6 +358,7 @@ def breakout(session_id: str) -> Response:
             (Attendance.session == group) & (Attendance.status == "admitted")
         ).order_by(Attendance.joined_at)]
         live_sessions().split(group.id, admitted, rooms)
+    _split_call(group.id)
     _audit("session.breakout", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 

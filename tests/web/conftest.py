@@ -26,10 +26,16 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 def box(tmp_path: Path) -> Iterator[Box]:
     settings = Settings(data_dir=tmp_path, hostname="testbox")
     store = open_store(settings)
-    yield Box(
-        settings=settings, tls=None, db=store.db, media=MediaLoop(),  # type: ignore[arg-type]
+    # A running media loop with the real rooms: breakout and remove actions reach the SFU.
+    media = MediaLoop()
+    box = Box(
+        settings=settings, tls=None, db=store.db, media=media,  # type: ignore[arg-type]
         setup_code=SetupCode(settings.secrets_dir / "setup-code.json"), store=store,
     )
+    media.start()
+    media.on_shutdown(box.rooms.close_all)
+    yield box
+    media.stop(timeout=5)
     store.close()
 
 

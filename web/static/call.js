@@ -9,7 +9,8 @@
   // Receive slots: the offer carries a fixed set of receive-only m-lines, so nobody joining or
   // leaving renegotiates; the box says which participant each slot (by mid) shows.
   var AUDIO_SLOTS = 11, VIDEO_SLOTS = 4;
-  var me = null, names = {}, mutedBy = {}, tracks = {}, slots = { audio: {}, video: {} };
+  var me = null, names = {}, mutedBy = {}, selfMuted = {}, tracks = {};
+  var slots = { audio: {}, video: {} }, speaker = null;
   // The seat's resume token (from welcome) and the reconnect attempts made for this drop.
   var resume = null, away = {}, retries = 0, leaving = false;
 
@@ -64,9 +65,15 @@
   function caption(id, label) {
     var t = $("tile-" + id); if (!t) { return; }
     if (label) { names[id] = label; }
-    var name = label || names[id] || "Participant";
-    t.querySelector("figcaption").textContent = name + (mutedBy[id] ? " (muted)" : "") +
-      (away[id] ? " (reconnecting)" : "");
+    var name = label || names[id] || "Participant", muted = mutedBy[id] || selfMuted[id];
+    var cap = t.querySelector("figcaption");
+    cap.textContent = name + (muted ? " (muted)" : "") + (away[id] ? " (reconnecting)" : "");
+    t.classList.toggle("muted", !!muted);
+    t.classList.toggle("speaking", speaker !== null && id === speaker);
+    if (id === speaker) {          // the outline is not the only cue: screen readers hear it
+      var sr = document.createElement("span"); sr.className = "visually-hidden";
+      sr.textContent = " (speaking)"; cap.appendChild(sr);
+    }
     Array.prototype.forEach.call(t.querySelectorAll(".tile-action"), function (b) {
       if (b.dataset.action === "mute") { b.textContent = mutedBy[id] ? "Unmute" : "Mute"; }
       b.setAttribute("aria-label", b.textContent + " (" + name + ")");
@@ -107,6 +114,9 @@
       var b = document.createElement("button"); b.type = "button"; b.textContent = a[1];
       b.className = "tile-action"; b.dataset.action = a[0];
       b.onclick = function () {
+        // A patient removed in the call is un-admitted in the portal too (the box then
+        // drops their media), so their link cannot bring them back without a new admission.
+        if (a[0] === "remove" && id.indexOf("attendance/") === 0) { unadmit(id.slice(11)); return; }
         var msg = { type: a[0], participant: id };
         if (a[0] === "mute") { msg.on = !mutedBy[id]; }   // the same button unmutes
         send(msg);
@@ -115,6 +125,15 @@
       t.appendChild(b);
     });
     caption(id);
+  }
+
+  function unadmit(attendance) {
+    var body = new FormData();
+    body.append("action", "remove"); body.append("attendance", attendance);
+    fetch(root.dataset.removeUrl, { method: "POST", body: body,
+      headers: { Accept: "application/json", "X-CSRF-Token": root.dataset.csrf } })
+      .then(function (r) { if (!r.ok) { throw new Error(); } })
+      .catch(function () { say("That person could not be removed. Try again."); });
   }
 
   function send(msg) {
@@ -138,12 +157,15 @@
       setMuted(msg.on !== false);
       say(msg.on !== false ? "The facilitator muted your microphone." :
         "The facilitator let you speak again.");
-    } else if (msg.type === "muted") {      // someone else was muted by the facilitator
-      mutedBy[msg.participant] = !!msg.on; caption(msg.participant);
+    } else if (msg.type === "muted") {      // someone else was muted, or muted themselves
+      (msg.self ? selfMuted : mutedBy)[msg.participant] = !!msg.on; caption(msg.participant);
     } else if (msg.type === "speaker") {
-      Array.prototype.forEach.call($("tiles").children, function (t) {
-        t.classList.toggle("speaking", t.id === "tile-" + msg.participant);
-      });
+      var was = speaker; speaker = msg.participant === me ? "self" : msg.participant;
+      caption(was); caption(speaker);
+    } else if (msg.type === "breakout") {
+      $("room-note").hidden = false;
+      $("room-note").textContent = msg.room ? "You are in breakout room " + msg.room + "." :
+        "You are back in the main room.";
     } else if (msg.type === "pin") {
       var p = $("tile-" + (msg.participant === me ? "self" : msg.participant));
       if (p) { $("tiles").prepend(p); }
@@ -341,7 +363,9 @@
   if (root.dataset.role === "patient") { pollState(); stateTimer = setInterval(pollState, 10000); }
 
   $("join-btn").onclick = join;
-  $("mute-btn").onclick = function () { setMuted(!state.muted); };
+  $("mute-btn").onclick = function () {   // the others see a muted marker on this tile
+    setMuted(!state.muted); send({ type: "self-mute", on: state.muted });
+  };
   $("cam-btn").onclick = function () { setCam(!state.camOff); };
   $("saver-btn").onclick = function () { setSaver(!state.saver); };
   $("hand-btn").onclick = function () {

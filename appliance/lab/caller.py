@@ -230,7 +230,7 @@ class Recorder:
                 key = mid() or "?"
                 mixed = self.showing.get(key) == MIX
                 self.audio.setdefault(key, []).append(
-                    (now, packet.sequence_number, packet.payload, mixed))
+                    (now, packet.sequence_number, packet.payload, mixed, packet.timestamp))
             await original(packet, arrival_time_ms)
 
         receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
@@ -254,7 +254,8 @@ class Recorder:
             decoder = None
             seen: set[int] = set()
             rows = []
-            for arrival, seq, payload, mixed in sorted(packets, key=lambda p: p[0]):
+            mixed_media: list[tuple[int, float]] = []  # (row, media time) of the mix's parts
+            for arrival, seq, payload, mixed, timestamp in sorted(packets, key=lambda p: p[0]):
                 if seq in seen:
                     continue
                 seen.add(seq)
@@ -264,7 +265,7 @@ class Recorder:
                                  round(delay_for(arrival - self.t0, tone), 4), 0])
                     continue
                 # Re-encoded on the way (stock relaying, or the box's mix): decode and listen
-                # to each 20 ms of it (a mixed packet holds 60 ms).
+                # to each 20 ms of it (a mixed packet holds 40 ms).
                 decoder = decoder or av.CodecContext.create("opus", "r")
                 frames = decoder.decode(av.Packet(payload))
                 if not frames:
@@ -278,10 +279,36 @@ class Recorder:
                     # packet before it (370 of 374 packets in a check of aiortc's codecs).
                     tone = (tone_of(pcm[k * 960:(k + 1) * 960]) + 1) % TONES
                     # Each part's own tone says when it was sent: later parts, less delay.
+                    if mixed:
+                        mixed_media.append((len(rows), timestamp / 48000 + k * AUDIO_PTIME_S))
                     rows.append([round(arrival - self.t0, 4),
                                  round(delay_for(arrival - self.t0, tone), 4), int(mixed)])
+            _steady_mixed_send_times(rows, mixed_media)
             out.audio[mid] = rows
         return out
+
+
+def _steady_mixed_send_times(rows: list[list[float]], media: list[tuple[int, float]]) -> None:
+    """Correct the mix's misread tones from its RTP clock.
+
+    The box's mix at ~20 kbps blurs the higher test tones, and a misread tone would read as a
+    late part. Send time minus RTP media time is the same for every part of one stream (up to
+    the box's own re-timing after a gap), so each part gets the median of its neighbours'.
+    """
+    if len(media) < 5:
+        return
+    unwrapped: list[float] = []
+    for _, m in media:
+        if unwrapped:
+            period = 2**32 / 48000
+            while m < unwrapped[-1] - period / 2:
+                m += period
+        unwrapped.append(m)
+    offsets = [(rows[i][0] - rows[i][1]) - m for (i, _), m in zip(media, unwrapped, strict=True)]
+    for j, ((i, _), m) in enumerate(zip(media, unwrapped, strict=True)):
+        window = sorted(offsets[max(0, j - 7):j + 8])
+        sent = window[len(window) // 2] + m
+        rows[i][1] = round(rows[i][0] - sent, 4)
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:

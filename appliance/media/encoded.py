@@ -12,8 +12,10 @@ from fractions import Fraction
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
-# What one RTP packet adds on the wire: RTP 12 + SRTP tag 10 + UDP 8 + IPv4 20 bytes.
-PACKET_OVERHEAD_BYTES = 50
+# What one RTP packet adds on the wire: RTP 12 + header extensions (mid, abs-send-time) ~12
+# + SRTP tag 10 + UDP 8 + IPv4 20 + link framing ~8-14 bytes. At 50 voice packets a second
+# that is as much as the voice itself, so rates are planned with it.
+PACKET_OVERHEAD_BYTES = 70
 # Payload bytes per RTP packet when a VP8 frame is split (aiortc's packetizer stays under this).
 PACKET_PAYLOAD_BYTES = 1200
 

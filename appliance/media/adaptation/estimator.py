@@ -97,6 +97,7 @@ class _Probe:
     before_bps: float
     rtt_s: float | None
     use_bps: float  # what the SFU should send under the probe's allowance
+    peak_bps: float = 0.0  # the most the SFU really sent during it
     reached: bool = False  # the SFU sent about use_bps...
     confirmed: bool = False  # ...and a clean report came back after that
 
@@ -130,8 +131,10 @@ class DownlinkEstimator:
     def set_sending(self, bps: float) -> None:
         """What the SFU is sending this subscriber now (measured, all streams)."""
         self._sending_bps = max(0.0, bps)
-        if self._probe and self._sending_bps >= 0.8 * self._probe.use_bps:
-            self._probe.reached = True
+        if self._probe:
+            self._probe.peak_bps = max(self._probe.peak_bps, self._sending_bps)
+            if self._sending_bps >= 0.8 * self._probe.use_bps:
+                self._probe.reached = True
 
     def on_receiver_report(self, now: float, loss_fraction: float, rtt_s: float | None = None,
                            ) -> None:
@@ -282,7 +285,10 @@ class DownlinkEstimator:
         assert probe is not None
         self._probe = None
         if success:
-            self._set_estimate(probe.target_bps)
+            # What was really carried is proven, with the usual headroom; no more: a plan that
+            # sent less than the probe's allowance proved nothing about the rest of it.
+            proven = self.config.proven_headroom * probe.peak_bps + 20_000
+            self._set_estimate(max(probe.before_bps, min(probe.target_bps, proven)))
             self._probe_wait = self.config.probe_again_s
             self._failures = 0
         elif success is False:

@@ -6,10 +6,14 @@ join by code, consent, are admitted and join the call; the clinician joins as fa
 Every browser decodes the others' video and receives their audio through its receive slots;
 a chat message reaches the other patient; the facilitator's Mute stops that patient's audio
 at the other patient (the slot showing her receives no packets) and Unmute restores it; a
-patient's own Mute silences him at the others; the facilitator's screen share (a replaced
+patient's own Mute silences him at the others and marks his tile muted for them; breakout
+rooms from the portal split the media (two patients in different rooms receive no audio at
+all, the facilitator can join a room, bringing everyone back restores it); the facilitator's
+screen share (a replaced
 track, no renegotiation) reaches a patient pinned first; Lock turns a late patient away;
 Audio only empties a patient's video slots at the box; Remove ends a patient's call and
-takes his tile off the others' screens.
+takes his tile off the others' screens and un-admits him (his call page sends him back to the
+waiting page).
 """
 
 from __future__ import annotations
@@ -76,6 +80,27 @@ PAIR_JS = """async () => {
   });
   return out;
 }"""
+
+
+AUDIO_PACKETS_JS = """async () => {
+  const report = await window.ClinicBoxCall.stats();
+  let packets = 0;
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") { packets += s.packetsReceived || 0; }
+  });
+  return packets;
+}"""
+
+# Every audio slot the box sent this page is empty (nobody to hear in its room).
+ALONE_JS = """() => Object.values(window.ClinicBoxCall.slots().audio)
+  .every((who) => who === null)"""
+
+
+def _audio_packets(page, seconds: float = 2.0) -> int:
+    """Audio packets this page receives, over `seconds`, from anyone."""
+    before = page.evaluate(AUDIO_PACKETS_JS)
+    time.sleep(seconds)
+    return page.evaluate(AUDIO_PACKETS_JS) - before
 
 
 def _inbound(page) -> dict[str, dict[str, float]]:
@@ -206,6 +231,49 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             time.sleep(1.0)
             quiet = _growth(doc)[ids["Ben"]]["energy"]
             assert loud > 0 and quiet < loud / 20, f"muted Ben still loud ({quiet} vs {loud})"
+            # ... and the others see that he muted himself.
+            for page in (doc, ana):
+                expect(page.locator(f"[id='tile-{ids['Ben']}'] figcaption")).to_have_text(
+                    "Ben (muted)")
+            # The active speaker's tile: an outline (not colour alone) and a spoken cue.
+            outline = ana.evaluate("""(id) => {
+                const t = document.getElementById("tile-" + id);
+                t.classList.add("speaking");
+                const css = getComputedStyle(t.querySelector("video"));
+                const out = [css.outlineStyle, css.outlineWidth];
+                t.classList.remove("speaking");
+                return out;
+            }""", ids["Ben"])
+            assert outline == ["solid", "4px"], outline
+
+            # Breakout rooms from the portal: Ana in room 1, Ben in room 2, the facilitator in
+            # the main room; each is alone, so the box sends none of them any audio.
+            portal = context.new_page()
+            portal.goto(doc.url.rsplit("/call", 1)[0])
+            portal.get_by_label("Number of rooms").fill("2")
+            portal.get_by_role("button", name="Split into rooms").click()
+            expect(ana.locator("#room-note")).to_have_text("You are in breakout room 1.")
+            expect(ben.locator("#room-note")).to_have_text("You are in breakout room 2.")
+            for page in (ana, ben, doc):
+                page.wait_for_function(ALONE_JS, timeout=10_000)
+            time.sleep(0.5)  # packets already in flight
+            assert _audio_packets(ana) == 0, "Ana still receives audio in her own room"
+            assert _audio_packets(ben) == 0, "Ben still receives audio in his own room"
+            # The facilitator joins Ben's room: they hear each other, Ana hears nobody.
+            portal.get_by_label("Join in the call").select_option("2")
+            portal.get_by_role("button", name="Join", exact=True).click()
+            expect(doc.locator("#room-note")).to_have_text("You are in breakout room 2.")
+            ben.wait_for_function(f"""() => Object.values(window.ClinicBoxCall.slots().audio)
+                .includes("{ids['doc']}")""", timeout=10_000)
+            assert _growth(ben)[ids["doc"]]["packets"] > 20, "Ben must hear the facilitator"
+            assert _audio_packets(ana, 1.0) == 0
+            shot(portal, "breakout-portal")
+            portal.get_by_role("button", name="Bring everyone back").click()
+            expect(doc.locator("#room-note")).to_have_text("You are back in the main room.")
+            ana.wait_for_function(f"""() => Object.values(window.ClinicBoxCall.slots().audio)
+                .includes("{ids['doc']}")""", timeout=10_000)
+            assert _growth(ana)[ids["doc"]]["packets"] > 20, "together again: Ana hears again"
+            portal.close()
 
             # Screen share replaces the facilitator's camera track (no renegotiation) and pins
             # the facilitator for everyone: Ana's slot now decodes the screen's picture size.
@@ -244,6 +312,10 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             expect(ben.locator("#notice")).to_have_text(
                 "The facilitator removed you from the call.")
             expect(ana.locator(f"[id='tile-{ids['Ben']}']")).to_have_count(0)
+            # He is un-admitted in the portal too: his link no longer opens the call.
+            ben.goto(box.base_url + "/call")
+            ben.wait_for_url(re.compile(r"/join/wait$"))
+            assert "removed you" in ben.inner_text("main")
             browser.close()
     finally:
         assert box.stop() == 0

@@ -1,20 +1,23 @@
-"""What a facilitator pushes to a running session's patients, held in memory.
+"""What a facilitator pushes to a running session's patients.
 
-Questionnaire prompts, a broadcast message, one quick poll and breakout-room assignments.
-None of it is a clinical record (poll answers are counted, not kept per person after the
-poll closes, and vanish on restart); the records themselves go to the store. Patients read it
-from their waiting page (plain HTML) or, in the call, from `/join/state` every few seconds.
+Questionnaire prompts, a broadcast message and one quick poll are kept in the encrypted store
+(`SessionLive`, one row per session), so a restart of the box loses none of them. A poll keeps
+its question, options, open state and per-option counts; who chose what is kept only while the
+poll is open (so an answer can be changed) and dropped when it closes. Breakout-room
+assignments live in memory, like the call they split (the SFU's rooms end with the process).
+Patients read all of it from their waiting page (plain HTML) or, in the call, from
+`/join/state` every few seconds.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
 
+from appliance.box import Box
 from appliance.clinical.questionnaires import INSTRUMENTS, Instrument
 
 MAX_MESSAGE = 200
@@ -24,19 +27,28 @@ MAX_ROOMS = 6
 
 @dataclass
 class Poll:
-    """A quick poll: one question, 2-5 options, one vote per attendee (changeable)."""
+    """A quick poll: one question, 2-5 options, one answer per attendee (changeable while open)."""
 
     poll_id: int
     question: str
     options: list[str]
-    votes: dict[str, int] = field(default_factory=dict)
+    counts: list[int]
     open: bool = True
+    # attendance id -> chosen option; emptied when the poll closes.
+    votes: dict[str, int] = field(default_factory=dict)
 
-    def counts(self) -> list[int]:
-        tally = [0] * len(self.options)
-        for choice in self.votes.values():
-            tally[choice] += 1
-        return tally
+    @property
+    def answered(self) -> int:
+        return sum(self.counts)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"id": self.poll_id, "question": self.question, "options": self.options,
+                "counts": self.counts, "open": self.open, "votes": self.votes}
+
+    @classmethod
+    def from_record(cls, doc: dict[str, Any]) -> Poll:
+        return cls(int(doc["id"]), str(doc["question"]), list(doc["options"]),
+                   [int(c) for c in doc["counts"]], bool(doc["open"]), dict(doc["votes"]))
 
 
 @dataclass
@@ -59,84 +71,110 @@ class LiveSession:
 
 
 class LiveSessions:
-    """All sessions' pushed state, safe to use from the WSGI threads."""
+    """All sessions' pushed state, safe to use from the WSGI threads.
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, LiveSession] = {}
+    Every change is a read-modify-write of the session's `SessionLive` row under one lock and
+    one store transaction, so concurrent votes are all counted.
+    """
+
+    def __init__(self, box: Box) -> None:
+        self._box = box
+        self._rooms: dict[str, tuple[dict[str, int], dict[int, int]]] = {}
         self._lock = threading.Lock()
-        self._poll_ids = itertools.count(1)
 
-    def _get(self, session_id: str) -> LiveSession:
-        return self._sessions.setdefault(session_id, LiveSession())
+    # --- stored: prompts, message, poll ----------------------------------------------
+    def _row(self, session_id: str) -> Any:
+        """The session's stored row, or an unsaved empty one."""
+        SessionLive = self._box.store.SessionLive  # noqa: N806
+        row = SessionLive.get_or_none(SessionLive.session == session_id)
+        return row if row is not None else SessionLive(session=session_id)
+
+    def _read(self, session_id: str) -> LiveSession:
+        row = self._row(session_id)
+        rooms, visiting = self._rooms.get(session_id, ({}, {}))
+        return LiveSession(
+            list(row.asked or []), row.message or "",
+            Poll.from_record(row.poll) if row.poll else None, dict(rooms), dict(visiting),
+        )
+
+    def _change(self, session_id: str, **fields: Any) -> None:
+        row = self._row(session_id)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.save()
 
     def ask(self, session_id: str, code: str) -> None:
-        with self._lock:
-            asked = self._get(session_id).asked
+        with self._lock, self._box.store.transaction():
+            asked = self._read(session_id).asked
             if code not in asked:
-                asked.append(code)
+                self._change(session_id, asked=[*asked, code])
 
     def asked(self, session_id: str) -> list[Instrument]:
         with self._lock:
-            return [INSTRUMENTS[c] for c in self._get(session_id).asked]
+            return [INSTRUMENTS[c] for c in self._read(session_id).asked]
 
     def broadcast(self, session_id: str, message: str) -> None:
-        with self._lock:
-            self._get(session_id).message = message
+        with self._lock, self._box.store.transaction():
+            self._change(session_id, message=message or None)
 
     def start_poll(self, session_id: str, question: str, options: list[str]) -> None:
-        with self._lock:
-            self._get(session_id).poll = Poll(next(self._poll_ids), question, options)
+        with self._lock, self._box.store.transaction():
+            last = self._read(session_id).poll
+            poll = Poll((last.poll_id if last else 0) + 1, question, options, [0] * len(options))
+            self._change(session_id, poll=poll.to_record())
 
     def close_poll(self, session_id: str) -> None:
-        with self._lock:
-            poll = self._get(session_id).poll
-            if poll is not None:
-                poll.open = False
+        """Close the poll: its counts stay, who chose what is forgotten."""
+        with self._lock, self._box.store.transaction():
+            poll = self._read(session_id).poll
+            if poll is not None and poll.open:
+                poll.open, poll.votes = False, {}
+                self._change(session_id, poll=poll.to_record())
 
     def vote(self, session_id: str, attendance_id: str, choice: int) -> bool:
         """Record a vote; False when there is no open poll or the choice is out of range."""
-        with self._lock:
-            poll = self._get(session_id).poll
+        with self._lock, self._box.store.transaction():
+            poll = self._read(session_id).poll
             if poll is None or not poll.open or not 0 <= choice < len(poll.options):
                 return False
+            earlier = poll.votes.get(attendance_id)
+            if earlier == choice:
+                return True
+            if earlier is not None:
+                poll.counts[earlier] -= 1
+            poll.counts[choice] += 1
             poll.votes[attendance_id] = choice
+            self._change(session_id, poll=poll.to_record())
             return True
 
+    # --- in memory: breakout rooms ----------------------------------------------------
     def split(self, session_id: str, attendance_ids: list[str], rooms: int) -> None:
         """Deal the attendees into `rooms` breakout rooms, in turn."""
         with self._lock:
-            self._get(session_id).rooms = {
-                a: i % rooms + 1 for i, a in enumerate(attendance_ids)
-            }
+            self._rooms[session_id] = ({a: i % rooms + 1 for i, a in enumerate(attendance_ids)},
+                                       {})
 
     def visit(self, session_id: str, user_id: int, room: int) -> bool:
         """Put a facilitator in breakout `room` (0: the main room); False if there is none."""
         with self._lock:
-            live = self._get(session_id)
-            if room != 0 and room not in live.rooms.values():
+            rooms, visiting = self._rooms.setdefault(session_id, ({}, {}))
+            if room != 0 and room not in rooms.values():
                 return False
             if room:
-                live.visiting[user_id] = room
+                visiting[user_id] = room
             else:
-                live.visiting.pop(user_id, None)
+                visiting.pop(user_id, None)
             return True
 
     def bring_back(self, session_id: str) -> None:
         with self._lock:
-            live = self._get(session_id)
-            live.rooms, live.visiting = {}, {}
+            self._rooms.pop(session_id, None)
 
+    # --- reading ------------------------------------------------------------------------
     def snapshot(self, session_id: str) -> LiveSession:
-        """A copy to render from, without holding the lock."""
+        """A copy to render from."""
         with self._lock:
-            live = self._get(session_id)
-            poll = None
-            if live.poll is not None:
-                p = live.poll
-                poll = Poll(p.poll_id, p.question, list(p.options), dict(p.votes), p.open)
-            return LiveSession(
-                list(live.asked), live.message, poll, dict(live.rooms), dict(live.visiting)
-            )
+            return self._read(session_id)
 
     def for_patient(self, session_id: str, attendance_id: str) -> dict[str, Any]:
         """What one patient sees: prompts, message, the poll (and their vote), their room."""
@@ -158,7 +196,7 @@ class LiveSessions:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["clinicbox.live"] = LiveSessions()
+    app.extensions["clinicbox.live"] = LiveSessions(app.extensions["clinicbox"])
 
 
 def live_sessions() -> LiveSessions:

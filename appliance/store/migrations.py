@@ -47,9 +47,23 @@ def _v2_quarantine_and_append_only_audit(db: RecordDatabase) -> None:
         )
 
 
+def _v3_session_live(db: RecordDatabase) -> None:
+    """What a facilitator pushed to a session (message, poll, questionnaires asked)."""
+    db.execute_sql(
+        'CREATE TABLE "session_live" ("id" VARCHAR(36) NOT NULL PRIMARY KEY, "version" '
+        'INTEGER NOT NULL, "created_at" DATETIME NOT NULL, "updated_at" DATETIME NOT NULL, '
+        '"session_id" VARCHAR(36) NOT NULL, "message" BLOB, "poll" BLOB, "asked" BLOB, '
+        'FOREIGN KEY ("session_id") REFERENCES "group_session" ("id") ON DELETE CASCADE)'
+    )
+    db.execute_sql(
+        'CREATE UNIQUE INDEX "session_live_session_id" ON "session_live" ("session_id")'
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_quarantine_and_append_only_audit),
+    (3, _v3_session_live),
 )
 LATEST = MIGRATIONS[-1][0]
 

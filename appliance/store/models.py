@@ -396,6 +396,22 @@ class ChatMessage(ClinicalModel):
             raise ChatDisabled("this session does not keep chat; the message was not stored")
 
 
+class SessionLive(ClinicalModel):
+    """What a facilitator pushed to a running session, kept across a restart: the broadcast
+    message, the quick poll and the questionnaires asked for (web/live.py owns the shapes).
+
+    A poll holds its question, options, open state and per-option counts; who chose what is
+    kept only while the poll is open (so a vote can be changed) and dropped when it closes.
+    """
+
+    lane: ClassVar[Lane] = Lane.ROUTINE
+
+    session = ForeignKeyField(GroupSession, unique=True, backref="live", on_delete="CASCADE")
+    message = EncryptedField(null=True)
+    poll = EncryptedField(null=True)
+    asked = EncryptedField(null=True)
+
+
 class RiskFlag(ClinicalModel):
     """An urgent concern about a patient (e.g. PHQ-9 item 9 answered above zero)."""
 
@@ -441,6 +457,7 @@ CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     RiskFlag,
     Referral,
     TelemetryEvent,
+    SessionLive,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,

@@ -42,6 +42,7 @@ class Store:
     RiskFlag = models.RiskFlag
     Referral = models.Referral
     TelemetryEvent = models.TelemetryEvent
+    SessionLive = models.SessionLive
     AuditLog = models.AuditLog
     OutboxEntry = models.OutboxEntry
     Quarantine = models.Quarantine

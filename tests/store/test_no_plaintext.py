@@ -78,13 +78,17 @@ def test_markers_never_reach_disk_or_logs(
     flag = s.RiskFlag.create(patient=patient, source=answer, reason=mark(s.RiskFlag, "reason"))
     s.Referral.create(patient=patient, risk_flag=flag, details=mark(s.Referral, "details"))
     s.TelemetryEvent.create(kind="uptime", data=mark(s.TelemetryEvent, "data"))
+    s.SessionLive.create(
+        session=group, message=mark(s.SessionLive, "message"),
+        poll={"question": mark(s.SessionLive, "poll")}, asked=[mark(s.SessionLive, "asked")],
+    )
     # An edit: the first ciphertext's page is freed (and zeroed by secure_delete).
     note.text = mark(s.SessionNote, "text") + " edited"
     note.save()
     # Reads, lookups and a lease go through the decrypting paths too.
     assert s.Patient.find_by_name(patient.display_name)[0].id == patient.id
     assert s.GroupSession.find_by_join_code(join_code).id == group.id
-    assert len(Outbox(s).lease(10_000_000, 100)) == 10
+    assert len(Outbox(s).lease(10_000_000, 100)) == 11
     s.audit("user:1", "record.read", f"patient/{patient.id}")
 
     expected = {

@@ -1,10 +1,12 @@
 """Server-mixed voices for subscribers whose link cannot carry everyone's forwarded Opus.
 
 One `RoomMixer` per room decodes each audio publication once (it sits in the publication's
-`slots` as a sink while any feed exists), and every 20 ms sums the voices of each breakout
-group. Each mixed subscriber has its own `MixedFeed`: its group's sum minus its own voice,
-encoded as one Opus stream (40 ms packets, in-band FEC, ~20 kbps whatever the room size) and
-shown in the subscriber's first audio slot like any other source.
+`slots` as a sink while any feed exists) and sums the voices of each breakout group 20 ms at a
+time, as soon as every voice still talking has its next 20 ms in (or 10 ms after it was due):
+waiting on a clock would add up to a step of delay to every voice. Each mixed subscriber has
+its own `MixedFeed`: its group's sum minus its own voice, encoded as one Opus stream (40 ms
+packets, in-band FEC, ~20 kbps whatever the room size) and shown in the subscriber's first
+audio slot like any other source.
 
 Why 40 ms and not longer: a packet's first 20 ms waits for the rest before it can leave, and on
 EDGE (325 ms one way) only 75 ms of the 400 ms a voice may take are left for the box.
@@ -35,10 +37,11 @@ STEP_SAMPLES = int(RATE * STEP_S)
 MIX_PTIME_S = 0.04  # what one mixed packet carries
 MIX_SAMPLES = int(RATE * MIX_PTIME_S)
 MIX_BITRATE = 20_000
-# A voice starts playing once this much is buffered (the publisher's next packet may land just
-# after a step), and never lags more than MAX_LAG_S: each time it runs dry and refills, what
-# arrives meanwhile would otherwise add to its delay for good.
-PREFILL_S = 0.03
+# A voice that sent nothing for this long (muted, DTX, gone) is not waited for.
+TALKING_S = 0.2
+# A step is mixed at the latest this long after it was due, with whatever voices are in.
+DEADLINE_S = 0.01
+# A voice never lags more than this behind the mix: what a late voice has in excess is dropped.
 MAX_LAG_S = 0.06
 MAX_CATCH_UP_TICKS = 3
 MIX_ID = "mix"
@@ -95,7 +98,7 @@ class _Voice:
         self._decoder = av.CodecContext.create("opus", "r")
         self._pcm: deque[np.ndarray] = deque()
         self._buffered = 0
-        self._playing = False
+        self.last_packet = float("-inf")  # loop time of its last packet
 
     def add(self, data: bytes) -> None:
         try:
@@ -116,12 +119,13 @@ class _Voice:
         while self._buffered - len(self._pcm[0]) >= MAX_LAG_S * RATE:
             self._buffered -= len(self._pcm.popleft())
 
+    def ready(self, count: int) -> bool:
+        return self._buffered >= count
+
     def take(self, count: int) -> np.ndarray | None:
-        """The next `count` samples, or None while (re)filling after running dry."""
-        if not self._playing:
-            if self._buffered < PREFILL_S * RATE:
-                return None
-            self._playing = True
+        """The next `count` samples (silence where a packet is missing); None if empty."""
+        if not self._buffered:
+            return None
         out = np.zeros(count, dtype=np.float32)
         filled = 0
         while filled < count and self._pcm:
@@ -134,8 +138,6 @@ class _Voice:
             else:
                 self._pcm[0] = chunk[use:]
         self._buffered -= filled
-        if filled < count:
-            self._playing = False  # ran dry: a lost or late packet is silence, then refill
         return out
 
 
@@ -147,6 +149,7 @@ class RoomMixer:
         self._voices: dict[Publication, _Voice] = {}
         self._groups: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._last_mix = 0.0
 
     # --- what the room tells it -------------------------------------------------------
     def feed_for(self, subscriber_id: str) -> MixedFeed:
@@ -199,26 +202,41 @@ class RoomMixer:
     # --- sink of each audio publication ----------------------------------------------
     def push(self, publication: Publication, frame: EncodedFrame) -> None:
         voice = self._voices.get(publication)
-        if voice is not None:
-            voice.add(frame.data)
+        if voice is None:
+            return
+        voice.add(frame.data)
+        voice.last_packet = asyncio.get_running_loop().time()
+        self._mix_ready()
 
     def detach(self, publication: Publication) -> None:
         self._voices.pop(publication, None)
 
     # --- mixing -----------------------------------------------------------------------
+    def _mix_ready(self) -> None:
+        """Mix every step that all talking voices have in (at most a few at once)."""
+        now = asyncio.get_running_loop().time()
+        for _ in range(MAX_CATCH_UP_TICKS):
+            talking = [v for v in self._voices.values() if now - v.last_packet < TALKING_S]
+            if not talking or not all(v.ready(STEP_SAMPLES) for v in talking):
+                return
+            self._mix_now(now)
+
+    def _mix_now(self, now: float) -> None:
+        self._last_mix = now
+        try:
+            self.mix_once()
+        except Exception:  # one bad step must not end the mix
+            log.exception("media: mix failed")
+
     async def _run(self) -> None:
+        """The deadline: a step a voice is late for is mixed without it."""
         loop = asyncio.get_running_loop()
-        due = loop.time()
+        self._last_mix = loop.time()
         while True:
-            due += STEP_S
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            behind = int((loop.time() - due) / STEP_S)
-            if behind > MAX_CATCH_UP_TICKS:  # the loop stalled: skip, do not burst
-                due += behind * STEP_S
-            try:
-                self.mix_once()
-            except Exception:  # one bad tick must not end the mix
-                log.exception("media: mix failed")
+            await asyncio.sleep(DEADLINE_S / 2)
+            now = loop.time()
+            if now - self._last_mix >= STEP_S + DEADLINE_S:
+                self._mix_now(now)
 
     def mix_once(self) -> None:
         """Take one step from every voice and add each feed's mix of it."""

@@ -216,6 +216,8 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             assert growth.get(ids["Ana"], {}).get("packets", 0) == 0, growth
             assert growth[ids["doc"]]["packets"] > 20, "the others' audio must keep flowing"
             doc.set_viewport_size({"width": 900, "height": 700})
+            # Three people, three tiles (a slot showing the box's mixed voices is no tile).
+            expect(doc.locator("#tiles figure")).to_have_count(3)
             shot(doc, "call-facilitator")
             # The same button lets her speak again.
             tile.get_by_role("button", name="Unmute (Ana)").click()

@@ -104,7 +104,8 @@
         a = document.createElement("audio"); a.id = "slot-" + mid; a.autoplay = true;
         a.srcObject = new MediaStream([track]); root.appendChild(a);
       }
-      if (slots.audio[mid]) { tile(slots.audio[mid]); }
+      // "mix": the box's mixed voices of the room, not a person with a tile.
+      if (slots.audio[mid] && slots.audio[mid] !== "mix") { tile(slots.audio[mid]); }
     });
   }
 

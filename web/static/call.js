@@ -178,6 +178,7 @@
     } else if (msg.type === "welcome") {
       me = msg.participant; resume = msg.resume || null; retries = 0;
       (msg.participants || []).forEach(function (p) { tile(p.participant, p.name); });
+      if (msg.breakout) { onEvent({ type: "breakout", room: msg.breakout }); }  // joined late
     } else if (msg.type === "participant" && msg.left) {
       var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }
       delete away[msg.participant];

@@ -4,12 +4,13 @@ One `RoomMixer` per room decodes each audio publication once (it sits in the pub
 `slots` as a sink while any feed exists) and sums the voices of each breakout group 20 ms at a
 time, as soon as every voice still talking has its next 20 ms in (or 10 ms after it was due):
 waiting on a clock would add up to a step of delay to every voice. Each mixed subscriber has
-its own `MixedFeed`: its group's sum minus its own voice, encoded as one Opus stream (40 ms
+its own `MixedFeed`: its group's sum minus its own voice, encoded as one Opus stream (20 ms
 packets, in-band FEC, ~20 kbps whatever the room size) and shown in the subscriber's first
 audio slot like any other source.
 
-Why 40 ms and not longer: a packet's first 20 ms waits for the rest before it can leave, and on
-EDGE (325 ms one way) only 75 ms of the 400 ms a voice may take are left for the box.
+Why 20 ms packets although longer ones would halve the headers: a packet's first 20 ms waits
+for the rest before it can leave, and on EDGE (325 ms one way) only 75 ms of the 400 ms a voice
+may take are left for the box; measured in the lab, 40 ms packets put 45% of the mix late.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 RATE = 48000
 STEP_S = 0.02  # mixing step: what one publisher's packet carries
 STEP_SAMPLES = int(RATE * STEP_S)
-MIX_PTIME_S = 0.04  # what one mixed packet carries
+MIX_PTIME_S = 0.02  # what one mixed packet carries
 MIX_SAMPLES = int(RATE * MIX_PTIME_S)
 MIX_BITRATE = 20_000
 # A voice that sent nothing for this long (muted, DTX, gone) is not waited for.
@@ -217,7 +218,10 @@ class RoomMixer:
         now = asyncio.get_running_loop().time()
         for _ in range(MAX_CATCH_UP_TICKS):
             talking = [v for v in self._voices.values() if now - v.last_packet < TALKING_S]
-            if not talking or not all(v.ready(STEP_SAMPLES) for v in talking):
+            # Go when every voice is in, or when one already holds a second step: a voice
+            # arriving later (a remote publisher's) must not hold the others back.
+            if not talking or not (all(v.ready(STEP_SAMPLES) for v in talking)
+                                   or any(v.ready(2 * STEP_SAMPLES) for v in talking)):
                 return
             self._mix_now(now)
 
@@ -265,10 +269,10 @@ def _opus_encoder() -> av.AudioCodecContext:
     encoder.format = "s16"
     encoder.bit_rate = MIX_BITRATE
     encoder.time_base = Fraction(1, RATE)
-    # Speech, 40 ms packets (half the headers of 20 ms), in-band FEC tuned for 10% loss,
-    # wideband (libopus would pick narrowband at this rate).
+    # Speech, 20 ms packets, in-band FEC tuned for 10% loss, wideband (libopus would pick
+    # narrowband at this rate).
     encoder.options = {
-        "application": "voip", "frame_duration": "40", "fec": "1", "packet_loss": "10",
+        "application": "voip", "frame_duration": "20", "fec": "1", "packet_loss": "10",
         "cutoff": "8000",
     }
     return encoder  # type: ignore[return-value]

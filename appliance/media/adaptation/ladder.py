@@ -47,12 +47,12 @@ class Reason(enum.Enum):
 class Costs:
     """Nominal downlink cost of each rung in bits per second, packet headers included.
 
-    RTP/UDP/IP/SRTP headers are ~50 bytes a packet: 20 kbps at Opus's 20 ms ptime, ~7 kbps at
-    the mixer's 60 ms. Measured rates in the roster override the nominal ones.
+    RTP/UDP/IP/SRTP headers and link framing are ~70 bytes a packet: 28 kbps at Opus's 20 ms
+    ptime. Measured rates in the roster override the nominal ones.
     """
 
-    audio_bps: int = 40_000  # Opus 16-24 kbps + 20 kbps of headers, per forwarded voice
-    mixed_audio_bps: int = 32_000  # one mixed Opus stream, 60 ms ptime
+    audio_bps: int = 48_000  # Opus 16-24 kbps + 28 kbps of headers, per forwarded voice
+    mixed_audio_bps: int = 48_000  # one mixed Opus stream: 20 kbps + headers at 20 ms ptime
     presence_bps: int = 40_000  # one keyframe-sized thumbnail about every second
     low_bps: int = 110_000  # 320x180 VP8 ~100 kbps + headers: fits EDGE beside mixed voices
     forward_bps: int = 550_000  # a browser capped near 640x360, 15 fps, ~500 kbps

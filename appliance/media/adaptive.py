@@ -29,6 +29,7 @@ from appliance.media.adaptation import (
     UplinkBudget,
 )
 from appliance.media.locality import Network, is_lan, peer_address
+from appliance.media.pacer import Pacer
 
 if TYPE_CHECKING:
     from appliance.media.participant import Participant
@@ -105,6 +106,7 @@ class RoomAdaptation:
         # (subscriber, ssrc) -> (extended highest sequence, cumulative lost) of the last report
         self._counters: dict[tuple[str, int], tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pacers: dict[str, Pacer] = {}
         self.ticks = 0
 
     # --- subscribers ------------------------------------------------------------------
@@ -137,11 +139,30 @@ class RoomAdaptation:
                 "media: %s connected (%s link)",
                 participant.id, "remote" if participant.remote else "LAN",
             )
+        if participant.remote:
+            self._pace(participant)
         self._ensure_task()
         self.tick(time.monotonic())
 
+    def _pace(self, participant: Participant) -> None:
+        """Pace a remote subscriber's video (on its bundled transport) to its estimate."""
+        self._stop_pacer(participant.id)
+        senders = [s.sender for s in participant.video_slots if s.sender is not None]
+        transceivers = participant.pc.getTransceivers()
+        if not senders or not transceivers:
+            return
+        ssrcs = {ssrc for sender in senders for ssrc in (sender._ssrc, sender._rtx_ssrc)}
+        estimate = self.session.estimator(participant.id).estimate_bps
+        self._pacers[participant.id] = Pacer(transceivers[0].sender.transport, ssrcs, estimate)
+
+    def _stop_pacer(self, participant_id: str) -> None:
+        pacer = self._pacers.pop(participant_id, None)
+        if pacer is not None:
+            asyncio.get_running_loop().create_task(pacer.stop())
+
     def remove(self, participant_id: str) -> None:
         """Forget a participant who left for good."""
+        self._stop_pacer(participant_id)
         if self._remote.pop(participant_id, None) is not None:
             self.session.remove_subscriber(participant_id)
         self._sent.pop(participant_id, None)
@@ -238,7 +259,11 @@ class RoomAdaptation:
         for sub, update in updates.items():
             participant = people.get(sub)
             if participant is None:
+                self._stop_pacer(sub)  # a held seat: its connection is gone
                 continue
+            if (pacer := self._pacers.get(sub)) is not None:
+                # What the plan may fill: the rest of the allowance is the link's headroom.
+                pacer.set_rate(update.estimate.allowance_bps * self.session.costs.fill)
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan
@@ -287,6 +312,8 @@ class RoomAdaptation:
         return roster
 
     async def stop(self) -> None:
+        for sub in list(self._pacers):
+            await self._pacers.pop(sub).stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

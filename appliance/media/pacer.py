@@ -1,0 +1,101 @@
+"""Pacing of one remote subscriber's video to what its link carries; voice never waits.
+
+A forwarded keyframe leaves the box as one burst of packets. On EDGE (200 kbps, a 300 ms
+queue) a 5 KB picture holds everything behind it for 200 ms, so a voice packet that follows
+arrives too late to be played even though the link is far from full on average. The pacer
+sits on the subscriber's (bundled) DTLS transport: voice and RTCP go out at once, video
+packets leave no faster than the rate adaptation allows, and voice bytes count against that
+rate too, so the link's own queue stays short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import is_rtcp
+
+log = logging.getLogger(__name__)
+
+# Bytes that may leave at once above the rate: a few packets, not a picture.
+BURST_S = 0.03
+# Video waiting longer than this is stale; the oldest is dropped (the subscriber asks for a
+# keyframe when it notices the hole).
+MAX_QUEUE_S = 1.0
+MIN_RATE_BPS = 32_000
+
+
+class Pacer:
+    """Token-bucket pacing of one transport's video packets."""
+
+    def __init__(self, transport: RTCDtlsTransport, video_ssrcs: set[int],
+                 rate_bps: float) -> None:
+        self.transport = transport
+        self.video_ssrcs = video_ssrcs
+        self.rate_bps = max(MIN_RATE_BPS, rate_bps)
+        self.dropped = 0
+        self.delayed = 0
+        self._send: Callable[[bytes], Awaitable[None]] = transport._send_rtp
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._tokens = 0.0
+        self._last = asyncio.get_running_loop().time()
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        transport._send_rtp = self.send  # type: ignore[method-assign]
+
+    def set_rate(self, rate_bps: float) -> None:
+        self.rate_bps = max(MIN_RATE_BPS, rate_bps)
+
+    async def send(self, data: bytes) -> None:
+        """Where the subscriber's senders hand their packets."""
+        self._refill()
+        if is_rtcp(data) or len(data) < 12 or int.from_bytes(data[8:12]) not in self.video_ssrcs:
+            self._tokens -= len(data)  # voice counts against the rate but never waits
+            await self._send(data)
+            return
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        limit = self.rate_bps / 8 * MAX_QUEUE_S
+        while self._queued_bytes > limit and len(self._queue) > 1:
+            self._queued_bytes -= len(self._queue.popleft())
+            self.dropped += 1
+        self._wake.set()
+
+    def _refill(self) -> None:
+        now = asyncio.get_running_loop().time()
+        burst = self.rate_bps / 8 * BURST_S
+        self._tokens = min(burst, self._tokens + (now - self._last) * self.rate_bps / 8)
+        self._last = now
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._refill()
+            size = len(self._queue[0])
+            if self._tokens < size:
+                self.delayed += 1
+                await asyncio.sleep((size - self._tokens) * 8 / self.rate_bps)
+                continue
+            data = self._queue.popleft()
+            self._queued_bytes -= len(data)
+            self._tokens -= len(data)
+            try:
+                await self._send(data)
+            except ConnectionError:
+                self._queue.clear()
+                self._queued_bytes = 0
+
+    async def stop(self) -> None:
+        """Give the transport its own send back and stop (queued video is dropped)."""
+        if self.transport._send_rtp == self.send:  # type: ignore[comparison-overlap]
+            self.transport._send_rtp = self._send  # type: ignore[method-assign]
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._queue.clear()

@@ -61,3 +61,23 @@ def test_host_address_seam() -> None:
         "use_ipv4", "use_ipv6"
     ]
     assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+
+
+def test_adaptation_seams() -> None:
+    # RTCP reaches each slot sender through this method (wrapped per sender by adaptation).
+    assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(
+        aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data
+    )
+    # The raw RTT is read from the sender's last SR time and LSR (name-mangled privates).
+    sender_init = inspect.getsource(RTCRtpSender.__init__)
+    for name in ("self.__lsr: Optional[int] = None", "self.__lsr_time: Optional[float]",
+                 "self.__rtt: Optional[float] = None"):
+        assert name in sender_init, name
+    # Every RTP and RTCP packet of a bundled peer connection leaves through this (the pacer).
+    assert "await self.transport._send_rtp(packet_bytes)" in inspect.getsource(
+        RTCRtpSender._run_rtp
+    )
+    assert list(inspect.signature(
+        aiortc.rtcdtlstransport.RTCDtlsTransport._send_rtp).parameters) == ["self", "data"]
+    # Which address media flows from: aioice's nominated pairs.
+    assert "self._nominated[pair.component] = pair" in inspect.getsource(aioice.ice.Connection)

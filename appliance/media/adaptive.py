@@ -50,6 +50,8 @@ LOSS_WINDOW_S = 2.0
 # A publisher's forwarded video costs this much more than its average rate: its keyframes
 # (one a second from the browser here) reach a weak link's queue as bursts.
 VIDEO_BURST_FACTOR = 1.3
+# A remote subscriber's video is paced at this multiple of its allowance.
+PACING_HEADROOM = 1.25
 # Smoothing of measured rates per tick (about a 1.5 s time constant at 0.5 s ticks).
 RATE_ALPHA = 0.3
 
@@ -262,8 +264,9 @@ class RoomAdaptation:
                 self._stop_pacer(sub)  # a held seat: its connection is gone
                 continue
             if (pacer := self._pacers.get(sub)) is not None:
-                # What the plan may fill: the rest of the allowance is the link's headroom.
-                pacer.set_rate(update.estimate.allowance_bps * self.session.costs.fill)
+                # Above the allowance: the pacer smooths bursts, it must not become the
+                # bottleneck (its drops would read as the link's loss and cut the estimate).
+                pacer.set_rate(update.estimate.allowance_bps * PACING_HEADROOM)
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 # Bytes that may leave at once above the rate: a few packets, not a picture.
 BURST_S = 0.03
 # Video waiting longer than this is stale; the oldest is dropped (the subscriber asks for a
-# keyframe when it notices the hole).
-MAX_QUEUE_S = 1.0
+# keyframe when it notices the hole). Rare: the pacer runs above the allowance.
+MAX_QUEUE_S = 2.0
 MIN_RATE_BPS = 32_000
 
 

@@ -291,9 +291,10 @@ class Recorder:
 def _steady_mixed_send_times(rows: list[list[float]], media: list[tuple[int, float]]) -> None:
     """Correct the mix's misread tones from its RTP clock.
 
-    The box's mix at ~20 kbps blurs the higher test tones, and a misread tone would read as a
-    late part. Send time minus RTP media time is the same for every part of one stream (up to
-    the box's own re-timing after a gap), so each part gets the median of its neighbours'.
+    The box's mix at ~20 kbps wideband loses the highest test tones (above ~6 kHz), and a
+    misread tone would read as a late part. Send time minus RTP media time is the same for
+    every part of one stream (up to the box's own re-timing after a gap), so each part gets
+    the median of its neighbours'.
     """
     if len(media) < 5:
         return
@@ -306,7 +307,8 @@ def _steady_mixed_send_times(rows: list[list[float]], media: list[tuple[int, flo
         unwrapped.append(m)
     offsets = [(rows[i][0] - rows[i][1]) - m for (i, _), m in zip(media, unwrapped, strict=True)]
     for j, ((i, _), m) in enumerate(zip(media, unwrapped, strict=True)):
-        window = sorted(offsets[max(0, j - 7):j + 8])
+        # Misreads come in runs (the highest tones, ~13 parts of every 128): a wide window.
+        window = sorted(offsets[max(0, j - 20):j + 21])
         sent = window[len(window) // 2] + m
         rows[i][1] = round(rows[i][0] - sent, 4)
 

@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5
-# Where a remote subscriber's estimate starts: it may be GPRS, so voices and a thumbnail
+# Where a remote subscriber's estimate starts: it may be GPRS (80 kbps), so voices only
 # first; probes find the rest (LAN subscribers start at the top).
-REMOTE_INITIAL_BPS = 150_000
+REMOTE_INITIAL_BPS = 100_000
 # RTT fed to the estimator: the median of the last few raw samples. A few read far too low
 # (seen: 0.07 s on a 0.66 s path), and one would become the path's minimum for 30 s.
 RTT_SAMPLES = 3
@@ -50,8 +50,10 @@ LOSS_WINDOW_S = 2.0
 # A publisher's forwarded video costs this much more than its average rate: its keyframes
 # (one a second from the browser here) reach a weak link's queue as bursts.
 VIDEO_BURST_FACTOR = 1.3
-# A remote subscriber's video is paced at this multiple of its allowance.
+# A remote subscriber's video is paced at this multiple of its allowance; on a weak link (an
+# allowance under WEAK_LINK_BPS) at the allowance itself: a burst there delays voice most.
 PACING_HEADROOM = 1.25
+WEAK_LINK_BPS = 300_000
 # Smoothing of measured rates per tick (about a 1.5 s time constant at 0.5 s ticks).
 RATE_ALPHA = 0.3
 
@@ -93,7 +95,9 @@ class RoomAdaptation:
         self.settings = settings
         self.session = SessionAdaptation(
             UplinkBudget(settings.uplink_bps), costs,
-            EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS),
+            # No far probes: on a link that only carries voices, a probe of 2.5x its estimate
+            # (to reach the first video rung) overflows it for seconds; voice comes first.
+            EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS, probe_max_gain=1.5),
         )
         self._participants = participants
         self._apply = apply
@@ -266,7 +270,8 @@ class RoomAdaptation:
             if (pacer := self._pacers.get(sub)) is not None:
                 # Above the allowance: the pacer smooths bursts, it must not become the
                 # bottleneck (its drops would read as the link's loss and cut the estimate).
-                pacer.set_rate(update.estimate.allowance_bps * PACING_HEADROOM)
+                allowance = update.estimate.allowance_bps
+                pacer.set_rate(allowance * (1.0 if allowance < WEAK_LINK_BPS else PACING_HEADROOM))
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan

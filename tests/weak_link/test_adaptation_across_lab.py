@@ -19,7 +19,8 @@ from appliance.lab.profiles import Profile, Shape, Step
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
-LAN = [Seat("nurse", role="facilitator"), Seat("lan2")]
+# The facilitator speaks; the others listen (quiet tones), so a mix of voices reads back.
+LAN = [Seat("nurse", role="facilitator"), Seat("lan2", quiet=True)]
 
 
 def _call(lab: Lab, tmp_path: Path, remote: Seat, seconds: float,
@@ -98,3 +99,39 @@ def test_a_link_cut_for_20s_keeps_the_seat_and_the_call_comes_back(
         assert audio.on_time_pct >= 80, (name, audio)
     _lan_keeps_full_rate(run, (3, 8))
     _lan_keeps_full_rate(run, (32, 40))
+
+
+def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> None:
+    # Joining over EDGE takes ~9 s (offer, ICE and DTLS cross a 650 ms round trip).
+    run = _call(lab, tmp_path, Seat("p1", link=profiles.EDGE, publish=("audio",), quiet=True),
+                seconds=36.0)
+    audio = run.audio("p1", (16, 36))
+    # The goal is 98% on time; measured 85-90% (probes for video overflow the link
+    # for ~3 s each, docs/weak-links.md). This guards against falling back.
+    assert audio.delivered_pct >= 90 and audio.on_time_pct >= 70, audio
+    assert audio.longest_gap_ms < 3000, audio
+    # Video below forwarding: the shared low tier or presence pictures reached the patient.
+    told = {e["to"] for t, e in run.events("p1", "quality") if e.get("publisher")}
+    assert told & {"low", "presence"}, told
+    assert sum(len(times) for times in run.reports["p1"]["video"].values()) > 0
+    # 200 kbps never carries the LAN's own streams forwarded.
+    assert run.downlink_kbps("p1", (16, 36)) < 200
+    _lan_keeps_full_rate(run, (5, 36))
+
+
+def test_gprs_gets_one_mixed_voice_stream_and_no_video(lab: Lab, tmp_path: Path) -> None:
+    # Joining over GPRS takes ~26 s (the 20 kbps uplink carries the offer).
+    run = _call(lab, tmp_path, Seat("p1", link=profiles.GPRS, publish=(), quiet=True),
+                seconds=46.0)
+    told = [e["code"] for t, e in run.events("p1", "quality")]
+    assert "voices_mixed" in told, told
+    mixed = [r for rows in run.reports["p1"]["audio"].values() for r in rows if r[2]]
+    assert len(mixed) > 200  # the mix, in 20 ms parts
+    audio = run.audio("p1", (34, 46))
+    # The goal is 95% without a 1 s gap; measured 64-74% in this window, which holds one
+    # failed probe for a thumbnail (docs/weak-links.md). This guards against falling back.
+    assert audio.delivered_pct >= 90 and audio.on_time_pct >= 55, audio
+    assert audio.longest_gap_ms < 4000, audio
+    assert run.video("p1", (34, 46)).fps < 1  # at most a probe's thumbnail or two
+    assert run.downlink_kbps("p1", (34, 46)) < 80
+    _lan_keeps_full_rate(run, (5, 46))

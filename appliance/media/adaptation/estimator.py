@@ -62,6 +62,7 @@ class EstimatorConfig:
     probe_step_gain: float = 1.5  # a probe asks up to this multiple of the estimate...
     probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
     probe_fail_loss: float = 0.05
+    probe_report_lag_s: float = 0.5  # a report interval, beyond the RTT
     probe_fail_rtt_s: float = 0.1  # RTT growth during a probe that means it built a queue
     probe_backoff_max_s: float = 8.0  # caps how long a step up can go unnoticed...
     probe_failures_before_long_wait: int = 3  # ...until this many probes in a row failed
@@ -98,7 +99,7 @@ class _Probe:
     rtt_s: float | None
     use_bps: float  # what the SFU should send under the probe's allowance
     peak_bps: float = 0.0  # the most the SFU really sent during it
-    reached: bool = False  # the SFU sent about use_bps...
+    reached_at: float | None = None  # when the SFU first sent about use_bps...
     confirmed: bool = False  # ...and a clean report came back after that
 
 
@@ -128,13 +129,13 @@ class DownlinkEstimator:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def set_sending(self, bps: float) -> None:
+    def set_sending(self, bps: float, now: float | None = None) -> None:
         """What the SFU is sending this subscriber now (measured, all streams)."""
         self._sending_bps = max(0.0, bps)
         if self._probe:
             self._probe.peak_bps = max(self._probe.peak_bps, self._sending_bps)
-            if self._sending_bps >= 0.8 * self._probe.use_bps:
-                self._probe.reached = True
+            if self._sending_bps >= 0.8 * self._probe.use_bps and self._probe.reached_at is None:
+                self._probe.reached_at = self._last_tick if now is None else now
 
     def on_receiver_report(self, now: float, loss_fraction: float, rtt_s: float | None = None,
                            ) -> None:
@@ -161,7 +162,10 @@ class DownlinkEstimator:
                 rtt_s > self._probe.rtt_s + cfg.probe_fail_rtt_s)
             if loss > cfg.probe_fail_loss or inflated or grew:
                 self._end_probe(now, success=False)
-            elif self._probe.reached:
+            elif self._probe.reached_at is not None and (
+                    now - self._probe.reached_at >= (self._srtt or 0.0) + cfg.probe_report_lag_s):
+                # Only a report sent after the probe's packets crossed the link says anything
+                # about them: one round trip plus a report interval after the SFU got there.
                 self._probe.confirmed = True
             return
         # Decide on this report's own loss: smoothing would keep cutting for seconds after

@@ -95,9 +95,9 @@ class RoomAdaptation:
         self.settings = settings
         self.session = SessionAdaptation(
             UplinkBudget(settings.uplink_bps), costs,
-            # No far probes: on a link that only carries voices, a probe of 2.5x its estimate
-            # (to reach the first video rung) overflows it for seconds; voice comes first.
-            EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS, probe_max_gain=1.5),
+            # Probes of at most 2x: on a link that only carries voices, 2.5x (to reach a video
+            # rung at once) overflows it for seconds; voice comes first.
+            EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS, probe_max_gain=2.0),
         )
         self._participants = participants
         self._apply = apply

@@ -78,10 +78,10 @@ class Pacer:
                 await self._wake.wait()
                 continue
             self._refill()
-            size = len(self._queue[0])
-            if self._tokens < size:
+            if self._tokens < 0:
+                # In debt (tokens may go below zero by one packet): wait until it is paid.
                 self.delayed += 1
-                await asyncio.sleep((size - self._tokens) * 8 / self.rate_bps)
+                await asyncio.sleep(-self._tokens * 8 / self.rate_bps)
                 continue
             data = self._queue.popleft()
             self._queued_bytes -= len(data)

@@ -24,11 +24,11 @@ LAN = [Seat("nurse", role="facilitator"), Seat("lan2", quiet=True)]
 
 
 def _call(lab: Lab, tmp_path: Path, remote: Seat, seconds: float,
-          cut: tuple[float, float] | None = None) -> CallRun:
+          cut: tuple[float, float] | None = None, lan: list[Seat] | None = None) -> CallRun:
     clip = tmp_path / "clip.json"
     Clip.encode().save(clip)
     box = lab.host("box")
-    seats = [*LAN, remote]
+    seats = [*(lan or LAN), remote]
     hosts = {s.name: lab.host(s.name, link=s.link) for s in seats}
     timers: list[threading.Timer] = []
 
@@ -121,8 +121,9 @@ def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> N
 
 def test_gprs_gets_one_mixed_voice_stream_and_no_video(lab: Lab, tmp_path: Path) -> None:
     # Joining over GPRS takes ~26 s (the 20 kbps uplink carries the offer).
+    # Three voices on the LAN: forwarded they need ~150 kbps, twice the link.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.GPRS, publish=(), quiet=True),
-                seconds=46.0)
+                seconds=46.0, lan=[*LAN, Seat("lan3", quiet=True)])
     told = [e["code"] for t, e in run.events("p1", "quality")]
     assert "voices_mixed" in told, told
     mixed = [r for rows in run.reports["p1"]["audio"].values() for r in rows if r[2]]

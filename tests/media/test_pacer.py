@@ -1,0 +1,69 @@
+"""The pacer lets voice and RTCP jump a queue of video, and sends every video packet."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from appliance.media.pacer import Pacer
+
+pytestmark = pytest.mark.timeout(30)
+
+VIDEO, AUDIO = 0x1111, 0x2222
+
+
+def _rtp(ssrc: int, seq: int, size: int) -> bytes:
+    header = bytes([0x80, 96]) + seq.to_bytes(2) + (0).to_bytes(4) + ssrc.to_bytes(4)
+    return header + bytes(size - len(header))
+
+
+class Wire:
+    """Stands in for the DTLS transport's `_send_rtp`: records what leaves, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def test_voice_jumps_the_video_queue_and_no_video_is_lost() -> None:
+    async def scenario() -> None:
+        wire = Wire()
+        pacer = Pacer(wire, {VIDEO}, rate_bps=200_000)  # type: ignore[arg-type]
+        assert wire._send_rtp == pacer.send  # installed on the transport
+        keyframe = [_rtp(VIDEO, n, 1200) for n in range(8)]  # a ~10 KB picture, one burst
+        for packet in keyframe:
+            await wire._send_rtp(packet)
+        voice = _rtp(AUDIO, 0, 120)
+        await wire._send_rtp(voice)
+        rtcp = bytes([0x80, 200]) + bytes(26)  # a sender report
+        await wire._send_rtp(rtcp)
+        # Voice and RTCP are out at once, ahead of most of the picture.
+        assert voice in wire.sent and rtcp in wire.sent
+        assert wire.sent.index(voice) < 3
+        for _ in range(200):
+            if all(p in wire.sent for p in keyframe):
+                break
+            await asyncio.sleep(0.02)
+        assert [p for p in wire.sent if p in keyframe] == keyframe  # all of it, in order
+        assert pacer.dropped == 0 and pacer.delayed > 0
+        await pacer.stop()
+        assert wire._send_rtp != pacer.send  # the transport's own send is back
+
+    asyncio.run(scenario())
+
+
+def test_video_beyond_two_seconds_at_the_rate_is_dropped_oldest_first() -> None:
+    async def scenario() -> None:
+        wire = Wire()
+        pacer = Pacer(wire, {VIDEO}, rate_bps=32_000)  # type: ignore[arg-type]
+        packets = [_rtp(VIDEO, n, 1200) for n in range(20)]  # 24 KB: 6 s at 32 kbps
+        for packet in packets:
+            await wire._send_rtp(packet)
+        assert pacer.dropped > 0
+        assert packets[-1] not in wire.sent  # the newest waits; the oldest went
+        await pacer.stop()
+
+    asyncio.run(scenario())

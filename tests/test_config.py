@@ -25,6 +25,8 @@ def test_embedded_defaults() -> None:
         ("CLINICBOX_LOG_LEVEL", "LOUD", "log_level"),
         ("CLINICBOX_DISCOVERY_ENABLED", "maybe", "true or false"),
         ("CLINICBOX_CENTRAL_URL", "ftp://x", "https://"),
+        ("CLINICBOX_MEDIA_LAN_NETWORKS", "10.0.0.0/24, clinic", "media_lan_networks"),
+        ("CLINICBOX_UPLINK_KBPS", "-5", "uplink_kbps"),
     ],
 )
 def test_bad_values_name_the_setting(key: str, value: str, needle: str) -> None:
@@ -37,3 +39,15 @@ def test_unknown_setting_in_file(tmp_path: Path) -> None:
     cfg.write_text("colour = 'blue'\n")
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings(env={"CLINICBOX_CONFIG": str(cfg)})
+
+
+def test_lan_networks_and_uplink_reach_the_sfu() -> None:
+    from appliance.server import adaptation_settings
+
+    settings = load_settings(env={"CLINICBOX_MEDIA_LAN_NETWORKS": "192.168.8.0/24",
+                                  "CLINICBOX_UPLINK_KBPS": "2000"})
+    adaptation = adaptation_settings(settings)
+    assert [str(n) for n in adaptation.lan_networks] == ["192.168.8.0/24"]
+    assert adaptation.uplink_bps == 2_000_000
+    learnt = adaptation_settings(load_settings(env={}))
+    assert learnt.uplink_bps is None and learnt.lan_networks  # this machine's own networks

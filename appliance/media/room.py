@@ -470,7 +470,8 @@ class Room:
                 "hand": me.hand_raised,
                 "reconnecting": sorted(self.held),
                 "participants": [
-                    {"participant": p.id, "name": p.name, "role": p.role}
+                    {"participant": p.id, "name": p.name, "role": p.role,
+                     "muted": p.muted, "self_muted": p.self_muted}
                     for p in self.participants.values()
                     if p is not me
                 ],

@@ -224,7 +224,7 @@ def test_one_lost_video_packet_costs_under_a_second_of_video(sfu: Sfu) -> None:
 
 def test_breakouts_split_media_and_self_mute_is_announced(sfu: Sfu) -> None:
     async def scenario() -> None:
-        a, b, c = Peer("a"), Peer("b"), Peer("c")
+        a, b, c, late = Peer("a"), Peer("b"), Peer("c"), Peer("late")
         ida, idb, idc = sfu.admit("A"), sfu.admit("B"), sfu.admit("C")
         try:
             for peer, pid in ((a, ida), (b, idb), (c, idc)):
@@ -253,8 +253,14 @@ def test_breakouts_split_media_and_self_mute_is_announced(sfu: Sfu) -> None:
                 lambda: any(e.get("type") == "muted" and e.get("participant") == ida
                             and e.get("self") for e in b.events), 5
             )
+            # Someone joining later learns it from the welcome.
+            await sfu.join(late, sfu.admit("Late"))
+            assert await wait_for(lambda: any(e.get("type") == "welcome" for e in late.events), 10)
+            welcome = next(e for e in late.events if e.get("type") == "welcome")
+            seen = {p["participant"]: p for p in welcome["participants"]}
+            assert seen[ida]["self_muted"] is True and seen[idb]["self_muted"] is False
         finally:
-            for peer in (a, b, c):
+            for peer in (a, b, c, late):
                 await peer.close()
 
     asyncio.run(scenario())

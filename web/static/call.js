@@ -177,7 +177,10 @@
       leave("The facilitator removed you from the call.");
     } else if (msg.type === "welcome") {
       me = msg.participant; resume = msg.resume || null; retries = 0;
-      (msg.participants || []).forEach(function (p) { tile(p.participant, p.name); });
+      (msg.participants || []).forEach(function (p) {   // who was muted before we came
+        mutedBy[p.participant] = !!p.muted; selfMuted[p.participant] = !!p.self_muted;
+        tile(p.participant, p.name);
+      });
       if (msg.breakout) { onEvent({ type: "breakout", room: msg.breakout }); }  // joined late
     } else if (msg.type === "participant" && msg.left) {
       var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }

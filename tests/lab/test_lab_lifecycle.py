@@ -88,7 +88,8 @@ def test_signals_clean_up(sig):
         made = json.loads(owner.stdout.readline())
         assert set(made["netns"]) <= namespaces()
         owner.send_signal(sig)
-        owner.wait(timeout=20)
+        # Generous: this checks that cleanup happens, not how fast on a loaded machine.
+        owner.wait(timeout=60)
     finally:
         owner.kill()
     assert not set(made["netns"]) & namespaces()

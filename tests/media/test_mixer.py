@@ -91,7 +91,7 @@ def test_each_subscriber_hears_the_others_not_itself() -> None:
         reader.cancel()
         level = _spectrum(out[5:])
         assert level[1100.0] > 6 * level[500.0] and level[1900.0] > 6 * level[500.0], level
-        # 40 ms packets, 1920 ticks apart, at the mixer's fixed ~20 kbps whatever the room.
+        # 20 ms packets (MIX_SAMPLES ticks apart), at the mixer's fixed ~20 kbps whatever the room.
         assert all(b.pts - a.pts == MIX_SAMPLES for a, b in zip(out, out[1:], strict=False))
         media_s = len(out) * MIX_SAMPLES / RATE
         kbps = sum(len(f) for f in out) * 8 / media_s / 1000

@@ -21,8 +21,11 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 
 # A lab owner that reports what it made, then waits to be signalled.
 OWNER = """
-import json, subprocess, sys, time
+import json, signal, subprocess, sys, time
 from appliance.lab import Lab, profiles
+# A shell that starts a job in the background ignores SIGINT for it, and children inherit
+# that; Ctrl-C at a terminal is what this stands for.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with Lab() as lab:
     box = lab.host("box")
     patient = lab.host("p1", link=profiles.EDGE)

@@ -152,11 +152,16 @@ def main() -> None:
                         help="run rmcat-5.1's schedule this many times faster (default 2, "
                              "quick 4)")
     parser.add_argument("--profiles", default="3g,edge,gprs,rmcat-5.1")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="stock, clinicbox or both (default); one alone is for diagnosis")
     args = parser.parse_args()
     scale = args.time_scale or (4.0 if args.quick else 2.0)
     warmup_default = 6.0 if args.quick else 8.0
     steady = 10.0 if args.quick else 30.0
     names = [n for n in args.profiles.split(",") if n]
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - set(MODES):
+        parser.exit(2, f"weak_link: --modes takes {' or '.join(MODES)}, comma-separated\n")
     try:
         links = [profiles.by_name(n) for n in names]
     except ValueError as exc:
@@ -185,7 +190,7 @@ def main() -> None:
                 seconds = (RMCAT_UP / scale + 12.0) if rmcat else warmup + steady
                 window = (warmup, seconds)
                 row: dict[str, Any] = {"profile": link.name}
-                for mode in MODES:
+                for mode in modes:
                     run, attempts = measure(lab, box, hosts, link, mode, seconds, clip)
                     summary = summarise(run, link, window)
                     if rmcat:

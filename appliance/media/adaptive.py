@@ -30,6 +30,7 @@ from appliance.media.adaptation import (
 )
 from appliance.media.locality import Network, is_lan, peer_address
 from appliance.media.pacer import Pacer
+from appliance.media.round_trip import SenderReportClock
 
 if TYPE_CHECKING:
     from appliance.media.participant import Participant
@@ -108,6 +109,8 @@ class RoomAdaptation:
         self._received: dict[Publication, _Rate] = {}
         self._last_rtcp: dict[str, int] = {}
         self._rtts: dict[str, deque[float]] = {}
+        # Per subscriber, when each slot sender's SRs left (for RTT).
+        self._clocks: dict[str, dict[RTCRtpSender, SenderReportClock]] = {}
         self._loss_window: dict[str, deque[tuple[float, int, int]]] = {}
         # (subscriber, ssrc) -> (extended highest sequence, cumulative lost) of the last report
         self._counters: dict[tuple[str, int], tuple[int, int]] = {}
@@ -119,6 +122,9 @@ class RoomAdaptation:
     def tap(self, participant: Participant, sender: RTCRtpSender) -> None:
         """Route a slot sender's RTCP through the estimator of its subscriber first."""
         original = sender._handle_rtcp_packet
+        clock = SenderReportClock()
+        clock.watch(sender)
+        self._clocks.setdefault(participant.id, {})[sender] = clock
 
         async def handle(packet: Any) -> None:
             self._on_rtcp(participant, sender, packet)
@@ -174,6 +180,7 @@ class RoomAdaptation:
         self._sent.pop(participant_id, None)
         self._last_rtcp.pop(participant_id, None)
         self._rtts.pop(participant_id, None)
+        self._clocks.pop(participant_id, None)
         self._loss_window.pop(participant_id, None)
         for key in [k for k in self._counters if k[0] == participant_id]:
             del self._counters[key]
@@ -197,8 +204,13 @@ class RoomAdaptation:
                 return
             loss = self._recent_loss(participant.id, now, reports)
             recent = self._rtts.setdefault(participant.id, deque(maxlen=RTT_SAMPLES))
+            wall = time.time()
+            clocks = self._clocks.get(participant.id, {})
             recent.extend(
-                rtt for r in reports if (rtt := _raw_rtt(senders[r.ssrc], r)) is not None
+                rtt
+                for r in reports
+                if (clock := clocks.get(senders[r.ssrc])) is not None
+                and (rtt := clock.rtt(r.lsr, r.dlsr, wall)) is not None
             )
             ordered = sorted(recent)
             estimator.on_receiver_report(now, loss, ordered[len(ordered) // 2] if ordered else None)
@@ -326,17 +338,3 @@ class RoomAdaptation:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-
-
-def _raw_rtt(sender: RTCRtpSender, report: Any) -> float | None:
-    """This report block's RTT (RFC 3550 6.4.1), from the sender's last SR.
-
-    aiortc keeps only an RTT smoothed with alpha 0.85, too slow to judge a probe, and the time
-    of its last SR privately; a block about an older SR, or with no delay since, says nothing.
-    """
-    lsr = sender._RTCRtpSender__lsr  # type: ignore[attr-defined]
-    sent = sender._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
-    if lsr is None or sent is None or report.lsr != lsr or not report.dlsr:
-        return None
-    rtt = time.time() - sent - report.dlsr / 65536
-    return rtt if rtt > 0 else None

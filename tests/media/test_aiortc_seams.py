@@ -68,11 +68,9 @@ def test_adaptation_seams() -> None:
     assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(
         aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data
     )
-    # The raw RTT is read from the sender's last SR time and LSR (name-mangled privates).
-    sender_init = inspect.getsource(RTCRtpSender.__init__)
-    for name in ("self.__lsr: Optional[int] = None", "self.__lsr_time: Optional[float]",
-                 "self.__rtt: Optional[float] = None"):
-        assert name in sender_init, name
+    # The raw RTT matches each block's LSR to an SR seen leaving through _send_rtcp.
+    assert "await self._send_rtcp(packets)" in inspect.getsource(RTCRtpSender._run_rtcp)
+    assert list(inspect.signature(RTCRtpSender._send_rtcp).parameters) == ["self", "packets"]
     # Every RTP and RTCP packet of a bundled peer connection leaves through this (the pacer).
     assert "await self.transport._send_rtp(packet_bytes)" in inspect.getsource(
         RTCRtpSender._run_rtp

@@ -35,8 +35,12 @@ def _joiner(mode: str, lan: str) -> Join:
             return (await rooms.join("lab", pid, role, pid, sdp, "offer")).sdp
         return join
     if mode == "stock":
+        from appliance.media import consent
         from appliance.media.stock_relay import StockRelay
 
+        # The baseline gets the same consent fix as the SFU, or it would drop EDGE and GPRS
+        # callers after 30 s: the comparison is about relaying.
+        consent.install()
         relay = StockRelay()
 
         async def join_stock(pid: str, role: str, sdp: str) -> str:

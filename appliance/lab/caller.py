@@ -47,6 +47,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
+from appliance.media import consent
 from appliance.media.encoded import EncodedFrame
 from appliance.media.seams import install_forwarding
 
@@ -344,6 +345,7 @@ async def _loop_lag(stop: asyncio.Event, worst: list[float]) -> None:
 async def run(args: argparse.Namespace) -> CallerReport:
     """Join, publish and receive until t0 + seconds, then report."""
     install_forwarding(asyncio.get_running_loop())  # receive encoded frames: no decoding
+    consent.install()  # as a browser does: a slow link's round trip is not a lost consent
     clip = Clip.load(Path(args.clip))
     recorder = Recorder(args.t0, clip)
     pc = RTCPeerConnection(

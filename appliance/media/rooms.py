@@ -8,6 +8,7 @@ from typing import Any
 
 from aiortc import RTCSessionDescription
 
+from appliance.media import consent
 from appliance.media.adaptive import AdaptationSettings
 from appliance.media.locality import on_link_networks
 from appliance.media.room import ChatSink, Room
@@ -41,6 +42,7 @@ class Rooms:
         resume: object = None,
     ) -> RTCSessionDescription:
         install_forwarding(asyncio.get_running_loop())
+        consent.install()  # patients on EDGE/GPRS have round trips over aioice's 0.5 s
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(

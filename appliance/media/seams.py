@@ -13,6 +13,9 @@ loudly when an upgrade moves them:
 - `RTCRtpSender._send_keyframe` (subscriber PLI/FIR) and `RTCRtpReceiver._send_rtcp_pli`
   (publisher PLI): in pack mode the sender ignores keyframe requests, so the SFU routes them.
 - `aioice.ice.get_host_addresses`: which local addresses ICE offers as host candidates.
+- `aioice.ice.Connection.query_consent`: replaced by `appliance.media.consent` (installed by
+  `Rooms`), since aioice's gives up on a consent check after 0.5 s and so drops every peer
+  whose round trip is longer (EDGE, GPRS) about 30 s after connecting.
 """
 
 from __future__ import annotations

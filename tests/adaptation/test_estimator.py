@@ -28,11 +28,38 @@ def test_heavy_loss_cuts_to_what_got_through_at_once():
 def test_rising_rtt_alone_backs_off_but_a_draining_queue_does_not():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=1_000_000))
     est.set_sending(1_000_000)
-    clean_reports(est, 1, 3, rtt=0.1)
+    clean_reports(est, 1, 4, rtt=0.1)
     est.on_receiver_report(5.0, 0.0, 0.4)  # queue building: +300 ms
     assert est.tick(5.0).estimate_bps == pytest.approx(850_000)
     est.on_receiver_report(7.0, 0.0, 0.3)  # still high but falling: draining
     assert est.tick(7.0).estimate_bps == pytest.approx(850_000)
+
+
+def test_a_queue_standing_long_after_a_cut_cuts_again():
+    # EDGE: 660 ms round trip; a 60 ms queue already makes voices late (400 ms one way).
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=200_000))
+    est.set_sending(200_000)
+    clean_reports(est, 1, 4, rtt=0.66)
+    est.on_receiver_report(5.0, 0.0, 0.75)  # +90 ms and rising
+    assert est.tick(5.0).estimate_bps == pytest.approx(170_000)
+    est.on_receiver_report(6.0, 0.0, 0.75)  # standing, but the cut has not crossed yet
+    assert est.tick(6.0).estimate_bps == pytest.approx(170_000)
+    est.set_sending(170_000)
+    est.on_receiver_report(7.5, 0.0, 0.75)  # still standing 2 round trips + 1 s later
+    assert est.tick(7.5).estimate_bps == pytest.approx(0.85 * 170_000)
+
+
+def test_a_jittery_path_is_not_a_queue():
+    # 3G: +-25 ms of jitter each way, so RTT samples spread over ~100 ms.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=500_000))
+    est.set_sending(500_000)
+    samples = [0.25, 0.32, 0.27, 0.35, 0.26, 0.30, 0.34, 0.25, 0.31, 0.28] * 3
+    for i, rtt in enumerate(samples):
+        est.on_receiver_report(1.0 + i, 0.0, rtt)
+        assert est.tick(1.0 + i).state is not LinkState.BACKING_OFF, f"cut at sample {i}"
+    # ...while a real queue on the same path still shows.
+    est.on_receiver_report(40.0, 0.0, 0.50)
+    assert est.tick(40.0).state is LinkState.BACKING_OFF
 
 
 def test_moderate_loss_holds():
@@ -111,8 +138,18 @@ def test_a_remb_cut_below_what_is_sent_is_obeyed_a_ramp_or_an_echo_is_not():
     assert est.tick(3.5).estimate_bps == 800_000
     est.on_receiver_report(3.8, 0.05, None)  # some loss: trouble, though not enough to cut
     assert est.tick(3.8).estimate_bps == 800_000
-    est.on_remb(4.0, 400_000)  # it cut its estimate below what is sent: cannot keep up
-    assert est.tick(4.0).estimate_bps == 400_000
+    est.on_remb(4.0, 450_000)  # it cut its estimate below what is sent: cannot keep up
+    assert est.tick(4.0).estimate_bps == 450_000
+
+
+def test_one_remb_cut_goes_at_most_to_70_percent_of_what_is_sent():
+    # aiortc's receiver estimate has read 20 kbps on a 300 kbps link.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=800_000))
+    est.set_sending(600_000)
+    est.on_remb(1.0, 700_000)
+    est.on_receiver_report(1.5, 0.05, None)
+    est.on_remb(2.0, 20_000)
+    assert est.tick(2.0).estimate_bps == pytest.approx(0.7 * 600_000)
 
 
 def test_silence_drops_to_voice_then_restarts_low():

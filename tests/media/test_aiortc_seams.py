@@ -79,3 +79,15 @@ def test_adaptation_seams() -> None:
         aiortc.rtcdtlstransport.RTCDtlsTransport._send_rtp).parameters) == ["self", "data"]
     # Which address media flows from: aioice's nominated pairs.
     assert "self._nominated[pair.component] = pair" in inspect.getsource(aioice.ice.Connection)
+
+
+def test_consent_seam() -> None:
+    # appliance.media.consent replaces this coroutine; connect() starts it by its name, and
+    # close() cancels it unless it was cleared first.
+    assert aioice.__version__ == "0.13.0", "re-check appliance/media/consent.py"
+    connect = inspect.getsource(aioice.ice.Connection.connect)
+    assert "self._query_consent_task = asyncio.create_task(self.query_consent())" in connect
+    assert "self._query_consent_task.cancel()" in inspect.getsource(aioice.ice.Connection.close)
+    assert list(inspect.signature(aioice.ice.Connection.build_request).parameters) == [
+        "self", "pair", "nominate"]
+    assert "retransmissions" in inspect.signature(aioice.stun.Transaction).parameters

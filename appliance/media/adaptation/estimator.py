@@ -3,12 +3,14 @@
 
 How it decides, per receiver report:
 - this report's loss above 10%: decrease to 95% of what got through (sent x (1 - loss)),
-  at most once a second; RTT inflated well above the path's minimum and still rising (a queue
-  is building): decrease to 85% of what is being sent;
+  at most once a second; RTT above the path's minimum by 40 ms plus twice its usual jitter and
+  still rising, or standing there a round trip and a second after the last cut (a queue):
+  decrease to 85% of what is being sent;
 - smoothed loss under 2% and RTT not inflated: clean; after 2 s clean the estimate grows
   8%/s, but never far above what has been sent, since capacity not used is not proven;
 - in between: hold.
-A REMB below what is being sent is a receiver that cannot keep up: the estimate drops to it.
+A REMB that fell below what is being sent while reports show trouble is a receiver that cannot
+keep up: the estimate drops to it (at most to 70% of what is sent).
 
 Multiplicative growth alone takes ~25 s to climb back from a dip, so the estimator probes
 deliberately: after a clean spell, when the plan wants more than the estimate, it offers a
@@ -49,7 +51,13 @@ class EstimatorConfig:
     rtt_weight: float = 0.25
     high_loss: float = 0.10
     low_loss: float = 0.02
-    rtt_inflation_s: float = 0.15  # and at least a quarter of the minimum RTT
+    #: RTT above the path's minimum by this much, plus twice its usual sample-to-sample
+    #: variation, is a queue. Small on purpose: on EDGE (325 ms one way) a voice packet is
+    #: late (400 ms) behind just 60 ms of queue, so a queue must be noticed at ~40 ms.
+    rtt_inflation_s: float = 0.04
+    rtt_jitter_weight: float = 0.1  # EWMA weight of |RTT - previous RTT| (a plain mean at first)
+    #: RTT says nothing about a queue until this many samples show the path's own jitter.
+    rtt_samples_before_queue: int = 4
     rtt_window_s: float = 30.0
     decrease_interval_s: float = 1.0
     growth_per_s: float = 0.08
@@ -63,7 +71,6 @@ class EstimatorConfig:
     probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
     probe_fail_loss: float = 0.05
     probe_report_lag_s: float = 0.5  # a report interval, beyond the RTT
-    probe_fail_rtt_s: float = 0.1  # RTT growth during a probe that means it built a queue
     probe_backoff_max_s: float = 8.0  # caps how long a step up can go unnoticed...
     probe_failures_before_long_wait: int = 3  # ...until this many probes in a row failed
     #: Probes above probe_step_gain overshoot more if they fail, and a link where probes keep
@@ -74,6 +81,7 @@ class EstimatorConfig:
     #: estimators cut multiplicatively on overuse), is below what is being sent, and the
     #: last receiver report showed loss or a queue.
     remb_fall: float = 0.9
+    remb_floor: float = 0.7  # one REMB cut goes at most this far below what is sent
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,8 @@ class DownlinkEstimator:
         self._loss = 0.0
         self._srtt: float | None = None
         self._last_rtt: float | None = None
+        self._rtt_jitter = 0.0
+        self._rtt_samples = 0
         self._rtts: deque[tuple[float, float]] = deque()
         self._sending_bps = 0.0
         self._last_feedback = now
@@ -154,12 +164,18 @@ class DownlinkEstimator:
         inflated = self._rtt_inflated(rtt_s)
         rising = rtt_s is not None and self._last_rtt is not None and (
             rtt_s > self._last_rtt + 0.01)
+        falling = rtt_s is not None and self._last_rtt is not None and (
+            rtt_s < self._last_rtt - 0.01)
         if rtt_s is not None:
+            if self._last_rtt is not None:
+                weight = max(cfg.rtt_jitter_weight, 1 / self._rtt_samples)
+                self._rtt_jitter += weight * (abs(rtt_s - self._last_rtt) - self._rtt_jitter)
             self._last_rtt = rtt_s
+            self._rtt_samples += 1
         if self._probe is not None:
             # A probe is judged on this report alone: smoothing would hide the queue it builds.
             grew = rtt_s is not None and self._probe.rtt_s is not None and (
-                rtt_s > self._probe.rtt_s + cfg.probe_fail_rtt_s)
+                rtt_s > self._probe.rtt_s + self._queue_threshold())
             if loss > cfg.probe_fail_loss or inflated or grew:
                 self._end_probe(now, success=False)
             elif self._probe.reached_at is not None and (
@@ -169,9 +185,11 @@ class DownlinkEstimator:
                 self._probe.confirmed = True
             return
         # Decide on this report's own loss: smoothing would keep cutting for seconds after
-        # the link already recovered. RTT counts only while it still rises, since a queue
-        # takes a while to drain after the cut that fixed it.
-        if loss > cfg.high_loss or (inflated and rising):
+        # the link already recovered. RTT counts while it still rises, or when a queue stands
+        # long after the last cut: a queue takes a round trip and a while to drain after the
+        # cut that fixed it, and cutting again meanwhile would overshoot.
+        drained = now - self._last_decrease >= 2 * (self._srtt or 0.0) + 1.0
+        if loss > cfg.high_loss or (inflated and (rising or (drained and not falling))):
             self._clean_since = None
             if now - self._last_decrease >= cfg.decrease_interval_s:
                 base = self._estimate
@@ -208,7 +226,7 @@ class DownlinkEstimator:
                 self._end_probe(now, success=False)
             # At most halve what is sent in one cut: a receiver's estimator can overshoot
             # downwards by far more than the link did (aiortc's has reported 20 kbps on 300).
-            self._set_estimate(max(bitrate_bps, 0.5 * self._sending_bps))
+            self._set_estimate(max(bitrate_bps, self.config.remb_floor * self._sending_bps))
             self._last_decrease = now
             self._clean_since = None
 
@@ -271,6 +289,8 @@ class DownlinkEstimator:
             self._loss = 0.0
             self._srtt = None
             self._last_rtt = None
+            self._rtt_jitter = 0.0
+            self._rtt_samples = 0
             self._rtts.clear()
             self._clean_since = now
             self._next_probe = now + self.config.probe_after_s
@@ -279,10 +299,14 @@ class DownlinkEstimator:
     def _rtt_inflated(self, rtt_s: float | None) -> bool:
         """Whether this report's RTT (the smoothed one if it has none) shows a queue."""
         rtt = rtt_s if rtt_s is not None else self._srtt
-        if rtt is None or not self._rtts:
+        if rtt is None or self._rtt_samples < self.config.rtt_samples_before_queue:
             return False
         base = min(sample for _, sample in self._rtts)
-        return rtt - base > max(self.config.rtt_inflation_s, 0.25 * base)
+        return rtt - base > self._queue_threshold()
+
+    def _queue_threshold(self) -> float:
+        """RTT growth that means a queue rather than the path's own jitter."""
+        return self.config.rtt_inflation_s + 2 * self._rtt_jitter
 
     def _end_probe(self, now: float, success: bool | None) -> None:
         probe = self._probe

@@ -28,6 +28,7 @@ from appliance.media.adaptation import (
     SessionAdaptation,
     UplinkBudget,
 )
+from appliance.media.encoded import PACKET_OVERHEAD_BYTES
 from appliance.media.locality import Network, is_lan, peer_address
 from appliance.media.pacer import Pacer
 from appliance.media.round_trip import SenderReportClock
@@ -55,8 +56,27 @@ VIDEO_BURST_FACTOR = 1.3
 # allowance under WEAK_LINK_BPS) at the allowance itself: a burst there delays voice most.
 PACING_HEADROOM = 1.25
 WEAK_LINK_BPS = 300_000
+# Right after a cut or a failed probe (BACKING_OFF) a queue stands on the link; at the new
+# allowance it would drain only as fast as the link beats the plan (on EDGE 20 kbps: 3 s
+# for a full queue, every voice packet late meanwhile). Video is paced this much lower
+# then, so the queue drains in about a second; the plan, and what the client sees, stay.
+DRAIN_PACING = 0.7
+# On a weak link a voice packet that reaches the bottleneck behind a video packet waits for
+# it: 50 ms for a full 1270-byte packet at 200 kbps, most of EDGE's margin (325 ms one way,
+# voice late at 400). Video there is split so one packet takes at most this long at the
+# estimate, and no smaller than MIN_VIDEO_PAYLOAD (headers would then cost too much).
+VIDEO_PACKET_S = 0.02
+MIN_VIDEO_PAYLOAD = 300
 # Smoothing of measured rates per tick (about a 1.5 s time constant at 0.5 s ticks).
 RATE_ALPHA = 0.3
+
+
+def video_payload_limit(estimate_bps: float, remote: bool) -> int | None:
+    """Largest video RTP payload for a subscriber's link (None: aiortc's own)."""
+    if not remote or estimate_bps >= WEAK_LINK_BPS:
+        return None
+    budget = int(estimate_bps / 8 * VIDEO_PACKET_S) - PACKET_OVERHEAD_BYTES
+    return max(MIN_VIDEO_PAYLOAD, budget)
 
 
 @dataclass(frozen=True)
@@ -279,11 +299,18 @@ class RoomAdaptation:
             if participant is None:
                 self._stop_pacer(sub)  # a held seat: its connection is gone
                 continue
+            limit = video_payload_limit(update.estimate.estimate_bps, participant.remote)
+            for slot in participant.video_slots:
+                slot.max_payload = limit
             if (pacer := self._pacers.get(sub)) is not None:
                 # Above the allowance: the pacer smooths bursts, it must not become the
                 # bottleneck (its drops would read as the link's loss and cut the estimate).
                 allowance = update.estimate.allowance_bps
-                pacer.set_rate(allowance * (1.0 if allowance < WEAK_LINK_BPS else PACING_HEADROOM))
+                if update.estimate.state is LinkState.BACKING_OFF:
+                    pacer.set_rate(allowance * DRAIN_PACING)
+                else:
+                    pacer.set_rate(
+                        allowance * (1.0 if allowance < WEAK_LINK_BPS else PACING_HEADROOM))
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan

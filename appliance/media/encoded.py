@@ -38,6 +38,9 @@ class EncodedFrame:
     after_gap: bool = False
     # RFC 6464 level of the loudest packet in this frame: 0 is loudest, 127 silence.
     audio_level: int | None = None
+    # Split into RTP payloads of at most this many bytes (None: aiortc's ~1300). On a weak
+    # link a full-size video packet holds the voice packet behind it ~50 ms (see seams.py).
+    max_payload: int | None = None
 
     def __bytes__(self) -> bytes:
         return self.data
@@ -48,11 +51,15 @@ class EncodedFrame:
     @property
     def wire_size(self) -> int:
         """Bytes this frame takes on the wire once packetized (headers included)."""
-        packets = 1 + len(self.data) // PACKET_PAYLOAD_BYTES
+        packets = 1 + len(self.data) // (self.max_payload or PACKET_PAYLOAD_BYTES)
         return len(self.data) + packets * PACKET_OVERHEAD_BYTES
 
     def with_pts(self, pts: int) -> EncodedFrame:
         return replace(self, pts=pts)
+
+    def split(self, max_payload: int | None) -> EncodedFrame:
+        """This frame, to be sent in RTP payloads of at most max_payload bytes."""
+        return self if max_payload == self.max_payload else replace(self, max_payload=max_payload)
 
 
 class PassthroughDecoder:

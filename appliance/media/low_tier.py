@@ -5,7 +5,7 @@ outputs derived from a single decode of the publisher's VP8:
 - `low`: ~320x180 VP8 at ~100 kbps (~107 kbps with packet headers, inside the adaptation
   ladder's `Costs.low_bps`), at most 15 fps;
 - `presence`: a ~160x90 thumbnail, one keyframe per second of the publisher's clock (intra
-  only, so a subscriber can show any single frame it gets).
+  only, so a subscriber can show any single frame it gets; keyframe requests wait for it).
 
 Both are made only while a slot shows them: an output's encoder runs while it has slots, and
 the decoder (one worker thread per publisher) while either has. Decoding, scaling and
@@ -168,8 +168,10 @@ class _Encoder:
         spec = self.output.spec
         due = self.last_pts is None or pts - self.last_pts >= spec.interval - spec.slack
         if spec.intra_only:
-            # Every presence frame is a keyframe; a request means "a picture now".
-            due = self.output.take_keyframe_request() or due
+            # Every presence frame is a keyframe, so a request (a slot joined, or lost a
+            # picture) is served by the next one, within a second. Serving it at once doubled
+            # the thumbnail's rate on lossy links, where each lost picture brings a request.
+            self.output.take_keyframe_request()
             force = due
         else:
             force = due and self.output.take_keyframe_request()

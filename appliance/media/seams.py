@@ -12,6 +12,8 @@ loudly when an upgrade moves them:
   on a forwarding loop get a buffer that releases each Opus packet as it arrives.
 - `RTCRtpSender._send_keyframe` (subscriber PLI/FIR) and `RTCRtpReceiver._send_rtcp_pli`
   (publisher PLI): in pack mode the sender ignores keyframe requests, so the SFU routes them.
+- `aiortc.codecs.vpx.Vp8Encoder.pack`: splits a frame into RTP payloads; ours honours an
+  `EncodedFrame.max_payload` (smaller packets for weak links) and is aiortc's otherwise.
 - `aioice.ice.get_host_addresses`: which local addresses ICE offers as host candidates.
 - `aioice.ice.Connection.query_consent`: replaced by `appliance.media.consent` (installed by
   `Rooms`), since aioice's gives up on a consent check after 0.5 s and so drops every peer
@@ -28,11 +30,13 @@ from collections.abc import Sequence
 
 import aioice.ice
 from aiortc import rtcrtpreceiver
+from aiortc.codecs import vpx
 
 from appliance.media.encoded import PassthroughDecoder
 from appliance.media.jitter import BoundedJitterBuffer, ForwardingAudioBuffer
 
 _original_worker = rtcrtpreceiver.decoder_worker
+_original_vp8_pack = vpx.Vp8Encoder.pack
 _original_host_addresses = aioice.ice.get_host_addresses
 _forwarding_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
@@ -86,11 +90,29 @@ def _select_jitter_buffer(
     return BoundedJitterBuffer(capacity, prefetch=prefetch, is_video=is_video)
 
 
+def _pack_vp8(self: vpx.Vp8Encoder, packet: object) -> tuple[list[bytes], int]:
+    limit = getattr(packet, "max_payload", None)
+    if limit is None:
+        return _original_vp8_pack(self, packet)  # type: ignore[arg-type]
+    data = bytes(packet)  # type: ignore[call-overload]
+    descriptor = vpx.VpxPayloadDescriptor(partition_start=1, partition_id=0,
+                                          picture_id=self.picture_id)
+    payloads = []
+    for pos in range(0, len(data), limit):
+        payloads.append(bytes(descriptor) + data[pos:pos + limit])
+        descriptor.partition_start = 0
+    self.picture_id = (self.picture_id + 1) % (1 << 15)
+    timestamp = vpx.convert_timebase(packet.pts, packet.time_base,  # type: ignore[attr-defined]
+                                     vpx.VIDEO_TIME_BASE)
+    return payloads, timestamp
+
+
 def install_forwarding(loop: asyncio.AbstractEventLoop) -> None:
     """Make remote tracks of peer connections on `loop` yield encoded frames (idempotent)."""
     _forwarding_loops.add(loop)
     rtcrtpreceiver.decoder_worker = _select_worker
     rtcrtpreceiver.JitterBuffer = _select_jitter_buffer  # type: ignore[misc,assignment]
+    vpx.Vp8Encoder.pack = _pack_vp8  # type: ignore[method-assign]
 
 
 def restrict_host_addresses(addresses: Sequence[str]) -> None:

@@ -49,6 +49,8 @@ class SlotTrack(MediaStreamTrack):
         self._out_base = 0
         self._last_out: int | None = None
         self.sender: RTCRtpSender | None = None  # set once the transceiver exists
+        # Largest RTP payload of a video frame (None: aiortc's); set per link by adaptation.
+        self.max_payload: int | None = None
         self.frames_out = 0
         self.bytes_out = 0  # wire bytes handed to the sender, headers included
         self.dropped = 0
@@ -122,6 +124,8 @@ class SlotTrack(MediaStreamTrack):
             self._ready.clear()
             await self._ready.wait()
         frame = self._queue.popleft()
+        if self.kind == "video":
+            frame = frame.split(self.max_payload)
         self.frames_out += 1
         self.bytes_out += frame.wire_size
         return frame

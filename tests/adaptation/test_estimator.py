@@ -106,15 +106,29 @@ def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
     est.set_sending(250_000)
     waits = []
     t = 5.0
-    for _ in range(4):  # fail each probe: the wait doubles (4, 8), then 30 s after 3 failures
+    for wanted in (400_000, 400_000, 300_001, 300_001):
+        # Fail each probe: the wait doubles (4, then 8), 30 s after 3 failures; but a target
+        # that just failed (within 10%) is not tried again for 15 s.
         start = t
-        while t < start + 40 and est.tick(t, wanted_bps=450_000).state is not LinkState.PROBING:
+        while t < start + 40 and est.tick(t, wanted_bps=wanted).state is not LinkState.PROBING:
             t += 0.25
             est.on_receiver_report(t, 0.0, 0.1)
         waits.append(t - start)
         est.on_receiver_report(t, 0.2, 0.1)
-    assert waits[0] == pytest.approx(4, abs=0.3)
-    assert waits[1:] == pytest.approx([8, 30, 30], abs=0.3)
+    assert waits == pytest.approx([4, 15, 30, 30], abs=0.3)
+
+
+def test_a_lower_target_than_the_failed_one_is_tried_at_the_usual_pace():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 1, 3)
+    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    est.on_receiver_report(4.5, 0.2, 0.1)  # failed
+    t = 4.5
+    while est.tick(t, wanted_bps=350_000).state is not LinkState.PROBING:
+        t += 0.25
+        est.on_receiver_report(t, 0.0, 0.1)
+    assert t - 4.5 == pytest.approx(4, abs=0.3)
 
 
 def test_a_probe_the_sfu_never_filled_teaches_nothing():

@@ -172,6 +172,29 @@ def test_fit_keeps_aspect_even_and_never_upscales() -> None:
     assert width % 2 == 0 and height % 2 == 0 and height <= 180
 
 
+def test_keyframe_requests_do_not_speed_up_presence(
+        clip: list[EncodedFrame], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lossy link's subscriber asks for a picture after every lost one; presence frames are
+    # all keyframes, so the next one (within a second) serves it, at no extra rate.
+    monkeypatch.setattr("appliance.media.low_tier.KEYFRAME_MIN_INTERVAL_S", 0.0)
+
+    async def run() -> None:
+        publication = StandInPublication()
+        tier = LowTier(publication)  # type: ignore[arg-type]
+        presence = Viewer(tier.presence, mid="1")
+        tier.update()
+        for start in range(0, len(clip), 5):
+            tier.presence.request_keyframe()
+            await feed(publication, tier, clip[start:start + 5])
+        await until(lambda: len(presence.frames) == tier.presence.frames_encoded >= 5)
+        assert len(presence.frames) == 6  # one a second of the 6 s clip, as without requests
+        assert set(steps(presence.frames)) == {90000}
+        await tier.stop()
+        await presence.close()
+
+    asyncio.run(run())
+
+
 def test_one_decode_feeds_low_and_presence(clip: list[EncodedFrame]) -> None:
     async def run() -> None:
         publication = StandInPublication()

@@ -1,7 +1,8 @@
 """The clinic's uplink, shared by every remote subscriber: configured, or learned.
 
-Remote subscribers' downlinks all leave the clinic through one backhaul. When most of them back
-off at the same moment, their own links are not the likely cause: the shared uplink is full.
+Remote subscribers' downlinks all leave the clinic through one backhaul. When most of them (and
+at least three) back off at the same moment, their own links are not the likely cause: the
+shared uplink is full.
 The budget then takes 90% of what the box was sending them all as the capacity, and lets it
 grow back 5% every 10 s without such shared congestion, forgetting it once it is well above
 what the session uses. A configured capacity is used as it is.
@@ -17,7 +18,10 @@ class BudgetConfig:
     """When congestion counts as shared, and how the learnt capacity recovers."""
 
     shared_fraction: float = 0.5  # at least this share of remote subscribers backing off...
-    shared_minimum: int = 2  # ...and at least this many
+    #: ...and at least this many. Two is not evidence: two patients on similar links, sent
+    #: the same streams, back off together by coincidence (seen in the lab on EDGE), and a
+    #: capacity learnt from that starved both of video for good.
+    shared_minimum: int = 3
     backoff: float = 0.9
     growth: float = 0.05
     growth_every_s: float = 10.0

@@ -76,6 +76,10 @@ class EstimatorConfig:
     #: Probes above probe_step_gain overshoot more if they fail, and a link where probes keep
     #: failing is not going to change soon: both then wait this long.
     long_probe_wait_s: float = 30.0
+    #: A probe to about the allowance of one that failed (within 10%) waits this long: on a
+    #: link whose next rung does not fit, each retry costs voices ~2 s of queue, and a cut
+    #: that follows a failed probe would otherwise make the retries quick again.
+    failed_target_wait_s: float = 15.0
     silence_s: float = 3.0
     #: A REMB is obeyed when it fell this much below the previous one (receivers' delay-based
     #: estimators cut multiplicatively on overuse), is below what is being sent, and the
@@ -133,6 +137,8 @@ class DownlinkEstimator:
         self._next_probe = now + self.config.probe_after_s
         self._next_far_probe = now
         self._failures = 0
+        self._failed_target = float("inf")  # allowance of the last failed probe...
+        self._failed_until = now  # ...not to be tried again before this
         self._silent = False
         self._last_remb: float | None = None
         self._troubled = False  # the last receiver report showed loss or a queue
@@ -271,7 +277,8 @@ class DownlinkEstimator:
                     and (not far or now >= self._next_far_probe)):
                 target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
                 use = min(target, wanted_use_bps if wanted_use_bps is not None else target)
-                self._probe = _Probe(target, now, self._estimate, self._last_rtt, use)
+                if now >= self._failed_until or target < 0.9 * self._failed_target:
+                    self._probe = _Probe(target, now, self._estimate, self._last_rtt, use)
         if self._probe is not None:
             return Estimate(self._probe.target_bps, self._estimate, LinkState.PROBING,
                             self._loss, self._srtt)
@@ -294,6 +301,7 @@ class DownlinkEstimator:
             self._rtts.clear()
             self._clean_since = now
             self._next_probe = now + self.config.probe_after_s
+            self._failed_target = float("inf")
         self._last_feedback = now
 
     def _rtt_inflated(self, rtt_s: float | None) -> bool:
@@ -319,6 +327,7 @@ class DownlinkEstimator:
             self._set_estimate(max(probe.before_bps, min(probe.target_bps, proven)))
             self._probe_wait = self.config.probe_again_s
             self._failures = 0
+            self._failed_target = float("inf")
         elif success is False:
             self._set_estimate(min(self._estimate, probe.before_bps))
             cfg = self.config
@@ -328,6 +337,8 @@ class DownlinkEstimator:
                 self._probe_wait = cfg.long_probe_wait_s
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
+            self._failed_target = probe.target_bps
+            self._failed_until = now + cfg.failed_target_wait_s
             self._last_decrease = now
             self._clean_since = None
         self._next_probe = now + self._probe_wait

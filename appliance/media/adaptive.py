@@ -43,9 +43,6 @@ TICK_S = 0.5
 # Where a remote subscriber's estimate starts: it may be GPRS (80 kbps), so voices only
 # first; probes find the rest (LAN subscribers start at the top).
 REMOTE_INITIAL_BPS = 100_000
-# RTT fed to the estimator: the median of the last few raw samples. A few read far too low
-# (seen: 0.07 s on a 0.66 s path), and one would become the path's minimum for 30 s.
-RTT_SAMPLES = 3
 # Loss is judged over the reports of the last this many seconds (aiortc's receivers report
 # about every 0.5-1.5 s).
 LOSS_WINDOW_S = 2.0
@@ -56,11 +53,6 @@ VIDEO_BURST_FACTOR = 1.3
 # allowance under WEAK_LINK_BPS) at the allowance itself: a burst there delays voice most.
 PACING_HEADROOM = 1.25
 WEAK_LINK_BPS = 300_000
-# Right after a cut or a failed probe (BACKING_OFF) a queue stands on the link; at the new
-# allowance it would drain only as fast as the link beats the plan (on EDGE 20 kbps: 3 s
-# for a full queue, every voice packet late meanwhile). Video is paced this much lower
-# then, so the queue drains in about a second; the plan, and what the client sees, stay.
-DRAIN_PACING = 0.7
 # On a weak link a voice packet that reaches the bottleneck behind a video packet waits for
 # it: 50 ms for a full 1270-byte packet at 200 kbps, most of EDGE's margin (325 ms one way,
 # voice late at 400). Video there is split so one packet takes at most this long at the
@@ -128,7 +120,6 @@ class RoomAdaptation:
         self._sent: dict[str, _Rate] = {}
         self._received: dict[Publication, _Rate] = {}
         self._last_rtcp: dict[str, int] = {}
-        self._rtts: dict[str, deque[float]] = {}
         # Per subscriber, when each slot sender's SRs left (for RTT).
         self._clocks: dict[str, dict[RTCRtpSender, SenderReportClock]] = {}
         self._loss_window: dict[str, deque[tuple[float, int, int]]] = {}
@@ -199,7 +190,6 @@ class RoomAdaptation:
             self.session.remove_subscriber(participant_id)
         self._sent.pop(participant_id, None)
         self._last_rtcp.pop(participant_id, None)
-        self._rtts.pop(participant_id, None)
         self._clocks.pop(participant_id, None)
         self._loss_window.pop(participant_id, None)
         for key in [k for k in self._counters if k[0] == participant_id]:
@@ -223,17 +213,21 @@ class RoomAdaptation:
             if not reports:
                 return
             loss = self._recent_loss(participant.id, now, reports)
-            recent = self._rtts.setdefault(participant.id, deque(maxlen=RTT_SAMPLES))
             wall = time.time()
             clocks = self._clocks.get(participant.id, {})
-            recent.extend(
-                rtt
+            # Per block: its RTT, and when the SR it echoes left (the path it describes).
+            blocks = [
+                (rtt, clock.sent_at(r.lsr) or wall)
                 for r in reports
                 if (clock := clocks.get(senders[r.ssrc])) is not None
                 and (rtt := clock.rtt(r.lsr, r.dlsr, wall)) is not None
-            )
-            ordered = sorted(recent)
-            estimator.on_receiver_report(now, loss, ordered[len(ordered) // 2] if ordered else None)
+            ]
+            if blocks:
+                rtts = sorted(rtt for rtt, _ in blocks)
+                estimator.on_receiver_report(now, loss, rtts[len(rtts) // 2],
+                                             sr_age_s=wall - max(sent for _, sent in blocks))
+            else:
+                estimator.on_receiver_report(now, loss, None)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ = unpack_remb_fci(packet.fci)
@@ -306,11 +300,7 @@ class RoomAdaptation:
                 # Above the allowance: the pacer smooths bursts, it must not become the
                 # bottleneck (its drops would read as the link's loss and cut the estimate).
                 allowance = update.estimate.allowance_bps
-                if update.estimate.state is LinkState.BACKING_OFF:
-                    pacer.set_rate(allowance * DRAIN_PACING)
-                else:
-                    pacer.set_rate(
-                        allowance * (1.0 if allowance < WEAK_LINK_BPS else PACING_HEADROOM))
+                pacer.set_rate(allowance * (1.0 if allowance < WEAK_LINK_BPS else PACING_HEADROOM))
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan

@@ -37,11 +37,21 @@ class SenderReportClock:
 
     def rtt(self, lsr: int, dlsr: int, now: float) -> float | None:
         """The block's RTT in seconds, or None if it names no SR (or an ambiguous one)."""
-        entry = self._sent.get(lsr)
-        if not lsr or not dlsr or entry is None or entry[1] != 1:
+        sent = self.sent_at(lsr)
+        if sent is None or not dlsr:
             return None
-        rtt = now - entry[0] - dlsr / 65536
+        rtt = now - sent - dlsr / 65536
         return rtt if rtt > 0 else None
+
+    def sent_at(self, lsr: int) -> float | None:
+        """When the SR a block names left (time.time()), or None if unknown or ambiguous.
+
+        What a report says about the path is what that SR met on its way: a report that
+        arrives late may still echo an SR sent before a change."""
+        entry = self._sent.get(lsr)
+        if not lsr or entry is None or entry[1] != 1:
+            return None
+        return entry[0]
 
     def watch(self, sender: RTCRtpSender) -> None:
         """Record every SR the sender sends from now on."""

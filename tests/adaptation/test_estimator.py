@@ -81,7 +81,7 @@ def test_growth_is_capped_near_what_is_sent():
 def test_probe_that_stays_clean_jumps_the_estimate():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)
-    clean_reports(est, 1, 3)
+    clean_reports(est, 0, 4)
     result = est.tick(4.0, wanted_bps=450_000)
     assert result.state is LinkState.PROBING and result.allowance_bps == 450_000
     assert result.estimate_bps < 450_000
@@ -97,7 +97,7 @@ def test_probe_that_stays_clean_jumps_the_estimate():
 def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)
-    clean_reports(est, 1, 3)
+    clean_reports(est, 0, 4)
     assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
     est.set_sending(450_000)
     est.on_receiver_report(5.0, 0.0, 0.3)  # +200 ms: the probe filled a queue
@@ -118,10 +118,26 @@ def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
     assert waits == pytest.approx([4, 15, 30, 30], abs=0.3)
 
 
+def test_retrying_a_target_that_keeps_failing_waits_longer_each_time():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 0, 4)
+    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    t, waits = 4.0, []
+    for _ in range(4):
+        est.on_receiver_report(t + 0.5, 0.2, 0.1)  # failed
+        start = t = t + 0.5
+        while t < start + 90 and est.tick(t, wanted_bps=450_000).state is not LinkState.PROBING:
+            t += 0.25
+            est.on_receiver_report(t, 0.0, 0.1)
+        waits.append(t - start)
+    assert waits == pytest.approx([15, 30, 60, 60], abs=0.3)
+
+
 def test_a_lower_target_than_the_failed_one_is_tried_at_the_usual_pace():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)
-    clean_reports(est, 1, 3)
+    clean_reports(est, 0, 4)
     assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
     est.on_receiver_report(4.5, 0.2, 0.1)  # failed
     t = 4.5
@@ -134,7 +150,7 @@ def test_a_lower_target_than_the_failed_one_is_tried_at_the_usual_pace():
 def test_a_probe_the_sfu_never_filled_teaches_nothing():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)
-    clean_reports(est, 1, 3)
+    clean_reports(est, 0, 4)
     est.tick(4.0, wanted_bps=450_000)
     clean_reports(est, 5, 6)
     assert est.estimate_bps < 450_000
@@ -184,9 +200,43 @@ def test_silence_drops_to_voice_then_restarts_low():
 def test_a_probe_needs_a_clean_report_after_the_sfu_filled_it():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)
-    clean_reports(est, 1, 3)
+    clean_reports(est, 0, 4)
     est.tick(4.0, wanted_bps=450_000)
     est.on_receiver_report(4.5, 0.0, 0.1)  # a report from before the SFU sent more
     est.set_sending(440_000)
     assert est.tick(6.5, wanted_bps=450_000).state is LinkState.PROBING  # no word yet
     assert est.tick(8.5, wanted_bps=450_000).estimate_bps == 300_000  # never confirmed
+
+
+def test_a_probe_is_confirmed_by_the_sr_a_report_echoes_not_by_when_it_arrives():
+    # EDGE: a report arriving 1.5 s after the SFU filled the probe may still echo an SR sent
+    # before it (an SR a second, 0.66 s round trip): it knows nothing of the probe's queue.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=150_000))
+    est.set_sending(120_000)
+    clean_reports(est, 1, 4, rtt=0.66)
+    assert est.tick(5.0, wanted_bps=220_000).state is LinkState.PROBING
+    est.set_sending(210_000, now=5.0)  # filled at 5.0
+    est.on_receiver_report(6.5, 0.0, 0.66, sr_age_s=1.6)  # echoes an SR sent at 4.9
+    result = est.tick(7.0, wanted_bps=220_000)
+    assert result.state is LinkState.PROBING and result.estimate_bps < 160_000  # no word yet
+    est2 = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=150_000))
+    est2.set_sending(120_000)
+    clean_reports(est2, 1, 4, rtt=0.66)
+    est2.tick(5.0, wanted_bps=220_000)
+    est2.set_sending(210_000, now=5.0)
+    est2.on_receiver_report(6.9, 0.0, 0.66, sr_age_s=1.0)  # an SR sent at 5.9: after it
+    assert est2.tick(7.0, wanted_bps=220_000).estimate_bps >= 220_000
+
+
+def test_no_probe_before_the_paths_own_rtt_is_known():
+    # GPRS: the first reports after joining are the only ones, and a probe judged without a
+    # baseline RTT "succeeded" at 130 kbps on an 80 kbps link.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(50_000)
+    est.on_receiver_report(1.0, 0.0, None)
+    est.on_receiver_report(2.0, 0.0, 0.81)
+    est.on_receiver_report(3.0, 0.0, 0.79)
+    assert est.tick(3.5, wanted_bps=150_000).state is not LinkState.PROBING
+    est.on_receiver_report(4.0, 0.0, 0.80)
+    est.on_receiver_report(5.0, 0.0, 0.80)
+    assert est.tick(5.5, wanted_bps=150_000).state is LinkState.PROBING

@@ -40,3 +40,13 @@ def test_history_is_bounded() -> None:
         clock.sent(lsr=n + 1, at=float(n))
     assert clock.rtt(1, dlsr=1, now=100.0) is None
     assert clock.rtt(HISTORY + 5, dlsr=1, now=HISTORY + 5.0) is not None
+
+
+def test_sent_at_names_when_the_echoed_sr_left() -> None:
+    # A report says what its SR met on the way, however late the report itself arrives.
+    clock = SenderReportClock()
+    clock.sent(lsr=1000, at=100.0)
+    clock.sent(lsr=2000, at=101.0)
+    assert clock.sent_at(1000) == 100.0 and clock.sent_at(2000) == 101.0
+    clock.sent(lsr=2000, at=102.0)
+    assert clock.sent_at(2000) is None and clock.sent_at(0) is None and clock.sent_at(5) is None

@@ -71,14 +71,19 @@ class EstimatorConfig:
     probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
     probe_fail_loss: float = 0.05
     probe_report_lag_s: float = 0.5  # a report interval, beyond the RTT
+    #: A probe is confirmed only by a report echoing an SR that left this long after the SFU
+    #: filled it: the time an overshoot of 10-20% takes to queue enough to show. A report
+    #: that merely arrived later may echo an SR from before (EDGE: 0.66 s RTT, an SR a second).
+    probe_settle_s: float = 0.75
     probe_backoff_max_s: float = 8.0  # caps how long a step up can go unnoticed...
     probe_failures_before_long_wait: int = 3  # ...until this many probes in a row failed
     #: Probes above probe_step_gain overshoot more if they fail, and a link where probes keep
     #: failing is not going to change soon: both then wait this long.
     long_probe_wait_s: float = 30.0
-    #: A probe to about the allowance of one that failed (within 10%) waits this long: on a
-    #: link whose next rung does not fit, each retry costs voices ~2 s of queue, and a cut
-    #: that follows a failed probe would otherwise make the retries quick again.
+    #: A probe to about the allowance of one that failed (within 10%) waits this long, twice
+    #: as long after each further failure there (up to 4x): on a link whose next rung does
+    #: not fit, each retry costs voices ~2 s of queue, and a cut that follows a failed probe
+    #: would otherwise make the retries quick again.
     failed_target_wait_s: float = 15.0
     silence_s: float = 3.0
     #: A REMB is obeyed when it fell this much below the previous one (receivers' delay-based
@@ -139,6 +144,7 @@ class DownlinkEstimator:
         self._failures = 0
         self._failed_target = float("inf")  # allowance of the last failed probe...
         self._failed_until = now  # ...not to be tried again before this
+        self._failed_wait = 0.0
         self._silent = False
         self._last_remb: float | None = None
         self._troubled = False  # the last receiver report showed loss or a queue
@@ -154,8 +160,9 @@ class DownlinkEstimator:
                 self._probe.reached_at = self._last_tick if now is None else now
 
     def on_receiver_report(self, now: float, loss_fraction: float, rtt_s: float | None = None,
-                           ) -> None:
-        """An RTCP receiver report: fraction lost since the last one (0-1), and the RTT."""
+                           sr_age_s: float | None = None) -> None:
+        """An RTCP receiver report: fraction lost since the last one (0-1), the RTT, and how
+        long before now the sender report it echoes left (None: unknown)."""
         self._feedback(now)
         cfg = self.config
         loss = min(1.0, max(0.0, loss_fraction))
@@ -184,10 +191,8 @@ class DownlinkEstimator:
                 rtt_s > self._probe.rtt_s + self._queue_threshold())
             if loss > cfg.probe_fail_loss or inflated or grew:
                 self._end_probe(now, success=False)
-            elif self._probe.reached_at is not None and (
-                    now - self._probe.reached_at >= (self._srtt or 0.0) + cfg.probe_report_lag_s):
-                # Only a report sent after the probe's packets crossed the link says anything
-                # about them: one round trip plus a report interval after the SFU got there.
+            elif self._probe.reached_at is not None and self._describes_since(
+                    now, sr_age_s, self._probe.reached_at):
                 self._probe.confirmed = True
             return
         # Decide on this report's own loss: smoothing would keep cutting for seconds after
@@ -261,7 +266,7 @@ class DownlinkEstimator:
         if probe is not None and now - probe.started >= cfg.probe_s:
             if probe.confirmed:
                 self._end_probe(now, success=True)
-            elif now - probe.started >= 2 * cfg.probe_s:
+            elif now - probe.started >= 2 * cfg.probe_s + (self._srtt or 0.0):
                 self._end_probe(now, success=None)  # never sent near it: nothing learnt
         clean_for = None if self._clean_since is None else now - self._clean_since
         if self._probe is None and clean_for is not None:
@@ -272,7 +277,9 @@ class DownlinkEstimator:
                     self._set_estimate(min(grown, ceiling))
             far = (wanted_bps is not None
                    and wanted_bps > self._estimate * cfg.probe_step_gain * 1.001)
+            # A probe is judged against the path's own RTT: none before that is known.
             if (wanted_bps is not None and wanted_bps > self._estimate
+                    and self._rtt_samples >= cfg.rtt_samples_before_queue
                     and clean_for >= cfg.probe_after_s and now >= self._next_probe
                     and (not far or now >= self._next_far_probe)):
                 target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
@@ -312,6 +319,14 @@ class DownlinkEstimator:
         base = min(sample for _, sample in self._rtts)
         return rtt - base > self._queue_threshold()
 
+    def _describes_since(self, now: float, sr_age_s: float | None, since: float) -> bool:
+        """Whether a report arriving now tells of the path after `since` plus a settling time:
+        by the SR it echoes when known, else by one round trip and a report interval."""
+        cfg = self.config
+        if sr_age_s is not None:
+            return now - sr_age_s >= since + cfg.probe_settle_s
+        return now - since >= (self._srtt or 0.0) + cfg.probe_report_lag_s
+
     def _queue_threshold(self) -> float:
         """RTT growth that means a queue rather than the path's own jitter."""
         return self.config.rtt_inflation_s + 2 * self._rtt_jitter
@@ -337,8 +352,11 @@ class DownlinkEstimator:
                 self._probe_wait = cfg.long_probe_wait_s
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
-            self._failed_target = probe.target_bps
-            self._failed_until = now + cfg.failed_target_wait_s
+            again = probe.target_bps >= 0.9 * self._failed_target
+            self._failed_wait = (min(2 * self._failed_wait, 4 * cfg.failed_target_wait_s)
+                                 if again else cfg.failed_target_wait_s)
+            self._failed_target = min(self._failed_target, probe.target_bps)
+            self._failed_until = now + self._failed_wait
             self._last_decrease = now
             self._clean_since = None
         self._next_probe = now + self._probe_wait

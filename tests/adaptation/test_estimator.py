@@ -229,14 +229,13 @@ def test_a_probe_is_confirmed_by_the_sr_a_report_echoes_not_by_when_it_arrives()
 
 
 def test_no_probe_before_the_paths_own_rtt_is_known():
-    # GPRS: the first reports after joining are the only ones, and a probe judged without a
+    # GPRS: the first reports after joining carry no RTT yet, and a probe judged without a
     # baseline RTT "succeeded" at 130 kbps on an 80 kbps link.
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
     est.set_sending(50_000)
     est.on_receiver_report(1.0, 0.0, None)
-    est.on_receiver_report(2.0, 0.0, 0.81)
-    est.on_receiver_report(3.0, 0.0, 0.79)
+    est.on_receiver_report(2.0, 0.0, None)
+    est.on_receiver_report(3.0, 0.0, 0.81)
     assert est.tick(3.5, wanted_bps=150_000).state is not LinkState.PROBING
-    est.on_receiver_report(4.0, 0.0, 0.80)
-    est.on_receiver_report(5.0, 0.0, 0.80)
-    assert est.tick(5.5, wanted_bps=150_000).state is LinkState.PROBING
+    est.on_receiver_report(4.0, 0.0, 0.79)
+    assert est.tick(4.5, wanted_bps=150_000).state is LinkState.PROBING

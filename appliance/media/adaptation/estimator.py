@@ -57,7 +57,7 @@ class EstimatorConfig:
     rtt_inflation_s: float = 0.04
     rtt_jitter_weight: float = 0.1  # EWMA weight of |RTT - previous RTT| (a plain mean at first)
     #: RTT says nothing about a queue until this many samples show the path's own jitter.
-    rtt_samples_before_queue: int = 4
+    rtt_samples_before_queue: int = 2
     rtt_window_s: float = 30.0
     decrease_interval_s: float = 1.0
     growth_per_s: float = 0.08

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
 
 from appliance.media.adaptation import (
     Costs,
@@ -28,9 +36,10 @@ from appliance.media.adaptation import (
     SessionAdaptation,
     UplinkBudget,
 )
-from appliance.media.encoded import PACKET_OVERHEAD_BYTES
+from appliance.media.encoded import PACKET_OVERHEAD_BYTES, PACKET_PAYLOAD_BYTES
 from appliance.media.locality import Network, is_lan, peer_address
 from appliance.media.pacer import Pacer
+from appliance.media.retransmit import RetransmitBudget
 from appliance.media.round_trip import SenderReportClock
 
 if TYPE_CHECKING:
@@ -123,6 +132,9 @@ class RoomAdaptation:
         # Per subscriber, when each slot sender's SRs left (for RTT).
         self._clocks: dict[str, dict[RTCRtpSender, SenderReportClock]] = {}
         self._loss_window: dict[str, deque[tuple[float, int, int]]] = {}
+        self._nacked: dict[str, int] = {}  # packets each remote subscriber asked again for
+        self._withheld: dict[str, int] = {}  # ...and of those, not resent
+        self._resend: dict[str, RetransmitBudget] = {}
         # (subscriber, ssrc) -> (extended highest sequence, cumulative lost) of the last report
         self._counters: dict[tuple[str, int], tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -139,6 +151,10 @@ class RoomAdaptation:
 
         async def handle(packet: Any) -> None:
             self._on_rtcp(participant, sender, packet)
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                packet = self._rationed(participant, packet)
+                if packet is None:
+                    return
             await original(packet)
 
         sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
@@ -192,6 +208,9 @@ class RoomAdaptation:
         self._last_rtcp.pop(participant_id, None)
         self._clocks.pop(participant_id, None)
         self._loss_window.pop(participant_id, None)
+        self._nacked.pop(participant_id, None)
+        self._withheld.pop(participant_id, None)
+        self._resend.pop(participant_id, None)
         for key in [k for k in self._counters if k[0] == participant_id]:
             del self._counters[key]
 
@@ -228,12 +247,34 @@ class RoomAdaptation:
                                              sr_age_s=wall - max(sent for _, sent in blocks))
             else:
                 estimator.on_receiver_report(now, loss, None)
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self._nacked[participant.id] = self._nacked.get(participant.id, 0) + len(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             estimator.on_remb(now, bitrate)
+
+    def _rationed(self, participant: Participant,
+                  nack: RtcpRtpfbPacket) -> RtcpRtpfbPacket | None:
+        """The part of a NACK to answer: LAN subscribers all of it, remote ones what their
+        retransmission budget allows (the newest packets first), nothing while backing off."""
+        link = participant.link
+        if not participant.remote or link is None or not nack.lost:
+            return nack
+        budget = self._resend.setdefault(participant.id, RetransmitBudget())
+        congested = link.state in (LinkState.BACKING_OFF, LinkState.SILENT)
+        size = (video_payload_limit(link.estimate_bps, True) or PACKET_PAYLOAD_BYTES)
+        granted = budget.allow(time.monotonic(), len(nack.lost), size + PACKET_OVERHEAD_BYTES,
+                               link.allowance_bps, congested)
+        if granted < len(nack.lost):
+            self._withheld[participant.id] = (
+                self._withheld.get(participant.id, 0) + len(nack.lost) - granted)
+        if granted == 0:
+            return None
+        return RtcpRtpfbPacket(fmt=nack.fmt, ssrc=nack.ssrc, media_ssrc=nack.media_ssrc,
+                               lost=nack.lost[-granted:])
 
     def _recent_loss(self, sub: str, now: float, reports: list[Any]) -> float:
         """Packets lost over packets expected in the last `LOSS_WINDOW_S`, all streams.
@@ -307,9 +348,10 @@ class RoomAdaptation:
             participant.link = update.estimate
             log.debug(
                 "media: %s %s allowance %.0f estimate %.0f loss %.3f rtt %s sending %.0f "
-                "audio %s video %s", sub, update.estimate.state.value,
+                "nacked %d withheld %d audio %s video %s", sub, update.estimate.state.value,
                 update.estimate.allowance_bps, update.estimate.estimate_bps,
                 update.estimate.loss, update.estimate.rtt_s, self._sent[sub].bps,
+                self._nacked.get(sub, 0), self._withheld.get(sub, 0),
                 update.plan.audio.value,
                 ",".join(f"{p}:{t.name.lower()}" for p, t in update.plan.tiers.items()),
             )

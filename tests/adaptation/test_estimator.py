@@ -239,3 +239,18 @@ def test_no_probe_before_the_paths_own_rtt_is_known():
     assert est.tick(3.5, wanted_bps=150_000).state is not LinkState.PROBING
     est.on_receiver_report(4.0, 0.0, 0.79)
     assert est.tick(4.5, wanted_bps=150_000).state is LinkState.PROBING
+
+
+def test_a_smaller_allowance_for_the_same_plan_waits_as_the_failed_probe_does():
+    # GPRS: a thumbnail failed from 100 kbps (allowance 150); after a cut the same thumbnail
+    # is the next rung from 64 kbps (allowance 122): it costs what it did, so it waits.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(48_000)
+    clean_reports(est, 0, 4)
+    assert est.tick(4.0, wanted_bps=150_000, wanted_use_bps=98_000).state is LinkState.PROBING
+    est.on_receiver_report(4.5, 0.2, 0.1)  # failed
+    t = 4.5
+    while est.tick(t, wanted_bps=122_000, wanted_use_bps=97_000).state is not LinkState.PROBING:
+        t += 0.25
+        est.on_receiver_report(t, 0.0, 0.1)
+    assert t - 4.5 == pytest.approx(15, abs=0.3)

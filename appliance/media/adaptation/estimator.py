@@ -80,10 +80,10 @@ class EstimatorConfig:
     #: Probes above probe_step_gain overshoot more if they fail, and a link where probes keep
     #: failing is not going to change soon: both then wait this long.
     long_probe_wait_s: float = 30.0
-    #: A probe to about the allowance of one that failed (within 10%) waits this long, twice
-    #: as long after each further failure there (up to 4x): on a link whose next rung does
-    #: not fit, each retry costs voices ~2 s of queue, and a cut that follows a failed probe
-    #: would otherwise make the retries quick again.
+    #: A probe for a plan that sends about as much as one that failed (at least 90% of it)
+    #: waits this long, twice as long after each further failure there (up to 4x): on a
+    #: link whose next rung does not fit, each retry costs voices ~2 s of queue, and a cut
+    #: that follows a failed probe would otherwise make the retries quick again.
     failed_target_wait_s: float = 15.0
     silence_s: float = 3.0
     #: A REMB is obeyed when it fell this much below the previous one (receivers' delay-based
@@ -142,7 +142,7 @@ class DownlinkEstimator:
         self._next_probe = now + self.config.probe_after_s
         self._next_far_probe = now
         self._failures = 0
-        self._failed_target = float("inf")  # allowance of the last failed probe...
+        self._failed_use = float("inf")  # what the last failed probe's plan sent...
         self._failed_until = now  # ...not to be tried again before this
         self._failed_wait = 0.0
         self._silent = False
@@ -284,7 +284,7 @@ class DownlinkEstimator:
                     and (not far or now >= self._next_far_probe)):
                 target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
                 use = min(target, wanted_use_bps if wanted_use_bps is not None else target)
-                if now >= self._failed_until or target < 0.9 * self._failed_target:
+                if now >= self._failed_until or use < 0.9 * self._failed_use:
                     self._probe = _Probe(target, now, self._estimate, self._last_rtt, use)
         if self._probe is not None:
             return Estimate(self._probe.target_bps, self._estimate, LinkState.PROBING,
@@ -308,7 +308,7 @@ class DownlinkEstimator:
             self._rtts.clear()
             self._clean_since = now
             self._next_probe = now + self.config.probe_after_s
-            self._failed_target = float("inf")
+            self._failed_use = float("inf")
         self._last_feedback = now
 
     def _rtt_inflated(self, rtt_s: float | None) -> bool:
@@ -342,7 +342,7 @@ class DownlinkEstimator:
             self._set_estimate(max(probe.before_bps, min(probe.target_bps, proven)))
             self._probe_wait = self.config.probe_again_s
             self._failures = 0
-            self._failed_target = float("inf")
+            self._failed_use = float("inf")
         elif success is False:
             self._set_estimate(min(self._estimate, probe.before_bps))
             cfg = self.config
@@ -352,10 +352,10 @@ class DownlinkEstimator:
                 self._probe_wait = cfg.long_probe_wait_s
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
-            again = probe.target_bps >= 0.9 * self._failed_target
+            again = probe.use_bps >= 0.9 * self._failed_use
             self._failed_wait = (min(2 * self._failed_wait, 4 * cfg.failed_target_wait_s)
                                  if again else cfg.failed_target_wait_s)
-            self._failed_target = min(self._failed_target, probe.target_bps)
+            self._failed_use = min(self._failed_use, probe.use_bps)
             self._failed_until = now + self._failed_wait
             self._last_decrease = now
             self._clean_since = None

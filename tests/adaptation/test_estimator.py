@@ -254,3 +254,15 @@ def test_a_smaller_allowance_for_the_same_plan_waits_as_the_failed_probe_does():
         t += 0.25
         est.on_receiver_report(t, 0.0, 0.1)
     assert t - 4.5 == pytest.approx(15, abs=0.3)
+
+
+def test_a_queue_counts_by_how_much_of_the_voice_deadline_it_eats():
+    # +100 ms on a 250 ms round trip leaves voices at ~225 ms one way: not worth a cut. On
+    # EDGE's 660 ms, +60 ms makes them late (400 ms): cut.
+    for base, queue, cut in ((0.25, 0.10, False), (0.25, 0.20, True), (0.66, 0.06, True)):
+        est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+        est.set_sending(300_000)
+        clean_reports(est, 0, 4, rtt=base)
+        est.on_receiver_report(4.0, 0.0, base + queue)
+        state = est.tick(4.0).state
+        assert (state is LinkState.BACKING_OFF) is cut, (base, queue, state)

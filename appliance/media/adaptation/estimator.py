@@ -3,9 +3,9 @@
 
 How it decides, per receiver report:
 - this report's loss above 10%: decrease to 95% of what got through (sent x (1 - loss)),
-  at most once a second; RTT above the path's minimum by 40 ms plus twice its usual jitter and
-  still rising, or standing there a round trip and a second after the last cut (a queue):
-  decrease to 85% of what is being sent;
+  at most once a second; RTT above the path's minimum by half the voice deadline's margin
+  (or 40 ms plus twice its usual jitter; at most 150 ms) and still rising, or standing there
+  a round trip and a second after the last cut (a queue): decrease to 85% of what is sent;
 - smoothed loss under 2% and RTT not inflated: clean; after 2 s clean the estimate grows
   8%/s, but never far above what has been sent, since capacity not used is not proven;
 - in between: hold.
@@ -51,10 +51,15 @@ class EstimatorConfig:
     rtt_weight: float = 0.25
     high_loss: float = 0.10
     low_loss: float = 0.02
-    #: RTT above the path's minimum by this much, plus twice its usual sample-to-sample
-    #: variation, is a queue. Small on purpose: on EDGE (325 ms one way) a voice packet is
-    #: late (400 ms) behind just 60 ms of queue, so a queue must be noticed at ~40 ms.
+    #: RTT above the path's minimum by half of what is left of the voice deadline (400 ms
+    #: one way, less half the minimum RTT), or by 40 ms plus twice the path's usual
+    #: sample-to-sample variation if that is more, at most 150 ms, is a queue. On EDGE (325 ms
+    #: one way) a voice packet is late behind just 60 ms of queue, so a queue must show at
+    #: ~40 ms there; on 3G (125 ms) 140 ms of queue still leaves voices on time, and its delay
+    #: drifts by ~50 ms under load alone.
+    voice_deadline_s: float = 0.4
     rtt_inflation_s: float = 0.04
+    rtt_inflation_max_s: float = 0.15
     rtt_jitter_weight: float = 0.1  # EWMA weight of |RTT - previous RTT| (a plain mean at first)
     #: RTT says nothing about a queue until this many samples show the path's own jitter.
     rtt_samples_before_queue: int = 2
@@ -316,8 +321,11 @@ class DownlinkEstimator:
         rtt = rtt_s if rtt_s is not None else self._srtt
         if rtt is None or self._rtt_samples < self.config.rtt_samples_before_queue:
             return False
-        base = min(sample for _, sample in self._rtts)
-        return rtt - base > self._queue_threshold()
+        return rtt - self._base_rtt() > self._queue_threshold()
+
+    def _base_rtt(self) -> float:
+        """The path's RTT without a queue: the least seen over the RTT window."""
+        return min((sample for _, sample in self._rtts), default=0.0)
 
     def _describes_since(self, now: float, sr_age_s: float | None, since: float) -> bool:
         """Whether a report arriving now tells of the path after `since` plus a settling time:
@@ -328,8 +336,11 @@ class DownlinkEstimator:
         return now - since >= (self._srtt or 0.0) + cfg.probe_report_lag_s
 
     def _queue_threshold(self) -> float:
-        """RTT growth that means a queue rather than the path's own jitter."""
-        return self.config.rtt_inflation_s + 2 * self._rtt_jitter
+        """RTT growth that means a queue worth acting on, rather than the path's jitter."""
+        cfg = self.config
+        margin = 0.5 * (cfg.voice_deadline_s - self._base_rtt() / 2)
+        noise = cfg.rtt_inflation_s + 2 * self._rtt_jitter
+        return min(cfg.rtt_inflation_max_s, max(noise, margin))
 
     def _end_probe(self, now: float, success: bool | None) -> None:
         probe = self._probe

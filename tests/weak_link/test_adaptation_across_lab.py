@@ -103,12 +103,13 @@ def test_a_link_cut_for_20s_keeps_the_seat_and_the_call_comes_back(
 
 
 def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> None:
-    # Joining over EDGE takes ~9 s (offer, ICE and DTLS cross a 650 ms round trip).
+    # Joining over EDGE takes ~9 s (offer, ICE and DTLS cross a 650 ms round trip). A probe
+    # for a thumbnail that fails is tried again 15 s later: 48 s leaves room for two.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.EDGE, publish=("audio",), quiet=True),
-                seconds=36.0)
-    audio = run.audio("p1", (16, 36))
-    # The goal is 98% on time; measured 55-90% (probes for video overflow the link
-    # for ~3 s each, docs/weak-links.md); stock relaying gets 5%. This guards against worse.
+                seconds=48.0)
+    audio = run.audio("p1", (16, 48))
+    # The goal is 98% on time; measured 70-96% (probes for video overflow the link
+    # for 2-4 s each, docs/weak-links.md); stock relaying gets 5%. This guards against worse.
     assert audio.delivered_pct >= 70 and audio.on_time_pct >= 45, audio
     assert audio.longest_gap_ms < 10_000, audio
     # Video below forwarding: the shared low tier or presence pictures reached the patient.
@@ -116,8 +117,8 @@ def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> N
     assert told & {"low", "presence"}, told
     assert sum(len(times) for times in run.reports["p1"]["video"].values()) > 0
     # 200 kbps never carries the LAN's own streams forwarded.
-    assert run.downlink_kbps("p1", (16, 36)) < 200
-    _lan_keeps_full_rate(run, (5, 36))
+    assert run.downlink_kbps("p1", (16, 48)) < 200
+    _lan_keeps_full_rate(run, (5, 48))
 
 
 def test_gprs_gets_one_mixed_voice_stream_and_hardly_any_video(lab: Lab, tmp_path: Path) -> None:

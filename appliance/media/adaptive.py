@@ -236,9 +236,10 @@ class RoomAdaptation:
             clocks = self._clocks.get(participant.id, {})
             # Per block: its RTT, and when the SR it echoes left (the path it describes).
             blocks = [
-                (rtt, clock.sent_at(r.lsr) or wall)
+                (rtt, sent)
                 for r in reports
                 if (clock := clocks.get(senders[r.ssrc])) is not None
+                and (sent := clock.sent_at(r.lsr)) is not None
                 and (rtt := clock.rtt(r.lsr, r.dlsr, wall)) is not None
             ]
             if blocks:
@@ -265,7 +266,7 @@ class RoomAdaptation:
             return nack
         budget = self._resend.setdefault(participant.id, RetransmitBudget())
         congested = link.state in (LinkState.BACKING_OFF, LinkState.SILENT)
-        size = (video_payload_limit(link.estimate_bps, True) or PACKET_PAYLOAD_BYTES)
+        size = video_payload_limit(link.estimate_bps, True) or PACKET_PAYLOAD_BYTES
         granted = budget.allow(time.monotonic(), len(nack.lost), size + PACKET_OVERHEAD_BYTES,
                                link.allowance_bps, congested)
         if granted < len(nack.lost):

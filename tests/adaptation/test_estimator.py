@@ -13,6 +13,17 @@ def clean_reports(est: DownlinkEstimator, start: float, seconds: int, rtt: float
         est.tick(start + i)
 
 
+def next_probe(est: DownlinkEstimator, start: float, wanted: float,
+               use: float | None = None) -> float:
+    """Seconds from start (clean reports 4 a second meanwhile) until a probe for `wanted`
+    begins; at most 90."""
+    t = start
+    while t < start + 90 and est.tick(t, wanted, use).state is not LinkState.PROBING:
+        t += 0.25
+        est.on_receiver_report(t, 0.0, 0.1)
+    return t - start
+
+
 def test_heavy_loss_cuts_to_what_got_through_at_once():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=2_000_000))
     est.set_sending(2_000_000)
@@ -107,13 +118,10 @@ def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
     waits = []
     t = 5.0
     for wanted in (400_000, 400_000, 300_001, 300_001):
-        # Fail each probe: the wait doubles (4, then 8), 30 s after 3 failures; but a target
-        # that just failed (within 10%) is not tried again for 15 s.
-        start = t
-        while t < start + 40 and est.tick(t, wanted_bps=wanted).state is not LinkState.PROBING:
-            t += 0.25
-            est.on_receiver_report(t, 0.0, 0.1)
-        waits.append(t - start)
+        # Fail each probe: the wait doubles (4, then 8), 30 s after 3 failures; but a plan
+        # sending at least 90% of what a just-failed one did is not tried again for 15 s.
+        waits.append(next_probe(est, t, wanted))
+        t += waits[-1]
         est.on_receiver_report(t, 0.2, 0.1)
     assert waits == pytest.approx([4, 15, 30, 30], abs=0.3)
 
@@ -125,12 +133,10 @@ def test_retrying_a_target_that_keeps_failing_waits_longer_each_time():
     assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
     t, waits = 4.0, []
     for _ in range(4):
-        est.on_receiver_report(t + 0.5, 0.2, 0.1)  # failed
-        start = t = t + 0.5
-        while t < start + 90 and est.tick(t, wanted_bps=450_000).state is not LinkState.PROBING:
-            t += 0.25
-            est.on_receiver_report(t, 0.0, 0.1)
-        waits.append(t - start)
+        t += 0.5
+        est.on_receiver_report(t, 0.2, 0.1)  # failed
+        waits.append(next_probe(est, t, 450_000))
+        t += waits[-1]
     assert waits == pytest.approx([15, 30, 60, 60], abs=0.3)
 
 
@@ -140,11 +146,7 @@ def test_a_lower_target_than_the_failed_one_is_tried_at_the_usual_pace():
     clean_reports(est, 0, 4)
     assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
     est.on_receiver_report(4.5, 0.2, 0.1)  # failed
-    t = 4.5
-    while est.tick(t, wanted_bps=350_000).state is not LinkState.PROBING:
-        t += 0.25
-        est.on_receiver_report(t, 0.0, 0.1)
-    assert t - 4.5 == pytest.approx(4, abs=0.3)
+    assert next_probe(est, 4.5, 350_000) == pytest.approx(4, abs=0.3)
 
 
 def test_a_probe_the_sfu_never_filled_teaches_nothing():
@@ -249,11 +251,7 @@ def test_a_smaller_allowance_for_the_same_plan_waits_as_the_failed_probe_does():
     clean_reports(est, 0, 4)
     assert est.tick(4.0, wanted_bps=150_000, wanted_use_bps=98_000).state is LinkState.PROBING
     est.on_receiver_report(4.5, 0.2, 0.1)  # failed
-    t = 4.5
-    while est.tick(t, wanted_bps=122_000, wanted_use_bps=97_000).state is not LinkState.PROBING:
-        t += 0.25
-        est.on_receiver_report(t, 0.0, 0.1)
-    assert t - 4.5 == pytest.approx(15, abs=0.3)
+    assert next_probe(est, 4.5, 122_000, use=97_000) == pytest.approx(15, abs=0.3)
 
 
 def test_a_queue_counts_by_how_much_of_the_voice_deadline_it_eats():

@@ -240,8 +240,9 @@ class DownlinkEstimator:
                 and now - self._last_decrease >= self.config.decrease_interval_s):
             if self._probe is not None:
                 self._end_probe(now, success=False)
-            # At most halve what is sent in one cut: a receiver's estimator can overshoot
-            # downwards by far more than the link did (aiortc's has reported 20 kbps on 300).
+            # At most to remb_floor of what is sent in one cut: a receiver's estimator can
+            # overshoot downwards by far more than the link did (aiortc's reported 20 kbps on
+            # a 300 kbps link).
             self._set_estimate(max(bitrate_bps, self.config.remb_floor * self._sending_bps))
             self._last_decrease = now
             self._clean_since = None

@@ -118,15 +118,15 @@ def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
     waits = []
     t = 5.0
     for wanted in (400_000, 400_000, 300_001, 300_001):
-        # Fail each probe: the wait doubles (4, then 8), 30 s after 3 failures; but a plan
-        # sending at least 90% of what a just-failed one did is not tried again for 15 s.
+        # Fail each probe: the wait doubles (4, then 8), 30 s after 3 failures; a plan
+        # sending at least 90% of what a just-failed one did is not tried again for 8 s.
         waits.append(next_probe(est, t, wanted))
         t += waits[-1]
         est.on_receiver_report(t, 0.2, 0.1)
-    assert waits == pytest.approx([4, 15, 30, 30], abs=0.3)
+    assert waits == pytest.approx([4, 8, 30, 30], abs=0.3)
 
 
-def test_retrying_a_target_that_keeps_failing_waits_longer_each_time():
+def test_a_plan_that_keeps_failing_is_retried_every_8_s_then_every_30():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)
     clean_reports(est, 0, 4)
@@ -137,7 +137,7 @@ def test_retrying_a_target_that_keeps_failing_waits_longer_each_time():
         est.on_receiver_report(t, 0.2, 0.1)  # failed
         waits.append(next_probe(est, t, 450_000))
         t += waits[-1]
-    assert waits == pytest.approx([15, 30, 60, 60], abs=0.3)
+    assert waits == pytest.approx([8, 8, 30, 30], abs=0.3)
 
 
 def test_a_lower_target_than_the_failed_one_is_tried_at_the_usual_pace():
@@ -251,7 +251,7 @@ def test_a_smaller_allowance_for_the_same_plan_waits_as_the_failed_probe_does():
     clean_reports(est, 0, 4)
     assert est.tick(4.0, wanted_bps=150_000, wanted_use_bps=98_000).state is LinkState.PROBING
     est.on_receiver_report(4.5, 0.2, 0.1)  # failed
-    assert next_probe(est, 4.5, 122_000, use=97_000) == pytest.approx(15, abs=0.3)
+    assert next_probe(est, 4.5, 122_000, use=97_000) == pytest.approx(8, abs=0.3)
 
 
 def test_a_queue_counts_by_how_much_of_the_voice_deadline_it_eats():

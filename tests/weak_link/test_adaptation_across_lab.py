@@ -104,7 +104,7 @@ def test_a_link_cut_for_20s_keeps_the_seat_and_the_call_comes_back(
 
 def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> None:
     # Joining over EDGE takes ~9 s (offer, ICE and DTLS cross a 650 ms round trip). A probe
-    # for a thumbnail that fails is tried again 15 s later: 48 s leaves room for two.
+    # for a thumbnail that fails is tried again 8 s later or more: 48 s leaves room for two.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.EDGE, publish=("audio",), quiet=True),
                 seconds=48.0)
     audio = run.audio("p1", (16, 48))

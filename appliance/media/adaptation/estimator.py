@@ -86,10 +86,11 @@ class EstimatorConfig:
     #: failing is not going to change soon: both then wait this long.
     long_probe_wait_s: float = 30.0
     #: A probe for a plan that sends about as much as one that failed (at least 90% of it)
-    #: waits this long, twice as long after each further failure there (up to 4x): on a
-    #: link whose next rung does not fit, each retry costs voices ~2 s of queue, and a cut
-    #: that follows a failed probe would otherwise make the retries quick again.
-    failed_target_wait_s: float = 15.0
+    #: waits this long: on a link whose next rung does not fit, each retry costs voices ~2 s
+    #: of queue, and a cut that follows a failed probe would otherwise make the retries quick
+    #: again. Not longer, nor doubling: nothing aiortc reports tells that a link got better,
+    #: so this is also how long a step up can go unnoticed (15 s missed RMCAT's 10 s goal).
+    failed_target_wait_s: float = 8.0
     silence_s: float = 3.0
     #: A REMB is obeyed when it fell this much below the previous one (receivers' delay-based
     #: estimators cut multiplicatively on overuse), is below what is being sent, and the
@@ -149,7 +150,6 @@ class DownlinkEstimator:
         self._failures = 0
         self._failed_use = float("inf")  # what the last failed probe's plan sent...
         self._failed_until = now  # ...not to be tried again before this
-        self._failed_wait = 0.0
         self._silent = False
         self._last_remb: float | None = None
         self._troubled = False  # the last receiver report showed loss or a queue
@@ -364,11 +364,8 @@ class DownlinkEstimator:
                 self._probe_wait = cfg.long_probe_wait_s
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
-            again = probe.use_bps >= 0.9 * self._failed_use
-            self._failed_wait = (min(2 * self._failed_wait, 4 * cfg.failed_target_wait_s)
-                                 if again else cfg.failed_target_wait_s)
-            self._failed_use = min(self._failed_use, probe.use_bps)
-            self._failed_until = now + self._failed_wait
+            self._failed_use = probe.use_bps
+            self._failed_until = now + cfg.failed_target_wait_s
             self._last_decrease = now
             self._clean_since = None
         self._next_probe = now + self._probe_wait

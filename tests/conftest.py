@@ -45,6 +45,13 @@ class RunningBox:
     proc: subprocess.Popen[str]
     port: int
     data_dir: Path
+    log_path: Path | None = None  # where its stderr goes; None: a pipe
+
+    def log_text(self) -> str:
+        """What the box wrote to stderr (call after stop)."""
+        if self.log_path is None:
+            return self.proc.stderr.read() if self.proc.stderr else ""
+        return self.log_path.read_text(errors="replace")
 
     @property
     def base_url(self) -> str:

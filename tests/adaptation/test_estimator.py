@@ -46,6 +46,20 @@ def test_rising_rtt_alone_backs_off_but_a_draining_queue_does_not():
     assert est.tick(7.0).estimate_bps == pytest.approx(850_000)
 
 
+def test_without_queue_from_rtt_only_loss_cuts():
+    # The LAN's setting: a slow round trip there is a busy CPU, and a REMB that fell with it
+    # (the receiver's own delay-based estimator) is not obeyed either.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=1_000_000, queue_from_rtt=False))
+    est.set_sending(1_000_000)
+    clean_reports(est, 1, 4, rtt=0.002)
+    for t, rtt in ((5.0, 0.2), (6.0, 0.35), (7.0, 0.5)):
+        est.on_receiver_report(t, 0.0, rtt)
+        est.on_remb(t + 0.5, 300_000)
+    assert est.tick(8.0).estimate_bps >= 1_000_000  # grown, never cut
+    est.on_receiver_report(9.0, 0.2, 0.5)  # loss still counts
+    assert est.tick(9.0).estimate_bps == pytest.approx(1_000_000 * 0.8 * 0.95)
+
+
 def test_a_queue_standing_long_after_a_cut_cuts_again():
     # EDGE: 660 ms round trip; a 60 ms queue already makes voices late (400 ms one way).
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=200_000))

@@ -116,21 +116,24 @@ def chromium_in(namespace: str, directory: Path) -> str:
 
 def start_box_in(namespace: str, data_dir: Path, **env: str) -> RunningBox:
     """`clinicbox serve` inside `namespace`; wait for it with `wait_healthy` from a page
-    there, since this process cannot reach the namespace's loopback."""
+    there, since this process cannot reach the namespace's loopback. Its stderr goes to a file
+    beside the data dir: a pipe nobody drains would stall the box once it fills."""
     port = free_port()
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", namespace, CLINICBOX, "serve"],
-        env=box_env(data_dir, port, **env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    return RunningBox(proc, port, data_dir)
+    log_path = data_dir.parent / "box.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, CLINICBOX, "serve"],
+            env=box_env(data_dir, port, **env),
+            stdout=subprocess.DEVNULL, stderr=log, text=True,
+        )
+    return RunningBox(proc, port, data_dir, log_path)
 
 
 def wait_healthy(page, box: RunningBox, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if box.proc.poll() is not None:
-            raise RuntimeError(f"clinicbox serve exited early: {box.proc.stderr.read()}")
+            raise RuntimeError(f"clinicbox serve exited early: {box.log_text()}")
         try:
             if page.goto(box.base_url + "/healthz").status == 200:
                 return

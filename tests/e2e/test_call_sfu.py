@@ -156,7 +156,10 @@ def test_group_call_through_the_box_sfu(tmp_path: Path) -> None:
 def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
     # The box and Chromium share a namespace that has only loopback: the box offers
     # 127.0.0.1 (its own setting), Chromium may use loopback (its switch), nothing else exists.
-    box = start_box_in(namespace, data_dir, CLINICBOX_MEDIA_ADDRESSES="127.0.0.1")
+    # DEBUG: the secrets check below then covers the media plan lines too, and a failure
+    # leaves them in box.log beside the data dir.
+    box = start_box_in(namespace, data_dir, CLINICBOX_MEDIA_ADDRESSES="127.0.0.1",
+                       CLINICBOX_LOG_LEVEL="DEBUG")
     try:
         with playwright_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium_in(namespace, tmp_path),
@@ -329,6 +332,6 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             browser.close()
     finally:
         assert box.stop() == 0
-        logs = box.proc.stderr.read()
+        logs = box.log_text()
         for secret in ("Ana", "Ben", "hello from Ana"):
             assert secret not in logs, f"{secret!r} leaked into the log"

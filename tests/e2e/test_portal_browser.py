@@ -178,7 +178,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             browser.close()
     finally:
         assert box.stop() == 0
-        logs = box.proc.stderr.read()
+        logs = box.log_text()
         for secret in ("Ana", "Ben", "Tuesday coping", PASSWORD):
             assert secret not in logs, f"{secret!r} leaked into the log"
     os.sync()

@@ -64,6 +64,10 @@ class EstimatorConfig:
     #: RTT says nothing about a queue until this many samples show the path's own jitter.
     rtt_samples_before_queue: int = 2
     rtt_window_s: float = 30.0
+    #: Whether RTT growth counts as a queue at all. Off on the LAN: there a round trip of a
+    #: few hundred ms is the box or the tablet busy (CPU), not a link queue, and cutting
+    #: video would not shorten it.
+    queue_from_rtt: bool = True
     decrease_interval_s: float = 1.0
     growth_per_s: float = 0.08
     clean_before_growth_s: float = 2.0
@@ -192,8 +196,8 @@ class DownlinkEstimator:
             self._rtt_samples += 1
         if self._probe is not None:
             # A probe is judged on this report alone: smoothing would hide the queue it builds.
-            grew = rtt_s is not None and self._probe.rtt_s is not None and (
-                rtt_s > self._probe.rtt_s + self._queue_threshold())
+            grew = (cfg.queue_from_rtt and rtt_s is not None and self._probe.rtt_s is not None
+                    and rtt_s > self._probe.rtt_s + self._queue_threshold())
             if loss > cfg.probe_fail_loss or inflated or grew:
                 self._end_probe(now, success=False)
             elif self._probe.reached_at is not None and self._describes_since(
@@ -320,7 +324,8 @@ class DownlinkEstimator:
     def _rtt_inflated(self, rtt_s: float | None) -> bool:
         """Whether this report's RTT (the smoothed one if it has none) shows a queue."""
         rtt = rtt_s if rtt_s is not None else self._srtt
-        if rtt is None or self._rtt_samples < self.config.rtt_samples_before_queue:
+        if (not self.config.queue_from_rtt or rtt is None
+                or self._rtt_samples < self.config.rtt_samples_before_queue):
             return False
         return rtt - self._base_rtt() > self._queue_threshold()
 

@@ -24,6 +24,10 @@ from appliance.media.adaptation.policy import Notice, SubscriberPolicy
 
 #: Allowance multiples tried, in order, when 1.5x the estimate buys nothing better.
 _PROBE_GAINS = (1.75, 2.0, 2.5)
+#: Least a LAN subscriber's estimate falls to: a clinic network that cannot carry a megabit
+#: to one tablet is broken, and loss on it below that is likelier the box overloaded, which
+#: taking video away from the room would not mend.
+LAN_MIN_BPS = 1_000_000
 
 
 @dataclass
@@ -59,8 +63,10 @@ class SessionAdaptation:
         """A participant starts receiving. LAN participants are remote=False."""
         config = self._estimator_config or EstimatorConfig()
         if not remote:
-            # The LAN is fast until its reports say otherwise: start at full quality.
-            config = replace(config, initial_bps=config.max_bps)
+            # The LAN is fast until its reports say otherwise: start at full quality. Only
+            # loss cuts it (RTT there measures CPU load), and never below LAN_MIN_BPS.
+            config = replace(config, initial_bps=config.max_bps, queue_from_rtt=False,
+                             min_bps=max(config.min_bps, LAN_MIN_BPS))
         self._subs[sub] = _Subscriber(
             DownlinkEstimator(now, config),
             SubscriberPolicy(sub, self._upgrade_hold_s),

@@ -68,7 +68,7 @@ def test_rate_step_tier_falls_and_comes_back_while_the_lan_keeps_full_rate(
     # than two forwarded videos, then 1 Mbps.
     steps = [(0.0, 2500), (20.0, 300), (30.0, 1000)]
     link = Profile("step", tuple(Step(t, Shape(k, 50), Shape(k, 50)) for t, k in steps))
-    run = _call(lab, tmp_path, Seat("p1", link=link), seconds=46.0)
+    run = _call(lab, tmp_path, Seat("p1", link=link), seconds=50.0)
     video = [(e.get("publisher"), e["from"], e["to"], t) for t, e in run.events("p1", "quality")
              if e.get("publisher")]
     # A remote patient starts with voices and climbs to video, loses it after the step down
@@ -76,11 +76,13 @@ def test_rate_step_tier_falls_and_comes_back_while_the_lan_keeps_full_rate(
     assert any(RANK[to] >= RANK["low"] and t < 20 for _, _, to, t in video), video
     assert any(RANK[to] < RANK[old] and 20 <= t < 30 for _, old, to, t in video), video
     assert any(RANK[to] > RANK[old] and t >= 30 for _, old, to, t in video), video
-    for window in ((10, 20), (24, 30), (34, 46)):
+    for window in ((10, 20), (24, 30), (34, 50)):
         audio = run.audio("p1", window)
         assert audio.on_time_pct >= 80 and audio.longest_gap_ms < 2000, (window, audio)
-    assert run.video("p1", (38, 46)).fps >= 3
-    _lan_keeps_full_rate(run, (5, 46))
+    # Video again within the goal's 10 s of the step up (a probe that failed just before it
+    # delays the next by 8 s; a CI run measured 1.5 fps over 38-46 s).
+    assert run.video("p1", (40, 50)).fps >= 3, video
+    _lan_keeps_full_rate(run, (5, 50))
 
 
 def test_a_link_cut_for_20s_keeps_the_seat_and_the_call_comes_back(

@@ -39,7 +39,7 @@ from appliance.media.adaptation import (
 from appliance.media.encoded import PACKET_OVERHEAD_BYTES, PACKET_PAYLOAD_BYTES
 from appliance.media.locality import Network, is_lan, peer_address
 from appliance.media.pacer import Pacer
-from appliance.media.retransmit import RetransmitBudget
+from appliance.media.retransmit import FreshLosses, RetransmitBudget
 from appliance.media.round_trip import SenderReportClock
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ class RoomAdaptation:
         self._nacked: dict[str, int] = {}  # packets each remote subscriber asked again for
         self._withheld: dict[str, int] = {}  # ...and of those, not resent
         self._resend: dict[str, RetransmitBudget] = {}
+        self._losses: dict[str, FreshLosses] = {}  # packets each subscriber's NACKs named
         # (subscriber, ssrc) -> (extended highest sequence, cumulative lost) of the last report
         self._counters: dict[tuple[str, int], tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -211,6 +212,7 @@ class RoomAdaptation:
         self._nacked.pop(participant_id, None)
         self._withheld.pop(participant_id, None)
         self._resend.pop(participant_id, None)
+        self._losses.pop(participant_id, None)
         for key in [k for k in self._counters if k[0] == participant_id]:
             del self._counters[key]
 
@@ -250,6 +252,10 @@ class RoomAdaptation:
                 estimator.on_receiver_report(now, loss, None)
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._nacked[participant.id] = self._nacked.get(participant.id, 0) + len(packet.lost)
+            fresh = self._losses.setdefault(participant.id, FreshLosses()).add(
+                now, packet.media_ssrc, packet.lost)
+            if fresh:
+                estimator.on_nack(now, fresh)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ = unpack_remb_fci(packet.fci)

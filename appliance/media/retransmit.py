@@ -36,3 +36,26 @@ class RetransmitBudget:
         granted = min(packets, int(self.tokens // packet_bytes))
         self.tokens -= granted * packet_bytes
         return granted
+
+
+class FreshLosses:
+    """Counts the packets a subscriber's NACKs name for the first time.
+
+    Receivers repeat a NACK every round trip until the packet comes, so the raw count says
+    more about the RTT than about the link; a packet named again within `horizon_s` counts
+    once."""
+
+    def __init__(self, horizon_s: float = 2.0) -> None:
+        self.horizon_s = horizon_s
+        self._seen: dict[tuple[int, int], float] = {}
+
+    def add(self, now: float, ssrc: int, sequences: list[int]) -> int:
+        """Record one NACK; returns how many of its packets are newly lost."""
+        for key in [k for k, t in self._seen.items() if now - t > self.horizon_s]:
+            del self._seen[key]
+        fresh = 0
+        for seq in sequences:
+            if (ssrc, seq) not in self._seen:
+                self._seen[(ssrc, seq)] = now
+                fresh += 1
+        return fresh

@@ -259,13 +259,35 @@ def test_no_probe_before_the_paths_own_rtt_is_known():
 
 def test_a_smaller_allowance_for_the_same_plan_waits_as_the_failed_probe_does():
     # GPRS: a thumbnail failed from 100 kbps (allowance 150); after a cut the same thumbnail
-    # is the next rung from 64 kbps (allowance 122): it costs what it did, so it waits.
+    # is the next rung from 64 kbps (allowance 122): it costs what it did, so it waits, and
+    # from a link that thin (no video at all below 120 kbps) 30 s rather than 8.
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
     est.set_sending(48_000)
     clean_reports(est, 0, 4)
     assert est.tick(4.0, wanted_bps=150_000, wanted_use_bps=98_000).state is LinkState.PROBING
     est.on_receiver_report(4.5, 0.2, 0.1)  # failed
-    assert next_probe(est, 4.5, 122_000, use=97_000) == pytest.approx(8, abs=0.3)
+    assert next_probe(est, 4.5, 122_000, use=97_000) == pytest.approx(30, abs=0.3)
+
+
+def test_nacks_for_many_fresh_losses_fail_a_probe_even_after_its_verdict():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 0, 4)
+    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    est.on_nack(4.2, 2)
+    est.on_nack(4.6, 2)  # random loss: 4 packets in a second
+    assert est.tick(4.6, wanted_bps=450_000).state is LinkState.PROBING
+    est.on_nack(5.4, 1)  # 5 in all, but over more than a second
+    assert est.tick(5.4, wanted_bps=450_000).state is LinkState.PROBING
+    est.set_sending(440_000, 5.5)
+    est.on_receiver_report(6.5, 0.0, 0.1, sr_age_s=0.1)  # echoes an SR from after filling
+    est.tick(6.5, wanted_bps=450_000)
+    assert est.estimate_bps > 300_000  # succeeded...
+    est.on_nack(7.0, 3)
+    est.on_nack(7.5, 3)  # ...but then the queue it built overflowed
+    assert est.estimate_bps == 300_000
+    est.set_sending(250_000)  # the plan of 300 kbps again
+    assert next_probe(est, 7.5, 450_000) == pytest.approx(8, abs=0.3)
 
 
 def test_a_queue_counts_by_how_much_of_the_voice_deadline_it_eats():

@@ -95,6 +95,19 @@ class EstimatorConfig:
     #: again. Not longer, nor doubling: nothing aiortc reports tells that a link got better,
     #: so this is also how long a step up can go unnoticed (15 s missed RMCAT's 10 s goal).
     failed_target_wait_s: float = 8.0
+    #: ...but long_probe_wait_s when it failed from an estimate below this: a link that thin
+    #: (GPRS) has voices only, the plan a probe wants is a thumbnail, and each failure costs
+    #: the voices ~3 s of queue.
+    thin_link_bps: float = 120_000
+    #: NACKs naming this many newly lost packets within nack_window_s end a probe as failed,
+    #: and undo one that succeeded less than probe_regret_s ago. They come one way, a report
+    #: interval before the receiver report with the loss: on GPRS (0.8 s RTT) a probe for a
+    #: thumbnail was "confirmed" by a report from before the queue overflowed, while NACKs
+    #: for the packets it dropped were arriving; its 5 s of late voices were the run's worst.
+    #: Random loss (1% on EDGE) NACKs about one video packet in a second.
+    probe_fail_nacks: int = 5
+    nack_window_s: float = 1.0
+    probe_regret_s: float = 2.0
     silence_s: float = 3.0
     #: A REMB is obeyed when it fell this much below the previous one (receivers' delay-based
     #: estimators cut multiplicatively on overuse), is below what is being sent, and the
@@ -157,6 +170,9 @@ class DownlinkEstimator:
         self._silent = False
         self._last_remb: float | None = None
         self._troubled = False  # the last receiver report showed loss or a queue
+        self._nacks: deque[tuple[float, int]] = deque()  # (when, newly lost packets named)
+        self._succeeded: _Probe | None = None  # the last probe that succeeded...
+        self._succeeded_at = float("-inf")  # ...and when
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -227,6 +243,24 @@ class DownlinkEstimator:
                 self._clean_since = now
         else:
             self._clean_since = None
+
+    def on_nack(self, now: float, fresh: int) -> None:
+        """A NACK from the subscriber naming `fresh` packets it had not asked for before."""
+        cfg = self.config
+        self._nacks.append((now, fresh))
+        while self._nacks and self._nacks[0][0] < now - cfg.nack_window_s:
+            self._nacks.popleft()
+        if sum(n for _, n in self._nacks) < cfg.probe_fail_nacks:
+            return
+        if self._probe is not None:
+            self._end_probe(now, success=False)
+        elif self._succeeded is not None and now - self._succeeded_at <= cfg.probe_regret_s:
+            # The probe's overshoot showed only after its verdict: it failed after all.
+            self._probe, self._succeeded = self._succeeded, None
+            self._end_probe(now, success=False)
+        else:
+            return
+        self._nacks.clear()
 
     def on_remb(self, now: float, bitrate_bps: float) -> None:
         """A REMB from the subscriber's browser: the most it wants to receive."""
@@ -360,6 +394,7 @@ class DownlinkEstimator:
             self._probe_wait = self.config.probe_again_s
             self._failures = 0
             self._failed_use = float("inf")
+            self._succeeded, self._succeeded_at = probe, now
         elif success is False:
             self._set_estimate(min(self._estimate, probe.before_bps))
             cfg = self.config
@@ -370,7 +405,9 @@ class DownlinkEstimator:
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
             self._failed_use = probe.use_bps
-            self._failed_until = now + cfg.failed_target_wait_s
+            thin = probe.before_bps < cfg.thin_link_bps
+            self._failed_until = now + (cfg.long_probe_wait_s if thin
+                                        else cfg.failed_target_wait_s)
             self._last_decrease = now
             self._clean_since = None
         self._next_probe = now + self._probe_wait

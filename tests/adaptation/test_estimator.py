@@ -87,6 +87,19 @@ def test_a_jittery_path_is_not_a_queue():
     assert est.tick(40.0).state is LinkState.BACKING_OFF
 
 
+def test_jitter_forgives_at_most_twice_the_voice_margin():
+    # EDGE: samples spread by ~40 ms (our own thumbnails' bursts do that) would forgive a
+    # 120 ms rise, but voices there are late behind 60 ms of queue: the margin (~33 ms)
+    # doubled, 65 ms, is the most jitter may excuse.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=180_000))
+    est.set_sending(180_000)
+    for i, rtt in enumerate([0.66, 0.70] * 6):
+        est.on_receiver_report(1.0 + i, 0.0, rtt)
+        est.tick(1.0 + i)
+    est.on_receiver_report(13.0, 0.0, 0.74)  # +80 ms over the minimum, and rising
+    assert est.tick(13.0).state is LinkState.BACKING_OFF
+
+
 def test_moderate_loss_holds():
     est = DownlinkEstimator(0.0)
     est.set_sending(300_000)

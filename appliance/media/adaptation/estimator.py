@@ -4,7 +4,8 @@
 How it decides, per receiver report:
 - this report's loss above 10%: decrease to 95% of what got through (sent x (1 - loss)),
   at most once a second; RTT above the path's minimum by half the voice deadline's margin
-  (or 40 ms plus twice its usual jitter; at most 150 ms) and still rising, or standing there
+  (or 40 ms plus twice its usual jitter, but at most twice that margin, and at most 150 ms)
+  and still rising, or standing there
   a round trip and a second after the last cut (a queue): decrease to 85% of what is sent;
 - smoothed loss under 2% and RTT not inflated: clean; after 2 s clean the estimate grows
   8%/s, but never far above what has been sent, since capacity not used is not proven;
@@ -15,9 +16,11 @@ keep up: the estimate drops to it (at most to 70% of what is sent).
 Multiplicative growth alone takes ~25 s to climb back from a dip, so the estimator probes
 deliberately: after a clean spell, when the plan wants more than the estimate, it offers a
 higher allowance for a few seconds. If the SFU really sends near it and reports stay clean, the
-estimate jumps there; if loss or RTT rise, it falls back and waits twice as long before the
-next probe (2 s doubling to 8 s, so a step up is found within ~10 s; after three failures in
-a row, 30 s). Probes go up to 1.5x the estimate; when the next better plan is further (up to
+estimate jumps there; if loss or RTT rise, or NACKs name 5 newly lost packets within a second
+(also up to 2 s after a success), it falls back and waits twice as long before the next probe
+(2 s doubling to 8 s; after three failures in a row, 30 s). The plan that failed waits 8 s
+(30 s if it failed from under 120 kbps, where it is a thumbnail and each failure costs voices
+seconds). Probes go up to 1.5x the estimate; when the next better plan is further (up to
 2.5x), a failed one waits 30 s.
 
 No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
@@ -53,10 +56,11 @@ class EstimatorConfig:
     low_loss: float = 0.02
     #: RTT above the path's minimum by half of what is left of the voice deadline (400 ms
     #: one way, less half the minimum RTT), or by 40 ms plus twice the path's usual
-    #: sample-to-sample variation if that is more, at most 150 ms, is a queue. On EDGE (325 ms
-    #: one way) a voice packet is late behind just 60 ms of queue, so a queue must show at
-    #: ~40 ms there; on 3G (125 ms) 140 ms of queue still leaves voices on time, and its delay
-    #: drifts by ~50 ms under load alone.
+    #: sample-to-sample variation if that is more (but never more than twice the former),
+    #: at most 150 ms, is a queue. On EDGE (325 ms one way) a voice packet is late behind
+    #: just 60 ms of queue, so a queue must show at ~33-65 ms there however jittery (the
+    #: jitter is partly our own video's bursts); on 3G (125 ms) 140 ms of queue still leaves
+    #: voices on time, and its delay drifts by ~50 ms under load alone.
     voice_deadline_s: float = 0.4
     rtt_inflation_s: float = 0.04
     rtt_inflation_max_s: float = 0.15
@@ -380,7 +384,7 @@ class DownlinkEstimator:
         cfg = self.config
         margin = 0.5 * (cfg.voice_deadline_s - self._base_rtt() / 2)
         noise = cfg.rtt_inflation_s + 2 * self._rtt_jitter
-        return min(cfg.rtt_inflation_max_s, max(noise, margin))
+        return min(cfg.rtt_inflation_max_s, max(margin, min(noise, 2 * margin)))
 
     def _end_probe(self, now: float, success: bool | None) -> None:
         probe = self._probe

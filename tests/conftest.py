@@ -1,4 +1,5 @@
-"""Shared fixtures: a real `clinicbox serve` process on a free port with its own data dir."""
+"""Shared fixtures: a real `clinicbox serve` process on a free port with its own data dir,
+and a fresh weak-link lab."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from appliance.lab import Lab, LabUnavailable
 
 REPO = Path(__file__).resolve().parents[1]
 CLINICBOX = str(Path(sys.executable).with_name("clinicbox"))
@@ -109,3 +112,14 @@ def running_box(tmp_path: Path) -> Iterator[RunningBox]:
     if box.proc.poll() is None:
         box.proc.kill()
         box.proc.wait(5)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """A fresh weak-link lab per test; skipped (with the reason) where namespaces cannot be
+    made."""
+    try:
+        with Lab() as made:
+            yield made
+    except LabUnavailable as exc:
+        pytest.skip(f"weak-link lab unavailable: {exc}")

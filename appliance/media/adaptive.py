@@ -252,10 +252,11 @@ class RoomAdaptation:
                 estimator.on_receiver_report(now, loss, None)
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._nacked[participant.id] = self._nacked.get(participant.id, 0) + len(packet.lost)
-            fresh = self._losses.setdefault(participant.id, FreshLosses()).add(
-                now, packet.media_ssrc, packet.lost)
-            if fresh:
-                estimator.on_nack(now, fresh)
+            if participant.remote:  # a LAN estimate (>= 1 Mbps) never heeds NACKs
+                fresh = self._losses.setdefault(participant.id, FreshLosses()).add(
+                    now, packet.media_ssrc, packet.lost)
+                if fresh:
+                    estimator.on_nack(now, fresh)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ = unpack_remb_fci(packet.fci)

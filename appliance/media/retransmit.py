@@ -51,8 +51,12 @@ class FreshLosses:
 
     def add(self, now: float, ssrc: int, sequences: list[int]) -> int:
         """Record one NACK; returns how many of its packets are newly lost."""
-        for key in [k for k, t in self._seen.items() if now - t > self.horizon_s]:
-            del self._seen[key]
+        # Entries go in as time goes on, so the stale ones are the first in the dict.
+        while self._seen:
+            oldest = next(iter(self._seen))
+            if now - self._seen[oldest] <= self.horizon_s:
+                break
+            del self._seen[oldest]
         fresh = 0
         for seq in sequences:
             if (ssrc, seq) not in self._seen:

@@ -9,7 +9,7 @@ from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
 
 from appliance.media.adaptation import Estimate, LinkState
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
-from appliance.media.retransmit import DEPTH_S, SHARE, RetransmitBudget
+from appliance.media.retransmit import DEPTH_S, SHARE, FreshLosses, RetransmitBudget
 
 
 def test_a_nack_storm_is_answered_only_up_to_the_budget() -> None:
@@ -70,3 +70,11 @@ def test_a_remote_subscribers_nack_reaches_aiortc_trimmed_and_a_lan_ones_whole()
         assert len(senders["p1"].handled) == 1
 
     asyncio.run(scenario())
+
+
+def test_a_packet_nacked_again_counts_once_until_the_horizon_passes() -> None:
+    losses = FreshLosses(horizon_s=2.0)
+    assert losses.add(0.0, 7, [1, 2, 3]) == 3
+    assert losses.add(0.7, 7, [2, 3, 4]) == 1  # the receiver repeats 2 and 3 each RTT
+    assert losses.add(0.8, 8, [2]) == 1  # another stream's packet 2 is another packet
+    assert losses.add(2.5, 7, [1, 4]) == 1  # 1 was named 2.5 s ago: asked for anew

@@ -5,8 +5,8 @@ How it decides, per receiver report:
 - this report's loss above 10%: decrease to 95% of what got through (sent x (1 - loss)),
   at most once a second; RTT above the path's minimum by half the voice deadline's margin
   (or 40 ms plus twice its usual jitter, but at most twice that margin, and at most 150 ms)
-  and still rising, or standing there
-  a round trip and a second after the last cut (a queue): decrease to 85% of what is sent;
+  and still rising, or standing there a round trip and a second after the last cut (a
+  queue): decrease to 85% of what is sent;
 - smoothed loss under 2% and RTT not inflated: clean; after 2 s clean the estimate grows
   8%/s, but never far above what has been sent, since capacity not used is not proven;
 - in between: hold.

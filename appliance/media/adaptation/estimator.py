@@ -19,9 +19,9 @@ higher allowance for a few seconds. If the SFU really sends near it and reports 
 estimate jumps there; if loss or RTT rise, or NACKs name 5 newly lost packets within a second
 (also up to 2 s after a success), it falls back and waits twice as long before the next probe
 (2 s doubling to 8 s; after three failures in a row, 30 s). The plan that failed waits 8 s
-(30 s if it failed from under 120 kbps, where it is a thumbnail and each failure costs voices
-seconds). Probes go up to 1.5x the estimate; when the next better plan is further (up to
-2.5x), a failed one waits 30 s.
+(30 s if it failed from under 120 kbps and under the start value, where it is a thumbnail and
+each failure costs voices seconds). Probes go up to 1.5x the estimate; when the next better
+plan is further (up to 2.5x), a failed one waits 30 s.
 
 No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
 only) and the estimate restarts conservatively when reports return.
@@ -99,9 +99,11 @@ class EstimatorConfig:
     #: again. Not longer, nor doubling: nothing aiortc reports tells that a link got better,
     #: so this is also how long a step up can go unnoticed (15 s missed RMCAT's 10 s goal).
     failed_target_wait_s: float = 8.0
-    #: ...but long_probe_wait_s when it failed from an estimate below this: a link that thin
-    #: (GPRS) has voices only, the plan a probe wants is a thumbnail, and each failure costs
-    #: the voices ~3 s of queue.
+    #: ...but long_probe_wait_s when it failed from an estimate below this and below
+    #: initial_bps (learnt, not where every remote patient starts): a link that thin (GPRS)
+    #: has voices only, the plan a probe wants is a thumbnail, and each failure costs the
+    #: voices ~3 s of queue. From the start value a first failure may be a busy moment on
+    #: EDGE; a CI run that waited 30 s after one gave an EDGE patient no video at all.
     thin_link_bps: float = 120_000
     #: NACKs naming this many newly lost packets within nack_window_s end a probe as failed,
     #: and undo one that succeeded less than probe_regret_s ago. They come one way, a report
@@ -412,7 +414,7 @@ class DownlinkEstimator:
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
             self._failed_use = probe.use_bps
-            thin = probe.before_bps < cfg.thin_link_bps
+            thin = probe.before_bps < min(cfg.thin_link_bps, cfg.initial_bps)
             self._failed_until = now + (cfg.long_probe_wait_s if thin
                                         else cfg.failed_target_wait_s)
             self._last_decrease = now

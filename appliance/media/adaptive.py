@@ -58,10 +58,13 @@ LOSS_WINDOW_S = 2.0
 # A publisher's forwarded video costs this much more than its average rate: its keyframes
 # (one a second from the browser here) reach a weak link's queue as bursts.
 VIDEO_BURST_FACTOR = 1.3
-# A remote subscriber's video is paced at this multiple of its allowance; on a weak link (an
-# allowance under WEAK_LINK_BPS) at the allowance itself: a burst there delays voice most.
+# A remote subscriber's video is paced at this multiple of its allowance, except on a weak
+# link (an allowance under WEAK_LINK_BPS), where a burst delays voice most: see pacing_rate.
 PACING_HEADROOM = 1.25
 WEAK_LINK_BPS = 300_000
+# On a weak link video is paced at most this multiple of what the plan costs: encoders
+# overshoot their targets for a while (a new stream's first keyframe), never for long.
+PLAN_PACING_HEADROOM = 1.15
 # On a weak link a voice packet that reaches the bottleneck behind a video packet waits for
 # it: 50 ms for a full 1270-byte packet at 200 kbps, most of EDGE's margin (325 ms one way,
 # voice late at 400). Video there is split so one packet takes at most this long at the
@@ -70,6 +73,18 @@ VIDEO_PACKET_S = 0.02
 MIN_VIDEO_PAYLOAD = 300
 # Smoothing of measured rates per tick (about a 1.5 s time constant at 0.5 s ticks).
 RATE_ALPHA = 0.3
+
+
+def pacing_rate(allowance_bps: float, plan_bps: float) -> float:
+    """What a remote subscriber's pacer lets out, voices included, in wire bits a second.
+
+    On a weak link no more than the plan needs with some headroom, even when the allowance
+    (a probe's) is more: a probe then tests what its plan sends, and a keyframe is spread
+    instead of filling the link's queue ahead of voices. Elsewhere a little above the
+    allowance, so the pacer smooths bursts but never becomes the bottleneck."""
+    if allowance_bps >= WEAK_LINK_BPS:
+        return allowance_bps * PACING_HEADROOM
+    return min(allowance_bps, plan_bps * PLAN_PACING_HEADROOM)
 
 
 def video_payload_limit(estimate_bps: float, remote: bool) -> int | None:
@@ -348,8 +363,7 @@ class RoomAdaptation:
             if (pacer := self._pacers.get(sub)) is not None:
                 # Above the allowance: the pacer smooths bursts, it must not become the
                 # bottleneck (its drops would read as the link's loss and cut the estimate).
-                allowance = update.estimate.allowance_bps
-                pacer.set_rate(allowance * (1.0 if allowance < WEAK_LINK_BPS else PACING_HEADROOM))
+                pacer.set_rate(pacing_rate(update.estimate.allowance_bps, update.plan.used_bps))
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan

@@ -62,9 +62,9 @@ class OutputSpec:
     max_intra_pct: int
 
 
-LOW = OutputSpec("low", 320, 180, 100_000, CLOCK_HZ // 15, CLOCK_HZ // 60, intra_only=False,
+LOW = OutputSpec("low", 320, 180, 72_000, CLOCK_HZ // 15, CLOCK_HZ // 60, intra_only=False,
                  max_intra_pct=400)
-PRESENCE = OutputSpec("presence", 160, 90, 30_000, CLOCK_HZ, CLOCK_HZ // 30, intra_only=True,
+PRESENCE = OutputSpec("presence", 160, 90, 16_000, CLOCK_HZ, CLOCK_HZ // 30, intra_only=True,
                       max_intra_pct=100)
 
 

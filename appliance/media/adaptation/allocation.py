@@ -7,7 +7,8 @@ One greedy pass over increments in priority order, across all subscribers at onc
    subscribers with the costliest voice sets switch to mixed until it can;
 2. the low tier of each subscriber's publishers in priority order (facilitator, active
    speaker, most recent speakers, the rest), up to Costs.max_video of them (last-N);
-3. a presence thumbnail for publishers left without video;
+3. a presence thumbnail for publishers left without video (only the first-ranked one's while
+   nobody's low tier fits);
 (no video at all, not even presence, below Costs.video_floor_bps: voice takes everything);
 4. upgrades from low to forward, in the same order.
 Within one step subscribers are served least-served first, so one subscriber cannot take the
@@ -112,9 +113,15 @@ def allocate(demands: list[Demand], capacity_bps: float | None = None,
     for tier in (Tier.LOW, Tier.PRESENCE, Tier.FORWARD):
         for rank in range(depth):
             for sub in sorted(subs, key=lambda s: (s.plan.used_bps, s.demand.id)):
-                if rank < len(ranked[sub.demand.id]):
-                    shared = _offer(sub, ranked[sub.demand.id][rank], tier, shared, costs,
-                                    up_margin)
+                if rank >= len(ranked[sub.demand.id]):
+                    continue
+                if tier is Tier.PRESENCE and rank > 0 and sub.plan.last_n == 0:
+                    # No moving picture fits: one still, the first-ranked publisher's. More
+                    # stills would cost voices their keyframes and leave the next probe
+                    # going for another still rather than for moving video.
+                    sub.plan.limits.setdefault(ranked[sub.demand.id][rank].id, Limit.LINK)
+                    continue
+                shared = _offer(sub, ranked[sub.demand.id][rank], tier, shared, costs, up_margin)
     return {sub.demand.id: sub.plan for sub in subs}
 
 

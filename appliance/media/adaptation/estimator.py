@@ -82,6 +82,10 @@ class EstimatorConfig:
     probe_s: float = 2.0
     probe_step_gain: float = 1.5  # a probe asks up to this multiple of the estimate...
     probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
+    #: Below this estimate a probe asks only for the least that buys a better plan (10%
+    #: steps): on a thin link a probe past its capacity queues voices, and for longer the
+    #: further it overshoots (EDGE: a 1.5x probe from 184 kbps asked 276 of a 200 kbps link).
+    fine_probe_below_bps: float = 300_000
     probe_fail_loss: float = 0.05
     probe_report_lag_s: float = 0.5  # a report interval, beyond the RTT
     #: A probe is confirmed only by a report echoing an SR that left this long after the SFU
@@ -399,6 +403,12 @@ class DownlinkEstimator:
             # What was really carried is proven, with the usual headroom; no more: a plan that
             # sent less than the probe's allowance proved nothing about the rest of it.
             proven = self.config.proven_headroom * probe.peak_bps + 20_000
+            if (probe.before_bps < self.config.fine_probe_below_bps
+                    and probe.peak_bps >= 0.9 * probe.use_bps):
+                # A thin link's probe asks just what its plan needs (no video below a
+                # floor, hysteresis); the plan sent in full and stayed clean: it is proven.
+                # Else a thumbnail (~80 kbps sent with the mix) never proves its 120 floor.
+                proven = max(proven, probe.target_bps)
             self._set_estimate(max(probe.before_bps, min(probe.target_bps, proven)))
             self._probe_wait = self.config.probe_again_s
             self._failures = 0

@@ -24,6 +24,8 @@ from appliance.media.adaptation.policy import Notice, SubscriberPolicy
 
 #: Allowance multiples tried, in order, when 1.5x the estimate buys nothing better.
 _PROBE_GAINS = (1.75, 2.0, 2.5)
+#: Tried first on a thin link (EstimatorConfig.fine_probe_below_bps).
+_FINE_PROBE_GAINS = (1.1, 1.2, 1.3, 1.4)
 #: Least a LAN subscriber's estimate falls to: a clinic network that cannot carry a megabit
 #: to one tablet is broken, and loss on it below that is likelier the box overloaded, which
 #: taking video away from the room would not mend.
@@ -90,10 +92,10 @@ class SessionAdaptation:
     def _next_rung(self, sub: str, entry: _Subscriber,
                    others: list[Publisher]) -> tuple[float, float] | None:
         """What a probe should try, as (allowance, what the plan would send under it): up to
-        probe_step_gain x the estimate if that buys a better plan, else the nearest better plan
-        up to probe_max_gain x; None if nothing better is within reach. Bounded steps keep a
-        failed probe's overshoot small. Unmixing voices is never a probe's goal: it waits for
-        a confirmed estimate."""
+        probe_step_gain x the estimate if that buys a better plan (on a thin link, the least
+        multiple that does), else the nearest better plan up to probe_max_gain x; None if
+        nothing better is within reach. Bounded steps keep a failed probe's overshoot small.
+        Unmixing voices is never a probe's goal: it waits for a confirmed estimate."""
         base = entry.estimator.estimate_bps
         config = entry.estimator.config
 
@@ -102,7 +104,9 @@ class SessionAdaptation:
             return allocate([demand], None, self.costs)[sub].used_bps
 
         now_used = used(base)
-        for gain in (config.probe_step_gain, *_PROBE_GAINS):
+        thin = base < config.fine_probe_below_bps
+        fine = _FINE_PROBE_GAINS if thin else ()
+        for gain in (*fine, config.probe_step_gain, *_PROBE_GAINS):
             if gain > config.probe_max_gain:
                 break
             if (use := used(base * gain)) > now_used:

@@ -128,3 +128,14 @@ def test_publishers_without_video_and_empty_rooms():
     assert plan.tiers == {"a": Tier.AUDIO_ONLY} and plan.audio is AudioMode.FORWARDED
     alone = allocate([Demand("me", 1_000_000, [])])["me"]
     assert alone.used_bps == 0 and alone.tiers == {}
+
+
+def test_without_room_for_moving_video_only_the_first_ranked_publisher_gets_a_still():
+    # 160 kbps: mixed voices and stills fit, a low tier does not (with the margin a new
+    # rung pays). More stills would cost voices keyframes; one of the facilitator will do.
+    plan = plan_for(160_000, current=Plan(AudioMode.MIXED, {f"p{i}": Tier.PRESENCE
+                                                           for i in range(1, 6)}))
+    assert plan.last_n == 0
+    assert plan.tiers["p1"] is Tier.PRESENCE
+    assert all(plan.tiers[p] is Tier.AUDIO_ONLY for p in ("p2", "p3", "p4", "p5"))
+    assert plan.limits["p3"] is Limit.LINK

@@ -338,3 +338,61 @@ def test_a_queue_counts_by_how_much_of_the_voice_deadline_it_eats():
         est.on_receiver_report(4.0, 0.0, base + queue)
         state = est.tick(4.0).state
         assert (state is LinkState.BACKING_OFF) is cut, (base, queue, state)
+
+
+def thumbnail_probe(rtt: float, sent: float) -> float:
+    """The estimate after a probe for a thumbnail (120 kbps allowance, 88 kbps planned) from
+    100 kbps, with the SFU sending `sent` during it and every report clean."""
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(48_000)
+    clean_reports(est, 0, 4, rtt=rtt)
+    assert est.tick(4.0, wanted_bps=120_000, wanted_use_bps=88_000).state is LinkState.PROBING
+    est.set_sending(sent, now=4.5)
+    for t in (5.0, 5.5, 6.0, 6.5):
+        est.on_receiver_report(t, 0.0, rtt, sr_age_s=0.1)
+        est.tick(t, wanted_bps=120_000, wanted_use_bps=88_000)
+    return est.estimate_bps
+
+
+def test_a_tight_links_probe_proves_its_allowance_when_its_plan_was_sent_in_full():
+    # EDGE (0.66 s RTT): mixed voices and a thumbnail send ~85 kbps, the thumbnail needs a
+    # 120 kbps allowance. Proven by what was sent (1.1 x 85 + 20 = 113.5) it never would be.
+    assert thumbnail_probe(0.66, 85_000) == pytest.approx(120_000)
+    # On 3G (0.25 s) voices have margin, and only what was sent is proven.
+    assert thumbnail_probe(0.25, 85_000) == pytest.approx(113_500)
+
+
+def test_a_tight_links_probe_whose_plan_sent_little_proves_only_what_was_sent():
+    assert thumbnail_probe(0.66, 60_000) == pytest.approx(100_000)  # the thumbnail never came
+
+
+def edge_after_a_failed_probe() -> tuple[DownlinkEstimator, float]:
+    """EDGE (0.66 s RTT): a probe from a learnt 120 kbps to 180 kbps fails at t=6.5."""
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(48_000)
+    clean_reports(est, 0, 4, rtt=0.66)
+    assert thumbnail_probe(0.66, 85_000) == pytest.approx(120_000)  # as learnt here:
+    est._set_estimate(120_000)
+    est.set_sending(85_000, now=4.0)
+    assert est.tick(4.0, wanted_bps=180_000, wanted_use_bps=133_000).state is LinkState.PROBING
+    est.set_sending(133_000, now=5.0)
+    est.on_receiver_report(6.5, 0.2, 0.66, sr_age_s=1.0)  # its queue overflowed
+    assert est.tick(6.5).estimate_bps == pytest.approx(120_000)
+    est.set_sending(85_000, now=6.5)
+    return est, 6.5
+
+
+def test_a_tight_links_failed_probe_from_a_learnt_estimate_waits_30_s():
+    # On EDGE every probe for more than the link holds costs voices 2-3 s of queue.
+    est, t = edge_after_a_failed_probe()
+    assert next_probe(est, t, 180_000, use=133_000) == pytest.approx(30, abs=0.3)
+
+
+def test_reports_about_a_failed_probes_time_do_not_cut_again():
+    est, t = edge_after_a_failed_probe()
+    # Reports echoing SRs sent during the probe still show its loss: no second cut for it.
+    est.on_receiver_report(t + 1.2, 0.3, 0.9, sr_age_s=1.5)
+    assert est.tick(t + 1.2).estimate_bps == pytest.approx(120_000)
+    # One about the time after it (its SR left a second after the failure) is the link now.
+    est.on_receiver_report(t + 2.5, 0.3, 0.9, sr_age_s=0.5)
+    assert est.tick(t + 2.5).estimate_bps < 100_000

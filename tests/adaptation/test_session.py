@@ -12,6 +12,7 @@ from appliance.lab.fluid import DT, FluidLink, simulate
 from appliance.media.adaptation import (
     AudioMode,
     Costs,
+    EstimatorConfig,
     LinkState,
     Publisher,
     Reason,
@@ -164,3 +165,26 @@ def test_configured_uplink_is_shared_audio_first():
             if all(u.plan.audio is AudioMode.FORWARDED for u in updates.values()):
                 assert all(set(u.plan.tiers.values()) == {Tier.AUDIO_ONLY}
                            for u in updates.values())
+
+
+def test_on_a_thin_link_a_probe_asks_only_for_the_next_better_plan():
+    # From 100 kbps (mixed voices) the next plan is one still of the facilitator, which needs
+    # the 120 kbps video floor: that is what the probe asks, not 1.5x (150 kbps). Once the
+    # still is held, the next ask is the facilitator's low tier, at most 1.5x.
+    session = SessionAdaptation(estimator_config=EstimatorConfig(initial_bps=100_000))
+    session.add_subscriber("far", 0.0)
+    estimator = session.estimator("far")
+    asks = []
+    for step in range(int(30 / DT)):
+        t = round(step * DT, 6)
+        if step % round(0.5 / DT) == 0:
+            estimator.on_receiver_report(t, 0.0, 0.66, sr_age_s=0.1)
+        update = session.tick(t, ROSTER)["far"]
+        session.set_sending("far", update.plan.used_bps)
+        probing = update.estimate.state is LinkState.PROBING
+        if probing and (not asks or asks[-1][1] != update.estimate.allowance_bps):
+            asks.append((update.estimate.estimate_bps, update.estimate.allowance_bps,
+                         update.plan.tiers["p1"]))
+    first, second = asks[0], asks[1]
+    assert first[1] == 120_000 and first[2] is Tier.PRESENCE
+    assert second[1] <= 1.5 * second[0] + 1 and second[2] is Tier.LOW

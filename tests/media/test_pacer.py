@@ -67,3 +67,22 @@ def test_video_beyond_two_seconds_at_the_rate_is_dropped_oldest_first() -> None:
         await pacer.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_rate_counts_what_each_packet_adds_on_the_wire() -> None:
+    # 40 small video packets of 100 bytes at 64 kbps: 4 KB of RTP, 6 KB on the link with the
+    # SRTP tag, UDP, IP and Ethernet (52 bytes each). Paced by RTP bytes alone they would
+    # leave in ~0.5 s; by wire bytes they take ~0.75 s.
+    async def scenario() -> float:
+        wire = Wire()
+        pacer = Pacer(wire, {VIDEO}, rate_bps=64_000)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n in range(40):
+            await wire._send_rtp(_rtp(VIDEO, n, 100))
+        while len(wire.sent) < 40:
+            await asyncio.sleep(0.01)
+        await pacer.stop()
+        return loop.time() - start
+
+    assert asyncio.run(scenario()) >= 0.7

@@ -82,10 +82,16 @@ class EstimatorConfig:
     probe_s: float = 2.0
     probe_step_gain: float = 1.5  # a probe asks up to this multiple of the estimate...
     probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
-    #: Below this estimate a probe asks only for the least that buys a better plan (10%
-    #: steps): on a thin link a probe past its capacity queues voices, and for longer the
-    #: further it overshoots (EDGE: a 1.5x probe from 184 kbps asked 276 of a 200 kbps link).
+    #: On a thin link (estimate under this) whose delay leaves voices little margin (under
+    #: tight_margin_s of their deadline after the one-way delay: EDGE 70 ms, GPRS less; 3G
+    #: 270 ms), a probe asks only for the least that buys a better plan (10% steps), and
+    #: proves the allowance it asked when its plan was sent in full: there a probe past the
+    #: capacity queues voices within a report interval, and for longer the further it
+    #: overshoots (EDGE: a 1.5x probe from 184 kbps asked 276 of a 200 kbps link). On 3G
+    #: the same rules slowed the climb from 100 kbps (a run measured 101 kbps, others 212,
+    #: against 260-365 with 1.5x steps).
     fine_probe_below_bps: float = 300_000
+    tight_margin_s: float = 0.15
     probe_fail_loss: float = 0.05
     probe_report_lag_s: float = 0.5  # a report interval, beyond the RTT
     #: A probe is confirmed only by a report echoing an SR that left this long after the SFU
@@ -106,8 +112,10 @@ class EstimatorConfig:
     #: ...but long_probe_wait_s when it failed from an estimate below this and below
     #: initial_bps (learnt, not where every remote patient starts): a link that thin (GPRS)
     #: has voices only, the plan a probe wants is a thumbnail, and each failure costs the
-    #: voices ~3 s of queue. From the start value a first failure may be a busy moment on
-    #: EDGE; a CI run that waited 30 s after one gave an EDGE patient no video at all.
+    #: voices ~3 s of queue. Also on any tight link (fine_probe_below_bps) from a learnt
+    #: estimate: on EDGE a probe for more than the facilitator's low tier fails every time,
+    #: 2-3 s of late voices each. From the start value a first failure may be a busy moment
+    #: on EDGE; a CI run that waited 30 s after one gave an EDGE patient no video at all.
     thin_link_bps: float = 120_000
     #: NACKs naming this many newly lost packets within nack_window_s end a probe as failed,
     #: and undo one that succeeded less than probe_regret_s ago. They come one way, a report
@@ -155,6 +163,7 @@ class _Probe:
     peak_bps: float = 0.0  # the most the SFU really sent during it
     reached_at: float | None = None  # when the SFU first sent about use_bps...
     confirmed: bool = False  # ...and a clean report came back after that
+    tight: bool = False  # started on a thin link with little voice margin
 
 
 class DownlinkEstimator:
@@ -181,6 +190,7 @@ class DownlinkEstimator:
         self._failures = 0
         self._failed_use = float("inf")  # what the last failed probe's plan sent...
         self._failed_until = now  # ...not to be tried again before this
+        self._failed_at: float | None = None  # when the last probe failed
         self._silent = False
         self._last_remb: float | None = None
         self._troubled = False  # the last receiver report showed loss or a queue
@@ -239,9 +249,14 @@ class DownlinkEstimator:
         # long after the last cut: a queue takes a round trip and a while to drain after the
         # cut that fixed it, and cutting again meanwhile would overshoot.
         drained = now - self._last_decrease >= 2 * (self._srtt or 0.0) + 1.0
+        # A report about the time of a probe that failed tells of its overshoot, which
+        # ending the probe already undid: cutting for it again (EDGE: from 214 kbps to 76
+        # after one probe) would cost the video that fitted before the probe.
+        about_probe = (self._failed_at is not None
+                       and not self._describes_since(now, sr_age_s, self._failed_at))
         if loss > cfg.high_loss or (inflated and (rising or (drained and not falling))):
             self._clean_since = None
-            if now - self._last_decrease >= cfg.decrease_interval_s:
+            if now - self._last_decrease >= cfg.decrease_interval_s and not about_probe:
                 base = self._estimate
                 if 0 < self._sending_bps < base:
                     base = self._sending_bps
@@ -305,6 +320,16 @@ class DownlinkEstimator:
         """The confirmed capacity (without a probe's allowance)."""
         return self._estimate
 
+    @property
+    def tight(self) -> bool:
+        """Whether this is a thin link whose delay leaves voices little margin (see
+        EstimatorConfig.fine_probe_below_bps)."""
+        cfg = self.config
+        if self._rtt_samples < cfg.rtt_samples_before_queue:
+            return False
+        margin = cfg.voice_deadline_s - self._base_rtt() / 2
+        return self._estimate < cfg.fine_probe_below_bps and margin < cfg.tight_margin_s
+
     def tick(self, now: float, wanted_bps: float | None = None,
              wanted_use_bps: float | None = None) -> Estimate:
         """Advance to now. wanted_bps: the allowance the next better plan needs (a probe's
@@ -342,7 +367,8 @@ class DownlinkEstimator:
                 target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
                 use = min(target, wanted_use_bps if wanted_use_bps is not None else target)
                 if now >= self._failed_until or use < 0.9 * self._failed_use:
-                    self._probe = _Probe(target, now, self._estimate, self._last_rtt, use)
+                    self._probe = _Probe(target, now, self._estimate, self._last_rtt, use,
+                                         tight=self.tight)
         if self._probe is not None:
             return Estimate(self._probe.target_bps, self._estimate, LinkState.PROBING,
                             self._loss, self._srtt)
@@ -403,8 +429,7 @@ class DownlinkEstimator:
             # What was really carried is proven, with the usual headroom; no more: a plan that
             # sent less than the probe's allowance proved nothing about the rest of it.
             proven = self.config.proven_headroom * probe.peak_bps + 20_000
-            if (probe.before_bps < self.config.fine_probe_below_bps
-                    and probe.peak_bps >= 0.9 * probe.use_bps):
+            if probe.tight and probe.peak_bps >= 0.9 * probe.use_bps:
                 # A thin link's probe asks just what its plan needs (no video below a
                 # floor, hysteresis); the plan sent in full and stayed clean: it is proven.
                 # Else a thumbnail (~80 kbps sent with the mix) never proves its 120 floor.
@@ -424,7 +449,9 @@ class DownlinkEstimator:
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
             self._failed_use = probe.use_bps
-            thin = probe.before_bps < min(cfg.thin_link_bps, cfg.initial_bps)
+            thin = probe.before_bps < min(cfg.thin_link_bps, cfg.initial_bps) or (
+                probe.tight and probe.before_bps != cfg.initial_bps)
+            self._failed_at = now
             self._failed_until = now + (cfg.long_probe_wait_s if thin
                                         else cfg.failed_target_wait_s)
             self._last_decrease = now

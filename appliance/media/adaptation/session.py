@@ -24,7 +24,7 @@ from appliance.media.adaptation.policy import Notice, SubscriberPolicy
 
 #: Allowance multiples tried, in order, when 1.5x the estimate buys nothing better.
 _PROBE_GAINS = (1.75, 2.0, 2.5)
-#: Tried first on a thin link (EstimatorConfig.fine_probe_below_bps).
+#: Tried first on a thin link with little voice margin (EstimatorConfig.fine_probe_below_bps).
 _FINE_PROBE_GAINS = (1.1, 1.2, 1.3, 1.4)
 #: Least a LAN subscriber's estimate falls to: a clinic network that cannot carry a megabit
 #: to one tablet is broken, and loss on it below that is likelier the box overloaded, which
@@ -92,7 +92,7 @@ class SessionAdaptation:
     def _next_rung(self, sub: str, entry: _Subscriber,
                    others: list[Publisher]) -> tuple[float, float] | None:
         """What a probe should try, as (allowance, what the plan would send under it): up to
-        probe_step_gain x the estimate if that buys a better plan (on a thin link, the least
+        probe_step_gain x the estimate if that buys a better plan (on a tight link, the least
         multiple that does), else the nearest better plan up to probe_max_gain x; None if
         nothing better is within reach. Bounded steps keep a failed probe's overshoot small.
         Unmixing voices is never a probe's goal: it waits for a confirmed estimate."""
@@ -104,8 +104,7 @@ class SessionAdaptation:
             return allocate([demand], None, self.costs)[sub].used_bps
 
         now_used = used(base)
-        thin = base < config.fine_probe_below_bps
-        fine = _FINE_PROBE_GAINS if thin else ()
+        fine = _FINE_PROBE_GAINS if entry.estimator.tight else ()
         for gain in (*fine, config.probe_step_gain, *_PROBE_GAINS):
             if gain > config.probe_max_gain:
                 break

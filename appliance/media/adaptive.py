@@ -361,7 +361,7 @@ class RoomAdaptation:
             for slot in participant.video_slots:
                 slot.max_payload = limit
             if (pacer := self._pacers.get(sub)) is not None:
-                # Above the allowance: the pacer smooths bursts, it must not become the
+                # Above what the plan sends: the pacer smooths bursts, it must not become the
                 # bottleneck (its drops would read as the link's loss and cut the estimate).
                 pacer.set_rate(pacing_rate(update.estimate.allowance_bps, update.plan.used_bps))
             silent = update.estimate.state is LinkState.SILENT

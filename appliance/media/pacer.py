@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # Bytes that may leave at once above the rate: a few packets, not a picture.
 BURST_S = 0.03
 # Video waiting longer than this is stale; the oldest is dropped (the subscriber asks for a
-# keyframe when it notices the hole). Rare: the pacer runs above the allowance.
+# keyframe when it notices the hole). Rare: the pacer runs above what the plan sends.
 MAX_QUEUE_S = 2.0
 MIN_RATE_BPS = 32_000
 # What a packet handed to the transport gains before it reaches the link: SRTP tag 10, UDP 8,

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from appliance.media.adaptive import pacing_rate
 from appliance.media.pacer import Pacer
 
 pytestmark = pytest.mark.timeout(30)
@@ -86,3 +87,11 @@ def test_the_rate_counts_what_each_packet_adds_on_the_wire() -> None:
         return loop.time() - start
 
     assert asyncio.run(scenario()) >= 0.7
+
+
+def test_a_weak_links_pacer_runs_at_the_plan_not_at_a_probes_allowance() -> None:
+    # EDGE probing: allowance 216 kbps, the plan sends 173: paced at 173 x 1.15.
+    assert pacing_rate(216_000, 173_000) == pytest.approx(198_950)
+    # Never above the allowance, and above 300 kbps a margin over it (smoothing only).
+    assert pacing_rate(120_000, 110_000) == 120_000
+    assert pacing_rate(1_000_000, 400_000) == 1_250_000

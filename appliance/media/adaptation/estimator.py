@@ -327,8 +327,8 @@ class DownlinkEstimator:
         cfg = self.config
         if self._rtt_samples < cfg.rtt_samples_before_queue:
             return False
-        margin = cfg.voice_deadline_s - self._base_rtt() / 2
-        return self._estimate < cfg.fine_probe_below_bps and margin < cfg.tight_margin_s
+        return (self._estimate < cfg.fine_probe_below_bps
+                and self._voice_margin() < cfg.tight_margin_s)
 
     def tick(self, now: float, wanted_bps: float | None = None,
              wanted_use_bps: float | None = None) -> Estimate:
@@ -414,10 +414,14 @@ class DownlinkEstimator:
             return now - sr_age_s >= since + cfg.probe_settle_s
         return now - since >= (self._srtt or 0.0) + cfg.probe_report_lag_s
 
+    def _voice_margin(self) -> float:
+        """What the voice deadline leaves after the path's one-way delay."""
+        return self.config.voice_deadline_s - self._base_rtt() / 2
+
     def _queue_threshold(self) -> float:
         """RTT growth that means a queue worth acting on, rather than the path's jitter."""
         cfg = self.config
-        margin = 0.5 * (cfg.voice_deadline_s - self._base_rtt() / 2)
+        margin = 0.5 * self._voice_margin()
         noise = cfg.rtt_inflation_s + 2 * self._rtt_jitter
         return min(cfg.rtt_inflation_max_s, max(margin, min(noise, 2 * margin)))
 

@@ -54,7 +54,7 @@ class Costs:
     audio_bps: int = 48_000  # Opus 16-24 kbps + 28 kbps of headers, per forwarded voice
     mixed_audio_bps: int = 48_000  # one mixed Opus stream: 20 kbps + headers at 20 ms ptime
     presence_bps: int = 40_000  # a 160x90 keyframe every second: ~20 kbps, planned as a burst
-    low_bps: int = 85_000  # 320x180 VP8 ~72 kbps at 7.5 fps + headers
+    low_bps: int = 85_000  # 320x180 VP8 at 72 kbps, 15 fps, + headers
     forward_bps: int = 550_000  # a browser capped near 640x360, 15 fps, ~500 kbps
     #: Share of an allowance the plan may fill; the rest absorbs RTCP, retransmits, bursts.
     fill: float = 0.9

@@ -132,13 +132,20 @@ class CallRun:
         rows = self.reports.get(subscriber, {}).get("events", [])
         return [(t, e) for t, e in rows if e.get("type") == kind]
 
-    def video(self, subscriber: str, window: tuple[float, float], slots: int = 4) -> VideoStats:
-        """Video frames a subscriber's slots completed within the window."""
+    def video(self, subscriber: str, window: tuple[float, float], slots: int = 4,
+              publishers: set[str] | None = None) -> VideoStats:
+        """Video frames a subscriber's slots completed within the window; with `publishers`,
+        only frames of slots the box said showed one of them at the time."""
         w0, w1 = window
         expected = min(slots, self._publishers(subscriber, "video"))
+        if publishers is not None:
+            expected = min(expected, len(publishers - {subscriber}))
+        shows = self._video_slot_history(subscriber)
         rates, freezes = [], []
-        for times in self.reports.get(subscriber, {}).get("video", {}).values():
+        for mid, times in self.reports.get(subscriber, {}).get("video", {}).items():
             inside = [t for t in times if w0 <= t < w1]
+            if publishers is not None:
+                inside = [t for t in inside if _shown_at(shows.get(mid, []), t) in publishers]
             if not inside:
                 continue
             rates.append(len(inside) / (w1 - w0))
@@ -152,6 +159,14 @@ class CallRun:
             streams=len(rates),
         )
 
+    def _video_slot_history(self, subscriber: str) -> dict[str, list[tuple[float, str | None]]]:
+        """Per video slot (mid), (time, publisher shown from then) from the box's events."""
+        history: dict[str, list[tuple[float, str | None]]] = {}
+        for t, event in self.events(subscriber, "slots"):
+            for mid, shown in (event.get("video") or {}).items():
+                history.setdefault(mid, []).append((t, shown))
+        return history
+
     def downlink_kbps(self, subscriber: str, window: tuple[float, float]) -> float:
         """RTP bytes the subscriber received in the window, as kbit/s."""
         bins = self.reports.get(subscriber, {}).get("bytes_per_bin", [])
@@ -163,6 +178,16 @@ class CallRun:
         """Downlink kbit/s per half second from t0."""
         bins = self.reports.get(subscriber, {}).get("bytes_per_bin", [])
         return [b * 8 / 1000 / BIN_S for b in bins]
+
+
+def _shown_at(history: list[tuple[float, str | None]], t: float) -> str | None:
+    """Who a slot showed at time t (None: nothing, or not known yet)."""
+    shown = None
+    for since, who in history:
+        if since > t:
+            break
+        shown = who
+    return shown
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -48,9 +48,10 @@ def _call(lab: Lab, tmp_path: Path, remote: Seat, seconds: float,
     return run
 
 
-def _lan_keeps_full_rate(run: CallRun, window: tuple[float, float]) -> None:
+def _lan_keeps_full_rate(run: CallRun, window: tuple[float, float],
+                         publishers: set[str] | None = None) -> None:
     for name in ("nurse", "lan2"):
-        video = run.video(name, window, slots=2)
+        video = run.video(name, window, slots=2, publishers=publishers)
         assert video.min_fps >= 13.5, (name, video)  # a 15 fps source; the goal is >= 14
 
 
@@ -96,12 +97,13 @@ def test_a_link_cut_for_20s_keeps_the_seat_and_the_call_comes_back(
     told = [e["code"] for t, e in run.events("p1", "quality")]
     assert "connection_lost" in told, told
     # The same seat after the cut: voices both ways again, the LAN at full rate before and
-    # after (during the cut, the patient's own video cannot reach anyone).
+    # after. After it, only the LAN's own videos: the patient's comes back over its own link,
+    # whose lost packets (0.5% on 3G) the box cannot resend (a CI run saw a 1.5 s freeze).
     for name in ("p1", "nurse"):
         audio = run.audio(name, (32, 40))
         assert audio.on_time_pct >= 80, (name, audio)
     _lan_keeps_full_rate(run, (3, 8))
-    _lan_keeps_full_rate(run, (32, 40))
+    _lan_keeps_full_rate(run, (32, 40), publishers={"nurse", "lan2"})
 
 
 def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> None:

@@ -31,11 +31,12 @@ def test_delay_is_read_from_the_latest_send_of_that_tone():
     assert delay_for(0.099, 5) == pytest.approx(-0.001)  # read a hair early: still that packet
 
 
-def _run(audio: dict, video: dict, bins: list[int] | None = None) -> CallRun:
+def _run(audio: dict, video: dict, bins: list[int] | None = None,
+         events: list | None = None) -> CallRun:
     seats = [Seat("a"), Seat("b"), Seat("c", publish=("audio",))]
     return CallRun(mode="clinicbox", seats=seats, seconds=10.0,
                    reports={"a": {"audio": audio, "video": video,
-                                  "bytes_per_bin": bins or []}},
+                                  "bytes_per_bin": bins or [], "events": events or []}},
                    box_cpu_pct=0.0, forwarder_late_frames=0, forwarder_max_late_ms=0.0,
                    forwarder_frames=100)
 
@@ -65,6 +66,20 @@ def test_video_rate_and_freeze_and_downlink():
     assert stats.min_fps == pytest.approx(10.0, abs=0.1)
     assert run.downlink_kbps("a", (2.0, 8.0)) == pytest.approx(16.0)
     assert not run.stalled
+
+
+def test_video_of_chosen_publishers_follows_what_each_slot_showed():
+    # Slot 3 shows b throughout; slot 4 shows c until 5 s, then nothing.
+    events = [[0.5, {"type": "slots", "video": {"3": "b", "4": "c"}}],
+              [5.0, {"type": "slots", "video": {"3": "b", "4": None}}]]
+    smooth = [i / 15 for i in range(150)]
+    run = _run({}, {"3": smooth, "4": smooth}, events=events)
+    only_b = run.video("a", (2.0, 8.0), publishers={"b"})
+    assert only_b.streams == 1 and only_b.min_fps == pytest.approx(15.0, abs=0.1)
+    # c's slot counts only while it showed c: 3 of 6 s, then a 3 s freeze.
+    only_c = run.video("a", (2.0, 8.0), publishers={"c"})
+    assert only_c.fps == pytest.approx(7.5, abs=0.1)
+    assert only_c.longest_freeze_s == pytest.approx(3.0, abs=0.1)
 
 
 def test_a_stream_never_on_time_is_one_long_gap():

@@ -63,8 +63,12 @@ VIDEO_BURST_FACTOR = 1.3
 PACING_HEADROOM = 1.25
 WEAK_LINK_BPS = 300_000
 # On a weak link video is paced at most this multiple of what the plan costs: encoders
-# overshoot their targets for a while (a new stream's first keyframe), never for long.
-PLAN_PACING_HEADROOM = 1.15
+# overshoot their targets for a while (a new stream's first keyframe), and on a lossy link
+# the low tier's keyframes (4.7 KB at 320x180, one every 2 s or so on EDGE as receivers
+# lose packets) made mixed voices and one low tier send 146-170 kbps where 133 are planned.
+# At 1.15 the pacer's own queue then grew until it dropped video, which brought more
+# keyframe requests.
+PLAN_PACING_HEADROOM = 1.3
 # On a weak link a voice packet that reaches the bottleneck behind a video packet waits for
 # it: 50 ms for a full 1270-byte packet at 200 kbps, most of EDGE's margin (325 ms one way,
 # voice late at 400). Video there is split so one packet takes at most this long at the
@@ -111,6 +115,8 @@ class _Rate:
         self._last: tuple[float, int] | None = None
 
     def update(self, now: float, total_bytes: int) -> float:
+        if self._last is not None and total_bytes < self._last[1]:
+            self._last = None  # a new counter (a new pacer): start again from it
         if self._last is not None and now > self._last[0]:
             sample = 8 * (total_bytes - self._last[1]) / (now - self._last[0])
             self.bps += RATE_ALPHA * (sample - self.bps)
@@ -198,6 +204,14 @@ class RoomAdaptation:
             self._pace(participant)
         self._ensure_task()
         self.tick(time.monotonic())
+
+    def _sent_bytes(self, participant: Participant) -> int:
+        """Bytes sent to a remote participant so far: what its pacer let out to the link
+        (what its slots hand over may wait there, or be dropped as stale), else its slots'."""
+        pacer = self._pacers.get(participant.id)
+        if pacer is not None:
+            return pacer.wire_bytes_out
+        return sum(s.bytes_out for s in participant.all_slots())
 
     def _pace(self, participant: Participant) -> None:
         """Pace a remote subscriber's video (on its bundled transport) to its estimate."""
@@ -344,8 +358,8 @@ class RoomAdaptation:
         people = {p.id: p for p in self._participants()}
         for sub in self._remote:
             if sub in people and sub in self._sent:
-                sent = sum(s.bytes_out for s in people[sub].all_slots())
-                self.session.set_sending(sub, self._sent[sub].update(now, sent))
+                self.session.set_sending(sub, self._sent[sub].update(now, self._sent_bytes(
+                    people[sub])))
             else:
                 self.session.set_sending(sub, 0.0)  # a held seat: nothing goes out
         updates = self.session.tick(

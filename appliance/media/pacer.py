@@ -42,6 +42,7 @@ class Pacer:
         self.rate_bps = max(MIN_RATE_BPS, rate_bps)
         self.dropped = 0
         self.delayed = 0
+        self.wire_bytes_out = 0  # what has left for the link, voice and RTCP included
         self._send: Callable[[bytes], Awaitable[None]] = transport._send_rtp
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
@@ -59,6 +60,7 @@ class Pacer:
         self._refill()
         if is_rtcp(data) or len(data) < 12 or int.from_bytes(data[8:12]) not in self.video_ssrcs:
             self._tokens -= len(data) + WIRE_BYTES  # voice counts but never waits
+            self.wire_bytes_out += len(data) + WIRE_BYTES
             await self._send(data)
             return
         self._queue.append(data)
@@ -90,6 +92,7 @@ class Pacer:
             data = self._queue.popleft()
             self._queued_bytes -= len(data)
             self._tokens -= len(data) + WIRE_BYTES
+            self.wire_bytes_out += len(data) + WIRE_BYTES
             try:
                 await self._send(data)
             except ConnectionError:

@@ -396,3 +396,60 @@ def test_reports_about_a_failed_probes_time_do_not_cut_again():
     # One about the time after it (its SR left a second after the failure) is the link now.
     est.on_receiver_report(t + 2.5, 0.3, 0.9, sr_age_s=0.5)
     assert est.tick(t + 2.5).estimate_bps < 100_000
+
+
+def far_probe_waits(failures: int) -> float:
+    """GPRS (0.75 s RTT): a probe for a still fails from the 100 kbps start, the link is
+    learnt at ~50 kbps, then `failures` far probes for the still (120 kbps) fail too. Seconds
+    from the last failure until the next far probe starts."""
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(48_000)
+    clean_reports(est, 0, 4, rtt=0.75)
+    assert est.tick(4.0, wanted_bps=120_000, wanted_use_bps=88_000).state is LinkState.PROBING
+    est.on_receiver_report(5.5, 0.2, 0.75)
+    failed_at, t = 5.5, 5.5
+    est._set_estimate(50_000)  # as growth from what voices send leaves it
+    for attempt in range(failures + 1):
+        while t < failed_at + 300:
+            t += 0.25
+            if est.tick(t, wanted_bps=120_000, wanted_use_bps=88_000).state is LinkState.PROBING:
+                break
+            est.on_receiver_report(t, 0.0, 0.75)
+            est._set_estimate(50_000)
+        if attempt == failures:
+            return t - failed_at
+        est.on_receiver_report(t + 1.0, 0.2, 0.75)  # the far probe overflowed the link
+        failed_at = t = t + 1.0
+    raise AssertionError("unreachable")
+
+
+def test_a_tight_links_far_probes_wait_a_minute_then_longer():
+    # On GPRS every probe for the video floor overflows the link: 3-4 s of late voices each.
+    assert far_probe_waits(0) == pytest.approx(60, abs=0.5)
+    assert far_probe_waits(1) == pytest.approx(120, abs=0.5)
+    assert far_probe_waits(3) == pytest.approx(240, abs=0.5)
+
+
+def test_a_tight_links_far_probe_waits_a_minute_after_a_cut_too():
+    # GPRS: a queue of its own cut the estimate to 37 kbps before any probe; grown back to
+    # 64, a far probe for a still 9 s later overflowed the link.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(48_000)
+    clean_reports(est, 0, 4, rtt=0.70)
+    est.on_receiver_report(4.0, 0.0, 0.76)  # +60 ms and rising: a queue
+    assert est.tick(4.0).state is LinkState.BACKING_OFF
+    t = 4.0
+    while t < 100 and est.tick(t, 120_000, 88_000).state is not LinkState.PROBING:
+        t += 0.25
+        est.on_receiver_report(t, 0.0, 0.70)
+    assert t == pytest.approx(64, abs=0.5)
+
+
+def test_a_tight_link_grows_only_by_probes():
+    # EDGE (0.66 s RTT): growth to 1.1x what is sent + 20 kbps crept past the link's 200
+    # kbps and let a still join without a probe. 3G (0.25 s) grows as before.
+    for rtt, grows in ((0.66, False), (0.25, True)):
+        est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+        est.set_sending(95_000)
+        clean_reports(est, 0, 10, rtt=rtt)
+        assert (est.tick(10.0).estimate_bps > 100_000) is grows, rtt

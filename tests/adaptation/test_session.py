@@ -188,3 +188,32 @@ def test_on_a_thin_link_a_probe_asks_only_for_the_next_better_plan():
     first, second = asks[0], asks[1]
     assert first[1] == 120_000 and first[2] is Tier.PRESENCE
     assert second[1] <= 1.5 * second[0] + 1 and second[2] is Tier.LOW
+
+
+def probes_on_a_clean_link(rtt: float, seconds: float) -> list[tuple[float, int]]:
+    """(time, moving pictures in the plan) at each probe start for a remote subscriber whose
+    reports (two a second, this RTT) stay clean whatever it is sent."""
+    session = SessionAdaptation(estimator_config=EstimatorConfig(initial_bps=100_000))
+    session.add_subscriber("far", 0.0)
+    estimator = session.estimator("far")
+    starts, probing = [], False
+    for step in range(int(seconds / DT)):
+        t = round(step * DT, 6)
+        if step % round(0.5 / DT) == 0:
+            estimator.on_receiver_report(t, 0.0, rtt, sr_age_s=0.1)
+        update = session.tick(t, ROSTER)["far"]
+        session.set_sending("far", update.plan.used_bps)
+        now_probing = update.estimate.state is LinkState.PROBING
+        if now_probing and not probing:
+            starts.append((t, update.plan.last_n))
+        probing = now_probing
+    return starts
+
+
+def test_a_tight_link_holding_one_moving_picture_probes_no_further():
+    # EDGE (0.66 s RTT): past the facilitator's low tier every probe overflowed 200 kbps and
+    # cost voices seconds, then the picture. The climb: a still, then the low tier; then none.
+    starts = probes_on_a_clean_link(0.66, 60)
+    assert [last_n for _, last_n in starts] == [0, 1]
+    # 3G (0.25 s) has voice margin: it keeps probing for more pictures.
+    assert max(last_n for _, last_n in probes_on_a_clean_link(0.25, 60)) >= 2

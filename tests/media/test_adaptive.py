@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from appliance.media.adaptation import AudioMode, LinkState, Tier
+from appliance.media.adaptive import _Rate
 from tests.media.conftest import Sfu
 from tests.media.peer import Peer, wait_for
 
@@ -41,3 +44,14 @@ def test_receiver_reports_reach_the_estimator_and_lan_keeps_full_quality(sfu: Sf
                 await peer.close()
 
     asyncio.run(scenario())
+
+
+def test_a_sent_rate_restarts_from_a_new_counter() -> None:
+    # A reconnected subscriber gets a new pacer whose count starts at 0: no negative rate.
+    rate = _Rate()
+    for t in range(1, 11):
+        rate.update(t * 0.5, t * 6250)  # 100 kbps
+    before = rate.bps
+    assert 90_000 < before <= 100_000
+    assert rate.update(5.5, 0) == before  # the new counter: nothing learnt yet
+    assert rate.update(6.0, 6250) == pytest.approx(before + 0.3 * (100_000 - before))

@@ -117,6 +117,13 @@ class EstimatorConfig:
     #: 2-3 s of late voices each. From the start value a first failure may be a busy moment
     #: on EDGE; a CI run that waited 30 s after one gave an EDGE patient no video at all.
     thin_link_bps: float = 120_000
+    #: On a tight link, a far probe (beyond probe_step_gain: a link learnt too thin for any
+    #: video, asking for the video floor) waits this long after the last cut or failed
+    #: probe, doubling with each failed far probe up to tight_far_wait_max_s: on GPRS
+    #: (80 kbps) every one overflows the link and costs voices 3-4 s; a link this thin
+    #: rarely grows.
+    tight_far_wait_s: float = 60.0
+    tight_far_wait_max_s: float = 240.0
     #: NACKs naming this many newly lost packets within nack_window_s end a probe as failed,
     #: and undo one that succeeded less than probe_regret_s ago. They come one way, a report
     #: interval before the receiver report with the loss: on GPRS (0.8 s RTT) a probe for a
@@ -187,6 +194,7 @@ class DownlinkEstimator:
         self._probe_wait = self.config.probe_after_s
         self._next_probe = now + self.config.probe_after_s
         self._next_far_probe = now
+        self._tight_far_wait = self.config.tight_far_wait_s
         self._failures = 0
         self._failed_use = float("inf")  # what the last failed probe's plan sent...
         self._failed_until = now  # ...not to be tried again before this
@@ -352,18 +360,27 @@ class DownlinkEstimator:
                 self._end_probe(now, success=None)  # never sent near it: nothing learnt
         clean_for = None if self._clean_since is None else now - self._clean_since
         if self._probe is None and clean_for is not None:
-            if clean_for >= cfg.clean_before_growth_s:
+            # Not on a tight link: there probes prove what they ask, and growth beyond
+            # crept past EDGE's 200 kbps (to 226 while sending ~170) and let a still join
+            # the one moving picture without a probe; the queue that made cost voices seconds.
+            if clean_for >= cfg.clean_before_growth_s and not self.tight:
                 ceiling = cfg.proven_headroom * self._sending_bps + 20_000
                 if self._estimate < ceiling:
                     grown = self._estimate * (1 + cfg.growth_per_s) ** dt
                     self._set_estimate(min(grown, ceiling))
             far = (wanted_bps is not None
                    and wanted_bps > self._estimate * cfg.probe_step_gain * 1.001)
+            if far and self.tight:
+                # After any cut (a failed probe is one): the link showed it is thin.
+                far_after = max(self._next_far_probe,
+                                self._last_decrease + self._tight_far_wait)
+            else:
+                far_after = self._next_far_probe
             # A probe is judged against the path's own RTT: none before that is known.
             if (wanted_bps is not None and wanted_bps > self._estimate
                     and self._rtt_samples >= cfg.rtt_samples_before_queue
                     and clean_for >= cfg.probe_after_s and now >= self._next_probe
-                    and (not far or now >= self._next_far_probe)):
+                    and (not far or now >= far_after)):
                 target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
                 use = min(target, wanted_use_bps if wanted_use_bps is not None else target)
                 if now >= self._failed_until or use < 0.9 * self._failed_use:
@@ -442,6 +459,7 @@ class DownlinkEstimator:
             self._probe_wait = self.config.probe_again_s
             self._failures = 0
             self._failed_use = float("inf")
+            self._tight_far_wait = self.config.tight_far_wait_s
             self._succeeded, self._succeeded_at = probe, now
         elif success is False:
             self._set_estimate(min(self._estimate, probe.before_bps))
@@ -452,6 +470,9 @@ class DownlinkEstimator:
                 self._probe_wait = cfg.long_probe_wait_s
             if probe.target_bps > probe.before_bps * cfg.probe_step_gain * 1.001:
                 self._next_far_probe = now + cfg.long_probe_wait_s
+                if probe.tight:
+                    self._tight_far_wait = min(2 * self._tight_far_wait,
+                                               cfg.tight_far_wait_max_s)
             self._failed_use = probe.use_bps
             thin = probe.before_bps < min(cfg.thin_link_bps, cfg.initial_bps) or (
                 probe.tight and probe.before_bps != cfg.initial_bps)

@@ -96,6 +96,11 @@ class SessionAdaptation:
         multiple that does), else the nearest better plan up to probe_max_gain x; None if
         nothing better is within reach. Bounded steps keep a failed probe's overshoot small.
         Unmixing voices is never a probe's goal: it waits for a confirmed estimate."""
+        if entry.estimator.tight and entry.policy.plan.last_n >= 1:
+            # One moving picture is all a tight link is asked to carry: past it (a second
+            # picture, or more stills beside it) EDGE's 200 kbps is full, and each probe
+            # that found out cost voices 2-4 s of queue, then the picture itself.
+            return None
         base = entry.estimator.estimate_bps
         config = entry.estimator.config
 

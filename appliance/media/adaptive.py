@@ -79,15 +79,18 @@ MIN_VIDEO_PAYLOAD = 300
 RATE_ALPHA = 0.3
 
 
-def pacing_rate(allowance_bps: float, plan_bps: float) -> float:
+def pacing_rate(allowance_bps: float, plan_bps: float, backing_off: bool = False) -> float:
     """What a remote subscriber's pacer lets out, voices included, in wire bits a second.
 
     On a weak link no more than the plan needs with some headroom, even when the allowance
     (a probe's) is more: a probe then tests what its plan sends, and a keyframe is spread
     instead of filling the link's queue ahead of voices. Elsewhere a little above the
-    allowance, so the pacer smooths bursts but never becomes the bottleneck."""
+    allowance, so the pacer smooths bursts but never becomes the bottleneck, except while
+    the estimate backs off: then the link has a queue, and the video the pacer holds from
+    before the cut must not reach it faster than the allowance (after RMCAT's step from 2.5
+    to 0.6 Mbps it left at 740-800 kbps for 2 s, and voices were late)."""
     if allowance_bps >= WEAK_LINK_BPS:
-        return allowance_bps * PACING_HEADROOM
+        return allowance_bps * (1.0 if backing_off else PACING_HEADROOM)
     return min(allowance_bps, plan_bps * PLAN_PACING_HEADROOM)
 
 
@@ -377,7 +380,9 @@ class RoomAdaptation:
             if (pacer := self._pacers.get(sub)) is not None:
                 # Above what the plan sends: the pacer smooths bursts, it must not become the
                 # bottleneck (its drops would read as the link's loss and cut the estimate).
-                pacer.set_rate(pacing_rate(update.estimate.allowance_bps, update.plan.used_bps))
+                pacer.set_rate(pacing_rate(
+                    update.estimate.allowance_bps, update.plan.used_bps,
+                    update.estimate.state is LinkState.BACKING_OFF))
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan

@@ -99,3 +99,5 @@ def test_a_weak_links_pacer_runs_at_the_plan_not_at_a_probes_allowance() -> None
     # Never above the allowance, and above 300 kbps a margin over it (smoothing only).
     assert pacing_rate(120_000, 110_000) == 120_000
     assert pacing_rate(1_000_000, 400_000) == 1_250_000
+    # Backing off, the link has a queue: what the pacer holds leaves at the allowance.
+    assert pacing_rate(1_000_000, 400_000, backing_off=True) == 1_000_000

@@ -23,6 +23,10 @@ estimate jumps there; if loss or RTT rise, or NACKs name 5 newly lost packets wi
 each failure costs voices seconds). Probes go up to 1.5x the estimate; when the next better
 plan is further (up to 2.5x), a failed one waits 30 s.
 
+On a tight link (thin, with little of the voice deadline left after the path's delay: EDGE,
+GPRS) probes ask only what the next plan needs and prove it, there is no passive growth, and
+far probes wait a minute after any cut, longer after each that fails.
+
 No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
 only) and the estimate restarts conservatively when reports return.
 """

@@ -93,7 +93,8 @@ class CallRun:
         On time: arrived within 400 ms of being sent. The longest gap is between packets that
         arrived on time (what a listener can play), window edges included, per voice. A part
         of the box's mixed stream carries every voice at once (all publishers send tone n at
-        the same moment), so it counts once per expected voice and fills every voice's gaps.
+        the same moment), so it counts once per expected voice and fills every voice's gaps;
+        parts read as sent in the same 20 ms (the mix re-timed after a gap) count once.
         """
         w0, w1 = window
         expected = self._publishers(subscriber, "audio")
@@ -101,19 +102,25 @@ class CallRun:
         on_time, delivered = 0, 0
         voices: list[list[float]] = []
         mixed: list[float] = []
+        mixed_sent: set[int] = set()  # 20 ms send slots the mix delivered...
+        mixed_on_time: set[int] = set()  # ...and delivered on time
         present = 0
         for rows in streams.values():
             inside = [r for r in rows if w0 <= r[0] - r[1] < w1]
             own = [r for r in inside if not (len(r) > 2 and r[2])]
             mix = [r for r in inside if len(r) > 2 and r[2]]
-            delivered += len(own) + expected * len(mix)
+            delivered += len(own)
             good = [r[0] for r in own if r[1] <= ON_TIME_S]
             mixed += [r[0] for r in mix if r[1] <= ON_TIME_S]
+            mixed_sent |= {round((r[0] - r[1]) / AUDIO_PTIME_S) for r in mix}
+            mixed_on_time |= {round((r[0] - r[1]) / AUDIO_PTIME_S) for r in mix
+                              if r[1] <= ON_TIME_S}
             on_time += len(good)
             if own:
                 voices.append(good)
             present += 1 if rows else 0
-        on_time += expected * len(mixed)
+        on_time += expected * len(mixed_on_time)
+        delivered += expected * len(mixed_sent)
         voices += [[] for _ in range(max(0, expected - len(voices)))]
         gaps = []
         for good in voices:

@@ -139,3 +139,18 @@ def test_without_room_for_moving_video_only_the_first_ranked_publisher_gets_a_st
     assert plan.tiers["p1"] is Tier.PRESENCE
     assert all(plan.tiers[p] is Tier.AUDIO_ONLY for p in ("p2", "p3", "p4", "p5"))
     assert plan.limits["p3"] is Limit.LINK
+
+
+def test_mixed_voices_are_unmixed_only_beside_the_video_already_held():
+    # EDGE, three in the call: a probe proved 180 kbps for mixed voices and the facilitator's
+    # low tier. Forwarding the two voices (96 kbps) would fit 180 alone, but not beside it.
+    two = room(3)[:2]
+    held = Plan(AudioMode.MIXED, {"p1": Tier.LOW, "p2": Tier.AUDIO_ONLY})
+    plan = plan_for(180_000, two, current=held)
+    assert plan.audio is AudioMode.MIXED and plan.tiers["p1"] is Tier.LOW
+    # With a still only, forwarded voices come first, as before.
+    still = Plan(AudioMode.MIXED, {"p1": Tier.PRESENCE, "p2": Tier.AUDIO_ONLY})
+    assert plan_for(180_000, two, current=still).audio is AudioMode.FORWARDED
+    # With room for both, they are unmixed and the picture stays.
+    plan = plan_for(300_000, two, current=held)
+    assert plan.audio is AudioMode.FORWARDED and plan.tiers["p1"] is Tier.LOW

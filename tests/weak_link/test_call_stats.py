@@ -87,3 +87,13 @@ def test_a_stream_never_on_time_is_one_long_gap():
     stats = _run({"1": late}, {}).audio("a", (2.0, 4.0))
     assert stats.on_time_pct == 0.0 and stats.delivered_pct == 50.0  # c sent nothing to a
     assert stats.longest_gap_ms == 2000
+
+
+def test_a_mixed_part_counts_for_every_voice_once_per_20_ms():
+    # The box's mix for a: parts of 2-4 s, 100 ms late, ten of them lost, and five read as
+    # sent in a 20 ms slot already delivered (the mix re-timed): those must not hide the loss.
+    parts = [[t / 50 + 0.1, 0.1, 1] for t in range(100, 200) if not 150 <= t < 160]
+    parts += [[t / 50 + 0.105, 0.1, 1] for t in range(120, 125)]
+    stats = _run({"1": parts}, {}).audio("a", (2.0, 4.0))
+    assert stats.on_time_pct == 90.0 and stats.delivered_pct == 90.0  # for b and c alike
+    assert 200 <= stats.longest_gap_ms <= 220  # the ten lost parts

@@ -3,7 +3,8 @@
 
 One greedy pass over increments in priority order, across all subscribers at once:
 1. audio for everyone: forwarded voices if they fit the subscriber's allowance, otherwise one
-   mixed stream; if the clinic's uplink cannot carry everyone's forwarded voices, the
+   mixed stream (a mixed subscriber is unmixed only when they fit beside the video it already
+   has); if the clinic's uplink cannot carry everyone's forwarded voices, the
    subscribers with the costliest voice sets switch to mixed until it can;
 2. the low tier of each subscriber's publishers in priority order (facilitator, active
    speaker, most recent speakers, the rest), up to Costs.max_video of them (last-N);
@@ -87,8 +88,16 @@ def allocate(demands: list[Demand], capacity_bps: float | None = None,
     # 1. Audio first.
     for sub in subs:
         forwarded = audio_cost(sub.demand.others, costs)
-        was_mixed = sub.demand.current is not None and sub.demand.current.audio is AudioMode.MIXED
-        need = forwarded * (up_margin if was_mixed else 1.0)
+        current = sub.demand.current
+        was_mixed = current is not None and current.audio is AudioMode.MIXED
+        need = forwarded
+        if current is not None and was_mixed:
+            # Unmixing must not cost the video already held: on EDGE two forwarded voices
+            # (96 kbps) beside a just-proven low tier did not fit, and unmixing took the
+            # picture away for a still.
+            need = forwarded * up_margin + sum(
+                video_cost(p, current.tiers.get(p.id, Tier.AUDIO_ONLY), costs)
+                for p in sub.demand.others)
         keep = was_mixed and sub.demand.keep_mixed
         sub.plan.audio = AudioMode.FORWARDED if need <= sub.left and not keep else AudioMode.MIXED
     remote = [s for s in subs if s.demand.remote]

@@ -112,14 +112,15 @@ def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> N
     run = _call(lab, tmp_path, Seat("p1", link=profiles.EDGE, publish=("audio",), quiet=True),
                 seconds=48.0)
     audio = run.audio("p1", (16, 48))
-    # The goal is 98% on time; measured 70-96% (probes for video overflow the link
-    # for 2-4 s each, docs/weak-links.md); stock relaying gets 5%. This guards against worse.
-    assert audio.delivered_pct >= 70 and audio.on_time_pct >= 45, audio
-    assert audio.longest_gap_ms < 10_000, audio
-    # Video below forwarding: the shared low tier or presence pictures reached the patient.
+    # The goal is 98% on time; this call measured 96-98% (stock relaying gets 5%),
+    # and the machine's load moves it by points: this guards against the 45-70% of before.
+    assert audio.delivered_pct >= 85 and audio.on_time_pct >= 80, audio
+    assert audio.longest_gap_ms < 3_000, audio
+    # The facilitator's shared low tier reached the patient and kept moving (13.8 fps
+    # measured; the goal is 5). A still comes first, while the link is proven.
     told = {e["to"] for t, e in run.events("p1", "quality") if e.get("publisher")}
-    assert told & {"low", "presence"}, told
-    assert sum(len(times) for times in run.reports["p1"]["video"].values()) > 0
+    assert "low" in told, told
+    assert run.video("p1", (32, 48)).fps >= 3, run.video("p1", (32, 48))
     # 200 kbps never carries the LAN's own streams forwarded.
     assert run.downlink_kbps("p1", (16, 48)) < 200
     _lan_keeps_full_rate(run, (5, 48))
@@ -133,10 +134,14 @@ def test_gprs_gets_one_mixed_voice_stream_and_hardly_any_video(lab: Lab, tmp_pat
     mixed = [r for rows in run.reports["p1"]["audio"].values() for r in rows if r[2]]
     assert len(mixed) > 200  # the mix, in 20 ms parts
     audio = run.audio("p1", (34, 46))
-    # The goal is 95% without a 1 s gap; measured 50-83% (a failed probe for a thumbnail
-    # costs seconds, docs/weak-links.md); stock relaying gets 2%. This guards against worse.
-    assert audio.delivered_pct >= 65 and audio.on_time_pct >= 35, audio
-    assert audio.longest_gap_ms < 10_000, audio
-    assert run.video("p1", (34, 46)).fps < 1  # at most a probe's thumbnail or two
+    # The goal is 95% without a 1 s gap; measured 96.5% and 64% (the one probe for a still
+    # that finds out the link is too thin, 2-3 s of late voices, fell in this window);
+    # stock relaying gets 2%. This guards against the 35-83% of before.
+    assert audio.delivered_pct >= 85 and audio.on_time_pct >= 50, audio
+    assert audio.longest_gap_ms < 5_000, audio
+    # No moving video ever; at most that probe's still.
+    told = {e["to"] for t, e in run.events("p1", "quality") if e.get("publisher")}
+    assert not told & {"low", "forward"}, told
+    assert run.video("p1", (34, 46)).fps < 1
     assert run.downlink_kbps("p1", (34, 46)) < 80
     _lan_keeps_full_rate(run, (5, 46))

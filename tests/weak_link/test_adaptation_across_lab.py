@@ -106,7 +106,7 @@ def test_a_link_cut_for_20s_keeps_the_seat_and_the_call_comes_back(
     _lan_keeps_full_rate(run, (32, 40), publishers={"nurse", "lan2"})
 
 
-def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> None:
+def test_edge_keeps_voices_on_time_and_the_low_tier(lab: Lab, tmp_path: Path) -> None:
     # Joining over EDGE takes ~9 s (offer, ICE and DTLS cross a 650 ms round trip). A probe
     # for a thumbnail that fails is tried again 8 s later or more: 48 s leaves room for two.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.EDGE, publish=("audio",), quiet=True),
@@ -126,7 +126,7 @@ def test_edge_keeps_voices_on_time_and_some_video(lab: Lab, tmp_path: Path) -> N
     _lan_keeps_full_rate(run, (5, 48))
 
 
-def test_gprs_gets_one_mixed_voice_stream_and_hardly_any_video(lab: Lab, tmp_path: Path) -> None:
+def test_gprs_gets_one_mixed_voice_stream_and_no_moving_video(lab: Lab, tmp_path: Path) -> None:
     # Joining over GPRS takes ~26 s (the 20 kbps uplink carries the offer).
     # Three voices on the LAN: forwarded they need ~150 kbps, twice the link.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.GPRS, publish=(), quiet=True),

@@ -95,9 +95,7 @@ def allocate(demands: list[Demand], capacity_bps: float | None = None,
             # Unmixing must not cost the video already held: on EDGE two forwarded voices
             # (96 kbps) beside a just-proven low tier did not fit, and unmixing took the
             # picture away for a still.
-            need = forwarded * up_margin + sum(
-                video_cost(p, current.tiers.get(p.id, Tier.AUDIO_ONLY), costs)
-                for p in sub.demand.others)
+            need = forwarded * up_margin + _video_bps(current, sub.demand.others, costs)
         keep = was_mixed and sub.demand.keep_mixed
         sub.plan.audio = AudioMode.FORWARDED if need <= sub.left and not keep else AudioMode.MIXED
     remote = [s for s in subs if s.demand.remote]
@@ -180,5 +178,9 @@ def plan_cost(plan: Plan, others: list[Publisher], costs: Costs) -> int:
         return 0
     audio = (costs.mixed_audio_bps if plan.audio is AudioMode.MIXED
              else audio_cost(others, costs))
-    return audio + sum(video_cost(p, plan.tiers.get(p.id, Tier.AUDIO_ONLY), costs)
-                       for p in others)
+    return audio + _video_bps(plan, others, costs)
+
+
+def _video_bps(plan: Plan, others: list[Publisher], costs: Costs) -> int:
+    """What a plan's video costs, every publisher at its tier."""
+    return sum(video_cost(p, plan.tiers.get(p.id, Tier.AUDIO_ONLY), costs) for p in others)

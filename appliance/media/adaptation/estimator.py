@@ -364,17 +364,18 @@ class DownlinkEstimator:
                 self._end_probe(now, success=None)  # never sent near it: nothing learnt
         clean_for = None if self._clean_since is None else now - self._clean_since
         if self._probe is None and clean_for is not None:
+            tight = self.tight
             # Not on a tight link: there probes prove what they ask, and growth beyond
             # crept past EDGE's 200 kbps (to 226 while sending ~170) and let a still join
             # the one moving picture without a probe; the queue that made cost voices seconds.
-            if clean_for >= cfg.clean_before_growth_s and not self.tight:
+            if clean_for >= cfg.clean_before_growth_s and not tight:
                 ceiling = cfg.proven_headroom * self._sending_bps + 20_000
                 if self._estimate < ceiling:
                     grown = self._estimate * (1 + cfg.growth_per_s) ** dt
                     self._set_estimate(min(grown, ceiling))
             far = (wanted_bps is not None
                    and wanted_bps > self._estimate * cfg.probe_step_gain * 1.001)
-            if far and self.tight:
+            if far and tight:
                 # After any cut (a failed probe is one): the link showed it is thin.
                 far_after = max(self._next_far_probe,
                                 self._last_decrease + self._tight_far_wait)
@@ -389,7 +390,7 @@ class DownlinkEstimator:
                 use = min(target, wanted_use_bps if wanted_use_bps is not None else target)
                 if now >= self._failed_until or use < 0.9 * self._failed_use:
                     self._probe = _Probe(target, now, self._estimate, self._last_rtt, use,
-                                         tight=self.tight)
+                                         tight=tight)
         if self._probe is not None:
             return Estimate(self._probe.target_bps, self._estimate, LinkState.PROBING,
                             self._loss, self._srtt)

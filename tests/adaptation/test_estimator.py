@@ -453,3 +453,16 @@ def test_a_tight_link_grows_only_by_probes():
         est.set_sending(95_000)
         clean_reports(est, 0, 10, rtt=rtt)
         assert (est.tick(10.0).estimate_bps > 100_000) is grows, rtt
+
+
+def test_a_thin_link_with_under_55_ms_of_voice_margin_has_no_room_for_video():
+    # Round trips as measured in the lab: EDGE 0.66-0.68 s (62-70 ms left of the 400 ms
+    # voice deadline), GPRS 0.70-0.81 s (its 20 kbps uplink delays the reports). Not known
+    # before the RTT is; a fast link has room whatever its delay.
+    for rtt, initial, room in ((0.66, 100_000, True), (0.676, 100_000, True),
+                               (0.702, 100_000, False), (0.8, 100_000, False),
+                               (0.8, 1_000_000, True)):
+        est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=initial))
+        assert est.room_for_video
+        clean_reports(est, 0, 4, rtt=rtt)
+        assert est.room_for_video is room, rtt

@@ -78,6 +78,17 @@ def test_gprs_gets_mixed_voice_and_no_video():
     assert link.full_s < 0.05 * 90
 
 
+def test_gprs_with_the_labs_round_trip_is_never_probed_for_video():
+    # The lab's GPRS measures a 0.70-0.81 s round trip (its 20 kbps uplink delays reports):
+    # under 55 ms of the voice deadline is left, too little for any video burst, and a probe
+    # for a still overflowed the link a few seconds into every call.
+    link = FluidLink(lambda t: 80_000, delay_s=0.36, loss=0.01)
+    trace = [u["far"] for t, u in run({"far": link}, 90) if t >= 10]
+    assert all(u.estimate.state is not LinkState.PROBING for u in trace)
+    assert all(set(u.plan.tiers.values()) == {Tier.AUDIO_ONLY} for u in trace)
+    assert link.full_s < 2  # only the start, from 300 kbps down
+
+
 def test_a_cut_is_announced_and_recovery_follows():
     link = FluidLink(lambda t: 1e6)
     reasons = []

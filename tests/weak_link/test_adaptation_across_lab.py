@@ -126,7 +126,7 @@ def test_edge_keeps_voices_on_time_and_the_low_tier(lab: Lab, tmp_path: Path) ->
     _lan_keeps_full_rate(run, (5, 48))
 
 
-def test_gprs_gets_one_mixed_voice_stream_and_no_moving_video(lab: Lab, tmp_path: Path) -> None:
+def test_gprs_gets_one_mixed_voice_stream_and_no_video(lab: Lab, tmp_path: Path) -> None:
     # Joining over GPRS takes ~26 s (the 20 kbps uplink carries the offer).
     # Three voices on the LAN: forwarded they need ~150 kbps, twice the link.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.GPRS, publish=(), quiet=True),
@@ -134,14 +134,14 @@ def test_gprs_gets_one_mixed_voice_stream_and_no_moving_video(lab: Lab, tmp_path
     mixed = [r for rows in run.reports["p1"]["audio"].values() for r in rows if r[2]]
     assert len(mixed) > 200  # the mix, in 20 ms parts
     audio = run.audio("p1", (34, 46))
-    # The goal is 95% without a 1 s gap; measured 96.5% and 64% (the one probe for a still
-    # that finds out the link is too thin, 2-3 s of late voices, fell in this window);
-    # stock relaying gets 2%. This guards against the 35-83% of before.
-    assert audio.delivered_pct >= 85 and audio.on_time_pct >= 50, audio
-    assert audio.longest_gap_ms < 5_000, audio
-    # No moving video ever; at most that probe's still.
+    # The goal is 95% without a 1 s gap; measured 98.7% in diagnosis calls (the link's 1%
+    # loss; gaps of 0.35-0.38 s); stock relaying gets 2%. Before the box stopped probing
+    # GPRS for a still, that probe cost 2-3 s of late voices (once 64% in this window).
+    assert audio.delivered_pct >= 90 and audio.on_time_pct >= 90, audio
+    assert audio.longest_gap_ms < 1_000, audio
+    # No video at all, not even a still: a probe for one would have overflowed the link.
     told = {e["to"] for t, e in run.events("p1", "quality") if e.get("publisher")}
-    assert not told & {"low", "forward"}, told
-    assert run.video("p1", (34, 46)).fps < 1
+    assert not told & {"presence", "low", "forward"}, told
+    assert run.video("p1", (34, 46)).fps == 0
     assert run.downlink_kbps("p1", (34, 46)) < 80
     _lan_keeps_full_rate(run, (5, 46))

@@ -25,7 +25,9 @@ plan is further (up to 2.5x), a failed one waits 30 s.
 
 On a tight link (thin, with little of the voice deadline left after the path's delay: EDGE,
 GPRS) probes ask only what the next plan needs and prove it, there is no passive growth, and
-far probes wait a minute after any cut, longer after each that fails.
+far probes wait a minute after any cut, longer after each that fails. A thin link whose delay
+leaves voices under 55 ms of their deadline (GPRS as the lab measures it) gets no probe for
+video at all: a voice behind one burst of video would already be late.
 
 No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
 only) and the estimate restarts conservatively when reports return.
@@ -96,6 +98,15 @@ class EstimatorConfig:
     #: against 260-365 with 1.5x steps).
     fine_probe_below_bps: float = 300_000
     tight_margin_s: float = 0.15
+    #: A thin link (fine_probe_below_bps) whose delay leaves voices less than this of their
+    #: deadline has no room for video at all, and no probe asks for it: a voice packet that
+    #: reaches the link behind what the pacer lets out at once (30 ms at its rate) and one
+    #: video packet (20 ms at the estimate) waits ~50 ms at the 100-120 kbps where video
+    #: starts. Measured in the lab: EDGE (200 kbps down, 260 up, 325 ms) leaves voices 62-70
+    #: ms; GPRS (80 down, 20 up, 325 ms) 0-49, its thin uplink delaying the reports that time
+    #: the round trip. There every probe for the first still overflowed the link and cost
+    #: voices 2-3 s of queue, a few seconds into each call.
+    video_margin_s: float = 0.055
     probe_fail_loss: float = 0.05
     probe_report_lag_s: float = 0.5  # a report interval, beyond the RTT
     #: A probe is confirmed only by a report echoing an SR that left this long after the SFU
@@ -341,6 +352,16 @@ class DownlinkEstimator:
             return False
         return (self._estimate < cfg.fine_probe_below_bps
                 and self._voice_margin() < cfg.tight_margin_s)
+
+    @property
+    def room_for_video(self) -> bool:
+        """Whether video may be asked of this link at all (see EstimatorConfig.video_margin_s);
+        True until the path's RTT is known."""
+        cfg = self.config
+        if self._rtt_samples < cfg.rtt_samples_before_queue:
+            return True
+        return (self._estimate >= cfg.fine_probe_below_bps
+                or self._voice_margin() >= cfg.video_margin_s)
 
     def tick(self, now: float, wanted_bps: float | None = None,
              wanted_use_bps: float | None = None) -> Estimate:

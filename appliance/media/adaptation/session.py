@@ -95,7 +95,10 @@ class SessionAdaptation:
         probe_step_gain x the estimate if that buys a better plan (on a tight link, the least
         multiple that does), else the nearest better plan up to probe_max_gain x; None if
         nothing better is within reach. Bounded steps keep a failed probe's overshoot small.
-        Unmixing voices is never a probe's goal: it waits for a confirmed estimate."""
+        Unmixing voices is never a probe's goal: it waits for a confirmed estimate, so every
+        better plan a probe seeks has more video."""
+        if not entry.estimator.room_for_video:
+            return None
         if entry.estimator.tight and entry.policy.plan.last_n >= 1:
             # One moving picture is all a tight link is asked to carry: past it (a second
             # picture, or more stills beside it) EDGE's 200 kbps is full, and each probe

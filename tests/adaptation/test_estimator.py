@@ -466,3 +466,34 @@ def test_a_thin_link_with_under_55_ms_of_voice_margin_has_no_room_for_video():
         assert est.room_for_video
         clean_reports(est, 0, 4, rtt=rtt)
         assert est.room_for_video is room, rtt
+
+
+def test_a_link_s_usual_random_loss_is_no_trouble_for_a_remb_cut():
+    # EDGE: 1% random loss, ~45 packets a report: one lost packet is 2.2% of a report.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=180_000))
+    est.set_sending(160_000)
+    for i in range(10):
+        est.on_receiver_report(1.0 + i, 0.022 if i % 3 == 0 else 0.0, 0.66)
+        est.tick(1.0 + i)
+    est.on_remb(10.5, 200_000)
+    est.on_receiver_report(11.0, 0.022, 0.66)  # one packet lost, as usual
+    est.on_remb(11.5, 120_000)  # the receiver's estimate wobbled down
+    assert est.tick(11.5).estimate_bps == 180_000
+    est.on_receiver_report(12.5, 0.09, 0.66)  # four lost: more than this link loses
+    est.on_remb(13.0, 100_000)
+    assert est.tick(13.0).estimate_bps == pytest.approx(0.7 * 160_000)
+
+
+def test_a_remb_cut_during_a_probe_ends_it_where_it_started():
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 0, 4)
+    assert est.tick(4.0, wanted_bps=400_000).state is LinkState.PROBING
+    est.set_sending(380_000)
+    est.on_remb(4.5, 400_000)
+    est.on_receiver_report(5.0, 0.04, 0.1)  # some loss: trouble, not yet a failed probe
+    assert est.tick(5.0).state is LinkState.PROBING
+    est.on_remb(5.2, 150_000)
+    result = est.tick(5.2)
+    assert result.state is not LinkState.PROBING
+    assert result.estimate_bps == 300_000  # not 70% of what the probe sent

@@ -155,3 +155,29 @@ def test_rmcat_schedule_and_profile_change_take_effect(lab: Lab):
 
     assert held(steps) == []
     assert lab.stats()["links"]["p1"]["profile"] == schedule.name
+
+
+def test_a_frame_read_late_is_timed_from_its_kernel_stamp_and_counted_late() -> None:
+    # A busy machine can leave frames in the forwarder's socket: the link is then timed from
+    # when each arrived (the kernel's stamp), and the wait is the forwarder's lateness.
+    import socket
+    import types
+
+    from appliance.lab.emulator import Link, open_packet_socket
+
+    sock = open_packet_socket("lo")
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(b"stamped", ("127.0.0.1", 9))
+        time.sleep(0.05)  # the forwarder busy elsewhere
+        ancillary: list = []
+        while not ancillary:
+            _frame, ancillary, _flags, _address = sock.recvmsg(65535, 64)
+        counters = types.SimpleNamespace(late_frames=0, max_late_ms=0.0)
+        wait = Link._read_wait(counters, ancillary)  # type: ignore[arg-type]
+        assert 0.045 <= wait < 1.0, wait
+        assert counters.late_frames == 1 and counters.max_late_ms >= 45
+        assert Link._read_wait(counters, []) == 0.0  # type: ignore[arg-type]
+    finally:
+        sock.close()
+        sender.close()

@@ -65,11 +65,22 @@ def open_packet_socket(ifname: str) -> socket.socket:
         pass  # older kernels: outgoing frames are filtered by pkttype in the loop instead
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     # The kernel stamps each frame as it arrives: a forwarder slow to read it (a busy
-    # machine) then still times the link from the arrival, and its wait counts as lateness.
+    # machine) then still times the link from the arrival.
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.bind((ifname, ETH_P_ALL))
     sock.setblocking(False)
     return sock
+
+
+def read_wait(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """How long a frame waited in its socket before it was read, from the kernel's stamp (0
+    without one). Not lateness by itself: a frame read late still leaves on time unless the
+    wait outlasts the link's delay, and a late departure is counted in Link.tick."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            seconds, nanoseconds = TIMESPEC.unpack_from(data)
+            return max(0.0, time.time() - (seconds + nanoseconds / 1e9))
+    return 0.0
 
 
 class Link:
@@ -119,21 +130,9 @@ class Link:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
-            arrived = now - self._read_wait(ancillary)
+            arrived = now - read_wait(ancillary)
             shaper.offer(frame, arrived, exempt=address[1] == ETH_P_ARP)
 
-    def _read_wait(self, ancillary: list[tuple[int, int, bytes]]) -> float:
-        """How long a frame waited in the socket before it was read (0 without a stamp); a
-        wait over LATE_S counts as a late frame, as a late send does."""
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                seconds, nanoseconds = TIMESPEC.unpack_from(data)
-                wait = max(0.0, time.time() - (seconds + nanoseconds / 1e9))
-                if wait > LATE_S:
-                    self.late_frames += 1
-                    self.max_late_ms = max(self.max_late_ms, wait * 1000.0)
-                return wait
-        return 0.0
 
     def tick(self, now: float) -> None:
         """Advance the schedule and the cut timer, and send what is due."""

@@ -59,6 +59,9 @@ TONE_STEP_HZ = 50.0  # one FFT bin of a 20 ms frame at 48 kHz
 TONE_PERIOD_S = TONES * AUDIO_PTIME_S
 BIN_S = 0.5
 RTP_HEADER_BYTES = 12
+#: An event loop held up this long sends its voice packets late enough to matter (on EDGE
+#: voices have ~50 ms to spare).
+STALL_MS = 50.0
 MIX = "mix"  # what the box says an audio slot shows when it carries the mixed voices
 
 
@@ -189,6 +192,9 @@ class CallerReport:
     # downlink RTP bytes per BIN_S from t0
     bytes_per_bin: list[int] = field(default_factory=list)
     max_loop_lag_ms: float = 0.0
+    # [t_s, lag_ms] of each time its event loop was held up >= STALL_MS: its own packets
+    # then left late, whatever the box and the link did
+    loop_stalls: list[list[float]] = field(default_factory=list)
     unrecognised_audio: int = 0
     # [arrival_s, event] of the box's in-call events (slots, quality, ...)
     events: list[list[Any]] = field(default_factory=list)
@@ -335,11 +341,15 @@ def _codecs(kind: str) -> list[Any]:
     return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
 
 
-async def _loop_lag(stop: asyncio.Event, worst: list[float]) -> None:
+async def _loop_lag(stop: asyncio.Event, worst: list[float], stalls: list[list[float]],
+                    t0: float) -> None:
     while not stop.is_set():
         before = time.monotonic()
         await asyncio.sleep(0.05)
-        worst[0] = max(worst[0], (time.monotonic() - before - 0.05) * 1000)
+        lag_ms = (time.monotonic() - before - 0.05) * 1000
+        worst[0] = max(worst[0], lag_ms)
+        if lag_ms >= STALL_MS:
+            stalls.append([round(time.time() - t0 - lag_ms / 1000, 3), round(lag_ms, 1)])
 
 
 async def run(args: argparse.Namespace) -> CallerReport:
@@ -388,7 +398,8 @@ async def run(args: argparse.Namespace) -> CallerReport:
 
     stop = asyncio.Event()
     worst = [0.0]
-    lag = asyncio.ensure_future(_loop_lag(stop, worst))
+    stalls: list[list[float]] = []
+    lag = asyncio.ensure_future(_loop_lag(stop, worst, stalls, args.t0))
     await asyncio.sleep(max(0.0, args.t0 + args.seconds - time.time()))
     stop.set()
     await lag
@@ -397,6 +408,7 @@ async def run(args: argparse.Namespace) -> CallerReport:
     report = recorder.report(args.pid)
     report.connected_s = report_connected[0] if report_connected else None
     report.max_loop_lag_ms = round(worst[0], 1)
+    report.loop_stalls = stalls
     writer.close()
     await _close(pc.close())
     return report

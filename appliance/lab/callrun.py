@@ -139,6 +139,17 @@ class CallRun:
         rows = self.reports.get(subscriber, {}).get("events", [])
         return [(t, e) for t, e in rows if e.get("type") == kind]
 
+    def caller_stalls(self, window: tuple[float, float]) -> dict[str, float]:
+        """Per participant, the longest its own event loop was held up within the window (ms;
+        only those held up at least caller.STALL_MS): its packets then left late."""
+        w0, w1 = window
+        worst: dict[str, float] = {}
+        for name, report in self.reports.items():
+            lags = [lag for t, lag in report.get("loop_stalls", []) if w0 <= t < w1]
+            if lags:
+                worst[name] = max(lags)
+        return worst
+
     def video(self, subscriber: str, window: tuple[float, float], slots: int = 4,
               publishers: set[str] | None = None) -> VideoStats:
         """Video frames a subscriber's slots completed within the window; with `publishers`,

@@ -29,6 +29,7 @@ import random
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 from dataclasses import asdict
@@ -42,6 +43,9 @@ ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
 SOL_PACKET = 263  # linux/socket.h; Python's socket module does not name it
 PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux >= 4.20
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h (SO_TIMESTAMPNS_OLD); not named by Python either
+TIMESPEC = struct.Struct("qq")
+STAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 #: epoll rounds its timeout up to a whole millisecond; frames due within half of one leave
 #: early, so the average error of the delay is about zero rather than +0.5 ms.
 EARLY_S = 0.0005
@@ -60,9 +64,23 @@ def open_packet_socket(ifname: str) -> socket.socket:
     except OSError:
         pass  # older kernels: outgoing frames are filtered by pkttype in the loop instead
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    # The kernel stamps each frame as it arrives: a forwarder slow to read it (a busy
+    # machine) then still times the link from the arrival.
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.bind((ifname, ETH_P_ALL))
     sock.setblocking(False)
     return sock
+
+
+def read_wait(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """How long a frame waited in its socket before it was read, from the kernel's stamp (0
+    without one). Not lateness by itself: a frame read late still leaves on time unless the
+    wait outlasts the link's delay, and a late departure is counted in Link.tick."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            seconds, nanoseconds = TIMESPEC.unpack_from(data)
+            return max(0.0, time.time() - (seconds + nanoseconds / 1e9))
+    return 0.0
 
 
 class Link:
@@ -107,12 +125,14 @@ class Link:
         shaper = self.up if sock is self.host_sock else self.down
         for _ in range(READ_BURST):
             try:
-                frame, address = sock.recvfrom(65535)
+                frame, ancillary, _flags, address = sock.recvmsg(65535, STAMP_SPACE)
             except BlockingIOError:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
-            shaper.offer(frame, now, exempt=address[1] == ETH_P_ARP)
+            arrived = now - read_wait(ancillary)
+            shaper.offer(frame, arrived, exempt=address[1] == ETH_P_ARP)
+
 
     def tick(self, now: float) -> None:
         """Advance the schedule and the cut timer, and send what is due."""

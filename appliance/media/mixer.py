@@ -38,6 +38,11 @@ STEP_SAMPLES = int(RATE * STEP_S)
 MIX_PTIME_S = 0.02  # what one mixed packet carries
 MIX_SAMPLES = int(RATE * MIX_PTIME_S)
 MIX_BITRATE = 20_000
+# A step no voice but a bursty one is ready for is mixed no sooner than this after the last:
+# a remote publisher's packets arrive in bursts (EDGE's jitter, a queue released), and mixing
+# a step per packet of the burst took the punctual voices' steps early, then mixed parts
+# without them (the facilitator's voice then reached EDGE patients 40-60 ms later).
+BURST_PACE_S = 0.015
 # A voice that sent nothing for this long (muted, DTX, gone) is not waited for.
 TALKING_S = 0.2
 # A step is mixed at the latest this long after it was due, with whatever voices are in.
@@ -218,10 +223,14 @@ class RoomMixer:
         now = asyncio.get_running_loop().time()
         for _ in range(MAX_CATCH_UP_TICKS):
             talking = [v for v in self._voices.values() if now - v.last_packet < TALKING_S]
-            # Go when every voice is in, or when one already holds a second step: a voice
-            # arriving later (a remote publisher's) must not hold the others back.
-            if not talking or not (all(v.ready(STEP_SAMPLES) for v in talking)
-                                   or any(v.ready(2 * STEP_SAMPLES) for v in talking)):
+            # Go when every voice is in, or when one already holds a second step and a step's
+            # time has about passed: a voice arriving later (a remote publisher's) must not
+            # hold the others back, nor one arriving in bursts run the mix ahead of them.
+            if not talking:
+                return
+            if not all(v.ready(STEP_SAMPLES) for v in talking) and not (
+                    any(v.ready(2 * STEP_SAMPLES) for v in talking)
+                    and now - self._last_mix >= BURST_PACE_S):
                 return
             self._mix_now(now)
 

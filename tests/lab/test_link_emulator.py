@@ -155,3 +155,25 @@ def test_rmcat_schedule_and_profile_change_take_effect(lab: Lab):
 
     assert held(steps) == []
     assert lab.stats()["links"]["p1"]["profile"] == schedule.name
+
+
+def test_a_frame_read_late_is_timed_from_its_kernel_stamp() -> None:
+    # A busy machine can leave frames in the forwarder's socket: the link is then timed from
+    # when each arrived (the kernel's stamp), not from when the forwarder got to it.
+    import socket
+
+    from appliance.lab.emulator import open_packet_socket, read_wait
+
+    sock = open_packet_socket("lo")
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(b"stamped", ("127.0.0.1", 9))
+        time.sleep(0.05)  # the forwarder busy elsewhere
+        ancillary: list = []
+        while not ancillary:
+            _frame, ancillary, _flags, _address = sock.recvmsg(65535, 64)
+        assert 0.045 <= read_wait(ancillary) < 1.0
+        assert read_wait([]) == 0.0
+    finally:
+        sock.close()
+        sender.close()

@@ -151,3 +151,51 @@ def test_breakout_groups_mix_separately() -> None:
         await mixer.close()
 
     asyncio.run(scenario())
+
+
+def test_a_voice_arriving_in_bursts_does_not_run_the_mix_ahead_of_the_others() -> None:
+    # A remote publisher's packets come three at a time every 60 ms (a link's queue released);
+    # the facilitator's come every 20 ms. Mixing a step per packet of a burst took the
+    # facilitator's steps early and then mixed parts without them.
+    async def scenario() -> None:
+        mixer = RoomMixer()
+        punctual, bursty = Voice("a"), Voice("b")
+        slot = SlotTrack("audio", mid="0")
+        slot.attach(mixer.feed_for("c"))
+        mixer.set_sources([punctual, bursty], {})  # type: ignore[list-item]
+        without_a: list[bool] = []
+        mix_once = mixer.mix_once
+
+        def recording_mix_once() -> None:
+            without_a.append(not mixer._voices[punctual].ready(960))  # type: ignore[index]
+            mix_once()
+
+        mixer.mix_once = recording_mix_once  # type: ignore[method-assign]
+        encoders = {"a": _encoder(), "b": _encoder()}
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        held: list[EncodedFrame] = []
+        for n in range(150):
+            await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))
+            t = (np.arange(960) + n * 960) / RATE
+            for pid, voice in (("a", punctual), ("b", bursty)):
+                pcm = (6000 * np.sin(2 * np.pi * VOICES[pid] * t)).astype(np.int16)
+                frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16",
+                                                   layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = RATE, n * 960, Fraction(1, RATE)
+                for packet in encoders[pid].encode(frame):
+                    encoded = EncodedFrame(bytes(packet), n * 960, AUDIO_TIME_BASE, "audio")
+                    if voice is punctual:
+                        mixer.push(voice, encoded)
+                    else:
+                        held.append(encoded)
+            if n % 3 == 2:
+                for encoded in held:
+                    mixer.push(bursty, encoded)
+                held.clear()
+        await mixer.close()
+        steady = without_a[10:]
+        assert len(steady) > 100
+        assert sum(steady) / len(steady) < 0.05, sum(steady)
+
+    asyncio.run(scenario())

@@ -29,6 +29,7 @@ from typing import Any
 from appliance.lab.caller import AUDIO_PTIME_S, BIN_S, VIDEO_FPS
 from appliance.lab.lab import Host, Lab
 from appliance.lab.profiles import Profile
+from appliance.lab.steal import StealSampler
 
 ON_TIME_S = 0.4
 #: The forwarder leaving frames this late (or this often) means the host stalled the run.
@@ -76,6 +77,8 @@ class CallRun:
     forwarder_max_late_ms: float
     forwarder_frames: int
     errors: dict[str, str] = field(default_factory=dict)
+    #: Per second from t0, the share of the machine's CPU time its hypervisor took (%).
+    steal_pct: list[float] = field(default_factory=list)
 
     @property
     def stalled(self) -> bool:
@@ -83,6 +86,13 @@ class CallRun:
         late_share = self.forwarder_late_frames / max(1, self.forwarder_frames)
         return (self.forwarder_max_late_ms >= STALL_MAX_LATE_MS
                 or late_share >= STALL_LATE_FRACTION)
+
+    def worst_steal_pct(self, window: tuple[float, float]) -> float:
+        """The most CPU time the hypervisor took in any second of the window (%): a run with
+        much of it timed the host, not the box (see appliance.lab.steal)."""
+        w0, w1 = window
+        return max((pct for second, pct in enumerate(self.steal_pct)
+                    if second + 1 > w0 and second < w1), default=0.0)
 
     def _publishers(self, subscriber: str, kind: str) -> int:
         return sum(1 for s in self.seats if s.name != subscriber and kind in s.publish)
@@ -250,9 +260,11 @@ def run_call(
     lan = ",".join(f"{hosts[s.name].ip}/32" for s in seats if s.link is None)
     box_proc = lab.python_module(box, "appliance.lab.callbox", "--mode", mode, "--host",
                                  box.ip, "--lan", lan, stdout=subprocess.PIPE, text=True)
+    steal = StealSampler()
     try:
         port = _read_port(box_proc, timeout=30)
         late0, worst0, frames0 = _forwarder(lab)
+        steal.start()
         if on_start is not None:
             on_start()
         t0 = time.time()
@@ -283,6 +295,7 @@ def run_call(
         cpu = _cpu_seconds(box_proc.pid) - cpu0
         late1, worst1, frames1 = _forwarder(lab)
     finally:
+        steal.stop()
         box_proc.kill()
         box_proc.wait()
     return CallRun(
@@ -292,4 +305,5 @@ def run_call(
         forwarder_max_late_ms=worst1 if worst1 > worst0 else 0.0,
         forwarder_frames=frames1 - frames0,
         errors=errors,
+        steal_pct=steal.per_second(t0),
     )

@@ -22,7 +22,8 @@ the 0.6 -> 1 Mbps step until the downlink is back to 90% of what it carried in t
 1 Mbps phase for 2 s (step_up_s); and the LAN subscribers' lowest slot fps. A run during which
 the link emulator was stalled by the host, or in a second of whose window the hypervisor took
 8% or more of the machine's CPU time (steal), is repeated (up to twice); `worst_steal_pct` says
-how much it took in the kept run. Last line: one JSON object.
+how much it took in the kept run, `worst_cpu_pressure_pct` how crowded the machine's cores
+were (the share of a second in which some task waited for a CPU). Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ REMOTE = ["p1", "p2"]
 MODES = ["stock", "clinicbox"]
 ATTEMPTS = 3
 #: A second in which the hypervisor took this much of the machine's CPU time stops every
-#: process of the call at once (see appliance.lab.steal): such a run is repeated.
+#: process of the call at once (see appliance.lab.host_load): such a run is repeated.
 STEAL_LIMIT_PCT = 8.0
 #: RMCAT 5.1 step times (s, unscaled): 1 -> 2.5 Mbps, 2.5 -> 0.6 (down), 0.6 -> 1 (up).
 RMCAT_UP_FIRST, RMCAT_DOWN, RMCAT_UP = 40.0, 60.0, 80.0
@@ -135,6 +136,7 @@ def summarise(run: CallRun, link: Profile, window: tuple[float, float]) -> dict[
         "box_cpu_pct": run.box_cpu_pct,
         "stalled": run.stalled,
         "worst_steal_pct": run.worst_steal_pct(window),
+        "worst_cpu_pressure_pct": run.worst_cpu_pressure_pct(window),
         "errors": run.errors,
     }
 
@@ -222,7 +224,8 @@ def main() -> None:
                           f"{summary['downlink_kbps']} kbps (link "
                           f"{summary['link_down_kbps']}), LAN min "
                           f"{summary['lan_min_fps']} fps, box CPU {summary['box_cpu_pct']}%, "
-                          f"steal {summary['worst_steal_pct']}%"
+                          f"steal {summary['worst_steal_pct']}%, CPU pressure "
+                          f"{summary['worst_cpu_pressure_pct']}%"
                           + (f", step down {summary['step_down_s']} s, up "
                              f"{summary['step_up_s']} s" if rmcat else "")
                           + (f", errors {summary['errors']}" if summary["errors"] else ""),

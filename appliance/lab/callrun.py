@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.lab.caller import AUDIO_PTIME_S, BIN_S, VIDEO_FPS
+from appliance.lab.host_load import HostLoadSampler
 from appliance.lab.lab import Host, Lab
 from appliance.lab.profiles import Profile
-from appliance.lab.steal import StealSampler
 
 ON_TIME_S = 0.4
 #: The forwarder leaving frames this late (or this often) means the host stalled the run.
@@ -77,8 +77,10 @@ class CallRun:
     forwarder_max_late_ms: float
     forwarder_frames: int
     errors: dict[str, str] = field(default_factory=dict)
-    #: Per second from t0, the share of the machine's CPU time its hypervisor took (%).
+    #: Per second from t0, the share of the machine's CPU time its hypervisor took (%), and
+    #: of wall time in which some task waited for a CPU (see appliance.lab.host_load).
     steal_pct: list[float] = field(default_factory=list)
+    cpu_pressure_pct: list[float] = field(default_factory=list)
 
     @property
     def stalled(self) -> bool:
@@ -89,10 +91,13 @@ class CallRun:
 
     def worst_steal_pct(self, window: tuple[float, float]) -> float:
         """The most CPU time the hypervisor took in any second of the window (%): a run with
-        much of it timed the host, not the box (see appliance.lab.steal)."""
-        w0, w1 = window
-        return max((pct for second, pct in enumerate(self.steal_pct)
-                    if second + 1 > w0 and second < w1), default=0.0)
+        much of it timed the host, not the box."""
+        return _worst(self.steal_pct, window)
+
+    def worst_cpu_pressure_pct(self, window: tuple[float, float]) -> float:
+        """The most wall time in any second of the window in which some task waited for a
+        CPU (%): the lab's processes crowding the machine's cores."""
+        return _worst(self.cpu_pressure_pct, window)
 
     def _publishers(self, subscriber: str, kind: str) -> int:
         return sum(1 for s in self.seats if s.name != subscriber and kind in s.publish)
@@ -208,6 +213,13 @@ class CallRun:
         return [b * 8 / 1000 / BIN_S for b in bins]
 
 
+def _worst(per_second: list[float], window: tuple[float, float]) -> float:
+    """The largest value of the seconds that overlap the window."""
+    w0, w1 = window
+    return max((value for second, value in enumerate(per_second)
+                if second + 1 > w0 and second < w1), default=0.0)
+
+
 def _shown_at(history: list[tuple[float, str | None]], t: float) -> str | None:
     """Who a slot showed at time t (None: nothing, or not known yet)."""
     shown = None
@@ -260,11 +272,11 @@ def run_call(
     lan = ",".join(f"{hosts[s.name].ip}/32" for s in seats if s.link is None)
     box_proc = lab.python_module(box, "appliance.lab.callbox", "--mode", mode, "--host",
                                  box.ip, "--lan", lan, stdout=subprocess.PIPE, text=True)
-    steal = StealSampler()
+    host_load = HostLoadSampler()
     try:
         port = _read_port(box_proc, timeout=30)
         late0, worst0, frames0 = _forwarder(lab)
-        steal.start()
+        host_load.start()
         if on_start is not None:
             on_start()
         t0 = time.time()
@@ -295,9 +307,10 @@ def run_call(
         cpu = _cpu_seconds(box_proc.pid) - cpu0
         late1, worst1, frames1 = _forwarder(lab)
     finally:
-        steal.stop()
+        host_load.stop()
         box_proc.kill()
         box_proc.wait()
+    steal_pct, pressure_pct = host_load.per_second(t0)
     return CallRun(
         mode=mode, seats=seats, seconds=seconds, reports=reports,
         box_cpu_pct=round(100 * cpu / seconds, 1),
@@ -305,5 +318,6 @@ def run_call(
         forwarder_max_late_ms=worst1 if worst1 > worst0 else 0.0,
         forwarder_frames=frames1 - frames0,
         errors=errors,
-        steal_pct=steal.per_second(t0),
+        steal_pct=steal_pct,
+        cpu_pressure_pct=pressure_pct,
     )

@@ -40,16 +40,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.lab import Lab, LabUnavailable, profiles  # noqa: E402
 from appliance.lab.caller import BIN_S, Clip  # noqa: E402
-from appliance.lab.callrun import ON_TIME_S, CallRun, Seat, run_call  # noqa: E402
+from appliance.lab.callrun import (  # noqa: E402
+    ON_TIME_S,
+    CallRun,
+    Seat,
+    repeat_while_host_stalled,
+    run_call,
+)
 from appliance.lab.profiles import Profile  # noqa: E402
 
 LAN = ["nurse", "lan2", "lan3", "lan4"]
 REMOTE = ["p1", "p2"]
 MODES = ["stock", "clinicbox"]
-ATTEMPTS = 3
-#: A second in which the hypervisor took this much of the machine's CPU time stops every
-#: process of the call at once (see appliance.lab.host_load): such a run is repeated.
-STEAL_LIMIT_PCT = 8.0
 #: RMCAT 5.1 step times (s, unscaled): 1 -> 2.5 Mbps, 2.5 -> 0.6 (down), 0.6 -> 1 (up).
 RMCAT_UP_FIRST, RMCAT_DOWN, RMCAT_UP = 40.0, 60.0, 80.0
 HOLD_S = 2.0
@@ -143,23 +145,12 @@ def summarise(run: CallRun, link: Profile, window: tuple[float, float]) -> dict[
 
 def measure(lab: Lab, box: Any, hosts: dict[str, Any], link: Profile, mode: str,
             seconds: float, clip: Path, window: tuple[float, float]) -> tuple[CallRun, int]:
-    """One call, repeated while the host stalls it (at most ATTEMPTS): the link emulator
+    """One call, made again while the host stalls it (three calls at most): the link emulator
     left frames late, or the hypervisor took the machine's CPUs in a second of the window."""
-    run = None
-    for attempt in range(1, ATTEMPTS + 1):
-        run = run_call(lab, box, hosts, seats_for(link), mode, seconds, clip,
-                       on_start=lambda: [lab.set_profile(hosts[r], link) for r in REMOTE])
-        steal = run.worst_steal_pct(window)
-        if not run.stalled and steal < STEAL_LIMIT_PCT:
-            return run, attempt
-        if run.stalled:
-            print(f"  {mode}: link emulator stalled {run.forwarder_max_late_ms:.0f} ms "
-                  f"({run.forwarder_late_frames} late frames); repeating", flush=True)
-        else:
-            print(f"  {mode}: the hypervisor took {steal:.0f}% of the CPU time in a second of "
-                  f"the window; repeating", flush=True)
-    assert run is not None
-    return run, ATTEMPTS
+    return repeat_while_host_stalled(
+        lambda: run_call(lab, box, hosts, seats_for(link), mode, seconds, clip,
+                         on_start=lambda: [lab.set_profile(hosts[r], link) for r in REMOTE]),
+        window, log=lambda reason: print(f"  {mode}: {reason}", flush=True))
 
 
 def main() -> None:

@@ -35,6 +35,11 @@ ON_TIME_S = 0.4
 #: The forwarder leaving frames this late (or this often) means the host stalled the run.
 STALL_MAX_LATE_MS = 150.0
 STALL_LATE_FRACTION = 0.01
+#: A second in which the hypervisor took this much of the machine's CPU time stops every
+#: process of the call at once (see appliance.lab.host_load): the run timed the host.
+STEAL_LIMIT_PCT = 8.0
+#: Calls made before a stalled host's run is kept anyway (see `repeat_while_host_stalled`).
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,17 @@ class CallRun:
         """The most CPU time the hypervisor took in any second of the window (%): a run with
         much of it timed the host, not the box."""
         return _worst(self.steal_pct, window)
+
+    def host_stall(self, window: tuple[float, float]) -> str | None:
+        """Why this run's timing within the window is the host's rather than the box's, or
+        None: the link emulator was held up, or the hypervisor took the CPUs."""
+        if self.stalled:
+            return (f"link emulator stalled {self.forwarder_max_late_ms:.0f} ms "
+                    f"({self.forwarder_late_frames} late frames)")
+        steal = self.worst_steal_pct(window)
+        if steal >= STEAL_LIMIT_PCT:
+            return f"the hypervisor took {steal:.0f}% of the CPU time in a second of the window"
+        return None
 
     def worst_cpu_pressure_pct(self, window: tuple[float, float]) -> float:
         """The most wall time in any second of the window in which some task waited for a
@@ -211,6 +227,23 @@ class CallRun:
         """Downlink kbit/s per half second from t0."""
         bins = self.reports.get(subscriber, {}).get("bytes_per_bin", [])
         return [b * 8 / 1000 / BIN_S for b in bins]
+
+
+def repeat_while_host_stalled(call: Callable[[], CallRun], window: tuple[float, float],
+                              attempts: int = ATTEMPTS,
+                              log: Callable[[str], None] | None = None) -> tuple[CallRun, int]:
+    """Make the call again while the host stalled it within the window (`host_stall`), at
+    most `attempts` times; the last run is kept whatever it measured. Returns it and how
+    many calls were made; `log` hears why each repeat was needed."""
+    run = call()
+    for attempt in range(2, attempts + 1):
+        reason = run.host_stall(window)
+        if reason is None:
+            return run, attempt - 1
+        if log is not None:
+            log(f"{reason}; repeating")
+        run = call()
+    return run, attempts
 
 
 def _worst(per_second: list[float], window: tuple[float, float]) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from appliance.lab.callrun import CallRun
+from appliance.lab.callrun import CallRun, repeat_while_host_stalled
 from appliance.lab.host_load import (
     HostLoadSampler,
     Reading,
@@ -71,3 +71,25 @@ def test_the_sampler_reads_the_files_while_running(tmp_path: Path):
     steal, crowded = sampler.per_second(t0)
     assert 0 < max(steal) <= 100.0
     assert 0 < max(crowded) <= 100.0
+
+
+def _run(steal: list[float], late_frames: int = 0) -> CallRun:
+    return CallRun(mode="clinicbox", seats=[], seconds=len(steal), reports={}, box_cpu_pct=0.0,
+                   forwarder_late_frames=late_frames, forwarder_max_late_ms=0.0,
+                   forwarder_frames=1000, steal_pct=steal)
+
+
+def test_a_call_the_host_stalled_is_made_again_at_most_three_times():
+    made: list[CallRun] = [_run([0.0, 20.0, 0.0]), _run([0.0, 0.0, 9.0], late_frames=50),
+                           _run([0.0, 1.0, 0.0]), _run([0.0, 0.0, 0.0])]
+    calls = iter(made)
+    heard: list[str] = []
+    run, attempts = repeat_while_host_stalled(lambda: next(calls), (1.0, 3.0), log=heard.append)
+    assert run is made[2] and attempts == 3
+    assert "hypervisor took 20%" in heard[0] and "emulator stalled" in heard[1]
+    # Outside the window the host's stalls do not matter; the last call is kept regardless.
+    early = _run([30.0, 0.0, 0.0])
+    assert repeat_while_host_stalled(lambda: early, (1.0, 3.0)) == (early, 1)
+    stolen = [_run([0.0, 50.0]) for _ in range(3)]
+    calls = iter(stolen)
+    assert repeat_while_host_stalled(lambda: next(calls), (0.0, 2.0)) == (stolen[2], 3)

@@ -14,17 +14,22 @@ import pytest
 
 from appliance.lab import Lab, profiles
 from appliance.lab.caller import Clip
-from appliance.lab.callrun import CallRun, Seat, run_call
+from appliance.lab.callrun import CallRun, Seat, repeat_while_host_stalled, run_call
 from appliance.lab.profiles import Profile, Shape, Step
 
-pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
+# A hang guard; a call the host stalled is made again, up to three (~50 s each).
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
 
 # The facilitator speaks; the others listen (quiet tones), so a mix of voices reads back.
 LAN = [Seat("nurse", role="facilitator"), Seat("lan2", quiet=True)]
 
 
-def _call(lab: Lab, tmp_path: Path, remote: Seat, seconds: float,
+def _call(lab: Lab, tmp_path: Path, remote: Seat, seconds: float, window: tuple[float, float],
           cut: tuple[float, float] | None = None, lan: list[Seat] | None = None) -> CallRun:
+    """One call, made again (three at most) while the host stalled it within the window the
+    test measures: the hypervisor took the CPUs, or the emulator was held up."""
+    link = remote.link
+    assert link is not None
     clip = tmp_path / "clip.json"
     Clip.encode().save(clip)
     box = lab.host("box")
@@ -33,17 +38,24 @@ def _call(lab: Lab, tmp_path: Path, remote: Seat, seconds: float,
     timers: list[threading.Timer] = []
 
     def on_start() -> None:
+        # The link's schedule (the rate step's) starts with the call, also when made again.
+        lab.set_profile(hosts[remote.name], link)
         if cut is not None:
             at, length = cut
             timers.append(threading.Timer(at, lab.cut, (remote.name, length)))
             timers[-1].start()
 
-    try:
-        run = run_call(lab, box, hosts, seats, mode="clinicbox", seconds=seconds, clip=clip,
-                       on_start=on_start)
-    finally:
-        for timer in timers:
-            timer.cancel()
+    def call() -> CallRun:
+        try:
+            return run_call(lab, box, hosts, seats, mode="clinicbox", seconds=seconds,
+                            clip=clip, on_start=on_start)
+        finally:
+            for timer in timers:
+                timer.cancel()
+            if cut is not None:
+                lab.restore(remote.name)
+
+    run, _ = repeat_while_host_stalled(call, window)
     assert run.errors == {}
     return run
 
@@ -69,7 +81,7 @@ def test_rate_step_tier_falls_and_comes_back_while_the_lan_keeps_full_rate(
     # than two forwarded videos, then 1 Mbps.
     steps = [(0.0, 2500), (20.0, 300), (30.0, 1000)]
     link = Profile("step", tuple(Step(t, Shape(k, 50), Shape(k, 50)) for t, k in steps))
-    run = _call(lab, tmp_path, Seat("p1", link=link), seconds=50.0)
+    run = _call(lab, tmp_path, Seat("p1", link=link), seconds=50.0, window=(5, 50))
     video = [(e.get("publisher"), e["from"], e["to"], t) for t, e in run.events("p1", "quality")
              if e.get("publisher")]
     # A remote patient starts with voices and climbs to video, loses it after the step down
@@ -89,7 +101,8 @@ def test_rate_step_tier_falls_and_comes_back_while_the_lan_keeps_full_rate(
 def test_a_link_cut_for_20s_keeps_the_seat_and_the_call_comes_back(
     lab: Lab, tmp_path: Path
 ) -> None:
-    run = _call(lab, tmp_path, Seat("p1", link=profiles.THREE_G), seconds=40.0, cut=(8.0, 20.0))
+    run = _call(lab, tmp_path, Seat("p1", link=profiles.THREE_G), seconds=40.0,
+                window=(3, 40), cut=(8.0, 20.0))
     seen = [(t, e) for t, e in run.events("nurse", "participant") if e.get("participant") == "p1"]
     assert any(e.get("reconnecting") is True and 8 < t < 28 for t, e in seen), seen
     assert any(e.get("reconnecting") is False and t > 28 for t, e in seen), seen
@@ -110,7 +123,7 @@ def test_edge_keeps_voices_on_time_and_the_low_tier(lab: Lab, tmp_path: Path) ->
     # Joining over EDGE takes ~9 s (offer, ICE and DTLS cross a 650 ms round trip). A probe
     # for a thumbnail that fails is tried again 8 s later or more: 48 s leaves room for two.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.EDGE, publish=("audio",), quiet=True),
-                seconds=48.0)
+                seconds=48.0, window=(5, 48))
     audio = run.audio("p1", (16, 48))
     # The issue's goal is 98% on time; this call measured 96-98% (stock relaying gets 5%),
     # and the machine's load moves it by points: this guards against the 45-70% of before.
@@ -130,7 +143,7 @@ def test_gprs_gets_one_mixed_voice_stream_and_no_video(lab: Lab, tmp_path: Path)
     # Joining over GPRS takes ~26 s (the 20 kbps uplink carries the offer).
     # Three voices on the LAN: forwarded they need ~150 kbps, twice the link.
     run = _call(lab, tmp_path, Seat("p1", link=profiles.GPRS, publish=(), quiet=True),
-                seconds=46.0, lan=[*LAN, Seat("lan3", quiet=True)])
+                seconds=46.0, window=(5, 46), lan=[*LAN, Seat("lan3", quiet=True)])
     mixed = [r for rows in run.reports["p1"]["audio"].values() for r in rows if r[2]]
     assert len(mixed) > 200  # the mix, in 20 ms parts
     audio = run.audio("p1", (34, 46))

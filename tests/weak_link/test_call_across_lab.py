@@ -15,9 +15,9 @@ import pytest
 
 from appliance.lab import Lab, profiles
 from appliance.lab.caller import Clip
-from appliance.lab.callrun import Seat, run_call
+from appliance.lab.callrun import Seat, repeat_while_host_stalled, run_call
 
-pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]  # up to three calls
 
 
 @pytest.mark.parametrize("mode", ["clinicbox", "stock"])
@@ -33,9 +33,11 @@ def test_two_person_call_over_3g(lab: Lab, tmp_path: Path, mode: str):
     # everything from the start and, re-encoding for every subscriber, runs short of CPU the
     # longer it runs on this machine.
     seconds = 30.0 if mode == "clinicbox" else 12.0
-    run = run_call(lab, box, hosts, seats, mode=mode, seconds=seconds, clip=clip)
-    assert run.errors == {}
     window = (seconds - 8.0 if mode == "clinicbox" else 6.0, seconds)
+    # Made again (three calls at most) while the host stalled it in the window measured.
+    run, _ = repeat_while_host_stalled(
+        lambda: run_call(lab, box, hosts, seats, mode=mode, seconds=seconds, clip=clip), window)
+    assert run.errors == {}
     for name in ("nurse", "p1"):
         audio = run.audio(name, window)
         assert audio.streams == 1

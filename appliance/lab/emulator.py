@@ -133,7 +133,6 @@ class Link:
             arrived = now - read_wait(ancillary)
             shaper.offer(frame, arrived, exempt=address[1] == ETH_P_ARP)
 
-
     def tick(self, now: float) -> None:
         """Advance the schedule and the cut timer, and send what is due."""
         step = self.profile.step_at(now - self._started)

@@ -24,6 +24,16 @@ def next_probe(est: DownlinkEstimator, start: float, wanted: float,
     return t - start
 
 
+def probing_from_300k(wanted: float) -> DownlinkEstimator:
+    """An estimator at its 300 kbps start, sending 250, that began a probe for `wanted` at
+    4 s after four clean reports."""
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
+    est.set_sending(250_000)
+    clean_reports(est, 0, 4)
+    assert est.tick(4.0, wanted_bps=wanted).state is LinkState.PROBING
+    return est
+
+
 def test_heavy_loss_cuts_to_what_got_through_at_once():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=2_000_000))
     est.set_sending(2_000_000)
@@ -133,10 +143,7 @@ def test_probe_that_stays_clean_jumps_the_estimate():
 
 
 def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
-    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
-    est.set_sending(250_000)
-    clean_reports(est, 0, 4)
-    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    est = probing_from_300k(450_000)
     est.set_sending(450_000)
     est.on_receiver_report(5.0, 0.0, 0.3)  # +200 ms: the probe filled a queue
     result = est.tick(5.0, wanted_bps=450_000)
@@ -154,10 +161,7 @@ def test_probe_that_builds_a_queue_fails_and_backs_off_longer():
 
 
 def test_a_plan_that_keeps_failing_is_retried_every_8_s_then_every_30():
-    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
-    est.set_sending(250_000)
-    clean_reports(est, 0, 4)
-    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    est = probing_from_300k(450_000)
     t, waits = 4.0, []
     for _ in range(4):
         t += 0.5
@@ -168,10 +172,7 @@ def test_a_plan_that_keeps_failing_is_retried_every_8_s_then_every_30():
 
 
 def test_a_lower_target_than_the_failed_one_is_tried_at_the_usual_pace():
-    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
-    est.set_sending(250_000)
-    clean_reports(est, 0, 4)
-    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    est = probing_from_300k(450_000)
     est.on_receiver_report(4.5, 0.2, 0.1)  # failed
     assert next_probe(est, 4.5, 350_000) == pytest.approx(4, abs=0.3)
 
@@ -320,10 +321,7 @@ def test_nacks_for_many_fresh_losses_fail_a_probe_even_after_its_verdict():
 
 def test_nacks_do_not_judge_probes_from_300_kbps_up():
     # 3G's jitter reorders packets, and receivers NACK those that come a moment later.
-    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
-    est.set_sending(250_000)
-    clean_reports(est, 0, 4)
-    assert est.tick(4.0, wanted_bps=450_000).state is LinkState.PROBING
+    est = probing_from_300k(450_000)
     est.on_nack(4.5, 20)
     assert est.tick(4.5, wanted_bps=450_000).state is LinkState.PROBING
 
@@ -485,10 +483,7 @@ def test_a_link_s_usual_random_loss_is_no_trouble_for_a_remb_cut():
 
 
 def test_a_remb_cut_during_a_probe_ends_it_where_it_started():
-    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
-    est.set_sending(250_000)
-    clean_reports(est, 0, 4)
-    assert est.tick(4.0, wanted_bps=400_000).state is LinkState.PROBING
+    est = probing_from_300k(400_000)
     est.set_sending(380_000)
     est.on_remb(4.5, 400_000)
     est.on_receiver_report(5.0, 0.04, 0.1)  # some loss: trouble, not yet a failed probe

@@ -72,9 +72,11 @@ def session_grant(store: Any, user: Any, group: Any) -> Grant | None:
     if group.facilitator_id == user.id:
         return Grant(OWNER)
     CoFacilitator = store.CoFacilitator  # noqa: N806
-    helping = CoFacilitator.select().where(
-        (CoFacilitator.session == group.id) & (CoFacilitator.user == user.id)
-    ).exists()
+    helping = (
+        CoFacilitator.select()
+        .where((CoFacilitator.session == group.id) & (CoFacilitator.user == user.id))
+        .exists()
+    )
     if helping:
         return Grant(CO_FACILITATOR)
     if user.role == "admin":
@@ -85,7 +87,9 @@ def session_grant(store: Any, user: Any, group: Any) -> Grant | None:
 def care_team_ids(store: Any, patient_id: str) -> set[int]:
     """User ids of the owners and co-facilitators of every session the patient is in."""
     GroupSession, Attendance, CoFacilitator = (  # noqa: N806
-        store.GroupSession, store.Attendance, store.CoFacilitator
+        store.GroupSession,
+        store.Attendance,
+        store.CoFacilitator,
     )
     sessions = Attendance.select(Attendance.session).where(Attendance.patient == patient_id)
     owners = GroupSession.select(GroupSession.facilitator).where(GroupSession.id.in_(sessions))

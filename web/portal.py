@@ -257,7 +257,10 @@ def team(session_id: str) -> Response:
         if user_id not in {u.id for u in candidates}:
             abort(400, description="Choose an active clinician who is not already running "
                   "this session.")
-        CoFacilitator.create(session=group.id, user=user_id, added_by=current_user().id)
+        # Idempotent: two owners' tabs adding the same colleague at once both succeed.
+        CoFacilitator.insert(
+            session=group.id, user=user_id, added_by=current_user().id, added_at=utcnow()
+        ).on_conflict_ignore().execute()
     else:
         removed = CoFacilitator.delete().where(
             (CoFacilitator.session == group.id) & (CoFacilitator.user == user_id)

@@ -31,6 +31,8 @@ class Grant:
     """Why a user may open a record: `relation` is owner, co-facilitator, care-team or admin."""
 
     relation: str
+    # The user is an admin (who may also be on the team, e.g. as a co-facilitator).
+    by_admin: bool = False
 
     @property
     def cross_team(self) -> bool:
@@ -40,7 +42,7 @@ class Grant:
     @property
     def manages_team(self) -> bool:
         """May add and remove the session's co-facilitators (the owner, or an admin)."""
-        return self.relation in (OWNER, ADMIN)
+        return self.relation == OWNER or self.by_admin
 
 
 def is_clinical(user: Any) -> bool:
@@ -69,8 +71,9 @@ def session_grant(store: Any, user: Any, group: Any) -> Grant | None:
     """How `user` may run `group`, or None when it is outside their reach."""
     if not is_clinical(user):
         return None
+    by_admin = user.role == "admin"
     if group.facilitator_id == user.id:
-        return Grant(OWNER)
+        return Grant(OWNER, by_admin)
     CoFacilitator = store.CoFacilitator  # noqa: N806
     helping = (
         CoFacilitator.select()
@@ -78,9 +81,9 @@ def session_grant(store: Any, user: Any, group: Any) -> Grant | None:
         .exists()
     )
     if helping:
-        return Grant(CO_FACILITATOR)
-    if user.role == "admin":
-        return Grant(ADMIN)
+        return Grant(CO_FACILITATOR, by_admin)
+    if by_admin:
+        return Grant(ADMIN, by_admin)
     return None
 
 
@@ -101,10 +104,11 @@ def patient_grant(store: Any, user: Any, patient: Any) -> Grant | None:
     """How `user` may open `patient`'s record, or None when it is outside their care."""
     if not is_clinical(user):
         return None
+    by_admin = user.role == "admin"
     if user.id in care_team_ids(store, patient.id):
-        return Grant(CARE_TEAM)
-    if user.role == "admin":
-        return Grant(ADMIN)
+        return Grant(CARE_TEAM, by_admin)
+    if by_admin:
+        return Grant(ADMIN, by_admin)
     return None
 
 

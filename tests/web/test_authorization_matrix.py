@@ -199,3 +199,26 @@ def test_match_offers_only_records_in_the_clinicians_care(app: Flask, box: Box) 
         for e in box.store.AuditLog.select().where(box.store.AuditLog.action == "access.cross_team")
     ]
     assert f"patient/{earlier}" in targets
+
+
+def test_an_admin_who_co_facilitates_still_manages_the_team(app: Flask, box: Box) -> None:
+    admin = create_user(box.store, "admin.ann", PASSWORD, "admin")
+    bea = create_user(box.store, "dr.bea", PASSWORD, "clinician")
+    session_id = _session(box, app, 1, "Saturday group")
+    box.store.CoFacilitator.create(session=session_id, user=admin.id)
+    url = f"/sessions/{session_id}"
+    client = app.test_client()
+    sign_in(client, "admin.ann")
+    page = client.get(url).get_data(as_text=True)
+    assert "Add a co-facilitator" in page
+    token = csrf_from(client, url)
+    for _twice in range(2):
+        reply = client.post(
+            url + "/team", data={"csrf_token": token, "action": "add", "user": bea.id}
+        )
+    assert reply.status_code == 400  # already running it the second time
+    co = box.store.CoFacilitator
+    assert co.select().where((co.session == session_id) & (co.user == bea.id)).count() == 1
+    # On the team, the admin's visits are not cross-team.
+    cross = box.store.AuditLog.select().where(box.store.AuditLog.action == "access.cross_team")
+    assert cross.count() == 0

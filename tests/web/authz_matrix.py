@@ -458,8 +458,11 @@ def matrix_box(data_dir: Path) -> Iterator[Box]:
 
 
 def run_walk(data_dir: Path | None = None) -> tuple[int, list[str]]:
-    """Build a box and its clinic (in a temporary directory unless given) and walk it:
-    (cells checked, failures), with routes that have no entry counted as failures."""
+    """Build a box and its clinic (in a temporary directory unless given) and walk it.
+
+    Returns (cells checked, failures): failures is a list with one line per failed cell
+    (empty when every cell matches), routes with no entry and entries with no route included.
+    """
     with tempfile.TemporaryDirectory(prefix="clinicbox-authz-") as scratch:
         with matrix_box(data_dir or Path(scratch)) as box:
             app = create_app(box, {"TESTING": True})

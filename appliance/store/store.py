@@ -32,6 +32,7 @@ class Store:
     """The open record store. Models are bound to `db`; the classes are also attributes here."""
 
     User = models.User
+    StaffSession = models.StaffSession
     Patient = models.Patient
     GroupSession = models.GroupSession
     Attendance = models.Attendance

@@ -46,7 +46,7 @@ def test_v1_database_is_upgraded_in_place(settings: Settings) -> None:
 
     store = open_store(settings)
     try:
-        assert current_version(store.db) == LATEST == 3
+        assert current_version(store.db) == LATEST == 5
         assert {"quarantine", "audit_log_no_update", "audit_log_no_delete",
                 "session_live"} <= _tables(settings.database_path)
         assert store.Patient.get_by_id(patient.id).display_name == "Old Record"

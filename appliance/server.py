@@ -24,6 +24,7 @@ from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
 from appliance.media.adaptive import AdaptationSettings
 from appliance.media.locality import on_link_networks, parse_networks
+from appliance.media.ports import bind_media_ports, parse_port_range
 from appliance.media.rooms import Rooms
 from appliance.media.seams import restrict_host_addresses
 from appliance.media_loop import MediaLoop
@@ -134,6 +135,7 @@ def serve(settings: Settings) -> int:
 
     server = _bind(settings, app, tls.cert, tls.key)
     restrict_host_addresses(settings.media_addresses.split(","))
+    bind_media_ports(media.loop, parse_port_range(settings.media_ports))
     media.start()
     media.on_shutdown(box.rooms.close_all)
     advertise_box(box)

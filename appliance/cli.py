@@ -95,6 +95,10 @@ main.add_command(keys_group)
 main.add_command(wipe_command)
 main.add_command(audit_group)
 
+from appliance.tls_cli import tls_group  # noqa: E402
+
+main.add_command(tls_group)
+
 from appliance.discovery.cli import discover_command  # noqa: E402
 from appliance.provisioning import factory_reset_command, provision_command  # noqa: E402
 

@@ -32,7 +32,7 @@ from appliance.sdnotify import notify, start_watchdog
 from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.store.store import passphrase_from_env
-from appliance.tls import ensure_tls
+from appliance.tls import TLS12_CIPHERS, ensure_tls
 from sync.agent.service import start_sync_agent
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def _bind(settings: Settings, app: object, tls_cert: Path, tls_key: Path) -> wsg
     )
     adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
     adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+    adapter.context.set_ciphers(TLS12_CIPHERS)
     server.ssl_adapter = adapter
     try:
         server.prepare()
@@ -123,8 +124,9 @@ def serve(settings: Settings) -> int:
 
     check_data_dir(settings.data_dir)
     check_port_free(settings)
-    tls = ensure_tls(settings.tls_dir, settings.hostname)
+    # The store first: its keyring holds the CA key (wrapped by the same KEK as the records).
     store = open_store(settings, passphrase_from_env())
+    tls = ensure_tls(settings.tls_dir, settings.hostname, store.keyring)
     setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
     media = MediaLoop()
     box = Box(

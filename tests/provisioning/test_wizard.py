@@ -57,8 +57,10 @@ def test_wizard_provisions_the_box(app: Flask, box: Box) -> None:
         sess["csrf_token"] = "t"
     assert other.post("/setup", data={"code": code, "csrf_token": "t"}).status_code == 403
 
-    status, page = _wizard(client, admin_password="short")
-    assert status == 400 and "at least 10 characters" in page
+    status, page = _wizard(client, admin_password="1234567890")
+    assert status == 400 and "at least 12 characters" in page
+    status, page = _wizard(client, tech_password="PASSWORD1234")
+    assert status == 400 and "commonly used" in page
     status, page = _wizard(client, tech_username="admin.ana")
     assert status == 400 and "different usernames" in page
     status, page = _wizard(client, clinic_name="   ")

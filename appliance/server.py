@@ -46,6 +46,10 @@ def check_data_dir(data_dir: Path) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
+        # Left 0755 by an older release or a loose umask: private like the rest.
+        for sub in ("state", "secrets", "tls"):
+            if (data_dir / sub).is_dir():
+                os.chmod(data_dir / sub, 0o700)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-check-"):
             pass
     except OSError as exc:

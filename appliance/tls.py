@@ -19,7 +19,6 @@ import datetime as dt
 import fcntl
 import ipaddress
 import logging
-import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -183,7 +182,6 @@ def _make_ca(
     )
     keyring.set_box_secret(CA_KEY_SECRET, _key_pem(key))
     write_private(tls_dir / "ca.pem", cert.public_bytes(serialization.Encoding.PEM))
-    os.chmod(tls_dir / "ca.pem", 0o644)  # public: tablets download it
     if replacing:
         log.warning("made a new local certificate authority (valid until %s): tablets must "
                     "install it again from /ca.pem", cert.not_valid_after_utc.date())

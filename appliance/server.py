@@ -22,6 +22,7 @@ from appliance.box import Box
 from appliance.config import Settings
 from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
+from appliance.locked_start import needs_unlock, wait_for_unlock
 from appliance.media.adaptive import AdaptationSettings
 from appliance.media.locality import on_link_networks, parse_networks
 from appliance.media.ports import bind_media_ports, parse_port_range
@@ -128,8 +129,26 @@ def serve(settings: Settings) -> int:
 
     check_data_dir(settings.data_dir)
     check_port_free(settings)
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    passphrase = passphrase_from_env()
+    if needs_unlock(settings, passphrase):
+        passphrase = wait_for_unlock(
+            settings, stop, lambda app, cert, key: _bind(settings, app, cert, key)
+        )
+        if passphrase is None:
+            log.info("stopped while locked")
+            return 0
     # The store first: its keyring holds the CA key (wrapped by the same KEK as the records).
-    store = open_store(settings, passphrase_from_env())
+    store = open_store(settings, passphrase)
     tls = ensure_tls(settings.tls_dir, settings.hostname, store.keyring)
     setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
     media = MediaLoop()
@@ -147,15 +166,6 @@ def serve(settings: Settings) -> int:
     advertise_box(box)
     start_sync_agent(box)
     start_watchdog(media)
-
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
 
     thread = threading.Thread(target=server.serve, name="wsgi", daemon=True)
     thread.start()

@@ -167,27 +167,39 @@ class Keyring:
     def get_box_secret(self, name: str) -> bytes | None:
         """The secret `name`, unwrapped, or None when the keys file has none by that name."""
         with self._lock:
-            self._load()
-            wrapped = self._doc.get("secrets", {}).get(name)
-            return None if wrapped is None else _unwrap(self._kek, wrapped, _secret_label(name))
+            return self._get_secret_locked(name)
 
     def box_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
-        """The secret `name`, unwrapped; made with `make()` and stored wrapped when absent."""
-        value = self.get_box_secret(name)
-        if value is None:
-            value = make()
-            self.set_box_secret(name, value)
-        return value
+        """The secret `name`, unwrapped; made with `make()` and stored wrapped when absent.
+
+        Get-or-make happens under the keyring's lock, so threads asking for a new secret at
+        once all get the one that was stored.
+        """
+        with self._lock:
+            value = self._get_secret_locked(name)
+            if value is None:
+                value = make()
+                self._set_secret_locked(name, value)
+            return value
 
     def set_box_secret(self, name: str, value: bytes) -> None:
         """Store (or replace) the secret `name`, wrapped by the KEK."""
         with self._lock:
-            self._load()
-            doc = dict(self._doc)
-            doc["secrets"] = dict(doc.get("secrets", {}))
-            doc["secrets"][name] = _wrap(self._kek, value, _secret_label(name))
-            _write_keys(self.path, doc)
-            self._load()
+            self._set_secret_locked(name, value)
+
+    def _get_secret_locked(self, name: str) -> bytes | None:
+        if _stamp(self.path) != self._stamp:
+            self._load()  # another process (rotation, a CLI) replaced the keys file
+        wrapped = self._doc.get("secrets", {}).get(name)
+        return None if wrapped is None else _unwrap(self._kek, wrapped, _secret_label(name))
+
+    def _set_secret_locked(self, name: str, value: bytes) -> None:
+        self._load()
+        doc = dict(self._doc)
+        doc["secrets"] = dict(doc.get("secrets", {}))
+        doc["secrets"][name] = _wrap(self._kek, value, _secret_label(name))
+        _write_keys(self.path, doc)
+        self._load()
 
     @property
     def key_ids(self) -> list[int]:

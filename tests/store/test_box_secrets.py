@@ -31,3 +31,24 @@ def test_box_secrets_survive_data_key_rotation(tmp_path: Path) -> None:
     ring.add_data_key()
     ring.retire([first])
     assert Keyring.open(tmp_path).get_box_secret("tls-ca-key") == b"k" * 40
+
+
+def test_threads_asking_for_a_new_secret_at_once_get_the_same_one(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    ring = Keyring.open(tmp_path)
+    got: list[bytes] = []
+    start = threading.Barrier(8)
+
+    def ask() -> None:
+        start.wait()
+        got.append(ring.box_secret("join-token-key", lambda: os.urandom(32)))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(got) == 8 and len(set(got)) == 1
+    assert Keyring.open(tmp_path).get_box_secret("join-token-key") == got[0]

@@ -82,7 +82,8 @@ def wizard() -> Any:
         box.store.audit("setup", "keys.passphrase", "store/keys")
     session.pop(_SESSION_KEY, None)
     return render_template("setup_done.html", state=read_state(box.settings),
-                           claim=claim_result(box, form["central_url"], token, voucher))
+                           claim=claim_result(box, form["central_url"], token, voucher),
+                           locked=passphrase is not None)
 
 
 def _chosen_passphrase(form: dict[str, str], *accounts: Account) -> str | None:

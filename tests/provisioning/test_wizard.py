@@ -133,6 +133,7 @@ def test_wizard_can_lock_the_records_with_a_passphrase(app: Flask, box: Box) -> 
 
     status, page = _wizard(client, **store_choice)
     assert status == 200, page
+    assert 'id="locked-note"' in page and "/unlock" in page
     secrets_dir = box.settings.secrets_dir
     keys = json.loads((secrets_dir / "store-keys.json").read_bytes())
     assert keys["mode"] == "passphrase"
@@ -152,3 +153,4 @@ def test_wizard_keeps_device_mode_by_default(app: Flask, box: Box) -> None:
     assert status == 200, page
     keys = json.loads((box.settings.secrets_dir / "store-keys.json").read_bytes())
     assert keys["mode"] == "device"
+    assert 'id="locked-note"' not in page

@@ -7,8 +7,10 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import os
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from appliance.config import Settings
 from appliance.store import open_store
 from appliance.store.store import Store
 from appliance.tls import CA_KEY_SECRET, ensure_tls
-from tests.conftest import RunningBox
+from tests.conftest import CLINICBOX, RunningBox
 
 LAN = ipaddress.IPv4Address("192.168.1.10")
 
@@ -282,3 +284,27 @@ def test_tls12_offers_only_aead_ecdhe_suites(running_box: RunningBox) -> None:
     assert _tls12_client(running_box, "ECDHE-ECDSA-CHACHA20-POLY1305") == (
         "ECDHE-ECDSA-CHACHA20-POLY1305"
     )
+
+
+def test_tls_new_ca_command(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICBOX_")}
+    env["CLINICBOX_DATA_DIR"] = str(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLINICBOX, "tls", "new-ca", *args],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    refused = run()
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--yes" in refused.stderr
+    assert run("--yes").returncode == 0
+    first = (tmp_path / "tls" / "ca.pem").read_bytes()
+    again = run("--yes")
+    assert again.returncode == 0 and "install /ca.pem on every tablet" in again.stdout
+    assert (tmp_path / "tls" / "ca.pem").read_bytes() != first

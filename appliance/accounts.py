@@ -2,18 +2,28 @@
 
 Passwords are hashed with Argon2id (argon2-cffi's PasswordHasher defaults); a hash made with
 older parameters is upgraded on the next successful login. Patients have no account.
+
+Password policy (NIST SP 800-63B, 5.1.1.2): at least 12 characters, any characters, no
+composition rules; refused when it is a commonly used password (the bundled list of 20,000,
+compared case-insensitively), a run of sequential or repeated characters, the username, or the
+product's name.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import re
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 ROLES = ("admin", "clinician", "technician")
-MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 256
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common-passwords.txt.gz")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
 
 _hasher = PasswordHasher()
@@ -35,10 +45,42 @@ def _check_new(username: str, password: str, role: str) -> None:
             "username must be 3-32 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")
-    if password.strip().lower() == username or len(set(password)) < 4:
-        raise ValueError("password is too easy to guess; use a longer phrase")
+    check_password(password, username)
+
+
+# Runs along the digits, the alphabet and keyboard rows, repeated: "123456789012",
+# "qwertyuiopas" and their reverses are sequences NIST lists as guessable.
+_SEQUENCES = tuple(run * 3 for run in ("0123456789", "1234567890", "abcdefghijklmnopqrstuvwxyz",
+                                        "qwertyuiopasdfghjklzxcvbnm", "qwertzuiopasdfghjklyxcvbnm",
+                                        "azertyuiopqsdfghjklmwxcvbn"))
+
+
+def _sequential_or_repetitive(folded: str) -> bool:
+    if len(set(folded)) <= 2:
+        return True
+    return any(folded in run or folded[::-1] in run for run in _SEQUENCES)
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    with gzip.open(COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip().lower() for line in fh if line.strip())
+
+
+def check_password(password: str, username: str = "") -> None:
+    """Refuse a password that breaks the policy (ValueError saying what to do instead)."""
+    password = password or ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters long; "
+                         "a phrase of several words is easiest to remember")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValueError(f"password must be at most {MAX_PASSWORD_LENGTH} characters long")
+    folded = password.strip().lower()
+    guessable = {normalise_username(username), "clinicbox", "clinic box"}
+    if (folded in _common_passwords() or folded in guessable
+            or _sequential_or_repetitive(folded)):
+        raise ValueError("that password is too commonly used or easy to guess; "
+                         "choose another, e.g. a phrase of several unrelated words")
 
 
 def create_user(store: Any, username: str, password: str, role: str) -> Any:
@@ -49,6 +91,19 @@ def create_user(store: Any, username: str, password: str, role: str) -> Any:
     if User.select().where(User.username == username).exists():
         raise ValueError(f"username {username!r} is already taken")
     return User.create(username=username, password_hash=_hasher.hash(password), role=role)
+
+
+def set_password(store: Any, username: str, password: str) -> Any:
+    """Give the account `username` a new password (same policy as new accounts); ValueError
+    for an unknown account or a weak password. The caller ends the user's sessions."""
+    User = store.User  # noqa: N806
+    user = User.get_or_none(User.username == normalise_username(username))
+    if user is None:
+        raise ValueError(f"no staff account named {normalise_username(username)!r}")
+    check_password(password, user.username)
+    user.password_hash = _hasher.hash(password)
+    user.save()
+    return user
 
 
 def authenticate(store: Any, username: str, password: str) -> Any | None:

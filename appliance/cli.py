@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,9 @@ pass_settings: Callable[..., Any] = click.make_pass_decorator(Settings)
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """ClinicBox: group sessions, encrypted records and sync for a rural clinic."""
+    # What systemd's UMask=0077 does for the service, for every command run by hand too: the
+    # database, state and key files it creates are the owner's alone, whatever the shell's umask.
+    os.umask(0o077)
     ctx.ensure_object(dict)["config_path"] = config_path
 
 
@@ -94,6 +98,10 @@ from appliance.store.commands import audit_group, keys_group, wipe_command  # no
 main.add_command(keys_group)
 main.add_command(wipe_command)
 main.add_command(audit_group)
+
+from appliance.tls_cli import tls_group  # noqa: E402
+
+main.add_command(tls_group)
 
 from appliance.discovery.cli import discover_command  # noqa: E402
 from appliance.provisioning import factory_reset_command, provision_command  # noqa: E402

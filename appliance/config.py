@@ -12,6 +12,7 @@ from typing import Any
 
 from appliance.errors import ConfigError
 from appliance.media.locality import BadNetworks, parse_networks
+from appliance.media.ports import parse_port_range
 
 ENV_PREFIX = "CLINICBOX_"
 DEFAULT_CONFIG_PATHS = (Path("/etc/clinicbox/clinicbox.toml"),)
@@ -28,6 +29,10 @@ class Settings:
     log_level: str = "INFO"
     # Portal idle logoff, minutes (HIPAA-style automatic logoff).
     idle_logoff_minutes: int = 15
+    # A staff session ends this many hours after sign-in however active (one clinic shift).
+    session_max_hours: int = 12
+    # UDP ports the SFU's ICE sockets bind in ("LOW-HIGH"); the firewall opens only these.
+    media_ports: str = "40000-40999"
     # Central server for store-and-forward sync; empty means not configured yet.
     central_url: str = ""
     # mDNS adverts on the LAN.
@@ -105,6 +110,8 @@ _TYPES: dict[str, type] = {
     "hostname": str,
     "log_level": str,
     "idle_logoff_minutes": int,
+    "session_max_hours": int,
+    "media_ports": str,
     "central_url": str,
     "discovery_enabled": bool,
     "shutdown_timeout_s": float,
@@ -124,6 +131,15 @@ def _validate(values: dict[str, Any]) -> None:
     minutes = values.get("idle_logoff_minutes")
     if minutes is not None and not 1 <= minutes <= 240:
         raise ConfigError(f"idle_logoff_minutes must be between 1 and 240, got {minutes}")
+    hours = values.get("session_max_hours")
+    if hours is not None and not 1 <= hours <= 72:
+        raise ConfigError(f"session_max_hours must be between 1 and 72, got {hours}")
+    ports = values.get("media_ports")
+    if ports is not None:
+        try:
+            parse_port_range(str(ports))
+        except ValueError as exc:
+            raise ConfigError(f"media_ports: {exc}") from None
     uplink = values.get("uplink_kbps")
     if uplink is not None and not 0 <= uplink <= 10_000_000:
         raise ConfigError(f"uplink_kbps must be 0 (learn it) or a rate in kbit/s, got {uplink}")

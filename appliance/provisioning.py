@@ -120,7 +120,7 @@ def provision(
         store.audit("setup", "provision.accounts", f"users/{len(accounts)}")
     make_private_dir(settings.secrets_dir)
     identity = DeviceIdentity.load_or_create(settings.secrets_dir)
-    ensure_tls(settings.tls_dir, settings.hostname)
+    ensure_tls(settings.tls_dir, settings.hostname, store.keyring)
     directory = state_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "clinic.json").write_text(json.dumps({"name": name}))

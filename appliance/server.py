@@ -22,8 +22,10 @@ from appliance.box import Box
 from appliance.config import Settings
 from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
+from appliance.locked_start import needs_unlock, wait_for_unlock
 from appliance.media.adaptive import AdaptationSettings
 from appliance.media.locality import on_link_networks, parse_networks
+from appliance.media.ports import bind_media_ports, parse_port_range
 from appliance.media.rooms import Rooms
 from appliance.media.seams import restrict_host_addresses
 from appliance.media_loop import MediaLoop
@@ -31,7 +33,7 @@ from appliance.sdnotify import notify, start_watchdog
 from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.store.store import passphrase_from_env
-from appliance.tls import ensure_tls
+from appliance.tls import TLS12_CIPHERS, ensure_tls
 from sync.agent.service import start_sync_agent
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ def check_data_dir(data_dir: Path) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
+        # Left 0755 by an older release or a loose umask: private like the rest.
+        for sub in ("state", "secrets", "tls"):
+            if (data_dir / sub).is_dir():
+                os.chmod(data_dir / sub, 0o700)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-check-"):
             pass
     except OSError as exc:
@@ -96,6 +102,7 @@ def _bind(settings: Settings, app: object, tls_cert: Path, tls_key: Path) -> wsg
     )
     adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
     adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+    adapter.context.set_ciphers(TLS12_CIPHERS)
     server.ssl_adapter = adapter
     try:
         server.prepare()
@@ -122,8 +129,27 @@ def serve(settings: Settings) -> int:
 
     check_data_dir(settings.data_dir)
     check_port_free(settings)
-    tls = ensure_tls(settings.tls_dir, settings.hostname)
-    store = open_store(settings, passphrase_from_env())
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    passphrase = passphrase_from_env()
+    if needs_unlock(settings, passphrase):
+        passphrase = wait_for_unlock(
+            settings, stop, lambda app, cert, key: _bind(settings, app, cert, key)
+        )
+        if passphrase is None:
+            log.info("stopped while locked")
+            return 0
+    # The store first: its keyring holds the CA key (wrapped by the same KEK as the records).
+    store = open_store(settings, passphrase)
+    tls = ensure_tls(settings.tls_dir, settings.hostname, store.keyring)
     setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
     media = MediaLoop()
     box = Box(
@@ -134,20 +160,12 @@ def serve(settings: Settings) -> int:
 
     server = _bind(settings, app, tls.cert, tls.key)
     restrict_host_addresses(settings.media_addresses.split(","))
+    bind_media_ports(media.loop, parse_port_range(settings.media_ports))
     media.start()
     media.on_shutdown(box.rooms.close_all)
     advertise_box(box)
     start_sync_agent(box)
     start_watchdog(media)
-
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
 
     thread = threading.Thread(target=server.serve, name="wsgi", daemon=True)
     thread.start()

@@ -2,6 +2,15 @@
 
 Browsers give camera and microphone only to secure origins, so the portal is HTTPS from the
 first start. Tablets trust the box by installing the CA certificate served at `/ca.pem`.
+
+Because tablets trust that CA, its key must not be a skeleton key: the CA is name-constrained
+(critical nameConstraints) to the box's own names (`hostname`, `hostname.local`, `localhost`)
+and to the networks of its addresses (each IPv4 address's /24, each IPv6 address's /64, and
+loopback), lives `CA_DAYS`, and its private key exists only wrapped by the record store's KEK
+(`Keyring.box_secret`), never as a file. A /24 rather than the exact address, so a new DHCP
+lease on the same LAN is still covered when the server certificate is re-issued; an address
+on another network is left out of the certificate (with a warning) until `clinicbox tls
+new-ca` makes a CA for the new network.
 """
 
 from __future__ import annotations
@@ -16,15 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.files import make_private_dir, write_private
+from appliance.store.keyring import Keyring, shred_file
 
 log = logging.getLogger(__name__)
 
-CA_DAYS = 3650
+# Two years: long enough that tablets rarely re-install it, short enough that a CA key taken
+# from an old backup stops mattering. Renewed (a new CA) within RENEW_BEFORE of its end.
+CA_DAYS = 730
+CA_KEY_SECRET = "tls-ca-key"
+# Before the CA key was wrapped it was this file, beside ca.pem; it is shredded on upgrade.
+LEGACY_CA_KEY_FILE = "ca.key"
+# TLS 1.2 suites the portal offers: ECDHE key exchange with an AEAD cipher only (no CBC,
+# no static RSA). TLS 1.3 suites are all AEAD already.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 # Apple platforms refuse server certificates valid for more than 825 days; 397 is the
 # public-web limit and renewal is automatic, so stay with that.
 SERVER_DAYS = 397
@@ -73,6 +92,46 @@ def _names_for(hostname: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def permitted_networks(ips: list[Address]) -> list[Network]:
+    """The IP subtrees a CA for these addresses may vouch for: their /24 or /64, and loopback."""
+    nets: set[Network] = {
+        ipaddress.IPv4Network("127.0.0.0/8"),
+        ipaddress.IPv6Network("::1/128"),
+    }
+    for ip in ips:
+        if ip.is_loopback:
+            continue
+        prefix = 24 if ip.version == 4 else 64
+        nets.add(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    return sorted(nets, key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+
+
+def name_constraints(hostname: str, ips: list[Address]) -> x509.NameConstraints:
+    """nameConstraints for the box's CA: its names and the networks of its addresses."""
+    permitted: list[x509.GeneralName] = [x509.DNSName(n) for n in _names_for(hostname)]
+    permitted += [x509.IPAddress(net) for net in permitted_networks(ips)]
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
+
+
+def _constraints_of(ca_cert: x509.Certificate) -> x509.NameConstraints | None:
+    try:
+        return ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _ca_permits(ca_cert: x509.Certificate, ip: Address) -> bool:
+    constraints = _constraints_of(ca_cert)
+    if constraints is None or constraints.permitted_subtrees is None:
+        return False
+    nets = [n.value for n in constraints.permitted_subtrees if isinstance(n, x509.IPAddress)]
+    return any(ip in net for net in nets)
+
+
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -81,7 +140,9 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _make_ca(tls_dir: Path, hostname: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _make_ca(
+    tls_dir: Path, keyring: Keyring, hostname: str, ips: list[Address], replacing: bool
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -114,11 +175,18 @@ def _make_ca(tls_dir: Path, hostname: str) -> tuple[x509.Certificate, ec.Ellipti
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        # RFC 5280: a CA's nameConstraints are critical, so a client that cannot honour them
+        # refuses the chain rather than trusting the CA for every name.
+        .add_extension(name_constraints(hostname, ips), critical=True)
         .sign(key, hashes.SHA256())
     )
-    write_private(tls_dir / "ca.key", _key_pem(key))
-    (tls_dir / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    log.info("made local certificate authority")
+    keyring.set_box_secret(CA_KEY_SECRET, _key_pem(key))
+    write_private(tls_dir / "ca.pem", cert.public_bytes(serialization.Encoding.PEM))
+    if replacing:
+        log.warning("made a new local certificate authority (valid until %s): tablets must "
+                    "install it again from /ca.pem", cert.not_valid_after_utc.date())
+    else:
+        log.info("made local certificate authority")
     return cert, key
 
 
@@ -131,6 +199,8 @@ def _make_server_cert(
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
+    # Never outlive the CA: a chain with an expired CA fails however fresh the leaf.
+    not_after = min(now + dt.timedelta(days=SERVER_DAYS), ca_cert.not_valid_after_utc)
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in _names_for(hostname)]
     sans += [x509.IPAddress(ip) for ip in ips]
     cert = (
@@ -140,7 +210,7 @@ def _make_server_cert(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -156,11 +226,12 @@ def _make_server_cert(
 
 
 def _server_cert_current(
-    path: Path, hostname: str, ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    path: Path, hostname: str, ips: list[Address], ca_cert: x509.Certificate
 ) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
+        cert.verify_directly_issued_by(ca_cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
         return False
     if cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < RENEW_BEFORE:
         return False
@@ -173,18 +244,67 @@ def _server_cert_current(
     return set(_names_for(hostname)) <= have_names and set(ips) <= have_ips
 
 
-def ensure_tls(tls_dir: Path, hostname: str) -> TlsMaterial:
-    """Make the CA and server certificate if missing, expiring, or not naming this host."""
+def _current_ca(
+    tls_dir: Path, keyring: Keyring, hostname: str
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
+    """The CA in `tls_dir` with its wrapped key, or None when a new CA is due: none yet, a key
+    that does not match, no name constraints or not for this hostname (made by an older
+    release, or the box was renamed), a lifetime over CA_DAYS, or its end within RENEW_BEFORE.
+    """
+    pem = keyring.get_box_secret(CA_KEY_SECRET)
+    try:
+        ca_cert = x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes())
+    except (OSError, ValueError):
+        return None
+    if pem is None:
+        return None
+    ca_key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or ca_key.public_key() != (
+        ca_cert.public_key()
+    ):
+        return None
+    constraints = _constraints_of(ca_cert)
+    if constraints is None or constraints.permitted_subtrees is None:
+        return None
+    permitted = {n.value for n in constraints.permitted_subtrees if isinstance(n, x509.DNSName)}
+    if not set(_names_for(hostname)) <= permitted:
+        return None
+    lifetime = ca_cert.not_valid_after_utc - ca_cert.not_valid_before_utc
+    if lifetime > dt.timedelta(days=CA_DAYS, hours=1):
+        return None
+    if ca_cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < RENEW_BEFORE:
+        return None
+    return ca_cert, ca_key
+
+
+def ensure_tls(
+    tls_dir: Path, hostname: str, keyring: Keyring, new_ca: bool = False
+) -> TlsMaterial:
+    """Make the CA and server certificate if missing, expiring, or not naming this host.
+
+    `new_ca` forces a new CA (the box moved to another network). The CA key is kept only
+    wrapped in `keyring`; a plaintext `ca.key` left by an older release is shredded.
+    """
     make_private_dir(tls_dir)
     material = TlsMaterial(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server.key")
-    ca_key_path = tls_dir / "ca.key"
-    if material.ca_cert.exists() and ca_key_path.exists():
-        ca_cert = x509.load_pem_x509_certificate(material.ca_cert.read_bytes())
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    else:
-        ca_cert, ca_key = _make_ca(tls_dir, hostname)
     ips = local_ip_addresses()
-    if not (material.key.exists() and _server_cert_current(material.cert, hostname, ips)):
-        _make_server_cert(tls_dir, ca_cert, ca_key, hostname, ips)
+    current = None if new_ca else _current_ca(tls_dir, keyring, hostname)
+    if current is None:
+        replacing = (tls_dir / "ca.pem").exists()
+        ca_cert, ca_key = _make_ca(tls_dir, keyring, hostname, ips, replacing)
+    else:
+        ca_cert, ca_key = current
+    if shred_file(tls_dir / LEGACY_CA_KEY_FILE):
+        log.info("shredded the plaintext CA key left by an older release")
+    covered = [ip for ip in ips if _ca_permits(ca_cert, ip)]
+    if len(covered) < len(ips):
+        log.warning(
+            "%d address(es) of this box are outside the networks its local CA was made for: "
+            "left out of the certificate (use %s.local, or `clinicbox tls new-ca`)",
+            len(ips) - len(covered), hostname,
+        )
+    if not (
+        material.key.exists() and _server_cert_current(material.cert, hostname, covered, ca_cert)
+    ):
+        _make_server_cert(tls_dir, ca_cert, ca_key, hostname, covered)
     return material

@@ -4,15 +4,22 @@
 # Everything lives in one table, `inet clinicbox`, replaced atomically on every run, so
 # running this twice gives the same ruleset. Outbound traffic is not filtered.
 #   HTTPS_PORTS  ports of the portal (default "443, 8443")
-#   MEDIA_PORTS  UDP range for WebRTC media (default: the kernel's ephemeral range,
-#                where aiortc binds its ICE sockets)
+#   MEDIA_PORTS  UDP range for WebRTC media (default: the box's `media_ports` setting, read
+#                with `clinicbox config show`, else 40000-40999): the SFU binds its ICE
+#                sockets only there (appliance/media/ports.py), so nothing else is opened
 #   --print      print the ruleset instead of loading it
 set -euo pipefail
 
+PREFIX="${CLINICBOX_PREFIX:-/opt/clinicbox}"
 HTTPS_PORTS="${HTTPS_PORTS:-443, 8443}"
-if [ -z "${MEDIA_PORTS:-}" ]; then
-    read -r low high < /proc/sys/net/ipv4/ip_local_port_range
-    MEDIA_PORTS="$low-$high"
+if [ -z "${MEDIA_PORTS:-}" ] && [ -x "$PREFIX/bin/clinicbox" ]; then
+    MEDIA_PORTS="$("$PREFIX/bin/clinicbox" config show 2>/dev/null \
+        | sed -n 's/^media_ports = "\(.*\)"$/\1/p')" || MEDIA_PORTS=""
+fi
+MEDIA_PORTS="${MEDIA_PORTS:-40000-40999}"
+if ! [[ "$MEDIA_PORTS" =~ ^[0-9]+-[0-9]+$ ]]; then
+    echo "firewall: MEDIA_PORTS must be LOW-HIGH, e.g. 40000-40999, got '$MEDIA_PORTS'" >&2
+    exit 2
 fi
 
 ruleset() {

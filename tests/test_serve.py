@@ -47,9 +47,12 @@ def test_certificate_names_and_private_key_modes(running_box: RunningBox) -> Non
     hostname = socket.gethostname().split(".")[0]
     assert {hostname, f"{hostname}.local", "localhost"} <= set(names)
     assert "127.0.0.1" in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
-    for key in ("ca.key", "server.key"):
-        assert stat.S_IMODE((tls / key).stat().st_mode) == 0o600
-    assert stat.S_IMODE((running_box.data_dir / "secrets" / "flask-secret").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
+    # The CA key and the cookie key exist only wrapped in the store's keys file.
+    assert not (tls / "ca.key").exists()
+    assert not (running_box.data_dir / "secrets" / "flask-secret").exists()
+    keys = json.loads((running_box.data_dir / "secrets" / "store-keys.json").read_bytes())
+    assert set(keys["secrets"]) == {"tls-ca-key", "portal-cookie-key"}
 
 
 def test_ca_pem_is_served(running_box: RunningBox) -> None:

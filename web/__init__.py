@@ -10,15 +10,20 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import Conflict, HTTPException
 
 from appliance.box import Box
-from appliance.files import write_private
 from appliance.store import IntegrityError
+from appliance.store.keyring import shred_file
+
+COOKIE_KEY_SECRET = "portal-cookie-key"
+# Before the cookie key was wrapped by the store's KEK it was this plaintext file.
+LEGACY_COOKIE_KEY_FILE = "flask-secret"
 
 
 def _secret_key(box: Box) -> bytes:
-    path = box.settings.secrets_dir / "flask-secret"
-    if not path.exists():
-        write_private(path, secrets.token_bytes(32))
-    return path.read_bytes()
+    """The cookie-signing key, kept wrapped in the store's keyring (not readable off the card
+    in passphrase mode); the plaintext file of older releases is shredded."""
+    assert box.store is not None
+    shred_file(box.settings.secrets_dir / LEGACY_COOKIE_KEY_FILE)
+    return box.store.keyring.box_secret(COOKIE_KEY_SECRET, lambda: secrets.token_bytes(32))
 
 
 def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:

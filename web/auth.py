@@ -1,8 +1,10 @@
 """Staff sign-in: /login, /logout, idle auto-logoff, login rate limiting and `role_required`.
 
-The session cookie (signed by Flask) holds the user's id, role and the time of their last
-request; nothing clinical. A session idle longer than `idle_logoff_minutes` is cleared on its
-next request.
+The session cookie (signed by Flask) holds a random session token and the CSRF token; nothing
+clinical and no user id. The session itself lives in the record store
+(`appliance.staff_sessions`): logout, `clinicbox user disable` and the idle
+(`idle_logoff_minutes`) and absolute (`session_max_hours`) limits end it for every copy of
+the cookie.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from flask import (
     url_for,
 )
 
+from appliance import staff_sessions
 from appliance.accounts import authenticate, normalise_username
 from web import current_box
 
@@ -89,15 +92,29 @@ def idle_limit_s() -> float:
     return current_box().settings.idle_logoff_minutes * 60.0
 
 
+def session_limits() -> staff_sessions.SessionLimits:
+    """The idle and absolute limits; tests may shorten them with IDLE_LOGOFF_SECONDS and
+    SESSION_MAX_SECONDS."""
+    absolute = current_app.config.get("SESSION_MAX_SECONDS")
+    if absolute is None:
+        absolute = current_box().settings.session_max_hours * 3600.0
+    return staff_sessions.SessionLimits(idle_limit_s(), float(absolute))
+
+
+def _resume() -> staff_sessions.Resumed:
+    """The session behind this request's cookie, looked up once per request."""
+    if "staff_session" not in g:
+        token = session.get("sid")
+        if not isinstance(token, str):
+            g.staff_session = staff_sessions.Resumed(None)
+        else:
+            g.staff_session = staff_sessions.resume(current_box().store, token, session_limits())
+    return g.staff_session
+
+
 def current_user() -> Any | None:
-    """The signed-in staff `User` for this request, or None."""
-    if "user" not in g:
-        uid = session.get("uid")
-        g.user = None
-        if uid is not None:
-            User = current_box().store.User  # noqa: N806
-            g.user = User.get_or_none(User.id == uid)
-    return g.user
+    """The signed-in, active staff `User` for this request, or None."""
+    return _resume().user
 
 
 def _wants_json() -> bool:
@@ -167,17 +184,24 @@ def login() -> Any:
             username=username,
         ), 401
     throttle.succeeded(key)
+    store = current_box().store
+    staff_sessions.purge_expired(store, session_limits())
+    old = session.get("sid")
+    if isinstance(old, str):
+        staff_sessions.end(store, old)
     # A fresh session on sign-in: nothing from before (e.g. a planted CSRF token) carries over.
     session.clear()
     session.permanent = True
-    session["uid"] = user.id
-    session["role"] = user.role
-    session["seen"] = time.time()
+    session["sid"] = staff_sessions.start(store, user)
     return redirect(_safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
 def logout() -> Any:
+    token = session.get("sid")
+    if isinstance(token, str):
+        # Ends the session itself, not just this browser's cookie: a copy stops working too.
+        staff_sessions.end(current_box().store, token)
     session.clear()
     return redirect(url_for("auth.login"))
 
@@ -188,19 +212,17 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["current_user"] = current_user
 
     @app.before_request
-    def _idle_logoff() -> Any:
-        if "uid" not in session:
+    def _ended_session() -> Any:
+        if "sid" not in session or request.endpoint in ("static", "health.healthz"):
             return None
-        now = time.time()
-        seen = float(session.get("seen", 0))
-        if now - seen > idle_limit_s():
-            session.clear()
-            if request.endpoint in ("static", "auth.login", "health.healthz"):
-                return None
-            if _wants_json():
-                response = jsonify(error="Unauthorized", message="Signed out after inactivity.")
-                response.status_code = 401
-                return response
-            return redirect(url_for("auth.login", reason="idle"))
-        session["seen"] = now
-        return None
+        resumed = _resume()
+        if resumed.user is not None:
+            return None
+        session.clear()
+        if resumed.ended != "idle" or request.endpoint == "auth.login":
+            return None  # views that need a user redirect to the login page themselves
+        if _wants_json():
+            response = jsonify(error="Unauthorized", message="Signed out after inactivity.")
+            response.status_code = 401
+            return response
+        return redirect(url_for("auth.login", reason="idle"))

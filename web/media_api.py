@@ -16,6 +16,7 @@ from appliance.media.join_token import JoinTokenError, verify
 from appliance.media.room import MediaError
 from appliance.media.sdp import BadOffer
 from web import csrf, current_box
+from web.auth import current_user
 
 bp = Blueprint("media_api", __name__, url_prefix="/api/media")
 
@@ -81,6 +82,12 @@ def offer() -> Any:
         claims = verify(box, body.get("token", ""))
     except JoinTokenError as exc:
         return _error(403, str(exc))
+    if claims.participant_id.startswith("user:"):
+        # A staff seat needs that staff member's own live session as well as the token, so a
+        # token alone (leaked, or minted with a join-token key copied off a card) is not enough.
+        user = current_user()
+        if user is None or f"user:{user.id}" != claims.participant_id:
+            return _error(403, "sign in as this staff member to join the call as them")
     seat = _seat(box, claims.room_id, claims.participant_id)
     if isinstance(seat, str):
         status = 404 if seat == "there is no such session" else 403

@@ -1,8 +1,9 @@
 """First-start setup wizard, opened with the one-time code printed by `clinicbox serve`.
 
 Step 1 redeems the code (it works once); the session may then finish the wizard within
-`WIZARD_WINDOW_S`: clinic name, the first clinician-admin and technician accounts, and
-optionally claiming the box for a central server with a one-time token or offline voucher.
+`WIZARD_WINDOW_S`: clinic name, the first clinician-admin and technician accounts, how the
+record keys are protected (the device key, or a passphrase staff enter after each restart),
+and optionally claiming the box for a central server with a one-time token or offline voucher.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
+from appliance.accounts import check_password
 from appliance.provisioning import Account, ProvisioningError, claim_result, provision, read_state
 from web import current_box
 
@@ -19,7 +21,7 @@ bp = Blueprint("setup", __name__)
 
 WIZARD_WINDOW_S = 30 * 60
 _SESSION_KEY = "setup_until"
-_FIELDS = ("clinic_name", "admin_username", "tech_username", "central_url")
+_FIELDS = ("clinic_name", "admin_username", "tech_username", "central_url", "key_mode")
 
 
 def _wizard_open() -> bool:
@@ -66,12 +68,41 @@ def wizard() -> Any:
     if token and voucher:
         return _wizard_error(form, "Give either a claim token or an offline voucher, not both.")
     try:
+        passphrase = _chosen_passphrase(form, admin, tech)
+    except ValueError as exc:
+        return _wizard_error(form, str(exc))
+    try:
         provision(box.settings, box.store, form["clinic_name"], admin, tech)
     except ProvisioningError as exc:
         return _wizard_error(form, str(exc))
+    if passphrase is not None:
+        # The same keys, re-wrapped: the device secret is shredded, and from the next start the
+        # box waits at /unlock for this passphrase.
+        box.store.keyring.rewrap(passphrase)
+        box.store.audit("setup", "keys.passphrase", "store/keys")
     session.pop(_SESSION_KEY, None)
     return render_template("setup_done.html", state=read_state(box.settings),
-                           claim=claim_result(box, form["central_url"], token, voucher))
+                           claim=claim_result(box, form["central_url"], token, voucher),
+                           locked=passphrase is not None)
+
+
+def _chosen_passphrase(form: dict[str, str], *accounts: Account) -> str | None:
+    """The store passphrase when the wizard chose passphrase mode, else None (ValueError when
+    it is missing, mistyped, weak, or the same as an account's password)."""
+    if form["key_mode"] != "passphrase":
+        if form["key_mode"] not in ("", "device"):
+            raise ValueError("Choose how the records are protected.")
+        return None
+    passphrase = request.form.get("store_passphrase", "")
+    if passphrase != request.form.get("store_passphrase_confirm", ""):
+        raise ValueError("The two store passphrases differ; type it again.")
+    try:
+        check_password(passphrase)
+    except ValueError as exc:
+        raise ValueError(f"Store passphrase: {exc}") from None
+    if any(passphrase == account.password for account in accounts):
+        raise ValueError("Use a store passphrase that is not a staff password.")
+    return passphrase
 
 
 def _code_page(error: str | None, status: int) -> tuple[str, int]:

@@ -14,13 +14,14 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from appliance.files import write_private
+from appliance.store.keyring import shred_file
 
 ROLES = ("facilitator", "patient")
 DEFAULT_TTL_S = 4 * 3600
+KEY_SECRET = "join-token-key"
+# Where releases before the keyring kept the key, in plaintext.
 KEY_FILE = "join-token.key"
 
 
@@ -44,12 +45,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def token_secret(secrets_dir: Path) -> bytes:
-    """The box's join-token key, made (0600) on first use."""
-    path = secrets_dir / KEY_FILE
-    if not path.exists():
-        write_private(path, secrets.token_bytes(32))
-    return path.read_bytes()
+def token_secret(box: Any) -> bytes:
+    """The box's join-token key, made on first use and kept wrapped in the store's keyring
+    (like the record keys), so a copy of the card in passphrase mode cannot mint tokens for
+    the live box. The plaintext file of older releases is shredded."""
+    shred_file(box.settings.secrets_dir / KEY_FILE)
+    return box.store.keyring.box_secret(KEY_SECRET, lambda: secrets.token_bytes(32))
 
 
 def issue_join_token(
@@ -84,10 +85,10 @@ def verify_join_token(secret: bytes, token: str, now: float | None = None) -> Jo
 
 def issue(box: Any, session_id: str, participant: str, role: str) -> str:
     """A token for `participant` in group session `session_id` (the portal's entry point)."""
-    secret = token_secret(box.settings.secrets_dir)
+    secret = token_secret(box)
     return issue_join_token(secret, str(session_id), participant, role)
 
 
 def verify(box: Any, token: str) -> JoinClaims:
     """Check a token against this box's join-token secret."""
-    return verify_join_token(token_secret(box.settings.secrets_dir), token)
+    return verify_join_token(token_secret(box), token)

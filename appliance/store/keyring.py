@@ -7,6 +7,8 @@ Key hierarchy (see docs/storage.md):
 - Data keys (AES-256-GCM), one active, older ones kept until rotation has re-encrypted every
   row that uses them. Stored only wrapped by the KEK in `store-keys.json` (0600).
 - MAC key: HMAC-SHA256 for blind indexes and the audit chain, also wrapped by the KEK.
+- Box secrets: the portal's cookie-signing key and the local CA's private key, also wrapped by
+  the KEK, so a copied SD card in passphrase mode yields neither (`box_secret`).
 
 Ciphertext layout: version byte, 4-byte key id, 12-byte nonce, AES-GCM ciphertext and tag. The
 associated data binds table, primary key, column and key id, so a ciphertext moved to another
@@ -22,6 +24,7 @@ import json
 import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +131,10 @@ class Keyring:
                 doc["data_keys"][key_id] = _wrap(wrapper, _unwrap(self._kek, wrapped, label),
                                                  label)
             doc["active"] = self._doc["active"]
+            doc["secrets"] = {}
+            for name, wrapped in self._doc.get("secrets", {}).items():
+                label = _secret_label(name)
+                doc["secrets"][name] = _wrap(wrapper, _unwrap(self._kek, wrapped, label), label)
             _write_keys(self.path, doc)
             self._kek = wrapper
             self._load()
@@ -154,6 +161,45 @@ class Keyring:
         with self._lock:
             if _stamp(self.path) != self._stamp:
                 self._load()
+
+    # -- box secrets -------------------------------------------------------------------------
+
+    def get_box_secret(self, name: str) -> bytes | None:
+        """The secret `name`, unwrapped, or None when the keys file has none by that name."""
+        with self._lock:
+            return self._get_secret_locked(name)
+
+    def box_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The secret `name`, unwrapped; made with `make()` and stored wrapped when absent.
+
+        Get-or-make happens under the keyring's lock, so threads asking for a new secret at
+        once all get the one that was stored.
+        """
+        with self._lock:
+            value = self._get_secret_locked(name)
+            if value is None:
+                value = make()
+                self._set_secret_locked(name, value)
+            return value
+
+    def set_box_secret(self, name: str, value: bytes) -> None:
+        """Store (or replace) the secret `name`, wrapped by the KEK."""
+        with self._lock:
+            self._set_secret_locked(name, value)
+
+    def _get_secret_locked(self, name: str) -> bytes | None:
+        if _stamp(self.path) != self._stamp:
+            self._load()  # another process (rotation, a CLI) replaced the keys file
+        wrapped = self._doc.get("secrets", {}).get(name)
+        return None if wrapped is None else _unwrap(self._kek, wrapped, _secret_label(name))
+
+    def _set_secret_locked(self, name: str, value: bytes) -> None:
+        self._load()
+        doc = dict(self._doc)
+        doc["secrets"] = dict(doc.get("secrets", {}))
+        doc["secrets"][name] = _wrap(self._kek, value, _secret_label(name))
+        _write_keys(self.path, doc)
+        self._load()
 
     @property
     def key_ids(self) -> list[int]:
@@ -262,6 +308,10 @@ def _new_kek(secrets_dir: Path, passphrase: str | None) -> tuple[dict, bytes]:
     kek = _derive_kek(secrets_dir, doc, passphrase)
     doc["check"] = _wrap(AESGCM(kek), _CHECK_PLAINTEXT, b"check")
     return doc, kek
+
+
+def _secret_label(name: str) -> bytes:
+    return f"secret|{name}".encode()
 
 
 def _write_keys(path: Path, doc: dict) -> None:

@@ -78,11 +78,22 @@ def _v4_co_facilitators(db: RecordDatabase) -> None:
     db.execute_sql('CREATE INDEX "co_facilitator_user_id" ON "co_facilitator" ("user_id")')
 
 
+def _v5_staff_sessions(db: RecordDatabase) -> None:
+    """Server-side staff sessions: revocable on logout, account disable and expiry."""
+    db.execute_sql(
+        'CREATE TABLE "staff_session" ("token_hash" VARCHAR(64) NOT NULL PRIMARY KEY, '
+        '"user_id" INTEGER NOT NULL, "created_at" REAL NOT NULL, "last_seen" REAL NOT NULL, '
+        'FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE)'
+    )
+    db.execute_sql('CREATE INDEX "staff_session_user_id" ON "staff_session" ("user_id")')
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_quarantine_and_append_only_audit),
     (3, _v3_session_live),
     (4, _v4_co_facilitators),
+    (5, _v5_staff_sessions),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -94,6 +94,20 @@ class User(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class StaffSession(BaseModel):
+    """A signed-in staff session. The cookie holds a random token; only its SHA-256 is here,
+    so a copy of the database cannot be turned back into a working cookie."""
+
+    token_hash = CharField(primary_key=True, max_length=64)
+    user = ForeignKeyField(User, backref="staff_sessions", on_delete="CASCADE")
+    # Unix times (seconds): the absolute and idle limits are measured from these.
+    created_at = FloatField()
+    last_seen = FloatField()
+
+    class Meta:
+        table_name = "staff_session"
+
+
 class AuditLog(BaseModel):
     """Append-only, hash-chained: `hash` is an HMAC over the previous hash and this entry."""
 
@@ -479,6 +493,7 @@ CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     User,
+    StaffSession,
     AuditLog,
     OutboxEntry,
     Quarantine,

@@ -32,6 +32,7 @@ class Store:
     """The open record store. Models are bound to `db`; the classes are also attributes here."""
 
     User = models.User
+    StaffSession = models.StaffSession
     Patient = models.Patient
     GroupSession = models.GroupSession
     Attendance = models.Attendance
@@ -159,6 +160,21 @@ def _unusable(path: Path, exc: Exception) -> SchemaError:
     )
 
 
+def _make_database_private(path: Path) -> None:
+    """The database file 0600 (created so if new); its WAL and shared-memory files too.
+
+    SQLite gives the -wal and -shm files the main file's mode, so fixing the main file before
+    the first connection covers new ones; existing ones (an older release, a loose umask) are
+    tightened here.
+    """
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        try:
+            os.chmod(path.with_name(name), 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def open_store(settings: Settings, passphrase: str | None = None) -> Store:
     """Unlock the keys, open the database in `settings.database_path` and upgrade its schema.
 
@@ -182,6 +198,7 @@ def open_store(settings: Settings, passphrase: str | None = None) -> Store:
             keyring = Keyring.open(settings.secrets_dir, passphrase)
         finally:
             os.close(keys_lock)
+        _make_database_private(settings.database_path)
         db = RecordDatabase(settings.database_path, keyring)
         try:
             db.connect()

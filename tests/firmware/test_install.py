@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import CLINICBOX, REPO
 
 SCRIPTS = REPO / "firmware_scripts"
 PREFIX = "opt/clinicbox"
@@ -149,6 +149,31 @@ def test_firewall_loads_idempotently(netns: str) -> None:
     assert "udp dport 40000-40999 accept" in listing
     # Only these inbound services: no other dport is opened.
     assert listing.count("dport") == 4
+
+
+def test_firewall_opens_only_the_configured_media_range(tmp_path: Path) -> None:
+    # The service's own setting decides the range (not the kernel's ephemeral ports).
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin/clinicbox").symlink_to(CLINICBOX)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CLINICBOX_") and k != "MEDIA_PORTS"}
+    env.update(CLINICBOX_PREFIX=str(prefix), CLINICBOX_MEDIA_PORTS="41000-41099",
+               CLINICBOX_DATA_DIR=str(tmp_path / "data"))
+    printed = subprocess.run([str(SCRIPTS / "firewall.sh"), "--print"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    assert "udp dport 41000-41099 accept" in printed.stdout
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    assert f"{low}-{high}" not in printed.stdout
+    del env["CLINICBOX_MEDIA_PORTS"]
+    default = subprocess.run([str(SCRIPTS / "firewall.sh"), "--print"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert "udp dport 40000-40999 accept" in default.stdout
+    env["MEDIA_PORTS"] = "40000"
+    bad = subprocess.run([str(SCRIPTS / "firewall.sh"), "--print"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
 def test_first_boot_is_idempotent(staged: Path, netns: str, tmp_path: Path) -> None:

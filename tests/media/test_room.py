@@ -140,7 +140,7 @@ def test_bad_requests_get_clear_4xx(sfu: Sfu) -> None:
         assert status == 403 and "not valid" in body["message"]
         from appliance.media.join_token import issue_join_token, token_secret
 
-        secret = token_secret(sfu.box.settings.secrets_dir)
+        secret = token_secret(sfu.box)
         expired = issue_join_token(secret, sfu.session_id, pid, "patient", ttl_s=-10)
         status, body = sfu.post_offer({**offer, "token": expired})
         assert status == 403 and "expired" in body["message"]

@@ -23,9 +23,9 @@ def box(tmp_path: Path) -> Iterator[Box]:
     store = open_store(settings)
     media = MediaLoop()
     media.start()
-    box = Box(settings=settings, tls=ensure_tls(settings.tls_dir, "testbox"), db=store.db,
-              media=media, setup_code=SetupCode(settings.secrets_dir / "setup-code.json"),
-              store=store)
+    tls = ensure_tls(settings.tls_dir, "testbox", store.keyring)
+    box = Box(settings=settings, tls=tls, db=store.db, media=media,
+              setup_code=SetupCode(settings.secrets_dir / "setup-code.json"), store=store)
     yield box
     media.stop()
     store.close()

@@ -68,14 +68,14 @@ def _provision(data: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedP
 def test_cli_provision_refusals(tmp_path: Path) -> None:
     data = tmp_path / "data"
     weak = tmp_path / "weak"
-    weak.write_text("short")
+    weak.write_text("1234567890")
     result = subprocess.run(
         [CLINICBOX, "provision", "--clinic-name", "X", "--admin-user", "admin.ana",
          "--admin-password-file", str(weak), "--tech-user", "tech.tom",
          "--tech-password-file", str(weak)],
         env=box_env(data, free_port()), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "at least 10 characters" in result.stderr
+    assert result.stderr.count("\n") == 1 and "at least 12 characters" in result.stderr
     assert _provision(data, tmp_path, "--claim-token", "t").returncode == 2
     assert _provision(data, tmp_path).returncode == 0
     again = _provision(data, tmp_path)

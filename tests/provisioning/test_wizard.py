@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def test_wizard_provisions_the_box(app: Flask, box: Box) -> None:
         sess["csrf_token"] = "t"
     assert other.post("/setup", data={"code": code, "csrf_token": "t"}).status_code == 403
 
-    status, page = _wizard(client, admin_password="short")
-    assert status == 400 and "at least 10 characters" in page
+    status, page = _wizard(client, admin_password="1234567890")
+    assert status == 400 and "at least 12 characters" in page
+    status, page = _wizard(client, tech_password="PASSWORD1234")
+    assert status == 400 and "commonly used" in page
     status, page = _wizard(client, tech_username="admin.ana")
     assert status == 400 and "different usernames" in page
     status, page = _wizard(client, clinic_name="   ")
@@ -105,3 +108,49 @@ def test_bad_claim_url_leaves_box_provisioned_but_unclaimed(app: Flask, box: Box
     assert "Claim failed" in page and "https://" in page
     state = read_state(box.settings)
     assert state.provisioned and not state.claimed
+
+
+def test_wizard_can_lock_the_records_with_a_passphrase(app: Flask, box: Box) -> None:
+    from appliance.store.keyring import Keyring, StoreLockedError
+
+    client = app.test_client()
+    assert _enter_code(client, box.setup_code.issue()) == 302
+    page = client.get("/setup/wizard").get_data(as_text=True)
+    # Both choices are offered, and what each leaves a thief is said plainly.
+    assert 'value="device"' in page and 'value="passphrase"' in page
+    assert "can read every" in page and "shows no clinical content" in page
+    store_choice = {"key_mode": "passphrase", "store_passphrase": "lantern over the hill",
+                    "store_passphrase_confirm": "lantern over the hill"}
+    status, page = _wizard(client, **{**store_choice, "store_passphrase_confirm": "lantern"})
+    assert status == 400 and "differ" in page
+    status, page = _wizard(client, **{**store_choice, "store_passphrase": "PASSWORD1234",
+                                      "store_passphrase_confirm": "PASSWORD1234"})
+    assert status == 400 and "Store passphrase: that password is too commonly used" in page
+    status, page = _wizard(client, **{**store_choice, "store_passphrase": PASSWORD,
+                                      "store_passphrase_confirm": PASSWORD})
+    assert status == 400 and "not a staff password" in page
+    assert not read_state(box.settings).provisioned
+
+    status, page = _wizard(client, **store_choice)
+    assert status == 200, page
+    assert 'id="locked-note"' in page and "/unlock" in page
+    secrets_dir = box.settings.secrets_dir
+    keys = json.loads((secrets_dir / "store-keys.json").read_bytes())
+    assert keys["mode"] == "passphrase"
+    assert not (secrets_dir / "store-device.key").exists()
+    with pytest.raises(StoreLockedError):
+        Keyring.open(secrets_dir, None)
+    # The same keys, re-wrapped: records, the CA key and the cookie key all still open.
+    reopened = Keyring.open(secrets_dir, "lantern over the hill")
+    assert reopened.get_box_secret("tls-ca-key") is not None
+    assert authenticate(box.store, "admin.ana", PASSWORD).role == "admin"
+
+
+def test_wizard_keeps_device_mode_by_default(app: Flask, box: Box) -> None:
+    client = app.test_client()
+    assert _enter_code(client, box.setup_code.issue()) == 302
+    status, page = _wizard(client)
+    assert status == 200, page
+    keys = json.loads((box.settings.secrets_dir / "store-keys.json").read_bytes())
+    assert keys["mode"] == "device"
+    assert 'id="locked-note"' not in page

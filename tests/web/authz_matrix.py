@@ -442,7 +442,7 @@ def matrix_box(data_dir: Path) -> Iterator[Box]:
     media = MediaLoop()
     box = Box(
         settings=settings,
-        tls=ensure_tls(settings.tls_dir, settings.hostname),
+        tls=ensure_tls(settings.tls_dir, settings.hostname, store.keyring),
         db=store.db,
         media=media,
         setup_code=SetupCode(settings.secrets_dir / "setup-code.json"),

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from appliance.accounts import create_user
 from appliance.box import Box
@@ -54,9 +55,10 @@ def _session(box: Box, app: Flask, owner_id: int, title: str) -> str:
     return group.id
 
 
-def _offer(app: Flask, token: str) -> int:
+def _offer(client: FlaskClient, token: str) -> int:
+    """Offer as `client` (a staff seat needs its clinician's own signed-in session)."""
     body = {"token": token, "sdp": "v=0", "type": "answer"}
-    return app.test_client().post("/api/media/offer", json=body).status_code
+    return client.post("/api/media/offer", json=body).status_code
 
 
 def test_owner_adds_and_removes_a_co_facilitator(app: Flask, box: Box) -> None:
@@ -86,12 +88,12 @@ def test_owner_adds_and_removes_a_co_facilitator(app: Flask, box: Box) -> None:
     )
     assert refused.status_code == 403
     seat = issue(box, session_id=session_id, participant=f"user:{colleague.id}", role="facilitator")
-    assert _offer(app, seat) == 400  # past the seat check: only the SDP is wrong
+    assert _offer(bea, seat) == 400  # past the seat check: only the SDP is wrong
 
     owner.post(url + "/team", data={"csrf_token": token, "action": "remove", "user": colleague.id})
     assert bea.get(url).status_code == 404
     # The join token issued while on the team no longer opens the call.
-    assert _offer(app, seat) == 403
+    assert _offer(bea, seat) == 403
     actions = [(e.action, e.target) for e in box.store.AuditLog.select()]
     assert ("team.add", f"group_session/{session_id}/user:{colleague.id}") in actions
     assert ("team.remove", f"group_session/{session_id}/user:{colleague.id}") in actions

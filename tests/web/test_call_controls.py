@@ -82,8 +82,16 @@ def test_breakouts_split_the_call_and_remove_unadmits(app: Flask, box: Box) -> N
     async def scenario() -> None:
         ana, ben, fac = Peer("ana"), Peer("ben"), Peer("fac")
         try:
-            for peer, name in ((ana, "ana"), (ben, "ben"), (fac, "me")):
+            for peer, name in ((ana, "ana"), (ben, "ben")):
                 await _enter(signalling, peer, tokens[name])
+            # A staff seat's token is not enough without that clinician's own session.
+            stranger = Peer("stranger")
+            try:
+                with pytest.raises(AssertionError, match="sign in as this staff member"):
+                    await _enter(signalling, stranger, tokens["me"])
+            finally:
+                await stranger.close()
+            await _enter(clinician, fac, tokens["me"])
             assert await wait_for(lambda: ana.mid_showing("audio", ben_id) is not None
                                   and fac.mid_showing("audio", ana_id) is not None, 20)
 

@@ -30,15 +30,25 @@ def normalise_username(username: str) -> str:
 def _check_new(username: str, password: str, role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    check_username(username)
+    check_password(username, password)
+
+
+def check_password(username: str, password: str) -> None:
+    """ValueError if `password` is too short or too easy to guess for `username`."""
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    if password.strip().lower() == username or len(set(password)) < 4:
+        raise ValueError("password is too easy to guess; use a longer phrase")
+
+
+def check_username(username: str) -> None:
+    """ValueError unless `username` (normalised) is 3-32 safe characters."""
     if not _USERNAME.match(username):
         raise ValueError(
             "username must be 3-32 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters long")
-    if password.strip().lower() == username or len(set(password)) < 4:
-        raise ValueError("password is too easy to guess; use a longer phrase")
 
 
 def create_user(store: Any, username: str, password: str, role: str) -> Any:

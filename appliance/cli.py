@@ -96,9 +96,14 @@ main.add_command(wipe_command)
 main.add_command(audit_group)
 
 from appliance.discovery.cli import discover_command  # noqa: E402
-from appliance.provisioning import factory_reset_command, provision_command  # noqa: E402
+from appliance.provisioning import (  # noqa: E402
+    claim_command,
+    factory_reset_command,
+    provision_command,
+)
 
 main.add_command(discover_command)
+main.add_command(claim_command)
 main.add_command(provision_command)
 main.add_command(factory_reset_command)
 

@@ -7,9 +7,13 @@ State lives in `data_dir/state/` as small files the service and the CLI share:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,14 @@ from appliance.errors import OperatorError
 from appliance.files import make_private_dir, write_private
 from appliance.identity import KEY_FILE, DeviceIdentity
 from appliance.tls import ensure_tls
-from sync.agent.claim import ClaimError, claim_box, read_voucher
+from sync.agent.claim import (
+    MAX_VOUCHER,
+    ClaimError,
+    central_file,
+    check_central_url,
+    claim_box,
+    read_voucher,
+)
 
 MAX_CLINIC_NAME = 80
 
@@ -64,12 +75,19 @@ def read_state(settings: Settings) -> ProvisioningState:
     directory = state_dir(settings)
     clinic = _read_json(directory / "clinic.json")
     claim = _read_json(directory / "claim.json")
+    central = central_file(settings.data_dir)
     return ProvisioningState(
         clinic_name=clinic.get("name") if clinic else None,
         provisioned=(directory / "provisioned").exists(),
-        claimed=bool(claim),
-        central_url=claim.get("central_url") if claim else None,
+        claimed=bool(claim) or central.exists(),
+        central_url=claim.get("central_url") if claim else _central_url(central),
     )
+
+
+def _central_url(path: Path) -> str | None:
+    data = _read_json(path)
+    url = data.get("central_url") if data else None
+    return url if isinstance(url, str) else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -129,31 +147,68 @@ def provision(
     return identity
 
 
-def claim(
-    settings: Settings, central_url: str, token: str, ca_file: Path | None = None
-) -> dict[str, Any]:
-    """Claim the box for `central_url` with a one-time token; record the claim (0600)."""
-    if not central_url.startswith(("https://", "http://")):
-        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
-    if not token.strip():
-        raise ProvisioningError("the claim token must not be empty")
-    identity = DeviceIdentity.load_or_create(settings.secrets_dir)
+class AlreadyClaimed(ProvisioningError):
+    """The box already belongs to a centre; only a factory reset frees it."""
+
+
+def _refuse_if_claimed(settings: Settings) -> None:
+    state = read_state(settings)
+    if state.claimed:
+        raise AlreadyClaimed(
+            f"this box is already claimed for {state.central_url or 'a centre'}; a new claim "
+            "needs a factory reset first (it destroys the records and keys on the box)"
+        )
+
+
+@contextlib.contextmanager
+def _claim_lock(settings: Settings) -> Iterator[None]:
+    """One claim at a time: two pages posting at once cannot both pass the claimed check."""
+    directory = state_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / "claim.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        result = claim_box(central_url, token.strip(), identity, ca_file=ca_file)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _checked_url(central_url: str) -> str:
+    try:
+        return check_central_url(central_url.strip())
     except ClaimError as exc:
         raise ProvisioningError(str(exc)) from None
-    record = {"central_url": central_url, "mode": "token", "claimed_at": _now(),
-              "centre": dict(result), "ca_file": str(ca_file) if ca_file else None}
-    _write_claim(settings, record)
+
+
+def claim(settings: Settings, central_url: str, token: str) -> dict[str, Any]:
+    """Claim the box for `central_url` with a one-time token; record the claim (0600).
+
+    Refused (AlreadyClaimed) on a box that is claimed already, before any contact.
+    """
+    central_url = _checked_url(central_url)
+    if not token.strip():
+        raise ProvisioningError("the claim token must not be empty")
+    with _claim_lock(settings):
+        _refuse_if_claimed(settings)
+        identity = DeviceIdentity.load_or_create(settings.secrets_dir)
+        try:
+            result = claim_box(central_url, token.strip(), identity)
+        except ClaimError as exc:
+            raise ProvisioningError(str(exc)) from None
+        record = {"central_url": central_url, "mode": "token", "claimed_at": _now(),
+                  "centre": dict(result)}
+        _write_claim(settings, record)
     return record
 
 
 def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[str, Any]:
-    """Record an offline claim voucher; the centre checks it on the box's first contact."""
-    if not central_url.startswith(("https://", "http://")):
-        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
+    """Record an offline claim voucher; the centre checks it on the box's first contact.
+
+    Refused (AlreadyClaimed) on a box that is claimed already or holds a voucher.
+    """
+    central_url = _checked_url(central_url)
     voucher = voucher.strip()
-    if not voucher or len(voucher) > 4096:
+    if not voucher or len(voucher) > MAX_VOUCHER:
         raise ProvisioningError("the claim voucher is empty or too long")
     try:
         read_voucher(voucher)  # signed by the centre: catches typos and edits now
@@ -166,7 +221,9 @@ def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[s
         "verified": False,
         "claimed_at": _now(),
     }
-    _write_claim(settings, record)
+    with _claim_lock(settings):
+        _refuse_if_claimed(settings)
+        _write_claim(settings, record)
     return record
 
 
@@ -230,17 +287,16 @@ def _read_secret_file(path: Path, what: str) -> str:
 @click.option("--tech-user", required=True, help="Username of the first technician.")
 @click.option("--tech-password-file", required=True, type=click.Path(path_type=Path),
               help="File holding that account's password.")
-@click.option("--central-url", default="", help="Central server to claim the box for.")
-@click.option("--claim-token", default="", help="One-time claim token from the centre.")
+@click.option("--central-url", default="", help="Central server to claim the box for (https://).")
+@click.option("--claim-token", default="",
+              help="One-time claim token from the centre (SECRET.TLS_PIN.KEY_PIN).")
 @click.option("--voucher-file", type=click.Path(path_type=Path),
               help="Offline claim voucher (when the box has no link to the centre).")
-@click.option("--central-ca", type=click.Path(path_type=Path, dir_okay=False),
-              help="CA certificate to trust for the central server.")
 @click.pass_context
 def provision_command(
     ctx: click.Context, clinic_name: str, admin_user: str, admin_password_file: Path,
     tech_user: str, tech_password_file: Path, central_url: str, claim_token: str,
-    voucher_file: Path | None, central_ca: Path | None,
+    voucher_file: Path | None,
 ) -> None:
     """First-boot setup without the web wizard (the service may be running)."""
     from appliance.cli import settings_from
@@ -264,9 +320,35 @@ def provision_command(
     click.echo(f"provisioned: device {identity.fingerprint}, accounts {admin.username!r} "
                f"and {tech.username!r}")
     if claim_token:
-        claim(settings, central_url, claim_token, central_ca)
+        claim(settings, central_url, claim_token)
         click.echo(f"claimed for {central_url}")
     elif voucher_file is not None:
+        accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
+        click.echo(f"offline voucher stored; {central_url} checks it on first contact")
+
+
+@click.command("claim")
+@click.option("--central-url", required=True, help="Central server to claim the box for (https://).")
+@click.option("--claim-token", default="",
+              help="One-time claim token from the centre (SECRET.TLS_PIN.KEY_PIN).")
+@click.option("--voucher-file", type=click.Path(path_type=Path),
+              help="Offline claim voucher (when the box has no link to the centre).")
+@click.pass_context
+def claim_command(
+    ctx: click.Context, central_url: str, claim_token: str, voucher_file: Path | None
+) -> None:
+    """Claim a provisioned, unclaimed box for a centre (a claimed box refuses)."""
+    from appliance.cli import settings_from
+
+    settings = settings_from(ctx)
+    if bool(claim_token) == bool(voucher_file):
+        raise ProvisioningError("give either --claim-token or --voucher-file")
+    if not read_state(settings).provisioned:
+        raise ProvisioningError("provision the box first (clinicbox provision or the wizard)")
+    if claim_token:
+        claim(settings, central_url, claim_token)
+        click.echo(f"claimed for {central_url}")
+    else:
         accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
         click.echo(f"offline voucher stored; {central_url} checks it on first contact")
 

@@ -11,6 +11,7 @@ import random
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sync.server.certificate import CERT_FILE, KEY_FILE
@@ -22,9 +23,17 @@ class FaultProxy:
     """Listen on 127.0.0.1:<port>; per connection pick a mode by `weights` (seeded)."""
 
     def __init__(
-        self, upstream_port: int, weights: dict[str, float], centre_dir: Path, seed: int = 7
+        self,
+        upstream_port: int,
+        weights: dict[str, float],
+        centre_dir: Path,
+        seed: int = 7,
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """`centre_dir` holds the TLS certificate and key the proxy presents; `rewrite`, if
+        given, edits each passed response body (an on-path party that changes answers)."""
         self.upstream = ("127.0.0.1", upstream_port)
+        self.rewrite = rewrite
         self.weights = weights
         self.random = random.Random(seed)
         self.counts = dict.fromkeys(MODES, 0)
@@ -89,6 +98,9 @@ class FaultProxy:
             self.client_tls.wrap_socket(tcp) as upstream,
         ):
             upstream.sendall(request)
+            if self.rewrite is not None and not cut:
+                client.sendall(_rewritten(upstream, self.rewrite))
+                return
             while chunk := upstream.recv(65536):
                 if cut:
                     client.sendall(chunk[:20])
@@ -99,6 +111,17 @@ class FaultProxy:
         self._stop.set()
         self.listener.close()
         self._thread.join(2)
+
+
+def _rewritten(upstream: ssl.SSLSocket, rewrite: Callable[[bytes], bytes]) -> bytes:
+    """The whole response from `upstream` with its body passed through `rewrite`."""
+    data = b""
+    while chunk := upstream.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    body = rewrite(body)
+    lines = [h for h in head.split(b"\r\n") if not h.lower().startswith(b"content-length")]
+    return b"\r\n".join([*lines, b"Content-Length: %d" % len(body)]) + b"\r\n\r\n" + body
 
 
 def _read_request(sock: ssl.SSLSocket) -> bytes:

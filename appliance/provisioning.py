@@ -12,7 +12,6 @@ import datetime as dt
 import fcntl
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,13 @@ import click
 from appliance.accounts import create_user, normalise_username
 from appliance.config import Settings
 from appliance.errors import OperatorError
-from appliance.files import make_private_dir, write_private
+from appliance.files import (
+    UnsafePath,
+    make_private_dir,
+    remove_tree_beneath,
+    unlink_beneath,
+    write_private,
+)
 from appliance.identity import KEY_FILE, DeviceIdentity
 from appliance.tls import ensure_tls
 from sync.agent.claim import (
@@ -253,18 +258,26 @@ def _write_claim(settings: Settings, record: dict[str, Any]) -> None:
     write_private(directory / "claim.json", json.dumps(record).encode())
 
 
-def factory_reset(settings: Settings) -> int:
+def factory_reset(settings: Settings, refused: list[str] | None = None) -> int:
     """Crypto-shred the store, then forget clinic, claim, device key and TLS material.
 
     Returns how many store files were removed. The store must not be open (StoreBusyError).
+    Root may run this over the service user's data dir, so no symbolic link below it is
+    followed: links are removed as links, and what was not overwritten goes to `refused`.
     """
     from appliance.store.wipe import wipe
 
-    removed = wipe(settings)
-    shutil.rmtree(state_dir(settings), ignore_errors=True)
-    shutil.rmtree(settings.tls_dir, ignore_errors=True)
+    data = settings.data_dir
+    removed = wipe(settings, refused)
+    remove_tree_beneath(data, state_dir(settings).relative_to(data))
+    remove_tree_beneath(data, settings.tls_dir.relative_to(data))
     for name in (KEY_FILE, "flask-secret", "setup-code.json"):
-        (settings.secrets_dir / name).unlink(missing_ok=True)
+        try:
+            unlink_beneath(data, (settings.secrets_dir / name).relative_to(data))
+        except UnsafePath as exc:  # the secrets dir itself is a link: remove the link
+            if refused is not None:
+                refused.append(str(exc.strerror))
+            unlink_beneath(data, settings.secrets_dir.relative_to(data))
     return len(removed)
 
 
@@ -364,6 +377,9 @@ def factory_reset_command(ctx: click.Context, yes: bool) -> None:
         raise ProvisioningError(
             "factory reset destroys every record, account and key on this box; add --yes"
         )
-    removed = factory_reset(settings_from(ctx))
+    refused: list[str] = []
+    removed = factory_reset(settings_from(ctx), refused)
+    for line in refused:
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"factory reset done: store keys shredded, {removed} store files removed; "
                "the box is unclaimed and prints a new setup code on its next start")

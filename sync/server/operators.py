@@ -8,12 +8,10 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from appliance.accounts import check_password, check_username, normalise_username
+from appliance.accounts import check_password, check_username, dummy_hash, normalise_username
 from sync.server.models import Operator
 
 _hasher = PasswordHasher()
-# Checked when the username is unknown, so reply time does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-for-timing")
 
 
 def add_operator(username: str, password: str) -> str:
@@ -32,7 +30,7 @@ def check_operator(username: str, password: str) -> str | None:
     """The operator's username if the password matches, else None."""
     row = Operator.get_or_none(Operator.username == normalise_username(username))
     try:
-        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password or "")
+        _hasher.verify(row.password_hash if row else dummy_hash(), password or "")
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     return row.username if row else None

@@ -17,6 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from appliance.files import write_private
 from appliance.identity import DeviceIdentity
@@ -116,8 +117,6 @@ def pending_voucher(data_dir: Path) -> tuple[str, str] | None:
 
 def check_central_url(url: str) -> str:
     """`url` if it is an https:// URL with a host; ClaimError otherwise (no plain http)."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port

@@ -68,6 +68,17 @@ def test_a_claimed_box_refuses_a_rogue_claim_until_factory_reset(
     finally:
         box.stop()
 
+    from appliance.store import open_store
+
+    store = open_store(Settings(data_dir=data))
+    try:
+        refusals = store.AuditLog.select().where(
+            store.AuditLog.action == "technician.claim-refused"
+        )
+        assert [e.actor for e in refusals] == ["tech.tom", "tech.tom"]
+    finally:
+        store.close()
+
     env = box_env(data, free_port())
     cli = subprocess.run(
         [CLINICBOX, "claim", "--central-url", rogue.url, "--claim-token", rogue_token],

@@ -59,9 +59,13 @@ def open_database(url: str) -> Database:
     return db
 
 
-def _make_private_file(path: Path) -> None:
-    """Create `path` empty with mode 0600 if missing (never through a symlink); make it 0600."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+def _make_private_file(path: Path, create: bool = True) -> None:
+    """Make `path` 0600, creating it empty if missing and `create` (never through a link)."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        return
     try:
         os.fchmod(fd, 0o600)
     finally:
@@ -90,6 +94,8 @@ class Centre:
             return cls(data_dir, keys, open_database(database_url))
         path = (data_dir / "central.db").resolve()
         _make_private_file(path)
+        for leftover in ("-wal", "-shm"):  # from a centre that ran before files were private
+            _make_private_file(path.with_name(path.name + leftover), create=False)
         return cls(data_dir, keys, open_database(f"sqlite:///{path}"))
 
     def public_keys(self) -> dict[str, str]:

@@ -85,8 +85,8 @@ def _tls_pin(ctx: click.Context, tls_cert: Path | None) -> str:
 @click.pass_context
 def claim_token(ctx: click.Context, ttl_hours: float, tls_cert: Path | None) -> None:
     """Print a one-time claim token (SECRET.TLS_PIN.KEY_PIN)."""
-    pin = _tls_pin(ctx, tls_cert)
-    click.echo(_centre(ctx).issue_token(ttl_hours, pin))
+    centre = _centre(ctx)  # first: it makes the data dir private
+    click.echo(centre.issue_token(ttl_hours, _tls_pin(ctx, tls_cert)))
 
 
 @main.command("claim-voucher")
@@ -100,8 +100,8 @@ def claim_voucher(ctx: click.Context, ttl_hours: float, central_url: str,
     """Print an offline claim voucher (token, centre keys, TLS pin, expiry; signed)."""
     if central_url and not central_url.startswith("https://"):
         raise OperatorError("--central-url must start with https:// (boxes refuse plain http)")
-    pin = _tls_pin(ctx, tls_cert)
-    click.echo(_centre(ctx).issue_voucher(ttl_hours, pin, central_url))
+    centre = _centre(ctx)  # first: it makes the data dir private
+    click.echo(centre.issue_voucher(ttl_hours, _tls_pin(ctx, tls_cert), central_url))
 
 
 @main.group()

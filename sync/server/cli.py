@@ -196,8 +196,11 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int,
     if (certfile is None) != (keyfile is None):
         raise OperatorError("give both --certfile and --keyfile, or neither")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    centre = _centre(ctx)  # makes keys and tables once, before forking
+    from sync.server.operator_page import session_secret
+
+    centre = _centre(ctx)  # makes keys, tables and the session key once, before forking
     centre.db.close()
+    session_secret(ctx.obj["data_dir"])
     if certfile is None or keyfile is None:
         own = ensure_centre_certificate(ctx.obj["data_dir"])
         certfile, keyfile = own.cert, own.key

@@ -9,6 +9,7 @@ content, only device fingerprints and counts.
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import time
 from pathlib import Path
@@ -43,16 +44,25 @@ Signed in as {{ operator }} <button>Sign out</button></form>
 
 
 def session_secret(data_dir: Path) -> bytes:
-    """The key that signs operator session cookies, made once (0600)."""
+    """The key that signs operator session cookies, made once (0600).
+
+    Every worker must hold the same key (a cookie from one worker is read by another), so
+    the first maker wins: the new key is linked into place only if none exists yet, and
+    everyone then reads what is there. `serve` also makes it before forking.
+    """
     path = data_dir / SECRET_FILE
-    try:
-        secret = path.read_bytes()
-        if len(secret) >= 32:
-            return secret
-    except FileNotFoundError:
-        pass
-    secret = secrets.token_bytes(32)
-    write_private(path, secret)
+    if not path.exists():
+        tmp = path.with_name(f".{SECRET_FILE}.tmp-{os.getpid()}")
+        write_private(tmp, secrets.token_bytes(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    secret = path.read_bytes()
+    if len(secret) < 32:
+        raise ValueError(f"{path} is damaged (shorter than 32 bytes); delete it and restart")
     return secret
 
 

@@ -74,3 +74,15 @@ def test_operator_page_needs_a_login_with_csrf(tmp_path: Path, central_sqlite: C
     assert status == 400 and browser.request("/")[0] == 200
     status, _page, _ = browser.request("/logout", {"csrf_token": browser.csrf("/")})
     assert status == 302 and browser.request("/")[0] == 302
+
+
+def test_every_worker_honours_a_sign_in(tmp_path: Path) -> None:
+    """Workers forked at once share one session key: a sign-in answered by one worker holds
+    on every other (each request is a new connection, spread over the workers)."""
+    central = Central(tmp_path / "central", None, 4)
+    try:
+        browser = OperatorBrowser(central)
+        assert browser.sign_in("ops", add_operator(central, tmp_path)) == 302
+        assert [browser.request("/")[0] for _ in range(24)] == [200] * 24
+    finally:
+        central.stop()

@@ -27,9 +27,14 @@ COMMON_PASSWORDS_FILE = Path(__file__).with_name("common-passwords.txt.gz")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
 
 _hasher = PasswordHasher()
-# Verifying against this when the user does not exist keeps the reply time the same, so
-# response timing does not reveal which usernames exist.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-for-timing")
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so reply time does not reveal
+    which usernames exist. Made on first use: importing this module costs no Argon2id hash
+    (64 MiB, ~50 ms), which matters in every forked worker of the centre."""
+    return _hasher.hash("not-a-real-password-for-timing")
 
 
 def normalise_username(username: str) -> str:
@@ -40,12 +45,17 @@ def normalise_username(username: str) -> str:
 def _check_new(username: str, password: str, role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    check_username(username)
+    check_password(password, username)
+
+
+def check_username(username: str) -> None:
+    """ValueError unless `username` (normalised) is 3-32 safe characters."""
     if not _USERNAME.match(username):
         raise ValueError(
             "username must be 3-32 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    check_password(password, username)
 
 
 # Runs along the digits, the alphabet and keyboard rows, repeated: "123456789012",
@@ -112,7 +122,7 @@ def authenticate(store: Any, username: str, password: str) -> Any | None:
     user = User.get_or_none(User.username == normalise_username(username))
     if user is None or not user.active:
         try:
-            _hasher.verify(_DUMMY_HASH, password or "")
+            _hasher.verify(dummy_hash(), password or "")
         except VerificationError:
             pass
         return None

@@ -104,9 +104,14 @@ from appliance.tls_cli import tls_group  # noqa: E402
 main.add_command(tls_group)
 
 from appliance.discovery.cli import discover_command  # noqa: E402
-from appliance.provisioning import factory_reset_command, provision_command  # noqa: E402
+from appliance.provisioning import (  # noqa: E402
+    claim_command,
+    factory_reset_command,
+    provision_command,
+)
 
 main.add_command(discover_command)
+main.add_command(claim_command)
 main.add_command(provision_command)
 main.add_command(factory_reset_command)
 

@@ -7,9 +7,12 @@ State lives in `data_dir/state/` as small files the service and the CLI share:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
-import shutil
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,23 @@ import click
 from appliance.accounts import create_user, normalise_username
 from appliance.config import Settings
 from appliance.errors import OperatorError
-from appliance.files import make_private_dir, write_private
+from appliance.files import (
+    UnsafePath,
+    make_private_dir,
+    remove_tree_beneath,
+    unlink_beneath,
+    write_private,
+)
 from appliance.identity import KEY_FILE, DeviceIdentity
 from appliance.tls import ensure_tls
-from sync.agent.claim import ClaimError, claim_box, read_voucher
+from sync.agent.claim import (
+    MAX_VOUCHER,
+    ClaimError,
+    central_file,
+    check_central_url,
+    claim_box,
+    read_voucher,
+)
 
 MAX_CLINIC_NAME = 80
 
@@ -64,12 +80,19 @@ def read_state(settings: Settings) -> ProvisioningState:
     directory = state_dir(settings)
     clinic = _read_json(directory / "clinic.json")
     claim = _read_json(directory / "claim.json")
+    central = central_file(settings.data_dir)
     return ProvisioningState(
         clinic_name=clinic.get("name") if clinic else None,
         provisioned=(directory / "provisioned").exists(),
-        claimed=bool(claim),
-        central_url=claim.get("central_url") if claim else None,
+        claimed=bool(claim) or central.exists(),
+        central_url=claim.get("central_url") if claim else _central_url(central),
     )
+
+
+def _central_url(path: Path) -> str | None:
+    data = _read_json(path)
+    url = data.get("central_url") if data else None
+    return url if isinstance(url, str) else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -129,31 +152,68 @@ def provision(
     return identity
 
 
-def claim(
-    settings: Settings, central_url: str, token: str, ca_file: Path | None = None
-) -> dict[str, Any]:
-    """Claim the box for `central_url` with a one-time token; record the claim (0600)."""
-    if not central_url.startswith(("https://", "http://")):
-        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
-    if not token.strip():
-        raise ProvisioningError("the claim token must not be empty")
-    identity = DeviceIdentity.load_or_create(settings.secrets_dir)
+class AlreadyClaimed(ProvisioningError):
+    """The box already belongs to a centre; only a factory reset frees it."""
+
+
+def _refuse_if_claimed(settings: Settings) -> None:
+    state = read_state(settings)
+    if state.claimed:
+        raise AlreadyClaimed(
+            f"this box is already claimed for {state.central_url or 'a centre'}; a new claim "
+            "needs a factory reset first (it destroys the records and keys on the box)"
+        )
+
+
+@contextlib.contextmanager
+def _claim_lock(settings: Settings) -> Iterator[None]:
+    """One claim at a time: two pages posting at once cannot both pass the claimed check."""
+    directory = state_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / "claim.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        result = claim_box(central_url, token.strip(), identity, ca_file=ca_file)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _checked_url(central_url: str) -> str:
+    try:
+        return check_central_url(central_url.strip())
     except ClaimError as exc:
         raise ProvisioningError(str(exc)) from None
-    record = {"central_url": central_url, "mode": "token", "claimed_at": _now(),
-              "centre": dict(result), "ca_file": str(ca_file) if ca_file else None}
-    _write_claim(settings, record)
+
+
+def claim(settings: Settings, central_url: str, token: str) -> dict[str, Any]:
+    """Claim the box for `central_url` with a one-time token; record the claim (0600).
+
+    Refused (AlreadyClaimed) on a box that is claimed already, before any contact.
+    """
+    central_url = _checked_url(central_url)
+    if not token.strip():
+        raise ProvisioningError("the claim token must not be empty")
+    with _claim_lock(settings):
+        _refuse_if_claimed(settings)
+        identity = DeviceIdentity.load_or_create(settings.secrets_dir)
+        try:
+            result = claim_box(central_url, token.strip(), identity)
+        except ClaimError as exc:
+            raise ProvisioningError(str(exc)) from None
+        record = {"central_url": central_url, "mode": "token", "claimed_at": _now(),
+                  "centre": dict(result)}
+        _write_claim(settings, record)
     return record
 
 
 def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[str, Any]:
-    """Record an offline claim voucher; the centre checks it on the box's first contact."""
-    if not central_url.startswith(("https://", "http://")):
-        raise ProvisioningError(f"central URL must start with https://, got {central_url!r}")
+    """Record an offline claim voucher; the centre checks it on the box's first contact.
+
+    Refused (AlreadyClaimed) on a box that is claimed already or holds a voucher.
+    """
+    central_url = _checked_url(central_url)
     voucher = voucher.strip()
-    if not voucher or len(voucher) > 4096:
+    if not voucher or len(voucher) > MAX_VOUCHER:
         raise ProvisioningError("the claim voucher is empty or too long")
     try:
         read_voucher(voucher)  # signed by the centre: catches typos and edits now
@@ -166,7 +226,9 @@ def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[s
         "verified": False,
         "claimed_at": _now(),
     }
-    _write_claim(settings, record)
+    with _claim_lock(settings):
+        _refuse_if_claimed(settings)
+        _write_claim(settings, record)
     return record
 
 
@@ -196,18 +258,26 @@ def _write_claim(settings: Settings, record: dict[str, Any]) -> None:
     write_private(directory / "claim.json", json.dumps(record).encode())
 
 
-def factory_reset(settings: Settings) -> int:
+def factory_reset(settings: Settings, refused: list[str] | None = None) -> int:
     """Crypto-shred the store, then forget clinic, claim, device key and TLS material.
 
     Returns how many store files were removed. The store must not be open (StoreBusyError).
+    Root may run this over the service user's data dir, so no symbolic link below it is
+    followed: links are removed as links, and what was not overwritten goes to `refused`.
     """
     from appliance.store.wipe import wipe
 
-    removed = wipe(settings)
-    shutil.rmtree(state_dir(settings), ignore_errors=True)
-    shutil.rmtree(settings.tls_dir, ignore_errors=True)
+    data = settings.data_dir
+    removed = wipe(settings, refused)
+    remove_tree_beneath(data, state_dir(settings).relative_to(data))
+    remove_tree_beneath(data, settings.tls_dir.relative_to(data))
     for name in (KEY_FILE, "flask-secret", "setup-code.json"):
-        (settings.secrets_dir / name).unlink(missing_ok=True)
+        try:
+            unlink_beneath(data, (settings.secrets_dir / name).relative_to(data))
+        except UnsafePath as exc:  # the secrets dir itself is a link: remove the link
+            if refused is not None:
+                refused.append(str(exc.strerror))
+            unlink_beneath(data, settings.secrets_dir.relative_to(data))
     return len(removed)
 
 
@@ -230,17 +300,16 @@ def _read_secret_file(path: Path, what: str) -> str:
 @click.option("--tech-user", required=True, help="Username of the first technician.")
 @click.option("--tech-password-file", required=True, type=click.Path(path_type=Path),
               help="File holding that account's password.")
-@click.option("--central-url", default="", help="Central server to claim the box for.")
-@click.option("--claim-token", default="", help="One-time claim token from the centre.")
+@click.option("--central-url", default="", help="Central server to claim the box for (https://).")
+@click.option("--claim-token", default="",
+              help="One-time claim token from the centre (SECRET.TLS_PIN.KEY_PIN).")
 @click.option("--voucher-file", type=click.Path(path_type=Path),
               help="Offline claim voucher (when the box has no link to the centre).")
-@click.option("--central-ca", type=click.Path(path_type=Path, dir_okay=False),
-              help="CA certificate to trust for the central server.")
 @click.pass_context
 def provision_command(
     ctx: click.Context, clinic_name: str, admin_user: str, admin_password_file: Path,
     tech_user: str, tech_password_file: Path, central_url: str, claim_token: str,
-    voucher_file: Path | None, central_ca: Path | None,
+    voucher_file: Path | None,
 ) -> None:
     """First-boot setup without the web wizard (the service may be running)."""
     from appliance.cli import settings_from
@@ -264,9 +333,35 @@ def provision_command(
     click.echo(f"provisioned: device {identity.fingerprint}, accounts {admin.username!r} "
                f"and {tech.username!r}")
     if claim_token:
-        claim(settings, central_url, claim_token, central_ca)
+        claim(settings, central_url, claim_token)
         click.echo(f"claimed for {central_url}")
     elif voucher_file is not None:
+        accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
+        click.echo(f"offline voucher stored; {central_url} checks it on first contact")
+
+
+@click.command("claim")
+@click.option("--central-url", required=True, help="Central server to claim the box for (https://).")
+@click.option("--claim-token", default="",
+              help="One-time claim token from the centre (SECRET.TLS_PIN.KEY_PIN).")
+@click.option("--voucher-file", type=click.Path(path_type=Path),
+              help="Offline claim voucher (when the box has no link to the centre).")
+@click.pass_context
+def claim_command(
+    ctx: click.Context, central_url: str, claim_token: str, voucher_file: Path | None
+) -> None:
+    """Claim a provisioned, unclaimed box for a centre (a claimed box refuses)."""
+    from appliance.cli import settings_from
+
+    settings = settings_from(ctx)
+    if bool(claim_token) == bool(voucher_file):
+        raise ProvisioningError("give either --claim-token or --voucher-file")
+    if not read_state(settings).provisioned:
+        raise ProvisioningError("provision the box first (clinicbox provision or the wizard)")
+    if claim_token:
+        claim(settings, central_url, claim_token)
+        click.echo(f"claimed for {central_url}")
+    else:
         accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
         click.echo(f"offline voucher stored; {central_url} checks it on first contact")
 
@@ -282,6 +377,9 @@ def factory_reset_command(ctx: click.Context, yes: bool) -> None:
         raise ProvisioningError(
             "factory reset destroys every record, account and key on this box; add --yes"
         )
-    removed = factory_reset(settings_from(ctx))
+    refused: list[str] = []
+    removed = factory_reset(settings_from(ctx), refused)
+    for line in refused:
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"factory reset done: store keys shredded, {removed} store files removed; "
                "the box is unclaimed and prints a new setup code on its next start")

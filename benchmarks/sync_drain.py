@@ -137,7 +137,7 @@ def drain(quick):
             result = claim_box(claim_url, token(args), identity)
         save_link(work / "box", CentralLink(url, result["device_id"],
                                             result["centre_signing_key"],
-                                            result["centre_sealing_key"]))
+                                            result["centre_sealing_key"], result["tls_pin"]))
         agent_env = env(CLINICBOX_DATA_DIR=str(work / "box"), CLINICBOX_SYNC_PROBE_INTERVAL_S="1",
                         CLINICBOX_SYNC_BACKOFF_MAX_S="8", CLINICBOX_SYNC_READ_TIMEOUT_S="20",
                         CLINICBOX_SYNC_CONNECT_TIMEOUT_S="5", CLINICBOX_SYNC_MAX_BATCH="1024",
@@ -233,8 +233,7 @@ def ingest(quick):
         for c in range(clients):
             ident = DeviceIdentity.load_or_create(base / f"dev{c}")
             res = claim_box(central, token(args), ident)
-            link = CentralLink(central, res["device_id"], res["centre_signing_key"],
-                               res["centre_sealing_key"])
+            link = res.link(central)
             bodies = [seal_batch(link.sealing_key, link.device_id, encode_batch(
                 link.device_id, [Item(b * per + i, c) for i in range(per)], {}))
                 for b in range(batches)]
@@ -242,7 +241,7 @@ def ingest(quick):
         errors = []
 
         def push(ident, link, bodies):
-            client = HttpClient(central, 5, 120)
+            client = HttpClient(central, 5, 120, link.tls_pin)
             for body in bodies:
                 headers = sign_request(ident.sign, link.device_id, "POST", "/v1/records", body)
                 try:

@@ -217,8 +217,11 @@ def claim() -> Any:
     voucher = request.form.get("voucher", "").strip()
     if not central_url or bool(token) == bool(voucher):
         abort(400, description="Give the centre's address and either a claim token or a voucher.")
-    result = claim_result(current_box(), central_url, token, voucher)
+    box = current_box()
+    result = claim_result(box, central_url, token, voucher)
     if not result["ok"]:
+        # A refused claim on a claimed box is how a rogue re-claim would show: keep a trace.
+        box.store.audit(current_user().username, "technician.claim-refused", "centre")
         abort(400, description=result["message"])
     flash(result["message"])
     return redirect(url_for("technician.page"))

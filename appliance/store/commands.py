@@ -139,7 +139,10 @@ def wipe_command(ctx: click.Context, yes: bool) -> None:
 
     if not yes:
         raise OperatorError("wipe destroys every record on this box; add --yes to confirm")
-    removed = wipe(settings_from(ctx))
+    refused: list[str] = []
+    removed = wipe(settings_from(ctx), refused)
+    for line in refused:
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"record store wiped: keys destroyed, {len(removed)} files removed")
 
 

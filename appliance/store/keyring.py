@@ -35,7 +35,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from appliance.errors import OperatorError
-from appliance.files import write_private
+from appliance.files import (
+    UnsafePath,
+    check_own_regular_file,
+    open_beneath,
+    unlink_beneath,
+    write_private,
+)
 
 KEYS_FILE = "store-keys.json"
 DEVICE_SECRET_FILE = "store-device.key"
@@ -325,19 +331,33 @@ def _write_keys(path: Path, doc: dict) -> None:
         os.close(fd)
 
 
-def shred_file(path: Path) -> bool:
-    """Overwrite `path` with random bytes, flush them to disk, unlink it; False if absent."""
+def shred_file(path: Path, base: Path | None = None) -> bool:
+    """Overwrite `path` with random bytes, flush them to disk, unlink it; False if absent.
+
+    No symbolic link below `base` (default: the file's directory) is followed, and only a
+    regular, singly linked file of ours or of `base`'s owner is overwritten: factory reset
+    runs as root over the service user's directory. A link in the file's place is removed
+    (its target is left alone) and UnsafePath says so.
+    """
+    base = path.parent if base is None else base
+    relative = path.relative_to(base)
     try:
-        size = path.stat().st_size
+        fd = open_beneath(base, relative, os.O_WRONLY | os.O_NONBLOCK)  # a FIFO cannot block
     except FileNotFoundError:
         return False
-    fd = os.open(path, os.O_WRONLY)
+    except UnsafePath:
+        unlink_beneath(base, relative)
+        raise
     try:
-        os.write(fd, os.urandom(max(size, 64)))
+        info = check_own_regular_file(fd, path, os.stat(base).st_uid)
+        os.write(fd, os.urandom(max(info.st_size, 64)))
         os.fsync(fd)
+    except UnsafePath:
+        unlink_beneath(base, relative)
+        raise
     finally:
         os.close(fd)
-    path.unlink()
+    unlink_beneath(base, relative)
     return True
 
 

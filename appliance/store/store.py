@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -124,7 +125,17 @@ def passphrase_from_env(env: dict[str, str] | None = None) -> str | None:
 
 
 def take_lock(data_dir: Path, exclusive: bool) -> int:
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    # O_NOFOLLOW: root (factory reset) must not create or open a file where a planted link
+    # points; such a link is removed (never its target) and the lock file made afresh.
+    path = data_dir / LOCK_FILE
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        path.unlink()
+        fd = os.open(path, flags | os.O_EXCL, 0o600)
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -118,14 +118,16 @@ class SyncAgent:
                 except ClaimError as exc:
                     self.status.failed(str(exc))
                     return None
-                self._link = CentralLink(url, result.device_id, result["centre_signing_key"],
-                                         result["centre_sealing_key"])
+                self._link = result.link(url)
                 save_link(self.data_dir, self._link)
                 log.info("voucher accepted; claimed as device %s", result.device_id)
         if self._link is not None and self._client is None:
-            ca = Path(self._link.ca_file) if self._link.ca_file else None
-            self._client = HttpClient(self._link.central_url, self.config.connect_timeout_s,
-                                      self.config.read_timeout_s, ca)
+            try:
+                self._client = HttpClient(self._link.central_url, self.config.connect_timeout_s,
+                                          self.config.read_timeout_s, self._link.tls_pin)
+            except ValueError as exc:  # a plain-http URL from before pinning: never used
+                self.status.failed(str(exc))
+                self._link = None
         return self._link
 
     def _signed(self, method: str, path: str, body: bytes) -> dict[str, str]:
@@ -136,8 +138,7 @@ class SyncAgent:
         """Is the centre reachable right now? (cheap unauthenticated ping, short timeouts)"""
         if self.link() is None or self._client is None:
             return False
-        probe = HttpClient(self._link.central_url, 2.0, 3.0,
-                           Path(self._link.ca_file) if self._link.ca_file else None)
+        probe = HttpClient(self._link.central_url, 2.0, 3.0, self._link.tls_pin)
         try:
             probe.request("GET", "/v1/ping")
             return True

@@ -19,7 +19,15 @@ from sync.agent.agent import SyncAgent
 from sync.agent.claim import CentralLink, load_link
 from sync.agent.status import SyncStatus
 from sync.protocol import ProtocolError
-from sync.protocol.messages import RECEIPT_FORMAT, encode_batch, make_bundle, verify_receipt
+from sync.protocol.messages import (
+    BUNDLE_PAYLOAD_BYTES,
+    MAX_RECEIPT_FILE,
+    MAX_RECORDS,
+    RECEIPT_FORMAT,
+    encode_batch,
+    make_bundle,
+    verify_receipt,
+)
 
 if TYPE_CHECKING:
     from appliance.store.store import Store
@@ -126,7 +134,11 @@ def run_command(ctx: click.Context) -> None:
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_context
 def export_bundle_command(ctx: click.Context, path: Path) -> None:
-    """Write a sealed, signed courier bundle of every undelivered record to PATH."""
+    """Write a sealed, signed courier bundle of undelivered records to PATH.
+
+    A bundle holds at most 32 MiB of records (the centre refuses more); what does not fit
+    stays queued for the next bundle, once the receipt for this one is imported.
+    """
     from appliance.store.outbox import Outbox
 
     settings = _settings(ctx)
@@ -135,7 +147,8 @@ def export_bundle_command(ctx: click.Context, path: Path) -> None:
     store = _open_store(settings)
     try:
         outbox = Outbox(store)
-        items = outbox.lease(1 << 40, 1_000_000, lease_seconds=60)
+        items = outbox.lease(BUNDLE_PAYLOAD_BYTES, MAX_RECORDS, lease_seconds=60)
+        left = sum(outbox.stats()["lanes"].values()) - len(items)
         try:
             plaintext = encode_batch(link.device_id, items, outbox.stats())
             bundle_id = os.urandom(12).hex()
@@ -152,6 +165,9 @@ def export_bundle_command(ctx: click.Context, path: Path) -> None:
     finally:
         store.close()
     click.echo(f"wrote {len(items)} records to {path} (bundle {bundle_id})")
+    if left > 0:
+        click.echo(f"{left} records did not fit: import this bundle's receipt, then export "
+                   "again")
 
 
 @click.command("import-receipts")
@@ -164,10 +180,16 @@ def import_receipts_command(ctx: click.Context, path: Path) -> None:
     settings = _settings(ctx)
     link = _linked(settings)
     try:
-        data = json.loads(path.read_bytes())
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_RECEIPT_FILE + 1)
     except OSError as exc:
         raise OperatorError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
+    if len(raw) > MAX_RECEIPT_FILE:
+        raise OperatorError(f"{path} is larger than any receipt file "
+                            f"({MAX_RECEIPT_FILE // (1024 * 1024)} MiB): not a receipt")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
         raise OperatorError(f"{path} is not a ClinicBox receipt file") from None
     if not isinstance(data, dict) or data.get("format") != RECEIPT_FORMAT:
         raise OperatorError(f"{path} is not a ClinicBox receipt file")

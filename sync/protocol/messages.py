@@ -19,13 +19,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from sync.protocol.canonical import b64d, b64e, canonical_json
-from sync.protocol.errors import ProtocolError
+from sync.protocol.errors import ProtocolError, TooLarge
 from sync.protocol.sealing import open_sealed, seal
 from sync.protocol.signing import sign_document, verify_document
 
 BUNDLE_FORMAT = "clinicbox-bundle/1"
 RECEIPT_FORMAT = "clinicbox-receipt/1"
 MAX_RECORDS = 50_000
+# Size bounds, checked while inflating (never after): a push batch carries at most the agent's
+# max_batch_bytes (2 MB) of payload, which JSON escaping can grow by up to ~2x; a courier
+# bundle carries at most BUNDLE_PAYLOAD_BYTES of payload (export-bundle stops there).
+MAX_BATCH_PLAINTEXT = 8 * 1024 * 1024
+BUNDLE_PAYLOAD_BYTES = 32 * 1024 * 1024
+MAX_BUNDLE_PLAINTEXT = 4 * BUNDLE_PAYLOAD_BYTES
+# The largest bundle or receipt file either end reads (a bundle is base64 of compressed data).
+MAX_BUNDLE_FILE = MAX_BUNDLE_PLAINTEXT
+MAX_RECEIPT_FILE = 16 * 1024 * 1024
 
 Delivered = tuple[str, int, str]
 
@@ -54,8 +63,8 @@ def _parse_batch(plaintext: bytes, device_id: str) -> dict[str, Any]:
     """A batch's JSON, checked: right device, well-formed records, every hash matching."""
     try:
         batch = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError):
-        raise ProtocolError("batch is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProtocolError("batch is not JSON (or nested too deeply)") from None
     if not isinstance(batch, dict) or batch.get("device_id") != device_id:
         raise ProtocolError("batch names another device")
     records = batch.get("records")
@@ -75,7 +84,8 @@ def _parse_batch(plaintext: bytes, device_id: str) -> dict[str, Any]:
 
 def decode_batch(private_key: X25519PrivateKey, device_id: str, blob: bytes) -> dict[str, Any]:
     """Open and check a push batch."""
-    return _parse_batch(open_sealed(private_key, blob, batch_aad(device_id)), device_id)
+    plaintext = open_sealed(private_key, blob, batch_aad(device_id), MAX_BATCH_PLAINTEXT)
+    return _parse_batch(plaintext, device_id)
 
 
 def make_receipt(device_id: str, ref: str, stored: list[Delivered]) -> dict[str, Any]:
@@ -125,10 +135,12 @@ def make_bundle(
 
 def read_bundle_header(raw: bytes) -> dict[str, Any]:
     """The unverified document of a bundle file (to find the device), or ProtocolError."""
+    if len(raw) > MAX_BUNDLE_FILE:
+        raise TooLarge(f"bundle file is larger than {MAX_BUNDLE_FILE // (1024 * 1024)} MiB")
     try:
         envelope = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ProtocolError("not a ClinicBox bundle (not JSON)") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProtocolError("not a ClinicBox bundle (not JSON, or nested too deeply)") from None
     doc = envelope.get("document") if isinstance(envelope, dict) else None
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         raise ProtocolError("not a ClinicBox bundle (unknown format)")
@@ -151,7 +163,8 @@ def open_bundle(
         blob = b64d(doc.get("sealed", ""))
     except ValueError:
         raise ProtocolError("bundle payload is not base64") from None
-    plaintext = open_sealed(private_key, blob, bundle_aad(device_id, bundle_id))
+    plaintext = open_sealed(private_key, blob, bundle_aad(device_id, bundle_id),
+                            MAX_BUNDLE_PLAINTEXT)
     return _parse_batch(plaintext, device_id)
 
 

@@ -18,12 +18,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sync.protocol.canonical import b64d, b64e
-from sync.protocol.errors import ProtocolError
+from sync.protocol.errors import ProtocolError, TooLarge
 
 VERSION = 1
 INFO = b"clinicbox/sync/seal/v1"
-# Decompression bomb guard: no batch or bundle inflates beyond this.
-MAX_PLAINTEXT = 256 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 def _raw(key: X25519PublicKey) -> bytes:
@@ -45,8 +44,9 @@ def seal(recipient: X25519PublicKey, plaintext: bytes, aad: bytes) -> bytes:
     return bytes([VERSION]) + eph_raw + nonce + body
 
 
-def open_sealed(private_key: X25519PrivateKey, blob: bytes, aad: bytes) -> bytes:
-    """The plaintext of a sealed blob, or ProtocolError."""
+def open_sealed(private_key: X25519PrivateKey, blob: bytes, aad: bytes,
+                max_plaintext: int) -> bytes:
+    """The plaintext of a sealed blob, or ProtocolError (TooLarge past `max_plaintext`)."""
     if len(blob) < 1 + 32 + 12 + 16 or blob[0] != VERSION:
         raise ProtocolError("not a sealed payload (wrong version or too short)")
     eph_raw, nonce, body = blob[1:33], blob[33:45], blob[45:]
@@ -58,14 +58,34 @@ def open_sealed(private_key: X25519PrivateKey, blob: bytes, aad: bytes) -> bytes
     except (InvalidTag, ValueError):
         raise ProtocolError("sealed payload does not decrypt (tampered, or sealed to another key)"
                             ) from None
+    return inflate_bounded(compressed, max_plaintext)
+
+
+def inflate_bounded(compressed: bytes, limit: int) -> bytes:
+    """Inflate zlib data as a stream, stopping (TooLarge) as soon as it passes `limit` bytes.
+
+    Memory stays near `limit` whatever the ratio: a 255 KB body that would inflate to
+    250 MB is refused after `limit` bytes, not after 250 MB.
+    """
     inflater = zlib.decompressobj()
+    out = bytearray()
+    data = compressed
     try:
-        plaintext = inflater.decompress(compressed, MAX_PLAINTEXT)
+        while data:
+            out += inflater.decompress(data, _CHUNK)
+            if len(out) > limit:
+                raise TooLarge(f"payload inflates beyond {limit // (1024 * 1024)} MiB; "
+                               "send smaller batches")
+            data = inflater.unconsumed_tail
+        out += inflater.flush()
     except zlib.error:
         raise ProtocolError("sealed payload is not valid zlib") from None
-    if inflater.unconsumed_tail:
-        raise ProtocolError("sealed payload inflates beyond the size limit")
-    return plaintext
+    if len(out) > limit:
+        raise TooLarge(f"payload inflates beyond {limit // (1024 * 1024)} MiB; "
+                       "send smaller batches")
+    if not inflater.eof:
+        raise ProtocolError("sealed payload is truncated zlib")
+    return bytes(out)
 
 
 def sealing_key_b64(key: X25519PublicKey) -> str:

@@ -4,32 +4,28 @@
 - `POST /v1/claim`: JSON claim with a one-time token or an offline voucher.
 - `POST /v1/records`: signed request, sealed batch body; answers a signed receipt.
 - `GET /v1/changes?after=N`: signed request; signed down-sync changes after cursor N.
-- `GET /`: operator page: devices, last seen, backlog, records stored.
+- `GET /`: operator page (login required): devices, last seen, backlog, records stored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import time
-from typing import Any
 
-from flask import Flask, Response, jsonify, render_template_string, request
+from flask import Flask, Response, jsonify, request
 
 from sync.protocol import ProtocolError
+from sync.protocol.errors import TooLarge
 from sync.protocol.messages import decode_batch
 from sync.protocol.signing import H_DEVICE, verify_request
 from sync.server.centre import PROTOCOL_VERSION, Centre, Refused
+from sync.server.operator_page import init_operator_page
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024 * 1024
-
-OPERATOR_PAGE = """<!doctype html><meta charset="utf-8"><title>ClinicBox centre</title>
-<h1>ClinicBox centre: devices</h1>
-<table border="1" cellpadding="4"><tr><th>device</th><th>last seen (UTC)</th>
-<th>backlog per lane</th><th>records stored</th></tr>
-{% for d in devices %}<tr><td><code>{{ d.device_id }}</code></td><td>{{ d.last_seen_text }}</td>
-<td>{{ d.backlog_text }}</td><td>{{ d.records }}</td></tr>{% endfor %}</table>"""
+# A push batch is sealed and compressed: 2 MB of payload travels in far less than this.
+MAX_BODY = 16 * 1024 * 1024
+MAX_CLAIM_BODY = 16 * 1024
 
 
 def create_app(centre: Centre) -> Flask:
@@ -54,9 +50,13 @@ def create_app(centre: Centre) -> Flask:
     def _protocol(exc: ProtocolError) -> tuple[Response, int]:
         return jsonify(error=str(exc)), 401
 
+    @app.errorhandler(400)
+    def _bad_request(exc: Exception) -> tuple[Response, int]:
+        return jsonify(error=getattr(exc, "description", None) or "bad request"), 400
+
     @app.errorhandler(413)
     def _too_big(_exc: Exception) -> tuple[Response, int]:
-        return jsonify(error="request body too large"), 413
+        return jsonify(error=f"request body larger than {MAX_BODY // (1024 * 1024)} MiB"), 413
 
     @app.errorhandler(404)
     def _not_found(_exc: Exception) -> tuple[Response, int]:
@@ -87,7 +87,14 @@ def create_app(centre: Centre) -> Flask:
 
     @app.post("/v1/claim")
     def claim() -> Response:
-        return jsonify(centre.claim(request.get_json(silent=True)))
+        raw = request.get_data(cache=False)
+        if len(raw) > MAX_CLAIM_BODY:
+            raise Refused(413, f"a claim is at most {MAX_CLAIM_BODY // 1024} KiB")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise Refused(400, "the claim is not JSON (or nested too deeply)") from None
+        return jsonify(centre.claim(body))
 
     @app.post("/v1/records")
     def records() -> Response:
@@ -95,6 +102,8 @@ def create_app(centre: Centre) -> Flask:
         device_id = authenticate(body)
         try:
             batch = decode_batch(centre.keys.sealing, device_id, body)
+        except TooLarge as exc:
+            raise Refused(413, str(exc)) from None
         except ProtocolError as exc:
             raise Refused(400, str(exc)) from None
         stored = centre.store(device_id, batch)
@@ -111,19 +120,5 @@ def create_app(centre: Centre) -> Flask:
             raise Refused(400, "after and limit must be integers") from None
         return jsonify(centre.changes(device_id, after, limit))
 
-    @app.get("/")
-    def operator_page() -> str:
-        devices: list[dict[str, Any]] = []
-        for d in centre.devices():
-            seen = d["last_seen"]
-            d["last_seen_text"] = (
-                "never" if seen is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seen))
-            )
-            d["backlog_text"] = (
-                ", ".join(f"{k} {v}" for k, v in (d["backlog"] or {}).get("lanes", {}).items())
-                or "-"
-            )
-            devices.append(d)
-        return render_template_string(OPERATOR_PAGE, devices=devices)
-
+    init_operator_page(app, centre)
     return app

@@ -15,9 +15,11 @@ from typing import Any
 from peewee import Database, IntegrityError, fn
 from playhouse.db_url import connect
 
+from appliance.files import make_private_dir
 from appliance.identity import fingerprint_of
 from sync.protocol import ProtocolError
 from sync.protocol.canonical import b64d, b64e, canonical_json
+from sync.protocol.errors import TooLarge
 from sync.protocol.messages import (
     Delivered,
     make_receipt,
@@ -25,6 +27,7 @@ from sync.protocol.messages import (
     read_bundle_header,
     receipt_file,
 )
+from sync.protocol.pinning import check_pin, key_pin
 from sync.protocol.signing import MAX_SKEW_S, load_public_key, sign_document, verify_document
 from sync.server.keys import CentreKeys
 from sync.server.models import TABLES, ChangeRow, ClaimToken, Device, Nonce, Record, database
@@ -56,6 +59,19 @@ def open_database(url: str) -> Database:
     return db
 
 
+def _make_private_file(path: Path, create: bool = True) -> None:
+    """Make `path` 0600, creating it empty if missing and `create` (never through a link)."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class Centre:
     """One central server: its keys, data dir and database."""
@@ -66,9 +82,21 @@ class Centre:
 
     @classmethod
     def open(cls, data_dir: Path, database_url: str | None = None) -> Centre:
+        """Open (making if needed) the centre in `data_dir`: private to the service user.
+
+        The data dir is 0700 and the SQLite database 0600 (SQLite gives its WAL and
+        shared-memory files the database's mode): record payloads are sealed by the boxes
+        but opened here, so the database holds clinical records in the clear.
+        """
+        make_private_dir(data_dir)
         keys = CentreKeys.load_or_create(data_dir)
-        url = database_url or f"sqlite:///{(data_dir / 'central.db').resolve()}"
-        return cls(data_dir, keys, open_database(url))
+        if database_url:
+            return cls(data_dir, keys, open_database(database_url))
+        path = (data_dir / "central.db").resolve()
+        _make_private_file(path)
+        for leftover in ("-wal", "-shm"):  # from a centre that ran before files were private
+            _make_private_file(path.with_name(path.name + leftover), create=False)
+        return cls(data_dir, keys, open_database(f"sqlite:///{path}"))
 
     def public_keys(self) -> dict[str, str]:
         return {
@@ -78,28 +106,41 @@ class Centre:
 
     # Claiming ---------------------------------------------------------------------------
 
-    def issue_token(self, ttl_hours: float, kind: str = "token") -> str:
-        token = secrets.token_urlsafe(18)
+    def issue_token(self, ttl_hours: float, tls_pin: str, kind: str = "token") -> str:
+        """A one-time claim token: `SECRET.TLS_PIN.KEY_PIN`.
+
+        Only the secret reaches the centre again; the two pins tell the box which TLS key to
+        accept and which signing key must sign the claim answer.
+        """
+        secret = secrets.token_urlsafe(18)
         with self.db.atomic():
             ClaimToken.create(
-                token_hash=hashlib.sha256(token.encode()).hexdigest(), kind=kind,
+                token_hash=hashlib.sha256(secret.encode()).hexdigest(), kind=kind,
                 expires_at=time.time() + ttl_hours * 3600,
             )
-        return token
+        return f"{secret}.{check_pin(tls_pin)}.{key_pin(self.keys.signing_public_b64)}"
 
-    def issue_voucher(self, ttl_hours: float, central_url: str = "") -> str:
-        """An offline voucher: token + centre keys + expiry, signed by the centre."""
-        token = self.issue_token(ttl_hours, kind="voucher")
+    def issue_voucher(self, ttl_hours: float, tls_pin: str, central_url: str = "") -> str:
+        """An offline voucher: token, centre keys, TLS pin and expiry, signed by the centre."""
+        secret = self.issue_token(ttl_hours, tls_pin, kind="voucher").split(".", 1)[0]
         doc = {
-            "kind": "voucher", "token": token, "central_url": central_url,
-            "expires_at": round(time.time() + ttl_hours * 3600), **self.public_keys(),
+            "kind": "voucher", "token": secret, "central_url": central_url,
+            "expires_at": round(time.time() + ttl_hours * 3600), "tls_pin": tls_pin,
+            **self.public_keys(),
         }
         return b64e(canonical_json(sign_document(self.keys.signing, doc)))
 
-    def claim(self, body: Any) -> dict[str, str]:
-        """Register a device with a one-time token or a voucher; Refused otherwise."""
+    def claim(self, body: Any) -> dict[str, Any]:
+        """Register a device with a one-time token or a voucher; Refused otherwise.
+
+        The answer is signed with the centre's Ed25519 key and names the device key and the
+        box's challenge, so the box can check who answered and that the answer is fresh.
+        """
         if not isinstance(body, dict) or not isinstance(body.get("device_public_key"), str):
             raise Refused(400, "claim needs device_public_key and a token or voucher")
+        challenge = body.get("challenge")
+        if not isinstance(challenge, str) or not 16 <= len(challenge) <= 64:
+            raise Refused(400, "claim needs a challenge (16-64 characters); update the box")
         try:
             public_key = load_public_key(body["device_public_key"])
         except ProtocolError as exc:
@@ -137,7 +178,12 @@ class Centre:
                 update={Device.public_key: body["device_public_key"], Device.claimed_at: now},
             ).execute()
         log.info("device %s claimed with a %s", device_id, kind)
-        return {"device_id": device_id, **self.public_keys()}
+        answer = {
+            "kind": "claim-answer", "device_id": device_id,
+            "device_public_key": body["device_public_key"], "challenge": challenge,
+            "issued_at": round(now, 3), **self.public_keys(),
+        }
+        return sign_document(self.keys.signing, answer)
 
     def _voucher_token(self, voucher: str) -> str:
         try:
@@ -217,6 +263,8 @@ class Centre:
             device_id = envelope["document"]["device_id"]
             device_key = self.device_key(device_id)
             batch = open_bundle(device_key, self.keys.sealing, envelope)
+        except TooLarge as exc:
+            raise Refused(413, str(exc)) from None
         except ProtocolError as exc:
             raise Refused(400, str(exc)) from None
         stored = self.store(device_id, batch)

@@ -21,6 +21,8 @@ class _OneLineErrors(click.Group):
     """Operator mistakes and refusals end with one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Keys, database and session secret are the service user's alone.
+        os.umask(0o077)
         try:
             return super().invoke(ctx)
         except (OperatorError, Refused) as exc:
@@ -58,21 +60,78 @@ def init(ctx: click.Context) -> None:
     click.echo(json.dumps(centre.public_keys()))
 
 
+_TLS_CERT_HELP = ("The certificate boxes see when they connect (default: the centre's own, "
+                  "made in the data dir; give your TLS proxy's if one terminates TLS).")
+
+
+def _tls_pin(ctx: click.Context, tls_cert: Path | None) -> str:
+    from sync.protocol.pinning import tls_pin_of_pem
+    from sync.server.certificate import ensure_centre_certificate
+
+    if tls_cert is None:
+        return ensure_centre_certificate(ctx.obj["data_dir"]).pin
+    try:
+        return tls_pin_of_pem(tls_cert.read_bytes())
+    except OSError as exc:
+        raise OperatorError(f"cannot read {tls_cert}: {exc.strerror}") from None
+    except ValueError:
+        raise OperatorError(f"{tls_cert} is not a PEM certificate") from None
+
+
 @main.command("claim-token")
 @click.option("--ttl-hours", type=click.FloatRange(0.01, 24 * 90), default=72.0)
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help=_TLS_CERT_HELP)
 @click.pass_context
-def claim_token(ctx: click.Context, ttl_hours: float) -> None:
-    """Print a one-time claim token."""
-    click.echo(_centre(ctx).issue_token(ttl_hours))
+def claim_token(ctx: click.Context, ttl_hours: float, tls_cert: Path | None) -> None:
+    """Print a one-time claim token (SECRET.TLS_PIN.KEY_PIN)."""
+    centre = _centre(ctx)  # first: it makes the data dir private
+    click.echo(centre.issue_token(ttl_hours, _tls_pin(ctx, tls_cert)))
 
 
 @main.command("claim-voucher")
 @click.option("--ttl-hours", type=click.FloatRange(0.01, 24 * 365), default=24 * 30.0)
-@click.option("--central-url", default="", help="URL the box should sync with.")
+@click.option("--central-url", default="", help="https:// URL the box should sync with.")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help=_TLS_CERT_HELP)
 @click.pass_context
-def claim_voucher(ctx: click.Context, ttl_hours: float, central_url: str) -> None:
-    """Print an offline claim voucher (token, centre keys, expiry; signed by the centre)."""
-    click.echo(_centre(ctx).issue_voucher(ttl_hours, central_url))
+def claim_voucher(ctx: click.Context, ttl_hours: float, central_url: str,
+                  tls_cert: Path | None) -> None:
+    """Print an offline claim voucher (token, centre keys, TLS pin, expiry; signed)."""
+    if central_url and not central_url.startswith("https://"):
+        raise OperatorError("--central-url must start with https:// (boxes refuse plain http)")
+    centre = _centre(ctx)  # first: it makes the data dir private
+    click.echo(centre.issue_voucher(ttl_hours, _tls_pin(ctx, tls_cert), central_url))
+
+
+@main.group()
+def operator() -> None:
+    """Accounts for the operator page (there is no default account)."""
+
+
+@operator.command("add")
+@click.argument("username")
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="File holding the password (default: ask twice).")
+@click.pass_context
+def operator_add(ctx: click.Context, username: str, password_file: Path | None) -> None:
+    """Create an operator, or set a new password for an existing one."""
+    from sync.server.operators import add_operator
+
+    if password_file is not None:
+        try:
+            password = password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise OperatorError(f"cannot read {password_file}: {exc.strerror}") from None
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    centre = _centre(ctx)
+    try:
+        with centre.db.connection_context():
+            name = add_operator(username, password)
+    except ValueError as exc:
+        raise OperatorError(str(exc)) from None
+    click.echo(f"operator {name!r} can now sign in to the operator page")
 
 
 @main.command("import-bundle")
@@ -82,8 +141,11 @@ def claim_voucher(ctx: click.Context, ttl_hours: float, central_url: str) -> Non
 @click.pass_context
 def import_bundle(ctx: click.Context, path: Path, receipt_path: Path | None) -> None:
     """Ingest a courier bundle idempotently and write a signed receipt file for the box."""
+    from sync.protocol.messages import MAX_BUNDLE_FILE
+
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BUNDLE_FILE + 1)
     except OSError as exc:
         raise OperatorError(f"cannot read {path}: {exc.strerror}") from None
     receipt, count = _centre(ctx).import_bundle(raw)
@@ -120,17 +182,32 @@ def publish(ctx: click.Context, kind: str, key: str, body: str, device: str | No
 @click.option("--port", type=click.IntRange(0, 65535), default=8600, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option("--certfile", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option("--keyfile", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option("--certfile", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="TLS certificate (default: the centre's own, in the data dir).")
+@click.option("--keyfile", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="Its private key.")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int,
           certfile: Path | None, keyfile: Path | None) -> None:
-    """Serve the API: WORKERS forked cheroot processes sharing the port (SO_REUSEPORT)."""
-    from sync.server.workers import serve_forked
+    """Serve the API over HTTPS: WORKERS forked cheroot processes sharing the port."""
+    from sync.server.certificate import ensure_centre_certificate
+    from sync.server.workers import PortBusy, serve_forked
 
+    if (certfile is None) != (keyfile is None):
+        raise OperatorError("give both --certfile and --keyfile, or neither")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    centre = _centre(ctx)  # makes keys and tables once, before forking
+    from sync.server.operator_page import session_secret
+
+    centre = _centre(ctx)  # makes keys, tables and the session key once, before forking
     centre.db.close()
-    sys.exit(serve_forked(ctx.obj["data_dir"], ctx.obj["database"], host, port, workers,
-                          threads, certfile, keyfile))
+    session_secret(ctx.obj["data_dir"])
+    if certfile is None or keyfile is None:
+        own = ensure_centre_certificate(ctx.obj["data_dir"])
+        certfile, keyfile = own.cert, own.key
+    try:
+        code = serve_forked(ctx.obj["data_dir"], ctx.obj["database"], host, port, workers,
+                            threads, certfile, keyfile)
+    except PortBusy as exc:
+        raise OperatorError(str(exc)) from None
+    sys.exit(code)
 

@@ -85,4 +85,12 @@ class ChangeRow(BaseModel):
     created_at = BigIntegerField(default=lambda: int(time.time()))
 
 
-TABLES = [Device, ClaimToken, Nonce, Record, ChangeRow]
+class Operator(BaseModel):
+    """A person who may open the centre's operator page (Argon2id password hash)."""
+
+    username = CharField(primary_key=True, max_length=32)
+    password_hash = CharField(max_length=200)
+    created_at = FloatField(default=time.time)
+
+
+TABLES = [Device, ClaimToken, Nonce, Record, ChangeRow, Operator]

@@ -21,12 +21,29 @@ from cheroot import wsgi
 log = logging.getLogger(__name__)
 
 
+class PortBusy(Exception):
+    """The address to serve on is taken or cannot be bound; the text says which."""
+
+
 def _pick_port(host: str, port: int) -> socket.socket:
-    """A socket bound (not listening) to `host:port` with SO_REUSEPORT; picks a port for 0."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    """A socket bound (not listening) to `host:port` with SO_REUSEPORT; picks a port for 0.
+
+    PortBusy when another program listens there. SO_REUSEPORT would let two servers of the
+    same user share a port silently, so a probe without it goes first.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        if port:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise PortBusy(f"cannot serve on {host}:{port}: {exc.strerror or exc} "
+                       "(another program listens there? choose --port)") from None
     return sock
 
 
@@ -76,7 +93,7 @@ def _wait_listening(host: str, port: int, deadline: float) -> bool:
 
 
 def serve_forked(data_dir: Path, database: str | None, host: str, port: int, workers: int,
-                 threads: int, certfile: Path | None, keyfile: Path | None) -> int:
+                 threads: int, certfile: Path, keyfile: Path) -> int:
     """Run `workers` worker processes until SIGTERM; return the exit code."""
     holder = _pick_port(host, port)
     port = holder.getsockname()[1]
@@ -99,8 +116,7 @@ def serve_forked(data_dir: Path, database: str | None, host: str, port: int, wor
     if not ready:
         _on_signal(signal.SIGTERM, None)
     else:
-        scheme = "https" if certfile else "http"
-        print(f"clinicbox-central serving on {scheme}://{host}:{port}/ with {workers} workers",
+        print(f"clinicbox-central serving on https://{host}:{port}/ with {workers} workers",
               flush=True)
     while pids:
         try:

@@ -57,7 +57,7 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
             break
         except OSError:
             time.sleep(0.2)
-    yield Central(f"http://127.0.0.1:{port}", data)
+    yield Central(f"https://127.0.0.1:{port}", data)
     proc.terminate()
     proc.wait(10)
 
@@ -87,6 +87,8 @@ def test_a_reused_token_is_refused(tmp_path: Path, central: Central) -> None:
         claim(second, central.url, token)
     assert read_state(first).claimed and not read_state(second).claimed
     with pytest.raises(ProvisioningError, match="unknown or expired"):
+        claim(second, central.url, "not-a-token-we-made." + token.split(".", 1)[1])
+    with pytest.raises(ProvisioningError, match="not a ClinicBox claim token"):
         claim(second, central.url, "not-a-token")
 
 

@@ -134,9 +134,7 @@ class Box:
 
     def claim(self, central: Central, url: str | None = None) -> CentralLink:
         token = central.cli("claim-token").stdout.strip()
-        result = claim_box(central.url, token, self.identity)
-        link = CentralLink(url or central.url, result.device_id, result["centre_signing_key"],
-                           result["centre_sealing_key"])
+        link = claim_box(central.url, token, self.identity).link(url or central.url)
         save_link(self.data_dir, link)
         return link
 
@@ -211,3 +209,62 @@ def wait_drained(box: Box, central: Central, device_id: str, timeout: float = 60
             return held
         time.sleep(0.3)
     raise AssertionError(f"not drained: {len(expected - held)} of {len(expected)} missing")
+
+
+class OperatorBrowser:
+    """A browser-like client for the centre's operator page: cookies, CSRF tokens, HTTPS
+    (the centre's self-signed certificate is accepted as a browser would after a warning)."""
+
+    def __init__(self, central: Central) -> None:
+        import http.cookiejar
+        import ssl
+        import urllib.request
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
+        class _NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *_args: object, **_kw: object) -> None:
+                return None
+
+        self.url = central.url
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=context),
+            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
+
+    def request(self, path: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """(status, body, Location header) of a GET, or of a POST of `form`."""
+        import urllib.error
+        import urllib.parse
+
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        try:
+            with self.opener.open(self.url + path, data=data, timeout=10) as answer:
+                return answer.status, answer.read().decode(), answer.headers.get("Location", "")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(), exc.headers.get("Location", "")
+
+    def csrf(self, path: str = "/login") -> str:
+        import re
+
+        _status, page, _ = self.request(path)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match, page
+        return match.group(1)
+
+    def sign_in(self, username: str, password: str) -> int:
+        token = self.csrf("/login")
+        status, _body, _ = self.request("/login", {"csrf_token": token, "username": username,
+                                                   "password": password})
+        return status
+
+
+def add_operator(central: Central, tmp_path: Path, username: str = "ops",
+                 password: str = "correct horse battery") -> str:
+    """Make an operator account with the centre's CLI; return its password."""
+    secret = tmp_path / f"{username}.pw"
+    secret.write_text(password + "\n")
+    central.cli("operator", "add", username, "--password-file", str(secret))
+    return password

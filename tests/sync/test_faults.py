@@ -60,10 +60,10 @@ def test_sigkill_at_random_moments(tmp_path, central_sqlite):
 def test_500s_timeouts_and_cut_connections(tmp_path, postgres):
     central = Central(tmp_path / "central", postgres, workers=2)
     proxy = FaultProxy(central.port, {"pass": 3, "http500": 1, "hang": 0.5, "cut_request": 1,
-                                      "cut_response": 2})
+                                      "cut_response": 2}, central.data_dir)
     box = Box(tmp_path / "box")
     try:
-        link = box.claim(central, url=f"http://127.0.0.1:{proxy.port}")
+        link = box.claim(central, url=f"https://127.0.0.1:{proxy.port}")
         box.add_records(120, edit=10)
         agent = box.start_agent()
         try:

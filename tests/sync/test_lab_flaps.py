@@ -40,11 +40,10 @@ def test_link_flaps_through_lab(tmp_path):
         claimed = lab.run(box_host, [sys.executable, "-c", (
             "import json,sys;from pathlib import Path;"
             "from appliance.identity import DeviceIdentity;"
-            "from sync.agent.claim import claim_box, save_link, CentralLink;"
+            "from sync.agent.claim import claim_box, save_link;"
             f"i=DeviceIdentity.load_or_create(Path({str(box.data_dir / 'secrets')!r}));"
             f"r=claim_box({url!r},{token!r},i);"
-            f"save_link(Path({str(box.data_dir)!r}),CentralLink({url!r},r.device_id,"
-            "r['centre_signing_key'],r['centre_sealing_key']));print(json.dumps(r))")],
+            f"save_link(Path({str(box.data_dir)!r}),r.link({url!r}));print(json.dumps(r))")],
             env=clean_env())
         assert claimed.returncode == 0, claimed.stderr
         box.add_records(60)

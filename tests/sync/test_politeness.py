@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from appliance.store import open_store
 from sync.agent.agent import AgentConfig, SyncAgent
-from tests.sync.conftest import Box, delivered_at_centre
+from sync.agent.claim import save_link
+from tests.sync.conftest import Box, OperatorBrowser, add_operator, delivered_at_centre
 from tests.sync.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,8 +62,8 @@ def test_daily_budget_stops_sending(tmp_path, central_sqlite):
 
 def test_batches_grow_on_success_and_halve_on_error(tmp_path, central_sqlite):
     box = Box(tmp_path / "box")
-    proxy = FaultProxy(central_sqlite.port, {"pass": 1})
-    box.claim(central_sqlite, url=f"http://127.0.0.1:{proxy.port}")
+    proxy = FaultProxy(central_sqlite.port, {"pass": 1}, central_sqlite.data_dir)
+    box.claim(central_sqlite, url=f"https://127.0.0.1:{proxy.port}")
     box.add_records(60)
     agent = _agent(box, max_batch=64, backoff_base_s=0.01)
     try:
@@ -107,8 +110,6 @@ def test_provisioning_claims_token_and_voucher(tmp_path, central_sqlite):
 
 
 def test_retention_purges_delivered_and_operator_page(tmp_path, central_sqlite):
-    import urllib.request
-
     box = Box(tmp_path / "box")
     link = box.claim(central_sqlite)
     box.add_records(2)
@@ -121,5 +122,49 @@ def test_retention_purges_delivered_and_operator_page(tmp_path, central_sqlite):
         assert agent.outbox.stats()["delivered"] == 0
     finally:
         agent.store.close()
-    page = urllib.request.urlopen(central_sqlite.url + "/", timeout=5).read().decode()
-    assert link.device_id in page and "clinical 0" in page
+    browser = OperatorBrowser(central_sqlite)
+    assert browser.sign_in("ops", add_operator(central_sqlite, tmp_path)) == 302
+    status, page, _ = browser.request("/")
+    assert status == 200 and link.device_id in page and "clinical 0" in page
+
+
+def test_the_byte_count_covers_what_crossed_the_wire(tmp_path, central_sqlite):
+    """The daily budget counts at least the TCP payload a push really moved (TLS included)."""
+    import socket
+    import threading
+
+    box = Box(tmp_path / "box")
+    link = box.claim(central_sqlite)
+    box.add_records(3)
+    listener = socket.create_server(("127.0.0.1", 0))
+    moved = {"up": 0, "down": 0}
+
+    def relay() -> None:
+        client, _ = listener.accept()
+        upstream = socket.create_connection(("127.0.0.1", central_sqlite.port))
+
+        def pump(src: socket.socket, dst: socket.socket, key: str) -> None:
+            while chunk := src.recv(65536):
+                moved[key] += len(chunk)
+                dst.sendall(chunk)
+            dst.shutdown(socket.SHUT_WR)
+
+        up = threading.Thread(target=pump, args=(client, upstream, "up"))
+        up.start()
+        pump(upstream, client, "down")
+        up.join(5)
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    save_link(
+        box.data_dir, replace(link, central_url=f"https://127.0.0.1:{listener.getsockname()[1]}")
+    )
+    agent = _agent(box)
+    try:
+        agent.step()
+        thread.join(10)
+        assert agent.status.records_sent == 4  # one batch, one connection
+        assert agent.status.used_today() >= moved["up"] + moved["down"] > 0
+    finally:
+        agent.store.close()
+        listener.close()

@@ -34,7 +34,7 @@ def _batch(link, n: int = 1) -> bytes:
 def test_forged_replayed_and_stale_requests(tmp_path, central_sqlite):
     box = Box(tmp_path / "box")
     link = box.claim(central_sqlite)
-    client = HttpClient(central_sqlite.url, 2, 5)
+    client = HttpClient(central_sqlite.url, 2, 5, link.tls_pin)
     body = _batch(link)
     good = sign_request(box.identity.sign, link.device_id, "POST", "/v1/records", body)
     assert client.request("POST", "/v1/records", body, good).status == 200
@@ -65,6 +65,9 @@ def test_claim_tokens_and_vouchers(tmp_path, central_sqlite):
     with pytest.raises(ClaimError, match="409.*already used by another box"):
         claim_box(central_sqlite.url, token, other.identity)
     with pytest.raises(ClaimError, match="403.*unknown or expired"):
+        claim_box(central_sqlite.url, "no-such-token-at-all." + token.split(".", 1)[1],
+                  other.identity)
+    with pytest.raises(ClaimError, match="not a ClinicBox claim token"):
         claim_box(central_sqlite.url, "no-such-token", other.identity)
     voucher = central_sqlite.cli("claim-voucher").stdout.strip()
     result = claim_with_voucher(central_sqlite.url, voucher, other.identity)
@@ -126,7 +129,7 @@ def test_unsigned_or_foreign_changes_refused(tmp_path, central_sqlite):
     with pytest.raises(ProtocolError, match="unsigned"):
         verify_changes(link.signing_key, {"changes": [{"document": doc}]}, link.device_id)
     central_sqlite.cli("publish", "config", "k", "1")
-    client = HttpClient(central_sqlite.url, 2, 5)
+    client = HttpClient(central_sqlite.url, 2, 5, link.tls_pin)
     path = "/v1/changes?after=0&limit=200"
     answer = client.request("GET", path, b"",
                             sign_request(box.identity.sign, link.device_id, "GET", path, b""))

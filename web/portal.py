@@ -28,7 +28,6 @@ from appliance.clinical.questionnaires import (
 )
 from appliance.clinical.session_codes import (
     assign_codes,
-    derive_invite_token,
     join_code_of,
 )
 from appliance.media.rooms import Rooms
@@ -135,9 +134,9 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
     User = _store().User  # noqa: N806
     facilitator = None
     try:
-        facilitator = User.get_or_none(
-            (User.id == int(form.get("facilitator") or "0")) & (User.role << CLINICAL)
-        )
+        chosen = int(form.get("facilitator") or "0")
+        if 0 < chosen < 2**63:  # SQLite integers are 64-bit; a larger one is no user
+            facilitator = User.get_or_none((User.id == chosen) & (User.role << CLINICAL))
     except ValueError:
         pass
     if facilitator is None:
@@ -184,8 +183,9 @@ def session_detail(session_id: str) -> str:
         Attendance.select().where(Attendance.session == group).order_by(Attendance.joined_at)
     )
     _audit("record.read", f"group_session/{group.id}")
-    invite = url_for("join.invite", token=derive_invite_token(code_secret(), group.id),
-                     _external=True)
+    from web.join import invite_url  # web.join imports this module
+
+    invite = invite_url(group)
     # Patients join without an account, so each join starts a new patient record; offer to
     # match it with an earlier record under the same name (the clinician decides).
     Patient = _store().Patient  # noqa: N806

@@ -355,8 +355,9 @@
   }
   function pollState() {
     fetch(root.dataset.stateUrl, { cache: "no-store", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (st) { if (st) { applyState(st); } })
+      // 403 carries the status of a patient removed from the session: the call ends.
+      .then(function (r) { return r.ok || r.status === 403 ? r.json() : null; })
+      .then(function (st) { if (st && st.status) { applyState(st); } })
       .catch(function () { /* the next round will retry */ });
   }
   $("poll").onsubmit = function (e) {

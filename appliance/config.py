@@ -169,8 +169,12 @@ def _validate(values: dict[str, Any]) -> None:
 def _is_base_url(text: str) -> bool:
     parts = urlsplit(text)
     return (
-        parts.scheme in ("https", "http") and bool(parts.hostname) and parts.path in ("", "/")
-        and not parts.query and not parts.fragment and text.isascii()
+        parts.scheme in ("https", "http")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not parts.query
+        and not parts.fragment
+        and text.isascii()
     )
 
 
@@ -193,9 +197,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return {k: _coerce(k, v, _TYPES[k], str(path)) for k, v in section.items()}
 
 
-def load_settings(
-    env: dict[str, str] | None = None, config_path: Path | None = None
-) -> Settings:
+def load_settings(env: dict[str, str] | None = None, config_path: Path | None = None) -> Settings:
     """Build the settings from defaults, the TOML file and CLINICBOX_* variables (in that order)."""
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}

@@ -78,7 +78,11 @@ def invite_url(group: Any) -> str:
 
 def _join_form(error: str | None, code: str = "", name: str = "", status: int = 200) -> Any:
     return render_template(
-        "join.html", error=error, code=code, name=name, digits=CODE_DIGITS,
+        "join.html",
+        error=error,
+        code=code,
+        name=name,
+        digits=CODE_DIGITS,
     ), status
 
 
@@ -86,7 +90,9 @@ def _too_many(wait_s: int, name: str = "") -> Any:
     minutes = max(1, (wait_s + 59) // 60)
     page, _ = _join_form(
         f"Too many tries with a wrong code. Wait {minutes} minute{'s' if minutes > 1 else ''} "
-        "and try again, or use the invite link from your clinic.", name=name, status=429,
+        "and try again, or use the invite link from your clinic.",
+        name=name,
+        status=429,
     )
     return page, 429, {"Retry-After": str(wait_s)}
 
@@ -105,13 +111,15 @@ def _open_session(code: str | None, name: str = "") -> tuple[Any, Any]:
         join_throttle().wrong_code(client)
         return None, _join_form(
             f"The session code is {CODE_DIGITS} digits. Check it and try again.",
-            name=name, status=400,
+            name=name,
+            status=400,
         )
     group = find_open_session(_store().GroupSession, code)
     if group is None:
         join_throttle().wrong_code(client)
         return None, _join_form(
-            "No session is open with that code. Check it with your clinic.", name=name,
+            "No session is open with that code. Check it with your clinic.",
+            name=name,
             status=404,
         )
     too_early_or_late = _window().refusal(group.starts_at, group.state)
@@ -121,7 +129,9 @@ def _open_session(code: str | None, name: str = "") -> tuple[Any, Any]:
     if wait is not None:
         return None, _join_form(
             "Many people are joining this session right now. Wait a minute and try again.",
-            code=code, name=name, status=429,
+            code=code,
+            name=name,
+            status=429,
         )
     return group, None
 
@@ -137,10 +147,14 @@ def invite(token: str) -> Any:
     if len(token) <= MAX_INVITE_TOKEN and token.isascii():
         group = _store().GroupSession.find_by_invite_token(token)
     # The token is re-derived from the id, so a forged or stale index cannot match by chance.
-    if (group is None or group.state not in ("scheduled", "live")
-            or derive_invite_token(code_secret(), group.id) != token):
-        return _join_form("This invite link has expired. Ask your clinic for the session code.",
-                          status=404)
+    if (
+        group is None
+        or group.state not in ("scheduled", "live")
+        or derive_invite_token(code_secret(), group.id) != token
+    ):
+        return _join_form(
+            "This invite link has expired. Ask your clinic for the session code.", status=404
+        )
     return _join_form(None, code=join_code_of(group, code_secret()) or "")
 
 
@@ -175,19 +189,25 @@ def consent() -> Any:
         return refused
     if request.form.get("agree") != "yes":
         return render_template(
-            "consent.html", group=group, code=code, name=name,
+            "consent.html",
+            group=group,
+            code=code,
+            name=name,
             error="To join you need to tick the box to agree. You can also leave now.",
         ), 400
     store = _store()
     Attendance = store.Attendance  # noqa: N806
-    taken = Attendance.select().where(
-        (Attendance.session == group) & (Attendance.status << ("waiting", "admitted"))
-    ).count()
+    taken = (
+        Attendance.select()
+        .where((Attendance.session == group) & (Attendance.status << ("waiting", "admitted")))
+        .count()
+    )
     if taken >= group.capacity - 1:  # the facilitator holds one place
         return _join_form("This session is full. Please contact your clinic.", status=409)
     if group.locked:
-        return _join_form("The facilitator has locked this session. Please contact your clinic.",
-                          status=409)
+        return _join_form(
+            "The facilitator has locked this session. Please contact your clinic.", status=409
+        )
     with store.transaction():
         person = store.Patient.create(display_name=name)
         store.Consent.create(
@@ -214,13 +234,17 @@ def _my_attendance(allowed: tuple[str, ...] = PUSHED_TO) -> Any:
     attendance_id = session.get("attendance")
     found = (
         Attendance.get_or_none(Attendance.id == attendance_id)
-        if isinstance(attendance_id, str) else None
+        if isinstance(attendance_id, str)
+        else None
     )
     if found is None:
         abort(403, description="Join the session with its code first.")
     if found.status not in allowed:
-        abort(403, description="The facilitator did not admit you, or removed you from the "
-              "session. Please contact your clinic if this was a mistake.")
+        abort(
+            403,
+            description="The facilitator did not admit you, or removed you from the "
+            "session. Please contact your clinic if this was a mistake.",
+        )
     return found
 
 
@@ -245,11 +269,13 @@ def state() -> Any:
     attendance_id = session.get("attendance")
     found = (
         Attendance.get_or_none(Attendance.id == attendance_id)
-        if isinstance(attendance_id, str) else None
+        if isinstance(attendance_id, str)
+        else None
     )
     if found is not None and found.status not in PUSHED_TO:
-        response = jsonify(error="Forbidden", status=found.status,
-                           message="You are no longer in this session.")
+        response = jsonify(
+            error="Forbidden", status=found.status, message="You are no longer in this session."
+        )
         response.status_code = 403
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -297,16 +323,24 @@ def questionnaire(code: str) -> Any:
     if code not in asked:
         abort(404, description="Your clinician has not asked for this questionnaire.")
     Response_ = _store().QuestionnaireResponse  # noqa: N806
-    already = Response_.select().where(
-        (Response_.patient == attendance.patient_id)
-        & (Response_.session == attendance.session_id)
-        & (Response_.kind == code.upper())
-    ).exists()
+    already = (
+        Response_.select()
+        .where(
+            (Response_.patient == attendance.patient_id)
+            & (Response_.session == attendance.session_id)
+            & (Response_.kind == code.upper())
+        )
+        .exists()
+    )
     if already:
         abort(409, description="You have already sent this questionnaire. Thank you.")
     page, _saved = questionnaire_view(
-        _store(), code, url_for("join.questionnaire", code=code), attendance.patient,
-        attendance.session, f"patient/{attendance.patient_id}",
+        _store(),
+        code,
+        url_for("join.questionnaire", code=code),
+        attendance.patient,
+        attendance.session,
+        f"patient/{attendance.patient_id}",
     )
     if page is not None:
         return page

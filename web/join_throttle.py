@@ -29,7 +29,9 @@ class WindowCounter:
     """Events per key in fixed windows of `window_s`, for at most `max_keys` keys."""
 
     def __init__(
-        self, window_s: float, max_keys: int = MAX_KEYS,
+        self,
+        window_s: float,
+        max_keys: int = MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.window_s = window_s
@@ -73,9 +75,13 @@ class JoinThrottle:
     BOX = "*"
 
     def __init__(
-        self, per_client: int = PER_CLIENT, box_wide: int = BOX_WIDE,
-        per_session: int = PER_SESSION, window_s: float = WINDOW_S,
-        max_keys: int = MAX_KEYS, clock: Callable[[], float] = time.monotonic,
+        self,
+        per_client: int = PER_CLIENT,
+        box_wide: int = BOX_WIDE,
+        per_session: int = PER_SESSION,
+        window_s: float = WINDOW_S,
+        max_keys: int = MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.per_client, self.box_wide, self.per_session = per_client, box_wide, per_session
         self._failures = WindowCounter(window_s, max_keys, clock)

@@ -27,9 +27,7 @@ def clean_display_name(raw: object) -> str:
         category = unicodedata.category(ch)
         if ch in "\t\n\r":
             continue
-        if category in ("Cc", "Cs", "Co", "Cn") or (
-            category == "Cf" and ch not in _ALLOWED_FORMAT
-        ):
+        if category in ("Cc", "Cs", "Co", "Cn") or (category == "Cf" and ch not in _ALLOWED_FORMAT):
             raise BadDisplayName(
                 "Your name has a hidden or control character (for example a text-direction "
                 "mark). Type it again using letters, numbers and spaces."

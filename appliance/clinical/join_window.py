@@ -21,8 +21,10 @@ class JoinWindow:
     closes_after_min: int = 120
 
     def bounds(self, starts_at: datetime) -> tuple[datetime, datetime]:
-        return (starts_at - timedelta(minutes=self.opens_before_min),
-                starts_at + timedelta(minutes=self.closes_after_min))
+        return (
+            starts_at - timedelta(minutes=self.opens_before_min),
+            starts_at + timedelta(minutes=self.closes_after_min),
+        )
 
     def refusal(self, starts_at: object, state: str, now: datetime | None = None) -> str | None:
         """Why the code cannot be used now (a sentence for the patient), or None."""
@@ -32,11 +34,15 @@ class JoinWindow:
         current = datetime.now() if now is None else now
         opens, closes = self.bounds(start)
         if current >= closes:
-            return (f"Joining this session closed at {_clock(closes)} on {_day(closes)}. "
-                    "Please contact your clinic.")
+            return (
+                f"Joining this session closed at {_clock(closes)} on {_day(closes)}. "
+                "Please contact your clinic."
+            )
         if current < opens and state != "live":
-            return (f"This session opens for joining at {_clock(opens)} on {_day(opens)}, "
-                    f"{self.opens_before_min} minutes before it starts. Please come back then.")
+            return (
+                f"This session opens for joining at {_clock(opens)} on {_day(opens)}, "
+                f"{self.opens_before_min} minutes before it starts. Please come back then."
+            )
         return None
 
 

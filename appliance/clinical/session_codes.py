@@ -35,7 +35,7 @@ def derive_code(secret: bytes, session_id: str, attempt: int = 0) -> str:
 
 def format_code(code: str) -> str:
     """The code in groups of three (`123 456 789`), as clinicians read it out."""
-    return " ".join(code[i:i + 3] for i in range(0, len(code), 3))
+    return " ".join(code[i : i + 3] for i in range(0, len(code), 3))
 
 
 def derive_invite_token(secret: bytes, session_id: str) -> str:

@@ -215,7 +215,9 @@ def test_invite_link_and_code_survive_only_as_hashes(app, box):
     sign_in(clinician)
     session_url, code = _schedule(clinician)
     page = clinician.get(session_url).get_data(as_text=True)
-    invite = re.search(r'id="invite-link" href="https://testbox.local:8443(/i/[\w-]+)"', page).group(1)
+    invite = re.search(
+        r'id="invite-link" href="https://testbox.local:8443(/i/[\w-]+)"', page
+    ).group(1)
     form = app.test_client().get(invite).get_data(as_text=True)
     assert f'value="{code}"' in form
     assert app.test_client().get("/i/not-a-real-token").status_code == 404

@@ -228,6 +228,14 @@ def session_state(session_id: str) -> Response:
     else:
         group.state = transitions[action]
     group.save()
+    if action == "end":
+        # Everyone still in the call is told and disconnected; held seats and their resume
+        # tokens go with the room, and join tokens are refused for an ended session.
+        box = current_box()
+        try:
+            box.media.call(box.rooms.end(group.id), timeout=MEDIA_TIMEOUT_S)
+        except TimeoutError:
+            current_app.logger.warning("session %s: call did not answer the end", group.id)
     _audit(f"session.{action}", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 

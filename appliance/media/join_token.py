@@ -66,7 +66,12 @@ def issue_join_token(
 
 def verify_join_token(secret: bytes, token: str, now: float | None = None) -> JoinClaims:
     """The claims of a token signed with `secret`; JoinTokenError if forged, malformed or old."""
-    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+    if (
+        not isinstance(token, str)
+        or not token.isascii()
+        or token.count(".") != 1
+        or len(token) > 1024
+    ):
         raise JoinTokenError("the join token is malformed")
     body, mac = token.split(".")
     expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())

@@ -8,6 +8,7 @@ subscriber's `RTCRtpSender`, which packs the encoded frame into RTP again. No de
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
+from appliance.media.event_rate import EventRate
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
@@ -59,6 +61,12 @@ class RoomFull(MediaError):
 
 class RoomLocked(MediaError):
     status = 403
+
+
+class SeatInUse(MediaError):
+    """The seat is live on another connection and the offer lacks its resume token."""
+
+    status = 409
 
 
 def _codecs(kind: str) -> list[Any]:
@@ -115,20 +123,30 @@ class Room:
         self, participant_id: str, role: str, name: str, sdp: object, kind: object,
         resume: object = None,
     ) -> RTCSessionDescription:
-        """Answer a participant's offer; a seat already taken by the same id is replaced.
+        """Answer a participant's offer.
 
-        With the resume token of a seat held for this participant, the seat comes back as it
-        was (mute, raised hand, data saver); without it, the participant starts afresh.
+        With the resume token of this participant's seat, the seat comes back as it was
+        (mute, raised hand, data saver), from a held seat or from a live one whose old
+        connection then gives way. A live seat is never taken without its token (SeatInUse);
+        a held one without it starts afresh.
         """
         offer = parse_offer(sdp, kind)
+        live = self.participants.get(participant_id)
+        if live is not None:
+            # A replayed join token alone must not take a seat from the person in it: only
+            # their own page (which holds the resume token) may move it to a new connection.
+            if not (isinstance(resume, str) and hmac.compare_digest(resume, live.resume)):
+                raise SeatInUse(
+                    "this seat is already in the call on another connection; close the call "
+                    "there, or wait a minute and join again"
+                )
+            await self.hold(participant_id)
         held = self.held.get(participant_id)
-        rejoining = participant_id in self.participants or held is not None
+        rejoining = held is not None
         if self.locked and role != "facilitator" and not rejoining:
             raise RoomLocked("the room is locked; ask the facilitator to let you in")
         if len(self.participants) + len(self.held) >= self.capacity and not rejoining:
             raise RoomFull(f"the room is full ({self.capacity} people)")
-        if participant_id in self.participants:
-            await self.leave(participant_id, announce=False)
 
         # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
         # first one's transport (with BALANCED, aiortc leaves later video ones on an orphan).
@@ -141,6 +159,8 @@ class Room:
         resumed = held is not None and held.matches(resume)
         if held is not None and resumed:
             me.muted, me.hand_raised, me.last_n = held.muted, held.hand_raised, held.last_n
+        if held is not None and isinstance(held.rate, EventRate):
+            me.rate = held.rate  # with or without the token: a reconnect refills no bucket
         slots: list[tuple[Any, SlotTrack]] = []
         for media in offer.media:
             if media.kind not in ("audio", "video"):
@@ -235,7 +255,8 @@ class Room:
             return
         await self._disconnect(me)
         self.held[participant_id] = HeldSeat(
-            participant_id, me.role, me.name, me.resume, me.muted, me.hand_raised, me.last_n
+            participant_id, me.role, me.name, me.resume, me.muted, me.hand_raised, me.last_n,
+            me.rate,
         )
         self._expiries[participant_id] = asyncio.get_running_loop().call_later(
             self.grace_s, self._expire, participant_id
@@ -485,9 +506,13 @@ class Room:
     def _announce(self, event: dict[str, Any], exclude_id: str) -> None:
         self._broadcast(event, exclude=self.participants.get(exclude_id))
 
-    def _broadcast(self, event: dict[str, Any], exclude: Participant | None = None) -> None:
+    def _broadcast(
+        self, event: dict[str, Any], exclude: Participant | None = None,
+        breakout: int | None = None,
+    ) -> None:
+        """Send `event` to everyone (but `exclude`); only to breakout room `breakout` if given."""
         for p in list(self.participants.values()):
-            if p is not exclude:
+            if p is not exclude and (breakout is None or p.breakout == breakout):
                 p.send(event)
 
     def _on_message(self, me: Participant, message: object) -> None:
@@ -495,29 +520,37 @@ class Room:
             return
         try:
             event = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(event, dict):
             return
         kind = event.get("type")
+        if kind != "leave" and not me.rate.allow(kind, len(str(event.get("text", "")))):
+            if me.rate.should_notice():
+                me.send({"type": "notice", "text": "You are sending messages too fast: "
+                         "some were not delivered. Wait a moment."})
+            return
+        # Chat, hands and mute states stay inside the sender's breakout room.
         if kind == "chat":
             text = str(event.get("text", "")).strip()[:MAX_CHAT_CHARS]
             if text:
                 self._broadcast(
-                    {"type": "chat", "participant": me.id, "from": me.name, "text": text}
+                    {"type": "chat", "participant": me.id, "from": me.name, "text": text},
+                    breakout=me.breakout,
                 )
                 if self.on_chat is not None:
                     asyncio.get_running_loop().create_task(self._store_chat(me.id, text))
         elif kind == "hand":
             me.hand_raised = bool(event.get("raised"))
-            self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised})
+            self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised},
+                            breakout=me.breakout)
         elif kind == "leave":
             me.leaving = True  # the channel's close that follows is a goodbye, not a drop
         elif kind == "self-mute":
             me.self_muted = bool(event.get("on"))
             self._broadcast(
                 {"type": "muted", "participant": me.id, "on": me.self_muted, "self": True},
-                exclude=me,
+                exclude=me, breakout=me.breakout,
             )
         elif kind == "data-saver":
             self.set_last_n(me.id, 0 if event.get("on") else DEFAULT_LAST_N)
@@ -551,7 +584,8 @@ class Room:
         if audio is not None:
             audio.muted = on
         target.send({"type": "mute", "participant": "me", "on": on})
-        self._broadcast({"type": "muted", "participant": participant_id, "on": on}, exclude=target)
+        self._broadcast({"type": "muted", "participant": participant_id, "on": on},
+                        exclude=target, breakout=target.breakout)
 
     async def remove(self, participant_id: str) -> None:
         target = self.participants.get(participant_id)

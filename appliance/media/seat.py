@@ -33,6 +33,8 @@ class HeldSeat:
     muted: bool
     hand_raised: bool
     last_n: int
+    # The seat's event-rate buckets (appliance/media/event_rate.py): reconnecting refills none.
+    rate: object = None
     held_at: float = field(default_factory=time.monotonic)
 
     def matches(self, resume: object) -> bool:

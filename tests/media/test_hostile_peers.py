@@ -178,3 +178,41 @@ def test_odd_tokens_and_json_get_clear_4xx(sfu: Sfu) -> None:
     for wrong in ({"token": 5}, {"token": ["x"]}, {"token": None, "sdp": {}}):
         status, body = sfu.post_offer(wrong)
         assert status == 403 and body["message"]
+
+
+def test_ending_the_session_ends_the_call_and_its_seats(sfu: Sfu) -> None:
+    from tests.web.conftest import csrf_from, sign_in
+
+    clinician = sfu.client.application.test_client()
+    sign_in(clinician, "facilitator1")
+    session_url = f"/sessions/{sfu.session_id}"
+
+    async def scenario() -> None:
+        ana, back = Peer("ana"), Peer("ana-again")
+        ida = sfu.admit("Ana")
+        try:
+            await sfu.join(ana, ida)
+            assert await wait_for(lambda: _got(ana, type="welcome"), 10)
+            resume = _welcome(ana)["resume"]
+            loop = asyncio.get_running_loop()
+
+            def end() -> int:
+                token = csrf_from(clinician, session_url)
+                return clinician.post(
+                    session_url + "/state", data={"csrf_token": token, "action": "end"}
+                ).status_code
+
+            assert await loop.run_in_executor(None, end) == 302
+            assert await wait_for(
+                lambda: _got(ana, type="notice", text="The session has ended."), 5
+            )
+            stats = sfu.stats()
+            assert stats["participants"] == 0 and stats["held_seats"] == 0
+            offer = await back.offer()
+            status, body = await _post(sfu, {**offer, "token": sfu.token(ida), "resume": resume})
+            assert status == 403 and "ended" in body["message"]
+        finally:
+            for peer in (ana, back):
+                await peer.close()
+
+    asyncio.run(scenario())

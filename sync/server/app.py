@@ -87,7 +87,11 @@ def create_app(centre: Centre) -> Flask:
 
     @app.post("/v1/claim")
     def claim() -> Response:
-        return jsonify(centre.claim(request.get_json(silent=True)))
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # nesting deep enough to exhaust the parser
+            body = None
+        return jsonify(centre.claim(body))
 
     @app.post("/v1/records")
     def records() -> Response:

@@ -1,4 +1,5 @@
-"""A change-feed cursor or limit too large for the database is a clear 400, not a 500."""
+"""The centre answers a cursor too large for its database, or JSON nested too deep, with a
+clear 400 (both were 500s)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ def test_huge_cursor_or_limit_is_refused_with_a_message(tmp_path, central_sqlite
     path = "/v1/changes?after=0&limit=" + "9" * 400  # a huge limit is only capped
     headers = sign_request(box.identity.sign, link.device_id, "GET", path, b"")
     assert client.request("GET", path, b"", headers).json()["cursor"] == 0
+
+
+def test_deeply_nested_claim_is_a_clear_400(central_sqlite):
+    client = HttpClient(central_sqlite.url, 2, 5)
+    body = b"[" * 20_000 + b"]" * 20_000
+    with pytest.raises(Rejected) as refused:
+        client.request("POST", "/v1/claim", body, {"Content-Type": "application/json"})
+    assert refused.value.status == 400
+    assert "claim needs device_public_key" in str(refused.value)

@@ -28,7 +28,7 @@ class JoinWindow:
 
     def refusal(self, starts_at: object, state: str, now: datetime | None = None) -> str | None:
         """Why the code cannot be used now (a sentence for the patient), or None."""
-        start = _as_local(starts_at)
+        start = as_local(starts_at)
         if start is None:
             return None
         current = datetime.now() if now is None else now
@@ -46,7 +46,7 @@ class JoinWindow:
         return None
 
 
-def _as_local(value: object) -> datetime | None:
+def as_local(value: object) -> datetime | None:
     """A naive local datetime from what the store holds (datetime, or text it could not parse)."""
     if isinstance(value, str):
         try:

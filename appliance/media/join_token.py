@@ -87,10 +87,12 @@ def verify_join_token(secret: bytes, token: str, now: float | None = None) -> Jo
     return parsed
 
 
-def issue(box: Any, session_id: str, participant: str, role: str) -> str:
+def issue(
+    box: Any, session_id: str, participant: str, role: str, ttl_s: int = DEFAULT_TTL_S
+) -> str:
     """A token for `participant` in group session `session_id` (the portal's entry point)."""
     secret = token_secret(box.settings.secrets_dir)
-    return issue_join_token(secret, str(session_id), participant, role)
+    return issue_join_token(secret, str(session_id), participant, role, ttl_s)
 
 
 def verify(box: Any, token: str) -> JoinClaims:

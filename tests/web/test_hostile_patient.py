@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from appliance.box import Box
 from appliance.clinical.join_window import JoinWindow
 from appliance.clinical.session_codes import derive_code, join_code_of
+from appliance.media.join_token import verify
 from tests.web.conftest import csrf_from, sign_in
 from tests.web.test_portal import _ask, _join, _schedule
 from web import create_app
@@ -302,3 +303,26 @@ def test_odd_invite_tokens_are_a_plain_not_found(app: Flask) -> None:
         reply = app.test_client().get(f"/i/{token}")
         assert reply.status_code == 404
         assert "invite link has expired" in reply.get_data(as_text=True)
+
+
+def test_a_patients_join_token_ends_with_the_session(app: Flask, box: Box) -> None:
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, code = _schedule(clinician)
+    ana = _join(app, code, "Ana")
+    token = csrf_from(clinician, session_url)
+    clinician.post(session_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    group = box.store.GroupSession.get_by_id(session_url.rsplit("/", 1)[1])
+    started = datetime.now() - timedelta(hours=1)
+    group.starts_at = started
+    group.save()
+    page = ana.get("/call").get_data(as_text=True)
+    claims = verify(box, re.search(r'data-token="([^"]+)"', page).group(1))
+    # Join window (120 min) + 2 h overrun after the start: 3 h from now, not 4.
+    ends = (started + timedelta(minutes=120) + timedelta(hours=2)).timestamp()
+    assert claims.participant_id.startswith("attendance/") and claims.role == "patient"
+    assert ends - 5 <= claims.expires_at <= ends + 5
+    group.starts_at = datetime.now() - timedelta(hours=5)
+    group.save()
+    late = ana.get("/call")
+    assert late.status_code == 403 and "time is over" in late.get_data(as_text=True)

@@ -182,8 +182,10 @@ def check_code() -> Any:
 def consent() -> Any:
     code = clean_code(request.form.get("code", ""))
     name, name_error = _name_or_error()
-    if code is None or name_error is not None:
+    if code is None:
         return _join_form("Your join details expired. Enter the session code again.", status=400)
+    if name_error is not None:
+        return _join_form(name_error, code=code, name=name, status=400)
     group, refused = _open_session(code, name)
     if refused is not None:
         return refused

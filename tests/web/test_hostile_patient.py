@@ -262,6 +262,7 @@ def test_names_with_direction_or_control_characters_are_refused(app: Flask, box:
             "/join/consent", data={"csrf_token": token, "code": code, "name": name, "agree": "yes"}
         )
         assert reply.status_code == 400
+        assert "hidden or control character" in reply.get_data(as_text=True)
     assert box.store.Attendance.select().count() == 0
     # Scripts that need joiners are welcome.
     assert _try_code(app.test_client(), code, name="\u0dc1\u0dca\u200d\u0dbb\u0dd3")[0] == 200

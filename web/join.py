@@ -33,6 +33,7 @@ from appliance.clinical.session_codes import (
     join_code_of,
     reissue_short_codes,
 )
+from appliance.store import IntegrityError
 from appliance.store.models import utcnow
 from web import current_box
 from web.join_throttle import join_throttle
@@ -59,10 +60,15 @@ def init_app(app: Flask) -> None:
     """Codes are shown in groups of three; sessions still holding a 6-digit code get a new one."""
     app.jinja_env.globals["format_code"] = format_code
     box = app.extensions["clinicbox"]
-    if box.store is not None:
+    if box.store is None:
+        return
+    try:
         changed = reissue_short_codes(box.store.GroupSession, app.config["SECRET_KEY"])
-        if changed:
-            app.logger.warning("%d open session(s) got a new 9-digit join code", changed)
+    except IntegrityError as exc:  # a damaged session record must not stop the portal
+        app.logger.warning("join codes not checked: %s", type(exc).__name__)
+        return
+    if changed:
+        app.logger.warning("%d open session(s) got a new 9-digit join code", changed)
 
 
 def _window() -> JoinWindow:

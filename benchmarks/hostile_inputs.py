@@ -106,8 +106,17 @@ class Tally:
         self.classes: Counter[str] = Counter()
         self.server_errors: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
+        # (seconds, route, what) of the slowest answers: a hang shows here.
+        self.slowest: list[tuple[float, str, str]] = []
+        self._since = time.perf_counter()
+
+    def start(self) -> None:
+        """Mark the moment the next request is sent (its time is taken in `add`)."""
+        self._since = time.perf_counter()
 
     def add(self, route: str, status: int, what: str) -> None:
+        took = time.perf_counter() - self._since
+        self.slowest = sorted([*self.slowest, (took, route, what)], reverse=True)[:3]
         self.tried += 1
         self.classes[f"{status // 100}xx"] += 1
         if status >= 500:
@@ -278,7 +287,12 @@ def _walk_route(
 ) -> None:
     client = identity.client
     route = f"box {method} {rule.rule}"
-    send: Callable[..., Any] = client.get if method == "GET" else client.post
+    plain_send: Callable[..., Any] = client.get if method == "GET" else client.post
+
+    def send(*args: Any, **kwargs: Any) -> Any:
+        tally.start()
+        return plain_send(*args, **kwargs)
+
     headers = {"X-CSRF-Token": identity.csrf}
     who = identity.name
 
@@ -307,6 +321,7 @@ def _walk_route(
             (f"fields {label}", json.dumps({f: value for f in fields})) for label, value in values
         ]
         for label, body in bodies:
+            tally.start()
             reply = client.post(
                 path,
                 data=body,
@@ -427,6 +442,7 @@ def walk_centre(work: Path, quick: bool, tally: Tally) -> tuple[int, int]:
                                     identity.sign, claimed.device_id, method, path, body or b""
                                 )
                             )
+                        tally.start()
                         status = _http(centre.url + path, method, body, headers)
                         tally.add(route, status, f"{who}: {what}")
 
@@ -503,6 +519,8 @@ def main() -> None:
     if box_errors:
         print(f"box error log lines: {dict(box_errors)}")
     print(f"tracebacks: box {logs.tracebacks}, centre {centre_tracebacks}")
+    for took, route, what in tally.slowest:
+        print(f"slowest: {took * 1000:.0f} ms  {route}  ({what})")
     print(f"authorization matrix: {how}")
     print(f"took {time.monotonic() - started:.0f} s")
     print(

@@ -7,6 +7,7 @@ cookie or a URL.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import (
@@ -50,6 +51,7 @@ MAX_INVITE_TOKEN = 64
 # may see only that they were not let in.
 PUSHED_TO = ("waiting", "admitted", "left")
 POLL_VOTERS = ("waiting", "admitted")
+_QUESTIONNAIRE_SAVES = threading.Lock()
 
 
 def _store() -> Any:
@@ -323,15 +325,9 @@ def leave() -> Any:
     return redirect(url_for("join.waiting"))
 
 
-@bp.route("/join/questionnaire/<code>", methods=["GET", "POST"])
-def questionnaire(code: str) -> Any:
-    """A questionnaire the clinician asked this session for, answered once per patient."""
-    attendance = _my_attendance()
-    asked = [i.code for i in live_sessions().asked(attendance.session_id)]
-    if code not in asked:
-        abort(404, description="Your clinician has not asked for this questionnaire.")
+def _already_sent(attendance: Any, code: str) -> bool:
     Response_ = _store().QuestionnaireResponse  # noqa: N806
-    already = (
+    return bool(
         Response_.select()
         .where(
             (Response_.patient == attendance.patient_id)
@@ -340,16 +336,28 @@ def questionnaire(code: str) -> Any:
         )
         .exists()
     )
-    if already:
-        abort(409, description="You have already sent this questionnaire. Thank you.")
-    page, _saved = questionnaire_view(
-        _store(),
-        code,
-        url_for("join.questionnaire", code=code),
-        attendance.patient,
-        attendance.session,
-        f"patient/{attendance.patient_id}",
-    )
+
+
+@bp.route("/join/questionnaire/<code>", methods=["GET", "POST"])
+def questionnaire(code: str) -> Any:
+    """A questionnaire the clinician asked this session for, answered once per patient."""
+    attendance = _my_attendance()
+    asked = [i.code for i in live_sessions().asked(attendance.session_id)]
+    if code not in asked:
+        abort(404, description="Your clinician has not asked for this questionnaire.")
+    # One at a time: the "already sent" check and the save must not interleave, or tabs
+    # sending at once each store a response (and a risk flag).
+    with _QUESTIONNAIRE_SAVES:
+        if _already_sent(attendance, code):
+            abort(409, description="You have already sent this questionnaire. Thank you.")
+        page, _saved = questionnaire_view(
+            _store(),
+            code,
+            url_for("join.questionnaire", code=code),
+            attendance.patient,
+            attendance.session,
+            f"patient/{attendance.patient_id}",
+        )
     if page is not None:
         return page
     return render_template("questionnaire_done.html", instrument=get_instrument(code))

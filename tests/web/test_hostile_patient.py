@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from flask import Flask
@@ -327,3 +329,32 @@ def test_a_patients_join_token_ends_with_the_session(app: Flask, box: Box) -> No
     group.save()
     late = ana.get("/call")
     assert late.status_code == 403 and "time is over" in late.get_data(as_text=True)
+
+
+def test_simultaneous_questionnaires_store_one(app: Flask, box: Box) -> None:
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, code = _schedule(clinician)
+    ana = _join(app, code, "Ana")
+    _ask(clinician, session_url, "phq9")
+    token = csrf_from(ana, "/join")
+    cookie = ana.get_cookie("session")
+    assert cookie is not None
+    tabs = []
+    for _ in range(8):  # eight tabs of the same browser, sending at the same instant
+        tab = app.test_client()
+        tab.set_cookie("session", cookie.value)
+        tabs.append(tab)
+    start = threading.Barrier(len(tabs))
+
+    def send(tab: FlaskClient) -> int:
+        start.wait()
+        return tab.post(
+            "/join/questionnaire/phq9", data={"csrf_token": token, **PHQ9_WITH_RISK}
+        ).status_code
+
+    with ThreadPoolExecutor(len(tabs)) as pool:
+        replies = sorted(pool.map(send, tabs))
+    assert replies == [200] + [409] * 7
+    assert box.store.QuestionnaireResponse.select().count() == 1
+    assert box.store.RiskFlag.select().count() == 1

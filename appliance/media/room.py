@@ -28,7 +28,6 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
-from appliance.media.event_rate import EventRate
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
@@ -159,7 +158,7 @@ class Room:
         resumed = held is not None and held.matches(resume)
         if held is not None and resumed:
             me.muted, me.hand_raised, me.last_n = held.muted, held.hand_raised, held.last_n
-        if held is not None and isinstance(held.rate, EventRate):
+        if held is not None and held.rate is not None:
             me.rate = held.rate  # with or without the token: a reconnect refills no bucket
         slots: list[tuple[Any, SlotTrack]] = []
         for media in offer.media:

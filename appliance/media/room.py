@@ -96,8 +96,9 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.locked = False
         self.pinned: str | None = None
-        self.speaker: str | None = None
-        self._challenger: tuple[str, int] | None = None
+        # Each breakout room's active speaker (0: the main room), and its challenger.
+        self.speakers: dict[int, str] = {}
+        self._challengers: dict[int, tuple[str, int]] = {}
         self._speaker_task: asyncio.Task[None] | None = None
         self._leaving: set[str] = set()
         # Shared low tier and presence of each video publication someone needs them of.
@@ -291,8 +292,9 @@ class Room:
             self._leaving.discard(me.id)
         if self.pinned == me.id:
             self.pinned = None
-        if self.speaker == me.id:
-            self.speaker = None
+        for room, speaker in list(self.speakers.items()):
+            if speaker == me.id:
+                del self.speakers[room]
 
     async def leave(self, participant_id: str, announce: bool = True) -> None:
         """A participant leaves for good: their connection, held seat and adaptation go."""
@@ -338,7 +340,7 @@ class Room:
             key=lambda p: (
                 p.id != self.pinned,
                 not p.is_facilitator,
-                p.id != self.speaker,
+                p.id != self.speakers.get(viewer.breakout),
                 -p.last_spoke,
                 p.joined_at,
             ),
@@ -429,6 +431,9 @@ class Room:
         `groups` maps participant ids to breakout numbers; anyone absent is in the main room (0).
         """
         self.breakouts = {pid: n for pid, n in groups.items() if n > 0}
+        # Speakers are per room: each room picks its own again on the next tick.
+        self.speakers.clear()
+        self._challengers.clear()
         for p in self.participants.values():
             room = self.breakouts.get(p.id, 0)
             if room != p.breakout:
@@ -447,33 +452,42 @@ class Room:
             self.update_speaker(time.monotonic())
 
     def update_speaker(self, now: float) -> None:
-        """Pick the active speaker from smoothed audio energy, with hysteresis."""
+        """Pick each breakout room's active speaker from smoothed audio energy, with
+        hysteresis; only that room is told (who talks elsewhere is not theirs to know)."""
         energies = {
             p.id: p.publications["audio"].energy
             for p in self.participants.values()
             if "audio" in p.publications and not p.publications["audio"].muted
         }
+        by_room: dict[int, dict[str, float]] = {}
         for pid, energy in energies.items():
             if energy >= SPEAKING_ENERGY:
                 self.participants[pid].last_spoke = now
-        if not energies:
-            return
-        loudest = max(energies, key=lambda pid: energies[pid])
-        if energies[loudest] < SPEAKING_ENERGY or loudest == self.speaker:
-            self._challenger = None
-            return
-        current = energies.get(self.speaker or "", 0.0)
-        if energies[loudest] < current * SPEAKER_MARGIN:
-            self._challenger = None
-            return
-        same = self._challenger is not None and self._challenger[0] == loudest
-        ticks = self._challenger[1] + 1 if same and self._challenger else 1
-        self._challenger = (loudest, ticks)
-        if ticks >= 2 or self.speaker is None:
-            self.speaker = loudest
-            self._challenger = None
-            self._broadcast({"type": "speaker", "participant": loudest})
+            by_room.setdefault(self.participants[pid].breakout, {})[pid] = energy
+        changed = [self._update_room_speaker(room, room_energies)
+                   for room, room_energies in by_room.items()]
+        if any(changed):
             self.assign_slots()
+
+    def _update_room_speaker(self, room: int, energies: dict[str, float]) -> bool:
+        """Update breakout `room`'s speaker; True when it changed."""
+        speaker = self.speakers.get(room)
+        loudest = max(energies, key=lambda pid: energies[pid])
+        if energies[loudest] < SPEAKING_ENERGY or loudest == speaker:
+            self._challengers.pop(room, None)
+            return False
+        if energies[loudest] < energies.get(speaker or "", 0.0) * SPEAKER_MARGIN:
+            self._challengers.pop(room, None)
+            return False
+        challenger = self._challengers.get(room)
+        ticks = challenger[1] + 1 if challenger is not None and challenger[0] == loudest else 1
+        self._challengers[room] = (loudest, ticks)
+        if ticks < 2 and speaker is not None:
+            return False
+        self.speakers[room] = loudest
+        self._challengers.pop(room, None)
+        self._broadcast({"type": "speaker", "participant": loudest}, breakout=room)
+        return True
 
     # --- in-call events -------------------------------------------------------------
     def _welcome(self, me: Participant) -> None:
@@ -482,7 +496,7 @@ class Room:
                 "type": "welcome",
                 "participant": me.id,
                 "locked": self.locked,
-                "speaker": self.speaker,
+                "speaker": self.speakers.get(me.breakout),
                 "pinned": self.pinned,
                 "breakout": me.breakout,
                 "resume": me.resume,

@@ -123,6 +123,12 @@ def test_chat_hand_and_mute_stay_in_the_breakout_room(sfu: Sfu) -> None:
                 assert not _got(outsider, type="chat"), outsider.name
                 assert not _got(outsider, type="hand"), outsider.name
                 assert not _got(outsider, type="muted"), outsider.name
+            # Only c talks now: c's room learns c is the speaker, the others do not.
+            a.tone.silent = b.tone.silent = fac.tone.silent = True
+            assert await wait_for(lambda: _got(c, type="speaker", participant=idc), 10)
+            await asyncio.sleep(1.0)
+            for outsider in (a, b, fac):
+                assert not _got(outsider, type="speaker", participant=idc), outsider.name
         finally:
             for peer in (a, b, c, fac):
                 await peer.close()

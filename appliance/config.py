@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from appliance.errors import ConfigError
 from appliance.media.locality import BadNetworks, parse_networks
@@ -44,10 +45,25 @@ class Settings:
     media_lan_networks: str = ""
     # The clinic's internet uplink in kbit/s shared by remote participants; 0: learn it.
     uplink_kbps: int = 0
+    # The address patients use to reach the portal (invite links are built from it, never
+    # from the request's Host header); empty: https://<hostname>.local:<port>.
+    public_url: str = ""
+    # A session's join code opens this many minutes before its start...
+    join_opens_minutes_before: int = 30
+    # ...and closes this many minutes after it (the call itself may run on).
+    join_closes_minutes_after: int = 120
     # Seconds the shutdown may take before the process exits anyway.
     shutdown_timeout_s: float = 4.0
     # Where this configuration came from, for `clinicbox config show`.
     config_file: Path | None = None
+
+    @property
+    def portal_url(self) -> str:
+        """The portal's public base URL, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        port = "" if self.port == 443 else f":{self.port}"
+        return f"https://{self.hostname}.local{port}"
 
     @property
     def database_path(self) -> Path:
@@ -118,6 +134,9 @@ _TYPES: dict[str, type] = {
     "media_addresses": str,
     "media_lan_networks": str,
     "uplink_kbps": int,
+    "public_url": str,
+    "join_opens_minutes_before": int,
+    "join_closes_minutes_after": int,
 }
 
 
@@ -149,9 +168,30 @@ def _validate(values: dict[str, Any]) -> None:
             parse_networks(str(networks))
         except BadNetworks as exc:
             raise ConfigError(f"media_lan_networks: {exc}") from None
+    for name in ("join_opens_minutes_before", "join_closes_minutes_after"):
+        minutes = values.get(name)
+        if minutes is not None and not 0 <= minutes <= 24 * 60:
+            raise ConfigError(f"{name} must be between 0 and 1440 minutes, got {minutes}")
+    public = values.get("public_url")
+    if public and not _is_base_url(str(public)):
+        raise ConfigError(
+            f"public_url must be like https://clinic.example.org (no path), got {public!r}"
+        )
     url = values.get("central_url")
     if url and not str(url).startswith(("https://", "http://")):
         raise ConfigError(f"central_url must start with https://, got {url!r}")
+
+
+def _is_base_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return (
+        parts.scheme in ("https", "http")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not parts.query
+        and not parts.fragment
+        and text.isascii()
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -173,9 +213,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return {k: _coerce(k, v, _TYPES[k], str(path)) for k, v in section.items()}
 
 
-def load_settings(
-    env: dict[str, str] | None = None, config_path: Path | None = None
-) -> Settings:
+def load_settings(env: dict[str, str] | None = None, config_path: Path | None = None) -> Settings:
     """Build the settings from defaults, the TOML file and CLINICBOX_* variables (in that order)."""
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}

@@ -51,3 +51,20 @@ def test_lan_networks_and_uplink_reach_the_sfu() -> None:
     assert adaptation.uplink_bps == 2_000_000
     learnt = adaptation_settings(load_settings(env={}))
     assert learnt.uplink_bps is None and learnt.lan_networks  # this machine's own networks
+
+
+def test_public_url_and_join_window_settings_are_checked() -> None:
+    settings = load_settings(env={})
+    assert settings.portal_url == f"https://{settings.hostname}.local:8443"
+    assert (settings.join_opens_minutes_before, settings.join_closes_minutes_after) == (30, 120)
+    custom = load_settings(env={"CLINICBOX_PUBLIC_URL": "https://clinic.example.org/",
+                                "CLINICBOX_JOIN_OPENS_MINUTES_BEFORE": "10"})
+    assert custom.portal_url == "https://clinic.example.org"
+    assert custom.join_opens_minutes_before == 10
+    for key, value, message in (
+        ("CLINICBOX_PUBLIC_URL", "clinic.example.org", "public_url must be like"),
+        ("CLINICBOX_PUBLIC_URL", "https://clinic.example.org/join?x=1", "public_url must be"),
+        ("CLINICBOX_JOIN_CLOSES_MINUTES_AFTER", "-5", "join_closes_minutes_after must be"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_settings(env={key: value})

@@ -52,10 +52,12 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(technician_bp)
 
-    from web import auth, call, join, live, media_api, portal
+    from web import auth, call, join, join_throttle, live, media_api, portal
 
     auth.init_app(app)
     live.init_app(app)
+    join_throttle.init_app(app)
+    join.init_app(app)
     for blueprint in (auth.bp, portal.bp, join.bp, call.bp, media_api.bp):
         app.register_blueprint(blueprint)
 

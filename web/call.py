@@ -6,11 +6,14 @@ go to the SFU's signalling endpoint (web/media_api.py) with the join token given
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, redirect, render_template, session, url_for
+from flask import Blueprint, abort, redirect, render_template, session, url_for
 
-from appliance.media.join_token import issue
+from appliance.clinical.join_window import JoinWindow, as_local
+from appliance.media.join_token import DEFAULT_TTL_S, issue
 from web import current_box
 from web.access import clinical_required, team_session
 from web.auth import current_user
@@ -19,9 +22,28 @@ from web.live import live_sessions
 bp = Blueprint("call", __name__)
 
 
-def _join_token(group: Any, participant: str, role: str) -> str:
+# A patient's token never outlives the session by more than this after its join window
+# closes: sessions have no recorded end, and a group runs well inside it.
+PATIENT_OVERRUN = timedelta(hours=2)
+
+
+def _join_token(group: Any, participant: str, role: str, ttl_s: int = DEFAULT_TTL_S) -> str:
     """A join token for this seat, checked by the SFU's signalling endpoint."""
-    return issue(current_box(), session_id=group.id, participant=participant, role=role)
+    return issue(
+        current_box(), session_id=group.id, participant=participant, role=role, ttl_s=ttl_s
+    )
+
+
+def patient_token_ttl(group: Any) -> int:
+    """Seconds a patient's join token may live: 4 h at most, and never past the session's
+    join window plus `PATIENT_OVERRUN` (0 or less: the session is over)."""
+    start = as_local(group.starts_at)
+    if start is None:
+        return DEFAULT_TTL_S
+    settings = current_box().settings
+    window = JoinWindow(settings.join_opens_minutes_before, settings.join_closes_minutes_after)
+    ends = window.bounds(start)[1] + PATIENT_OVERRUN
+    return min(DEFAULT_TTL_S, int(ends.timestamp() - time.time()))
 
 
 @bp.get("/call")
@@ -30,17 +52,26 @@ def patient_call() -> Any:
     attendance_id = session.get("attendance")
     attendance = (
         store.Attendance.get_or_none(store.Attendance.id == attendance_id)
-        if attendance_id else None
+        if attendance_id
+        else None
     )
     if attendance is None:
         return redirect(url_for("join.enter_code"))
     if attendance.status != "admitted":
         return redirect(url_for("join.waiting"))
     group = attendance.session
-    token = _join_token(group, f"attendance/{attendance.id}", "patient")
+    ttl = patient_token_ttl(group)
+    if ttl <= 0:
+        abort(403, description="This session's time is over. Please contact your clinic.")
+    token = _join_token(group, f"attendance/{attendance.id}", "patient", ttl)
     return render_template(
-        "call.html", group=group, me=attendance.display_name, role="patient", token=token,
-        leave_url=url_for("join.leave"), asked=live_sessions().asked(group.id),
+        "call.html",
+        group=group,
+        me=attendance.display_name,
+        role="patient",
+        token=token,
+        leave_url=url_for("join.leave"),
+        asked=live_sessions().asked(group.id),
     )
 
 
@@ -54,6 +85,11 @@ def clinician_call(session_id: str) -> Any:
     token = _join_token(group, f"user:{user.id}", "facilitator")
     store.audit(f"user:{user.id}", "call.join", f"group_session/{group.id}")
     return render_template(
-        "call.html", group=group, me=user.username, role="facilitator", token=token,
-        leave_url=url_for("portal.session_detail", session_id=group.id), asked=[],
+        "call.html",
+        group=group,
+        me=user.username,
+        role="facilitator",
+        token=token,
+        leave_url=url_for("portal.session_detail", session_id=group.id),
+        asked=[],
     )

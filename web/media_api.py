@@ -21,6 +21,8 @@ from web.auth import current_user
 bp = Blueprint("media_api", __name__, url_prefix="/api/media")
 
 JOIN_TIMEOUT_S = 20
+# An SDP offer is at most 64 KiB (appliance/media/sdp.py); the JSON around it adds little.
+MAX_OFFER_BYTES = 128 * 1024
 
 
 def _error(status: int, message: str) -> tuple[Any, int]:
@@ -74,7 +76,12 @@ def _chat_sink(box: Any, group: Any) -> Any:
 @bp.post("/offer")
 @csrf.exempt
 def offer() -> Any:
-    body = request.get_json(silent=True)
+    if (request.content_length or 0) > MAX_OFFER_BYTES:
+        return _error(413, "the offer is too large")
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deep enough to exhaust the parser
+        body = None
     if not isinstance(body, dict):
         return _error(400, "send JSON with token, sdp and type")
     box = current_box()
@@ -97,9 +104,14 @@ def offer() -> Any:
     try:
         answer = box.media.call(
             rooms.join(
-                group.id, claims.participant_id, claims.role, name,
-                body.get("sdp"), body.get("type"),
-                capacity=group.capacity, on_chat=_chat_sink(box, group),
+                group.id,
+                claims.participant_id,
+                claims.role,
+                name,
+                body.get("sdp"),
+                body.get("type"),
+                capacity=group.capacity,
+                on_chat=_chat_sink(box, group),
                 resume=body.get("resume"),
             ),
             timeout=JOIN_TIMEOUT_S,

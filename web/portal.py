@@ -29,7 +29,6 @@ from appliance.clinical.questionnaires import (
 )
 from appliance.clinical.session_codes import (
     assign_codes,
-    derive_invite_token,
     join_code_of,
 )
 from appliance.media.rooms import Rooms
@@ -147,9 +146,9 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
     User = _store().User  # noqa: N806
     facilitator = None
     try:
-        facilitator = User.get_or_none(
-            (User.id == int(form.get("facilitator") or "0")) & (User.role << CLINICAL)
-        )
+        chosen = int(form.get("facilitator") or "0")
+        if 0 < chosen < 2**63:  # SQLite integers are 64-bit; a larger one is no user
+            facilitator = User.get_or_none((User.id == chosen) & (User.role << CLINICAL))
     except ValueError:
         pass
     if facilitator is None:
@@ -202,8 +201,9 @@ def session_detail(session_id: str) -> str:
         Attendance.select().where(Attendance.session == group).order_by(Attendance.joined_at)
     )
     _audit("record.read", f"group_session/{group.id}")
-    invite = url_for("join.invite", token=derive_invite_token(code_secret(), group.id),
-                     _external=True)
+    from web.join import invite_url  # web.join imports this module
+
+    invite = invite_url(group)
     # Patients join without an account, so each join starts a new patient record; offer to
     # match it with an earlier record under the same name (the clinician decides). Only
     # records in the clinician's care are offered: a same-name patient of a colleague's group
@@ -304,6 +304,14 @@ def session_state(session_id: str) -> Response:
     else:
         group.state = transitions[action]
     group.save()
+    if action == "end":
+        # Everyone still in the call is told and disconnected; held seats and their resume
+        # tokens go with the room, and join tokens are refused for an ended session.
+        box = current_box()
+        try:
+            box.media.call(box.rooms.end(group.id), timeout=MEDIA_TIMEOUT_S)
+        except TimeoutError:
+            current_app.logger.warning("session %s: call did not answer the end", group.id)
     _audit(f"session.{action}", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 

@@ -1,9 +1,13 @@
-"""Ways in for patients: a 6-digit session code and an invite-link token per session.
+"""Ways in for patients: a 9-digit session code and an invite-link token per session.
 
 The store keeps only keyed hashes of both (blind indexes), so the portal derives them from a
 box secret and the session id: the clinician can be shown the same code again days later,
 and nothing readable is stored. On the rare clash with another open session's code the next
 derivation (`attempt`) is used; `join_code_of` finds which one a session holds.
+
+Nine digits (a billion codes, shown as `123 456 789`) stay easy to type on a phone's number
+pad; with the portal's attempt throttle (web/join_throttle.py) guessing one is out of reach.
+Six-digit codes from before are replaced by `reissue_short_codes` when the portal starts.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import hmac
 import re
 from typing import Any
 
-_CODE = re.compile(r"^\d{6}$")
+CODE_DIGITS = 9
+_CODE = re.compile(rf"^\d{{{CODE_DIGITS}}}$")
 MAX_ATTEMPTS = 20
 
 
@@ -23,9 +28,14 @@ def _mac(secret: bytes, label: str) -> bytes:
 
 
 def derive_code(secret: bytes, session_id: str, attempt: int = 0) -> str:
-    """Six digits, easy to read out over a phone call."""
+    """Nine digits, easy to read out over a phone call."""
     value = int.from_bytes(_mac(secret, f"join-code:{session_id}:{attempt}")[:8], "big")
-    return f"{value % 1_000_000:06d}"
+    return f"{value % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
+
+
+def format_code(code: str) -> str:
+    """The code in groups of three (`123 456 789`), as clinicians read it out."""
+    return " ".join(code[i : i + 3] for i in range(0, len(code), 3))
 
 
 def derive_invite_token(secret: bytes, session_id: str) -> str:
@@ -72,7 +82,23 @@ def join_code_of(group: Any, secret: bytes) -> str | None:
     return None
 
 
-def clean_code(raw: str) -> str | None:
-    """The code with spaces and dashes removed, or None when it is not 6 digits."""
-    code = re.sub(r"[\s-]", "", raw or "")
-    return code if _CODE.match(code) else None
+def reissue_short_codes(model: Any, secret: bytes) -> int:
+    """Give every open session whose code is not a current-length one a new code.
+
+    Returns how many sessions got one (their invite links stay the same).
+    """
+    changed = 0
+    for group in model.select().where(model.state << OPEN_STATES):
+        if join_code_of(group, secret) is None:
+            assign_codes(group, secret)
+            group.save()
+            changed += 1
+    return changed
+
+
+def clean_code(raw: object) -> str | None:
+    """The code with spaces and dashes removed, or None when it is not 9 digits."""
+    if not isinstance(raw, str) or len(raw) > 40:
+        return None
+    code = re.sub(r"[\s-]", "", raw)
+    return code if code.isascii() and _CODE.match(code) else None

@@ -67,7 +67,12 @@ def issue_join_token(
 
 def verify_join_token(secret: bytes, token: str, now: float | None = None) -> JoinClaims:
     """The claims of a token signed with `secret`; JoinTokenError if forged, malformed or old."""
-    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+    if (
+        not isinstance(token, str)
+        or not token.isascii()
+        or token.count(".") != 1
+        or len(token) > 1024
+    ):
         raise JoinTokenError("the join token is malformed")
     body, mac = token.split(".")
     expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
@@ -83,10 +88,12 @@ def verify_join_token(secret: bytes, token: str, now: float | None = None) -> Jo
     return parsed
 
 
-def issue(box: Any, session_id: str, participant: str, role: str) -> str:
+def issue(
+    box: Any, session_id: str, participant: str, role: str, ttl_s: int = DEFAULT_TTL_S
+) -> str:
     """A token for `participant` in group session `session_id` (the portal's entry point)."""
     secret = token_secret(box)
-    return issue_join_token(secret, str(session_id), participant, role)
+    return issue_join_token(secret, str(session_id), participant, role, ttl_s)
 
 
 def verify(box: Any, token: str) -> JoinClaims:

@@ -11,6 +11,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection
 
 from appliance.media.adaptation import Estimate, Plan
+from appliance.media.event_rate import EventRate
 from appliance.media.publication import Publication
 from appliance.media.slot import SlotTrack
 
@@ -44,6 +45,7 @@ class Participant:
     link: Estimate | None = None
     last_spoke: float = 0.0
     events_sent: int = 0
+    rate: EventRate = field(default_factory=EventRate)  # how fast it may send events
 
     @property
     def is_facilitator(self) -> bool:

@@ -8,6 +8,7 @@ subscriber's `RTCRtpSender`, which packs the encoded frame into RTP again. No de
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -61,6 +62,12 @@ class RoomLocked(MediaError):
     status = 403
 
 
+class SeatInUse(MediaError):
+    """The seat is live on another connection and the offer lacks its resume token."""
+
+    status = 409
+
+
 def _codecs(kind: str) -> list[Any]:
     wanted = ("video/vp8", "video/rtx") if kind == "video" else ("audio/opus",)
     return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
@@ -89,8 +96,9 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.locked = False
         self.pinned: str | None = None
-        self.speaker: str | None = None
-        self._challenger: tuple[str, int] | None = None
+        # Each breakout room's active speaker (0: the main room), and its challenger.
+        self.speakers: dict[int, str] = {}
+        self._challengers: dict[int, tuple[str, int]] = {}
         self._speaker_task: asyncio.Task[None] | None = None
         self._leaving: set[str] = set()
         # Shared low tier and presence of each video publication someone needs them of.
@@ -115,20 +123,30 @@ class Room:
         self, participant_id: str, role: str, name: str, sdp: object, kind: object,
         resume: object = None,
     ) -> RTCSessionDescription:
-        """Answer a participant's offer; a seat already taken by the same id is replaced.
+        """Answer a participant's offer.
 
-        With the resume token of a seat held for this participant, the seat comes back as it
-        was (mute, raised hand, data saver); without it, the participant starts afresh.
+        With the resume token of this participant's seat, the seat comes back as it was
+        (mute, raised hand, data saver), from a held seat or from a live one whose old
+        connection then gives way. A live seat is never taken without its token (SeatInUse);
+        a held one without it starts afresh.
         """
         offer = parse_offer(sdp, kind)
+        live = self.participants.get(participant_id)
+        if live is not None:
+            # A replayed join token alone must not take a seat from the person in it: only
+            # their own page (which holds the resume token) may move it to a new connection.
+            if not (isinstance(resume, str) and hmac.compare_digest(resume, live.resume)):
+                raise SeatInUse(
+                    "this seat is already in the call on another connection; close the call "
+                    "there, or wait a minute and join again"
+                )
+            await self.hold(participant_id)
         held = self.held.get(participant_id)
-        rejoining = participant_id in self.participants or held is not None
+        rejoining = held is not None
         if self.locked and role != "facilitator" and not rejoining:
             raise RoomLocked("the room is locked; ask the facilitator to let you in")
         if len(self.participants) + len(self.held) >= self.capacity and not rejoining:
             raise RoomFull(f"the room is full ({self.capacity} people)")
-        if participant_id in self.participants:
-            await self.leave(participant_id, announce=False)
 
         # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
         # first one's transport (with BALANCED, aiortc leaves later video ones on an orphan).
@@ -141,6 +159,8 @@ class Room:
         resumed = held is not None and held.matches(resume)
         if held is not None and resumed:
             me.muted, me.hand_raised, me.last_n = held.muted, held.hand_raised, held.last_n
+        if held is not None and held.rate is not None:
+            me.rate = held.rate  # with or without the token: a reconnect refills no bucket
         slots: list[tuple[Any, SlotTrack]] = []
         for media in offer.media:
             if media.kind not in ("audio", "video"):
@@ -235,7 +255,8 @@ class Room:
             return
         await self._disconnect(me)
         self.held[participant_id] = HeldSeat(
-            participant_id, me.role, me.name, me.resume, me.muted, me.hand_raised, me.last_n
+            participant_id, me.role, me.name, me.resume, me.muted, me.hand_raised, me.last_n,
+            me.rate,
         )
         self._expiries[participant_id] = asyncio.get_running_loop().call_later(
             self.grace_s, self._expire, participant_id
@@ -271,8 +292,9 @@ class Room:
             self._leaving.discard(me.id)
         if self.pinned == me.id:
             self.pinned = None
-        if self.speaker == me.id:
-            self.speaker = None
+        for room, speaker in list(self.speakers.items()):
+            if speaker == me.id:
+                del self.speakers[room]
 
     async def leave(self, participant_id: str, announce: bool = True) -> None:
         """A participant leaves for good: their connection, held seat and adaptation go."""
@@ -318,7 +340,7 @@ class Room:
             key=lambda p: (
                 p.id != self.pinned,
                 not p.is_facilitator,
-                p.id != self.speaker,
+                p.id != self.speakers.get(viewer.breakout),
                 -p.last_spoke,
                 p.joined_at,
             ),
@@ -409,6 +431,9 @@ class Room:
         `groups` maps participant ids to breakout numbers; anyone absent is in the main room (0).
         """
         self.breakouts = {pid: n for pid, n in groups.items() if n > 0}
+        # Speakers are per room: each room picks its own again on the next tick.
+        self.speakers.clear()
+        self._challengers.clear()
         for p in self.participants.values():
             room = self.breakouts.get(p.id, 0)
             if room != p.breakout:
@@ -427,33 +452,42 @@ class Room:
             self.update_speaker(time.monotonic())
 
     def update_speaker(self, now: float) -> None:
-        """Pick the active speaker from smoothed audio energy, with hysteresis."""
+        """Pick each breakout room's active speaker from smoothed audio energy, with
+        hysteresis; only that room is told (who talks elsewhere is not theirs to know)."""
         energies = {
             p.id: p.publications["audio"].energy
             for p in self.participants.values()
             if "audio" in p.publications and not p.publications["audio"].muted
         }
+        by_room: dict[int, dict[str, float]] = {}
         for pid, energy in energies.items():
             if energy >= SPEAKING_ENERGY:
                 self.participants[pid].last_spoke = now
-        if not energies:
-            return
-        loudest = max(energies, key=lambda pid: energies[pid])
-        if energies[loudest] < SPEAKING_ENERGY or loudest == self.speaker:
-            self._challenger = None
-            return
-        current = energies.get(self.speaker or "", 0.0)
-        if energies[loudest] < current * SPEAKER_MARGIN:
-            self._challenger = None
-            return
-        same = self._challenger is not None and self._challenger[0] == loudest
-        ticks = self._challenger[1] + 1 if same and self._challenger else 1
-        self._challenger = (loudest, ticks)
-        if ticks >= 2 or self.speaker is None:
-            self.speaker = loudest
-            self._challenger = None
-            self._broadcast({"type": "speaker", "participant": loudest})
+            by_room.setdefault(self.participants[pid].breakout, {})[pid] = energy
+        changed = [self._update_room_speaker(room, room_energies)
+                   for room, room_energies in by_room.items()]
+        if any(changed):
             self.assign_slots()
+
+    def _update_room_speaker(self, room: int, energies: dict[str, float]) -> bool:
+        """Update breakout `room`'s speaker; True when it changed."""
+        speaker = self.speakers.get(room)
+        loudest = max(energies, key=lambda pid: energies[pid])
+        if energies[loudest] < SPEAKING_ENERGY or loudest == speaker:
+            self._challengers.pop(room, None)
+            return False
+        if energies[loudest] < energies.get(speaker or "", 0.0) * SPEAKER_MARGIN:
+            self._challengers.pop(room, None)
+            return False
+        challenger = self._challengers.get(room)
+        ticks = challenger[1] + 1 if challenger is not None and challenger[0] == loudest else 1
+        self._challengers[room] = (loudest, ticks)
+        if ticks < 2 and speaker is not None:
+            return False
+        self.speakers[room] = loudest
+        self._challengers.pop(room, None)
+        self._broadcast({"type": "speaker", "participant": loudest}, breakout=room)
+        return True
 
     # --- in-call events -------------------------------------------------------------
     def _welcome(self, me: Participant) -> None:
@@ -462,7 +496,7 @@ class Room:
                 "type": "welcome",
                 "participant": me.id,
                 "locked": self.locked,
-                "speaker": self.speaker,
+                "speaker": self.speakers.get(me.breakout),
                 "pinned": self.pinned,
                 "breakout": me.breakout,
                 "resume": me.resume,
@@ -485,9 +519,13 @@ class Room:
     def _announce(self, event: dict[str, Any], exclude_id: str) -> None:
         self._broadcast(event, exclude=self.participants.get(exclude_id))
 
-    def _broadcast(self, event: dict[str, Any], exclude: Participant | None = None) -> None:
+    def _broadcast(
+        self, event: dict[str, Any], exclude: Participant | None = None,
+        breakout: int | None = None,
+    ) -> None:
+        """Send `event` to everyone (but `exclude`); only to breakout room `breakout` if given."""
         for p in list(self.participants.values()):
-            if p is not exclude:
+            if p is not exclude and (breakout is None or p.breakout == breakout):
                 p.send(event)
 
     def _on_message(self, me: Participant, message: object) -> None:
@@ -495,29 +533,37 @@ class Room:
             return
         try:
             event = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(event, dict):
             return
         kind = event.get("type")
+        if kind != "leave" and not me.rate.allow(kind, len(str(event.get("text", "")))):
+            if me.rate.should_notice():
+                me.send({"type": "notice", "text": "You are sending messages too fast: "
+                         "some were not delivered. Wait a moment."})
+            return
+        # Chat, hands and mute states stay inside the sender's breakout room.
         if kind == "chat":
             text = str(event.get("text", "")).strip()[:MAX_CHAT_CHARS]
             if text:
                 self._broadcast(
-                    {"type": "chat", "participant": me.id, "from": me.name, "text": text}
+                    {"type": "chat", "participant": me.id, "from": me.name, "text": text},
+                    breakout=me.breakout,
                 )
                 if self.on_chat is not None:
                     asyncio.get_running_loop().create_task(self._store_chat(me.id, text))
         elif kind == "hand":
             me.hand_raised = bool(event.get("raised"))
-            self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised})
+            self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised},
+                            breakout=me.breakout)
         elif kind == "leave":
             me.leaving = True  # the channel's close that follows is a goodbye, not a drop
         elif kind == "self-mute":
             me.self_muted = bool(event.get("on"))
             self._broadcast(
                 {"type": "muted", "participant": me.id, "on": me.self_muted, "self": True},
-                exclude=me,
+                exclude=me, breakout=me.breakout,
             )
         elif kind == "data-saver":
             self.set_last_n(me.id, 0 if event.get("on") else DEFAULT_LAST_N)
@@ -551,7 +597,8 @@ class Room:
         if audio is not None:
             audio.muted = on
         target.send({"type": "mute", "participant": "me", "on": on})
-        self._broadcast({"type": "muted", "participant": participant_id, "on": on}, exclude=target)
+        self._broadcast({"type": "muted", "participant": participant_id, "on": on},
+                        exclude=target, breakout=target.breakout)
 
     async def remove(self, participant_id: str) -> None:
         target = self.participants.get(participant_id)

@@ -14,6 +14,11 @@ from aiortc.sdp import SessionDescription
 OPUS_FMTP = {"useinbandfec": "1", "maxaveragebitrate": "24000", "stereo": "0", "usedtx": "1"}
 VIDEO_MAX_KBPS = 500
 MAX_SDP_BYTES = 64 * 1024
+# What the call page offers (web/static/call.js): one send-only track per kind, a receive
+# slot per other participant's voice (a room holds 12) and 4 video slots (last-N).
+MAX_SENDING = {"audio": 1, "video": 1}
+MAX_RECEIVING = {"audio": 11, "video": 4}
+MAX_MEDIA_SECTIONS = 24
 
 
 class BadOffer(ValueError):
@@ -35,7 +40,32 @@ def parse_offer(sdp: object, kind: object) -> SessionDescription:
         raise BadOffer(f"the SDP offer is malformed ({type(exc).__name__})") from None
     if not any(m.kind in ("audio", "video") for m in parsed.media):
         raise BadOffer("the SDP offer has no audio or video")
+    _check_counts(parsed)
     return parsed
+
+
+def _check_counts(parsed: SessionDescription) -> None:
+    """Refuse offers with more m-lines than a call page makes (each costs the box a slot)."""
+    if len(parsed.media) > MAX_MEDIA_SECTIONS:
+        raise BadOffer(
+            f"the SDP offer has {len(parsed.media)} m-lines; at most "
+            f"{MAX_MEDIA_SECTIONS} are accepted"
+        )
+    for kind in ("audio", "video"):
+        sending = sum(
+            1 for m in parsed.media if m.kind == kind and m.direction in ("sendonly", "sendrecv")
+        )
+        receiving = sum(1 for m in parsed.media if m.kind == kind and m.direction == "recvonly")
+        if sending > MAX_SENDING[kind]:
+            raise BadOffer(
+                f"the SDP offer sends {sending} {kind} tracks; at most "
+                f"{MAX_SENDING[kind]} is accepted"
+            )
+        if receiving > MAX_RECEIVING[kind]:
+            raise BadOffer(
+                f"the SDP offer asks to receive {receiving} {kind} tracks; at most "
+                f"{MAX_RECEIVING[kind]} are accepted"
+            )
 
 
 def _opus_payload_types(sdp: str) -> list[str]:
@@ -53,9 +83,7 @@ def shape_answer(sdp: str) -> str:
             kind = line[2:].split(" ", 1)[0]
         match = re.match(r"a=fmtp:(\d+) (.*)", line)
         if match and match.group(1) in opus:
-            params = dict(
-                p.split("=", 1) for p in match.group(2).split(";") if "=" in p
-            )
+            params = dict(p.split("=", 1) for p in match.group(2).split(";") if "=" in p)
             params.update(OPUS_FMTP)
             line = f"a=fmtp:{match.group(1)} " + ";".join(f"{k}={v}" for k, v in params.items())
         out.append(line)

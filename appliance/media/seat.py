@@ -14,6 +14,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from appliance.media.event_rate import EventRate
+
 GRACE_S = 60.0
 
 
@@ -33,6 +35,8 @@ class HeldSeat:
     muted: bool
     hand_raised: bool
     last_n: int
+    # The seat's event-rate buckets (appliance/media/event_rate.py): reconnecting refills none.
+    rate: EventRate | None = None
     held_at: float = field(default_factory=time.monotonic)
 
     def matches(self, resume: object) -> bool:

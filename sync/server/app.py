@@ -116,8 +116,10 @@ def create_app(centre: Centre) -> Flask:
         try:
             after = int(request.args.get("after", "0"))
             limit = min(500, max(1, int(request.args.get("limit", "200"))))
+            if not -(2**63) <= after < 2**63:  # the database's integers are 64-bit
+                raise ValueError
         except ValueError:
-            raise Refused(400, "after and limit must be integers") from None
+            raise Refused(400, "after and limit must be integers (64-bit)") from None
         return jsonify(centre.changes(device_id, after, limit))
 
     init_operator_page(app, centre)

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import CLINICBOX, REPO, RunningBox, box_env, free_port
@@ -61,11 +62,16 @@ def fits_phone(page) -> None:
     all_labelled(page)
 
 
+def starting_soon(minutes: int = 10) -> str:
+    """A start time a few minutes ahead (local time), inside the session code's join window."""
+    return (datetime.now() + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M")
+
+
 def patient_joins(browser, base: str, code: str, name: str, shots: bool):
     context = browser.new_context(ignore_https_errors=True, viewport=PHONE)
     page = context.new_page()
     page.goto(base + "/join")
-    page.get_by_label("Session code (6 digits)").fill(code)
+    page.get_by_label("Session code (9 digits)").fill(code)
     page.get_by_label("Your name as others will see it").fill(name)
     fits_phone(page)
     if shots:

@@ -34,6 +34,7 @@ from tests.e2e.conftest import (
     shot,
     sign_in,
     start_box_in,
+    starting_soon,
     wait_healthy,
 )
 
@@ -169,7 +170,7 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             doc = sign_in(context, box.base_url)
             doc.goto(box.base_url + "/sessions/new")
             doc.get_by_label("Title").fill("Real call")
-            doc.get_by_label("Date and time").fill("2026-11-24T10:00")
+            doc.get_by_label("Date and time").fill(starting_soon())
             doc.get_by_role("button", name="Schedule").click()
             code = doc.inner_text("#session-code").replace(" ", "")
             doc.get_by_role("button", name="Start session").click()
@@ -306,7 +307,7 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
                 "The room is locked: nobody new can join.")
             late = browser.new_context(ignore_https_errors=True).new_page()
             late.goto(box.base_url + "/join")
-            late.get_by_label("Session code (6 digits)").fill(code)
+            late.get_by_label("Session code (9 digits)").fill(code)
             late.get_by_label("Your name as others will see it").fill("Late")
             late.get_by_role("button", name="Continue").click()
             late.get_by_label("I understand and agree to join").check()

@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     patient_joins,
     shot,
     sign_in,
+    starting_soon,
 )
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -76,13 +77,13 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             doc = sign_in(clinician, base)
             doc.get_by_role("link", name="Schedule a group session").click()
             doc.get_by_label("Title").fill("Tuesday coping group")
-            doc.get_by_label("Date and time").fill("2026-11-24T10:00")
+            doc.get_by_label("Date and time").fill(starting_soon())
             doc.get_by_label("Capacity (people, including the facilitator)").fill("6")
             doc.get_by_label("Yes, store it encrypted with the session record").check()
             all_labelled(doc)
             doc.get_by_role("button", name="Schedule").click()
             code = doc.inner_text("#session-code").replace(" ", "")
-            assert re.fullmatch(r"\d{6}", code)
+            assert re.fullmatch(r"\d{9}", code)
             session_url = doc.url
 
             ana = patient_joins(browser, base, code, "Ana", shots=True)
@@ -122,7 +123,9 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             doc.reload()
             assert "So-so: 1" in doc.inner_text("main")
 
-            # PHQ-9 in the browser: a missing answer shows a message and stores nothing.
+            # PHQ-9 in the browser, once the clinician asked for it: a missing answer shows a
+            # message and stores nothing.
+            doc.get_by_role("button", name="Send PHQ-9").click()
             ana.goto(base + "/join/questionnaire/phq9")
             answers = [3, 2, 2, 1, 1, 1, 0, 0, 1]
             for number, value in enumerate(answers, start=1):

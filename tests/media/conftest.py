@@ -21,6 +21,7 @@ from appliance.media_loop import MediaLoop
 from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from tests.media.peer import Peer
+from tests.web.conftest import PASSWORD, sign_in
 from web import create_app
 
 
@@ -30,6 +31,8 @@ class Sfu:
     client: FlaskClient
     session_id: str
     facilitator_id: int
+    # Signed in as the facilitator: a staff seat needs its clinician's own live session.
+    staff_client: FlaskClient
     seats: int = 0
     peers: list[Peer] = field(default_factory=list)
 
@@ -45,8 +48,11 @@ class Sfu:
     def token(self, participant: str, role: str = "patient") -> str:
         return issue(self.box, session_id=self.session_id, participant=participant, role=role)
 
-    def post_offer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        reply = self.client.post("/api/media/offer", json=body)
+    def post_offer(
+        self, body: dict[str, Any], role: str = "patient"
+    ) -> tuple[int, dict[str, Any]]:
+        client = self.staff_client if role == "facilitator" else self.client
+        reply = client.post("/api/media/offer", json=body)
         return reply.status_code, reply.get_json()
 
     async def join(
@@ -57,7 +63,7 @@ class Sfu:
         request = {**offer, "token": self.token(participant, role)}
         if resume is not None:
             request["resume"] = resume
-        status, body = await loop.run_in_executor(None, self.post_offer, request)
+        status, body = await loop.run_in_executor(None, self.post_offer, request, role)
         assert status == 200, body
         await peer.accept(body)
         self.peers.append(peer)
@@ -79,12 +85,14 @@ def sfu(tmp_path: Path) -> Iterator[Sfu]:
     media.start()
     media.on_shutdown(box.rooms.close_all)
     app = create_app(box, {"TESTING": True})
-    user = create_user(store, "facilitator1", "correct horse battery", "clinician")
+    user = create_user(store, "facilitator1", PASSWORD, "clinician")
     group = store.GroupSession.create(
         title="Tuesday group", starts_at=dt.datetime.now(dt.UTC), facilitator=user,
         capacity=12, keep_chat=True, state="live",
     )
-    yield Sfu(box, app.test_client(), str(group.id), user.id)
+    staff = app.test_client()
+    sign_in(staff, "facilitator1")
+    yield Sfu(box, app.test_client(), str(group.id), user.id, staff)
     media.stop(timeout=5)
     store.close()
     restrict_host_addresses([])

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +257,7 @@ class World:
     forbidden: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def restore(self) -> None:
-        """Put back what a cell may have changed: seats admitted, sessions open, S's team."""
+        """Put back what a cell may change: seats admitted, sessions open, S's team, PHQ-9 asked."""
         store = self.box.store
         store.Attendance.update(status="admitted", left_at=None).execute()
         store.GroupSession.update(state="scheduled", locked=False).execute()
@@ -268,6 +268,11 @@ class World:
         ).execute()
         if not co.select().exists():
             co.create(session=self.session_s, user=self.user_ids["co_facilitator"])
+        # A patient may answer only a questionnaire their clinician asked for.
+        live = self.app.extensions["clinicbox.live"]
+        for session_id in (self.session_s, self.session_t):
+            if session_id:
+                live.ask(session_id, "phq9")
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -324,7 +329,8 @@ def build_world(box: Box, app: Flask) -> World:
     ):
         group = store.GroupSession(
             title=title,
-            starts_at=datetime(2026, 12, 8, 10),
+            # Ten minutes from now: inside the join window, so patients can join over HTTP.
+            starts_at=(datetime.now() + timedelta(minutes=10)).replace(second=0, microsecond=0),
             facilitator=world.user_ids[owner],
             capacity=8,
         )

@@ -6,7 +6,7 @@ The matrix itself (routes, visitors, expected answers) is in tests/web/authz_mat
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -48,7 +48,10 @@ def test_route_walk_matches_the_matrix(tmp_path: Path) -> None:
 
 def _session(box: Box, app: Flask, owner_id: int, title: str) -> str:
     group = box.store.GroupSession(
-        title=title, starts_at=datetime(2026, 12, 9, 10), facilitator=owner_id, capacity=6
+        title=title,
+        starts_at=datetime.now() + timedelta(minutes=10),  # inside the join window
+        facilitator=owner_id,
+        capacity=6,
     )
     assign_codes(group, app.config["SECRET_KEY"])
     group.save()

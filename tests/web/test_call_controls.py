@@ -170,7 +170,7 @@ def test_remove_without_csrf_or_for_someone_absent_is_refused(app: Flask) -> Non
     assert reply.status_code == 404
     assert reply.get_json()["message"] == "That person is not in the session."
     patient = _join(app, code, "Ben")
-    ben_token = csrf_from(patient, "/join/questionnaire/phq9")
+    ben_token = csrf_from(patient, "/join")
     reply = patient.post(session_url + "/admit", data={"action": "remove", "attendance": "x"},
                          headers=json_headers | {"X-CSRF-Token": ben_token})
     assert reply.status_code == 401  # a patient is no facilitator

@@ -44,8 +44,8 @@ def test_message_poll_and_asked_survive_a_restart(
     clinician.post(session_url + "/ask", data={"csrf_token": token, "instrument": "gad7"})
     clinician.post(session_url + "/poll", data={
         "csrf_token": token, "question": "How is your sleep?", "options": "Better\nSame\nWorse"})
-    ana_token = csrf_from(ana, "/join/questionnaire/phq9")
-    ben_token = csrf_from(ben, "/join/questionnaire/phq9")
+    ana_token = csrf_from(ana, "/join")
+    ben_token = csrf_from(ben, "/join")
     ana.post("/join/poll", data={"csrf_token": ana_token, "choice": "0"})
     ana.post("/join/poll", data={"csrf_token": ana_token, "choice": "1"})  # changed her mind
     ben.post("/join/poll", data={"csrf_token": ben_token, "choice": "1"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from xml.etree import ElementTree
 
 import pytest
@@ -65,16 +65,28 @@ def test_score_chart_is_valid_svg_with_bands_and_points():
     assert "No scores yet" in score_chart(GAD7, [])
 
 
-def _schedule(client, keep_chat="no"):
+def _soon(minutes: int = 10) -> str:
+    """A start time `minutes` from now in the clinic's local time, as the schedule form takes it."""
+    return (datetime.now() + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M")
+
+
+def _schedule(client, keep_chat="no", starts_at=None):
     token = csrf_from(client, "/sessions/new")
     reply = client.post("/sessions/new", data={
-        "csrf_token": token, "title": "Tuesday grief group", "starts_at": "2026-11-24T10:00",
+        "csrf_token": token, "title": "Tuesday grief group", "starts_at": starts_at or _soon(),
         "facilitator": "1", "capacity": "4", "keep_chat": keep_chat,
     })
     assert reply.status_code == 302
     page = client.get(reply.headers["Location"]).get_data(as_text=True)
-    code = re.search(r'id="session-code">(\d{3}) (\d{3})<', page)
-    return reply.headers["Location"], code.group(1) + code.group(2)
+    code = re.search(r'id="session-code">(\d{3}) (\d{3}) (\d{3})<', page)
+    return reply.headers["Location"], "".join(code.groups())
+
+
+def _ask(clinician, session_url, instrument):
+    token = csrf_from(clinician, session_url)
+    reply = clinician.post(session_url + "/ask",
+                           data={"csrf_token": token, "instrument": instrument})
+    assert reply.status_code == 302
 
 
 def _join(app, code, name):
@@ -152,8 +164,9 @@ def test_join_consent_waiting_room_admit_and_deny(app, box):
 def test_patient_questionnaire_scored_and_missing_answer_stores_nothing(app, box):
     clinician = app.test_client()
     sign_in(clinician)
-    _, code = _schedule(clinician)
+    session_url, code = _schedule(clinician)
     patient = _join(app, code, "Ana")
+    _ask(clinician, session_url, "phq9")
     token = csrf_from(patient, "/join/questionnaire/phq9")
     answers = {f"q{i}": str(a) for i, a in enumerate([3, 2, 2, 1, 1, 1, 0, 0, 1], start=1)}
     partial = dict(answers)
@@ -202,7 +215,9 @@ def test_invite_link_and_code_survive_only_as_hashes(app, box):
     sign_in(clinician)
     session_url, code = _schedule(clinician)
     page = clinician.get(session_url).get_data(as_text=True)
-    invite = re.search(r'id="invite-link" href="http://localhost(/i/[\w-]+)"', page).group(1)
+    invite = re.search(
+        r'id="invite-link" href="https://testbox.local:8443(/i/[\w-]+)"', page
+    ).group(1)
     form = app.test_client().get(invite).get_data(as_text=True)
     assert f'value="{code}"' in form
     assert app.test_client().get("/i/not-a-real-token").status_code == 404
@@ -274,12 +289,12 @@ def test_broadcast_poll_and_breakout_rooms(app):
     state = ana.get("/join/state").get_json()
     assert state["message"] == "Back in five minutes"
     assert state["poll"]["options"] == ["Better", "Same", "Worse"]
-    ana_token = csrf_from(ana, "/join/questionnaire/phq9")
+    ana_token = csrf_from(ana, "/join")
     json_headers = {"Accept": "application/json", "X-CSRF-Token": ana_token}
     assert ana.post("/join/poll", data={"choice": "7"}, headers=json_headers).status_code == 400
     assert ana.post("/join/poll", data={"choice": "0"}, headers=json_headers).get_json() == {
         "ok": True}
-    ben_token = csrf_from(patients[1], "/join/questionnaire/phq9")
+    ben_token = csrf_from(patients[1], "/join")
     patients[1].post("/join/poll", data={"csrf_token": ben_token, "choice": "2"})
     assert ana.get("/join/state").get_json()["poll"]["voted"] == 0
     page = clinician.get(session_url).get_data(as_text=True)
@@ -305,6 +320,7 @@ def test_second_join_is_matched_to_the_earlier_patient(app, box):
     ana = _join(app, first_code, "Ana")
     token = csrf_from(clinician, first_url)
     clinician.post(first_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    _ask(clinician, first_url, "gad7")
     answers = {f"q{i}": "2" for i in range(1, 8)}
     ana_token = csrf_from(ana, "/join/questionnaire/gad7")
     ana.post("/join/questionnaire/gad7", data={"csrf_token": ana_token, **answers})
@@ -312,6 +328,7 @@ def test_second_join_is_matched_to_the_earlier_patient(app, box):
     second_url, second_code = _schedule(clinician)
     again = _join(app, second_code, "ana ")
     clinician.post(second_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    _ask(clinician, second_url, "gad7")
     again_token = csrf_from(again, "/join/questionnaire/gad7")
     again.post("/join/questionnaire/gad7",
                data={"csrf_token": again_token, **answers, "q1": "0"})

@@ -12,7 +12,10 @@
   var me = null, names = {}, mutedBy = {}, selfMuted = {}, tracks = {};
   var slots = { audio: {}, video: {} }, speaker = null;
   // The seat's resume token (from welcome) and the reconnect attempts made for this drop.
+  // Kept for this tab only, so a reload takes the seat back from the connection it replaces
+  // (the box refuses a live seat to anyone without it).
   var resume = null, away = {}, retries = 0, leaving = false;
+  try { resume = window.sessionStorage.getItem("clinicbox-resume"); } catch (x) { /* private mode */ }
 
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
@@ -177,6 +180,7 @@
       leave("The facilitator removed you from the call.");
     } else if (msg.type === "welcome") {
       me = msg.participant; resume = msg.resume || null; retries = 0;
+      try { window.sessionStorage.setItem("clinicbox-resume", resume || ""); } catch (x) { /* private mode */ }
       (msg.participants || []).forEach(function (p) {   // who was muted before we came
         mutedBy[p.participant] = !!p.muted; selfMuted[p.participant] = !!p.self_muted;
         tile(p.participant, p.name);
@@ -355,8 +359,9 @@
   }
   function pollState() {
     fetch(root.dataset.stateUrl, { cache: "no-store", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (st) { if (st) { applyState(st); } })
+      // 403 carries the status of a patient removed from the session: the call ends.
+      .then(function (r) { return r.ok || r.status === 403 ? r.json() : null; })
+      .then(function (st) { if (st && st.status) { applyState(st); } })
       .catch(function () { /* the next round will retry */ });
   }
   $("poll").onsubmit = function (e) {

@@ -88,7 +88,7 @@ def offer() -> Any:
                 group.id, claims.participant_id, claims.role, name,
                 body.get("sdp"), body.get("type"),
                 capacity=group.capacity, on_chat=_chat_sink(box, group),
-                resume=body.get("resume"),
+                resume=body.get("resume"), thin=body.get("thin") is True,
             ),
             timeout=JOIN_TIMEOUT_S,
         )

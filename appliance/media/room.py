@@ -114,8 +114,12 @@ class Room:
     async def join(
         self, participant_id: str, role: str, name: str, sdp: object, kind: object,
         resume: object = None,
+        thin: bool = False,
     ) -> RTCSessionDescription:
         """Answer a participant's offer; a seat already taken by the same id is replaced.
+
+        `thin`: the client found its link slow (or chose audio only); the answer asks it for
+        thin-uplink audio (`shape_answer`).
 
         With the resume token of a seat held for this participant, the seat comes back as it
         was (mute, raised hand, data saver); without it, the participant starts afresh.
@@ -211,7 +215,8 @@ class Room:
             exclude=me,
         )
         self.assign_slots()
-        return RTCSessionDescription(sdp=shape_answer(pc.localDescription.sdp), type="answer")
+        answer_sdp = shape_answer(pc.localDescription.sdp, thin=thin)
+        return RTCSessionDescription(sdp=answer_sdp, type="answer")
 
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
         publication = Publication(me.id, track, receiver)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
-from appliance.media.adaptation import LinkState
+from appliance.media.adaptation import DownlinkEstimator, LinkState
 from appliance.media.adaptive import RoomAdaptation
 from tests.media.conftest import Sfu
 from tests.media.peer import Peer, wait_for
@@ -100,5 +100,33 @@ def test_sparse_reports_are_no_cut_but_silence_is(
         finally:
             for peer in (a, b):
                 await peer.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_link_with_no_room_for_video_is_told_to_stop_sending_it(
+    sfu: Sfu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if the box had measured a GPRS-like link (thin, voices near their deadline).
+    monkeypatch.setattr("appliance.media.adaptive.is_lan", lambda address, networks: False)
+    room_for_video = [False]
+    monkeypatch.setattr(
+        DownlinkEstimator, "room_for_video", property(lambda self: room_for_video[0])
+    )
+
+    def told(peer: Peer) -> list[bool]:
+        return [e["on"] for e in peer.events if e.get("type") == "send-video"]
+
+    async def scenario() -> None:
+        p = Peer("p")
+        try:
+            await sfu.join(p, sfu.admit("P"))
+            assert await wait_for(lambda: told(p) == [False], 5), p.events
+            event = next(e for e in p.events if e.get("type") == "send-video")
+            assert event["reason"].startswith("Your camera is paused")
+            room_for_video[0] = True
+            assert await wait_for(lambda: told(p) == [False, True], 5), p.events
+        finally:
+            await p.close()
 
     asyncio.run(scenario())

@@ -157,6 +157,9 @@ class RoomAdaptation:
         # Per subscriber, datagrams its transport had received at the last tick: any traffic
         # at all means the link is not cut, whatever its receiver reports do.
         self._rx_packets: dict[str, int] = {}
+        # Per subscriber, RTCP feedback about what the box sends it, by kind ("rr", "remb",
+        # "nack", "pli", ...): what its browser really sends back, in the debug log.
+        self.feedback: dict[str, dict[str, int]] = {}
         # Remote participants told to stop sending video (their link has no room for it).
         self._camera_held: dict[str, bool] = {}
         # Per subscriber, when each slot sender's SRs left (for RTT).
@@ -247,6 +250,7 @@ class RoomAdaptation:
         self._last_rtcp.pop(participant_id, None)
         self._rx_packets.pop(participant_id, None)
         self._camera_held.pop(participant_id, None)
+        self.feedback.pop(participant_id, None)
         self._clocks.pop(participant_id, None)
         self._loss_window.pop(participant_id, None)
         self._nacked.pop(participant_id, None)
@@ -260,6 +264,9 @@ class RoomAdaptation:
     def _on_rtcp(self, participant: Participant, sender: RTCRtpSender, packet: Any) -> None:
         if participant.id not in self._remote:
             return
+        kinds = self.feedback.setdefault(participant.id, {})
+        kind = _feedback_kind(packet)
+        kinds[kind] = kinds.get(kind, 0) + 1
         estimator = self.session.estimator(participant.id)
         now = time.monotonic()
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
@@ -399,12 +406,14 @@ class RoomAdaptation:
             participant.link = update.estimate
             log.debug(
                 "media: %s %s allowance %.0f estimate %.0f loss %.3f rtt %s sending %.0f "
-                "nacked %d withheld %d audio %s video %s", sub, update.estimate.state.value,
+                "nacked %d withheld %d audio %s video %s feedback %s", sub,
+                update.estimate.state.value,
                 update.estimate.allowance_bps, update.estimate.estimate_bps,
                 update.estimate.loss, update.estimate.rtt_s, self._sent[sub].bps,
                 self._nacked.get(sub, 0), self._withheld.get(sub, 0),
                 update.plan.audio.value,
                 ",".join(f"{p}:{t.name.lower()}" for p, t in update.plan.tiers.items()),
+                ",".join(f"{k}:{n}" for k, n in sorted(self.feedback.get(sub, {}).items())),
             )
             for notice in update.notices:
                 participant.send(notice.event())
@@ -495,3 +504,16 @@ def received_datagrams(pc: Any) -> int | None:
         for stats in transport._get_stats().values():
             return int(getattr(stats, "packetsReceived", 0))
     return None
+
+
+def _feedback_kind(packet: Any) -> str:
+    """A short name for an RTCP packet a slot sender got: rr, sr, remb, nack, pli, fir, ..."""
+    if isinstance(packet, RtcpSrPacket):
+        return "sr"
+    if isinstance(packet, RtcpRrPacket):
+        return "rr"
+    if isinstance(packet, RtcpRtpfbPacket):
+        return "nack" if packet.fmt == RTCP_RTPFB_NACK else f"rtpfb{packet.fmt}"
+    if isinstance(packet, RtcpPsfbPacket):
+        return {1: "pli", 4: "fir", RTCP_PSFB_APP: "remb"}.get(packet.fmt, f"psfb{packet.fmt}")
+    return type(packet).__name__.removeprefix("Rtcp").removesuffix("Packet").lower()

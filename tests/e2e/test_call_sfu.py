@@ -91,6 +91,16 @@ AUDIO_PACKETS_JS = """async () => {
   return packets;
 }"""
 
+# Bytes this page's camera sender has sent so far.
+VIDEO_SENT_JS = """async () => {
+  const report = await window.ClinicBoxCall.stats();
+  let bytes = 0;
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video") { bytes += s.bytesSent || 0; }
+  });
+  return bytes;
+}"""
+
 # Every audio slot the box sent this page is empty (nobody to hear in its room).
 ALONE_JS = """() => Object.values(window.ClinicBoxCall.slots().audio)
   .every((who) => who === null)"""
@@ -318,6 +328,12 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             ana.wait_for_function("""() => Object.values(window.ClinicBoxCall.slots().video)
                 .every((who) => who === null)""", timeout=10_000)
             assert _growth(ana)[ids["doc"]]["samples"] > 16_000, "audio must go on"
+            # ...and Ana sends no video at all (a disabled track would still send black
+            # frames), so the others stop receiving any from her.
+            time.sleep(0.5)  # frames in flight
+            sent = ana.evaluate(VIDEO_SENT_JS)
+            time.sleep(2.0)
+            assert ana.evaluate(VIDEO_SENT_JS) == sent, "audio only still sends video"
 
             # Remove: Ben's call ends on his side and his tile goes from Ana's screen.
             doc.locator(f"[id='tile-{ids['Ben']}']").get_by_role(

@@ -144,4 +144,3 @@ def peer_address(pc: RTCPeerConnection) -> str | None:
         for pair in pairs.values():
             return str(pair.remote_addr[0])
     return None
-

@@ -155,7 +155,14 @@ def net() -> Iterator[Net]:
             made.append(ns)
             _in(ns, "link", "set", "lo", "up")
         links = [  # (namespace, IPv4, IPv6) at each end
-            (names.box, "10.88.0.1/24", "fd00:88::1/64", names.lan, "10.88.0.2/24", "fd00:88::2/64"),  # noqa: E501
+            (
+                names.box,
+                "10.88.0.1/24",
+                "fd00:88::1/64",
+                names.lan,
+                "10.88.0.2/24",
+                "fd00:88::2/64",
+            ),
             (names.box, "10.88.1.1/24", "fd00:89::1/64", router, "10.88.1.2/24", "fd00:89::2/64"),
             (router, "10.88.2.1/24", "fd00:8a::1/64", names.far, "10.88.2.2/24", "fd00:8a::2/64"),
         ]
@@ -164,13 +171,34 @@ def net() -> Iterator[Net]:
             _ip("link", "add", a_if, "netns", a_ns, "type", "veth", "peer", b_if, "netns", b_ns)
             for ns, dev, v4, v6 in ((a_ns, a_if, a4, a6), (b_ns, b_if, b4, b6)):
                 # No duplicate-address wait: the addresses must be usable at once.
-                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                                f"net.ipv6.conf.{dev}.accept_dad=0"], check=True)
+                subprocess.run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        "sysctl",
+                        "-qw",
+                        f"net.ipv6.conf.{dev}.accept_dad=0",
+                    ],
+                    check=True,
+                )
                 _in(ns, "addr", "add", v4, "dev", dev)
                 _in(ns, "addr", "add", v6, "dev", dev, "nodad")
                 _in(ns, "link", "set", dev, "up")
-        subprocess.run(["ip", "netns", "exec", router, "sysctl", "-qw",
-                        "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                router,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+            ],
+            check=True,
+        )
         _in(names.box, "route", "add", "10.88.2.0/24", "via", "10.88.1.2")
         _in(names.box, "-6", "route", "add", "fd00:8a::/64", "via", "fd00:89::2")
         _in(names.far, "route", "add", "default", "via", "10.88.2.1")
@@ -186,11 +214,17 @@ def _call(net: Net, client_ns: str, family: str, workdir: Path) -> dict[str, obj
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     box = subprocess.Popen(
         ["ip", "netns", "exec", net.box, sys.executable, "-c", BOX, str(workdir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     client = subprocess.Popen(
         ["ip", "netns", "exec", client_ns, sys.executable, "-c", CLIENT, str(workdir), family],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         box_out, box_err = box.communicate(timeout=60)
@@ -207,10 +241,20 @@ def _call(net: Net, client_ns: str, family: str, workdir: Path) -> dict[str, obj
 
 def test_on_link_networks_of_a_dual_stack_box_come_from_its_kernel(net: Net) -> None:
     out = subprocess.run(
-        ["ip", "netns", "exec", net.box, sys.executable, "-c",
-         "from appliance.media.locality import on_link_networks; "
-         "print(' '.join(str(n) for n in on_link_networks()))"],
-        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            "ip",
+            "netns",
+            "exec",
+            net.box,
+            sys.executable,
+            "-c",
+            "from appliance.media.locality import on_link_networks; "
+            "print(' '.join(str(n) for n in on_link_networks()))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout.split()
     # Both families' on-link prefixes, link-local included; routed ones (via a gateway) not.
     assert {"10.88.0.0/24", "10.88.1.0/24", "fd00:88::/64", "fd00:89::/64", "fe80::/64"} <= set(out)

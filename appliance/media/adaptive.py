@@ -144,11 +144,7 @@ class RoomAdaptation:
             UplinkBudget(settings.uplink_bps), costs,
             # Probes of at most 2x: on a link that only carries voices, 2.5x (to reach a video
             # rung at once) overflows it for seconds; voice comes first.
-            # One round trip is enough to start probing: Chromium receiving voices only
-            # reports every ~4.5 s, and waiting for two put a patient's first picture 10 s
-            # into the call.
-            EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS, probe_max_gain=2.0,
-                            rtt_samples_before_queue=1),
+            EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS, probe_max_gain=2.0),
         )
         self._participants = participants
         self._apply = apply

@@ -384,12 +384,14 @@ def test_a_clean_short_path_climbs_from_the_remote_start_to_forwarded_video_in_o
     # next better plan that matters is forwarded video (~770 kbps allowance, ~600 sent).
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000, probe_max_gain=2.0))
     est.set_sending(65_000)
-    clean_reports(est, 0, 4, rtt=0.02)
-    assert est.probe_gain_cap == 8.0
-    probe = est.tick(4.0, wanted_bps=770_000, wanted_use_bps=600_000)
+    est.on_receiver_report(3.5, 0.0, 0.02)  # Chromium's first report on voices only
+    assert est.tick(3.5).state is LinkState.STEADY
+    assert est.probe_gain_cap == 8.0  # one round trip is enough on a path this short
+    est.on_traffic(5.5)
+    probe = est.tick(5.5, wanted_bps=770_000, wanted_use_bps=600_000)
     assert probe.state is LinkState.PROBING and probe.allowance_bps == 770_000
-    est.set_sending(450_000, now=4.5)  # the picture forwarded: 0.75 of its planned cost
-    for t in (5.0, 6.0, 7.0):
+    est.set_sending(450_000, now=6.0)  # the picture forwarded: 0.75 of its planned cost
+    for t in (7.0, 8.0, 9.0):
         est.on_receiver_report(t, 0.0, 0.02, sr_age_s=0.02)
         est.tick(t, wanted_bps=770_000, wanted_use_bps=600_000)
     assert est.estimate_bps == pytest.approx(770_000)

@@ -29,7 +29,8 @@ loss) the next better plan may be up to 8x away: the ladder's rungs are far apar
 with the voices sends ~130 kbps, a forwarded 640 px picture ~600), and proving a rung only by
 sending it, in steps of at most 2x that each prove what was sent, never reached forwarded video
 from a remote patient's 100 kbps start (a real Chromium patient on an unconstrained link sat at
-a 160 px still). Such a probe, confirmed clean, proves its whole target.
+a 160 px still). Such a probe, confirmed clean, proves its whole target, and the first may
+start after one round trip (other paths wait for two).
 
 On a tight link (thin, with little of the voice deadline left after the path's delay: EDGE,
 GPRS) probes ask only what the next plan needs and prove it, there is no passive growth, and
@@ -406,8 +407,11 @@ class DownlinkEstimator:
         return cfg.probe_max_gain
 
     def _clean_path(self, now: float) -> bool:
+        # One round trip is enough here: Chromium receiving voices only reports every ~4.5 s
+        # (waiting for two put a patient's first picture 10 s into the call), and a path
+        # this short leaves voices ample margin whatever its jitter turns out to be.
         cfg = self.config
-        return (self._rtt_samples >= cfg.rtt_samples_before_queue
+        return (self._rtt_samples >= 1
                 and self._base_rtt() <= cfg.clean_rtt_max_s
                 and now - self._last_decrease >= cfg.clean_quiet_s
                 and self._failures == 0 and self._loss < cfg.low_loss and not self.tight)
@@ -453,7 +457,8 @@ class DownlinkEstimator:
                 far_after = self._next_far_probe
             # A probe is judged against the path's own RTT: none before that is known.
             if (wanted_bps is not None and wanted_bps > self._estimate
-                    and self._rtt_samples >= cfg.rtt_samples_before_queue
+                    and (self._rtt_samples >= cfg.rtt_samples_before_queue
+                         or self._clean_path(now))
                     and clean_for >= cfg.probe_after_s and now >= self._next_probe
                     and (not far or now >= far_after)):
                 clean = self._clean_path(now)

@@ -6,21 +6,37 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import stat
 from pathlib import Path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` readable by the owner only, replacing it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _temp_name(path: Path) -> Path:
+    # Unique per call, not per process: two threads writing the same file at once must not
+    # share (and then replace or unlink) one temporary file.
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` readable by the owner only, replacing it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

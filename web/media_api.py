@@ -113,6 +113,7 @@ def offer() -> Any:
                 capacity=group.capacity,
                 on_chat=_chat_sink(box, group),
                 resume=body.get("resume"),
+                thin=body.get("thin") is True,
             ),
             timeout=JOIN_TIMEOUT_S,
         )

@@ -33,6 +33,7 @@ from appliance.media.adaptation import (
     EstimatorConfig,
     LinkState,
     Publisher,
+    Reason,
     SessionAdaptation,
     UplinkBudget,
 )
@@ -153,6 +154,14 @@ class RoomAdaptation:
         self._sent: dict[str, _Rate] = {}
         self._received: dict[Publication, _Rate] = {}
         self._last_rtcp: dict[str, int] = {}
+        # Per subscriber, datagrams its transport had received at the last tick: any traffic
+        # at all means the link is not cut, whatever its receiver reports do.
+        self._rx_packets: dict[str, int] = {}
+        # Per subscriber, RTCP feedback about what the box sends it, by kind ("rr", "remb",
+        # "nack", "pli", ...): what its browser really sends back, in the debug log.
+        self.feedback: dict[str, dict[str, int]] = {}
+        # Remote participants told to stop sending video (their link has no room for it).
+        self._camera_held: dict[str, bool] = {}
         # Per subscriber, when each slot sender's SRs left (for RTT).
         self._clocks: dict[str, dict[RTCRtpSender, SenderReportClock]] = {}
         self._loss_window: dict[str, deque[tuple[float, int, int]]] = {}
@@ -239,6 +248,9 @@ class RoomAdaptation:
             self.session.remove_subscriber(participant_id)
         self._sent.pop(participant_id, None)
         self._last_rtcp.pop(participant_id, None)
+        self._rx_packets.pop(participant_id, None)
+        self._camera_held.pop(participant_id, None)
+        self.feedback.pop(participant_id, None)
         self._clocks.pop(participant_id, None)
         self._loss_window.pop(participant_id, None)
         self._nacked.pop(participant_id, None)
@@ -252,6 +264,9 @@ class RoomAdaptation:
     def _on_rtcp(self, participant: Participant, sender: RTCRtpSender, packet: Any) -> None:
         if participant.id not in self._remote:
             return
+        kinds = self.feedback.setdefault(participant.id, {})
+        kind = _feedback_kind(packet)
+        kinds[kind] = kinds.get(kind, 0) + 1
         estimator = self.session.estimator(participant.id)
         now = time.monotonic()
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
@@ -360,6 +375,8 @@ class RoomAdaptation:
         self.ticks += 1
         people = {p.id: p for p in self._participants()}
         for sub in self._remote:
+            if sub in people:
+                self._note_traffic(people[sub], now)
             if sub in people and sub in self._sent:
                 self.session.set_sending(sub, self._sent[sub].update(now, self._sent_bytes(
                     people[sub])))
@@ -389,15 +406,18 @@ class RoomAdaptation:
             participant.link = update.estimate
             log.debug(
                 "media: %s %s allowance %.0f estimate %.0f loss %.3f rtt %s sending %.0f "
-                "nacked %d withheld %d audio %s video %s", sub, update.estimate.state.value,
+                "nacked %d withheld %d audio %s video %s feedback %s", sub,
+                update.estimate.state.value,
                 update.estimate.allowance_bps, update.estimate.estimate_bps,
                 update.estimate.loss, update.estimate.rtt_s, self._sent[sub].bps,
                 self._nacked.get(sub, 0), self._withheld.get(sub, 0),
                 update.plan.audio.value,
                 ",".join(f"{p}:{t.name.lower()}" for p, t in update.plan.tiers.items()),
+                ",".join(f"{k}:{n}" for k, n in sorted(self.feedback.get(sub, {}).items())),
             )
             for notice in update.notices:
                 participant.send(notice.event())
+            self._hold_camera(participant)
             if silent != was_silent:
                 # No feedback for seconds: their link is cut. The others see it, not "left".
                 self._announce(
@@ -406,6 +426,37 @@ class RoomAdaptation:
         for publication in [p for p in self._received if p.participant_id not in people]:
             del self._received[publication]
         self._apply()
+
+    def _hold_camera(self, participant: Participant) -> None:
+        """Tell a remote participant to stop sending video while its link has no room for it
+        (a thin link whose delay leaves voices little margin: GPRS), and to start again.
+
+        A browser told nothing kept sending 640 px video (24-29 kbps, black frames in audio
+        only) into a 20 kbps uplink, and its own voice was 58% concealed in the clinic."""
+        if not participant.remote:
+            return
+        held = not self.session.estimator(participant.id).room_for_video
+        if held == self._camera_held.get(participant.id, False):
+            return
+        reason = Reason.CAMERA_HELD if held else Reason.CAMERA_BACK
+        if not participant.send({"type": "send-video", "on": not held, "reason": reason.text}):
+            return  # the data channel is not open yet: the next tick tries again
+        self._camera_held[participant.id] = held
+        log.info("media: %s camera %s", participant.id, "held" if held else "released")
+
+    def _note_traffic(self, participant: Participant, now: float) -> None:
+        """Tell the subscriber's estimator if anything arrived from it since the last tick.
+
+        Chromium reports on what it receives only in its audio stream's RTCP while the box
+        sends it audio alone (about every 4.5 s), so "no receiver report for 3 s" is no sign of
+        a cut link; the transport's datagram count (media, RTCP of any kind, data channel,
+        DTLS) is."""
+        received = received_datagrams(participant.pc)
+        if received is None:
+            return
+        if received != self._rx_packets.get(participant.id):
+            self._rx_packets[participant.id] = received
+            self.session.estimator(participant.id).on_traffic(now)
 
     def _roster(self, now: float, people: list[Participant]) -> list[Publisher]:
         spoke = sorted((p for p in people if p.last_spoke > 0), key=lambda p: -p.last_spoke)
@@ -438,3 +489,31 @@ class RoomAdaptation:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+def received_datagrams(pc: Any) -> int | None:
+    """Datagrams the peer connection's (bundled) transport has received from the peer so far:
+    media, RTCP, data channel and DTLS alike (None before there is a transport).
+
+    Read from aiortc's `RTCDtlsTransport._get_stats()` (checked by
+    `tests/media/test_aiortc_seams.py`)."""
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None:
+            continue
+        for stats in transport._get_stats().values():
+            return int(getattr(stats, "packetsReceived", 0))
+    return None
+
+
+def _feedback_kind(packet: Any) -> str:
+    """A short name for an RTCP packet a slot sender got: rr, sr, remb, nack, pli, fir, ..."""
+    if isinstance(packet, RtcpSrPacket):
+        return "sr"
+    if isinstance(packet, RtcpRrPacket):
+        return "rr"
+    if isinstance(packet, RtcpRtpfbPacket):
+        return "nack" if packet.fmt == RTCP_RTPFB_NACK else f"rtpfb{packet.fmt}"
+    if isinstance(packet, RtcpPsfbPacket):
+        return {1: "pli", 4: "fir", RTCP_PSFB_APP: "remb"}.get(packet.fmt, f"psfb{packet.fmt}")
+    return type(packet).__name__.removeprefix("Rtcp").removesuffix("Packet").lower()

@@ -92,10 +92,16 @@ class Publication:
         if now - self._last_keyframe_request < KEYFRAME_MIN_INTERVAL_S:
             return False
         self._last_keyframe_request = now
-        sources = self.receiver.getSynchronizationSources()
+        # The media SSRC, not its retransmission stream's: aiortc lists every SSRC seen in
+        # the last 10 s, RTX included, and Chromium opens a call with RTX padding (bandwidth
+        # probes) before its first picture, so the first listed was the RTX SSRC; Chromium
+        # ignores a PLI for it, and a patient's first picture waited ~10 s for that entry
+        # to expire.
+        rtx = set(getattr(self.receiver, "_RTCRtpReceiver__rtx_ssrc", {}))
+        sources = [s for s in self.receiver.getSynchronizationSources() if s.source not in rtx]
         if not sources:
             return False
         self.keyframe_requests += 1
-        ssrc = sources[0].source
+        ssrc = max(sources, key=lambda s: s.timestamp).source
         asyncio.get_running_loop().create_task(self.receiver._send_rtcp_pli(ssrc))
         return True

@@ -32,7 +32,7 @@ from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
-from appliance.media.sdp import BadOffer, parse_offer, shape_answer
+from appliance.media.sdp import BadOffer, keep_ice_open_for_mdns, parse_offer, shape_answer
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
 
@@ -122,8 +122,12 @@ class Room:
     async def join(
         self, participant_id: str, role: str, name: str, sdp: object, kind: object,
         resume: object = None,
+        thin: bool = False,
     ) -> RTCSessionDescription:
         """Answer a participant's offer.
+
+        `thin`: the client found its link slow (or chose audio only); the answer asks it for
+        thin-uplink audio (`shape_answer`).
 
         With the resume token of this participant's seat, the seat comes back as it was
         (mute, raised hand, data saver), from a held seat or from a live one whose old
@@ -195,7 +199,9 @@ class Room:
                 self.adaptation.connected(me)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=str(sdp), type="offer"))
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=keep_ice_open_for_mdns(str(sdp)), type="offer")
+            )
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as exc:
@@ -229,7 +235,8 @@ class Room:
             exclude=me,
         )
         self.assign_slots()
-        return RTCSessionDescription(sdp=shape_answer(pc.localDescription.sdp), type="answer")
+        answer_sdp = shape_answer(pc.localDescription.sdp, thin=thin)
+        return RTCSessionDescription(sdp=answer_sdp, type="answer")
 
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
         publication = Publication(me.id, track, receiver)

@@ -40,6 +40,7 @@ class Rooms:
         capacity: int = 12,
         on_chat: ChatSink | None = None,
         resume: object = None,
+        thin: bool = False,
     ) -> RTCSessionDescription:
         install_forwarding(asyncio.get_running_loop())
         consent.install()  # patients on EDGE/GPRS have round trips over aioice's 0.5 s
@@ -51,7 +52,7 @@ class Rooms:
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
         try:
-            return await room.join(participant_id, role, name, sdp, kind, resume)
+            return await room.join(participant_id, role, name, sdp, kind, resume, thin=thin)
         finally:
             await self._drop_if_empty(room_id)
 

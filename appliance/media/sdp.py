@@ -12,6 +12,12 @@ import re
 from aiortc.sdp import SessionDescription
 
 OPUS_FMTP = {"useinbandfec": "1", "maxaveragebitrate": "24000", "stereo": "0", "usedtx": "1"}
+# For a client on a thin link: 60 ms packets cut the headers from ~20 kbps (50 packets/s with
+# RTP/SRTP/UDP/IP) to ~7, and 12 kbps of Opus (still intelligible speech, with FEC) leaves
+# room in a 20 kbps GPRS uplink. Longer packets wait longer to fill: that costs 40 ms one way,
+# paid only by whoever sends on such a link.
+THIN_OPUS_FMTP = {**OPUS_FMTP, "maxaveragebitrate": "12000", "ptime": "60", "maxptime": "60"}
+THIN_PTIME_MS = 60
 VIDEO_MAX_KBPS = 500
 MAX_SDP_BYTES = 64 * 1024
 # What the call page offers (web/static/call.js): one send-only track per kind, a receive
@@ -68,12 +74,29 @@ def _check_counts(parsed: SessionDescription) -> None:
             )
 
 
+def keep_ice_open_for_mdns(sdp: str) -> str:
+    """The offer without `a=end-of-candidates` when its host candidates are mDNS names.
+
+    Browsers may hide host addresses behind `<uuid>.local` names. When the box cannot resolve
+    them (no mDNS across the segment, or a name that is never answered), aioice, told the
+    candidates are complete, prunes the component and fails at once, before the browser's
+    connectivity checks arrive. Without the marker the box waits for those checks and pairs
+    with the address they come from (a peer-reflexive candidate): the address the browser
+    really uses, which is what decides LAN or remote.
+    """
+    if not re.search(r"^a=candidate:\S+ \d+ \S+ \d+ \S+\.local ", sdp, flags=re.M | re.I):
+        return sdp
+    return re.sub(r"^a=end-of-candidates\r?\n", "", sdp, flags=re.M)
+
+
 def _opus_payload_types(sdp: str) -> list[str]:
     return re.findall(r"^a=rtpmap:(\d+) opus/48000", sdp, flags=re.M | re.I)
 
 
-def shape_answer(sdp: str) -> str:
-    """Add Opus FEC/bitrate fmtp and a video bandwidth cap to an aiortc answer."""
+def shape_answer(sdp: str, thin: bool = False) -> str:
+    """Add Opus FEC/bitrate fmtp and a video bandwidth cap to an aiortc answer; with `thin`,
+    ask for 12 kbps Opus in 60 ms packets (fmtp and `a=ptime`)."""
+    fmtp = THIN_OPUS_FMTP if thin else OPUS_FMTP
     lines = sdp.split("\r\n")
     opus = set(_opus_payload_types(sdp))
     out: list[str] = []
@@ -84,16 +107,19 @@ def shape_answer(sdp: str) -> str:
         match = re.match(r"a=fmtp:(\d+) (.*)", line)
         if match and match.group(1) in opus:
             params = dict(p.split("=", 1) for p in match.group(2).split(";") if "=" in p)
-            params.update(OPUS_FMTP)
+            params.update(fmtp)
             line = f"a=fmtp:{match.group(1)} " + ";".join(f"{k}={v}" for k, v in params.items())
         out.append(line)
+        if thin and line.startswith("c=") and kind == "audio":
+            out.append(f"a=ptime:{THIN_PTIME_MS}")
+            out.append(f"a=maxptime:{THIN_PTIME_MS}")
         if line.startswith("c=") and kind == "video":
             out.append(f"b=AS:{VIDEO_MAX_KBPS}")
             out.append(f"b=TIAS:{VIDEO_MAX_KBPS * 1000}")
     text = "\r\n".join(out)
     for pt in opus:  # Opus lines aiortc wrote without any fmtp
         if f"a=fmtp:{pt} " not in text:
-            params = ";".join(f"{k}={v}" for k, v in OPUS_FMTP.items())
+            params = ";".join(f"{k}={v}" for k, v in fmtp.items())
             text = text.replace(
                 f"a=rtpmap:{pt} opus/48000/2", f"a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} {params}"
             )

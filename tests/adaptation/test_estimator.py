@@ -227,6 +227,23 @@ def test_silence_drops_to_voice_then_restarts_low():
     assert result.allowance_bps == cfg.initial_bps
 
 
+def test_sparse_reports_on_a_live_link_are_not_silence():
+    # Chromium receiving audio only reports on it every ~4.5 s (its audio RTCP interval)
+    # while its own media and RTCP keep arriving: that link is not cut.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(30_000)
+    states = set()
+    for step in range(1, 121):  # 60 s of ticks
+        now = step * 0.5
+        est.on_traffic(now)
+        if step % 9 == 0:
+            est.on_receiver_report(now, 0.0, 0.01)
+        states.add(est.tick(now).state)
+    assert LinkState.SILENT not in states
+    # Nothing at all from it for 3 s (no packet, no RTCP): a cut link.
+    assert est.tick(63.0).state is LinkState.SILENT
+
+
 def test_a_probe_needs_a_clean_report_after_the_sfu_filled_it():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)
@@ -356,8 +373,39 @@ def test_a_tight_links_probe_proves_its_allowance_when_its_plan_was_sent_in_full
     # EDGE (0.66 s RTT): mixed voices and a thumbnail send ~85 kbps, the thumbnail needs a
     # 120 kbps allowance. Proven by what was sent (1.1 x 85 + 20 = 113.5) it never would be.
     assert thumbnail_probe(0.66, 85_000) == pytest.approx(120_000)
-    # On 3G (0.25 s) voices have margin, and only what was sent is proven.
-    assert thumbnail_probe(0.25, 85_000) == pytest.approx(113_500)
+    # At 0.35 s voices have margin, and only what was sent is proven.
+    assert thumbnail_probe(0.35, 85_000) == pytest.approx(113_500)
+    # On a clean, short path (3G's 0.25 s, no loss, no cut) the clean probe proves it all.
+    assert thumbnail_probe(0.25, 85_000) == pytest.approx(120_000)
+
+
+def test_a_clean_short_path_climbs_from_the_remote_start_to_forwarded_video_in_one_probe():
+    # A browser on an unconstrained link: voices only (~65 kbps) from the 100 kbps start; the
+    # next better plan that matters is forwarded video (~770 kbps allowance, ~600 sent).
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000, probe_max_gain=2.0))
+    est.set_sending(65_000)
+    est.on_receiver_report(3.5, 0.0, 0.02)  # Chromium's first report on voices only
+    assert est.tick(3.5).state is LinkState.STEADY
+    assert est.probe_gain_cap == 8.0  # one round trip is enough on a path this short
+    est.on_traffic(5.5)
+    probe = est.tick(5.5, wanted_bps=770_000, wanted_use_bps=600_000)
+    assert probe.state is LinkState.PROBING and probe.allowance_bps == 770_000
+    est.set_sending(450_000, now=6.0)  # the picture forwarded: 0.75 of its planned cost
+    for t in (7.0, 8.0, 9.0):
+        est.on_receiver_report(t, 0.0, 0.02, sr_age_s=0.02)
+        est.tick(t, wanted_bps=770_000, wanted_use_bps=600_000)
+    assert est.estimate_bps == pytest.approx(770_000)
+    # A path that lost packets lately, or a long one, climbs in the usual steps of 2x.
+    lossy = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000, probe_max_gain=2.0))
+    lossy.set_sending(65_000)
+    clean_reports(lossy, 0, 4, rtt=0.02)
+    lossy.on_receiver_report(4.0, 0.2, 0.02)
+    assert lossy.probe_gain_cap == 2.0
+    far = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000, probe_max_gain=2.0))
+    far.set_sending(65_000)
+    clean_reports(far, 0, 4, rtt=0.45)
+    far.tick(4.0)
+    assert far.probe_gain_cap == 2.0
 
 
 def test_a_tight_links_probe_whose_plan_sent_little_proves_only_what_was_sent():

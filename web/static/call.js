@@ -9,6 +9,10 @@
   // Receive slots: the offer carries a fixed set of receive-only m-lines, so nobody joining or
   // leaving renegotiates; the box says which participant each slot (by mid) shows.
   var AUDIO_SLOTS = 11, VIDEO_SLOTS = 4;
+  // On a thin link (the pre-call check was slow, or audio only was chosen) the first offer is
+  // a third the size (GPRS carried the full one's 36,000 characters for 14 s and more): the
+  // box mixes the voices into the first audio slot there anyway.
+  var THIN_AUDIO_SLOTS = 2, THIN_VIDEO_SLOTS = 1, SLOW_MS = 800;
   var me = null, names = {}, mutedBy = {}, selfMuted = {}, tracks = {};
   var slots = { audio: {}, video: {} }, speaker = null;
   // The seat's resume token (from welcome) and the reconnect attempts made for this drop.
@@ -16,6 +20,9 @@
   // (the box refuses a live seat to anyone without it).
   var resume = null, away = {}, retries = 0, leaving = false;
   try { resume = window.sessionStorage.getItem("clinicbox-resume"); } catch (x) { /* private mode */ }
+  // The pre-call check's median request time (ms; null until measured), and whether the box
+  // asked this browser to stop sending video (its uplink cannot carry it).
+  var netMs = null, videoHeld = false;
 
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
@@ -42,14 +49,38 @@
       check("check-mic", false, "not available (" + err.name + ")");
       check("check-cam", false, "not available");
     });
-    var started = performance.now();
-    fetch("/healthz", { cache: "no-store" }).then(function (r) { return r.text(); })
-      .then(function () {
-        var ms = Math.round(performance.now() - started);
-        check("check-net", ms < 800, ms < 300 ? "good (" + ms + " ms)" :
-          ms < 800 ? "fair (" + ms + " ms)" : "slow (" + ms + " ms): audio only is advised");
-        if (ms >= 800) { $("start-audio-only").checked = true; }
-      }).catch(function () { check("check-net", false, "cannot reach the box"); });
+    // The median of five timed requests, one after another: a single one read 673, 2,642
+    // and 667 ms on the same EDGE link and put one patient in three on audio only.
+    var times = [];
+    function timed() {
+      var started = performance.now();
+      return fetch("/healthz", { cache: "no-store" }).then(function (r) { return r.text(); })
+        .then(function () { times.push(performance.now() - started); });
+    }
+    var chain = timed();
+    for (var n = 1; n < 5; n++) { chain = chain.then(timed); }
+    chain.then(function () {
+      times.sort(function (a, b) { return a - b; });
+      var ms = netMs = Math.round(times[2]);
+      check("check-net", ms < SLOW_MS, ms < 300 ? "good (" + ms + " ms)" :
+        ms < SLOW_MS ? "fair (" + ms + " ms)" : "slow (" + ms + " ms): audio only is advised");
+      if (ms >= SLOW_MS) { $("start-audio-only").checked = true; }
+    }).catch(function () { check("check-net", false, "cannot reach the box"); });
+  }
+
+  // What the camera sends: nothing at all in audio only, while the camera is off, or while
+  // the box holds video back (a disabled track would still send black frames: 24-29 kbps
+  // into a 20 kbps GPRS uplink).
+  function syncVideoSender() {
+    if (!pc || !local) { return; }
+    var cam = local.getVideoTracks()[0] || null;
+    var want = state.saver || state.camOff || videoHeld ? null : cam;
+    pc.getTransceivers().forEach(function (t) {
+      if (t.receiver.track && t.receiver.track.kind === "video" &&
+          t.direction === "sendonly" && !t.sender.track !== !want && !state.sharing) {
+        t.sender.replaceTrack(want);
+      }
+    });
   }
 
   function tile(id, label) {
@@ -152,6 +183,9 @@
       $("chat-log").appendChild(li);
     } else if (msg.type === "notice") {
       say(msg.text);
+    } else if (msg.type === "send-video") {  // the box: your uplink can (not) carry video
+      videoHeld = msg.on === false; syncVideoSender();
+      if (msg.reason) { say(msg.reason); }
     } else if (msg.type === "quality") {   // adaptive bitrate: a rung changed, with its reason
       say(msg.reason);
     } else if (msg.type === "hand") {
@@ -257,10 +291,14 @@
         if (t.kind === "video" && state.saver) { t.enabled = false; }
         pc.addTransceiver(t, { direction: "sendonly", streams: [local] });
       });
+      syncVideoSender();
     }
+    var thin = state.saver || (netMs !== null && netMs >= SLOW_MS);
     var i;
-    for (i = 0; i < AUDIO_SLOTS; i++) { pc.addTransceiver("audio", { direction: "recvonly" }); }
-    for (i = 0; i < VIDEO_SLOTS; i++) { pc.addTransceiver("video", { direction: "recvonly" }); }
+    var audioSlots = thin ? THIN_AUDIO_SLOTS : AUDIO_SLOTS;
+    var videoSlots = thin ? THIN_VIDEO_SLOTS : VIDEO_SLOTS;
+    for (i = 0; i < audioSlots; i++) { pc.addTransceiver("audio", { direction: "recvonly" }); }
+    for (i = 0; i < videoSlots; i++) { pc.addTransceiver("video", { direction: "recvonly" }); }
     pc.ontrack = function (e) {
       tracks[e.transceiver.mid] = e.track;
       if (e.track.kind === "video" && state.saver) { e.track.enabled = false; }
@@ -277,7 +315,7 @@
           method: "POST",
           headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
           body: JSON.stringify({ token: root.dataset.token, sdp: pc.localDescription.sdp,
-            type: pc.localDescription.type, resume: resume })
+            type: pc.localDescription.type, resume: resume, thin: thin })
         });
       })
       .then(function (r) {
@@ -307,6 +345,7 @@
   function setCam(off) {
     state.camOff = off;
     if (local) { local.getVideoTracks().forEach(function (t) { t.enabled = !off; }); }
+    syncVideoSender();
     press($("cam-btn"), off, "Camera on", "Camera off");
   }
   function setSaver(on) {          // audio only: stop sending and receiving video
@@ -413,12 +452,14 @@
             if (s.track && s.track.kind === "video") { s.replaceTrack(track); }
           });
           // replaceTrack needs no renegotiation: the box forwards the screen like the camera.
+          state.sharing = true;
           if (me) { send({ type: "pin", participant: me }); }
           press($("share-btn"), true, "Sharing screen", "Share screen");
           track.onended = function () {
             pc.getSenders().forEach(function (s) {
               if (s.track === track) { s.replaceTrack(local.getVideoTracks()[0]); }
             });
+            state.sharing = false;
             press($("share-btn"), false, "Sharing screen", "Share screen");
           };
         }).catch(function () { say("Screen sharing was not started."); });
@@ -428,6 +469,7 @@
   // For technicians (and tests): the call's WebRTC statistics, from the browser console.
   window.ClinicBoxCall = {
     stats: function () { return pc ? pc.getStats() : Promise.resolve(null); },
+    netMs: function () { return netMs; },
     slots: function () { return { me: me, audio: slots.audio, video: slots.video }; }
   };
   precheck();

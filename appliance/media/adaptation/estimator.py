@@ -24,14 +24,25 @@ estimate jumps there; if loss or RTT rise, or NACKs name 5 newly lost packets wi
 each failure costs voices seconds). Probes go up to 1.5x the estimate; when the next better
 plan is further (up to 2.5x), a failed one waits 30 s.
 
+On a clean, short path (round trip under 300 ms, no cut or failed probe in the last 30 s, no
+loss) the next better plan may be up to 8x away: the ladder's rungs are far apart (a thumbnail
+with the voices sends ~130 kbps, a forwarded 640 px picture ~600), and proving a rung only by
+sending it, in steps of at most 2x that each prove what was sent, never reached forwarded video
+from a remote patient's 100 kbps start (a real Chromium patient on an unconstrained link sat at
+a 160 px still). Such a probe, confirmed clean, proves its whole target, and the first may
+start after one round trip (other paths wait for two).
+
 On a tight link (thin, with little of the voice deadline left after the path's delay: EDGE,
 GPRS) probes ask only what the next plan needs and prove it, there is no passive growth, and
 far probes wait a minute after any cut, longer after each that fails. A thin link whose delay
 leaves voices under 55 ms of their deadline (GPRS as the lab measures it) gets no probe for
 video at all: a voice behind one burst of video would already be late.
 
-No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
-only) and the estimate restarts conservatively when reports return.
+Nothing at all from the subscriber for 3 s (no packet, no RTCP of any kind: a cut link) is
+SILENT: the allowance drops to the floor (voice only) and the estimate restarts conservatively
+when reports return. A missing receiver report alone is not silence: Chromium reports on an
+audio-only downlink once every ~4.5 s (its audio RTCP interval) while its own media and RTCP
+keep coming, so the caller tells the estimator of any traffic (`on_traffic`).
 """
 
 from __future__ import annotations
@@ -159,6 +170,14 @@ class EstimatorConfig:
     #: last receiver report showed loss or a queue.
     remb_fall: float = 0.9
     remb_floor: float = 0.7  # one REMB cut goes at most this far below what is sent
+    #: A clean, short path (see the module's docs) may probe this far above the estimate.
+    clean_probe_max_gain: float = 8.0
+    clean_rtt_max_s: float = 0.3
+    clean_quiet_s: float = 30.0  # ...with no cut or failed probe for this long
+    #: A probe counts as filled once the SFU sends this share of what its plan would send:
+    #: plans count video with a burst factor (1.3x the publisher's measured rate), so a
+    #: forwarded picture fills ~0.77 of its planned cost.
+    probe_fill: float = 0.7
 
 
 @dataclass(frozen=True)
@@ -187,6 +206,7 @@ class _Probe:
     reached_at: float | None = None  # when the SFU first sent about use_bps...
     confirmed: bool = False  # ...and a clean report came back after that
     tight: bool = False  # started on a thin link with little voice margin
+    clean: bool = False  # started on a clean, short path: a confirmed probe proves its target
 
 
 class DownlinkEstimator:
@@ -203,6 +223,7 @@ class DownlinkEstimator:
         self._rtts: deque[tuple[float, float]] = deque()
         self._sending_bps = 0.0
         self._last_feedback = now
+        self._last_traffic = now
         self._last_decrease = float("-inf")
         self._clean_since: float | None = None
         self._last_tick = now
@@ -229,8 +250,14 @@ class DownlinkEstimator:
         self._sending_bps = max(0.0, bps)
         if self._probe:
             self._probe.peak_bps = max(self._probe.peak_bps, self._sending_bps)
-            if self._sending_bps >= 0.8 * self._probe.use_bps and self._probe.reached_at is None:
+            if (self._sending_bps >= self.config.probe_fill * self._probe.use_bps
+                    and self._probe.reached_at is None):
                 self._probe.reached_at = self._last_tick if now is None else now
+
+    def on_traffic(self, now: float) -> None:
+        """Something arrived from the subscriber (any packet: its media, RTCP of any kind):
+        its link is not cut, whether or not it reported on what it receives."""
+        self._last_traffic = max(self._last_traffic, now)
 
     def on_receiver_report(self, now: float, loss_fraction: float, rtt_s: float | None = None,
                            sr_age_s: float | None = None) -> None:
@@ -371,6 +398,24 @@ class DownlinkEstimator:
         return (self._estimate >= cfg.fine_probe_below_bps
                 or self._voice_margin() >= cfg.video_margin_s)
 
+    @property
+    def probe_gain_cap(self) -> float:
+        """How far above the estimate a probe may go now (see the module's docs)."""
+        cfg = self.config
+        if self._clean_path(self._last_tick):
+            return max(cfg.probe_max_gain, cfg.clean_probe_max_gain)
+        return cfg.probe_max_gain
+
+    def _clean_path(self, now: float) -> bool:
+        # One round trip is enough here: Chromium receiving voices only reports every ~4.5 s
+        # (waiting for two put a patient's first picture 10 s into the call), and a path
+        # this short leaves voices ample margin whatever its jitter turns out to be.
+        cfg = self.config
+        return (self._rtt_samples >= 1
+                and self._base_rtt() <= cfg.clean_rtt_max_s
+                and now - self._last_decrease >= cfg.clean_quiet_s
+                and self._failures == 0 and self._loss < cfg.low_loss and not self.tight)
+
     def tick(self, now: float, wanted_bps: float | None = None,
              wanted_use_bps: float | None = None) -> Estimate:
         """Advance to now. wanted_bps: the allowance the next better plan needs (a probe's
@@ -379,7 +424,7 @@ class DownlinkEstimator:
         cfg = self.config
         dt = max(0.0, now - self._last_tick)
         self._last_tick = now
-        if now - self._last_feedback >= cfg.silence_s:
+        if now - max(self._last_feedback, self._last_traffic) >= cfg.silence_s:
             if not self._silent:
                 self._silent = True
                 self._probe = None
@@ -412,14 +457,18 @@ class DownlinkEstimator:
                 far_after = self._next_far_probe
             # A probe is judged against the path's own RTT: none before that is known.
             if (wanted_bps is not None and wanted_bps > self._estimate
-                    and self._rtt_samples >= cfg.rtt_samples_before_queue
+                    and (self._rtt_samples >= cfg.rtt_samples_before_queue
+                         or self._clean_path(now))
                     and clean_for >= cfg.probe_after_s and now >= self._next_probe
                     and (not far or now >= far_after)):
-                target = min(wanted_bps, self._estimate * cfg.probe_max_gain, cfg.max_bps)
+                clean = self._clean_path(now)
+                gain = max(cfg.probe_max_gain, cfg.clean_probe_max_gain) if clean else (
+                    cfg.probe_max_gain)
+                target = min(wanted_bps, self._estimate * gain, cfg.max_bps)
                 use = min(target, wanted_use_bps if wanted_use_bps is not None else target)
                 if now >= self._failed_until or use < 0.9 * self._failed_use:
                     self._probe = _Probe(target, now, self._estimate, self._last_rtt, use,
-                                         tight=tight)
+                                         tight=tight, clean=clean)
         if self._probe is not None:
             return Estimate(self._probe.target_bps, self._estimate, LinkState.PROBING,
                             self._loss, self._srtt)
@@ -430,6 +479,7 @@ class DownlinkEstimator:
     # -- internals -----------------------------------------------------------------------
 
     def _feedback(self, now: float) -> None:
+        self._last_traffic = max(self._last_traffic, now)
         if self._silent:
             # Back after a cut: the link may be another one now; restart low and probe up.
             self._silent = False
@@ -484,6 +534,11 @@ class DownlinkEstimator:
             # What was really carried is proven, with the usual headroom; no more: a plan that
             # sent less than the probe's allowance proved nothing about the rest of it.
             proven = self.config.proven_headroom * probe.peak_bps + 20_000
+            if probe.clean and probe.peak_bps >= self.config.probe_fill * probe.use_bps:
+                # A clean, short path carried the plan it probed for without a sign of
+                # queue or loss: the target is proven (1.1x what was sent never covers a
+                # plan that counts forwarded video with its burst factor, 1.3x).
+                proven = max(proven, probe.target_bps)
             if probe.tight and probe.peak_bps >= 0.9 * probe.use_bps:
                 # A thin link's probe asks just what its plan needs (no video below a
                 # floor, hysteresis); the plan sent in full and stayed clean: it is proven.

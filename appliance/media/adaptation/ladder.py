@@ -36,6 +36,9 @@ class Reason(enum.Enum):
     VIDEO_RESTORED = "Video restored: your connection improved"
     VIDEO_FULL = "Full video quality restored"
     CONNECTION_LOST = "Connection interrupted: waiting for it to come back"
+    CONNECTION_BACK = "Connection restored"
+    CAMERA_HELD = "Your camera is paused: your connection can carry your voice only"
+    CAMERA_BACK = "Your camera is on again: your connection improved"
 
     @property
     def text(self) -> str:

@@ -26,6 +26,8 @@ from appliance.media.adaptation.policy import Notice, SubscriberPolicy
 _PROBE_GAINS = (1.75, 2.0, 2.5)
 #: Tried first on a thin link with little voice margin (EstimatorConfig.fine_probe_below_bps).
 _FINE_PROBE_GAINS = (1.1, 1.2, 1.3, 1.4)
+# ...and on a clean, short path, further (the next rung may be forwarded video, ~4-6x away).
+_CLEAN_PROBE_GAINS = (3.0, 4.0, 6.0, 8.0)
 #: Least a LAN subscriber's estimate falls to: a clinic network that cannot carry a megabit
 #: to one tablet is broken, and loss on it below that is likelier the box overloaded, which
 #: taking video away from the room would not mend.
@@ -113,9 +115,17 @@ class SessionAdaptation:
 
         now_used = used(base)
         fine = _FINE_PROBE_GAINS if entry.estimator.tight else ()
-        for gain in (*fine, config.probe_step_gain, *_PROBE_GAINS):
-            if gain > config.probe_max_gain:
-                break
+        cap = entry.estimator.probe_gain_cap
+        gains = [g for g in (*fine, config.probe_step_gain, *_PROBE_GAINS, *_CLEAN_PROBE_GAINS)
+                 if g <= cap]
+        if cap > config.probe_max_gain:
+            # A clean, short path goes for the best plan within reach at once (the least
+            # gain that buys it): each rung on the way cost a report interval or two.
+            best = used(base * gains[-1])
+            if best <= now_used:
+                return None
+            return next((base * g, use) for g in gains if (use := used(base * g)) >= best)
+        for gain in gains:
             if (use := used(base * gain)) > now_used:
                 return base * gain, use
         return None

@@ -34,7 +34,12 @@ from appliance.lab import control
 from appliance.lab.profiles import Profile
 
 NETNS_DIR = Path("/run/netns")
-_PREFIX_RE = re.compile(r"^cblab(\d+)x\d+-")
+#: Namespaces are named <prefix><pid>x<n>-<role>; CLINICBOX_LAB_PREFIX (lowercase letters)
+#: keeps several labs on one machine apart, also when sweeping stale ones.
+PREFIX = os.environ.get("CLINICBOX_LAB_PREFIX", "cblab")
+if not re.fullmatch(r"[a-z]{1,8}", PREFIX):
+    raise ValueError("CLINICBOX_LAB_PREFIX is 1-8 lowercase letters")
+_PREFIX_RE = re.compile(rf"^{PREFIX}(\d+)x\d+-")
 _HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _OFFLOADS = ["tx", "off", "tso", "off", "gso", "off", "gro", "off", "sg", "off"]
 _counter = itertools.count(1)
@@ -94,7 +99,7 @@ class Lab:
     """
 
     def __init__(self, subnet: str = "10.77.0.0/24") -> None:
-        self.prefix = f"cblab{os.getpid()}x{next(_counter)}"
+        self.prefix = f"{PREFIX}{os.getpid()}x{next(_counter)}"
         self._network = ipaddress.ip_network(subnet)
         self._addresses = self._network.hosts()
         self.hosts: dict[str, Host] = {}

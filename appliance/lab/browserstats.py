@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 Sample = dict[str, Any]
+#: What the box says an audio slot shows when it carries its mix of the others' voices.
+MIX = "mix"
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,12 @@ def steps(samples: list[Sample], window: tuple[float, float]) -> list[Step]:
 def audio(
     samples: list[Sample], window: tuple[float, float], from_whom: set[str] | None = None
 ) -> AudioFigures:
-    """Audio played out by every slot showing someone (or one of `from_whom`)."""
+    """Audio played out by every slot showing someone (or one of `from_whom`, or the box's
+    mix of voices, which carries them all)."""
     rows = [
         s
         for s in steps(samples, window)
-        if s.kind == "audio" and s.who and (from_whom is None or s.who in from_whom)
+        if s.kind == "audio" and s.who and (from_whom is None or s.who in from_whom | {MIX})
     ]
     total = sum(s.delta.get("totalSamplesReceived", 0.0) for s in rows)
     concealed = sum(s.delta.get("concealedSamples", 0.0) for s in rows)

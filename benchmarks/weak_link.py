@@ -19,7 +19,8 @@ false_reconnect_notices ("reconnecting" tiles and "Connection lost/interrupted" 
 page; no profile cuts the link, so every one is false); for the LAN side lan_min_fps (the
 facilitator's slowest picture of a patient) and uplink_voice_concealed_pct (a remote
 patient's own voice as the facilitator hears it, the worse of the two). The window starts 5 s
-after the last participant first played audio and lasts 45 s (--quick: 15 s).
+after the last participant first played audio and lasts 45 s (--quick: 15 s). --firefox adds
+a third remote patient in Firefox ESR on the same link, reported apart (firefox_*).
 
 --aiortc: the lab's synthetic callers (per-packet send times, which browsers do not expose).
 One lab: the box, four LAN participants (one facilitator) and
@@ -74,6 +75,10 @@ from appliance.lab.profiles import Profile  # noqa: E402
 LAN = ["nurse", "lan2", "lan3", "lan4"]
 REMOTE = ["p1", "p2"]
 FACILITATOR = "nurse"
+FIREFOX_PATIENT = "fay"
+#: How long everyone may take from the first patient opening the join page to all hearing
+#: audio: GPRS pages, the waiting page's reloads and a ~36 kB offer crawl through 80/20 kbps.
+BROWSER_JOIN_TIMEOUT_S = {"gprs": 240.0}
 #: --browsers profiles: "unconstrained" is the emulator copying frames without shaping.
 BROWSER_PROFILES = {"unconstrained": profiles.UNSHAPED, "3g": profiles.THREE_G,
                     "edge": profiles.EDGE, "gprs": profiles.GPRS}
@@ -203,6 +208,21 @@ def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
     }
 
 
+def firefox_summary(run: BrowserCallRun) -> dict[str, Any]:
+    """The remote Firefox patient: what it got, and its picture and voice at the LAN."""
+    got, seen = run.audio(FIREFOX_PATIENT), run.video(FIREFOX_PATIENT)
+    return {
+        "firefox_concealed_pct": got.concealed_pct,
+        "firefox_jitter_buffer_ms": got.jitter_buffer_ms,
+        "firefox_video_fps": seen.fps,
+        "firefox_join_s": run.participants[FIREFOX_PATIENT].join_s,
+        "firefox_reconnect_notices": run.notices(FIREFOX_PATIENT),
+        "firefox_seen_at_lan_fps": run.video(FACILITATOR, [FIREFOX_PATIENT]).fps,
+        "firefox_heard_at_lan_concealed_pct": run.audio(FACILITATOR, [FIREFOX_PATIENT])
+        .concealed_pct,
+    }
+
+
 def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     steady = 15.0 if args.quick else 45.0
     names = [n for n in (args.profiles or ",".join(BROWSER_PROFILES)).split(",") if n]
@@ -221,16 +241,21 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             box = lab.host("box")
             seats = [BrowserSeat(FACILITATOR, role="facilitator")]
             seats += [BrowserSeat(name, link=profiles.UNSHAPED) for name in REMOTE]
+            if args.firefox:
+                seats.append(BrowserSeat(FIREFOX_PATIENT, profiles.UNSHAPED, "firefox"))
+            remote = [s.name for s in seats if s.link is not None]
             hosts = {s.name: lab.host(s.name, link=s.link) for s in seats}
             for name in names:
                 link = BROWSER_PROFILES[name]
                 with HostLoadSampler() as load:
                     run = run_browser_call(
                         lab, box, hosts, seats, seconds=steady, workdir=Path(tmp),
+                        join_timeout_s=BROWSER_JOIN_TIMEOUT_S.get(name, 120.0),
                         on_start=lambda link=link: [lab.set_profile(hosts[r], link)
-                                                    for r in REMOTE])
+                                                    for r in remote])
                 steal, pressure = load.per_second(run.window[0])
                 row = {"profile": name, **browser_summary(run),
+                       **(firefox_summary(run) if args.firefox else {}),
                        "worst_steal_pct": max(steal[: int(steady)], default=0.0),
                        "worst_cpu_pressure_pct": max(pressure[: int(steady)], default=0.0)}
                 print(f"{name:13s}: concealed {row['concealed_pct']}% (longest "
@@ -242,7 +267,12 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                       f"LAN min {row['lan_min_fps']} fps, uplink voice concealed "
                       f"{row['uplink_voice_concealed_pct']}%, steal {row['worst_steal_pct']}%"
                       + (f", started audio only: {row['audio_only_start']}"
-                         if row["audio_only_start"] else ""), flush=True)
+                         if row["audio_only_start"] else "")
+                      + (f"; Firefox: video {row['firefox_video_fps']} fps, seen at the LAN "
+                         f"{row['firefox_seen_at_lan_fps']} fps, concealed "
+                         f"{row['firefox_concealed_pct']}%, notices "
+                         f"{row['firefox_reconnect_notices']}" if args.firefox else ""),
+                      flush=True)
                 results.append(row)
     print(json.dumps({"clients": "browsers", "quick": args.quick, "window_s": steady,
                       "profiles": results}))
@@ -256,6 +286,8 @@ def main() -> None:
     clients.add_argument("--aiortc", action="store_true",
                          help="the lab's synthetic aiortc callers, SFU against stock relaying")
     parser.add_argument("--quick", action="store_true", help="short runs (~4 minutes)")
+    parser.add_argument("--firefox", action="store_true",
+                        help="--browsers: a third remote patient in Firefox ESR, reported apart")
     parser.add_argument("--time-scale", type=float, default=None,
                         help="--aiortc: run rmcat-5.1's schedule this many times faster "
                              "(default 2, quick 4)")

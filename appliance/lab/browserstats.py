@@ -92,9 +92,10 @@ def audio(
     emitted = sum(s.delta.get("jitterBufferEmittedCount", 0.0) for s in rows)
     delay = sum(s.delta.get("jitterBufferDelay", 0.0) for s in rows)
     heard = sum(s.seconds for s in rows if s.delta.get("totalSamplesReceived", 0.0) > 0)
+    # Nothing played at all: the whole window was silence where voices should have been.
     return AudioFigures(
         concealed_pct=round(100.0 * concealed / total, 2) if total else 100.0,
-        longest_concealed_s=_longest_concealed(rows),
+        longest_concealed_s=_longest_concealed(rows) if total else window[1] - window[0],
         jitter_buffer_ms=round(1000.0 * delay / emitted) if emitted else None,
         heard_s=round(heard, 1),
     )

@@ -33,6 +33,7 @@ def test_concealment_share_stretch_and_jitter_buffer() -> None:
     # Nobody heard from a participant: all of it counts as concealed, none as heard.
     silent = browserstats.audio(samples, (100.0, 110.0), from_whom={"b"})
     assert silent.concealed_pct == 100.0 and silent.heard_s == 0.0
+    assert silent.longest_concealed_s == 10.0
     # The box's mix carries every voice.
     mixed = [{"t": 100.0 + s, "pc": 1, "rows": [_audio_row(s, 0, 0, who="mix")]}
              for s in range(11)]

@@ -60,7 +60,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.lab import Lab, LabUnavailable, profiles  # noqa: E402
-from appliance.lab.browsercall import BrowserCallRun, BrowserSeat, run_browser_call  # noqa: E402
+from appliance.lab.browsercall import (  # noqa: E402
+    BrowserCallError,
+    BrowserCallRun,
+    BrowserSeat,
+    run_browser_call,
+)
 from appliance.lab.caller import BIN_S, Clip  # noqa: E402
 from appliance.lab.callrun import (  # noqa: E402
     ON_TIME_S,
@@ -248,11 +253,18 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             for name in names:
                 link = BROWSER_PROFILES[name]
                 with HostLoadSampler() as load:
-                    run = run_browser_call(
-                        lab, box, hosts, seats, seconds=steady, workdir=Path(tmp),
-                        join_timeout_s=BROWSER_JOIN_TIMEOUT_S.get(name, 120.0),
-                        on_start=lambda link=link: [lab.set_profile(hosts[r], link)
-                                                    for r in remote])
+                    try:
+                        run = run_browser_call(
+                            lab, box, hosts, seats, seconds=steady, workdir=Path(tmp),
+                            join_timeout_s=BROWSER_JOIN_TIMEOUT_S.get(name, 120.0),
+                            on_start=lambda link=link: [lab.set_profile(hosts[r], link)
+                                                        for r in remote])
+                    except BrowserCallError as exc:
+                        # A call that could not be set up is a result too (e.g. a page that
+                        # never loaded over GPRS); the other profiles still run.
+                        print(f"{name:13s}: the call failed: {exc}", flush=True)
+                        results.append({"profile": name, "error": str(exc)})
+                        continue
                 steal, pressure = load.per_second(run.window[0])
                 row = {"profile": name, **browser_summary(run),
                        **(firefox_summary(run) if args.firefox else {}),

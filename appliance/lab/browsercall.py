@@ -193,6 +193,8 @@ def run_browser_call(
         on_start()
     participants = {s.name: Participant(s) for s in seats}
     with ExitStack() as stack:
+        # Unwound last: the box stops after every browser closed, whatever failed.
+        stack.callback(_stop_box, box_proc)
         pw = stack.enter_context(sync_playwright())
         pages: dict[str, Any] = {}
         for seat in seats:
@@ -244,15 +246,17 @@ def run_browser_call(
             _fill(participants[name], _read_page(page))
         for name, proc in firefoxes.items():
             _fill(participants[name], _ask(proc, "report", name, time.time() + 60))
-    box_proc.terminate()
+    # The run's directory (browser profiles, box data) stays in `workdir`, the caller's.
+    return BrowserCallRun(participants, window, log_path.read_text(errors="replace"))
+
+
+def _stop_box(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
     try:
-        box_proc.wait(10)
+        proc.wait(10)
     except subprocess.TimeoutExpired:
-        box_proc.kill()
-        box_proc.wait()
-    text = log_path.read_text(errors="replace")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return BrowserCallRun(participants, window, text)
+        proc.kill()
+        proc.wait()
 
 
 def _add_clinician(env: dict[str, str]) -> None:
@@ -317,13 +321,16 @@ def _start_session(doc: Any, base: str) -> tuple[str, str]:
 
 
 def _enter_waiting_room(page: Any, base: str, code: str, name: str) -> None:
-    page.goto(base + "/join", timeout=120_000)
-    page.get_by_label("Session code (6 digits)").fill(code)
-    page.get_by_label("Your name as others will see it").fill(name)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("I understand and agree to join").check()
-    page.get_by_role("button", name="Join the waiting room").click()
-    page.wait_for_url(re.compile(r"/join/wait$"), timeout=120_000)
+    try:
+        page.goto(base + "/join", timeout=120_000)
+        page.get_by_label("Session code (6 digits)").fill(code)
+        page.get_by_label("Your name as others will see it").fill(name)
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_label("I understand and agree to join").check()
+        page.get_by_role("button", name="Join the waiting room").click()
+        page.wait_for_url(re.compile(r"/join/wait$"), timeout=120_000)
+    except Exception as exc:  # Playwright's timeouts and errors, named for the report
+        raise BrowserCallError(f"{name} did not reach the waiting room: {exc}") from exc
 
 
 def _admit_all(doc: Any, session_url: str, count: int, deadline: float) -> None:

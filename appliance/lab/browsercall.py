@@ -219,14 +219,12 @@ def run_browser_call(
         for name, proc in firefoxes.items():
             _expect_event(proc, "waiting", name, deadline)
         _admit_all(doc, session_url, len(patients), deadline)
-        for seat in patients:
-            if seat.browser == "chromium":
-                participants[seat.name].audio_only_start = _join_call(
-                    pages[seat.name], seat.name, deadline, wait_url=True
-                )
+        waiting = {s.name: pages[s.name] for s in patients if s.browser == "chromium"}
+        for name, audio_only in _join_when_ready(waiting, deadline).items():
+            participants[name].audio_only_start = audio_only
         doc.goto(session_url)
         doc.get_by_role("link", name="Open the call").click()
-        _join_call(doc, facilitators[0].name, deadline, wait_url=False)
+        _join_when_ready({facilitators[0].name: doc}, deadline)
         for name, proc in firefoxes.items():
             _expect_event(proc, "joining", name, deadline)
         # Everyone has played some audio (or the join timed out): the window starts.
@@ -346,21 +344,28 @@ def _admit_all(doc: Any, session_url: str, count: int, deadline: float) -> None:
         time.sleep(1.0)
 
 
-def _join_call(page: Any, name: str, deadline: float, wait_url: bool) -> bool:
-    """Open (or wait for) the call page and press "Join the call" once the camera works.
-    Returns whether the pre-call check ticked "audio only"."""
-    left_ms = max(1_000.0, (deadline - time.time()) * 1000)
-    try:
-        if wait_url:
-            page.wait_for_url(re.compile(r"/call$"), timeout=left_ms)
-        page.wait_for_function(
-            """() => document.querySelector("#check-cam span")?.textContent === "working" """,
-            timeout=left_ms,
-        )
-        audio_only = bool(page.is_checked("#start-audio-only"))
-        page.click("#join-btn")
-    except Exception as exc:
-        raise BrowserCallError(f"{name} could not join the call: {exc}") from exc
+def _join_when_ready(pages: dict[str, Any], deadline: float) -> dict[str, bool]:
+    """Press "Join the call" on each page as soon as it is the call page and its camera
+    works, as each patient would, all at once: waiting for one page after another would
+    count one's slow load (GPRS) in the next one's join time. Returns, per page, whether
+    the pre-call check ticked "audio only"."""
+    ready_js = """() => location.pathname.endsWith("/call") &&
+        document.querySelector("#check-cam span")?.textContent === "working" """
+    pending, audio_only = dict(pages), {}
+    while pending:
+        for name, page in list(pending.items()):
+            try:
+                if not page.evaluate(ready_js):
+                    continue
+                audio_only[name] = bool(page.is_checked("#start-audio-only"))
+                page.click("#join-btn")
+                del pending[name]
+            except Exception as exc:  # a page between two loads: asked again next round
+                if time.time() > deadline:
+                    raise BrowserCallError(f"{name} could not join the call: {exc}") from exc
+        if pending and time.time() > deadline:
+            raise BrowserCallError(f"{', '.join(pending)} never reached a working call page")
+        time.sleep(0.2)
     return audio_only
 
 

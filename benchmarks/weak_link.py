@@ -210,6 +210,7 @@ def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
         "uplink_voice_concealed_pct": max(u.concealed_pct for u in uplink),
         "lan_reconnect_notices": run.notices(FACILITATOR),
         "audio_only_start": [n for n in REMOTE if run.participants[n].audio_only_start],
+        "box_errors": sum(1 for line in run.box_log.splitlines() if line.startswith("ERROR")),
     }
 
 
@@ -278,6 +279,7 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                       f"{row['false_reconnect_notices']} (LAN {row['lan_reconnect_notices']}), "
                       f"LAN min {row['lan_min_fps']} fps, uplink voice concealed "
                       f"{row['uplink_voice_concealed_pct']}%, steal {row['worst_steal_pct']}%"
+                      + (f", box log errors {row['box_errors']}" if row["box_errors"] else "")
                       + (f", started audio only: {row['audio_only_start']}"
                          if row["audio_only_start"] else "")
                       + (f"; Firefox: video {row['firefox_video_fps']} fps, seen at the LAN "

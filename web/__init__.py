@@ -10,15 +10,13 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import Conflict, HTTPException
 
 from appliance.box import Box
-from appliance.files import write_private
+from appliance.files import read_or_create_private
 from appliance.store import IntegrityError
 
 
 def _secret_key(box: Box) -> bytes:
     path = box.settings.secrets_dir / "flask-secret"
-    if not path.exists():
-        write_private(path, secrets.token_bytes(32))
-    return path.read_bytes()
+    return read_or_create_private(path, lambda: secrets.token_bytes(32))
 
 
 def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:

@@ -153,6 +153,9 @@ class RoomAdaptation:
         self._sent: dict[str, _Rate] = {}
         self._received: dict[Publication, _Rate] = {}
         self._last_rtcp: dict[str, int] = {}
+        # Per subscriber, datagrams its transport had received at the last tick: any traffic
+        # at all means the link is not cut, whatever its receiver reports do.
+        self._rx_packets: dict[str, int] = {}
         # Per subscriber, when each slot sender's SRs left (for RTT).
         self._clocks: dict[str, dict[RTCRtpSender, SenderReportClock]] = {}
         self._loss_window: dict[str, deque[tuple[float, int, int]]] = {}
@@ -239,6 +242,7 @@ class RoomAdaptation:
             self.session.remove_subscriber(participant_id)
         self._sent.pop(participant_id, None)
         self._last_rtcp.pop(participant_id, None)
+        self._rx_packets.pop(participant_id, None)
         self._clocks.pop(participant_id, None)
         self._loss_window.pop(participant_id, None)
         self._nacked.pop(participant_id, None)
@@ -360,6 +364,8 @@ class RoomAdaptation:
         self.ticks += 1
         people = {p.id: p for p in self._participants()}
         for sub in self._remote:
+            if sub in people:
+                self._note_traffic(people[sub], now)
             if sub in people and sub in self._sent:
                 self.session.set_sending(sub, self._sent[sub].update(now, self._sent_bytes(
                     people[sub])))
@@ -407,6 +413,20 @@ class RoomAdaptation:
             del self._received[publication]
         self._apply()
 
+    def _note_traffic(self, participant: Participant, now: float) -> None:
+        """Tell the subscriber's estimator if anything arrived from it since the last tick.
+
+        Chromium reports on what it receives only in its audio stream's RTCP while the box
+        sends it audio alone (about every 4.5 s), so "no receiver report for 3 s" is no sign of
+        a cut link; the transport's datagram count (media, RTCP of any kind, data channel,
+        DTLS) is."""
+        received = received_datagrams(participant.pc)
+        if received is None:
+            return
+        if received != self._rx_packets.get(participant.id):
+            self._rx_packets[participant.id] = received
+            self.session.estimator(participant.id).on_traffic(now)
+
     def _roster(self, now: float, people: list[Participant]) -> list[Publisher]:
         spoke = sorted((p for p in people if p.last_spoke > 0), key=lambda p: -p.last_spoke)
         rank = {p.id: i for i, p in enumerate(spoke)}
@@ -438,3 +458,18 @@ class RoomAdaptation:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+def received_datagrams(pc: Any) -> int | None:
+    """Datagrams the peer connection's (bundled) transport has received from the peer so far:
+    media, RTCP, data channel and DTLS alike (None before there is a transport).
+
+    Read from aiortc's `RTCDtlsTransport._get_stats()` (checked by
+    `tests/media/test_aiortc_seams.py`)."""
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None:
+            continue
+        for stats in transport._get_stats().values():
+            return int(getattr(stats, "packetsReceived", 0))
+    return None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.files import write_private
+from appliance.files import read_or_create_private
 
 ROLES = ("facilitator", "patient")
 DEFAULT_TTL_S = 4 * 3600
@@ -45,11 +45,8 @@ def _unb64(text: str) -> bytes:
 
 
 def token_secret(secrets_dir: Path) -> bytes:
-    """The box's join-token key, made (0600) on first use."""
-    path = secrets_dir / KEY_FILE
-    if not path.exists():
-        write_private(path, secrets.token_bytes(32))
-    return path.read_bytes()
+    """The box's join-token key, made (0600) on first use; one key even when callers race."""
+    return read_or_create_private(secrets_dir / KEY_FILE, lambda: secrets.token_bytes(32))
 
 
 def issue_join_token(

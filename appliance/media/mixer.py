@@ -11,6 +11,16 @@ audio slot like any other source.
 Why 20 ms packets although longer ones would halve the headers: a packet's first 20 ms waits
 for the rest before it can leave, and on EDGE (325 ms one way) only 75 ms of the 400 ms a voice
 may take are left for the box; measured in the lab, 40 ms packets put 45% of the mix late.
+
+The mix keeps time by a steady clock, not by its voices: step n is due n x 20 ms after the
+mix started and is stamped n x 960 (48 kHz), it may be mixed at most one step early (a voice
+that arrives ahead of the clock's phase is not held back) and never further ahead. Driven by
+arrivals alone it had run fast under CPU load (52 packets/s, timestamps +4.5% against 48 kHz:
+a step mixed at its deadline without a late voice, then that voice's audio mixed as extra
+steps), and browsers buffered the surplus (175-1,300 ms) and time-compressed it away. A mix
+that fell behind (the loop stalled) skips the steps it missed, so its timestamps jump and
+receivers conceal the gap instead of playing everything later from then on; voices keep at
+most MAX_LAG_S of audio in hand, so the catch-up drops, it does not run ahead.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -50,6 +61,10 @@ DEADLINE_S = 0.01
 # A voice never lags more than this behind the mix: what a late voice has in excess is dropped.
 MAX_LAG_S = 0.06
 MAX_CATCH_UP_TICKS = 3
+# A step may be mixed this long before it is due by the clock, and no earlier.
+EARLY_S = STEP_S
+# Further behind the clock than this (the loop stalled), the missed steps are skipped.
+MAX_BEHIND_S = 0.06
 MIX_ID = "mix"
 
 
@@ -68,12 +83,16 @@ class MixedFeed:
         self._encoder = _opus_encoder()
         self._pts = 0
         self._pending: list[np.ndarray] = []
+        self.timestamps: deque[int] = deque(maxlen=64)  # RTP stamps of the last packets
 
     def request_keyframe(self) -> bool:
         return False  # every Opus packet stands alone
 
-    def add(self, pcm: np.ndarray) -> None:
-        """One mixing step of this feed's mix; a packet leaves once it is full."""
+    def add(self, pcm: np.ndarray, timestamp: int) -> None:
+        """One mixing step of this feed's mix, its first sample stamped `timestamp` (48 kHz,
+        from the mix's clock); a packet leaves once it is full."""
+        if not self._pending:
+            self._pts = timestamp & 0xFFFFFFFF
         self._pending.append(pcm)
         if sum(len(p) for p in self._pending) >= MIX_SAMPLES:
             self.emit(np.concatenate(self._pending))
@@ -90,6 +109,7 @@ class MixedFeed:
             encoded = EncodedFrame(data, self._pts, AUDIO_TIME_BASE, "audio")
             self.packets_out += 1
             self.bytes_out += len(data)
+            self.timestamps.append(self._pts)
             for slot in list(self.slots):
                 slot.push(self, encoded)
         self._pts = (self._pts + MIX_SAMPLES) & 0xFFFFFFFF
@@ -150,7 +170,12 @@ class _Voice:
 class RoomMixer:
     """The mixed voices of one room; idle (nothing decoded) while no feed has a slot."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        """`clock`: a steady clock in seconds (default: the event loop's). With one given, no
+        deadline task runs: the caller calls `tick()` every few milliseconds (tests)."""
+        self._clock = clock
+        self._origin: float | None = None  # when step 0 was due
+        self._step = 0  # the next step's index
         self.feeds: dict[str, MixedFeed] = {}
         self._voices: dict[Publication, _Voice] = {}
         self._groups: dict[str, int] = {}
@@ -188,7 +213,11 @@ class RoomMixer:
                 self._voices[publication] = _Voice(publication, group)
                 publication.slots.add(self)  # type: ignore[arg-type]
             self._voices[publication].group = group
-        if wanted and self._task is None:
+        if wanted and self._origin is None:
+            self._origin, self._step = self._now(), 0
+        elif not wanted:
+            self._origin = None
+        if wanted and self._task is None and self._clock is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         elif not wanted and self._task is not None:
             self._task.cancel()
@@ -211,17 +240,30 @@ class RoomMixer:
         if voice is None:
             return
         voice.add(frame.data)
-        voice.last_packet = asyncio.get_running_loop().time()
+        voice.last_packet = self._now()
         self._mix_ready()
 
     def detach(self, publication: Publication) -> None:
         self._voices.pop(publication, None)
 
     # --- mixing -----------------------------------------------------------------------
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _due(self) -> float:
+        """When the next step is due by the mix's clock."""
+        assert self._origin is not None
+        return self._origin + self._step * STEP_S
+
     def _mix_ready(self) -> None:
-        """Mix every step that all talking voices have in (at most a few at once)."""
-        now = asyncio.get_running_loop().time()
+        """Mix every step that all talking voices have in (at most a few at once), never
+        more than one step ahead of the clock."""
+        if self._origin is None:
+            return
+        now = self._now()
         for _ in range(MAX_CATCH_UP_TICKS):
+            if now < self._due() - EARLY_S:
+                return
             talking = [v for v in self._voices.values() if now - v.last_packet < TALKING_S]
             # Go when every voice is in, or when one already holds a second step and a step's
             # time has about passed: a voice arriving later (a remote publisher's) must not
@@ -242,17 +284,28 @@ class RoomMixer:
             log.exception("media: mix failed")
 
     async def _run(self) -> None:
-        """The deadline: a step a voice is late for is mixed without it."""
-        loop = asyncio.get_running_loop()
-        self._last_mix = loop.time()
+        """Runs `tick()` every few milliseconds."""
+        self._last_mix = self._now()
         while True:
             await asyncio.sleep(DEADLINE_S / 2)
-            now = loop.time()
-            if now - self._last_mix >= STEP_S + DEADLINE_S:
-                self._mix_now(now)
+            self.tick()
+
+    def tick(self) -> None:
+        """The deadline: a step a voice is late for is mixed without it; steps the mix fell
+        too far behind the clock for are skipped."""
+        if self._origin is None:
+            return
+        now = self._now()
+        behind = now - self._due()
+        if behind > MAX_BEHIND_S:
+            self._step += int(behind / STEP_S)
+        if now >= self._due() + DEADLINE_S:
+            self._mix_now(now)
 
     def mix_once(self) -> None:
-        """Take one step from every voice and add each feed's mix of it."""
+        """Take one step from every voice and add each feed's mix of it (the next step)."""
+        timestamp = self._step * STEP_SAMPLES
+        self._step += 1
         taken = {
             publication: (voice.group, pcm)
             for publication, voice in self._voices.items()
@@ -268,7 +321,7 @@ class RoomMixer:
             own = [pcm for p, (g, pcm) in taken.items() if p.participant_id == feed.subscriber_id]
             if own:
                 mix = mix - own[0]
-            feed.add(np.clip(mix, -32768, 32767).astype(np.int16))
+            feed.add(np.clip(mix, -32768, 32767).astype(np.int16), timestamp)
 
 
 def _opus_encoder() -> av.AudioCodecContext:

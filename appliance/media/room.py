@@ -31,7 +31,7 @@ from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
-from appliance.media.sdp import BadOffer, parse_offer, shape_answer
+from appliance.media.sdp import BadOffer, keep_ice_open_for_mdns, parse_offer, shape_answer
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
 
@@ -175,7 +175,9 @@ class Room:
                 self.adaptation.connected(me)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=str(sdp), type="offer"))
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=keep_ice_open_for_mdns(str(sdp)), type="offer")
+            )
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as exc:

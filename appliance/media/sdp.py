@@ -38,6 +38,21 @@ def parse_offer(sdp: object, kind: object) -> SessionDescription:
     return parsed
 
 
+def keep_ice_open_for_mdns(sdp: str) -> str:
+    """The offer without `a=end-of-candidates` when its host candidates are mDNS names.
+
+    Browsers may hide host addresses behind `<uuid>.local` names. When the box cannot resolve
+    them (no mDNS across the segment, or a name that is never answered), aioice, told the
+    candidates are complete, prunes the component and fails at once, before the browser's
+    connectivity checks arrive. Without the marker the box waits for those checks and pairs
+    with the address they come from (a peer-reflexive candidate): the address the browser
+    really uses, which is what decides LAN or remote.
+    """
+    if not re.search(r"^a=candidate:\S+ \d+ \S+ \d+ \S+\.local ", sdp, flags=re.M | re.I):
+        return sdp
+    return re.sub(r"^a=end-of-candidates\r?\n", "", sdp, flags=re.M)
+
+
 def _opus_payload_types(sdp: str) -> list[str]:
     return re.findall(r"^a=rtpmap:(\d+) opus/48000", sdp, flags=re.M | re.I)
 
@@ -53,9 +68,7 @@ def shape_answer(sdp: str) -> str:
             kind = line[2:].split(" ", 1)[0]
         match = re.match(r"a=fmtp:(\d+) (.*)", line)
         if match and match.group(1) in opus:
-            params = dict(
-                p.split("=", 1) for p in match.group(2).split(";") if "=" in p
-            )
+            params = dict(p.split("=", 1) for p in match.group(2).split(";") if "=" in p)
             params.update(OPUS_FMTP)
             line = f"a=fmtp:{match.group(1)} " + ";".join(f"{k}={v}" for k, v in params.items())
         out.append(line)

@@ -9,6 +9,7 @@ a subscriber that falls behind loses frames up to the next keyframe, never grows
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Protocol
 
@@ -31,6 +32,7 @@ VIDEO_QUEUE_FRAMES = 30  # two seconds at 15 fps
 AUDIO_QUEUE_PACKETS = 25  # half a second of 20 ms packets
 # Clock ticks between the last frame of an old source and the first of a new one.
 SWITCH_GAP = {"video": 6000, "audio": 960}
+CLOCK_RATE = {"video": 90_000, "audio": 48_000}
 
 
 class SlotTrack(MediaStreamTrack):
@@ -48,6 +50,7 @@ class SlotTrack(MediaStreamTrack):
         self._src_base: int | None = None
         self._out_base = 0
         self._last_out: int | None = None
+        self._last_out_at = 0.0  # monotonic time the last frame was stamped
         self.sender: RTCRtpSender | None = None  # set once the transceiver exists
         # Largest RTP payload of a video frame (None: aiortc's); set per link by adaptation.
         self.max_payload: int | None = None
@@ -109,11 +112,21 @@ class SlotTrack(MediaStreamTrack):
         self._ready.set()
 
     def _retime(self, frame: EncodedFrame) -> EncodedFrame:
+        now = time.monotonic()
         if self._src_base is None:
             self._src_base = frame.pts
-            self._out_base = 0 if self._last_out is None else self._last_out + SWITCH_GAP[self.kind]
+            if self._last_out is None:
+                self._out_base = 0
+            else:
+                # The new source starts as far after the old one's last frame as time really
+                # passed (at least one step): a slot idle for seconds that resumed one step
+                # later looked to the receiver like a packet seconds late, and browsers grow
+                # their jitter buffer for such "delay".
+                elapsed = int((now - self._last_out_at) * CLOCK_RATE[self.kind])
+                self._out_base = self._last_out + max(SWITCH_GAP[self.kind], elapsed)
         pts = (self._out_base + frame.pts - self._src_base) & 0xFFFFFFFF
         self._last_out = pts
+        self._last_out_at = now
         return frame.with_pts(pts)
 
     # --- frames out -----------------------------------------------------------------

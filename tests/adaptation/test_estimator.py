@@ -227,6 +227,23 @@ def test_silence_drops_to_voice_then_restarts_low():
     assert result.allowance_bps == cfg.initial_bps
 
 
+def test_sparse_reports_on_a_live_link_are_not_silence():
+    # Chromium receiving audio only reports on it every ~4.5 s (its audio RTCP interval)
+    # while its own media and RTCP keep arriving: that link is not cut.
+    est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=100_000))
+    est.set_sending(30_000)
+    states = set()
+    for step in range(1, 121):  # 60 s of ticks
+        now = step * 0.5
+        est.on_traffic(now)
+        if step % 9 == 0:
+            est.on_receiver_report(now, 0.0, 0.01)
+        states.add(est.tick(now).state)
+    assert LinkState.SILENT not in states
+    # Nothing at all from it for 3 s (no packet, no RTCP): a cut link.
+    assert est.tick(63.0).state is LinkState.SILENT
+
+
 def test_a_probe_needs_a_clean_report_after_the_sfu_filled_it():
     est = DownlinkEstimator(0.0, EstimatorConfig(initial_bps=300_000))
     est.set_sending(250_000)

@@ -83,8 +83,16 @@ def test_connection_lost_is_said_once_and_nothing_else_meanwhile():
     assert policy.connection_lost() == []
     assert policy.apply(1.0, plan(a="AUDIO_ONLY"), announce=False) == []
     assert policy.plan.tiers["a"] is Tier.AUDIO_ONLY  # nothing wasted on a dead link
-    notices = policy.apply(2.0, plan(a="AUDIO_ONLY"))  # back: what changed meanwhile
-    assert [n.reason for n in notices] == [Reason.VIDEO_PAUSED]
+    notices = policy.apply(2.0, plan(a="AUDIO_ONLY"))  # back: said, and what changed meanwhile
+    assert [n.reason for n in notices] == [Reason.CONNECTION_BACK, Reason.VIDEO_PAUSED]
+    assert notices[0].event()["to"] == "connected"
+    # Back with nothing changed: the interruption notice is still replaced.
+    policy.connection_lost()
+    policy.apply(3.0, plan(a="AUDIO_ONLY"), announce=False)
+    assert [n.reason for n in policy.apply(4.0, plan(a="AUDIO_ONLY"))] == [
+        Reason.CONNECTION_BACK
+    ]
+    assert policy.apply(5.0, plan(a="AUDIO_ONLY")) == []
 
 
 def test_events_carry_ids_and_the_sentence_only():

@@ -79,6 +79,10 @@ def test_adaptation_seams() -> None:
         aiortc.rtcdtlstransport.RTCDtlsTransport._send_rtp).parameters) == ["self", "data"]
     # Which address media flows from: aioice's nominated pairs.
     assert "self._nominated[pair.component] = pair" in inspect.getsource(aioice.ice.Connection)
+    # Whether anything arrives from a subscriber: its transport's datagram count.
+    dtls = aiortc.rtcdtlstransport.RTCDtlsTransport
+    assert "self.__rx_packets += 1" in inspect.getsource(dtls._recv_next)
+    assert "packetsReceived=self.__rx_packets" in inspect.getsource(dtls._get_stats)
 
 
 def test_consent_seam() -> None:

@@ -199,3 +199,76 @@ def test_a_voice_arriving_in_bursts_does_not_run_the_mix_ahead_of_the_others() -
         assert sum(steady) / len(steady) < 0.05, sum(steady)
 
     asyncio.run(scenario())
+
+
+class _Sink:
+    """Records what a slot showing a feed would be handed: (clock time, RTP timestamp)."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.got: list[tuple[float, int]] = []
+
+    def push(self, source: object, frame: EncodedFrame) -> None:
+        self.got.append((self.clock[0], frame.pts))
+
+
+def test_the_mix_keeps_time_by_its_clock_on_a_loaded_machine() -> None:
+    # A loaded box: both voices' packets reach the mixer with 0-30 ms of jitter, one voice a
+    # further 25 ms late, and every 2 s the loop stalls 150 ms and then delivers in a burst.
+    # Driven by arrivals the mix ran fast (52 packets/s, timestamps +4.5%); by its clock it
+    # never runs ahead, stamps from its own step count, and skips what a stall cost it.
+    rng = np.random.default_rng(7)
+    clock = [100.0]
+    mixer = RoomMixer(clock=lambda: clock[0])
+    voices = {pid: Voice(pid) for pid in ("a", "b")}
+    feed = mixer.feed_for("listener")
+    sink = _Sink(clock)
+    feed.slots.add(sink)  # type: ignore[arg-type]
+    mixer.set_sources(list(voices.values()), {})  # type: ignore[arg-type]
+    origin, seconds = clock[0], 20.0
+    packets = {pid: _packets(pid, int(seconds / 0.02)) for pid in voices}
+    arrivals = []
+    for pid in voices:
+        late, previous = (0.025 if pid == "b" else 0.0), 0.0
+        for n, packet in enumerate(packets[pid]):
+            at = origin + n * 0.02 + late + rng.uniform(0.0, 0.03)
+            stall_start = origin + 2.0 * int((at - origin) / 2.0) + 1.0
+            if stall_start <= at < stall_start + 0.15:
+                at = stall_start + 0.15  # held up by the stall, then all at once
+            previous = max(previous, at)
+            arrivals.append((previous, pid, n, packet))
+    arrivals.sort(key=lambda a: (a[0], a[2]))
+    step, i = 0.001, 0
+    while clock[0] < origin + seconds:
+        clock[0] += step
+        while i < len(arrivals) and arrivals[i][0] <= clock[0]:
+            _, pid, n, packet = arrivals[i]
+            mixer.push(voices[pid], EncodedFrame(packet, n * 960, AUDIO_TIME_BASE, "audio"))  # type: ignore[arg-type]
+            i += 1
+        if round((clock[0] - origin) / step) % 5 == 0:
+            mixer.tick()
+    times = [t - origin for t, _ in sink.got]
+    stamps = [s for _, s in sink.got]
+    # Never ahead of real time: by any moment, at most one step more than the clock allows.
+    assert all(k + 1 <= t / 0.02 + 2 for k, t in enumerate(times)), "the mix ran ahead"
+    # ...and not behind it either (a stall's steps are skipped, not owed): ~50 packets/s.
+    assert len(sink.got) >= 0.9 * seconds / 0.02
+    # Stamps: on the 20 ms grid, increasing, and never ahead of the clock by over a step.
+    assert all(s % MIX_SAMPLES == 0 for s in stamps)
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all(s / RATE <= t + 0.02 + 1e-9 for s, t in zip(stamps, times, strict=True))
+    # Over the run, timestamps advance at 48 kHz of the clock (within 1%, not +4.5%).
+    rate = (stamps[-1] - stamps[0]) / (times[-1] - times[0])
+    assert abs(rate / RATE - 1) < 0.01, rate
+
+
+def _packets(pid: str, count: int) -> list[bytes]:
+    encoder = _encoder()
+    out = []
+    for n in range(count):
+        t = (np.arange(960) + n * 960) / RATE
+        pcm = (6000 * np.sin(2 * np.pi * VOICES[pid] * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = RATE, n * 960, Fraction(1, RATE)
+        out += [bytes(p) for p in encoder.encode(frame)]
+    return out

@@ -30,8 +30,11 @@ far probes wait a minute after any cut, longer after each that fails. A thin lin
 leaves voices under 55 ms of their deadline (GPRS as the lab measures it) gets no probe for
 video at all: a voice behind one burst of video would already be late.
 
-No feedback at all for 3 s (a cut link) is SILENT: the allowance drops to the floor (voice
-only) and the estimate restarts conservatively when reports return.
+Nothing at all from the subscriber for 3 s (no packet, no RTCP of any kind: a cut link) is
+SILENT: the allowance drops to the floor (voice only) and the estimate restarts conservatively
+when reports return. A missing receiver report alone is not silence: Chromium reports on an
+audio-only downlink once every ~4.5 s (its audio RTCP interval) while its own media and RTCP
+keep coming, so the caller tells the estimator of any traffic (`on_traffic`).
 """
 
 from __future__ import annotations
@@ -203,6 +206,7 @@ class DownlinkEstimator:
         self._rtts: deque[tuple[float, float]] = deque()
         self._sending_bps = 0.0
         self._last_feedback = now
+        self._last_traffic = now
         self._last_decrease = float("-inf")
         self._clean_since: float | None = None
         self._last_tick = now
@@ -231,6 +235,11 @@ class DownlinkEstimator:
             self._probe.peak_bps = max(self._probe.peak_bps, self._sending_bps)
             if self._sending_bps >= 0.8 * self._probe.use_bps and self._probe.reached_at is None:
                 self._probe.reached_at = self._last_tick if now is None else now
+
+    def on_traffic(self, now: float) -> None:
+        """Something arrived from the subscriber (any packet: its media, RTCP of any kind):
+        its link is not cut, whether or not it reported on what it receives."""
+        self._last_traffic = max(self._last_traffic, now)
 
     def on_receiver_report(self, now: float, loss_fraction: float, rtt_s: float | None = None,
                            sr_age_s: float | None = None) -> None:
@@ -379,7 +388,7 @@ class DownlinkEstimator:
         cfg = self.config
         dt = max(0.0, now - self._last_tick)
         self._last_tick = now
-        if now - self._last_feedback >= cfg.silence_s:
+        if now - max(self._last_feedback, self._last_traffic) >= cfg.silence_s:
             if not self._silent:
                 self._silent = True
                 self._probe = None
@@ -430,6 +439,7 @@ class DownlinkEstimator:
     # -- internals -----------------------------------------------------------------------
 
     def _feedback(self, now: float) -> None:
+        self._last_traffic = max(self._last_traffic, now)
         if self._silent:
             # Back after a cut: the link may be another one now; restart low and probe up.
             self._silent = False

@@ -36,6 +36,7 @@ class Reason(enum.Enum):
     VIDEO_RESTORED = "Video restored: your connection improved"
     VIDEO_FULL = "Full video quality restored"
     CONNECTION_LOST = "Connection interrupted: waiting for it to come back"
+    CONNECTION_BACK = "Connection restored"
 
     @property
     def text(self) -> str:

@@ -78,8 +78,13 @@ class SubscriberPolicy:
         self.plan = Plan(audio, tiers, dict(target.limits), target.used_bps)
         if not announce or probing:
             return []
+        notices = []
+        if self._connection_lost:
+            # Clears the "interrupted" notice on the client: nothing else might replace it
+            # (a plan that is what it was says nothing), and it stayed up for a whole call.
+            notices.append(self._notice(None, "interrupted", "connected", Reason.CONNECTION_BACK))
         self._connection_lost = False
-        notices = self._changes()
+        notices += self._changes()
         self._told = Plan(audio, dict(tiers), dict(target.limits), target.used_bps)
         return notices
 

@@ -170,7 +170,11 @@ def run_browser_call(
     on_start: Callable[[], None] | None = None,
     box_env: dict[str, str] | None = None,
 ) -> BrowserCallRun:
-    """One call: a fresh box, every seat joins, `seconds` measured after everyone hears."""
+    """One call: a fresh box, every seat joins, `seconds` measured after everyone hears.
+
+    `join_timeout_s` bounds reaching the waiting room, and again joining from admission to
+    everyone's first audio; whoever has not heard by then is measured anyway (a patient who
+    hears nothing reads as 100% concealed)."""
     from playwright.sync_api import sync_playwright
 
     facilitators = [s for s in seats if s.role == "facilitator"]
@@ -219,6 +223,9 @@ def run_browser_call(
         for name, proc in firefoxes.items():
             _expect_event(proc, "waiting", name, deadline)
         _admit_all(doc, session_url, len(patients), deadline)
+        # Joining has its own allowance from admission on: on GPRS reaching the waiting room
+        # alone takes a patient ~50 s, one after another.
+        deadline = time.time() + join_timeout_s
         waiting = {s.name: pages[s.name] for s in patients if s.browser == "chromium"}
         for name, audio_only in _join_when_ready(waiting, deadline).items():
             participants[name].audio_only_start = audio_only

@@ -211,6 +211,23 @@ def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
         "lan_reconnect_notices": run.notices(FACILITATOR),
         "audio_only_start": [n for n in REMOTE if run.participants[n].audio_only_start],
         "box_errors": sum(1 for line in run.box_log.splitlines() if line.startswith("ERROR")),
+        "unheard": {n: unheard(run, n) for n in REMOTE if run.participants[n].join_s is None},
+    }
+
+
+def unheard(run: BrowserCallRun, name: str) -> dict[str, Any]:
+    """Where a patient who never played audio got to: seconds from opening the call page to
+    the window's end, whether the box welcomed it (gave it an id), its connections (a
+    reconnect makes another) and the audio packets and samples its slots received."""
+    who = run.participants[name]
+    last = who.samples[-1] if who.samples else {"rows": [], "pc": 0}
+    audio = [r for r in last["rows"] if r.get("kind") == "audio"]
+    return {
+        "call_page_s": None if who.opened_at is None else round(run.window[1] - who.opened_at),
+        "welcomed": who.me is not None,
+        "connections": last["pc"],
+        "audio_packets": sum(r.get("packetsReceived", 0) for r in audio),
+        "audio_samples": sum(r.get("totalSamplesReceived", 0) for r in audio),
     }
 
 
@@ -280,6 +297,7 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                       f"LAN min {row['lan_min_fps']} fps, uplink voice concealed "
                       f"{row['uplink_voice_concealed_pct']}%, steal {row['worst_steal_pct']}%"
                       + (f", box log errors {row['box_errors']}" if row["box_errors"] else "")
+                      + (f", never heard audio: {row['unheard']}" if row["unheard"] else "")
                       + (f", started audio only: {row['audio_only_start']}"
                          if row["audio_only_start"] else "")
                       + (f"; Firefox: video {row['firefox_video_fps']} fps, seen at the LAN "

@@ -17,10 +17,9 @@ pytestmark = [pytest.mark.netns, pytest.mark.browser, pytest.mark.timeout(180)]
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 17: a remote Chromium patient gets no moving video on a clean link. On "
-    "main none at all, and 3-5 reconnect notices a page (Chromium's ~4.5 s receiver reports "
-    "read as a cut link); with branch `browsers` at 159925f no notices, but a 160 px still "
-    "at 1 fps, or nothing, after 20 s",
+    reason="issue 17: on main's box a remote Chromium patient gets no video on a clean link "
+    "and each page shows 3-5 reconnect notices (Chromium's ~4.5 s receiver reports read as a "
+    "cut link). Passes with branch `browsers` at 436a004: drop this mark when merging it",
 )
 def test_remote_chromium_patient_sees_video_and_no_reconnect_notice_on_a_clean_link(
     lab: Lab, tmp_path: Path

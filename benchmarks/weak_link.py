@@ -1,8 +1,29 @@
-"""Weak links: what two remote patients get in a 6-person call, SFU vs stock aiortc relaying.
+"""Weak links: what remote patients get in a group call, measured in real browsers.
 
-    python benchmarks/weak_link.py [--quick] [--time-scale N] [--profiles 3g,edge,...]
+    python benchmarks/weak_link.py [--browsers] [--quick] [--profiles unconstrained,3g,...]
+    python benchmarks/weak_link.py --aiortc [--quick] [--time-scale N] [--profiles 3g,...]
 
-Needs root (the weak-link lab). One lab: the box, four LAN participants (one facilitator) and
+Needs root (the weak-link lab).
+
+--browsers (the default): `clinicbox serve` in the lab's box host; a clinician in headless
+Chromium on the LAN (the facilitator: signs in, starts the session, admits, joins the call) and
+two remote patients in headless Chromium behind the link emulator, each in its own namespace,
+joining the box's real call page by code with consent (appliance.lab.browsercall). Every
+page's getStats() is read once a second. Per profile (unconstrained, 3g, edge, gprs; one fresh
+call each, the link shaped before anyone joins) it reports, for the worse remote patient:
+concealed_pct (concealedSamples / totalSamplesReceived of everything it heard),
+longest_concealed_s, jitter_buffer_ms (jitterBufferDelay / jitterBufferEmittedCount),
+video_fps (framesDecoded per second per picture the box showed it; none shown: 0),
+frame_width, longest_freeze_s, join_s (call page opened to first audio played) and
+false_reconnect_notices ("reconnecting" tiles and "Connection lost/interrupted" banners on its
+page; no profile cuts the link, so every one is false); for the LAN side lan_min_fps (the
+facilitator's slowest picture of a patient) and uplink_voice_concealed_pct (a remote
+patient's own voice as the facilitator hears it, the worse of the two). The window starts 5 s
+after the last participant first played audio and lasts 45 s (--quick: 15 s). --firefox adds
+a third remote patient in Firefox ESR on the same link, reported apart (firefox_*).
+
+--aiortc: the lab's synthetic callers (per-packet send times, which browsers do not expose).
+One lab: the box, four LAN participants (one facilitator) and
 two remote ones behind the link emulator. For each profile (3g, edge, gprs, rmcat-5.1 with its
 40/60/80 s steps divided by --time-scale) the same call runs twice, through stock aiortc
 relaying (`appliance.media.stock_relay`: MediaRelay, decode once, one encoder per subscriber)
@@ -39,6 +60,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.lab import Lab, LabUnavailable, profiles  # noqa: E402
+from appliance.lab.browsercall import (  # noqa: E402
+    BrowserCallError,
+    BrowserCallRun,
+    BrowserSeat,
+    run_browser_call,
+)
 from appliance.lab.caller import BIN_S, Clip  # noqa: E402
 from appliance.lab.callrun import (  # noqa: E402
     ON_TIME_S,
@@ -47,10 +74,19 @@ from appliance.lab.callrun import (  # noqa: E402
     repeat_while_host_stalled,
     run_call,
 )
+from appliance.lab.host_load import HostLoadSampler  # noqa: E402
 from appliance.lab.profiles import Profile  # noqa: E402
 
 LAN = ["nurse", "lan2", "lan3", "lan4"]
 REMOTE = ["p1", "p2"]
+FACILITATOR = "nurse"
+FIREFOX_PATIENT = "fay"
+#: How long everyone may take from the first patient opening the join page to all hearing
+#: audio: GPRS pages, the waiting page's reloads and a ~36 kB offer crawl through 80/20 kbps.
+BROWSER_JOIN_TIMEOUT_S = {"gprs": 240.0}
+#: --browsers profiles: "unconstrained" is the emulator copying frames without shaping.
+BROWSER_PROFILES = {"unconstrained": profiles.UNSHAPED, "3g": profiles.THREE_G,
+                    "edge": profiles.EDGE, "gprs": profiles.GPRS}
 MODES = ["stock", "clinicbox"]
 #: RMCAT 5.1 step times (s, unscaled): 1 -> 2.5 Mbps, 2.5 -> 0.6 (down), 0.6 -> 1 (up).
 RMCAT_UP_FIRST, RMCAT_DOWN, RMCAT_UP = 40.0, 60.0, 80.0
@@ -153,16 +189,152 @@ def measure(lab: Lab, box: Any, hosts: dict[str, Any], link: Profile, mode: str,
         window, log=lambda reason: print(f"  {mode}: {reason}", flush=True))
 
 
+def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
+    """The worse remote patient's figures, and the LAN side's."""
+    audio = [run.audio(name) for name in REMOTE]
+    video = [run.video(name) for name in REMOTE]
+    joins = [run.participants[name].join_s for name in REMOTE]
+    lan = run.video(FACILITATOR, REMOTE)
+    uplink = [run.audio(FACILITATOR, [name]) for name in REMOTE]
+    buffers = [a.jitter_buffer_ms for a in audio if a.jitter_buffer_ms is not None]
+    return {
+        "concealed_pct": max(a.concealed_pct for a in audio),
+        "longest_concealed_s": max(a.longest_concealed_s for a in audio),
+        "jitter_buffer_ms": max(buffers) if buffers else None,
+        "video_fps": min(v.fps for v in video),
+        "frame_width": min(v.frame_width for v in video),
+        "longest_freeze_s": max(v.longest_freeze_s for v in video),
+        "join_s": None if None in joins else max(j for j in joins if j is not None),
+        "false_reconnect_notices": max(run.notices(name) for name in REMOTE),
+        "lan_min_fps": lan.min_fps,
+        "uplink_voice_concealed_pct": max(u.concealed_pct for u in uplink),
+        "lan_reconnect_notices": run.notices(FACILITATOR),
+        "audio_only_start": [n for n in REMOTE if run.participants[n].audio_only_start],
+        "box_errors": sum(1 for line in run.box_log.splitlines() if line.startswith("ERROR")),
+        "unheard": {n: unheard(run, n) for n in REMOTE if run.participants[n].join_s is None},
+    }
+
+
+def unheard(run: BrowserCallRun, name: str) -> dict[str, Any]:
+    """Where a patient who never played audio got to: seconds from opening the call page to
+    the window's end, whether the box welcomed it (gave it an id), its connections (a
+    reconnect makes another) and the audio packets and samples its slots received."""
+    who = run.participants[name]
+    last = who.samples[-1] if who.samples else {"rows": [], "pc": 0}
+    audio = [r for r in last["rows"] if r.get("kind") == "audio"]
+    return {
+        "call_page_s": None if who.opened_at is None else round(run.window[1] - who.opened_at),
+        "welcomed": who.me is not None,
+        "connections": last["pc"],
+        "audio_packets": sum(r.get("packetsReceived", 0) for r in audio),
+        "audio_samples": sum(r.get("totalSamplesReceived", 0) for r in audio),
+    }
+
+
+def firefox_summary(run: BrowserCallRun) -> dict[str, Any]:
+    """The remote Firefox patient: what it got, and its picture and voice at the LAN."""
+    got, seen = run.audio(FIREFOX_PATIENT), run.video(FIREFOX_PATIENT)
+    return {
+        "firefox_concealed_pct": got.concealed_pct,
+        "firefox_jitter_buffer_ms": got.jitter_buffer_ms,
+        "firefox_video_fps": seen.fps,
+        "firefox_join_s": run.participants[FIREFOX_PATIENT].join_s,
+        "firefox_reconnect_notices": run.notices(FIREFOX_PATIENT),
+        "firefox_seen_at_lan_fps": run.video(FACILITATOR, [FIREFOX_PATIENT]).fps,
+        "firefox_heard_at_lan_concealed_pct": run.audio(FACILITATOR, [FIREFOX_PATIENT])
+        .concealed_pct,
+    }
+
+
+def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    steady = 15.0 if args.quick else 45.0
+    names = [n for n in (args.profiles or ",".join(BROWSER_PROFILES)).split(",") if n]
+    unknown = set(names) - set(BROWSER_PROFILES)
+    if unknown:
+        parser.exit(2, f"weak_link: --browsers profiles are {', '.join(BROWSER_PROFILES)}, "
+                       f"not {', '.join(sorted(unknown))}\n")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="weak-link-") as tmp:
+        try:
+            lab = Lab()
+            lab.start()
+        except LabUnavailable as exc:
+            parser.exit(2, f"weak_link: the lab is unavailable: {exc}\n")
+        with lab:
+            box = lab.host("box")
+            seats = [BrowserSeat(FACILITATOR, role="facilitator")]
+            seats += [BrowserSeat(name, link=profiles.UNSHAPED) for name in REMOTE]
+            if args.firefox:
+                seats.append(BrowserSeat(FIREFOX_PATIENT, profiles.UNSHAPED, "firefox"))
+            remote = [s.name for s in seats if s.link is not None]
+            hosts = {s.name: lab.host(s.name, link=s.link) for s in seats}
+            for name in names:
+                link = BROWSER_PROFILES[name]
+                with HostLoadSampler() as load:
+                    try:
+                        run = run_browser_call(
+                            lab, box, hosts, seats, seconds=steady, workdir=Path(tmp),
+                            join_timeout_s=BROWSER_JOIN_TIMEOUT_S.get(name, 120.0),
+                            on_start=lambda link=link: [lab.set_profile(hosts[r], link)
+                                                        for r in remote])
+                    except BrowserCallError as exc:
+                        # A call that could not be set up is a result too (e.g. a page that
+                        # never loaded over GPRS); the other profiles still run.
+                        print(f"{name:13s}: the call failed: {exc}", flush=True)
+                        results.append({"profile": name, "error": str(exc)})
+                        continue
+                steal, pressure = load.per_second(run.window[0])
+                row = {"profile": name, **browser_summary(run),
+                       **(firefox_summary(run) if args.firefox else {}),
+                       "worst_steal_pct": max(steal[: int(steady)], default=0.0),
+                       "worst_cpu_pressure_pct": max(pressure[: int(steady)], default=0.0)}
+                print(f"{name:13s}: concealed {row['concealed_pct']}% (longest "
+                      f"{row['longest_concealed_s']} s), jitter buffer "
+                      f"{row['jitter_buffer_ms']} ms, video {row['video_fps']} fps at "
+                      f"{row['frame_width']} px, freeze {row['longest_freeze_s']} s, join "
+                      f"{row['join_s']} s, false reconnect notices "
+                      f"{row['false_reconnect_notices']} (LAN {row['lan_reconnect_notices']}), "
+                      f"LAN min {row['lan_min_fps']} fps, uplink voice concealed "
+                      f"{row['uplink_voice_concealed_pct']}%, steal {row['worst_steal_pct']}%"
+                      + (f", box log errors {row['box_errors']}" if row["box_errors"] else "")
+                      + (f", never heard audio: {row['unheard']}" if row["unheard"] else "")
+                      + (f", started audio only: {row['audio_only_start']}"
+                         if row["audio_only_start"] else "")
+                      + (f"; Firefox: video {row['firefox_video_fps']} fps, seen at the LAN "
+                         f"{row['firefox_seen_at_lan_fps']} fps, concealed "
+                         f"{row['firefox_concealed_pct']}%, notices "
+                         f"{row['firefox_reconnect_notices']}" if args.firefox else ""),
+                      flush=True)
+                results.append(row)
+    print(json.dumps({"clients": "browsers", "quick": args.quick, "window_s": steady,
+                      "profiles": results}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    clients = parser.add_mutually_exclusive_group()
+    clients.add_argument("--browsers", dest="aiortc", action="store_false",
+                         help="real Chromium participants (the default)")
+    clients.add_argument("--aiortc", action="store_true",
+                         help="the lab's synthetic aiortc callers, SFU against stock relaying")
     parser.add_argument("--quick", action="store_true", help="short runs (~4 minutes)")
+    parser.add_argument("--firefox", action="store_true",
+                        help="--browsers: a third remote patient in Firefox ESR, reported apart")
     parser.add_argument("--time-scale", type=float, default=None,
-                        help="run rmcat-5.1's schedule this many times faster (default 2, "
-                             "quick 4)")
-    parser.add_argument("--profiles", default="3g,edge,gprs,rmcat-5.1")
+                        help="--aiortc: run rmcat-5.1's schedule this many times faster "
+                             "(default 2, quick 4)")
+    parser.add_argument("--profiles", default=None,
+                        help="default: unconstrained,3g,edge,gprs (--aiortc: "
+                             "3g,edge,gprs,rmcat-5.1)")
     parser.add_argument("--modes", default=",".join(MODES),
-                        help="stock, clinicbox or both (default); one alone is for diagnosis")
+                        help="--aiortc: stock, clinicbox or both (default); one alone is for "
+                             "diagnosis")
+    parser.set_defaults(aiortc=False)
     args = parser.parse_args()
+    if not args.aiortc:
+        browsers_main(args, parser)
+        return
+    args.profiles = args.profiles or "3g,edge,gprs,rmcat-5.1"
     scale = args.time_scale or (4.0 if args.quick else 2.0)
     warmup_default = 6.0 if args.quick else 8.0
     steady = 10.0 if args.quick else 30.0

@@ -34,7 +34,9 @@ from appliance.lab import control
 from appliance.lab.profiles import Profile
 
 NETNS_DIR = Path("/run/netns")
-_PREFIX_RE = re.compile(r"^cblab(\d+)x\d+-")
+#: Namespaces are named <prefix><pid>x<n>-<role>; CLINICBOX_LAB_PREFIX (lowercase letters)
+#: keeps several people's labs on one machine apart, also when sweeping stale ones.
+PREFIX_ENV = "CLINICBOX_LAB_PREFIX"
 _HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _OFFLOADS = ["tx", "off", "tso", "off", "gso", "off", "gro", "off", "sg", "off"]
 _counter = itertools.count(1)
@@ -65,13 +67,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lab_prefix() -> str:
+    """The namespace prefix: CLINICBOX_LAB_PREFIX, or "cblab"."""
+    prefix = os.environ.get(PREFIX_ENV, "cblab")
+    if not re.fullmatch(r"[a-z]{1,8}", prefix):
+        raise LabUnavailable(f"{PREFIX_ENV} must be 1-8 lowercase letters, not {prefix!r}")
+    return prefix
+
+
 def sweep_stale() -> list[str]:
-    """Kill what runs in, and delete, namespaces of labs whose process died (SIGKILL)."""
+    """Kill what runs in, and delete, namespaces of labs (with this prefix) whose process
+    died (SIGKILL)."""
+    stale = re.compile(rf"^{lab_prefix()}(\d+)x\d+-")
     removed = []
     if not NETNS_DIR.is_dir():
         return removed
     for entry in sorted(NETNS_DIR.iterdir()):
-        match = _PREFIX_RE.match(entry.name)
+        match = stale.match(entry.name)
         if match and not _pid_alive(int(match.group(1))):
             # Processes the dead lab started in there would otherwise keep running forever.
             pids = subprocess.run(["ip", "netns", "pids", entry.name], capture_output=True,
@@ -94,7 +106,7 @@ class Lab:
     """
 
     def __init__(self, subnet: str = "10.77.0.0/24") -> None:
-        self.prefix = f"cblab{os.getpid()}x{next(_counter)}"
+        self.prefix = f"{lab_prefix()}{os.getpid()}x{next(_counter)}"
         self._network = ipaddress.ip_network(subnet)
         self._addresses = self._network.hosts()
         self.hosts: dict[str, Host] = {}

@@ -152,3 +152,11 @@ def test_without_the_rights_it_says_why():
     )
     assert "unavailable: cannot create network namespaces: " in done.stdout, done.stderr
     assert "not permitted" in done.stdout
+
+
+def test_the_namespace_prefix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CLINICBOX_LAB_PREFIX", "zq")
+    assert Lab().prefix.startswith(f"zq{os.getpid()}x")
+    monkeypatch.setenv("CLINICBOX_LAB_PREFIX", "Bad-1")
+    with pytest.raises(LabUnavailable, match="CLINICBOX_LAB_PREFIX must be 1-8 lowercase"):
+        Lab()

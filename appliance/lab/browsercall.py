@@ -23,6 +23,7 @@ played audio and lasts `seconds`.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -318,7 +319,9 @@ def _start_session(doc: Any, base: str) -> tuple[str, str]:
     doc.wait_for_url(re.compile(r"/dashboard$"))
     doc.goto(base + "/sessions/new")
     doc.get_by_label("Title").fill("Lab call")
-    doc.get_by_label("Date and time").fill("2026-11-24T10:00")
+    # Ten minutes from now (the box's clock): inside the join window, never in the past.
+    soon = datetime.datetime.now() + datetime.timedelta(minutes=10)
+    doc.get_by_label("Date and time").fill(soon.strftime("%Y-%m-%dT%H:%M"))
     doc.get_by_role("button", name="Schedule").click()
     code = doc.inner_text("#session-code").replace(" ", "")
     doc.get_by_role("button", name="Start session").click()
@@ -328,7 +331,7 @@ def _start_session(doc: Any, base: str) -> tuple[str, str]:
 def _enter_waiting_room(page: Any, base: str, code: str, name: str) -> None:
     try:
         page.goto(base + "/join", timeout=120_000)
-        page.get_by_label("Session code (6 digits)").fill(code)
+        page.get_by_label(re.compile(r"^Session code")).fill(code)
         page.get_by_label("Your name as others will see it").fill(name)
         page.get_by_role("button", name="Continue").click()
         page.get_by_label("I understand and agree to join").check()

@@ -24,8 +24,8 @@ def test_box_candidates_use_the_media_port_range_and_media_flows(sfu: Sfu) -> No
         answers: list[str] = []
         original = sfu.post_offer
 
-        def post_offer(body: dict) -> tuple[int, dict]:
-            status, reply = original(body)
+        def post_offer(body: dict, role: str = "patient") -> tuple[int, dict]:
+            status, reply = original(body, role)
             answers.append(reply.get("sdp", ""))
             return status, reply
 

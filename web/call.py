@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, session, url_for
+from flask import Blueprint, redirect, render_template, session, url_for
 
 from appliance.media.join_token import issue
 from web import current_box
-from web.auth import current_user, role_required
+from web.access import clinical_required, team_session
+from web.auth import current_user
 from web.live import live_sessions
 
 bp = Blueprint("call", __name__)
@@ -44,12 +45,11 @@ def patient_call() -> Any:
 
 
 @bp.get("/sessions/<session_id>/call")
-@role_required("clinician", "admin")
+@clinical_required
 def clinician_call(session_id: str) -> Any:
+    """The facilitator's call view, for the session's team (and admins, audited)."""
     store = current_box().store
-    group = store.GroupSession.get_or_none(store.GroupSession.id == session_id)
-    if group is None:
-        abort(404, description="There is no such session.")
+    group, _grant = team_session(session_id)
     user = current_user()
     token = _join_token(group, f"user:{user.id}", "facilitator")
     store.audit(f"user:{user.id}", "call.join", f"group_session/{group.id}")

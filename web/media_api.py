@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from appliance.clinical.access import may_join_call_as_staff
 from appliance.media.join_token import JoinTokenError, verify
 from appliance.media.room import MediaError
 from appliance.media.sdp import BadOffer
@@ -46,6 +47,10 @@ def _seat(box: Any, room_id: str, participant_id: str) -> tuple[Any, str] | str:
         user = store.User.get_or_none(store.User.id == participant_id.split(":", 1)[1])
         if user is None or not user.active:
             return "this account cannot join"
+        # Checked at every offer, not only when the call page issued the token: someone
+        # taken off the session's team since then must not come back with an old token.
+        if not may_join_call_as_staff(store, user, group):
+            return "this account does not run this session"
         return group, user.username
     return "this seat is not part of the session"
 

@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 
+from appliance.clinical.access import own_sessions
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
     INSTRUMENTS,
@@ -34,6 +35,12 @@ from appliance.clinical.session_codes import (
 from appliance.media.rooms import Rooms
 from appliance.store.models import utcnow
 from web import current_box
+from web.access import (
+    care_patient,
+    clinical_required,
+    team_session,
+    visible_patient,
+)
 from web.auth import current_user, role_required
 from web.chart import score_chart
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
@@ -71,14 +78,6 @@ def risk_flag(response: Any) -> bool:
     return instrument.risk_item is not None and response.items[instrument.risk_item] > 0
 
 
-def _session_or_404(session_id: str) -> Any:
-    GroupSession = _store().GroupSession  # noqa: N806
-    group = GroupSession.get_or_none(GroupSession.id == session_id)
-    if group is None:
-        abort(404, description="There is no such session.")
-    return group
-
-
 def _split_call(group_id: str) -> None:
     """Hand the session's breakout split to the SFU: each person then gets only the audio
     and video of their own room, and a `breakout` event on the data channel."""
@@ -101,13 +100,26 @@ async def _drop_from_call(rooms: Rooms, room_id: str, participant_id: str) -> No
 @bp.get("/dashboard")
 @role_required("clinician", "admin", "technician")
 def dashboard() -> str:
+    """The signed-in clinician's own sessions (owner or co-facilitator); none for technicians."""
     user = current_user()
     sessions: list[Any] = []
     if user.role in CLINICAL:
         GroupSession = _store().GroupSession  # noqa: N806
-        sessions = list(GroupSession.select().order_by(GroupSession.starts_at.desc()).limit(50))
+        sessions = list(own_sessions(_store(), user).order_by(GroupSession.starts_at.desc())
+                        .limit(50))
         _audit("record.list", "group_session")
-    return render_template("dashboard.html", user=user, sessions=sessions)
+    return render_template("dashboard.html", user=user, sessions=sessions, everyone=False)
+
+
+@bp.get("/sessions")
+@role_required("admin")
+def all_sessions() -> str:
+    """Every session on the box, for an admin; the list itself is a cross-team view."""
+    GroupSession = _store().GroupSession  # noqa: N806
+    sessions = list(GroupSession.select().order_by(GroupSession.starts_at.desc()).limit(200))
+    _audit("access.cross_team", "group_session/all")
+    return render_template("dashboard.html", user=current_user(), sessions=sessions,
+                           everyone=True)
 
 
 def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
@@ -153,7 +165,7 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
 
 
 @bp.route("/sessions/new", methods=["GET", "POST"])
-@role_required(*CLINICAL)
+@clinical_required
 def schedule() -> Any:
     User = _store().User  # noqa: N806
     facilitators = list(User.select().where(User.role << CLINICAL).order_by(User.username))
@@ -168,17 +180,23 @@ def schedule() -> Any:
             "schedule.html", facilitators=facilitators, errors=errors, form=request.form,
             default_facilitator=current_user().id,
         ), 400
-    group = _store().GroupSession(state="scheduled", **values)
+    store = _store()
+    group = store.GroupSession(state="scheduled", **values)
     assign_codes(group, code_secret())
-    group.save()
+    with store.transaction():
+        group.save()
+        user = current_user()
+        if values["facilitator"].id != user.id and user.role != "admin":
+            # Scheduling for a colleague: the clinician who made it keeps helping run it.
+            store.CoFacilitator.create(session=group.id, user=user.id, added_by=user.id)
     _audit("record.create", f"group_session/{group.id}")
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 
 @bp.get("/sessions/<session_id>")
-@role_required(*CLINICAL)
+@clinical_required
 def session_detail(session_id: str) -> str:
-    group = _session_or_404(session_id)
+    group, grant = team_session(session_id)
     Attendance = _store().Attendance  # noqa: N806
     attendees = list(
         Attendance.select().where(Attendance.session == group).order_by(Attendance.joined_at)
@@ -187,26 +205,84 @@ def session_detail(session_id: str) -> str:
     invite = url_for("join.invite", token=derive_invite_token(code_secret(), group.id),
                      _external=True)
     # Patients join without an account, so each join starts a new patient record; offer to
-    # match it with an earlier record under the same name (the clinician decides).
+    # match it with an earlier record under the same name (the clinician decides). Only
+    # records in the clinician's care are offered: a same-name patient of a colleague's group
+    # is not theirs to see (an admin sees them, audited).
     Patient = _store().Patient  # noqa: N806
     matches = {
         a.id: [p for p in Patient.find_by_name(a.display_name or "")
-               if p.id != a.patient_id and p.active]
+               if p.id != a.patient_id and p.active and visible_patient(p)]
         for a in attendees if a.status in ("admitted", "left")
     }
+    helpers, candidates = _team_of(group)
     return render_template(
         "session.html", group=group, attendees=attendees, invite=invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
-        user_id=current_user().id,
+        user_id=current_user().id, helpers=helpers, candidates=candidates,
+        manages_team=grant.manages_team,
     )
 
 
+def _team_of(group: Any) -> tuple[list[Any], list[Any]]:
+    """The session's co-facilitators, and the active clinicians who could be added."""
+    store = _store()
+    User, CoFacilitator = store.User, store.CoFacilitator  # noqa: N806
+    helpers = list(User.select().join(CoFacilitator, on=CoFacilitator.user == User.id)
+                   .where(CoFacilitator.session == group.id).order_by(User.username))
+    taken = {group.facilitator_id, *(u.id for u in helpers)}
+    candidates = [u for u in User.select().where((User.role << CLINICAL) & User.active)
+                  .order_by(User.username) if u.id not in taken]
+    return helpers, candidates
+
+
+@bp.post("/sessions/<session_id>/team")
+@clinical_required
+def team(session_id: str) -> Response:
+    """Add or remove a co-facilitator: the owner or an admin only."""
+    group, grant = team_session(session_id)
+    if not grant.manages_team:
+        abort(403, description="Only the session's owner or an admin can change who runs it.")
+    store = _store()
+    action = request.form.get("action")
+    if action not in ("add", "remove"):
+        abort(400, description="Choose to add or remove a co-facilitator.")
+    try:
+        user_id = int(request.form.get("user") or "")
+    except ValueError:
+        abort(400, description="Choose a clinician.")
+    CoFacilitator = store.CoFacilitator  # noqa: N806
+    if action == "add":
+        _helpers, candidates = _team_of(group)
+        if user_id not in {u.id for u in candidates}:
+            abort(400, description="Choose an active clinician who is not already running "
+                  "this session.")
+        # Idempotent: two owners' tabs adding the same colleague at once both succeed.
+        CoFacilitator.insert(
+            session=group.id, user=user_id, added_by=current_user().id, added_at=utcnow()
+        ).on_conflict_ignore().execute()
+    else:
+        removed = CoFacilitator.delete().where(
+            (CoFacilitator.session == group.id) & (CoFacilitator.user == user_id)
+        ).execute()
+        if not removed:
+            abort(400, description="That clinician is not a co-facilitator of this session.")
+        # Out of the call too: their facilitator seat is no longer theirs.
+        box = current_box()
+        try:
+            box.media.call(_drop_from_call(box.rooms, group.id, f"user:{user_id}"),
+                           timeout=MEDIA_TIMEOUT_S)
+        except TimeoutError:
+            current_app.logger.warning("session %s: call did not answer a removal", group.id)
+    _audit(f"team.{action}", f"group_session/{group.id}/user:{user_id}")
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
 @bp.get("/sessions/<session_id>/waiting")
-@role_required(*CLINICAL)
+@clinical_required
 def waiting_room(session_id: str) -> str:
     """The waiting room alone, reloading itself every 5 s (no script), to keep open."""
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     Attendance = _store().Attendance  # noqa: N806
     waiting = list(Attendance.select().where(
         (Attendance.session == group) & (Attendance.status == "waiting")
@@ -216,9 +292,9 @@ def waiting_room(session_id: str) -> str:
 
 
 @bp.post("/sessions/<session_id>/state")
-@role_required(*CLINICAL)
+@clinical_required
 def session_state(session_id: str) -> Response:
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     action = request.form.get("action")
     transitions = {"start": "live", "end": "ended", "lock": None, "unlock": None}
     if action not in transitions:
@@ -233,10 +309,10 @@ def session_state(session_id: str) -> Response:
 
 
 @bp.post("/sessions/<session_id>/admit")
-@role_required(*CLINICAL)
+@clinical_required
 def admit(session_id: str) -> Response:
     """Admit one, admit all or deny from the waiting room; remove someone already admitted."""
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     Attendance = _store().Attendance  # noqa: N806
     action = request.form.get("action")
     waiting = Attendance.select().where(
@@ -286,10 +362,10 @@ def admit(session_id: str) -> Response:
 
 
 @bp.post("/sessions/<session_id>/ask")
-@role_required(*CLINICAL)
+@clinical_required
 def ask(session_id: str) -> Response:
     """Ask everyone in the session to fill in a PHQ-9 or GAD-7 (during or after it)."""
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     code = request.form.get("instrument", "")
     if code not in INSTRUMENTS:
         abort(400, description="Choose PHQ-9 or GAD-7.")
@@ -299,10 +375,10 @@ def ask(session_id: str) -> Response:
 
 
 @bp.post("/sessions/<session_id>/broadcast")
-@role_required(*CLINICAL)
+@clinical_required
 def broadcast(session_id: str) -> Response:
     """Show one short message to everyone in the session (an empty message clears it)."""
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     message = " ".join((request.form.get("message") or "").split())
     if len(message) > MAX_MESSAGE:
         abort(400, description=f"Keep the message under {MAX_MESSAGE} characters.")
@@ -312,10 +388,10 @@ def broadcast(session_id: str) -> Response:
 
 
 @bp.post("/sessions/<session_id>/poll")
-@role_required(*CLINICAL)
+@clinical_required
 def poll(session_id: str) -> Response:
     """Start a quick poll (question + one option per line) or close the current one."""
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     if request.form.get("action") == "close":
         live_sessions().close_poll(group.id)
     else:
@@ -331,11 +407,11 @@ def poll(session_id: str) -> Response:
 
 
 @bp.post("/sessions/<session_id>/breakout")
-@role_required(*CLINICAL)
+@clinical_required
 def breakout(session_id: str) -> Response:
     """Split the admitted patients into breakout rooms, join one as facilitator, or bring
     everyone back; the call's media follows (`_split_call`)."""
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     action = request.form.get("action")
     if action == "back":
         live_sessions().bring_back(group.id)
@@ -364,17 +440,21 @@ def breakout(session_id: str) -> Response:
 
 
 @bp.post("/sessions/<session_id>/match")
-@role_required(*CLINICAL)
+@clinical_required
 def match(session_id: str) -> Response:
     """File this join under an earlier patient record: the attendance, its consent and any
     questionnaires and risk flags from it move over; the new record is retired."""
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     store = _store()
     attendance = store.Attendance.get_or_none(
         (store.Attendance.id == (request.form.get("attendance") or ""))
         & (store.Attendance.session == group)
     )
     earlier = store.Patient.get_or_none(store.Patient.id == (request.form.get("patient") or ""))
+    # A record outside the clinician's care is answered like one that does not exist: filing
+    # a join under it would make them its care team.
+    if earlier is not None and not visible_patient(earlier):
+        earlier = None
     if attendance is None or earlier is None or earlier.id == attendance.patient_id:
         abort(400, description="Choose a person in this session and an earlier record.")
     already = store.Attendance.get_or_none(
@@ -397,9 +477,9 @@ def match(session_id: str) -> Response:
 
 
 @bp.route("/sessions/<session_id>/notes", methods=["GET", "POST"])
-@role_required(*CLINICAL)
+@clinical_required
 def notes(session_id: str) -> Any:
-    group = _session_or_404(session_id)
+    group, _grant = team_session(session_id)
     SessionNote = _store().SessionNote  # noqa: N806
     error = None
     if request.method == "POST":
@@ -422,12 +502,10 @@ def notes(session_id: str) -> Any:
 
 
 @bp.get("/patients/<patient_id>")
-@role_required(*CLINICAL)
+@clinical_required
 def patient(patient_id: str) -> str:
     store = _store()
-    person = store.Patient.get_or_none(store.Patient.id == patient_id)
-    if person is None:
-        abort(404, description="There is no such patient.")
+    person, _grant = care_patient(patient_id)
     Response_ = store.QuestionnaireResponse  # noqa: N806
     rows = list(
         Response_.select().where(Response_.patient == person).order_by(Response_.created_at)
@@ -442,13 +520,11 @@ def patient(patient_id: str) -> str:
 
 
 @bp.route("/patients/<patient_id>/questionnaire/<code>", methods=["GET", "POST"])
-@role_required(*CLINICAL)
+@clinical_required
 def clinician_questionnaire(patient_id: str, code: str) -> Any:
     """A clinician enters a questionnaire with the patient (e.g. after a session)."""
     store = _store()
-    person = store.Patient.get_or_none(store.Patient.id == patient_id)
-    if person is None:
-        abort(404, description="There is no such patient.")
+    person, _grant = care_patient(patient_id)
     page, _saved = questionnaire_view(
         store, code, url_for("portal.clinician_questionnaire", patient_id=patient_id, code=code),
         person, None, f"user:{current_user().id}",

@@ -60,10 +60,29 @@ def _v3_session_live(db: RecordDatabase) -> None:
     )
 
 
+def _v4_co_facilitators(db: RecordDatabase) -> None:
+    """Clinicians who run a session beside its owner: the session's care team."""
+    db.execute_sql(
+        'CREATE TABLE "co_facilitator" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"session_id" VARCHAR(36) NOT NULL, "user_id" INTEGER NOT NULL, "added_by_id" INTEGER, '
+        '"added_at" DATETIME NOT NULL, '
+        'FOREIGN KEY ("session_id") REFERENCES "group_session" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("added_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE UNIQUE INDEX "co_facilitator_session_id_user_id" '
+        'ON "co_facilitator" ("session_id", "user_id")'
+    )
+    # "Which sessions does this clinician help run?" is asked on every dashboard and check.
+    db.execute_sql('CREATE INDEX "co_facilitator_user_id" ON "co_facilitator" ("user_id")')
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_quarantine_and_append_only_audit),
     (3, _v3_session_live),
+    (4, _v4_co_facilitators),
 )
 LATEST = MIGRATIONS[-1][0]
 

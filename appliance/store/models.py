@@ -325,6 +325,23 @@ class GroupSession(ClinicalModel):
         return cls.get_or_none(cls.join_code_index == digest)
 
 
+class CoFacilitator(BaseModel):
+    """A clinician who runs a session beside its owner (`GroupSession.facilitator`).
+
+    Access bookkeeping, not clinical content: ids only, kept on the box and not synced.
+    The owner or an admin adds and removes them from the session page.
+    """
+
+    id = AutoField()
+    session = ForeignKeyField(GroupSession, backref="co_facilitators", on_delete="CASCADE")
+    user = ForeignKeyField(User, backref="co_facilitating", on_delete="CASCADE")
+    added_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    added_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("session", "user"), True),)
+
+
 class Attendance(ClinicalModel):
     """A patient's presence in a session."""
 
@@ -466,5 +483,6 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     OutboxEntry,
     Quarantine,
     *CLINICAL_MODELS,
+    CoFacilitator,
 )
 MODELS_BY_TYPE: dict[str, type[ClinicalModel]] = {m.record_type(): m for m in CLINICAL_MODELS}

@@ -44,6 +44,7 @@ class Store:
     Referral = models.Referral
     TelemetryEvent = models.TelemetryEvent
     SessionLive = models.SessionLive
+    CoFacilitator = models.CoFacilitator
     AuditLog = models.AuditLog
     OutboxEntry = models.OutboxEntry
     Quarantine = models.Quarantine

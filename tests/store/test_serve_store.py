@@ -8,6 +8,7 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,14 @@ class Browser:
 def test_damaged_record_is_a_clear_409_and_the_box_keeps_serving(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", hostname="testbox")
     store = open_store(settings)
-    create_user(store, "dr.ada", PASSWORD, "clinician")
+    ada = create_user(store, "dr.ada", PASSWORD, "clinician")
     patient = store.Patient.create(display_name="Damaged Person")
     healthy = store.Patient.create(display_name="Healthy Person")
+    # Both in dr.ada's group, so their records are in her care.
+    group = store.GroupSession.create(title="Group", starts_at=datetime(2026, 1, 6, 10),
+                                      facilitator=ada)
+    for person in (patient, healthy):
+        store.Attendance.create(session=group, patient=person)
     blob = bytearray(store.db.execute_sql(
         "SELECT display_name FROM patient WHERE id = ?", [patient.id]).fetchone()[0])
     blob[-1] ^= 0x80

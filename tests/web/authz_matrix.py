@@ -1,0 +1,473 @@
+"""Who may reach what: every portal route walked as every kind of visitor.
+
+`ROUTES` says how to call each rule of the Flask url_map (one entry per rule and method);
+`EXPECTED` says what each visitor in `ACTORS` must get. `walk` builds a small clinic on a
+fresh box (two sessions run by different clinicians, one patient in each), sends every
+request as every visitor and compares; it also fails a cell whose page shows a name, title,
+note or patient code the visitor has no business seeing, and an admin's cross-team view that
+left no audit entry. `run_walk` does all of it in a temporary directory for
+benchmarks/hostile_inputs.py (`authz_matrix_cells`, `authz_failures`).
+
+A route added without an entry here fails tests/web/test_authorization_matrix.py.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from appliance.accounts import create_user
+from appliance.box import Box
+from appliance.clinical.session_codes import assign_codes, derive_invite_token, join_code_of
+from appliance.config import Settings
+from appliance.media.join_token import issue
+from appliance.media_loop import MediaLoop
+from appliance.setup_code import SetupCode
+from appliance.store import open_store
+from appliance.tls import ensure_tls
+from web import create_app
+
+PASSWORD = "correct horse battery"
+LOGIN = "login"  # sent to sign in: a redirect to /login?... for pages, 401 for the API
+
+ACTORS = (
+    "owner",  # dr.owner runs session S
+    "co_facilitator",  # dr.co helps run S
+    "other_clinician",  # dr.other runs session T, nothing to do with S
+    "admin",  # admin.ann: on no team, sees all (audited)
+    "technician",  # tech.tina: the box, never clinical content
+    "patient_here",  # Marigold, admitted to S
+    "patient_elsewhere",  # Bartholomew, admitted to T
+    "anonymous",
+)
+
+# What each visitor must never see on any page: the other team's titles, names, notes, codes.
+S_TITLE, T_TITLE = "Saturn grief circle", "Neptune anxiety group"
+P1_NAME, P2_NAME = "Marigold Quince", "Bartholomew Zest"
+S_NOTE, T_NOTE = "spoke about the lighthouse keeper", "spoke about the orchard ladder"
+
+Outcome = int | str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How to call one route: the path (with {session}, {patient}, {invite}), a form that
+    reaches the view without changing anything that matters (most POSTs are refused by the
+    view's own validation, 400, once access is granted), or a JSON body per visitor.
+
+    `target`: the record the route shows (an admin's view of it must be audited).
+    `signs_out`: the request ends the visitor's sign-in, so it is walked last."""
+
+    path: str
+    form: dict[str, str] | None = None
+    json: Callable[[World, str], dict[str, Any]] | None = None
+    target: str | None = None
+    signs_out: bool = False
+
+
+def _offer(world: World, actor: str) -> dict[str, Any]:
+    """An offer as each visitor could make it: a join token naming themselves for session S
+    (as if the box had issued it), with an SDP answer where an offer belongs. Past the seat
+    check that is a 400; a seat the visitor may not take is a 403."""
+    seat = world.seats.get(actor)
+    token = ""
+    if seat is not None:
+        participant, role = seat
+        token = issue(world.box, session_id=world.session_s, participant=participant, role=role)
+    return {"token": token, "sdp": "v=0", "type": "answer"}
+
+
+ROUTES: dict[str, Probe] = {
+    "GET /": Probe("/"),
+    "GET /static/<path:filename>": Probe("/static/call.js"),
+    "GET /healthz": Probe("/healthz"),
+    "GET /ca.pem": Probe("/ca.pem"),
+    "GET /setup": Probe("/setup"),
+    "POST /setup": Probe("/setup", form={"code": ""}),
+    "GET /setup/wizard": Probe("/setup/wizard"),
+    "POST /setup/wizard": Probe("/setup/wizard", form={}),
+    "GET /technician": Probe("/technician"),
+    "POST /technician/self-test": Probe("/technician/self-test", form={}),
+    "POST /technician/claim": Probe("/technician/claim", form={}),
+    "POST /technician/rotate-keys": Probe("/technician/rotate-keys", form={"confirm": "no"}),
+    "POST /technician/factory-reset": Probe("/technician/factory-reset", form={"confirm": "no"}),
+    "GET /login": Probe("/login"),
+    "POST /login": Probe("/login", form={"username": "", "password": ""}),
+    "POST /logout": Probe("/logout", form={}, signs_out=True),
+    "GET /dashboard": Probe("/dashboard"),
+    "GET /sessions": Probe("/sessions", target="session"),
+    "GET /sessions/new": Probe("/sessions/new"),
+    "POST /sessions/new": Probe("/sessions/new", form={"title": ""}),
+    "GET /sessions/<session_id>": Probe("/sessions/{session}", target="session"),
+    "GET /sessions/<session_id>/waiting": Probe("/sessions/{session}/waiting", target="session"),
+    "POST /sessions/<session_id>/state": Probe(
+        "/sessions/{session}/state", form={"action": "bogus"}, target="session"
+    ),
+    "POST /sessions/<session_id>/admit": Probe(
+        "/sessions/{session}/admit", form={"action": "bogus"}, target="session"
+    ),
+    "POST /sessions/<session_id>/ask": Probe(
+        "/sessions/{session}/ask", form={"instrument": "bogus"}, target="session"
+    ),
+    "POST /sessions/<session_id>/broadcast": Probe(
+        "/sessions/{session}/broadcast", form={"message": "x" * 300}, target="session"
+    ),
+    "POST /sessions/<session_id>/poll": Probe(
+        "/sessions/{session}/poll", form={"question": ""}, target="session"
+    ),
+    "POST /sessions/<session_id>/breakout": Probe(
+        "/sessions/{session}/breakout", form={"rooms": "99"}, target="session"
+    ),
+    "POST /sessions/<session_id>/match": Probe(
+        "/sessions/{session}/match", form={"attendance": "", "patient": ""}, target="session"
+    ),
+    "POST /sessions/<session_id>/team": Probe(
+        "/sessions/{session}/team", form={"action": "bogus"}, target="session"
+    ),
+    "GET /sessions/<session_id>/notes": Probe("/sessions/{session}/notes", target="session"),
+    "POST /sessions/<session_id>/notes": Probe(
+        "/sessions/{session}/notes", form={"body": ""}, target="session"
+    ),
+    "GET /sessions/<session_id>/call": Probe("/sessions/{session}/call", target="session"),
+    "GET /patients/<patient_id>": Probe("/patients/{patient}", target="patient"),
+    "GET /patients/<patient_id>/questionnaire/<code>": Probe(
+        "/patients/{patient}/questionnaire/phq9", target="patient"
+    ),
+    "POST /patients/<patient_id>/questionnaire/<code>": Probe(
+        "/patients/{patient}/questionnaire/phq9", form={}, target="patient"
+    ),
+    "GET /join": Probe("/join"),
+    "POST /join": Probe("/join", form={"code": "", "name": ""}),
+    "GET /i/<token>": Probe("/i/{invite}"),
+    "POST /join/consent": Probe("/join/consent", form={"code": "", "name": ""}),
+    "GET /join/wait": Probe("/join/wait"),
+    "GET /join/state": Probe("/join/state"),
+    "POST /join/poll": Probe("/join/poll", form={"choice": "9"}),
+    "POST /join/leave": Probe("/join/leave", form={}),
+    "GET /join/questionnaire/<code>": Probe("/join/questionnaire/phq9"),
+    "POST /join/questionnaire/<code>": Probe("/join/questionnaire/phq9", form={}),
+    "GET /call": Probe("/call"),
+    "POST /api/media/offer": Probe("/api/media/offer", json=_offer),
+}
+
+L = LOGIN
+# Columns: owner, co-facilitator, other clinician, admin, technician, patient of S,
+# patient of T, anonymous. 404 (not 403) for a session or patient outside the visitor's
+# care: the same answer as for an id that does not exist. 403 where the role alone decides.
+EXPECTED: dict[str, tuple[Outcome, ...]] = {
+    "GET /": (200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /static/<path:filename>": (200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /healthz": (200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /ca.pem": (200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /setup": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /setup": (400, 400, 400, 400, 400, 400, 400, 400),
+    "GET /setup/wizard": (403, 403, 403, 403, 403, 403, 403, 403),
+    "POST /setup/wizard": (403, 403, 403, 403, 403, 403, 403, 403),
+    "GET /technician": (403, 403, 403, 403, 200, L, L, L),
+    "POST /technician/self-test": (403, 403, 403, 403, 302, L, L, L),
+    "POST /technician/claim": (403, 403, 403, 403, 400, L, L, L),
+    "POST /technician/rotate-keys": (403, 403, 403, 403, 400, L, L, L),
+    "POST /technician/factory-reset": (403, 403, 403, 403, 400, L, L, L),
+    "GET /login": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /login": (400, 400, 400, 400, 400, 400, 400, 400),
+    "POST /logout": (302, 302, 302, 302, 302, 302, 302, 302),
+    "GET /dashboard": (200, 200, 200, 200, 200, L, L, L),
+    "GET /sessions": (403, 403, 403, 200, 403, L, L, L),
+    "GET /sessions/new": (200, 200, 200, 200, 403, L, L, L),
+    "POST /sessions/new": (400, 400, 400, 400, 403, L, L, L),
+    "GET /sessions/<session_id>": (200, 200, 404, 200, 403, L, L, L),
+    "GET /sessions/<session_id>/waiting": (200, 200, 404, 200, 403, L, L, L),
+    "POST /sessions/<session_id>/state": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/admit": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/ask": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/broadcast": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/poll": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/breakout": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/match": (400, 400, 404, 400, 403, L, L, L),
+    # Only the owner (or an admin) changes who runs the session.
+    "POST /sessions/<session_id>/team": (400, 403, 404, 400, 403, L, L, L),
+    "GET /sessions/<session_id>/notes": (200, 200, 404, 200, 403, L, L, L),
+    "POST /sessions/<session_id>/notes": (400, 400, 404, 400, 403, L, L, L),
+    "GET /sessions/<session_id>/call": (200, 200, 404, 200, 403, L, L, L),
+    "GET /patients/<patient_id>": (200, 200, 404, 200, 403, L, L, L),
+    "GET /patients/<patient_id>/questionnaire/<code>": (200, 200, 404, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/questionnaire/<code>": (400, 400, 404, 400, 403, L, L, L),
+    "GET /join": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /join": (400, 400, 400, 400, 400, 400, 400, 400),
+    "GET /i/<token>": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /join/consent": (400, 400, 400, 400, 400, 400, 400, 400),
+    # Patient pages act on the visitor's own seat only (admitted: on to the call).
+    "GET /join/wait": (403, 403, 403, 403, 403, 302, 302, 403),
+    "GET /join/state": (403, 403, 403, 403, 403, 200, 200, 403),
+    "POST /join/poll": (403, 403, 403, 403, 403, 400, 400, 403),
+    "POST /join/leave": (403, 403, 403, 403, 403, 302, 302, 403),
+    "GET /join/questionnaire/<code>": (403, 403, 403, 403, 403, 200, 200, 403),
+    "POST /join/questionnaire/<code>": (403, 403, 403, 403, 403, 400, 400, 403),
+    "GET /call": (302, 302, 302, 302, 302, 200, 200, 302),
+    # A facilitator seat in S's call for its team and admins; a patient only in their own.
+    "POST /api/media/offer": (400, 400, 403, 400, 403, 400, 403, 403),
+}
+del L
+
+ALLOWED = frozenset({200, 202, 302, 400})
+
+
+def route_keys(app: Flask) -> set[str]:
+    """The "METHOD rule" text of every rule and method of the app's url_map (not HEAD/OPTIONS)."""
+    keys = set()
+    for rule in app.url_map.iter_rules():
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS"):
+                keys.add(f"{method} {rule.rule}")
+    return keys
+
+
+def coverage_gaps(app: Flask) -> tuple[set[str], set[str]]:
+    """(routes with no entry in ROUTES/EXPECTED, entries naming no route)."""
+    keys = route_keys(app)
+    entries = set(ROUTES) & set(EXPECTED)
+    stale = (set(ROUTES) | set(EXPECTED)) - keys
+    return keys - entries, stale | (set(ROUTES) ^ set(EXPECTED))
+
+
+@dataclass
+class World:
+    """The clinic the walk runs in: its box, app, records and one client per visitor."""
+
+    box: Box
+    app: Flask
+    session_s: str = ""
+    session_t: str = ""
+    patient_p1: str = ""
+    invite_s: str = ""
+    user_ids: dict[str, int] = field(default_factory=dict)
+    clients: dict[str, FlaskClient] = field(default_factory=dict)
+    csrf: dict[str, str] = field(default_factory=dict)
+    seats: dict[str, tuple[str, str]] = field(default_factory=dict)
+    forbidden: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def restore(self) -> None:
+        """Put back what a cell may have changed: seats admitted, sessions open, S's team."""
+        store = self.box.store
+        store.Attendance.update(status="admitted", left_at=None).execute()
+        store.GroupSession.update(state="scheduled", locked=False).execute()
+        store.Patient.update(active=True).execute()
+        co = store.CoFacilitator
+        co.delete().where(
+            (co.session != self.session_s) | (co.user != self.user_ids["co_facilitator"])
+        ).execute()
+        if not co.select().exists():
+            co.create(session=self.session_s, user=self.user_ids["co_facilitator"])
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _csrf_of(client: FlaskClient) -> str:
+    page = client.get("/join").get_data(as_text=True)
+    match = _CSRF.search(page)
+    if match is None:
+        raise RuntimeError("the join page carries no CSRF field")
+    return match.group(1)
+
+
+def _sign_in(app: Flask, username: str) -> FlaskClient:
+    client = app.test_client()
+    token = _csrf_of(client)
+    reply = client.post(
+        "/login", data={"username": username, "password": PASSWORD, "csrf_token": token}
+    )
+    if reply.status_code != 302:
+        raise RuntimeError(f"{username} could not sign in ({reply.status_code})")
+    return client
+
+
+def _join(app: Flask, code: str, name: str) -> FlaskClient:
+    client = app.test_client()
+    token = _csrf_of(client)
+    reply = client.post(
+        "/join/consent", data={"csrf_token": token, "code": code, "name": name, "agree": "yes"}
+    )
+    if reply.status_code != 302:
+        raise RuntimeError(f"a patient could not join ({reply.status_code})")
+    return client
+
+
+def build_world(box: Box, app: Flask) -> World:
+    """Two sessions and their people, each visitor signed in (or joined) over HTTP."""
+    store = box.store
+    world = World(box=box, app=app)
+    users = {
+        "owner": ("dr.owner", "clinician"),
+        "co_facilitator": ("dr.co", "clinician"),
+        "other_clinician": ("dr.other", "clinician"),
+        "admin": ("admin.ann", "admin"),
+        "technician": ("tech.tina", "technician"),
+    }
+    for actor, (username, role) in users.items():
+        world.user_ids[actor] = create_user(store, username, PASSWORD, role).id
+    secret = app.config["SECRET_KEY"]
+    sessions = {}
+    for name, title, owner, note in (
+        ("S", S_TITLE, "owner", S_NOTE),
+        ("T", T_TITLE, "other_clinician", T_NOTE),
+    ):
+        group = store.GroupSession(
+            title=title,
+            starts_at=datetime(2026, 12, 8, 10),
+            facilitator=world.user_ids[owner],
+            capacity=8,
+        )
+        assign_codes(group, secret)
+        group.save()
+        store.SessionNote.create(session=group, author=world.user_ids[owner], text=note)
+        sessions[name] = group
+    world.session_s, world.session_t = sessions["S"].id, sessions["T"].id
+    world.invite_s = derive_invite_token(secret, world.session_s)
+    store.CoFacilitator.create(session=world.session_s, user=world.user_ids["co_facilitator"])
+
+    for actor, (username, _role) in users.items():
+        world.clients[actor] = _sign_in(app, username)
+    for actor, group, name in (
+        ("patient_here", sessions["S"], P1_NAME),
+        ("patient_elsewhere", sessions["T"], P2_NAME),
+    ):
+        world.clients[actor] = _join(app, join_code_of(group, secret) or "", name)
+    world.clients["anonymous"] = app.test_client()
+    world.restore()  # both patients admitted
+
+    attendance = store.Attendance
+    seat_p1 = attendance.get(attendance.session == world.session_s)
+    seat_p2 = attendance.get(attendance.session == world.session_t)
+    world.patient_p1 = seat_p1.patient_id
+    codes = {seat_p1.patient_id: seat_p1.patient.code, seat_p2.patient_id: seat_p2.patient.code}
+    for actor in ACTORS:
+        world.csrf[actor] = _csrf_of(world.clients[actor])
+    for actor in users:
+        world.seats[actor] = (f"user:{world.user_ids[actor]}", "facilitator")
+    world.seats["patient_here"] = (f"attendance/{seat_p1.id}", "patient")
+    world.seats["patient_elsewhere"] = (f"attendance/{seat_p2.id}", "patient")
+
+    s_side = (S_TITLE, P1_NAME, S_NOTE, codes[seat_p1.patient_id])
+    t_side = (T_TITLE, P2_NAME, T_NOTE, codes[seat_p2.patient_id])
+    world.forbidden = {
+        "owner": t_side,
+        "co_facilitator": t_side,
+        "other_clinician": s_side,
+        "admin": (),
+        "technician": s_side + t_side,
+        # A patient sees their own session's title and their own name, never staff notes.
+        "patient_here": (S_NOTE, *t_side),
+        "patient_elsewhere": (T_NOTE, *s_side),
+        "anonymous": s_side + t_side,
+    }
+    return world
+
+
+def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
+    method, _rule = key.split(" ", 1)
+    path = probe.path.format(
+        session=world.session_s, patient=world.patient_p1, invite=world.invite_s
+    )
+    client = world.clients[actor]
+    if probe.json is not None:
+        return client.open(path, method=method, json=probe.json(world, actor))
+    if method == "GET":
+        return client.get(path)
+    form = dict(probe.form or {})
+    form["csrf_token"] = world.csrf[actor]
+    return client.open(path, method=method, data=form)
+
+
+def outcome(response: TestResponse) -> Outcome:
+    """The status, or LOGIN for "sign in first" (401, or a redirect to the login page)."""
+    if response.status_code == 401:
+        return LOGIN
+    location = response.headers.get("Location", "")
+    if response.status_code == 302 and location.startswith("/login?"):
+        return LOGIN
+    return response.status_code
+
+
+def _cross_team_entries(world: World) -> int:
+    log = world.box.store.AuditLog
+    return log.select().where(log.action == "access.cross_team").count()
+
+
+def walk(world: World) -> tuple[int, list[str]]:
+    """Every route as every visitor: (cells checked, one line per failed cell)."""
+    failures: list[str] = []
+    cells = 0
+    order = sorted(ROUTES, key=lambda k: ROUTES[k].signs_out)
+    for key in order:
+        probe = ROUTES[key]
+        for actor, want in zip(ACTORS, EXPECTED[key], strict=True):
+            cells += 1
+            audited_before = _cross_team_entries(world)
+            response = _send(world, actor, key, probe)
+            got = outcome(response)
+            if got != want:
+                failures.append(f"{key} as {actor}: expected {want}, got {got}")
+            shown = response.get_data(as_text=True) + response.headers.get("Location", "")
+            leaked = [marker for marker in world.forbidden[actor] if marker in shown]
+            if leaked:
+                failures.append(f"{key} as {actor}: shows {', '.join(leaked)}")
+            if (
+                actor == "admin"
+                and probe.target
+                and got == want
+                and want in ALLOWED
+                and _cross_team_entries(world) == audited_before
+            ):
+                failures.append(f"{key} as admin: cross-team view not audited")
+            world.restore()
+    return cells, failures
+
+
+@contextmanager
+def matrix_box(data_dir: Path) -> Iterator[Box]:
+    """A box on `data_dir` with its TLS material, record store and running media loop."""
+    settings = Settings(data_dir=data_dir, hostname="matrixbox")
+    store = open_store(settings)
+    media = MediaLoop()
+    box = Box(
+        settings=settings,
+        tls=ensure_tls(settings.tls_dir, settings.hostname),
+        db=store.db,
+        media=media,
+        setup_code=SetupCode(settings.secrets_dir / "setup-code.json"),
+        store=store,
+    )
+    media.start()
+    media.on_shutdown(box.rooms.close_all)
+    try:
+        yield box
+    finally:
+        media.stop(timeout=5)
+        store.close()
+
+
+def run_walk(data_dir: Path | None = None) -> tuple[int, list[str]]:
+    """Build a box and its clinic (in a temporary directory unless given) and walk it.
+
+    Returns (cells checked, failures): failures is a list with one line per failed cell
+    (empty when every cell matches), routes with no entry and entries with no route included.
+    """
+    with tempfile.TemporaryDirectory(prefix="clinicbox-authz-") as scratch:
+        with matrix_box(data_dir or Path(scratch)) as box:
+            app = create_app(box, {"TESTING": True})
+            missing, stale = coverage_gaps(app)
+            cells, failures = walk(build_world(box, app))
+            failures += [f"{key}: no entry in the matrix" for key in sorted(missing)]
+            failures += [f"{key}: entry for no route" for key in sorted(stale)]
+            return cells, failures

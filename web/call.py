@@ -10,11 +10,12 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, session, url_for
 
-from appliance.media.join_token import issue
+from appliance.media.join_token import issue, verify
 from web import current_box
 from web.access import clinical_required, team_session
 from web.auth import current_user
 from web.live import live_sessions
+from web.relay import turn_grant
 
 bp = Blueprint("call", __name__)
 
@@ -22,6 +23,17 @@ bp = Blueprint("call", __name__)
 def _join_token(group: Any, participant: str, role: str) -> str:
     """A join token for this seat, checked by the SFU's signalling endpoint."""
     return issue(current_box(), session_id=group.id, participant=participant, role=role)
+
+
+def _ice_servers(token: str) -> list[dict[str, Any]]:
+    """The browser's iceServers: the centre's TURN relay for a remote seat, none on the LAN.
+
+    Its credentials expire with the join token.
+    """
+    box = current_box()
+    claims = verify(box, token)
+    grant = turn_grant(box, claims.participant_id, claims.expires_at)
+    return [] if grant is None else grant.browser_ice_servers()
 
 
 @bp.get("/call")
@@ -41,6 +53,7 @@ def patient_call() -> Any:
     return render_template(
         "call.html", group=group, me=attendance.display_name, role="patient", token=token,
         leave_url=url_for("join.leave"), asked=live_sessions().asked(group.id),
+        ice_servers=_ice_servers(token),
     )
 
 
@@ -56,4 +69,5 @@ def clinician_call(session_id: str) -> Any:
     return render_template(
         "call.html", group=group, me=user.username, role="facilitator", token=token,
         leave_url=url_for("portal.session_detail", session_id=group.id), asked=[],
+        ice_servers=_ice_servers(token),
     )

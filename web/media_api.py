@@ -16,6 +16,7 @@ from appliance.media.join_token import JoinTokenError, verify
 from appliance.media.room import MediaError
 from appliance.media.sdp import BadOffer
 from web import csrf, current_box
+from web.relay import turn_grant
 
 bp = Blueprint("media_api", __name__, url_prefix="/api/media")
 
@@ -94,6 +95,7 @@ def offer() -> Any:
                 body.get("sdp"), body.get("type"),
                 capacity=group.capacity, on_chat=_chat_sink(box, group),
                 resume=body.get("resume"),
+                turn=turn_grant(box, claims.participant_id, claims.expires_at),
             ),
             timeout=JOIN_TIMEOUT_S,
         )

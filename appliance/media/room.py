@@ -11,13 +11,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -113,9 +114,12 @@ class Room:
 
     async def join(
         self, participant_id: str, role: str, name: str, sdp: object, kind: object,
-        resume: object = None,
+        resume: object = None, ice_servers: Sequence[RTCIceServer] = (),
     ) -> RTCSessionDescription:
         """Answer a participant's offer; a seat already taken by the same id is replaced.
+
+        `ice_servers` is empty for LAN seats (host candidates only) and names the centre's
+        TURN relay for remote ones (see appliance.media.turn).
 
         With the resume token of a seat held for this participant, the seat comes back as it
         was (mute, raised hand, data saver); without it, the participant starts afresh.
@@ -133,7 +137,9 @@ class Room:
         # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
         # first one's transport (with BALANCED, aiortc leaves later video ones on an orphan).
         pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(
+                iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
         )
         me = Participant(id=participant_id, role=role, name=name, pc=pc)
         me.breakout = self.breakouts.get(participant_id, 0)

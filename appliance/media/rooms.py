@@ -14,6 +14,7 @@ from appliance.media.locality import on_link_networks
 from appliance.media.room import ChatSink, Room
 from appliance.media.seams import install_forwarding
 from appliance.media.seat import GRACE_S
+from appliance.media.turn import RelayChooser, TurnGrant
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class Rooms:
         self.grace_s = grace_s
         self.adaptation = adaptation or AdaptationSettings(tuple(on_link_networks()))
         self._breakouts: dict[str, dict[str, int]] = {}
+        self.relay = RelayChooser()
 
     async def join(
         self,
@@ -40,7 +42,13 @@ class Rooms:
         capacity: int = 12,
         on_chat: ChatSink | None = None,
         resume: object = None,
+        turn: TurnGrant | None = None,
     ) -> RTCSessionDescription:
+        """Answer a participant's offer in room_id (made on first join).
+
+        A remote seat comes with a `turn` grant: the box gathers a relay candidate through
+        the centre's TURN server too (a patient behind NAT cannot reach the box otherwise).
+        """
         install_forwarding(asyncio.get_running_loop())
         consent.install()  # patients on EDGE/GPRS have round trips over aioice's 0.5 s
         room = self.rooms.get(room_id)
@@ -50,8 +58,15 @@ class Rooms:
                 adaptation=self.adaptation, grace_s=self.grace_s,
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
+        ice_servers = await self.relay.ice_servers(turn)
         try:
-            return await room.join(participant_id, role, name, sdp, kind, resume)
+            answer = await room.join(participant_id, role, name, sdp, kind, resume, ice_servers)
+            if ice_servers and " typ relay" not in answer.sdp:
+                # aioice drops a failed allocation silently after its gathering timeout.
+                log.warning("TURN via %s gave no relay candidate; probing again next join",
+                            ice_servers[0].urls)
+                self.relay.forget()
+            return answer
         finally:
             await self._drop_if_empty(room_id)
 

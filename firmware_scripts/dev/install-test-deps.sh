@@ -3,7 +3,7 @@
 # Not root: prints what is missing and goes on (tests needing those tools skip with a reason).
 set -euo pipefail
 
-packages=(chromium iproute2 postgresql shellcheck avahi-utils ethtool systemd nftables)
+packages=(chromium iproute2 postgresql shellcheck avahi-utils ethtool systemd nftables coturn)
 
 missing=()
 for pkg in "${packages[@]}"; do

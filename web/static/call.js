@@ -242,9 +242,14 @@
     }, 1000 * Math.min(8, Math.pow(2, retries - 1)));
   }
 
+  function iceServers() {
+    try { return JSON.parse(root.dataset.iceServers || "[]"); } catch (x) { return []; }
+  }
+
   function connect() {
-    // max-bundle: the box (aiortc) runs every m-line over one transport.
-    pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    // max-bundle: the box (aiortc) runs every m-line over one transport. iceServers: the
+    // centre's TURN relay when this seat is remote (UDP, TCP and TLS URLs), none on the LAN.
+    pc = new RTCPeerConnection({ iceServers: iceServers(), bundlePolicy: "max-bundle" });
     channel = pc.createDataChannel("events");
     channel.onmessage = function (e) { try { onEvent(JSON.parse(e.data)); } catch (x) { /* ignore */ } };
     channel.onopen = function () { if (state.saver) { send({ type: "data-saver", on: true }); } };

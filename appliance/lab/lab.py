@@ -34,7 +34,12 @@ from appliance.lab import control
 from appliance.lab.profiles import Profile
 
 NETNS_DIR = Path("/run/netns")
-_PREFIX_RE = re.compile(r"^cblab(\d+)x\d+-")
+#: Every lab namespace's name starts with this (then the owner's pid): labs started by
+#: different people on one machine can be told apart and swept separately.
+PREFIX_BASE = os.environ.get("CLINICBOX_LAB_PREFIX", "cblab")
+if not re.fullmatch(r"[a-z]{2,8}", PREFIX_BASE):
+    raise ValueError("CLINICBOX_LAB_PREFIX must be 2-8 lowercase letters")
+_PREFIX_RE = re.compile(rf"^{PREFIX_BASE}(\d+)x\d+-")
 _HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _OFFLOADS = ["tx", "off", "tso", "off", "gso", "off", "gro", "off", "sg", "off"]
 _counter = itertools.count(1)
@@ -94,7 +99,7 @@ class Lab:
     """
 
     def __init__(self, subnet: str = "10.77.0.0/24") -> None:
-        self.prefix = f"cblab{os.getpid()}x{next(_counter)}"
+        self.prefix = f"{PREFIX_BASE}{os.getpid()}x{next(_counter)}"
         self._network = ipaddress.ip_network(subnet)
         self._addresses = self._network.hosts()
         self.hosts: dict[str, Host] = {}
@@ -196,6 +201,39 @@ class Lab:
         host = Host(name, netns, ip, link)
         self.hosts[name] = host
         return host
+
+    def lan_behind(self, router: Host, names: list[str], subnet: str) -> list[Host]:
+        """Hosts on a private LAN (a bridge `lan0` in the router's namespace) whose gateway is
+        `router`, which forwards; it holds the subnet's last address. What the router does to
+        the traffic (NAT, filtering) is up to the caller (see appliance.lab.nat)."""
+        network = ipaddress.ip_network(subnet)
+        addresses = list(network.hosts())
+        gateway = str(addresses[-1])
+        self._ns_script(router.netns, [
+            "sysctl -qw net.ipv4.ip_forward=1",
+            "ip link add lan0 type bridge forward_delay 0 stp_state 0",
+            f"ip addr add {gateway}/{network.prefixlen} dev lan0",
+            "ip link set lan0 up",
+        ])
+        hosts = []
+        for offset, name in enumerate(names):
+            if not _HOST_RE.match(name) or name in self.hosts:
+                raise ValueError(f"bad or taken host name {name!r}")
+            netns = self._add_namespace(name)
+            port = f"l{offset + 1}"
+            self._ip(["link", "add", "eth0", "netns", netns, "type", "veth",
+                      "peer", "name", port, "netns", router.netns])
+            self._ns_script(router.netns, _up_script([port]) + [f"ip link set {port} master lan0"])
+            ip = str(addresses[offset])
+            self._ns_script(netns, _up_script(["eth0"]) + [
+                f"ip addr add {ip}/{network.prefixlen} dev eth0",
+                "ip link set lo up",
+                f"ip route add default via {gateway}",
+            ])
+            host = Host(name, netns, ip)
+            self.hosts[name] = host
+            hosts.append(host)
+        return hosts
 
     def set_profile(self, host: Host | str, profile: Profile) -> None:
         """Change a link's profile now (its schedule restarts at 0 s)."""

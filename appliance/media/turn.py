@@ -38,6 +38,8 @@ CHANGE_KEY = "relay"
 #: A TURN URL the box accepts: turn: or turns:, a host, an explicit port, a transport.
 _URL_RE = re.compile(r"^turns?:[A-Za-z0-9.\-\[\]:]+:\d{1,5}(\?transport=(udp|tcp))?$")
 PROBE_TIMEOUT_S = 3.0
+#: How long a preferred transport (UDP first) may still answer once a later one allocated.
+PREFER_S = 1.0
 #: How long a transport that allocated is trusted before it is probed again.
 CHOICE_TTL_S = 600.0
 
@@ -138,6 +140,44 @@ async def allocates(
     return True
 
 
+async def first_allocating(
+    urls: tuple[str, ...] | list[str], username: str, password: str, grace_s: float = PREFER_S
+) -> str | None:
+    """The most preferred of `urls` (earliest listed) that gives these credentials an
+    allocation, or None. All are probed at once: where UDP is blocked its probe only times
+    out, so once a later URL has allocated, earlier ones get `grace_s` more to answer."""
+    loop = asyncio.get_running_loop()
+    probes = [asyncio.ensure_future(allocates(url, username, password)) for url in urls]
+
+    def best() -> tuple[int | None, bool]:
+        """Index of the first URL that allocated, and whether every earlier one is done."""
+        for index, probe in enumerate(probes):
+            if not probe.done():
+                continue
+            if probe.result():
+                return index, all(p.done() for p in probes[:index])
+        return None, False
+
+    deadline: float | None = None
+    try:
+        pending = set(probes)
+        while pending:
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            done, pending = await asyncio.wait(
+                pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            index, settled = best()
+            if index is not None and (settled or not done):
+                return urls[index]
+            if index is not None and deadline is None:
+                deadline = loop.time() + grace_s
+        index, _ = best()
+        return None if index is None else urls[index]
+    finally:
+        for probe in probes:
+            probe.cancel()
+
+
 class RelayChooser:
     """Picks the one TURN URL the box's aiortc peers use, and remembers what worked."""
 
@@ -154,11 +194,13 @@ class RelayChooser:
                 service, url, at = self._chosen
                 if service == grant.service and now - at < self.ttl_s:
                     return url
-            for url in grant.service.urls:
-                server = grant.ice_server(url)
-                if await allocates(url, str(server.username), str(server.credential)):
-                    self._chosen = (grant.service, url, now)
-                    return url
+            username, password = credentials(
+                grant.service.secret, grant.participant_id, grant.expires_at
+            )
+            url = await first_allocating(grant.service.urls, username, password)
+            if url is not None:
+                self._chosen = (grant.service, url, now)
+                return url
             self._chosen = None
             log.warning(
                 "no TURN transport of the centre allocates; remote seats get host candidates only"

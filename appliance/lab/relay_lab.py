@@ -117,13 +117,29 @@ class RelayLab:
         conf = self.workdir / "turnserver.conf"
         tls = self.workdir / "tls"
         done = subprocess.run(
-            [str(Path(sys.executable).with_name("clinicbox-central")),
-             "--data-dir", str(self.centre_dir),
-             "turn-config", "--public-host", self.inet.ip, "--listening-ip", self.inet.ip,
-             "--min-port", str(RELAY_PORTS[0]), "--max-port", str(RELAY_PORTS[1]),
-             "--cert", str(tls / "server.pem"), "--pkey", str(tls / "server.key"),
-             "-o", str(conf)],
-            capture_output=True, text=True, timeout=60,
+            [
+                str(Path(sys.executable).with_name("clinicbox-central")),
+                "--data-dir",
+                str(self.centre_dir),
+                "turn-config",
+                "--public-host",
+                self.inet.ip,
+                "--listening-ip",
+                self.inet.ip,
+                "--min-port",
+                str(RELAY_PORTS[0]),
+                "--max-port",
+                str(RELAY_PORTS[1]),
+                "--cert",
+                str(tls / "server.pem"),
+                "--pkey",
+                str(tls / "server.key"),
+                "-o",
+                str(conf),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if done.returncode != 0:
             raise RuntimeError(f"turn-config failed: {done.stderr.strip()[-300:]}")
@@ -153,9 +169,20 @@ class RelayLab:
         log = self.workdir / "coturn.log"
         self.coturn = self.lab.popen(
             self.inet,
-            ["turnserver", "-c", str(self.config), "--pidfile", str(self.workdir / "turn.pid"),
-             "--db", str(self.workdir / "turndb"), "--log-file", str(log), "--no-stdout-log"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "turnserver",
+                "-c",
+                str(self.config),
+                "--pidfile",
+                str(self.workdir / "turn.pid"),
+                "--db",
+                str(self.workdir / "turndb"),
+                "--log-file",
+                str(log),
+                "--no-stdout-log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 15
         while True:
@@ -182,15 +209,22 @@ class RelayLab:
         kwargs.setdefault("env", self.env())
         return self.lab.python_module(host, module, *args, **kwargs)
 
-    def call(self, seconds: float, clip: Path, relay: bool = True,
-             patient_publish: tuple[str, ...] = ("audio", "video")) -> CallRun:
+    def call(
+        self,
+        seconds: float,
+        clip: Path,
+        relay: bool = True,
+        patient_publish: tuple[str, ...] = ("audio", "video"),
+    ) -> CallRun:
         """A call between the nurse (clinic LAN, facilitator) and the remote patient.
 
         With `relay`, the box holds the centre's TURN service and the patient gets the
         iceServers the call page gives a remote seat; without, neither has any.
         """
-        seats = [Seat("nurse", None, role="facilitator"),
-                 Seat("patient", self.patient_link or UNSHAPED, publish=patient_publish)]
+        seats = [
+            Seat("nurse", None, role="facilitator"),
+            Seat("patient", self.patient_link or UNSHAPED, publish=patient_publish),
+        ]
         caller_args: dict[str, list[str]] = {}
         box_args: tuple[str, ...] = ()
         if relay:
@@ -200,8 +234,15 @@ class RelayLab:
             caller_args["patient"] = ["--turn", str(ice)]
             box_args = ("--turn-from", str(self.box_data_dir))
         return run_call(
-            self.lab, self.box, {"nurse": self.nurse, "patient": self.patient}, seats,
-            "clinicbox", seconds, clip, box_args=box_args, caller_args=caller_args,
+            self.lab,
+            self.box,
+            {"nurse": self.nurse, "patient": self.patient},
+            seats,
+            "clinicbox",
+            seconds,
+            clip,
+            box_args=box_args,
+            caller_args=caller_args,
             signal_addresses={"patient": self.crouter.ip if self.nat else self.box.ip},
             env=self.env(),
         )

@@ -208,6 +208,9 @@ class CallerReport:
     answer_candidates: list[str] = field(default_factory=list)
     ice_pair: list[str] = field(default_factory=list)
     turn_url: str | None = None
+    # when (from t0) its offer was ready (candidates gathered) and the box's answer came
+    offer_s: float | None = None
+    answer_s: float | None = None
 
 
 class Recorder:
@@ -400,12 +403,14 @@ async def run(args: argparse.Namespace) -> CallerReport:
     reader, writer = await asyncio.open_connection(host, int(port))
     await pc.setLocalDescription(await pc.createOffer())
     offer_sdp = pc.localDescription.sdp
+    offer_s = time.time() - args.t0
     writer.write((json.dumps({"op": "join", "pid": args.pid, "role": args.role,
                               "sdp": pc.localDescription.sdp}) + "\n").encode())
     await writer.drain()
     reply = json.loads(await asyncio.wait_for(reader.readline(), 30))
     if "error" in reply:
         raise SystemExit(f"join refused: {reply['error']}")
+    answer_s = time.time() - args.t0
     await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
 
     stop = asyncio.Event()
@@ -423,6 +428,7 @@ async def run(args: argparse.Namespace) -> CallerReport:
     report.answer_candidates = sorted(set(_CANDIDATE_TYPE.findall(reply["sdp"])))
     report.ice_pair = list(nominated_pair_types(pc) or [])
     report.turn_url = turn_url
+    report.offer_s, report.answer_s = round(offer_s, 3), round(answer_s, 3)
     report.max_loop_lag_ms = round(worst[0], 1)
     report.loop_stalls = stalls
     writer.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiortc import RTCSessionDescription
@@ -58,9 +59,13 @@ class Rooms:
                 adaptation=self.adaptation, grace_s=self.grace_s,
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
+        started = time.monotonic()
         ice_servers = await self.relay.ice_servers(turn)
+        chosen = time.monotonic()
         try:
             answer = await room.join(participant_id, role, name, sdp, kind, resume, ice_servers)
+            log.debug("join: TURN chosen in %.2f s, answered %.2f s later",
+                      chosen - started, time.monotonic() - chosen)
             if ice_servers and " typ relay" not in answer.sdp:
                 # aioice drops a failed allocation silently after its gathering timeout.
                 log.warning("TURN via %s gave no relay candidate; probing again next join",

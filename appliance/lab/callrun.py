@@ -304,7 +304,6 @@ def run_call(
     box_args: tuple[str, ...] = (),
     caller_args: dict[str, list[str]] | None = None,
     env: dict[str, str] | None = None,
-    box_stderr: Any = None,
 ) -> CallRun:
     """Run one call of `seconds` (from t0) in `mode` ("clinicbox" or "stock").
 
@@ -315,7 +314,7 @@ def run_call(
     lan = ",".join(f"{hosts[s.name].ip}/32" for s in seats if s.link is None)
     box_proc = lab.python_module(box, "appliance.lab.callbox", "--mode", mode, "--host",
                                  box.ip, "--lan", lan, *box_args, stdout=subprocess.PIPE,
-                                 text=True, env=env, stderr=box_stderr)
+                                 text=True, env=env)
     host_load = HostLoadSampler()
     try:
         port = _read_port(box_proc, timeout=30)

@@ -15,7 +15,7 @@ from web import current_box
 from web.access import clinical_required, team_session
 from web.auth import current_user
 from web.live import live_sessions
-from web.relay import turn_grant
+from web.remote_seat import turn_grant
 
 bp = Blueprint("call", __name__)
 

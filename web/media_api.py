@@ -16,7 +16,7 @@ from appliance.media.join_token import JoinTokenError, verify
 from appliance.media.room import MediaError
 from appliance.media.sdp import BadOffer
 from web import csrf, current_box
-from web.relay import turn_grant
+from web.remote_seat import turn_grant
 
 bp = Blueprint("media_api", __name__, url_prefix="/api/media")
 

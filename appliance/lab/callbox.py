@@ -37,7 +37,7 @@ def _joiner(mode: str, lan: str, turn_from: Path | None = None) -> Join:
         service = load_service(turn_from) if turn_from is not None else None
 
         async def join(pid: str, role: str, sdp: str, peer: str = "") -> str:
-            # As web.relay does for the portal: only a seat from outside the LAN gets TURN.
+            # As web.remote_seat does for the portal: only a seat from outside the LAN gets TURN.
             grant = None
             if service is not None and not is_lan(peer, networks):
                 grant = TurnGrant(service, pid, time.time() + 3600)

@@ -23,7 +23,7 @@ from appliance.media.join_token import verify
 from sync.agent.downsync import apply_change
 from tests.web.conftest import csrf_from, sign_in
 from tests.web.test_portal import _join, _schedule
-from web.relay import RELAYED_ENVIRON_KEY
+from web.remote_seat import RELAYED_ENVIRON_KEY
 
 SECRET = "a-shared-secret-of-the-centre"
 URLS = [

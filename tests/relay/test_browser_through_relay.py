@@ -73,10 +73,12 @@ def test_chromium_patient_behind_nat_reaches_the_box_through_the_relay(
     write_private(data_dir / STATE_FILE, (relay_lab.box_data_dir / STATE_FILE).read_bytes())
     log = (tmp_path / "box.log").open("w")
     proc = relay_lab.lab.popen(
-        relay_lab.box, [CLINICBOX, "serve"],
-        env=box_env(data_dir, PORT, CLINICBOX_HOST="0.0.0.0",
-                    SSL_CERT_FILE=str(relay_lab.ca_file)),
-        stdout=log, stderr=log, text=True,
+        relay_lab.box,
+        [CLINICBOX, "serve"],
+        env=box_env(data_dir, PORT, CLINICBOX_HOST="0.0.0.0", SSL_CERT_FILE=str(relay_lab.ca_file)),
+        stdout=log,
+        stderr=log,
+        text=True,
     )
     box = RunningBox(proc, PORT, data_dir, tmp_path / "box.log")
     lan_base = f"https://{relay_lab.box.ip}:{PORT}"
@@ -84,10 +86,12 @@ def test_chromium_patient_behind_nat_reaches_the_box_through_the_relay(
     with playwright_api.sync_playwright() as pw:
         clinic = pw.chromium.launch(
             executable_path=chromium_in(relay_lab.nurse.netns, _dir(tmp_path, "nurse")),
-            args=CALL_ARGS)
+            args=CALL_ARGS,
+        )
         home = pw.chromium.launch(
             executable_path=chromium_in(relay_lab.patient.netns, _dir(tmp_path, "patient")),
-            args=CALL_ARGS)
+            args=CALL_ARGS,
+        )
         context = clinic.new_context(ignore_https_errors=True)
         page = context.new_page()
         try:

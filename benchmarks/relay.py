@@ -115,6 +115,8 @@ def _one(seconds: float, clip: Path, relay: bool) -> dict[str, Any]:
         "connected_s": run.reports.get("patient", {}).get("connected_s"),
         "ice_pair": run.reports.get("patient", {}).get("ice_pair"),
         "attempts": attempts,
+        # Why the kept run's timing is the host's rather than the link's (None: it is not).
+        "host_stall": stall,
     }
     if window is None:
         return result
@@ -171,6 +173,8 @@ def main() -> None:
                 "ice_pair_direct": direct.get("ice_pair"),
                 "ice_pair_relay": relayed.get("ice_pair"),
                 "relay_bytes_per_media_byte": relayed.get("relay_bytes_per_media_byte"),
+                "host_stall_direct": direct.get("host_stall"),
+                "host_stall_relay": relayed.get("host_stall"),
             }
         )
     )

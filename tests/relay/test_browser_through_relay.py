@@ -75,7 +75,10 @@ def test_chromium_patient_behind_nat_reaches_the_box_through_the_relay(
     proc = relay_lab.lab.popen(
         relay_lab.box,
         [CLINICBOX, "serve"],
-        env=box_env(data_dir, PORT, CLINICBOX_HOST="0.0.0.0", SSL_CERT_FILE=str(relay_lab.ca_file)),
+        env=box_env(data_dir, PORT, SSL_CERT_FILE=str(relay_lab.ca_file))
+        | {
+            "CLINICBOX_HOST": "0.0.0.0"  # reached from the LAN and through the clinic router
+        },
         stdout=log,
         stderr=log,
         text=True,

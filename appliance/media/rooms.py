@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -64,8 +65,9 @@ class Rooms:
         chosen = time.monotonic()
         try:
             answer = await room.join(participant_id, role, name, sdp, kind, resume, ice_servers)
-            log.debug("join: TURN chosen in %.2f s, answered %.2f s later",
-                      chosen - started, time.monotonic() - chosen)
+            log.debug("join: TURN chosen in %.2f s, answered %.2f s later; candidates "
+                      "offered %s, answered %s", chosen - started, time.monotonic() - chosen,
+                      _candidate_types(str(sdp)), _candidate_types(answer.sdp))
             if ice_servers and " typ relay" not in answer.sdp:
                 # aioice drops a failed allocation silently after its gathering timeout.
                 log.warning("TURN via %s gave no relay candidate; probing again next join",
@@ -133,3 +135,11 @@ class Rooms:
     async def snapshot(self) -> dict[str, Any]:
         """`stats` plus the loop's task count, taken on the loop."""
         return {**self.stats(), "tasks": len(asyncio.all_tasks())}
+
+
+def _candidate_types(sdp: str) -> dict[str, int]:
+    """How many ICE candidates of each type an SDP carries (no addresses: they go to logs)."""
+    counts: dict[str, int] = {}
+    for kind in re.findall(r" typ (host|srflx|prflx|relay)", sdp):
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -109,9 +109,14 @@ class TurnGrant:
         username, password = credentials(self.service.secret, self.participant_id, self.expires_at)
         return [{"urls": list(self.service.urls), "username": username, "credential": password}]
 
+    def box_credentials(self) -> tuple[str, str]:
+        """The box's own credentials for this seat: a label of their own, so coturn's
+        per-user allocation quota counts the box's allocations apart from the browser's."""
+        return credentials(self.service.secret, f"{self.participant_id}#box", self.expires_at)
+
     def ice_server(self, url: str) -> RTCIceServer:
-        """One aiortc ice server for `url` (aiortc reads only the first TURN URL)."""
-        username, password = credentials(self.service.secret, self.participant_id, self.expires_at)
+        """The box's aiortc ice server for `url` (aiortc reads only the first TURN URL)."""
+        username, password = self.box_credentials()
         return RTCIceServer(urls=url, username=username, credential=password)
 
 
@@ -194,9 +199,7 @@ class RelayChooser:
                 service, url, at = self._chosen
                 if service == grant.service and now - at < self.ttl_s:
                     return url
-            username, password = credentials(
-                grant.service.secret, grant.participant_id, grant.expires_at
-            )
+            username, password = grant.box_credentials()
             url = await first_allocating(grant.service.urls, username, password)
             if url is not None:
                 self._chosen = (grant.service, url, now)

@@ -106,8 +106,9 @@ def render_config(listen: TurnListen, secret: str, realm: str, cert: Path, pkey:
         "no-cli",
         "no-multicast-peers",
         "no-software-attribute",
-        # One seat needs one allocation; a few spare for reconnects.
-        "user-quota=4",
+        # Per username (one seat's browser, or the box for that seat): a browser allocates on
+        # UDP, TCP and TLS at once, and a reconnect does again before the old ones expire.
+        "user-quota=12",
         "stale-nonce=600",
         "simple-log",
         *[f"denied-peer-ip={r}" for r in DENIED_PEER_RANGES],

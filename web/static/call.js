@@ -288,14 +288,20 @@
       .then(function (answer) { return pc.setRemoteDescription(answer); });
   }
 
-  // The box answers once, without trickle ICE: send the offer when candidates are gathered
-  // (or after 3 s, with what we have).
+  // The box answers once, without trickle ICE: send the offer when candidates are gathered,
+  // or after 3 s with what we have. With the centre's TURN relay (a remote seat) the offer
+  // must carry a relay candidate, or two NATs keep us apart: wait for the first one (up to
+  // 10 s on a slow link), not for every TURN transport to finish.
   function gathered() {
     return new Promise(function (resolve) {
       if (pc.iceGatheringState === "complete") { resolve(); return; }
-      var timer = setTimeout(resolve, 3000);
+      var timer = setTimeout(resolve, iceServers().length ? 10000 : 3000);
+      function done() { clearTimeout(timer); resolve(); }
       pc.addEventListener("icegatheringstatechange", function () {
-        if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+        if (pc.iceGatheringState === "complete") { done(); }
+      });
+      pc.addEventListener("icecandidate", function (e) {
+        if (e.candidate && / typ relay /.test(e.candidate.candidate)) { done(); }
       });
     });
   }

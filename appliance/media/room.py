@@ -32,7 +32,7 @@ from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
-from appliance.media.sdp import BadOffer, parse_offer, shape_answer
+from appliance.media.sdp import BadOffer, add_offered_candidates, parse_offer, shape_answer
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
 
@@ -181,6 +181,9 @@ class Room:
                 self.adaptation.connected(me)
 
         try:
+            # Before the offer is applied: aiortc takes an end-of-candidates in its last
+            # m-section as the end, after which no candidate is added.
+            await add_offered_candidates(pc, str(sdp))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=str(sdp), type="offer"))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)

@@ -13,11 +13,12 @@ from typing import Any
 from flask import Blueprint, abort, redirect, render_template, session, url_for
 
 from appliance.clinical.join_window import JoinWindow, as_local
-from appliance.media.join_token import DEFAULT_TTL_S, issue
+from appliance.media.join_token import DEFAULT_TTL_S, issue, verify
 from web import current_box
 from web.access import clinical_required, team_session
 from web.auth import current_user
 from web.live import live_sessions
+from web.remote_seat import turn_grant
 
 bp = Blueprint("call", __name__)
 
@@ -46,6 +47,17 @@ def patient_token_ttl(group: Any) -> int:
     return min(DEFAULT_TTL_S, int(ends.timestamp() - time.time()))
 
 
+def _ice_servers(token: str) -> list[dict[str, Any]]:
+    """The browser's iceServers: the centre's TURN relay for a remote seat, none on the LAN.
+
+    Its credentials expire with the join token.
+    """
+    box = current_box()
+    claims = verify(box, token)
+    grant = turn_grant(box, claims.participant_id, claims.expires_at)
+    return [] if grant is None else grant.browser_ice_servers()
+
+
 @bp.get("/call")
 def patient_call() -> Any:
     store = current_box().store
@@ -72,6 +84,7 @@ def patient_call() -> Any:
         token=token,
         leave_url=url_for("join.leave"),
         asked=live_sessions().asked(group.id),
+        ice_servers=_ice_servers(token),
     )
 
 
@@ -92,4 +105,5 @@ def clinician_call(session_id: str) -> Any:
         token=token,
         leave_url=url_for("portal.session_detail", session_id=group.id),
         asked=[],
+        ice_servers=_ice_servers(token),
     )

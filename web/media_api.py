@@ -17,6 +17,7 @@ from appliance.media.room import MediaError
 from appliance.media.sdp import BadOffer
 from web import csrf, current_box
 from web.auth import current_user
+from web.remote_seat import turn_grant
 
 bp = Blueprint("media_api", __name__, url_prefix="/api/media")
 
@@ -114,6 +115,7 @@ def offer() -> Any:
                 on_chat=_chat_sink(box, group),
                 resume=body.get("resume"),
                 thin=body.get("thin") is True,
+                turn=turn_grant(box, claims.participant_id, claims.expires_at),
             ),
             timeout=JOIN_TIMEOUT_S,
         )

@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -39,6 +40,7 @@ import numpy as np
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -49,7 +51,9 @@ from aiortc.rtp import RtpPacket
 
 from appliance.media import consent
 from appliance.media.encoded import EncodedFrame
+from appliance.media.locality import nominated_pair_types
 from appliance.media.seams import install_forwarding
+from appliance.media.turn import first_allocating
 
 AUDIO_PTIME_S = 0.02
 VIDEO_FPS = 15
@@ -198,6 +202,15 @@ class CallerReport:
     unrecognised_audio: int = 0
     # [arrival_s, event] of the box's in-call events (slots, quality, ...)
     events: list[list[Any]] = field(default_factory=list)
+    # ICE: candidate types in its offer and in the box's answer, and of the nominated pair
+    # (local, remote), e.g. ["relay", "relay"] through the centre's TURN server
+    offer_candidates: list[str] = field(default_factory=list)
+    answer_candidates: list[str] = field(default_factory=list)
+    ice_pair: list[str] = field(default_factory=list)
+    turn_url: str | None = None
+    # when (from t0) its offer was ready (candidates gathered) and the box's answer came
+    offer_s: float | None = None
+    answer_s: float | None = None
 
 
 class Recorder:
@@ -358,8 +371,9 @@ async def run(args: argparse.Namespace) -> CallerReport:
     consent.install()  # as a browser does: a slow link's round trip is not a lost consent
     clip = Clip.load(Path(args.clip))
     recorder = Recorder(args.t0, clip)
+    ice_servers, turn_url = await _ice_servers(args.turn)
     pc = RTCPeerConnection(
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
     for kind in args.publish:
         track = PacedTrack(kind, clip, args.t0, phase=args.video_phase, quiet=args.quiet)
@@ -388,12 +402,15 @@ async def run(args: argparse.Namespace) -> CallerReport:
     host, port = args.box.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     await pc.setLocalDescription(await pc.createOffer())
+    offer_sdp = pc.localDescription.sdp
+    offer_s = time.time() - args.t0
     writer.write((json.dumps({"op": "join", "pid": args.pid, "role": args.role,
                               "sdp": pc.localDescription.sdp}) + "\n").encode())
     await writer.drain()
     reply = json.loads(await asyncio.wait_for(reader.readline(), 30))
     if "error" in reply:
         raise SystemExit(f"join refused: {reply['error']}")
+    answer_s = time.time() - args.t0
     await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
 
     stop = asyncio.Event()
@@ -407,11 +424,34 @@ async def run(args: argparse.Namespace) -> CallerReport:
         task.cancel()
     report = recorder.report(args.pid)
     report.connected_s = report_connected[0] if report_connected else None
+    report.offer_candidates = sorted(set(_CANDIDATE_TYPE.findall(offer_sdp)))
+    report.answer_candidates = sorted(set(_CANDIDATE_TYPE.findall(reply["sdp"])))
+    report.ice_pair = list(nominated_pair_types(pc) or [])
+    report.turn_url = turn_url
+    report.offer_s, report.answer_s = round(offer_s, 3), round(answer_s, 3)
     report.max_loop_lag_ms = round(worst[0], 1)
     report.loop_stalls = stalls
     writer.close()
     await _close(pc.close())
     return report
+
+
+_CANDIDATE_TYPE = re.compile(r" typ (host|srflx|prflx|relay)")
+
+
+async def _ice_servers(path: Path | None) -> tuple[list[RTCIceServer], str | None]:
+    """A browser's iceServers (the call page's JSON) made fit for aiortc, which uses only the
+    first TURN URL: the first that allocates, as the box chooses its own."""
+    if path is None:
+        return [], None
+    servers = json.loads(path.read_text())
+    if not servers:
+        return [], None
+    server = servers[0]
+    url = await first_allocating(server["urls"], server["username"], server["credential"])
+    if url is None:
+        return [], None
+    return [RTCIceServer(url, server["username"], server["credential"])], url
 
 
 async def _close(closing: Coroutine[Any, Any, None]) -> None:
@@ -436,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--audio-slots", type=int, default=5)
     parser.add_argument("--quiet", action="store_true", help="send the quiet tones (listening)")
     parser.add_argument("--video-slots", type=int, default=4)
+    parser.add_argument("--turn", type=Path, default=None,
+                        help="JSON file with the call page's iceServers (a remote patient's)")
     args = parser.parse_args(argv)
     report = asyncio.run(run(args))
     sys.stdout.write(json.dumps(asdict(report)) + "\n")

@@ -300,11 +300,21 @@ def run_call(
     on_start: Callable[[], None] | None = None,
     audio_slots: int = 5,
     video_slots: int = 4,
+    signal_addresses: dict[str, str] | None = None,
+    box_args: tuple[str, ...] = (),
+    caller_args: dict[str, list[str]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> CallRun:
-    """Run one call of `seconds` (from t0) in `mode` ("clinicbox" or "stock")."""
+    """Run one call of `seconds` (from t0) in `mode` ("clinicbox" or "stock").
+
+    Callers dial the box at their `signal_addresses` entry (default: the box's own address;
+    from behind NAT, the clinic router's, which forwards TCP to the box), with their own extra
+    `caller_args`.
+    """
     lan = ",".join(f"{hosts[s.name].ip}/32" for s in seats if s.link is None)
     box_proc = lab.python_module(box, "appliance.lab.callbox", "--mode", mode, "--host",
-                                 box.ip, "--lan", lan, stdout=subprocess.PIPE, text=True)
+                                 box.ip, "--lan", lan, *box_args, stdout=subprocess.PIPE,
+                                 text=True, env=env)
     host_load = HostLoadSampler()
     try:
         port = _read_port(box_proc, timeout=30)
@@ -317,14 +327,16 @@ def run_call(
         procs = {}
         for index, seat in enumerate(seats):
             procs[seat.name] = lab.python_module(
-                hosts[seat.name], "appliance.lab.caller", "--box", f"{box.ip}:{port}",
+                hosts[seat.name], "appliance.lab.caller",
+                "--box", f"{(signal_addresses or {}).get(seat.name, box.ip)}:{port}",
                 "--pid", seat.name, "--role", seat.role, "--clip", str(clip),
                 "--t0", repr(t0), "--seconds", str(seconds),
                 "--publish", ",".join(seat.publish), "--audio-slots", str(audio_slots),
                 # Keyframes (one a second) spread evenly over the publishers.
                 "--video-phase", str(index * VIDEO_FPS // len(seats)),
                 "--video-slots", str(video_slots), *(["--quiet"] if seat.quiet else []),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                *(caller_args or {}).get(seat.name, []),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         reports, errors = {}, {}
         for name, proc in procs.items():
             try:

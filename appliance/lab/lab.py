@@ -209,6 +209,39 @@ class Lab:
         self.hosts[name] = host
         return host
 
+    def lan_behind(self, router: Host, names: list[str], subnet: str) -> list[Host]:
+        """Hosts on a private LAN (a bridge `lan0` in the router's namespace) whose gateway is
+        `router`, which forwards; it holds the subnet's last address. What the router does to
+        the traffic (NAT, filtering) is up to the caller (see appliance.lab.nat)."""
+        network = ipaddress.ip_network(subnet)
+        addresses = list(network.hosts())
+        gateway = str(addresses[-1])
+        self._ns_script(router.netns, [
+            "sysctl -qw net.ipv4.ip_forward=1",
+            "ip link add lan0 type bridge forward_delay 0 stp_state 0",
+            f"ip addr add {gateway}/{network.prefixlen} dev lan0",
+            "ip link set lan0 up",
+        ])
+        hosts = []
+        for offset, name in enumerate(names):
+            if not _HOST_RE.match(name) or name in self.hosts:
+                raise ValueError(f"bad or taken host name {name!r}")
+            netns = self._add_namespace(name)
+            port = f"l{offset + 1}"
+            self._ip(["link", "add", "eth0", "netns", netns, "type", "veth",
+                      "peer", "name", port, "netns", router.netns])
+            self._ns_script(router.netns, _up_script([port]) + [f"ip link set {port} master lan0"])
+            ip = str(addresses[offset])
+            self._ns_script(netns, _up_script(["eth0"]) + [
+                f"ip addr add {ip}/{network.prefixlen} dev eth0",
+                "ip link set lo up",
+                f"ip route add default via {gateway}",
+            ])
+            host = Host(name, netns, ip)
+            self.hosts[name] = host
+            hosts.append(host)
+        return hosts
+
     def set_profile(self, host: Host | str, profile: Profile) -> None:
         """Change a link's profile now (its schedule restarts at 0 s)."""
         self._control({"op": "set", "link": self._linked(host).name, "profile": profile.to_dict()})

@@ -144,3 +144,13 @@ def peer_address(pc: RTCPeerConnection) -> str | None:
         for pair in pairs.values():
             return str(pair.remote_addr[0])
     return None
+
+
+def nominated_pair_types(pc: RTCPeerConnection) -> tuple[str, str] | None:
+    """Candidate types (local, remote) of the nominated ICE pair, e.g. ("relay", "host");
+    None until connected. Read like `peer_address`."""
+    for transceiver in pc.getTransceivers():
+        ice = transceiver.sender.transport.transport
+        for pair in getattr(ice._connection, "_nominated", {}).values():
+            return str(pair.local_candidate.type), str(pair.remote_candidate.type)
+    return None

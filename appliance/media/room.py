@@ -12,13 +12,14 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -32,7 +33,13 @@ from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
 from appliance.media.publication import Publication
-from appliance.media.sdp import BadOffer, keep_ice_open_for_mdns, parse_offer, shape_answer
+from appliance.media.sdp import (
+    BadOffer,
+    add_offered_candidates,
+    keep_ice_open_for_mdns,
+    parse_offer,
+    shape_answer,
+)
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
 
@@ -123,11 +130,15 @@ class Room:
         self, participant_id: str, role: str, name: str, sdp: object, kind: object,
         resume: object = None,
         thin: bool = False,
+        ice_servers: Sequence[RTCIceServer] = (),
     ) -> RTCSessionDescription:
         """Answer a participant's offer.
 
         `thin`: the client found its link slow (or chose audio only); the answer asks it for
         thin-uplink audio (`shape_answer`).
+
+        `ice_servers` is empty for LAN seats (host candidates only) and names the centre's
+        TURN relay for remote ones (see appliance.media.turn).
 
         With the resume token of this participant's seat, the seat comes back as it was
         (mute, raised hand, data saver), from a held seat or from a live one whose old
@@ -155,7 +166,9 @@ class Room:
         # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
         # first one's transport (with BALANCED, aiortc leaves later video ones on an orphan).
         pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(
+                iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
         )
         me = Participant(id=participant_id, role=role, name=name, pc=pc)
         me.breakout = self.breakouts.get(participant_id, 0)
@@ -199,6 +212,9 @@ class Room:
                 self.adaptation.connected(me)
 
         try:
+            # Before the offer is applied: aiortc takes an end-of-candidates in its last
+            # m-section as the end, after which no candidate is added.
+            await add_offered_candidates(pc, str(sdp))
             await pc.setRemoteDescription(
                 RTCSessionDescription(sdp=keep_ice_open_for_mdns(str(sdp)), type="offer")
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from typing import Any
 
 from aiortc import RTCSessionDescription
@@ -14,6 +16,7 @@ from appliance.media.locality import on_link_networks
 from appliance.media.room import ChatSink, Room
 from appliance.media.seams import install_forwarding
 from appliance.media.seat import GRACE_S
+from appliance.media.turn import RelayChooser, TurnGrant
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class Rooms:
         self.grace_s = grace_s
         self.adaptation = adaptation or AdaptationSettings(tuple(on_link_networks()))
         self._breakouts: dict[str, dict[str, int]] = {}
+        self.relay = RelayChooser()
 
     async def join(
         self,
@@ -41,7 +45,13 @@ class Rooms:
         on_chat: ChatSink | None = None,
         resume: object = None,
         thin: bool = False,
+        turn: TurnGrant | None = None,
     ) -> RTCSessionDescription:
+        """Answer a participant's offer in room_id (made on first join).
+
+        A remote seat comes with a `turn` grant: the box gathers a relay candidate through
+        the centre's TURN server too (a patient behind NAT cannot reach the box otherwise).
+        """
         install_forwarding(asyncio.get_running_loop())
         consent.install()  # patients on EDGE/GPRS have round trips over aioice's 0.5 s
         room = self.rooms.get(room_id)
@@ -51,8 +61,23 @@ class Rooms:
                 adaptation=self.adaptation, grace_s=self.grace_s,
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
+        started = time.monotonic()
+        ice_servers = await self.relay.ice_servers(turn)
+        chosen = time.monotonic()
         try:
-            return await room.join(participant_id, role, name, sdp, kind, resume, thin=thin)
+            answer = await room.join(
+                participant_id, role, name, sdp, kind, resume,
+                thin=thin, ice_servers=ice_servers,
+            )
+            log.debug("join: TURN chosen in %.2f s, answered %.2f s later; candidates "
+                      "offered %s, answered %s", chosen - started, time.monotonic() - chosen,
+                      _candidate_types(str(sdp)), _candidate_types(answer.sdp))
+            if ice_servers and " typ relay" not in answer.sdp:
+                # aioice drops a failed allocation silently after its gathering timeout.
+                log.warning("TURN via %s gave no relay candidate; probing again next join",
+                            ice_servers[0].urls)
+                self.relay.forget()
+            return answer
         finally:
             await self._drop_if_empty(room_id)
 
@@ -114,3 +139,11 @@ class Rooms:
     async def snapshot(self) -> dict[str, Any]:
         """`stats` plus the loop's task count, taken on the loop."""
         return {**self.stats(), "tasks": len(asyncio.all_tasks())}
+
+
+def _candidate_types(sdp: str) -> dict[str, int]:
+    """How many ICE candidates of each type an SDP carries (no addresses: they go to logs)."""
+    counts: dict[str, int] = {}
+    for kind in re.findall(r" typ (host|srflx|prflx|relay)", sdp):
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from aiortc.sdp import SessionDescription
+from aiortc import RTCPeerConnection
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 OPUS_FMTP = {"useinbandfec": "1", "maxaveragebitrate": "24000", "stereo": "0", "usedtx": "1"}
 # For a client on a thin link: 60 ms packets cut the headers from ~20 kbps (50 packets/s with
@@ -124,3 +125,24 @@ def shape_answer(sdp: str, thin: bool = False) -> str:
                 f"a=rtpmap:{pt} opus/48000/2", f"a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} {params}"
             )
     return text
+
+
+async def add_offered_candidates(pc: RTCPeerConnection, sdp: str) -> int:
+    """Give the peer connection's shared transport every candidate the offer carries.
+
+    With one bundled transport aiortc keeps the candidates of the offer's LAST m-section
+    only; a browser puts them in the first (the others are bundle-only), so the box would
+    know none of them. On a LAN that goes unnoticed (the browser's checks reach the box and
+    it learns peer-reflexive candidates), but through TURN the box must check first: its
+    relay forwards nothing from a peer it has not sent to. Returns how many were offered.
+    """
+    candidates = [
+        candidate_from_sdp(line.split(":", 1)[1])
+        for line in sdp.splitlines()
+        if line.startswith("a=candidate:")
+    ]
+    transports = {t.sender.transport.transport for t in pc.getTransceivers() if t.sender.transport}
+    for transport in transports:
+        for candidate in candidates:
+            await transport.addRemoteCandidate(candidate)  # aioice skips ones it has
+    return len(candidates)

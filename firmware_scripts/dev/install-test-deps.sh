@@ -5,7 +5,7 @@
 # Not root: prints what is missing and goes on (tests needing those tools skip with a reason).
 set -euo pipefail
 
-packages=(chromium firefox-esr iproute2 postgresql shellcheck avahi-utils ethtool systemd nftables)
+packages=(chromium firefox-esr iproute2 postgresql shellcheck avahi-utils ethtool systemd nftables coturn)
 firefox_driver="$(cd "$(dirname "$0")/../.." && pwd)/appliance/lab/firefox"
 
 install_firefox_driver() {

@@ -41,6 +41,8 @@ APPLIERS: dict[str, Applier] = {
     "schedule": _keep_latest,
     "questionnaire": _keep_latest,
     "config": _keep_latest,
+    # The centre's TURN relay (URLs and coturn's secret): read by appliance.media.turn.
+    "turn": _keep_latest,
 }
 
 

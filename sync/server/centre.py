@@ -35,7 +35,7 @@ from sync.server.models import TABLES, ChangeRow, ClaimToken, Device, Nonce, Rec
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-CHANGE_KINDS = ("account", "schedule", "questionnaire", "config")
+CHANGE_KINDS = ("account", "schedule", "questionnaire", "config", "turn")
 
 
 class Refused(Exception):

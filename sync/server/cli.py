@@ -211,3 +211,51 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int,
         raise OperatorError(str(exc)) from None
     sys.exit(code)
 
+
+
+@main.command("turn-config")
+@click.option("--public-host", required=True,
+              help="Name or address boxes and browsers dial for TURN (the centre's).")
+@click.option("--realm", default=None, help="TURN realm (default: the public host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=3478, show_default=True,
+              help="TURN over UDP and TCP.")
+@click.option("--tls-port", type=click.IntRange(1, 65535), default=443, show_default=True,
+              help="TURN over TLS (443 passes firewalls that allow only HTTPS).")
+@click.option("--listening-ip", default=None, help="Address coturn listens on (default: all).")
+@click.option("--min-port", type=click.IntRange(1024, 65535), default=49152, show_default=True)
+@click.option("--max-port", type=click.IntRange(1024, 65535), default=65535, show_default=True)
+@click.option("--cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="TLS certificate for TURN/TLS (browsers refuse an untrusted "
+              "one: use a public CA's, e.g. the centre's Let's Encrypt certificate).")
+@click.option("--pkey", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="Its private key.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              required=True, help="Where to write turnserver.conf (0600; it holds the secret).")
+@click.option("--publish/--no-publish", default=True, show_default=True,
+              help="Send the relay's URLs and secret to every box (signed down-sync).")
+@click.pass_context
+def turn_config(ctx: click.Context, public_host: str, realm: str | None, port: int,
+                tls_port: int, listening_ip: str | None, min_port: int, max_port: int,
+                cert: Path, pkey: Path, output: Path, publish: bool) -> None:
+    """Write coturn's config for the centre's TURN relay and tell every box about it."""
+    from sync.server.turn_config import (
+        CHANGE_KEY,
+        CHANGE_KIND,
+        TurnListen,
+        render_config,
+        turn_secret,
+        write_config,
+    )
+
+    listen = TurnListen(public_host, port, tls_port, listening_ip, min_port, max_port)
+    centre = _centre(ctx)
+    secret = turn_secret(ctx.obj["data_dir"])
+    text = render_config(listen, secret, realm or public_host, cert.resolve(), pkey.resolve())
+    try:
+        write_config(output, text)
+    except OSError as exc:
+        raise OperatorError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output}")
+    if publish:
+        seq = centre.publish(CHANGE_KIND, CHANGE_KEY, {"urls": listen.urls(), "secret": secret})
+        click.echo(f"published to every box as change {seq}: {' '.join(listen.urls())}")

@@ -280,9 +280,14 @@
     }, 1000 * Math.min(8, Math.pow(2, retries - 1)));
   }
 
+  function iceServers() {
+    try { return JSON.parse(root.dataset.iceServers || "[]"); } catch (x) { return []; }
+  }
+
   function connect() {
-    // max-bundle: the box (aiortc) runs every m-line over one transport.
-    pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    // max-bundle: the box (aiortc) runs every m-line over one transport. iceServers: the
+    // centre's TURN relay when this seat is remote (UDP, TCP and TLS URLs), none on the LAN.
+    pc = new RTCPeerConnection({ iceServers: iceServers(), bundlePolicy: "max-bundle" });
     channel = pc.createDataChannel("events");
     channel.onmessage = function (e) { try { onEvent(JSON.parse(e.data)); } catch (x) { /* ignore */ } };
     channel.onopen = function () { if (state.saver) { send({ type: "data-saver", on: true }); } };
@@ -325,14 +330,20 @@
       .then(function (answer) { return pc.setRemoteDescription(answer); });
   }
 
-  // The box answers once, without trickle ICE: send the offer when candidates are gathered
-  // (or after 3 s, with what we have).
+  // The box answers once, without trickle ICE: send the offer when candidates are gathered,
+  // or after 3 s with what we have. With the centre's TURN relay (a remote seat) the offer
+  // must carry a relay candidate, or two NATs keep us apart: wait for the first one (up to
+  // 10 s on a slow link), not for every TURN transport to finish.
   function gathered() {
     return new Promise(function (resolve) {
       if (pc.iceGatheringState === "complete") { resolve(); return; }
-      var timer = setTimeout(resolve, 3000);
+      var timer = setTimeout(resolve, iceServers().length ? 10000 : 3000);
+      function done() { clearTimeout(timer); resolve(); }
       pc.addEventListener("icegatheringstatechange", function () {
-        if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+        if (pc.iceGatheringState === "complete") { done(); }
+      });
+      pc.addEventListener("icecandidate", function (e) {
+        if (e.candidate && / typ relay /.test(e.candidate.candidate)) { done(); }
       });
     });
   }

@@ -43,6 +43,13 @@ PATIENT_LAN = "192.168.1.0/24"
 RELAY_PORTS = (49152, 49999)
 
 
+class _LabCaKeys:
+    """Where `_make_ca` puts the lab centre's CA key: memory (a box wraps its own)."""
+
+    def set_box_secret(self, name: str, value: bytes) -> None:
+        self.secret = (name, value)
+
+
 class RelayLab:
     """The whole scenario; use as a context manager (everything goes when it closes)."""
 
@@ -108,8 +115,11 @@ class RelayLab:
     def _certificates(self) -> Path:
         tls = self.workdir / "tls"
         tls.mkdir()
-        ca_cert, ca_key = _make_ca(tls, "centre")
-        _make_server_cert(tls, ca_cert, ca_key, "centre", [ipaddress.ip_address(self.inet.ip)])
+        ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [
+            ipaddress.ip_address(self.inet.ip)
+        ]
+        ca_cert, ca_key = _make_ca(tls, _LabCaKeys(), "centre", ips, replacing=False)
+        _make_server_cert(tls, ca_cert, ca_key, "centre", ips)
         return tls / "ca.pem"
 
     def _turn_config(self) -> Path:

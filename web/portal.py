@@ -22,6 +22,7 @@ from flask import (
 )
 
 from appliance.clinical.access import own_sessions
+from appliance.clinical.follow_up import open_flags_of_session
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
     INSTRUMENTS,
@@ -43,6 +44,7 @@ from web.access import (
 )
 from web.auth import current_user, role_required
 from web.chart import score_chart
+from web.follow_up import flags_for_banner
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
 from web.questionnaire_form import questionnaire_view
 
@@ -103,12 +105,15 @@ def dashboard() -> str:
     """The signed-in clinician's own sessions (owner or co-facilitator); none for technicians."""
     user = current_user()
     sessions: list[Any] = []
+    flags: list[Any] = []
     if user.role in CLINICAL:
         GroupSession = _store().GroupSession  # noqa: N806
         sessions = list(own_sessions(_store(), user).order_by(GroupSession.starts_at.desc())
                         .limit(50))
         _audit("record.list", "group_session")
-    return render_template("dashboard.html", user=user, sessions=sessions, everyone=False)
+        flags = flags_for_banner()
+    return render_template("dashboard.html", user=user, sessions=sessions, everyone=False,
+                           flags=flags)
 
 
 @bp.get("/sessions")
@@ -220,7 +225,7 @@ def session_detail(session_id: str) -> str:
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
         user_id=current_user().id, helpers=helpers, candidates=candidates,
-        manages_team=grant.manages_team,
+        manages_team=grant.manages_team, flags=open_flags_of_session(_store(), group),
     )
 
 

@@ -140,6 +140,11 @@ ROUTES: dict[str, Probe] = {
     ),
     "GET /sessions/<session_id>/call": Probe("/sessions/{session}/call", target="session"),
     "GET /patients/<patient_id>": Probe("/patients/{patient}", target="patient"),
+    "GET /follow-up": Probe("/follow-up", target="patient"),
+    "POST /follow-up/<flag_id>": Probe(
+        "/follow-up/{flag}", form={"outcome": "bogus"}, target="patient"
+    ),
+    "GET /sessions/<session_id>/risk": Probe("/sessions/{session}/risk", target="session"),
     "GET /patients/<patient_id>/questionnaire/<code>": Probe(
         "/patients/{patient}/questionnaire/phq9", target="patient"
     ),
@@ -200,6 +205,10 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "POST /sessions/<session_id>/notes": (400, 400, 404, 400, 403, L, L, L),
     "GET /sessions/<session_id>/call": (200, 200, 404, 200, 403, L, L, L),
     "GET /patients/<patient_id>": (200, 200, 404, 200, 403, L, L, L),
+    # Each sees the flags of their own care (dr.other: T's patient only); admins all, audited.
+    "GET /follow-up": (200, 200, 200, 200, 403, L, L, L),
+    "POST /follow-up/<flag_id>": (400, 400, 404, 400, 403, L, L, L),
+    "GET /sessions/<session_id>/risk": (200, 200, 404, 200, 403, L, L, L),
     "GET /patients/<patient_id>/questionnaire/<code>": (200, 200, 404, 200, 403, L, L, L),
     "POST /patients/<patient_id>/questionnaire/<code>": (400, 400, 404, 400, 403, L, L, L),
     "GET /join": (200, 200, 200, 200, 200, 200, 200, 200),
@@ -249,6 +258,7 @@ class World:
     session_s: str = ""
     session_t: str = ""
     patient_p1: str = ""
+    flag_p1: str = ""
     invite_s: str = ""
     user_ids: dict[str, int] = field(default_factory=dict)
     clients: dict[str, FlaskClient] = field(default_factory=dict)
@@ -262,6 +272,7 @@ class World:
         store.Attendance.update(status="admitted", left_at=None).execute()
         store.GroupSession.update(state="scheduled", locked=False).execute()
         store.Patient.update(active=True).execute()
+        store.RiskFlag.update(state="open", follow_up=None, followed_up_at=None).execute()
         co = store.CoFacilitator
         co.delete().where(
             (co.session != self.session_s) | (co.user != self.user_ids["co_facilitator"])
@@ -350,6 +361,11 @@ def build_world(box: Box, app: Flask) -> World:
     seat_p1 = attendance.get(attendance.session == world.session_s)
     seat_p2 = attendance.get(attendance.session == world.session_t)
     world.patient_p1 = seat_p1.patient_id
+    # Both patients answered PHQ-9 item 9 above zero: each flag is for its own care team only.
+    for seat in (seat_p1, seat_p2):
+        flag = store.RiskFlag.create(patient=seat.patient_id, reason="PHQ9 item 9 answered 1")
+        if seat is seat_p1:
+            world.flag_p1 = flag.id
     codes = {seat_p1.patient_id: seat_p1.patient.code, seat_p2.patient_id: seat_p2.patient.code}
     for actor in ACTORS:
         world.csrf[actor] = _csrf_of(world.clients[actor])
@@ -377,7 +393,8 @@ def build_world(box: Box, app: Flask) -> World:
 def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
     method, _rule = key.split(" ", 1)
     path = probe.path.format(
-        session=world.session_s, patient=world.patient_p1, invite=world.invite_s
+        session=world.session_s, patient=world.patient_p1, invite=world.invite_s,
+        flag=world.flag_p1,
     )
     client = world.clients[actor]
     if probe.json is not None:

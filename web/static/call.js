@@ -419,6 +419,33 @@
         }).catch(function () { say("Screen sharing was not started."); });
     };
   }
+  // Facilitator only: a marker on the tile of anyone in the session with an open risk flag
+  // (e.g. PHQ-9 item 9 above zero), checked every 5 s; the box sends seat ids, never reasons.
+  function watchRisk() {
+    var flagged = {};
+    function mark() {
+      Array.prototype.forEach.call($("tiles").children, function (t) {
+        var on = !!flagged[t.id.slice(5)], badge = t.querySelector(".risk-badge");
+        t.classList.toggle("risk", on);
+        if (on && !badge) {
+          badge = document.createElement("span"); badge.className = "risk-badge";
+          badge.textContent = "Needs follow-up"; t.appendChild(badge);
+        } else if (!on && badge) { badge.remove(); }
+      });
+    }
+    function check() {
+      fetch(root.dataset.riskUrl, { cache: "no-store", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (j) {
+          if (!j) { return; }
+          flagged = {};
+          j.attendances.forEach(function (id) { flagged["attendance/" + id] = true; });
+          mark();
+        }).catch(function () { /* the next round will retry */ });
+    }
+    check(); setInterval(check, 5000);
+  }
+  if (root.dataset.riskUrl) { watchRisk(); }
   window.addEventListener("pagehide", function () { leave(); });
   // For technicians (and tests): the call's WebRTC statistics, from the browser console.
   window.ClinicBoxCall = {

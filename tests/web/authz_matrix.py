@@ -141,6 +141,7 @@ ROUTES: dict[str, Probe] = {
     "GET /sessions/<session_id>/call": Probe("/sessions/{session}/call", target="session"),
     "GET /patients/<patient_id>": Probe("/patients/{patient}", target="patient"),
     "GET /follow-up": Probe("/follow-up", target="patient"),
+    "GET /patients": Probe("/patients", target="patient"),
     "POST /follow-up/<flag_id>": Probe(
         "/follow-up/{flag}", form={"outcome": "bogus"}, target="patient"
     ),
@@ -207,6 +208,7 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /patients/<patient_id>": (200, 200, 404, 200, 403, L, L, L),
     # Each sees the flags of their own care (dr.other: T's patient only); admins all, audited.
     "GET /follow-up": (200, 200, 200, 200, 403, L, L, L),
+    "GET /patients": (200, 200, 200, 200, 403, L, L, L),
     "POST /follow-up/<flag_id>": (400, 400, 404, 400, 403, L, L, L),
     "GET /sessions/<session_id>/risk": (200, 200, 404, 200, 403, L, L, L),
     "GET /patients/<patient_id>/questionnaire/<code>": (200, 200, 404, 200, 403, L, L, L),

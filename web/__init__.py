@@ -47,11 +47,13 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(technician_bp)
 
-    from web import auth, call, follow_up, join, live, media_api, patients, portal
+    from web import auth, call, follow_up, join, live, media_api, patients, portal, rejoin
 
     auth.init_app(app)
     live.init_app(app)
-    blueprints = (auth.bp, portal.bp, follow_up.bp, patients.bp, join.bp, call.bp, media_api.bp)
+    blueprints = (
+        auth.bp, portal.bp, follow_up.bp, patients.bp, join.bp, rejoin.bp, call.bp, media_api.bp
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 

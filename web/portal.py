@@ -300,12 +300,17 @@ def waiting_room(session_id: str) -> str:
 
 @bp.post("/sessions/<session_id>/state")
 @clinical_required
-def session_state(session_id: str) -> Response:
+def session_state(session_id: str) -> Any:
     group, _grant = team_session(session_id)
     action = request.form.get("action")
     transitions = {"start": "live", "end": "ended", "lock": None, "unlock": None}
     if action not in transitions:
         abort(400, description="Unknown action.")
+    if group.state == "ended" and action != "end":
+        abort(409, description="This session has ended; schedule a new one to meet again.")
+    if action == "end" and request.form.get("confirm") != "yes":
+        # One tap must not end a group by mistake: say what ending does and ask again.
+        return render_template("end_session.html", group=group)
     if action in ("lock", "unlock"):
         group.locked = action == "lock"
     else:

@@ -212,7 +212,8 @@ def test_invite_link_and_code_survive_only_as_hashes(app, box):
     assert invite.rsplit("/", 1)[1] not in dump
     # Ending the session closes both ways in.
     token = csrf_from(clinician, session_url)
-    clinician.post(session_url + "/state", data={"csrf_token": token, "action": "end"})
+    ending = {"csrf_token": token, "action": "end", "confirm": "yes"}
+    clinician.post(session_url + "/state", data=ending)
     assert app.test_client().get(invite).status_code == 404
     patient = app.test_client()
     token = csrf_from(patient, "/join")
@@ -294,7 +295,8 @@ def test_broadcast_poll_and_breakout_rooms(app):
                           ).status_code == 400
     clinician.post(session_url + "/breakout", data={"csrf_token": token, "action": "back"})
     assert all(p.get("/join/state").get_json()["room"] is None for p in patients)
-    clinician.post(session_url + "/state", data={"csrf_token": token, "action": "end"})
+    ending = {"csrf_token": token, "action": "end", "confirm": "yes"}
+    clinician.post(session_url + "/state", data=ending)
     assert ana.get("/join/state").get_json()["session"] == "ended"
 
 

@@ -185,3 +185,35 @@ def test_patients_do_not_vanish(clinic: RunningBox, browser) -> None:
     bea = signed_in(browser, base, "dr.bea")
     bea.goto(base + "/patients?q=a")
     expect(bea.locator(".patient-card")).to_have_count(0)
+
+
+def test_errors_a_person_can_meet_say_what_to_do(clinic: RunningBox, browser) -> None:
+    base = clinic.base_url
+    context = browser.new_context(ignore_https_errors=True, viewport=PHONE_390)
+    missing: list[str] = []
+    context.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    page = context.new_page()
+    # A patient whose join cookie expired (or never joined on this phone).
+    page.goto(base + "/join/wait")
+    expect(page.get_by_role("heading", level=1)).to_have_text("This page is not open to you")
+    expect(page.locator("#error-message")).to_have_text("Join the session with its code first.")
+    page.get_by_role("link", name="Join a session with its code").click()
+    expect(page.get_by_label("Session code (6 digits)")).to_be_visible()
+    assert "Forbidden" not in page.content()
+    phone_fits(page)
+    # A mistyped address.
+    reply = page.goto(base + "/sessions/not-a-session-id/notez")
+    assert reply is not None and reply.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(page.locator("#error-message")).to_contain_text("Check the address")
+    assert "requested URL" not in page.content()
+    # The pages people use ask for no missing icon.
+    assert [url for url in missing if "favicon" in url] == []
+    doc = signed_in(browser, base, "dr.ada")
+    doc.goto(base + "/sessions/not-a-session-id")
+    expect(doc.locator("#error-message")).to_have_text("There is no such session.")
+    doc.get_by_role("link", name="Back to your dashboard").click()
+    doc.wait_for_url(re.compile(r"/dashboard$"))
+    assert doc.evaluate("() => document.querySelector('link[rel=icon]').href").endswith(
+        "/static/favicon.svg"
+    )

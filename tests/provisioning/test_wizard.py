@@ -105,3 +105,19 @@ def test_bad_claim_url_leaves_box_provisioned_but_unclaimed(app: Flask, box: Box
     assert "Claim failed" in page and "https://" in page
     state = read_state(box.settings)
     assert state.provisioned and not state.claimed
+
+
+def test_a_refused_password_names_its_field_and_keeps_the_rest(app: Flask, box: Box) -> None:
+    client = app.test_client()
+    assert _enter_code(client, box.setup_code.issue()) == 302
+    status, page = _wizard(client, tech_password="short")
+    assert status == 400
+    assert "First technician password must be at least 10 characters" in page
+    # The message sits beside that field, which is marked invalid and emptied; the other
+    # password and the usernames are kept.
+    assert re.search(r'id="tech_password" name="tech_password"[^>]*value=""[^>]*'
+                     r'aria-invalid="true" aria-describedby="tech_password-error"', page)
+    assert f'id="admin_password" name="admin_password" type="password" ' \
+           f'autocomplete="new-password" value="{PASSWORD}"' in page
+    assert 'value="tech.tom"' in page and 'value="admin.ana"' in page
+    assert not read_state(box.settings).provisioned

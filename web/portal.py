@@ -143,6 +143,10 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
     except ValueError:
         starts_at = None
         errors.append("Enter the start date and time, e.g. 2026-11-23T10:00.")
+    # The clinic's local date (the box's clock): a session may be booked for later today,
+    # not for a day that has gone (a mistyped year booked groups in 2020).
+    if starts_at is not None and starts_at.date() < datetime.now().date():
+        errors.append(f"The date {starts_at:%d %b %Y} has passed: choose today or a later day.")
     capacity = 0
     try:
         capacity = int(form.get("capacity") or "")

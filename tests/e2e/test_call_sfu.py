@@ -169,7 +169,7 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             doc = sign_in(context, box.base_url)
             doc.goto(box.base_url + "/sessions/new")
             doc.get_by_label("Title").fill("Real call")
-            doc.get_by_label("Date and time").fill("2026-11-24T10:00")
+            doc.get_by_label("Date and time").fill("2031-11-24T10:00")
             doc.get_by_role("button", name="Schedule").click()
             code = doc.inner_text("#session-code").replace(" ", "")
             doc.get_by_role("button", name="Start session").click()

@@ -217,3 +217,45 @@ def test_errors_a_person_can_meet_say_what_to_do(clinic: RunningBox, browser) ->
     assert doc.evaluate("() => document.querySelector('link[rel=icon]').href").endswith(
         "/static/favicon.svg"
     )
+
+
+def test_dates_and_small_things(clinic: RunningBox, browser) -> None:
+    base = clinic.base_url
+    doc = signed_in(browser, base, "dr.ada", viewport=PHONE_390)
+    # A date that has gone is refused, with the form kept.
+    doc.get_by_role("link", name="Schedule a group session").click()
+    doc.get_by_label("Title").fill("Typo year group")
+    doc.get_by_label("Date and time").fill("2020-01-15T10:00")
+    doc.get_by_role("button", name="Schedule").click()
+    expect(doc.get_by_role("alert")).to_contain_text("15 Jan 2020 has passed")
+    expect(doc.get_by_label("Title")).to_have_value("Typo year group")
+    doc.goto(base + "/dashboard")
+    session_url, code = schedule(doc, "Friday carers group")
+    # The invite link wraps on a phone instead of widening the page.
+    phone_fits(doc)
+    ana = patient_joins(browser, base, code, "Ana Lima", shots=False)
+    doc.reload()
+    doc.get_by_role("button", name="Admit Ana Lima").click()
+    ana.wait_for_url(re.compile(r"/call$"), timeout=15_000)
+    # Two PHQ-9s on the same day (18 of 27: moderately severe).
+    for _ in range(2):
+        ana.goto(base + "/join/questionnaire/phq9")
+        for number in range(1, 10):
+            ana.check(f"input[name=q{number}][value='{3 if number <= 6 else 0}']")
+        ana.get_by_role("button", name="Send answers").click()
+    doc.goto(session_url)
+    doc.get_by_role("link", name="Scores of Ana Lima").click()
+    times = doc.locator("#h-phq9 ~ table tbody td:first-child").all_inner_texts()
+    assert len(times) == 2 and all(re.fullmatch(r"\d\d \w{3} \d{4} \d\d:\d\d", t) for t in times)
+    # Every band name is drawn inside the chart (none cut at its right edge).
+    overflow = doc.evaluate(
+        """() => Array.from(document.querySelectorAll("figure.chart svg")).flatMap((svg) => {
+          const width = svg.viewBox.baseVal.width;
+          return Array.from(svg.querySelectorAll("text"))
+            .filter((t) => t.getBBox().x + t.getBBox().width > width)
+            .map((t) => t.textContent);
+        })"""
+    )
+    assert overflow == []
+    expect(doc.locator("#h-phq9 ~ figure svg")).to_contain_text("moderately severe")
+    phone_fits(doc)

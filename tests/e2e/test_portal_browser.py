@@ -76,7 +76,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             doc = sign_in(clinician, base)
             doc.get_by_role("link", name="Schedule a group session").click()
             doc.get_by_label("Title").fill("Tuesday coping group")
-            doc.get_by_label("Date and time").fill("2026-11-24T10:00")
+            doc.get_by_label("Date and time").fill("2031-11-24T10:00")
             doc.get_by_label("Capacity (people, including the facilitator)").fill("6")
             doc.get_by_label("Yes, store it encrypted with the session record").check()
             all_labelled(doc)
@@ -162,7 +162,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             assert "/login?next=/patients/1" in page.url
             # A POST without the CSRF token is refused and changes nothing.
             reply = doc.request.post(base + "/sessions/new", form={
-                "title": "forged", "starts_at": "2026-11-24T10:00", "facilitator": "1",
+                "title": "forged", "starts_at": "2031-11-24T10:00", "facilitator": "1",
                 "capacity": "4"})
             assert reply.status == 400
             doc.goto(base + "/dashboard")

@@ -68,7 +68,7 @@ def test_score_chart_is_valid_svg_with_bands_and_points():
 def _schedule(client, keep_chat="no"):
     token = csrf_from(client, "/sessions/new")
     reply = client.post("/sessions/new", data={
-        "csrf_token": token, "title": "Tuesday grief group", "starts_at": "2026-11-24T10:00",
+        "csrf_token": token, "title": "Tuesday grief group", "starts_at": "2031-11-24T10:00",
         "facilitator": "1", "capacity": "4", "keep_chat": keep_chat,
     })
     assert reply.status_code == 302
@@ -97,7 +97,7 @@ def test_schedule_validation_messages(app):
     sign_in(client)
     token = csrf_from(client, "/sessions/new")
     reply = client.post("/sessions/new", data={
-        "csrf_token": token, "title": "", "starts_at": "2026-11-24T10:00+02:00",
+        "csrf_token": token, "title": "", "starts_at": "2031-11-24T10:00+02:00",
         "facilitator": "99",
         "capacity": "100",
     })
@@ -333,3 +333,20 @@ def test_second_join_is_matched_to_the_earlier_patient(app, box):
     assert history.count("<circle") == 2
     # The patient's own page keeps working after the match.
     assert again.get("/call").status_code == 200
+
+
+def test_schedule_refuses_a_day_that_has_passed(app):
+    client = app.test_client()
+    sign_in(client)
+    token = csrf_from(client, "/sessions/new")
+    reply = client.post("/sessions/new", data={
+        "csrf_token": token, "title": "Typo year", "starts_at": "2020-01-15T10:00",
+        "facilitator": "1", "capacity": "4",
+    })
+    assert reply.status_code == 400
+    assert "The date 15 Jan 2020 has passed" in reply.get_data(as_text=True)
+
+
+def test_chart_axis_tells_same_day_scores_apart():
+    svg = score_chart(PHQ9, [(datetime(2031, 1, 9, 10, 5), 18), (datetime(2031, 1, 9, 15, 40), 9)])
+    assert "09 Jan 10:05" in svg and "09 Jan 15:40" in svg

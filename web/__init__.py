@@ -52,7 +52,14 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     live.init_app(app)
     blueprints = (
-        auth.bp, portal.bp, follow_up.bp, patients.bp, join.bp, rejoin.bp, call.bp, media_api.bp
+        auth.bp,
+        portal.bp,
+        follow_up.bp,
+        patients.bp,
+        join.bp,
+        rejoin.bp,
+        call.bp,
+        media_api.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -102,8 +109,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
 # Werkzeug's own descriptions speak of servers and URLs; a person gets these instead. A view
 # that aborts with its own description (what to fix) keeps it.
 _PLAIN_ERRORS = {
-    400: "Something in that request was not right. Go back, check what you entered and try "
-    "again.",
+    400: "Something in that request was not right. Go back, check what you entered and try again.",
     403: "This page is not open to you. If you are a patient, join with your session code; "
     "staff, sign in with your own account.",
     404: "There is no such page here. Check the address, or start again from the links below.",

@@ -29,18 +29,25 @@ def rejoin() -> Any:
     if seat.status == "admitted":
         return redirect(url_for("call.patient_call"))
     if seat.status != "left":
-        abort(409, description="The facilitator has to let you in again. Please contact "
-              "your clinic.")
+        abort(
+            409, description="The facilitator has to let you in again. Please contact your clinic."
+        )
     group = seat.session
     if group.state in ("ended", "cancelled"):
-        abort(409, description="The session has ended, so the call is closed. Thank you for "
-              "joining.")
-    taken = Attendance.select().where(
-        (Attendance.session == group) & (Attendance.status << ("waiting", "admitted"))
-    ).count()
+        abort(
+            409, description="The session has ended, so the call is closed. Thank you for joining."
+        )
+    taken = (
+        Attendance.select()
+        .where((Attendance.session == group) & (Attendance.status << ("waiting", "admitted")))
+        .count()
+    )
     if taken >= group.capacity - 1:  # the facilitator holds one place
-        abort(409, description="The session is full at the moment. Try again in a few "
-              "minutes, or contact your clinic.")
+        abort(
+            409,
+            description="The session is full at the moment. Try again in a few "
+            "minutes, or contact your clinic.",
+        )
     seat.status = "admitted"
     seat.left_at = None
     seat.save()

@@ -397,7 +397,9 @@ def build_world(box: Box, app: Flask) -> World:
 def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
     method, _rule = key.split(" ", 1)
     path = probe.path.format(
-        session=world.session_s, patient=world.patient_p1, invite=world.invite_s,
+        session=world.session_s,
+        patient=world.patient_p1,
+        invite=world.invite_s,
         flag=world.flag_p1,
     )
     client = world.clients[actor]

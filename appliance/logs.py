@@ -7,14 +7,36 @@ answers; `OneLineFormatter` keeps an event on one line even if a message has a n
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
+
+
+def under_journald() -> bool:
+    """Whether stderr goes to systemd's journal (which stamps each line itself).
+
+    systemd sets JOURNAL_STREAM to the device and inode of the stream it connected; it only
+    counts if stderr is still that stream (a child with redirected output inherits the
+    variable but not the journal).
+    """
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in stream.split(":"))
+        info = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError):
+        return False
+    return (info.st_dev, info.st_ino) == (device, inode)
 
 
 class OneLineFormatter(logging.Formatter):
-    """`LEVEL logger: message` with newlines escaped so journald sees one event per line."""
+    """`LEVEL logger: message` with newlines escaped so journald sees one event per line;
+    with `timestamps`, each line starts with the UTC time (for a box run outside systemd)."""
 
-    def __init__(self) -> None:
-        super().__init__("%(levelname)s %(name)s: %(message)s")
+    def __init__(self, timestamps: bool = False) -> None:
+        prefix = "%(asctime)s.%(msecs)03dZ " if timestamps else ""
+        super().__init__(prefix + "%(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+        # UTC, like every time the box stores.
+        self.converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -27,9 +49,10 @@ class OneLineFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Send all logs to stderr as one line per event."""
+    """Send all logs to stderr as one line per event, time-stamped unless journald is
+    listening (it stamps lines itself)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLineFormatter())
+    handler.setFormatter(OneLineFormatter(timestamps=not under_journald()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

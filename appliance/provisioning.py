@@ -47,6 +47,21 @@ class ProvisioningError(OperatorError):
     """Provisioning input or a claim was refused; the message says what to fix."""
 
 
+ACCOUNT_LABELS = {"admin": "First clinician-admin", "technician": "First technician"}
+
+
+class AccountRefused(ProvisioningError):
+    """One of the first accounts was refused: `role` says which, `field` whether its
+    `username` or its `password` (the message names both)."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        # The account rules (appliance/accounts.py) start a username's reasons with its name;
+        # every other reason is about the password ("that password is too commonly used").
+        self.role = role
+        self.field = "username" if reason.startswith("username") else "password"
+        super().__init__(f"{ACCOUNT_LABELS.get(role, role)} {reason}")
+
+
 @dataclass(frozen=True)
 class Account:
     """A first account to create: username, password and role."""
@@ -139,7 +154,7 @@ def provision(
             try:
                 create_user(store, account.username, account.password, account.role)
             except ValueError as exc:
-                raise ProvisioningError(str(exc)) from None
+                raise AccountRefused(account.role, str(exc)) from None
         store.audit("setup", "provision.accounts", f"users/{len(accounts)}")
     make_private_dir(settings.secrets_dir)
     identity = DeviceIdentity.load_or_create(settings.secrets_dir)

@@ -52,13 +52,34 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(technician_bp)
 
-    from web import auth, call, join, join_throttle, live, media_api, portal
+    from web import (
+        auth,
+        call,
+        follow_up,
+        join,
+        join_throttle,
+        live,
+        media_api,
+        patients,
+        portal,
+        rejoin,
+    )
 
     auth.init_app(app)
     live.init_app(app)
     join_throttle.init_app(app)
     join.init_app(app)
-    for blueprint in (auth.bp, portal.bp, join.bp, call.bp, media_api.bp):
+    blueprints = (
+        auth.bp,
+        portal.bp,
+        follow_up.bp,
+        patients.bp,
+        join.bp,
+        rejoin.bp,
+        call.bp,
+        media_api.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
     @app.get("/")
@@ -86,7 +107,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         )
         if wants_json:
             return jsonify(error=exc.name, message=exc.description), exc.code
-        return render_template("error.html", error=exc), exc.code
+        return render_template("error.html", error=exc, message=error_sentence(exc)), exc.code
 
     @app.errorhandler(IntegrityError)
     def _damaged_record(exc: IntegrityError) -> Any:
@@ -101,6 +122,26 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         return render_template("error.html", error=None), 500
 
     return app
+
+
+# Werkzeug's own descriptions speak of servers and URLs; a person gets these instead. A view
+# that aborts with its own description (what to fix) keeps it.
+_PLAIN_ERRORS = {
+    400: "Something in that request was not right. Go back, check what you entered and try again.",
+    403: "This page is not open to you. If you are a patient, join with your session code; "
+    "staff, sign in with your own account.",
+    404: "There is no such page here. Check the address, or start again from the links below.",
+    405: "That page cannot be used like this. Go back and use the page's own buttons.",
+    413: "That was too large to send. Send something shorter.",
+}
+
+
+def error_sentence(exc: HTTPException) -> str:
+    """What went wrong and what to do next, in a sentence a person can act on."""
+    description = exc.description or ""
+    if description and description != type(exc).description:
+        return description
+    return _PLAIN_ERRORS.get(exc.code or 500, "The box could not finish this request. Try again.")
 
 
 def current_box() -> Box:

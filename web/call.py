@@ -94,6 +94,8 @@ def clinician_call(session_id: str) -> Any:
     """The facilitator's call view, for the session's team (and admins, audited)."""
     store = current_box().store
     group, _grant = team_session(session_id)
+    if group.state == "ended":
+        abort(409, description="This session has ended, so its call is closed.")
     user = current_user()
     token = _join_token(group, f"user:{user.id}", "facilitator")
     store.audit(f"user:{user.id}", "call.join", f"group_session/{group.id}")

@@ -15,8 +15,9 @@ from appliance.clinical.questionnaires import Instrument
 WIDTH = 340
 HEIGHT = 180
 _PAD_LEFT = 28
-# Room on the right for the band names, so they never sit under a score label.
-_PAD_RIGHT = 82
+# Room on the right for the band names, so they never sit under a score label and the
+# longest ("moderately severe", ~85 px at 9 px sans-serif) is not cut at the edge.
+_PAD_RIGHT = 98
 _INSET = 12
 _PAD_TOP = 8
 _PAD_BOTTOM = 22
@@ -76,13 +77,15 @@ def score_chart(instrument: Instrument, points: Sequence[tuple[datetime, int]]) 
                 f'<text x="{x:.1f}" y="{y - 6:.1f}" text-anchor="middle" fill="#111">{score}</text>'
             )
         first, last = points[0][0], points[-1][0]
+        # Scores of one day are told apart by their time.
+        shown = "%d %b %H:%M" if first.date() == last.date() else "%d %b %Y"
         parts.append(
-            f'<text x="{_PAD_LEFT}" y="{HEIGHT - 6}" fill="#333">{first:%d %b %Y}</text>'
+            f'<text x="{_PAD_LEFT}" y="{HEIGHT - 6}" fill="#333">{first:{shown}}</text>'
         )
         if n > 1:
             parts.append(
                 f'<text x="{WIDTH - _PAD_RIGHT}" y="{HEIGHT - 6}" text-anchor="end" '
-                f'fill="#333">{last:%d %b %Y}</text>'
+                f'fill="#333">{last:{shown}}</text>'
             )
     else:
         parts.append(

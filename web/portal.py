@@ -22,11 +22,13 @@ from flask import (
 )
 
 from appliance.clinical.access import own_sessions
+from appliance.clinical.follow_up import open_flags_of_session
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
     INSTRUMENTS,
     get_instrument,
 )
+from appliance.clinical.seats import seat_status
 from appliance.clinical.session_codes import (
     assign_codes,
     join_code_of,
@@ -42,6 +44,7 @@ from web.access import (
 )
 from web.auth import current_user, role_required
 from web.chart import score_chart
+from web.follow_up import flags_for_banner
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
 from web.questionnaire_form import questionnaire_view
 
@@ -54,7 +57,7 @@ MEDIA_TIMEOUT_S = 5
 
 @bp.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"scale": ANSWER_SCALE, "risk_flag": risk_flag}
+    return {"scale": ANSWER_SCALE, "risk_flag": risk_flag, "seat_status": seat_status}
 
 
 def _store() -> Any:
@@ -102,12 +105,15 @@ def dashboard() -> str:
     """The signed-in clinician's own sessions (owner or co-facilitator); none for technicians."""
     user = current_user()
     sessions: list[Any] = []
+    flags: list[Any] = []
     if user.role in CLINICAL:
         GroupSession = _store().GroupSession  # noqa: N806
         sessions = list(own_sessions(_store(), user).order_by(GroupSession.starts_at.desc())
                         .limit(50))
         _audit("record.list", "group_session")
-    return render_template("dashboard.html", user=user, sessions=sessions, everyone=False)
+        flags = flags_for_banner()
+    return render_template("dashboard.html", user=user, sessions=sessions, everyone=False,
+                           flags=flags)
 
 
 @bp.get("/sessions")
@@ -136,6 +142,10 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
     except ValueError:
         starts_at = None
         errors.append("Enter the start date and time, e.g. 2026-11-23T10:00.")
+    # The clinic's local date (the box's clock): a session may be booked for later today,
+    # not for a day that has gone (a mistyped year booked groups in 2020).
+    if starts_at is not None and starts_at.date() < datetime.now().date():
+        errors.append(f"The date {starts_at:%d %b %Y} has passed: choose today or a later day.")
     capacity = 0
     try:
         capacity = int(form.get("capacity") or "")
@@ -215,12 +225,13 @@ def session_detail(session_id: str) -> str:
         for a in attendees if a.status in ("admitted", "left")
     }
     helpers, candidates = _team_of(group)
+    flags = open_flags_of_session(_store(), group)
     return render_template(
         "session.html", group=group, attendees=attendees, invite=invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
         user_id=current_user().id, helpers=helpers, candidates=candidates,
-        manages_team=grant.manages_team,
+        manages_team=grant.manages_team, flags=flags, flagged={f.patient_id for f in flags},
     )
 
 
@@ -293,12 +304,17 @@ def waiting_room(session_id: str) -> str:
 
 @bp.post("/sessions/<session_id>/state")
 @clinical_required
-def session_state(session_id: str) -> Response:
+def session_state(session_id: str) -> Any:
     group, _grant = team_session(session_id)
     action = request.form.get("action")
     transitions = {"start": "live", "end": "ended", "lock": None, "unlock": None}
     if action not in transitions:
         abort(400, description="Unknown action.")
+    if group.state == "ended" and action != "end":
+        abort(409, description="This session has ended; schedule a new one to meet again.")
+    if action == "end" and request.form.get("confirm") != "yes":
+        # One tap must not end a group by mistake: say what ending does and ask again.
+        return render_template("end_session.html", group=group)
     if action in ("lock", "unlock"):
         group.locked = action == "lock"
     else:

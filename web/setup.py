@@ -14,14 +14,25 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from appliance.accounts import check_password
-from appliance.provisioning import Account, ProvisioningError, claim_result, provision, read_state
+from appliance.provisioning import (
+    Account,
+    AccountRefused,
+    ProvisioningError,
+    claim_result,
+    provision,
+    read_state,
+)
 from web import current_box
 
 bp = Blueprint("setup", __name__)
 
 WIZARD_WINDOW_S = 30 * 60
 _SESSION_KEY = "setup_until"
-_FIELDS = ("clinic_name", "admin_username", "tech_username", "central_url", "key_mode")
+_FIELDS = (
+    "clinic_name", "admin_username", "tech_username", "central_url", "claim_token", "key_mode"
+)
+# Form field prefix of each first account's role.
+_PREFIX = {"admin": "admin", "technician": "tech"}
 
 
 def _wizard_open() -> bool:
@@ -57,24 +68,32 @@ def wizard() -> Any:
         )
     form = {name: request.form.get(name, "").strip() for name in _FIELDS}
     if request.method == "GET":
-        return render_template("setup_wizard.html", form=form, error=None)
+        return render_template("setup_wizard.html", form=form, error=None, error_field=None)
 
     admin = Account(form["admin_username"], request.form.get("admin_password", ""), "admin")
     tech = Account(form["tech_username"], request.form.get("tech_password", ""), "technician")
     token = request.form.get("claim_token", "").strip()
     voucher = request.form.get("voucher", "").strip()
     if (token or voucher) and not form["central_url"]:
-        return _wizard_error(form, "Claiming needs the central server's address.")
+        return _wizard_error(form, "Claiming needs the central server's address.", "central_url")
     if token and voucher:
         return _wizard_error(form, "Give either a claim token or an offline voucher, not both.")
+    # Passwords go back into the form only while they were not the problem, so a mistake
+    # elsewhere does not make the person type both again.
+    passwords = {"admin_password": admin.password, "tech_password": tech.password,
+                 "voucher": voucher}
     try:
         passphrase = _chosen_passphrase(form, admin, tech)
     except ValueError as exc:
         return _wizard_error(form, str(exc))
     try:
         provision(box.settings, box.store, form["clinic_name"], admin, tech)
+    except AccountRefused as exc:
+        field = f"{_PREFIX.get(exc.role, exc.role)}_{exc.field}"
+        passwords.pop(field, None)
+        return _wizard_error(form | passwords, str(exc), field)
     except ProvisioningError as exc:
-        return _wizard_error(form, str(exc))
+        return _wizard_error(form | passwords, str(exc))
     if passphrase is not None:
         # The same keys, re-wrapped: the device secret is shredded, and from the next start the
         # box waits at /unlock for this passphrase.
@@ -112,5 +131,9 @@ def _code_page(error: str | None, status: int) -> tuple[str, int]:
     ), status
 
 
-def _wizard_error(form: dict[str, str], message: str) -> tuple[str, int]:
-    return render_template("setup_wizard.html", form=form, error=message), 400
+def _wizard_error(
+    form: dict[str, str], message: str, field: str | None = None
+) -> tuple[str, int]:
+    """The form again with `message` at the top and beside `field` (if one is to blame)."""
+    page = render_template("setup_wizard.html", form=form, error=message, error_field=field)
+    return page, 400

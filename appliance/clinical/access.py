@@ -67,6 +67,15 @@ def own_sessions(store: Any, user: Any) -> Any:
     return GroupSession.select().where(GroupSession.id.in_(team_session_ids(store, user)))
 
 
+def care_patient_ids(store: Any, user: Any) -> Any:
+    """A subquery of the ids of the patients in `user`'s care: anyone with a seat, whatever
+    its status, in a session `user` owns or co-facilitates."""
+    Attendance = store.Attendance  # noqa: N806
+    return Attendance.select(Attendance.patient).where(
+        Attendance.session.in_(team_session_ids(store, user))
+    )
+
+
 def session_grant(store: Any, user: Any, group: Any) -> Grant | None:
     """How `user` may run `group`, or None when it is outside their reach."""
     if not is_clinical(user):

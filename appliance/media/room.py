@@ -528,7 +528,7 @@ class Room:
                 "reconnecting": sorted(self.held),
                 "participants": [
                     {"participant": p.id, "name": p.name, "role": p.role,
-                     "muted": p.muted, "self_muted": p.self_muted}
+                     "muted": p.muted, "self_muted": p.self_muted, "hand": p.hand_raised}
                     for p in self.participants.values()
                     if p is not me
                 ],

@@ -88,12 +88,26 @@ def _v5_staff_sessions(db: RecordDatabase) -> None:
     db.execute_sql('CREATE INDEX "staff_session_user_id" ON "staff_session" ("user_id")')
 
 
+def _v6_risk_follow_up(db: RecordDatabase) -> None:
+    """What a clinician did about a risk flag, who and when: a flag stays on the care team's
+    "needs follow-up" list until this is filled in."""
+    db.execute_sql('ALTER TABLE "risk_flag" ADD COLUMN "follow_up" BLOB')
+    db.execute_sql(
+        'ALTER TABLE "risk_flag" ADD COLUMN "followed_up_by_id" INTEGER '
+        'REFERENCES "user" ("id") ON DELETE SET NULL'
+    )
+    db.execute_sql('ALTER TABLE "risk_flag" ADD COLUMN "followed_up_at" DATETIME')
+    # "Which flags are still open?" is asked on every dashboard.
+    db.execute_sql('CREATE INDEX "risk_flag_state" ON "risk_flag" ("state")')
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_quarantine_and_append_only_audit),
     (3, _v3_session_live),
     (4, _v4_co_facilitators),
     (5, _v5_staff_sessions),
+    (6, _v6_risk_follow_up),
 )
 LATEST = MIGRATIONS[-1][0]
 

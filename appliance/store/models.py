@@ -444,7 +444,11 @@ class SessionLive(ClinicalModel):
 
 
 class RiskFlag(ClinicalModel):
-    """An urgent concern about a patient (e.g. PHQ-9 item 9 answered above zero)."""
+    """An urgent concern about a patient (e.g. PHQ-9 item 9 answered above zero).
+
+    Open until a clinician of the patient's care team records what was done (`follow_up`,
+    encrypted): then `referred` or `closed` (appliance/clinical/follow_up.py).
+    """
 
     lane: ClassVar[Lane] = Lane.URGENT
 
@@ -455,6 +459,11 @@ class RiskFlag(ClinicalModel):
     state = CharField(
         default="open", constraints=[Check("state IN ('open', 'referred', 'closed')")]
     )
+    follow_up = EncryptedField(null=True)
+    followed_up_by = ForeignKeyField(
+        User, null=True, on_delete="SET NULL", column_name="followed_up_by_id", backref="+"
+    )
+    followed_up_at = DateTimeField(null=True)
 
 
 class Referral(ClinicalModel):

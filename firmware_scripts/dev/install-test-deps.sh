@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, when run as root and they are missing,
-# then the lab's Firefox driver (puppeteer-core, pinned by appliance/lab/firefox's
-# package-lock.json; it downloads no browser: the lab runs Debian's firefox-esr).
+# then the npm packages the tests pin in the repo's own package-lock.json files (npm ci, no
+# browser download): the lab's Firefox driver (appliance/lab/firefox: puppeteer-core, driving
+# Debian's firefox-esr) and axe-core for the accessibility check (tests/e2e/axe).
 # Not root: prints what is missing and goes on (tests needing those tools skip with a reason).
 set -euo pipefail
 
 packages=(chromium firefox-esr iproute2 postgresql shellcheck avahi-utils ethtool systemd nftables coturn)
-firefox_driver="$(cd "$(dirname "$0")/../.." && pwd)/appliance/lab/firefox"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-install_firefox_driver() {
-    # Again only when the lock file changed since the last install.
-    if [ -d "$firefox_driver/node_modules" ] &&
-        [ "$firefox_driver/node_modules/.package-lock.json" -nt "$firefox_driver/package-lock.json" ]; then
+npm_ci() {
+    # $1: a folder with package.json and package-lock.json. Again only when the lock changed.
+    local dir="$1"
+    if [ -f "$dir/node_modules/.package-lock.json" ] &&
+        [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
         return 0
     fi
     if ! command -v npm >/dev/null; then
-        echo "note: npm is missing: the Firefox interop test cannot run" >&2
+        echo "note: npm is missing: the tests using $dir cannot run" >&2
         return 0
     fi
-    echo "installing the lab's Firefox driver (npm ci)" >&2
-    (cd "$firefox_driver" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    echo "installing npm packages in ${dir#"$repo"/} (npm ci)" >&2
+    (cd "$dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 }
-trap install_firefox_driver EXIT
+
+install_npm_packages() {
+    npm_ci "$repo/appliance/lab/firefox"
+    npm_ci "$repo/tests/e2e/axe"
+}
+trap install_npm_packages EXIT
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -113,11 +113,11 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             doc.get_by_label("Question").fill("How is your week?")
             doc.get_by_label("Answers, one per line (2 to 5)").fill("Good\nSo-so\nHard")
             doc.get_by_role("button", name="Start poll").click()
-            expect(ana.locator("#notice")).to_contain_text("Welcome, we start soon",
+            expect(ana.locator("#facilitator-message")).to_contain_text("Welcome, we start soon",
                                                            timeout=25_000)
             ana.get_by_label("So-so").check()
             ana.locator("#poll").get_by_role("button", name="Answer").click()
-            expect(ana.locator("#notice")).to_have_text("Thank you, your answer was sent.")
+            expect(ana.locator("#flash")).to_have_text("Thank you, your answer was sent.")
             assert ana.url.endswith("/call")
             shot(ana, "call-poll")
             doc.reload()
@@ -165,7 +165,7 @@ def test_clinic_scenario_in_chromium(tmp_path: Path) -> None:
             assert "/login?next=/patients/1" in page.url
             # A POST without the CSRF token is refused and changes nothing.
             reply = doc.request.post(base + "/sessions/new", form={
-                "title": "forged", "starts_at": "2026-11-24T10:00", "facilitator": "1",
+                "title": "forged", "starts_at": "2031-11-24T10:00", "facilitator": "1",
                 "capacity": "4"})
             assert reply.status == 400
             doc.goto(base + "/dashboard")

@@ -154,3 +154,19 @@ def test_wizard_keeps_device_mode_by_default(app: Flask, box: Box) -> None:
     keys = json.loads((box.settings.secrets_dir / "store-keys.json").read_bytes())
     assert keys["mode"] == "device"
     assert 'id="locked-note"' not in page
+
+
+def test_a_refused_password_names_its_field_and_keeps_the_rest(app: Flask, box: Box) -> None:
+    client = app.test_client()
+    assert _enter_code(client, box.setup_code.issue()) == 302
+    status, page = _wizard(client, tech_password="short")
+    assert status == 400
+    assert "First technician password must be at least 12 characters" in page
+    # The message sits beside that field, which is marked invalid and emptied; the other
+    # password and the usernames are kept.
+    assert re.search(r'id="tech_password" name="tech_password"[^>]*value=""[^>]*'
+                     r'aria-invalid="true" aria-describedby="tech_password-error"', page)
+    assert f'id="admin_password" name="admin_password" type="password" ' \
+           f'autocomplete="new-password" value="{PASSWORD}"' in page
+    assert 'value="tech.tom"' in page and 'value="admin.ana"' in page
+    assert not read_state(box.settings).provisioned

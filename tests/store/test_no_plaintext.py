@@ -75,7 +75,8 @@ def test_markers_never_reach_disk_or_logs(
     note = s.SessionNote.create(session=group, patient=patient, author=user,
                                 text=mark(s.SessionNote, "text"))
     s.ChatMessage.create(session=group, sender="user:1", text=mark(s.ChatMessage, "text"))
-    flag = s.RiskFlag.create(patient=patient, source=answer, reason=mark(s.RiskFlag, "reason"))
+    flag = s.RiskFlag.create(patient=patient, source=answer, reason=mark(s.RiskFlag, "reason"),
+                             follow_up=mark(s.RiskFlag, "follow_up"))
     s.Referral.create(patient=patient, risk_flag=flag, details=mark(s.Referral, "details"))
     s.TelemetryEvent.create(kind="uptime", data=mark(s.TelemetryEvent, "data"))
     s.SessionLive.create(

@@ -140,6 +140,12 @@ ROUTES: dict[str, Probe] = {
     ),
     "GET /sessions/<session_id>/call": Probe("/sessions/{session}/call", target="session"),
     "GET /patients/<patient_id>": Probe("/patients/{patient}", target="patient"),
+    "GET /follow-up": Probe("/follow-up", target="patient"),
+    "GET /patients": Probe("/patients", target="patient"),
+    "POST /follow-up/<flag_id>": Probe(
+        "/follow-up/{flag}", form={"outcome": "bogus"}, target="patient"
+    ),
+    "GET /sessions/<session_id>/risk": Probe("/sessions/{session}/risk", target="session"),
     "GET /patients/<patient_id>/questionnaire/<code>": Probe(
         "/patients/{patient}/questionnaire/phq9", target="patient"
     ),
@@ -154,6 +160,7 @@ ROUTES: dict[str, Probe] = {
     "GET /join/state": Probe("/join/state"),
     "POST /join/poll": Probe("/join/poll", form={"choice": "9"}),
     "POST /join/leave": Probe("/join/leave", form={}),
+    "POST /join/rejoin": Probe("/join/rejoin", form={}),
     "GET /join/questionnaire/<code>": Probe("/join/questionnaire/phq9"),
     "POST /join/questionnaire/<code>": Probe("/join/questionnaire/phq9", form={}),
     "GET /call": Probe("/call"),
@@ -200,6 +207,11 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "POST /sessions/<session_id>/notes": (400, 400, 404, 400, 403, L, L, L),
     "GET /sessions/<session_id>/call": (200, 200, 404, 200, 403, L, L, L),
     "GET /patients/<patient_id>": (200, 200, 404, 200, 403, L, L, L),
+    # Each sees the flags of their own care (dr.other: T's patient only); admins all, audited.
+    "GET /follow-up": (200, 200, 200, 200, 403, L, L, L),
+    "GET /patients": (200, 200, 200, 200, 403, L, L, L),
+    "POST /follow-up/<flag_id>": (400, 400, 404, 400, 403, L, L, L),
+    "GET /sessions/<session_id>/risk": (200, 200, 404, 200, 403, L, L, L),
     "GET /patients/<patient_id>/questionnaire/<code>": (200, 200, 404, 200, 403, L, L, L),
     "POST /patients/<patient_id>/questionnaire/<code>": (400, 400, 404, 400, 403, L, L, L),
     "GET /join": (200, 200, 200, 200, 200, 200, 200, 200),
@@ -211,6 +223,7 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /join/state": (403, 403, 403, 403, 403, 200, 200, 403),
     "POST /join/poll": (403, 403, 403, 403, 403, 400, 400, 403),
     "POST /join/leave": (403, 403, 403, 403, 403, 302, 302, 403),
+    "POST /join/rejoin": (403, 403, 403, 403, 403, 302, 302, 403),
     "GET /join/questionnaire/<code>": (403, 403, 403, 403, 403, 200, 200, 403),
     "POST /join/questionnaire/<code>": (403, 403, 403, 403, 403, 400, 400, 403),
     "GET /call": (302, 302, 302, 302, 302, 200, 200, 302),
@@ -249,6 +262,7 @@ class World:
     session_s: str = ""
     session_t: str = ""
     patient_p1: str = ""
+    flag_p1: str = ""
     invite_s: str = ""
     user_ids: dict[str, int] = field(default_factory=dict)
     clients: dict[str, FlaskClient] = field(default_factory=dict)
@@ -262,6 +276,7 @@ class World:
         store.Attendance.update(status="admitted", left_at=None).execute()
         store.GroupSession.update(state="scheduled", locked=False).execute()
         store.Patient.update(active=True).execute()
+        store.RiskFlag.update(state="open", follow_up=None, followed_up_at=None).execute()
         co = store.CoFacilitator
         co.delete().where(
             (co.session != self.session_s) | (co.user != self.user_ids["co_facilitator"])
@@ -356,6 +371,11 @@ def build_world(box: Box, app: Flask) -> World:
     seat_p1 = attendance.get(attendance.session == world.session_s)
     seat_p2 = attendance.get(attendance.session == world.session_t)
     world.patient_p1 = seat_p1.patient_id
+    # Both patients answered PHQ-9 item 9 above zero: each flag is for its own care team only.
+    for seat in (seat_p1, seat_p2):
+        flag = store.RiskFlag.create(patient=seat.patient_id, reason="PHQ9 item 9 answered 1")
+        if seat is seat_p1:
+            world.flag_p1 = flag.id
     codes = {seat_p1.patient_id: seat_p1.patient.code, seat_p2.patient_id: seat_p2.patient.code}
     for actor in ACTORS:
         world.csrf[actor] = _csrf_of(world.clients[actor])
@@ -383,7 +403,10 @@ def build_world(box: Box, app: Flask) -> World:
 def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
     method, _rule = key.split(" ", 1)
     path = probe.path.format(
-        session=world.session_s, patient=world.patient_p1, invite=world.invite_s
+        session=world.session_s,
+        patient=world.patient_p1,
+        invite=world.invite_s,
+        flag=world.flag_p1,
     )
     client = world.clients[actor]
     if probe.json is not None:

@@ -133,7 +133,7 @@ def test_scheduling_for_a_colleague_keeps_the_scheduler_on_the_team(app: Flask, 
         data={
             "csrf_token": token,
             "title": "Bea's Monday group",
-            "starts_at": "2026-12-14T10:00",
+            "starts_at": "2031-12-14T10:00",
             "facilitator": str(colleague.id),
             "capacity": "6",
         },

@@ -109,7 +109,7 @@ def test_schedule_validation_messages(app):
     sign_in(client)
     token = csrf_from(client, "/sessions/new")
     reply = client.post("/sessions/new", data={
-        "csrf_token": token, "title": "", "starts_at": "2026-11-24T10:00+02:00",
+        "csrf_token": token, "title": "", "starts_at": "2031-11-24T10:00+02:00",
         "facilitator": "99",
         "capacity": "100",
     })
@@ -227,7 +227,8 @@ def test_invite_link_and_code_survive_only_as_hashes(app, box):
     assert invite.rsplit("/", 1)[1] not in dump
     # Ending the session closes both ways in.
     token = csrf_from(clinician, session_url)
-    clinician.post(session_url + "/state", data={"csrf_token": token, "action": "end"})
+    ending = {"csrf_token": token, "action": "end", "confirm": "yes"}
+    clinician.post(session_url + "/state", data=ending)
     assert app.test_client().get(invite).status_code == 404
     patient = app.test_client()
     token = csrf_from(patient, "/join")
@@ -309,7 +310,8 @@ def test_broadcast_poll_and_breakout_rooms(app):
                           ).status_code == 400
     clinician.post(session_url + "/breakout", data={"csrf_token": token, "action": "back"})
     assert all(p.get("/join/state").get_json()["room"] is None for p in patients)
-    clinician.post(session_url + "/state", data={"csrf_token": token, "action": "end"})
+    ending = {"csrf_token": token, "action": "end", "confirm": "yes"}
+    clinician.post(session_url + "/state", data=ending)
     assert ana.get("/join/state").get_json()["session"] == "ended"
 
 
@@ -348,3 +350,20 @@ def test_second_join_is_matched_to_the_earlier_patient(app, box):
     assert history.count("<circle") == 2
     # The patient's own page keeps working after the match.
     assert again.get("/call").status_code == 200
+
+
+def test_schedule_refuses_a_day_that_has_passed(app):
+    client = app.test_client()
+    sign_in(client)
+    token = csrf_from(client, "/sessions/new")
+    reply = client.post("/sessions/new", data={
+        "csrf_token": token, "title": "Typo year", "starts_at": "2020-01-15T10:00",
+        "facilitator": "1", "capacity": "4",
+    })
+    assert reply.status_code == 400
+    assert "The date 15 Jan 2020 has passed" in reply.get_data(as_text=True)
+
+
+def test_chart_axis_tells_same_day_scores_apart():
+    svg = score_chart(PHQ9, [(datetime(2031, 1, 9, 10, 5), 18), (datetime(2031, 1, 9, 15, 40), 9)])
+    assert "09 Jan 10:05" in svg and "09 Jan 15:40" in svg

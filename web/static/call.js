@@ -27,6 +27,22 @@
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
   }
+  // Notices that must not overwrite each other or the status line above: a short-lived one
+  // that fades, the facilitator's message that stays until dismissed, and adaptation news
+  // shown once per change.
+  var flashTimer = null, lastAdaptation = "";
+  function flash(text) {
+    var n = $("flash"); n.textContent = text; n.hidden = !text;
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(function () { n.hidden = true; n.textContent = ""; }, 6000);
+  }
+  function pinMessage(text) {
+    $("facilitator-text").textContent = text; $("facilitator-message").hidden = !text;
+  }
+  function adapted(reason) {
+    if (!reason || reason === lastAdaptation) { return; }
+    lastAdaptation = reason; $("adaptation").textContent = reason; $("adaptation").hidden = false;
+  }
   function check(id, ok, text) {
     var span = $(id).querySelector("span");
     span.textContent = text; span.className = ok ? "ok" : "bad";
@@ -103,8 +119,9 @@
     var cap = t.querySelector("figcaption");
     cap.textContent = name + (muted ? " (muted)" : "") + (away[id] ? " (reconnecting)" : "");
     t.classList.toggle("muted", !!muted);
-    t.classList.toggle("speaking", speaker !== null && id === speaker);
-    if (id === speaker) {          // the outline is not the only cue: screen readers hear it
+    var speaking = speaker !== null && id === speaker && !silenced(id, muted);
+    t.classList.toggle("speaking", speaking);
+    if (speaking) {                // the outline is not the only cue: screen readers hear it
       var sr = document.createElement("span"); sr.className = "visually-hidden";
       sr.textContent = " (speaking)"; cap.appendChild(sr);
     }
@@ -187,10 +204,9 @@
       videoHeld = msg.on === false; syncVideoSender();
       if (msg.reason) { say(msg.reason); }
     } else if (msg.type === "quality") {   // adaptive bitrate: a rung changed, with its reason
-      say(msg.reason);
+      adapted(msg.reason);
     } else if (msg.type === "hand") {
-      var h = $("tile-" + (msg.participant === me ? "self" : msg.participant));
-      if (h) { h.classList.toggle("hand", !!msg.raised); }
+      handRaised(msg.participant === me ? "self" : msg.participant, !!msg.raised);
     } else if (msg.type === "mute" && msg.participant === "me") {
       setMuted(msg.on !== false);
       say(msg.on !== false ? "The facilitator muted your microphone." :
@@ -218,11 +234,13 @@
       (msg.participants || []).forEach(function (p) {   // who was muted before we came
         mutedBy[p.participant] = !!p.muted; selfMuted[p.participant] = !!p.self_muted;
         tile(p.participant, p.name);
+        if (p.hand) { handRaised(p.participant, true); }
       });
       if (msg.breakout) { onEvent({ type: "breakout", room: msg.breakout }); }  // joined late
     } else if (msg.type === "participant" && msg.left) {
       var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }
       delete away[msg.participant];
+      handRaised(msg.participant, false);
     } else if (msg.type === "participant" && msg.reconnecting !== undefined) {
       away[msg.participant] = !!msg.reconnecting; caption(msg.participant);
     } else if (msg.type === "participant" && msg.name) {
@@ -386,7 +404,7 @@
   function applyState(st) {
     if (st.status === "removed") { leave("The facilitator removed you from the call."); return; }
     if (st.session === "ended") { leave("The session has ended. Thank you for joining."); return; }
-    if (st.message && st.message !== lastMessage) { say("Message from the facilitator: " + st.message); }
+    if (st.message !== lastMessage) { pinMessage(st.message ? "Message from the facilitator: " + st.message : ""); }
     lastMessage = st.message;
     var note = $("room-note");
     note.hidden = !st.room;
@@ -418,7 +436,7 @@
     e.preventDefault();
     fetch(root.dataset.voteUrl, { method: "POST", body: new FormData($("poll")),
       headers: { Accept: "application/json", "X-CSRF-Token": root.dataset.csrf } })
-      .then(function (r) { say(r.ok ? "Thank you, your answer was sent." : "The poll has closed."); });
+      .then(function (r) { flash(r.ok ? "Thank you, your answer was sent." : "The poll has closed."); });
   };
   if (root.dataset.role === "patient") { pollState(); stateTimer = setInterval(pollState, 10000); }
 
@@ -476,6 +494,71 @@
         }).catch(function () { say("Screen sharing was not started."); });
     };
   }
+  // Facilitator only: a marker on the tile of anyone in the session with an open risk flag
+  // (e.g. PHQ-9 item 9 above zero), checked every 5 s; the box sends seat ids, never reasons.
+  function watchRisk() {
+    var flagged = {};
+    function mark() {
+      Array.prototype.forEach.call($("tiles").children, function (t) {
+        var on = !!flagged[t.id.slice(5)], badge = t.querySelector(".risk-badge");
+        t.classList.toggle("risk", on);
+        if (on && !badge) {
+          badge = document.createElement("span"); badge.className = "risk-badge";
+          badge.textContent = "Needs follow-up"; t.appendChild(badge);
+        } else if (!on && badge) { badge.remove(); }
+      });
+    }
+    function check() {
+      fetch(root.dataset.riskUrl, { cache: "no-store", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (j) {
+          if (!j) { return; }
+          flagged = {};
+          j.attendances.forEach(function (id) { flagged["attendance/" + id] = true; });
+          mark();
+        }).catch(function () { /* the next round will retry */ });
+    }
+    check(); setInterval(check, 5000);
+  }
+  if (root.dataset.riskUrl) { watchRisk(); }
+  // Speaking is never shown for someone muted (by the facilitator or themselves, or me).
+  function silenced(id, muted) { return !!muted || (id === "self" && state.muted); }
+
+  // Raised hands: a badge on the tile, and for the facilitator a list in the order raised.
+  var hands = [];
+  function handRaised(id, raised) {
+    hands = hands.filter(function (h) { return h !== id; });
+    if (raised) { hands.push(id); }
+    var t = $("tile-" + id);
+    if (t) {
+      var badge = t.querySelector(".hand-badge");
+      t.classList.toggle("hand", raised);
+      if (raised && !badge) {
+        badge = document.createElement("span"); badge.className = "hand-badge";
+        badge.textContent = "\u270B Hand raised"; t.appendChild(badge);
+      } else if (!raised && badge) { badge.remove(); }
+    }
+    var list = $("hands"); if (!list) { return; }
+    list.textContent = "";
+    hands.forEach(function (h) {
+      var li = document.createElement("li");
+      li.textContent = h === "self" ? "You" : (names[h] || "Participant"); list.appendChild(li);
+    });
+    $("no-hands").hidden = hands.length > 0;
+  }
+
+  // Leave asks first (one tap must not end someone's session by mistake).
+  function confirmLeave() {
+    var btn = $("leave-btn"), box = $("leave-confirm");
+    btn.addEventListener("click", function (e) {
+      if (box.dataset.sure === "yes") { return; }
+      e.preventDefault(); box.hidden = false; $("leave-no").focus();
+    });
+    $("leave-no").onclick = function () { box.hidden = true; btn.focus(); };
+    $("leave-yes").onclick = function () { box.dataset.sure = "yes"; box.hidden = true; btn.click(); };
+  }
+  confirmLeave();
+  $("dismiss-message").onclick = function () { $("facilitator-message").hidden = true; };
   window.addEventListener("pagehide", function () { leave(); });
   // For technicians (and tests): the call's WebRTC statistics, from the browser console.
   window.ClinicBoxCall = {

@@ -12,6 +12,7 @@ from typing import Any
 from flask import (
     Blueprint,
     abort,
+    current_app,
     jsonify,
     redirect,
     render_template,
@@ -29,6 +30,7 @@ from appliance.clinical.session_codes import (
 )
 from appliance.store.models import utcnow
 from web import current_box
+from web.auth import LoginThrottle
 from web.live import live_sessions
 from web.portal import code_secret
 from web.questionnaire_form import questionnaire_view
@@ -51,9 +53,30 @@ def _join_form(error: str | None, code: str = "", name: str = "", status: int = 
     return render_template("join.html", error=error, code=code, name=name), status
 
 
+# Session codes are 6 digits: wrong guesses per client address are limited (remote patients
+# through the relay are counted by the address the centre saw).
+CODE_GUESSES = 10
+CODE_GUESS_WINDOW_S = 600.0
+
+
+def _code_throttle() -> LoginThrottle:
+    return current_app.extensions.setdefault(
+        "clinicbox.code_throttle", LoginThrottle(limit=CODE_GUESSES, window_s=CODE_GUESS_WINDOW_S))
+
+
+def _guess_key() -> tuple[str, str]:
+    return ("session-code", request.remote_addr or "")
+
+
 @bp.get("/join")
 def enter_code() -> Any:
     return _join_form(None)
+
+
+@bp.get("/join/ping")
+def ping() -> Any:
+    """An empty answer the call page times to estimate the patient's connection."""
+    return "", 204, {"Cache-Control": "no-store"}
 
 
 @bp.get("/i/<token>")
@@ -77,8 +100,14 @@ def check_code() -> Any:
     if not name or len(name) > MAX_NAME:
         return _join_form(f"Enter the name others will see (1 to {MAX_NAME} characters).",
                           code=code, status=400)
+    wait = _code_throttle().blocked_for(_guess_key())
+    if wait > 0:
+        minutes = max(1, round(wait / 60))
+        return _join_form(f"Too many wrong codes. Try again in about {minutes} minute(s), or "
+                          "ask your clinic for the code.", name=name, status=429)
     group = _find_by_code(code)
     if group is None:
+        _code_throttle().failed(_guess_key())
         return _join_form("No session is open with that code. Check it with your clinic.",
                           name=name, status=404)
     return render_template("consent.html", group=group, code=code, name=name, error=None)

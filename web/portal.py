@@ -45,6 +45,7 @@ from web.auth import current_user, role_required
 from web.chart import score_chart
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
 from web.questionnaire_form import questionnaire_view
+from web.relay import public_url as relay_public_url
 
 bp = Blueprint("portal", __name__)
 
@@ -202,8 +203,10 @@ def session_detail(session_id: str) -> str:
         Attendance.select().where(Attendance.session == group).order_by(Attendance.joined_at)
     )
     _audit("record.read", f"group_session/{group.id}")
-    invite = url_for("join.invite", token=derive_invite_token(code_secret(), group.id),
-                     _external=True)
+    invite_token = derive_invite_token(code_secret(), group.id)
+    invite = url_for("join.invite", token=invite_token, _external=True)
+    relay = relay_public_url(current_box())
+    remote_invite = f"{relay}/i/{invite_token}" if relay else None
     # Patients join without an account, so each join starts a new patient record; offer to
     # match it with an earlier record under the same name (the clinician decides). Only
     # records in the clinician's care are offered: a same-name patient of a colleague's group
@@ -216,7 +219,8 @@ def session_detail(session_id: str) -> str:
     }
     helpers, candidates = _team_of(group)
     return render_template(
-        "session.html", group=group, attendees=attendees, invite=invite, matches=matches,
+        "session.html", group=group, attendees=attendees, invite=invite,
+        remote_invite=remote_invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
         user_id=current_user().id, helpers=helpers, candidates=candidates,

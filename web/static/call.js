@@ -40,7 +40,7 @@
       check("check-cam", false, "not available");
     });
     var started = performance.now();
-    fetch("/healthz", { cache: "no-store" }).then(function (r) { return r.text(); })
+    fetch(root.dataset.probeUrl, { cache: "no-store" }).then(function (r) { return r.text(); })
       .then(function () {
         var ms = Math.round(performance.now() - started);
         check("check-net", ms < 800, ms < 300 ? "good (" + ms + " ms)" :

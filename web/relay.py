@@ -18,11 +18,23 @@ from sync.agent.tunnel import saved_public_url
 
 # Join by code or invite, consent, waiting room, questionnaires, the call page, its files and
 # signalling. Nothing here shows a staff view or PHI beyond the patient's own.
-PATIENT_ENDPOINTS = frozenset({
-    "join.enter_code", "join.invite", "join.check_code", "join.consent", "join.waiting",
-    "join.state", "join.vote", "join.leave", "join.questionnaire", "join.ping",
-    "call.patient_call", "media_api.offer", "static",
-})
+PATIENT_ENDPOINTS = frozenset(
+    {
+        "join.enter_code",
+        "join.invite",
+        "join.check_code",
+        "join.consent",
+        "join.waiting",
+        "join.state",
+        "join.vote",
+        "join.leave",
+        "join.questionnaire",
+        "join.ping",
+        "call.patient_call",
+        "media_api.offer",
+        "static",
+    }
+)
 
 
 def public_url(box: Any) -> str | None:

@@ -67,8 +67,11 @@ def relayed_environ(head: dict[str, Any], body: bytes) -> dict[str, Any]:
         RELAYED: True,
     }
     for pair in headers:
-        if (not isinstance(pair, list) or len(pair) != 2
-                or not all(isinstance(p, str) for p in pair)):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(p, str) for p in pair)
+        ):
             raise BadRelayedRequest("headers are [name, value] pairs")
         name, value = pair
         key = name.upper().replace("-", "_")
@@ -89,16 +92,20 @@ StartResponse = Callable[..., Any]
 class WsgiAnswer:
     """Runs the portal for one environ; yields the status and headers, then body chunks."""
 
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
-                 environ: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+        environ: dict[str, Any],
+    ) -> None:
         self.status = "500 Internal Server Error"
         self.headers: list[tuple[str, str]] = []
         self._written: list[bytes] = []
         self._result = app(environ, self._start_response)
         self._iterator = iter(self._result)
 
-    def _start_response(self, status: str, headers: list[tuple[str, str]],
-                        exc_info: Any = None) -> Callable[[bytes], None]:
+    def _start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         self.status, self.headers = status, list(headers)
         return self._written.append
 

@@ -127,8 +127,14 @@ def saved_public_url(data_dir: Path) -> str | None:
 class TunnelClient:
     """Keeps the tunnel up until `stop`; serves relayed requests with `app`."""
 
-    def __init__(self, link_source: Callable[[], CentralLink | None], identity: DeviceIdentity,
-                 app: Any, data_dir: Path, config: TunnelConfig | None = None) -> None:
+    def __init__(
+        self,
+        link_source: Callable[[], CentralLink | None],
+        identity: DeviceIdentity,
+        app: Any,
+        data_dir: Path,
+        config: TunnelConfig | None = None,
+    ) -> None:
         self.link_source = link_source
         self.identity = identity
         self.app = app
@@ -188,8 +194,9 @@ class TunnelClient:
             except TunnelRefused as exc:
                 self.state.last_error = str(exc)[:200]
                 log.warning("tunnel refused by the centre: %s", exc)
-                wait = random.uniform(self.config.refused_backoff_s / 2,
-                                      self.config.refused_backoff_s)
+                wait = random.uniform(
+                    self.config.refused_backoff_s / 2, self.config.refused_backoff_s
+                )
             except (TimeoutError, TunnelBroken, FrameError, OSError) as exc:
                 self.state.last_error = (str(exc) or exc.__class__.__name__)[:200]
                 log.info("tunnel down: %s", self.state.last_error)
@@ -202,8 +209,9 @@ class TunnelClient:
             await asyncio.sleep(wait)
 
     def _backoff(self) -> float:
-        delay = min(self.config.backoff_max_s,
-                    self.config.backoff_base_s * 2 ** min(self._failures, 16))
+        delay = min(
+            self.config.backoff_max_s, self.config.backoff_base_s * 2 ** min(self._failures, 16)
+        )
         self._failures += 1
         return random.uniform(delay / 2, delay)
 
@@ -212,8 +220,9 @@ class TunnelClient:
     async def _open(self, link: CentralLink) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         parts = urlsplit(link.central_url)
         if parts.scheme != "https" or not parts.hostname:
-            raise TunnelRefused(f"central URL must be https://host[:port], got "
-                                f"{link.central_url!r}")
+            raise TunnelRefused(
+                f"central URL must be https://host[:port], got {link.central_url!r}"
+            )
         host, port, prefix = parts.hostname, parts.port or 443, parts.path.rstrip("/")
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=self.context, server_hostname=host),
@@ -224,17 +233,25 @@ class TunnelClient:
         seen = tls_pin_of_der(der) if der else "none"
         if seen != link.tls_pin:
             writer.close()
-            raise TunnelRefused(f"the server at {host}:{port} is not the pinned "
-                                f"centre (TLS key {seen[:12]}...)")
+            raise TunnelRefused(
+                f"the server at {host}:{port} is not the pinned centre (TLS key {seen[:12]}...)"
+            )
         signed = sign_request(self.identity.sign, link.device_id, "GET", TUNNEL_PATH, b"")
-        lines = [f"GET {prefix}{TUNNEL_PATH} HTTP/1.1", f"Host: {host}:{port}",
-                 f"Upgrade: {UPGRADE_TOKEN}", "Connection: Upgrade",
-                 *(f"{k}: {v}" for k, v in signed.items()), "", ""]
+        lines = [
+            f"GET {prefix}{TUNNEL_PATH} HTTP/1.1",
+            f"Host: {host}:{port}",
+            f"Upgrade: {UPGRADE_TOKEN}",
+            "Connection: Upgrade",
+            *(f"{k}: {v}" for k, v in signed.items()),
+            "",
+            "",
+        ]
         writer.write("\r\n".join(lines).encode())
         await writer.drain()
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                          self.config.connect_timeout_s)
+            head = await asyncio.wait_for(
+                reader.readuntil(b"\r\n\r\n"), self.config.connect_timeout_s
+            )
         except asyncio.LimitOverrunError:
             raise TunnelBroken("the centre's answer head is too long") from None
         except asyncio.IncompleteReadError:
@@ -262,8 +279,9 @@ class TunnelClient:
         reader, writer = await self._open(link)
         frames = FrameReader()
         try:
-            hello = await asyncio.wait_for(self._next_frame(reader, frames, []),
-                                           self.config.connect_timeout_s)
+            hello = await asyncio.wait_for(
+                self._next_frame(reader, frames, []), self.config.connect_timeout_s
+            )
             if hello.kind != FrameType.HELLO:
                 raise TunnelBroken("the centre did not say hello")
             self._hello(hello.json(), link)
@@ -286,13 +304,16 @@ class TunnelClient:
         if isinstance(url, str) and url.startswith("https://") and url != self.state.public_url:
             self.state.public_url = url
             relay_state_file(self.data_dir).parent.mkdir(parents=True, exist_ok=True)
-            write_private(relay_state_file(self.data_dir),
-                          json.dumps({"public_url": url, "slug": hello.get("slug")}).encode())
+            write_private(
+                relay_state_file(self.data_dir),
+                json.dumps({"public_url": url, "slug": hello.get("slug")}).encode(),
+            )
 
     # Serving ----------------------------------------------------------------------------
 
-    async def _next_frame(self, reader: asyncio.StreamReader, frames: FrameReader,
-                          pending: list[Frame]) -> Frame:
+    async def _next_frame(
+        self, reader: asyncio.StreamReader, frames: FrameReader, pending: list[Frame]
+    ) -> Frame:
         while not pending:
             data = await reader.read(256 * 1024)
             if not data:
@@ -305,11 +326,9 @@ class TunnelClient:
         pending: list[Frame] = []
         awaiting_pong = False
         while True:
-            timeout = (self.config.pong_timeout_s if awaiting_pong
-                       else self.config.keepalive_s)
+            timeout = self.config.pong_timeout_s if awaiting_pong else self.config.keepalive_s
             try:
-                frame = await asyncio.wait_for(self._next_frame(reader, frames, pending),
-                                               timeout)
+                frame = await asyncio.wait_for(self._next_frame(reader, frames, pending), timeout)
             except TimeoutError:
                 if awaiting_pong:
                     raise TunnelBroken("no answer to the keep-alive") from None
@@ -365,10 +384,16 @@ class TunnelClient:
         try:
             first = answer.first_chunk()
             code = int(answer.status.split(" ", 1)[0])
-            self._send_from_thread(encode_json(FrameType.RESPONSE, stream, {
-                "status": answer.status if code else "502 Bad Gateway",
-                "headers": [[k, v] for k, v in answer.headers],
-            }))
+            self._send_from_thread(
+                encode_json(
+                    FrameType.RESPONSE,
+                    stream,
+                    {
+                        "status": answer.status if code else "502 Bad Gateway",
+                        "headers": [[k, v] for k, v in answer.headers],
+                    },
+                )
+            )
             if first:
                 self._send_from_thread(*encode_data(stream, first))
             for chunk in answer.rest():

@@ -67,7 +67,7 @@ def encode_data(stream: int, data: bytes) -> Iterator[bytes]:
     """`data` as DATA frames of at most MAX_PAYLOAD bytes each."""
     view = memoryview(data)
     for start in range(0, len(view), MAX_PAYLOAD):
-        yield encode(FrameType.DATA, stream, bytes(view[start:start + MAX_PAYLOAD]))
+        yield encode(FrameType.DATA, stream, bytes(view[start : start + MAX_PAYLOAD]))
 
 
 class FrameReader:
@@ -89,7 +89,7 @@ class FrameReader:
                 frame_type = FrameType(kind)
             except ValueError:
                 raise FrameError(f"unknown frame type {kind}") from None
-            payload = bytes(self._buffer[HEADER.size:HEADER.size + length])
-            del self._buffer[:HEADER.size + length]
+            payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
+            del self._buffer[: HEADER.size + length]
             frames.append(Frame(frame_type, stream, payload))
         return frames

@@ -21,8 +21,11 @@ SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 
 def check_slug(slug: str) -> str:
     if not SLUG.fullmatch(slug):
-        raise Refused(400, "a clinic name for the relay is 1-40 characters: lower-case letters, "
-                           "digits and inner hyphens (e.g. 'hill-clinic')")
+        raise Refused(
+            400,
+            "a clinic name for the relay is 1-40 characters: lower-case letters, "
+            "digits and inner hyphens (e.g. 'hill-clinic')",
+        )
     return slug
 
 
@@ -49,8 +52,10 @@ def remove_relay(centre: Centre, device_id: str) -> bool:
 
 def list_relays(centre: Centre) -> list[dict[str, str]]:
     with centre.db.connection_context():
-        return [{"device_id": r.device_id, "slug": r.slug}
-                for r in ClinicRelay.select().order_by(ClinicRelay.slug)]
+        return [
+            {"device_id": r.device_id, "slug": r.slug}
+            for r in ClinicRelay.select().order_by(ClinicRelay.slug)
+        ]
 
 
 def slug_of(device_id: str) -> str | None:

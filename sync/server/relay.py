@@ -42,33 +42,64 @@ CONNECT_TIMEOUT_S = 5.0
 ANSWER_TIMEOUT_S = 60.0
 OPERATOR_COOKIE = "cbc_session"
 FORWARDED_REQUEST_HEADERS = (
-    "Accept", "Accept-Language", "Cache-Control", "Content-Type", "Cookie",
-    "If-Modified-Since", "If-None-Match", "Origin", "Referer", "User-Agent", "X-CSRF-Token",
+    "Accept",
+    "Accept-Language",
+    "Cache-Control",
+    "Content-Type",
+    "Cookie",
+    "If-Modified-Since",
+    "If-None-Match",
+    "Origin",
+    "Referer",
+    "User-Agent",
+    "X-CSRF-Token",
 )
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade",
-                        "proxy-connection", "te", "trailer"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "te",
+        "trailer",
+    }
+)
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
-def _page(start_response: StartResponse, status: str, title: str, text: str,
-          extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+def _page(
+    start_response: StartResponse,
+    status: str,
+    title: str,
+    text: str,
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
     body = (
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!doctype html><html lang="en"><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title>"
-        "<body style=\"font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em\">"
+        '<body style="font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em">'
         f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
     ).encode()
-    start_response(status, [("Content-Type", "text/html; charset=utf-8"),
-                            ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
-                            *(extra or [])])
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *(extra or []),
+        ],
+    )
     return [body]
 
 
 def offline_page(start_response: StartResponse) -> list[bytes]:
     return _page(
-        start_response, "503 Service Unavailable", "Your clinic cannot be reached right now",
+        start_response,
+        "503 Service Unavailable",
+        "Your clinic cannot be reached right now",
         "The clinic's video service is not connected at the moment. Nothing is wrong on your "
         "side. Please try again in a few minutes, or phone your clinic.",
         [("Retry-After", "30")],
@@ -107,23 +138,36 @@ class RelayFront:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX):
             return self.app(environ, start_response)
-        slug, slash, rest = path[len(PREFIX):].partition("/")
+        slug, slash, rest = path[len(PREFIX) :].partition("/")
         if not SLUG.fullmatch(slug):
-            return _page(start_response, "404 Not Found", "No such clinic",
-                         "Check the link your clinic gave you.")
+            return _page(
+                start_response,
+                "404 Not Found",
+                "No such clinic",
+                "Check the link your clinic gave you.",
+            )
         with self.centre.db.connection_context():
             device_id = device_of(slug)
         if device_id is None:
-            return _page(start_response, "404 Not Found", "No such clinic",
-                         "Check the link your clinic gave you.")
+            return _page(
+                start_response,
+                "404 Not Found",
+                "No such clinic",
+                "Check the link your clinic gave you.",
+            )
         if not slash:  # "/c/slug" without the slash: the join page
-            start_response("302 Found", [("Location", f"{PREFIX}{slug}/join"),
-                                         ("Content-Length", "0")])
+            start_response(
+                "302 Found", [("Location", f"{PREFIX}{slug}/join"), ("Content-Length", "0")]
+            )
             return []
         body = self._body(environ)
         if body is None:
-            return _page(start_response, "413 Content Too Large", "Too much data",
-                         "That form sent more than the clinic accepts.")
+            return _page(
+                start_response,
+                "413 Content Too Large",
+                "Too much data",
+                "That form sent more than the clinic accepts.",
+            )
         head = {
             "method": environ.get("REQUEST_METHOD", "GET"),
             "script": f"{PREFIX}{slug}",
@@ -238,4 +282,3 @@ class RelayFront:
             return
         finally:
             conn.close()
-

@@ -62,18 +62,26 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 def _json_answer(start_response: StartResponse, status: int, message: str) -> Iterable[bytes]:
     body = json.dumps({"error": message}).encode()
-    reason = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 409: "Conflict",
-              500: "Internal Server Error"}.get(status, "Error")
-    start_response(f"{status} {reason}", [("Content-Type", "application/json"),
-                                          ("Content-Length", str(len(body)))])
+    reason = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        409: "Conflict",
+        500: "Internal Server Error",
+    }.get(status, "Error")
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
     return [body]
 
 
 class TunnelEndpoint:
     """WSGI wrapper: `GET /v1/tunnel` becomes a tunnel session; anything else goes to `app`."""
 
-    def __init__(self, app: Any, centre: Centre, public_url: str,
-                 stopping: threading.Event) -> None:
+    def __init__(
+        self, app: Any, centre: Centre, public_url: str, stopping: threading.Event
+    ) -> None:
         self.app = app
         self.centre = centre
         self.public_url = public_url.rstrip("/")
@@ -97,8 +105,10 @@ class TunnelEndpoint:
         return []
 
     def _authorize(self, environ: dict[str, Any]) -> tuple[str, str]:
-        headers = {name: environ.get("HTTP_" + name.upper().replace("-", "_"), "")
-                   for name in (H_DEVICE, H_TIMESTAMP, H_NONCE, H_SIGNATURE)}
+        headers = {
+            name: environ.get("HTTP_" + name.upper().replace("-", "_"), "")
+            for name in (H_DEVICE, H_TIMESTAMP, H_NONCE, H_SIGNATURE)
+        }
         device_id = headers[H_DEVICE]
         if not device_id:
             raise Refused(401, "unsigned request")
@@ -108,8 +118,11 @@ class TunnelEndpoint:
             self.centre.remember_nonce(device_id, nonce, ts)
             slug = slug_of(device_id)
         if slug is None:
-            raise Refused(403, "this box is not enabled for the relay (the centre's operator "
-                               "runs 'clinicbox-central relay add DEVICE NAME')")
+            raise Refused(
+                403,
+                "this box is not enabled for the relay (the centre's operator "
+                "runs 'clinicbox-central relay add DEVICE NAME')",
+            )
         return device_id, slug
 
     def _take_over(self, request: Any, device_id: str, slug: str) -> None:
@@ -139,8 +152,15 @@ class TunnelEndpoint:
 class TunnelSession:
     """One open tunnel: relays streams between local unix-socket clients and the box."""
 
-    def __init__(self, centre: Centre, sock: Any, device_id: str, slug: str, public_url: str,
-                 stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        centre: Centre,
+        sock: Any,
+        device_id: str,
+        slug: str,
+        public_url: str,
+        stopping: threading.Event,
+    ) -> None:
         self.centre = centre
         self.sock = sock
         self.device_id = device_id
@@ -209,15 +229,26 @@ class TunnelSession:
         self._listen()
         log.info("tunnel open: box %s as /c/%s", self.device_id[:12], self.slug)
         try:
-            self._send(encode_json(FrameType.HELLO, 0, {
-                "slug": self.slug, "public_url": self.public_url, "keepalive_s": KEEPALIVE_S,
-            }))
+            self._send(
+                encode_json(
+                    FrameType.HELLO,
+                    0,
+                    {
+                        "slug": self.slug,
+                        "public_url": self.public_url,
+                        "keepalive_s": KEEPALIVE_S,
+                    },
+                )
+            )
             last_check = time.monotonic()
             while not self.stopping.is_set():
                 now = time.monotonic()
                 if now - self.last_heard > DEAD_AFTER_S:
-                    log.info("tunnel of %s silent for %.0f s: closed", self.device_id[:12],
-                             now - self.last_heard)
+                    log.info(
+                        "tunnel of %s silent for %.0f s: closed",
+                        self.device_id[:12],
+                        now - self.last_heard,
+                    )
                     return
                 if now - last_check > CHECK_EVERY_S:
                     last_check = now
@@ -229,7 +260,8 @@ class TunnelSession:
                 else:
                     assert self.listener is not None
                     ready, _, _ = select.select(
-                        [self.sock, self.listener, *self.stream_of], [], [], 1.0)
+                        [self.sock, self.listener, *self.stream_of], [], [], 1.0
+                    )
                 for source in ready:
                     if source is self.sock:
                         if not self._from_box():
@@ -256,8 +288,7 @@ class TunnelSession:
         for frame in self.reader.feed(data):
             if frame.kind == FrameType.PING:
                 self._send(encode(FrameType.PONG))
-            elif frame.kind in (FrameType.RESPONSE, FrameType.DATA, FrameType.END,
-                                FrameType.RESET):
+            elif frame.kind in (FrameType.RESPONSE, FrameType.DATA, FrameType.END, FrameType.RESET):
                 self._to_worker(frame)
             elif frame.kind != FrameType.PONG:
                 raise FrameError(f"the box may not send {frame.kind.name}")

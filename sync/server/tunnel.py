@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import select
 import socket
 import threading
@@ -101,6 +102,11 @@ class TunnelEndpoint:
             return _json_answer(start_response, exc.status, str(exc))
         except ProtocolError as exc:
             return _json_answer(start_response, 401, str(exc))
+        try:
+            tunnel_socket(self.centre.data_dir, device_id)
+        except ValueError as exc:  # the operator's data dir path is too long for a unix socket
+            log.error("tunnel refused: %s", exc)
+            return _json_answer(start_response, 500, "the centre cannot hold tunnels (see its log)")
         self._take_over(request, device_id, slug)
         return []
 
@@ -187,7 +193,7 @@ class TunnelSession:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # Bind under a private name, then rename over the box's socket: a worker relaying a
         # request always finds a listening socket (the newest tunnel's) or none.
-        temporary = self.path.with_name(f"{self.path.stem}.{os.getpid()}.{threading.get_ident()}")
+        temporary = self.path.with_name(f"{self.path.stem}.{secrets.token_hex(3)}")
         try:
             temporary.unlink()
         except FileNotFoundError:

@@ -38,8 +38,10 @@ from sync.server.tunnel import MAX_RESPONSE_BYTES
 PREFIX = "/c/"
 MAX_REQUEST_BODY = 2 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
-# Waiting for the box's answer, and between pieces of a streamed answer.
-ANSWER_TIMEOUT_S = 60.0
+# Waiting for the start of the box's answer (the tunnel probes a quiet box well before), then
+# between pieces of a streamed answer.
+ANSWER_TIMEOUT_S = 30.0
+STREAM_TIMEOUT_S = 120.0
 OPERATOR_COOKIE = "cbc_session"
 FORWARDED_REQUEST_HEADERS = (
     "Accept",
@@ -204,6 +206,7 @@ class RelayFront:
             conn.close()
             return offline_page(start_response)
         start_response(status, headers)
+        conn.settimeout(STREAM_TIMEOUT_S)
         return self._stream(conn, frames)
 
     # Request ---------------------------------------------------------------------------

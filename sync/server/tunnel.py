@@ -57,6 +57,11 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # the tunnel before that stream (or the tunnel) is dropped.
 WRITE_TIMEOUT_S = 20.0
 CHECK_EVERY_S = 2.0
+# A patient is waiting and the box has said nothing for PROBE_AFTER_S: ping it; no answer
+# within PROBE_TIMEOUT_S means the clinic's uplink is gone (the patient then gets the
+# offline page instead of waiting for the box's own keep-alive to notice).
+PROBE_AFTER_S = 5.0
+PROBE_TIMEOUT_S = 10.0
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -182,6 +187,7 @@ class TunnelSession:
         self.stream_of: dict[socket.socket, tuple[int, FrameReader]] = {}
         self.sent_bytes: dict[int, int] = {}
         self.last_heard = time.monotonic()
+        self.probe_sent = 0.0
 
     # Set-up and tear-down -------------------------------------------------------------
 
@@ -256,6 +262,9 @@ class TunnelSession:
                         now - self.last_heard,
                     )
                     return
+                if self._box_gone(now):
+                    log.info("tunnel of %s: no answer to a probe, closed", self.device_id[:12])
+                    return
                 if now - last_check > CHECK_EVERY_S:
                     last_check = now
                     if not self._still_mine():
@@ -284,6 +293,15 @@ class TunnelSession:
     def _send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def _box_gone(self, now: float) -> bool:
+        """Probe a quiet box while patients wait; True when a probe went unanswered."""
+        if self.probe_sent:
+            return now - self.probe_sent > PROBE_TIMEOUT_S
+        if self.streams and now - self.last_heard > PROBE_AFTER_S:
+            self.probe_sent = now
+            self._send(encode(FrameType.PING))
+        return False
+
     # Box -> workers -------------------------------------------------------------------
 
     def _from_box(self) -> bool:
@@ -291,6 +309,7 @@ class TunnelSession:
         if not data:
             return False
         self.last_heard = time.monotonic()
+        self.probe_sent = 0.0
         for frame in self.reader.feed(data):
             if frame.kind == FrameType.PING:
                 self._send(encode(FrameType.PONG))

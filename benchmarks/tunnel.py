@@ -109,7 +109,7 @@ def main() -> None:
         device_id = claimed.stdout.strip()
         subprocess.run([*cli, "relay", "add", device_id, SLUG], check=True, env=clean_env(),
                        capture_output=True)
-        code = live_session(box.data_dir)
+        code = live_session(box.data_dir, capacity=50)  # every round is a new patient
         env = clean_env(CLINICBOX_DATA_DIR=str(box.data_dir), CLINICBOX_PORT="8443",
                         CLINICBOX_HOST=box_host.ip, CLINICBOX_DISCOVERY_ENABLED="false",
                         # Only the reconnect backoff is shortened; the keep-alive is the real one.

@@ -42,7 +42,7 @@ FAST_TUNNEL = {
 }
 
 
-def live_session(data_dir: Path) -> str:
+def live_session(data_dir: Path, capacity: int = 6) -> str:
     """Make a clinician and a live session in the box's store; return its join code."""
     settings = Settings(data_dir=data_dir)
     settings.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -57,7 +57,7 @@ def live_session(data_dir: Path) -> str:
             title="Tuesday group",
             starts_at=datetime(2026, 12, 7, 10),
             facilitator=user.id,
-            capacity=6,
+            capacity=capacity,
             state="live",
         )
         assign_codes(group, secret)

@@ -6,14 +6,33 @@ tunnel is up; a patient's HTTPS client (cookies kept by Path) talks only to the 
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import ssl
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.relay.conftest import SLUG, Patient, RelayedBox
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def announce_large_body(url: str) -> int:
+    parts = urlsplit(url)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=context, timeout=10)
+    try:
+        conn.putrequest("POST", parts.path)
+        conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+        conn.putheader("Content-Length", str(3 * 1024 * 1024))
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def test_a_patient_joins_through_the_relay(relayed: RelayedBox) -> None:
@@ -76,6 +95,9 @@ def test_staff_setup_and_technician_routes_are_404_through_the_relay(relayed: Re
         "/login", {"username": "dr.ada", "password": "correct horse battery"}
     )
     assert status == 404
+    # Bodies are bounded at the centre, before anything reaches the box (answered as soon as
+    # the headers announce too much).
+    assert announce_large_body(relayed.relay + "/join") == 413
     # On the clinic's LAN the same routes answer.
     assert relayed.box.get("/login")[0] == 200
     assert relayed.box.get("/healthz")[0] == 200

@@ -62,8 +62,14 @@ print(json.dumps({"first_page_s": first, "join_s": time.monotonic() - started}))
 
 
 def interface_bytes(lab, host) -> int:
-    out = lab.run(host, ["cat", "/sys/class/net/eth0/statistics/rx_bytes",
-                         "/sys/class/net/eth0/statistics/tx_bytes"]).stdout.split()
+    out = lab.run(
+        host,
+        [
+            "cat",
+            "/sys/class/net/eth0/statistics/rx_bytes",
+            "/sys/class/net/eth0/statistics/tx_bytes",
+        ],
+    ).stdout.split()
     return int(out[0]) + int(out[1])
 
 
@@ -91,37 +97,65 @@ def main() -> None:
         box_host = lab.host("box", link=profiles.THREE_G)
         patient_host = lab.host("patient", link=profiles.THREE_G)
         cli = [str(BIN / "clinicbox-central"), "--data-dir", str(work / "central")]
-        centre = lab.popen(centre_host, [*cli, "serve", "--host", centre_host.ip, "--port",
-                                         "8600", "--workers", "2"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                           env=clean_env())
+        centre = lab.popen(
+            centre_host,
+            [*cli, "serve", "--host", centre_host.ip, "--port", "8600", "--workers", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=clean_env(),
+        )
         url = centre.stdout.readline().split("serving on ")[1].split()[0].rstrip("/")
-        token = subprocess.run([*cli, "claim-token"], capture_output=True, text=True,
-                               env=clean_env(), check=True).stdout.strip()
+        token = subprocess.run(
+            [*cli, "claim-token"], capture_output=True, text=True, env=clean_env(), check=True
+        ).stdout.strip()
         box = Box(work / "box")
-        claimed = lab.run(box_host, [sys.executable, "-c", (
-            "from pathlib import Path;from appliance.identity import DeviceIdentity;"
-            "from sync.agent.claim import claim_box, save_link;"
-            f"i=DeviceIdentity.load_or_create(Path({str(box.data_dir / 'secrets')!r}));"
-            f"r=claim_box({url!r},{token!r},i);"
-            f"save_link(Path({str(box.data_dir)!r}),r.link({url!r}));print(r['device_id'])")],
-            env=clean_env(PYTHONPATH=str(REPO)))
+        claimed = lab.run(
+            box_host,
+            [
+                sys.executable,
+                "-c",
+                (
+                    "from pathlib import Path;from appliance.identity import DeviceIdentity;"
+                    "from sync.agent.claim import claim_box, save_link;"
+                    f"i=DeviceIdentity.load_or_create(Path({str(box.data_dir / 'secrets')!r}));"
+                    f"r=claim_box({url!r},{token!r},i);"
+                    f"save_link(Path({str(box.data_dir)!r}),r.link({url!r}));print(r['device_id'])"
+                ),
+            ],
+            env=clean_env(PYTHONPATH=str(REPO)),
+        )
         device_id = claimed.stdout.strip()
-        subprocess.run([*cli, "relay", "add", device_id, SLUG], check=True, env=clean_env(),
-                       capture_output=True)
+        subprocess.run(
+            [*cli, "relay", "add", device_id, SLUG],
+            check=True,
+            env=clean_env(),
+            capture_output=True,
+        )
         code = live_session(box.data_dir, capacity=50)  # every round is a new patient
-        env = clean_env(CLINICBOX_DATA_DIR=str(box.data_dir), CLINICBOX_PORT="8443",
-                        CLINICBOX_HOST=box_host.ip, CLINICBOX_DISCOVERY_ENABLED="false",
-                        # Only the reconnect backoff is shortened; the keep-alive is the real one.
-                        CLINICBOX_TUNNEL_BACKOFF_MAX_S=FAST_TUNNEL["CLINICBOX_TUNNEL_BACKOFF_MAX_S"],
-                        # Sync idles at the centre too; keep it quiet so only the tunnel counts.
-                        CLINICBOX_SYNC_PULL_INTERVAL_S="100000", CLINICBOX_SYNC_IDLE_S="100000")
-        lab.popen(box_host, [str(BIN / "clinicbox"), "serve"], stdout=subprocess.DEVNULL,
-                  stderr=subprocess.DEVNULL, env=env)
+        env = clean_env(
+            CLINICBOX_DATA_DIR=str(box.data_dir),
+            CLINICBOX_PORT="8443",
+            CLINICBOX_HOST=box_host.ip,
+            CLINICBOX_DISCOVERY_ENABLED="false",
+            # Only the reconnect backoff is shortened; the keep-alive is the real one.
+            CLINICBOX_TUNNEL_BACKOFF_MAX_S=FAST_TUNNEL["CLINICBOX_TUNNEL_BACKOFF_MAX_S"],
+            # Sync idles at the centre too; keep it quiet so only the tunnel counts.
+            CLINICBOX_SYNC_PULL_INTERVAL_S="100000",
+            CLINICBOX_SYNC_IDLE_S="100000",
+        )
+        lab.popen(
+            box_host,
+            [str(BIN / "clinicbox"), "serve"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
 
         def flow(base: str) -> dict:
-            done = lab.run(patient_host, [sys.executable, "-c", FLOW, base, code], timeout=120,
-                           env=clean_env())
+            done = lab.run(
+                patient_host, [sys.executable, "-c", FLOW, base, code], timeout=120, env=clean_env()
+            )
             if done.returncode != 0:
                 raise RuntimeError(done.stderr[-500:])
             return json.loads(done.stdout)
@@ -148,14 +182,19 @@ def main() -> None:
         idle = interface_bytes(lab, box_host) - before
         elapsed = time.monotonic() - started
         result = {
-            "box_link": "3g", "patient_link": "3g", "rounds": rounds,
+            "box_link": "3g",
+            "patient_link": "3g",
+            "rounds": rounds,
             "join_s_relay": round(statistics.median(r["join_s"] for r in relayed_runs), 2),
             "join_s_direct": round(statistics.median(r["join_s"] for r in direct_runs), 2),
             "first_page_s_relay": round(
-                statistics.median(r["first_page_s"] for r in relayed_runs), 2),
+                statistics.median(r["first_page_s"] for r in relayed_runs), 2
+            ),
             "first_page_s_direct": round(
-                statistics.median(r["first_page_s"] for r in direct_runs), 2),
-            "idle_window_s": round(elapsed, 1), "idle_bytes": idle,
+                statistics.median(r["first_page_s"] for r in direct_runs), 2
+            ),
+            "idle_window_s": round(elapsed, 1),
+            "idle_bytes": idle,
             "tunnel_idle_bytes_per_hour": round(idle * 3600 / elapsed),
         }
     finally:

@@ -53,6 +53,7 @@ def live_session(data_dir: Path, capacity: int = 6) -> str:
     store = open_store(settings)
     try:
         user = create_user(store, "dr.ada", PASSWORD, "clinician")
+        create_user(store, "tech.tom", PASSWORD, "technician")
         group = store.GroupSession(
             title="Tuesday group",
             starts_at=datetime(2026, 12, 7, 10),

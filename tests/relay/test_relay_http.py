@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.relay.conftest import SLUG, Patient, RelayedBox
+from tests.relay.conftest import PASSWORD, SLUG, Patient, RelayedBox
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,9 +98,17 @@ def test_staff_setup_and_technician_routes_are_404_through_the_relay(relayed: Re
     # Bodies are bounded at the centre, before anything reaches the box (answered as soon as
     # the headers announce too much).
     assert announce_large_body(relayed.relay + "/join") == 413
-    # On the clinic's LAN the same routes answer.
-    assert relayed.box.get("/login")[0] == 200
+    # On the clinic's LAN the same routes answer; the technician page shows the tunnel.
     assert relayed.box.get("/healthz")[0] == 200
+    technician = Patient(relayed.box.base_url)
+    token = technician.csrf("/login")
+    status, _h, _b = technician.request(
+        "/login", {"username": "tech.tom", "password": PASSWORD, "csrf_token": token}
+    )
+    assert status == 302
+    status, _h, page = technician.request("/technician")
+    assert status == 200
+    assert f"connected through the centre: {relayed.relay}/join".encode() in page
 
 
 def test_the_centre_answers_a_plain_page_when_the_box_is_offline(relayed: RelayedBox) -> None:

@@ -36,6 +36,9 @@ class Box:
     # The sync agent (sync.agent.agent.SyncAgent) once started; the SFU calls
     # `sync_agent.set_live_session_remote(bool)` on it.
     sync_agent: Any = None
+    # The tunnel to the centre (sync.agent.tunnel.TunnelClient) once started: remote patients
+    # reach the patient pages through it; `tunnel.state.public_url` is their address.
+    tunnel: Any = None
 
     def health(self) -> dict[str, Any]:
         """The `/healthz` document."""

@@ -34,7 +34,7 @@ from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.store.store import passphrase_from_env
 from appliance.tls import TLS12_CIPHERS, ensure_tls
-from sync.agent.service import start_sync_agent
+from sync.agent.service import start_sync_agent, start_tunnel
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ def serve(settings: Settings) -> int:
     media.on_shutdown(box.rooms.close_all)
     advertise_box(box)
     start_sync_agent(box)
+    start_tunnel(box, app)
     start_watchdog(media)
 
     thread = threading.Thread(target=server.serve, name="wsgi", daemon=True)

@@ -149,6 +149,12 @@ def enter_code() -> Any:
     return _join_form(None)
 
 
+@bp.get("/join/ping")
+def ping() -> Any:
+    """An empty answer the call page times to estimate the patient's connection."""
+    return "", 204, {"Cache-Control": "no-store"}
+
+
 @bp.get("/i/<token>")
 def invite(token: str) -> Any:
     group = None

@@ -31,6 +31,7 @@ from appliance.clinical.questionnaires import (
 from appliance.clinical.seats import seat_status
 from appliance.clinical.session_codes import (
     assign_codes,
+    derive_invite_token,
     join_code_of,
 )
 from appliance.media.rooms import Rooms
@@ -47,6 +48,7 @@ from web.chart import score_chart
 from web.follow_up import flags_for_banner
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
 from web.questionnaire_form import questionnaire_view
+from web.relay import public_url as relay_public_url
 
 bp = Blueprint("portal", __name__)
 
@@ -214,6 +216,8 @@ def session_detail(session_id: str) -> str:
     from web.join import invite_url  # web.join imports this module
 
     invite = invite_url(group)
+    relay = relay_public_url(current_box())
+    remote_invite = f"{relay}/i/{derive_invite_token(code_secret(), group.id)}" if relay else None
     # Patients join without an account, so each join starts a new patient record; offer to
     # match it with an earlier record under the same name (the clinician decides). Only
     # records in the clinician's care are offered: a same-name patient of a colleague's group
@@ -227,7 +231,8 @@ def session_detail(session_id: str) -> str:
     helpers, candidates = _team_of(group)
     flags = open_flags_of_session(_store(), group)
     return render_template(
-        "session.html", group=group, attendees=attendees, invite=invite, matches=matches,
+        "session.html", group=group, attendees=attendees, invite=invite,
+        remote_invite=remote_invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
         user_id=current_user().id, helpers=helpers, candidates=candidates,

@@ -192,6 +192,7 @@ def page() -> str:
         service_uptime_s=time.monotonic() - box.started_at,
         sessions=active_sessions(box.store),
         sync=sync_reading(box.store),
+        remote=box.tunnel.state if box.tunnel is not None else None,
         tls_not_after=not_after,
         tls_days_left=(not_after - dt.datetime.now(dt.UTC)).days,
         selftest=last,

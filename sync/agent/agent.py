@@ -13,7 +13,8 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,13 @@ from sync.agent.claim import (
 )
 from sync.agent.downsync import apply_change, verify_changes
 from sync.agent.status import SyncStatus
-from sync.agent.transport import HttpClient, Rejected, TransportError
+from sync.agent.transport import (
+    HttpClient,
+    Rejected,
+    Response,
+    StaleConnection,
+    TransportError,
+)
 from sync.protocol import ProtocolError
 from sync.protocol.messages import encode_batch, seal_batch, verify_receipt
 from sync.protocol.signing import H_NONCE, sign_request
@@ -57,6 +64,9 @@ class AgentConfig:
     daily_bytes: int = 200_000_000
     # While a live session has remote participants: 0 pauses, >0 holds to this many bytes/s.
     live_rate_bps: int = 0
+    # Batches on their way at once, each on its own kept-alive connection: on a long round
+    # trip one batch at a time leaves the link idle while each receipt comes back.
+    in_flight: int = 3
     retention_s: float = 30 * 86400.0
 
     @classmethod
@@ -72,6 +82,15 @@ class AgentConfig:
                 except ValueError:
                     raise ValueError(f"CLINICBOX_SYNC_{f.name.upper()} must be a number") from None
         return cls(**values)
+
+
+@dataclass
+class _Prepared:
+    """One sealed, signed batch ready to send."""
+
+    items: list[OutboxItem]
+    body: bytes
+    headers: dict[str, str]
 
 
 class SyncAgent:
@@ -93,6 +112,13 @@ class SyncAgent:
         self._last_pull = 0.0
         self._last_purge = 0.0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sync-agent")
+        # Network I/O of pipelined batches: one thread (and kept-alive connection) per batch
+        # in flight.
+        self._senders = ThreadPoolExecutor(max(1, self.config.in_flight),
+                                           thread_name_prefix="sync-send")
+        self._sender_clients = threading.local()
+        self._flying: deque[tuple[_Prepared, Future[Response]]] = deque()
+        self._stopping = threading.Event()
         self._task: asyncio.Task[None] | None = None
 
     # Hooks --------------------------------------------------------------------------------
@@ -147,10 +173,10 @@ class SyncAgent:
 
     # Up-sync ------------------------------------------------------------------------------
 
-    def push(self, items: list[OutboxItem]) -> int:
-        """Send `items` in one signed, sealed request; acknowledge what the receipt lists."""
-        link, client = self._link, self._client
-        assert link is not None and client is not None
+    def _prepare(self, items: list[OutboxItem]) -> _Prepared:
+        """Seal and sign one batch of `items`."""
+        link = self._link
+        assert link is not None
         # The backlog the centre shows for this box: what stays queued once this batch lands.
         backlog = self.outbox.stats()
         for item in items:
@@ -158,15 +184,38 @@ class SyncAgent:
             backlog["lanes"][lane] = max(0, backlog["lanes"][lane] - 1)
         plaintext = encode_batch(link.device_id, items, backlog)
         body = seal_batch(link.sealing_key, link.device_id, plaintext)
-        headers = self._signed("POST", "/v1/records", body)
+        return _Prepared(items, body, self._signed("POST", "/v1/records", body))
+
+    def _sender_client(self) -> HttpClient:
+        """This sender thread's own kept-alive connection to the centre."""
+        link = self._link
+        assert link is not None
+        client = getattr(self._sender_clients, "client", None)
+        if client is None or client.base_url != link.central_url:
+            client = HttpClient(link.central_url, self.config.connect_timeout_s,
+                                self.config.read_timeout_s, link.tls_pin, keep_alive=True)
+            self._sender_clients.client = client
+        return client
+
+    def _send(self, prepared: _Prepared) -> Response:
+        """Network part of a push (runs on a sender thread)."""
+        client = self._sender_client()
         try:
-            answer = client.request("POST", "/v1/records", body, headers)
-        except TransportError:
-            self.status.add_bytes(len(body))  # the upload was (maybe partly) spent
-            raise
+            return client.request("POST", "/v1/records", prepared.body, prepared.headers)
+        except StaleConnection:
+            # Once more on a new connection, with a new nonce: the centre may have seen the
+            # first (a resent batch is stored once; the receipt names the new nonce).
+            prepared.headers = self._signed("POST", "/v1/records", prepared.body)
+            return client.request("POST", "/v1/records", prepared.body, prepared.headers)
+
+    def _finish(self, prepared: _Prepared, answer: Response) -> int:
+        """Acknowledge what the centre's signed receipt lists; the rest goes back to pending."""
+        link = self._link
+        assert link is not None
+        items = prepared.items
         self.status.add_bytes(answer.wire_bytes)
         stored = verify_receipt(link.signing_key, answer.json(), link.device_id,
-                                headers[H_NONCE])
+                                prepared.headers[H_NONCE])
         sent = {(i.record_id, i.version, i.content_hash) for i in items}
         confirmed = [s for s in stored if s in sent]
         acked = self.outbox.acknowledge(confirmed)
@@ -177,6 +226,12 @@ class SyncAgent:
         self.status.records_sent += acked
         self.status.last_success_at = time.time()
         return acked
+
+    def push(self, items: list[OutboxItem]) -> int:
+        """Send `items` in one signed, sealed request; acknowledge what the receipt lists."""
+        prepared = self._prepare(items)
+        return self._finish(prepared,
+                            self._answer(prepared, self._senders.submit(self._send, prepared)))
 
     def _backoff(self) -> float:
         """Exponential backoff with full jitter in [delay/2, delay]."""
@@ -191,31 +246,93 @@ class SyncAgent:
             return cfg.idle_s
         rate_hold = 0
         if self._live_remote.is_set():
+            self._settle_flying()
             if cfg.live_rate_bps <= 0:
                 self.status.paused = "live session with remote participants"
                 return 1.0
             rate_hold = cfg.live_rate_bps
         remaining = cfg.daily_bytes - self.status.used_today()
         if remaining <= 0:
+            self._settle_flying()
             self.status.paused = "daily byte budget used up"
             return 60.0
         self.status.paused = None
-        budget = min(cfg.max_batch_bytes, remaining, rate_hold or cfg.max_batch_bytes)
-        items = self.outbox.lease(budget, self.batch_size, cfg.lease_s)
-        if not items:
-            self._idle_work()
-            return cfg.idle_s
+        if rate_hold:
+            budget = min(cfg.max_batch_bytes, remaining, rate_hold)
+            items = self.outbox.lease(budget, self.batch_size, cfg.lease_s)
+            if not items:
+                self._idle_work()
+                return cfg.idle_s
+            wait = self._push_one(items)
+            return wait if wait else sum(len(i.payload) for i in items) / rate_hold
+        return self._drain()
+
+    def _push_one(self, items: list[OutboxItem]) -> float:
         try:
             self.push(items)
         except (TransportError, Rejected, ProtocolError) as exc:
-            self.status.failed(str(exc))
-            self.batch_size = max(cfg.min_batch, self.batch_size // 2)
-            return self._retry_singly(items) if len(items) > 1 else self._give_back(items, exc)
-        self.failures = 0
-        self.batch_size = min(cfg.max_batch, self.batch_size * 2)
-        if rate_hold:
-            return sum(len(i.payload) for i in items) / rate_hold
+            return self._failed(items, exc)
+        self._succeeded()
         return 0.0
+
+    def _succeeded(self) -> None:
+        self.failures = 0
+        self.batch_size = min(self.config.max_batch, self.batch_size * 2)
+
+    def _failed(self, items: list[OutboxItem], exc: Exception) -> float:
+        self.status.failed(str(exc))
+        self.batch_size = max(self.config.min_batch, self.batch_size // 2)
+        return self._retry_singly(items) if len(items) > 1 else self._give_back(items, exc)
+
+    def _may_lease_more(self) -> bool:
+        return (not self._live_remote.is_set() and not self._stopping.is_set()
+                and self.status.used_today() < self.config.daily_bytes)
+
+    def _drain(self) -> float:
+        """Keep up to `in_flight` batches on their way and handle the oldest one's receipt;
+        return seconds to wait.
+
+        Batches stay on their way across steps, so the link never idles while a receipt
+        comes back. Receipts are handled in the order the batches were sent. After a failure
+        the batches still on their way are settled first (what they delivered is kept), then
+        the failed one is retried in halving chunks or given back, as for a single batch.
+        """
+        cfg = self.config
+        while len(self._flying) < max(1, cfg.in_flight) and self._may_lease_more():
+            remaining = cfg.daily_bytes - self.status.used_today()
+            items = self.outbox.lease(min(cfg.max_batch_bytes, remaining), self.batch_size,
+                                      cfg.lease_s)
+            if not items:
+                break
+            prepared = self._prepare(items)
+            self._flying.append((prepared, self._senders.submit(self._send, prepared)))
+        if not self._flying:
+            self._idle_work()
+            return cfg.idle_s
+        prepared, future = self._flying.popleft()
+        try:
+            self._finish(prepared, self._answer(prepared, future))
+        except (TransportError, Rejected, ProtocolError) as exc:
+            self._settle_flying()
+            return self._failed(prepared.items, exc)
+        self._succeeded()
+        return 0.0
+
+    def _answer(self, prepared: _Prepared, future: Future[Response]) -> Response:
+        try:
+            return future.result()
+        except TransportError:
+            self.status.add_bytes(len(prepared.body))  # the upload was (maybe partly) spent
+            raise
+
+    def _settle_flying(self) -> None:
+        """Wait for every batch still on its way: keep what was delivered, release the rest."""
+        while self._flying:
+            prepared, future = self._flying.popleft()
+            try:
+                self._finish(prepared, self._answer(prepared, future))
+            except (TransportError, Rejected, ProtocolError) as exc:
+                self.outbox.release([i.entry_id for i in prepared.items], str(exc), 0.0)
 
     def _give_back(self, items: list[OutboxItem], exc: Exception) -> float:
         # The entries are due again at once: the agent itself waits, so that a successful
@@ -313,7 +430,9 @@ class SyncAgent:
         self._task = loop.create_task(self.run(), name="sync-agent")
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._senders.shutdown(wait=False, cancel_futures=True)

@@ -26,3 +26,27 @@ def start_sync_agent(box: Any) -> SyncAgent | None:
     box.media.on_shutdown(agent.stop)
     box.sync_agent = agent
     return agent
+
+
+def start_tunnel(box: Any, app: Any) -> Any:
+    """Keep the box's tunnel to its centre up (once claimed) so that remote patients reach
+    `app`'s patient pages through the centre; stopped with the media loop."""
+    from sync.agent.claim import load_link
+    from sync.agent.tunnel import TunnelClient, TunnelConfig
+
+    data_dir = box.settings.data_dir
+    try:
+        config = TunnelConfig.from_env()
+        identity = DeviceIdentity.load_or_create(box.settings.secrets_dir)
+    except (OSError, ValueError) as exc:
+        log.warning("tunnel not started: %s", exc)
+        return None
+    tunnel = TunnelClient(lambda: load_link(data_dir), identity, app, data_dir, config)
+    tunnel.start()
+
+    async def stop() -> None:
+        tunnel.stop()
+
+    box.media.on_shutdown(stop)
+    box.tunnel = tunnel
+    return tunnel

@@ -1,7 +1,10 @@
 """A small blocking HTTPS client with separate connect and read timeouts (run in an executor).
 
-One request per connection (`Connection: close`): a cut link costs one TCP handshake, and
-no half-dead keep-alive connection outlives a link flap.
+By default one request per connection (`Connection: close`). With `keep_alive` the client
+keeps its connection for the next request (the agent's batches skip a TCP and TLS handshake,
+two round trips, each): it is dropped on any error, and not reused after `MAX_IDLE_S` of
+quiet, well inside the centre's 30 s idle timeout, so a half-dead connection from before a
+link flap is never written to.
 
 HTTPS only, and the centre is recognised by its pinned TLS key (`sync.protocol.pinning`), not
 by a CA: the pin comes from the claim token or voucher, and a connection whose certificate
@@ -14,17 +17,21 @@ import http.client
 import json
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from sync.protocol.pinning import tls_pin_of_der
 
-# What a request costs beyond its bodies, for the daily byte budget: the TLS 1.3 handshake
-# with the centre's certificate (one per request: `Connection: close`) and the HTTP headers.
-# Measured in TCP payload beyond the bodies: 2,181 bytes for a pinned `GET /v1/ping`, 2,425
-# for a signed push (its X-CB-* headers); big bodies add 22 bytes per 16 KiB TLS record.
-REQUEST_OVERHEAD_BYTES = 2_500
+# What a request costs beyond its bodies, for the daily byte budget. A new connection pays
+# the TLS 1.3 handshake with the centre's certificate; every request pays its HTTP headers.
+# Measured in TCP payload beyond the bodies, on a new connection: 2,181 bytes for a pinned
+# `GET /v1/ping`, 2,425 for a signed push (its X-CB-* headers); big bodies add 22 bytes per
+# 16 KiB TLS record.
+HANDSHAKE_BYTES = 2_100
+HEADER_BYTES = 400
+MAX_IDLE_S = 15.0
 
 
 class TransportError(Exception):
@@ -33,6 +40,11 @@ class TransportError(Exception):
 
 class PinMismatch(TransportError):
     """The server's TLS key is not the pinned centre's: someone else answered."""
+
+
+class StaleConnection(TransportError):
+    """A kept-alive connection turned out closed before any answer: send again on a new one
+    (re-signed: the centre may have seen the first request's nonce)."""
 
 
 class Rejected(Exception):
@@ -60,18 +72,22 @@ class HttpClient:
     """Requests to one base URL."""
 
     def __init__(self, base_url: str, connect_timeout: float, read_timeout: float,
-                 tls_pin: str) -> None:
+                 tls_pin: str, keep_alive: bool = False) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"central URL must be https://host[:port], got {base_url!r}")
         if not tls_pin:
             raise ValueError("no pinned TLS key for the centre: claim the box again")
+        self.base_url = base_url
         self.host = parts.hostname
         self.port = parts.port or 443
         self.prefix = parts.path.rstrip("/")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.tls_pin = tls_pin
+        self.keep_alive = keep_alive
+        self._conn: http.client.HTTPSConnection | None = None
+        self._last_used = 0.0
         # The pin, checked after the handshake, is the trust decision: no CA and no host name
         # check (the box reaches the centre by IP or through proxies as often as by name).
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -88,26 +104,55 @@ class HttpClient:
                 f"(TLS key {seen[:12]}..., expected {self.tls_pin[:12]}...)"
             )
 
-    def request(self, method: str, path: str, body: bytes = b"",
-                headers: dict[str, str] | None = None) -> Response:
-        """Send one request; TransportError for link trouble or 5xx, Rejected for 4xx."""
+    def _connection(self) -> http.client.HTTPSConnection:
+        """A pinned connection: the kept one if fresh enough, else a new one."""
+        if self._conn is not None and time.monotonic() - self._last_used < MAX_IDLE_S:
+            return self._conn
+        self.close()
         conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout,
                                            context=self.context)
-        all_headers = {"Connection": "close", "Content-Type": "application/octet-stream"}
-        all_headers.update(headers or {})
         try:
             conn.connect()
             self._check_pin(conn)
-            conn.sock.settimeout(self.read_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        conn.sock.settimeout(self.read_timeout)
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method: str, path: str, body: bytes = b"",
+                headers: dict[str, str] | None = None) -> Response:
+        """Send one request; TransportError for link trouble or 5xx, Rejected for 4xx."""
+        all_headers = {"Content-Type": "application/octet-stream"}
+        if not self.keep_alive:
+            all_headers["Connection"] = "close"
+        all_headers.update(headers or {})
+        conn = None
+        reused = self._conn is not None and time.monotonic() - self._last_used < MAX_IDLE_S
+        try:
+            conn = self._connection()
             conn.request(method, self.prefix + path, body=body, headers=all_headers)
             answer = conn.getresponse()
             data = answer.read()
         except (OSError, http.client.HTTPException) as exc:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            if reused and isinstance(exc, ConnectionError | http.client.BadStatusLine):
+                raise StaleConnection(f"{method} {path}: kept connection was closed") from None
             kind = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else "failed"
             raise TransportError(f"{method} {path} {kind}: {exc.__class__.__name__}") from None
-        finally:
+        if self.keep_alive and not answer.will_close:
+            self._conn, self._last_used = conn, time.monotonic()
+        else:
             conn.close()
-        wire = len(body) + len(data) + REQUEST_OVERHEAD_BYTES
+            self._conn = None
+        wire = len(body) + len(data) + HEADER_BYTES + (0 if reused else HANDSHAKE_BYTES)
         if answer.status >= 500:
             raise TransportError(f"{method} {path}: centre answered {answer.status}")
         if answer.status >= 400:

@@ -134,6 +134,45 @@ def operator_add(ctx: click.Context, username: str, password_file: Path | None) 
     click.echo(f"operator {name!r} can now sign in to the operator page")
 
 
+@main.group()
+def relay() -> None:
+    """Which boxes' patient pages the centre relays at https://CENTRE/c/NAME/join."""
+
+
+@relay.command("add")
+@click.argument("device_id")
+@click.argument("name")
+@click.pass_context
+def relay_add(ctx: click.Context, device_id: str, name: str) -> None:
+    """Relay a claimed box's patient pages under NAME (its tunnel is then accepted)."""
+    from sync.server.clinic_relays import add_relay
+
+    add_relay(_centre(ctx), device_id, name)
+    click.echo(f"patients reach this box at /c/{name}/join once its tunnel is up")
+
+
+@relay.command("remove")
+@click.argument("device_id")
+@click.pass_context
+def relay_remove(ctx: click.Context, device_id: str) -> None:
+    """Stop relaying for a box: its tunnel is refused, an open one closes within seconds."""
+    from sync.server.clinic_relays import remove_relay
+
+    if not remove_relay(_centre(ctx), device_id):
+        raise OperatorError(f"device {device_id[:32]!r} is not relayed")
+    click.echo("relay removed")
+
+
+@relay.command("list")
+@click.pass_context
+def relay_list(ctx: click.Context) -> None:
+    """Relayed boxes, one JSON object a line."""
+    from sync.server.clinic_relays import list_relays
+
+    for row in list_relays(_centre(ctx)):
+        click.echo(json.dumps(row))
+
+
 @main.command("import-bundle")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--receipt", "receipt_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -186,15 +225,20 @@ def publish(ctx: click.Context, kind: str, key: str, body: str, device: str | No
               default=None, help="TLS certificate (default: the centre's own, in the data dir).")
 @click.option("--keyfile", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               default=None, help="Its private key.")
+@click.option("--public-url", default="",
+              help="https:// address patients use for this centre (boxes put it in invite "
+                   "links, e.g. https://clinics.example.org).")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int,
-          certfile: Path | None, keyfile: Path | None) -> None:
+          certfile: Path | None, keyfile: Path | None, public_url: str) -> None:
     """Serve the API over HTTPS: WORKERS forked cheroot processes sharing the port."""
     from sync.server.certificate import ensure_centre_certificate
     from sync.server.workers import PortBusy, serve_forked
 
     if (certfile is None) != (keyfile is None):
         raise OperatorError("give both --certfile and --keyfile, or neither")
+    if public_url and not public_url.startswith("https://"):
+        raise OperatorError("--public-url must start with https://")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from sync.server.operator_page import session_secret
 
@@ -206,7 +250,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int,
         certfile, keyfile = own.cert, own.key
     try:
         code = serve_forked(ctx.obj["data_dir"], ctx.obj["database"], host, port, workers,
-                            threads, certfile, keyfile)
+                            threads, certfile, keyfile, public_url)
     except PortBusy as exc:
         raise OperatorError(str(exc)) from None
     sys.exit(code)

@@ -93,4 +93,15 @@ class Operator(BaseModel):
     created_at = FloatField(default=time.time)
 
 
-TABLES = [Device, ClaimToken, Nonce, Record, ChangeRow, Operator]
+class ClinicRelay(BaseModel):
+    """A box whose patient pages the centre relays at /c/<slug>/ (set by the operator).
+
+    A claimed box without a row here gets no tunnel; removing the row revokes it.
+    """
+
+    device_id = CharField(primary_key=True, max_length=32)
+    slug = CharField(unique=True, max_length=40)
+    created_at = FloatField(default=time.time)
+
+
+TABLES = [Device, ClaimToken, Nonce, Record, ChangeRow, Operator, ClinicRelay]

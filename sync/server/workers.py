@@ -18,7 +18,13 @@ from types import FrameType
 
 from cheroot import wsgi
 
+from sync.server.tunnel import CHEROOT_REQUEST
+
 log = logging.getLogger(__name__)
+
+
+# Open tunnels one worker holds at most (each is a thread blocked on its box's connection).
+MAX_TUNNELS = 1024
 
 
 class PortBusy(Exception):
@@ -47,22 +53,39 @@ def _pick_port(host: str, port: int) -> socket.socket:
     return sock
 
 
+class TunnelGateway(wsgi.Gateway_10):
+    """WSGI 1.0 gateway that also hands the app its cheroot request, so that the tunnel
+    endpoint can take the connection over after its `101 Switching Protocols`."""
+
+    def get_environ(self) -> dict[str, object]:
+        environ = super().get_environ()
+        environ[CHEROOT_REQUEST] = self.req
+        return environ
+
+
 def _worker(data_dir: Path, database: str | None, host: str, port: int, threads: int,
-            certfile: Path | None, keyfile: Path | None) -> int:
+            certfile: Path | None, keyfile: Path | None, public_url: str = "") -> int:
     """One worker process: open the database, serve until SIGTERM."""
     from sync.server.app import create_app
     from sync.server.centre import Centre
+    from sync.server.relay import RelayFront
+    from sync.server.tunnel import TunnelEndpoint
 
     centre = Centre.open(data_dir, database)
     centre.db.close()
-    server = wsgi.Server((host, port), create_app(centre), numthreads=threads,
+    stopping = threading.Event()
+    app = TunnelEndpoint(RelayFront(create_app(centre), centre), centre, public_url, stopping)
+    # Each open tunnel holds one thread (the pool grows by one for it, up to this many).
+    server = wsgi.Server((host, port), app, numthreads=threads, max=threads + MAX_TUNNELS,
                          reuse_port=True, timeout=30)
+    server.gateway = TunnelGateway
     if certfile and keyfile:
         from cheroot.ssl.builtin import BuiltinSSLAdapter
 
         server.ssl_adapter = BuiltinSSLAdapter(str(certfile), str(keyfile))
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
         threading.Thread(target=server.stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -93,11 +116,11 @@ def _wait_listening(host: str, port: int, deadline: float) -> bool:
 
 
 def serve_forked(data_dir: Path, database: str | None, host: str, port: int, workers: int,
-                 threads: int, certfile: Path, keyfile: Path) -> int:
+                 threads: int, certfile: Path, keyfile: Path, public_url: str = "") -> int:
     """Run `workers` worker processes until SIGTERM; return the exit code."""
     holder = _pick_port(host, port)
     port = holder.getsockname()[1]
-    args = (data_dir, database, host, port, threads, certfile, keyfile)
+    args = (data_dir, database, host, port, threads, certfile, keyfile, public_url)
     pids = {_spawn(*args) for _ in range(workers)}
     stopping = threading.Event()
 

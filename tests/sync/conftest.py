@@ -32,7 +32,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Central:
     """A running `clinicbox-central serve` process."""
 
-    def __init__(self, data_dir: Path, database: str | None, workers: int = 2) -> None:
+    def __init__(self, data_dir: Path, database: str | None, workers: int = 2,
+                 port: int = 0) -> None:
         self.data_dir = data_dir
         self.database = database
         args = [str(VENV_BIN / "clinicbox-central"), "--data-dir", str(data_dir)]
@@ -40,7 +41,7 @@ class Central:
             args += ["--database", database]
         self.base_args = args
         self.proc = subprocess.Popen(
-            [*args, "serve", "--port", "0", "--workers", str(workers)],
+            [*args, "serve", "--port", str(port), "--workers", str(workers)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
             start_new_session=True,
         )

@@ -65,7 +65,7 @@ def test_batches_grow_on_success_and_halve_on_error(tmp_path, central_sqlite):
     proxy = FaultProxy(central_sqlite.port, {"pass": 1}, central_sqlite.data_dir)
     box.claim(central_sqlite, url=f"https://127.0.0.1:{proxy.port}")
     box.add_records(60)
-    agent = _agent(box, max_batch=64, backoff_base_s=0.01)
+    agent = _agent(box, max_batch=64, backoff_base_s=0.01, in_flight=1)
     try:
         agent.step()
         assert agent.batch_size == 8 and agent.failures == 0

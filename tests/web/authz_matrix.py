@@ -158,6 +158,7 @@ ROUTES: dict[str, Probe] = {
     "POST /join/consent": Probe("/join/consent", form={"code": "", "name": ""}),
     "GET /join/wait": Probe("/join/wait"),
     "GET /join/state": Probe("/join/state"),
+    "GET /join/ping": Probe("/join/ping"),
     "POST /join/poll": Probe("/join/poll", form={"choice": "9"}),
     "POST /join/leave": Probe("/join/leave", form={}),
     "POST /join/rejoin": Probe("/join/rejoin", form={}),
@@ -221,6 +222,7 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     # Patient pages act on the visitor's own seat only (admitted: on to the call).
     "GET /join/wait": (403, 403, 403, 403, 403, 302, 302, 403),
     "GET /join/state": (403, 403, 403, 403, 403, 200, 200, 403),
+    "GET /join/ping": (204, 204, 204, 204, 204, 204, 204, 204),
     "POST /join/poll": (403, 403, 403, 403, 403, 400, 400, 403),
     "POST /join/leave": (403, 403, 403, 403, 403, 302, 302, 403),
     "POST /join/rejoin": (403, 403, 403, 403, 403, 302, 302, 403),

@@ -70,7 +70,7 @@
     var times = [];
     function timed() {
       var started = performance.now();
-      return fetch("/healthz", { cache: "no-store" }).then(function (r) { return r.text(); })
+      return fetch(root.dataset.probeUrl, { cache: "no-store" }).then(function (r) { return r.text(); })
         .then(function () { times.push(performance.now() - started); });
     }
     var chain = timed();

@@ -73,6 +73,10 @@ def _csrf_token() -> str:
 
 
 def _check_csrf() -> None:
+    # Read the whole body first (MAX_CONTENT_LENGTH bounds it), whatever its type: answering
+    # over an unread body closes the connection with a reset, which the sender sees as no
+    # answer at all rather than this 400.
+    request.get_data(cache=True)
     sent, expected = request.form.get(_CSRF, ""), session.get(_CSRF, "")
     if not expected or not hmac.compare_digest(sent, expected):
         abort(400, description="the form expired or was not sent from this page; reload it")

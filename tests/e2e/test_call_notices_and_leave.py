@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     patient_joins,
     sign_in,
     start_box_in,
+    starting_soon,
     wait_healthy,
 )
 from tests.e2e.test_call_sfu import CALL_ARGS, _me
@@ -57,7 +58,7 @@ def test_notices_indicators_leave_rejoin_and_end(tmp_path: Path) -> None:
                 doc = sign_in(context, base)
                 doc.goto(base + "/sessions/new")
                 doc.get_by_label("Title").fill("Notices call")
-                doc.get_by_label("Date and time").fill("2031-01-15T10:00")
+                doc.get_by_label("Date and time").fill(starting_soon())
                 doc.get_by_role("button", name="Schedule").click()
                 code = doc.inner_text("#session-code").replace(" ", "")
                 session_url = doc.url

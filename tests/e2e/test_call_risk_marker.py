@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     patient_joins,
     sign_in,
     start_box_in,
+    starting_soon,
     wait_healthy,
 )
 from tests.e2e.test_call_sfu import CALL_ARGS, _me
@@ -46,10 +47,11 @@ def test_facilitator_sees_the_risk_marker_on_the_patients_tile(tmp_path: Path) -
                 doc = sign_in(context, base)
                 doc.goto(base + "/sessions/new")
                 doc.get_by_label("Title").fill("Risk marker call")
-                doc.get_by_label("Date and time").fill("2031-01-15T10:00")
+                doc.get_by_label("Date and time").fill(starting_soon())
                 doc.get_by_role("button", name="Schedule").click()
                 code = doc.inner_text("#session-code").replace(" ", "")
                 session_url = doc.url
+                doc.get_by_role("button", name="Send PHQ-9").click()
                 doc.get_by_role("button", name="Start session").click()
                 ana = patient_joins(browser, base, code, "Ana", shots=False)
                 ben = patient_joins(browser, base, code, "Ben", shots=False)

@@ -207,7 +207,7 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
                     time.sleep(2.6)
                 route.continue_()
 
-            doc.route("**/healthz", first_check_slow)
+            doc.route("**/join/ping", first_check_slow)
             doc.get_by_role("link", name="Open the call").click()
             expect(doc.locator("#check-cam span")).to_have_text("working")
             expect(doc.locator("#check-net span")).to_have_text(

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningBox, start_box
-from tests.e2e.conftest import ARGS, CHROMIUM, PASSWORD, add_user, all_labelled, patient_joins
+from tests.e2e.conftest import (
+    ARGS,
+    CHROMIUM,
+    PASSWORD,
+    add_user,
+    all_labelled,
+    patient_joins,
+    starting_soon,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -57,13 +65,16 @@ def signed_in(browser, base: str, username: str, viewport: dict[str, int] | None
 
 
 def schedule(doc, title: str) -> tuple[str, str]:
-    """Schedule a session from the dashboard: (its page's URL, its join code)."""
+    """Schedule a session starting soon, asking for the PHQ-9: (its page's URL, its join code)."""
     doc.get_by_role("link", name="Schedule a group session").click()
     doc.get_by_label("Title").fill(title)
-    doc.get_by_label("Date and time").fill("2031-01-15T10:00")
+    doc.get_by_label("Date and time").fill(starting_soon())
     doc.get_by_label("Capacity (people, including the facilitator)").fill("6")
     doc.get_by_role("button", name="Schedule").click()
-    return doc.url, doc.inner_text("#session-code").replace(" ", "")
+    code = doc.inner_text("#session-code").replace(" ", "")
+    # Patients may answer only what their clinician asked for.
+    doc.get_by_role("button", name="Send PHQ-9").click()
+    return doc.url, code
 
 
 def phone_fits(page) -> None:
@@ -198,7 +209,7 @@ def test_errors_a_person_can_meet_say_what_to_do(clinic: RunningBox, browser) ->
     expect(page.get_by_role("heading", level=1)).to_have_text("This page is not open to you")
     expect(page.locator("#error-message")).to_have_text("Join the session with its code first.")
     page.get_by_role("link", name="Join a session with its code").click()
-    expect(page.get_by_label("Session code (6 digits)")).to_be_visible()
+    expect(page.get_by_label("Session code (9 digits)")).to_be_visible()
     assert "Forbidden" not in page.content()
     phone_fits(page)
     # A mistyped address.
@@ -237,14 +248,20 @@ def test_dates_and_small_things(clinic: RunningBox, browser) -> None:
     doc.reload()
     doc.get_by_role("button", name="Admit Ana Lima").click()
     ana.wait_for_url(re.compile(r"/call$"), timeout=15_000)
-    # Two PHQ-9s on the same day (18 of 27: moderately severe).
-    for _ in range(2):
-        ana.goto(base + "/join/questionnaire/phq9")
-        for number in range(1, 10):
-            ana.check(f"input[name=q{number}][value='{3 if number <= 6 else 0}']")
-        ana.get_by_role("button", name="Send answers").click()
+    # Two PHQ-9s on the same day (18 of 27: moderately severe): the patient answers once in
+    # the session (a second answer there is refused), the clinician enters the other.
+    ana.goto(base + "/join/questionnaire/phq9")
+    for number in range(1, 10):
+        ana.check(f"input[name=q{number}][value='{3 if number <= 6 else 0}']")
+    ana.get_by_role("button", name="Send answers").click()
     doc.goto(session_url)
     doc.get_by_role("link", name="Scores of Ana Lima").click()
+    scores_url = doc.url
+    doc.get_by_role("link", name=re.compile(r"Enter a new PHQ-9")).click()
+    for number in range(1, 10):
+        doc.check(f"input[name=q{number}][value='{3 if number <= 6 else 0}']")
+    doc.get_by_role("button", name="Send answers").click()
+    doc.goto(scores_url)
     times = doc.locator("#h-phq9 ~ table tbody td:first-child").all_inner_texts()
     assert len(times) == 2 and all(re.fullmatch(r"\d\d \w{3} \d{4} \d\d:\d\d", t) for t in times)
     # Every band name is drawn inside the chart (none cut at its right edge).

@@ -205,7 +205,8 @@ def test_ending_the_session_ends_the_call_and_its_seats(sfu: Sfu) -> None:
             def end() -> int:
                 token = csrf_from(clinician, session_url)
                 return clinician.post(
-                    session_url + "/state", data={"csrf_token": token, "action": "end"}
+                    session_url + "/state",
+                    data={"csrf_token": token, "action": "end", "confirm": "yes"},
                 ).status_code
 
             assert await loop.run_in_executor(None, end) == 302

@@ -211,3 +211,8 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int,
         raise OperatorError(str(exc)) from None
     sys.exit(code)
 
+
+
+from appliance.update.commands import bundle_group  # noqa: E402
+
+main.add_command(bundle_group)

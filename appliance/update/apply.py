@@ -204,7 +204,12 @@ def health_check(target: Target, version: str, timeout_s: float) -> str | None:
         ) as resp:
             doc = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return f"loopback call failed ({exc.code})"
+        try:
+            doc = json.loads(exc.read())
+        except ValueError:
+            doc = {}
+        if not isinstance(doc, dict) or "ok" not in doc:
+            return f"loopback call failed ({exc.code})"
     except (OSError, ValueError) as exc:
         return f"loopback call failed ({exc.__class__.__name__})"
     if not doc.get("ok"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import asyncio
 import fractions
+import ipaddress
 import math
 import time
 from typing import Any
@@ -26,7 +27,6 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
 from appliance.media.adaptive import AdaptationSettings
-from appliance.media.locality import on_link_networks
 from appliance.media.room import Room
 from appliance.media.seams import install_forwarding
 
@@ -105,9 +105,10 @@ async def _count(track: MediaStreamTrack, counts: dict[str, int]) -> None:
 async def loopback_call(timeout_s: float = 20.0, want: int = 10) -> dict[str, Any]:
     """Publish through a private probe room and count what a subscriber receives."""
     install_forwarding(asyncio.get_running_loop())
-    room = Room(
-        "update-probe", capacity=2, adaptation=AdaptationSettings(tuple(on_link_networks()))
-    )
+    # Both peers live in this process: whatever address ICE pairs them on, the link is local,
+    # so the room plans for them as LAN (full video) rather than as remote patients.
+    everywhere = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+    room = Room("update-probe", capacity=2, adaptation=AdaptationSettings(everywhere))
     publisher, subscriber = _peer(), _peer()
     counts = {"audio": 0, "video": 0}
     readers: list[asyncio.Task[None]] = []

@@ -248,12 +248,15 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] not in ("prepare", "run"):
         raise SystemExit("usage: releases.py [--root R] [--database DB] prepare | run ARGS...")
     root = ReleaseRoot(root_path)
-    version = prepare(root, database)
+    serving = args[0] == "prepare" or args[1:2] == ["serve"]
+    # Only a start of the service is a boot of the release: `run user add` during a trial
+    # neither counts against it nor takes the service's pid file.
+    version = prepare(root, database) if serving else root.current_version()
     if args[0] == "prepare":
         print(f"clinicbox-launch: starting release {version}", file=sys.stderr)
         return
-    pid_file = root.state_dir / "service.pid"
-    write_atomic(pid_file, f"{os.getpid()}\n".encode())
+    if serving:
+        write_atomic(root.state_dir / "service.pid", f"{os.getpid()}\n".encode())
     program = root.current / "venv" / "bin" / "clinicbox"
     os.execv(program, [str(program), *args[1:]])
 

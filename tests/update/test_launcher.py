@@ -102,3 +102,38 @@ def test_cut_between_trial_record_and_switch_starts_the_old_release(tmp_path: Pa
         }
     )
     assert prepare(root, None) == "1.0"
+
+
+def test_other_commands_neither_count_a_boot_nor_take_the_pid_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.update.conftest import LAUNCHER
+
+    root = _root(tmp_path, "1.0", "2.0")
+    program = root.release_dir("2.0") / "venv" / "bin" / "clinicbox"
+    program.parent.mkdir(parents=True)
+    program.write_text('#!/bin/sh\necho "release 2.0: $*"\n')
+    program.chmod(0o755)
+    _on_trial(root)
+    env = {**os.environ, "CLINICBOX_RELEASE_ROOT": str(root.path)}
+    done = subprocess.run(
+        ["python3", str(LAUNCHER), "run", "user", "add", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.stdout.strip() == "release 2.0: user add x"
+    assert root.read_state()["trial"]["boots"] == 0
+    assert not (root.state_dir / "service.pid").exists()
+    done = subprocess.run(
+        ["python3", str(LAUNCHER), "run", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.stdout.strip() == "release 2.0: serve"
+    assert root.read_state()["trial"]["boots"] == 1
+    assert (root.state_dir / "service.pid").exists()

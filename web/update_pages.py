@@ -9,7 +9,9 @@ so no visitor can make the box place calls.
 from __future__ import annotations
 
 import hmac
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
@@ -21,6 +23,20 @@ bp = Blueprint("update", __name__)
 
 # One probe call at a time: each costs two peer connections on the media loop.
 _probing = threading.Lock()
+
+
+@bp.app_context_processor
+def update_context() -> dict[str, Any]:
+    """`update_status()` for the technician page's update section."""
+
+    def update_status() -> dict[str, Any]:
+        from appliance.update.commands import update_status as read_status
+        from appliance.update.releases import DEFAULT_ROOT, ReleaseRoot
+
+        root = Path(os.environ.get("CLINICBOX_RELEASE_ROOT", str(DEFAULT_ROOT)))
+        return read_status(ReleaseRoot(root))
+
+    return {"update_status": update_status}
 
 
 @bp.post("/healthz/loopback-call")

@@ -122,6 +122,18 @@ def import_bundle(
     health_timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Verify and install a bundle, switch to it and (by default) confirm or roll back."""
+    # Releases, wheels and the state are read by the service user: not the CLI's umask 077
+    # (the database snapshots get their own 0700 directory).
+    previous_umask = os.umask(0o022)
+    try:
+        return _import_bundle(path, target, trial_s, confirm, health_timeout_s)
+    finally:
+        os.umask(previous_umask)
+
+
+def _import_bundle(
+    path: Path, target: Target, trial_s: float, confirm: bool, health_timeout_s: float
+) -> dict[str, Any]:
     root = target.root
     bundle = open_bundle(path, target.keys_dir)
     try:

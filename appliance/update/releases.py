@@ -188,7 +188,7 @@ def roll_back(
     return state
 
 
-def prepare(root: ReleaseRoot, database: Path | None) -> str:
+def prepare(root: ReleaseRoot, database: Path | None) -> str | None:
     """Decide which release starts now (run before every start); return its version.
 
     A trial release that was failed by its health check, crashed MAX_TRIAL_BOOTS times, or
@@ -226,7 +226,8 @@ def prepare(root: ReleaseRoot, database: Path | None) -> str:
         if root.is_complete(candidate):
             root.switch(str(candidate))
             return str(candidate)
-    raise SystemExit("clinicbox-launch: no complete release under " + str(root.path))
+    # No bundle ever installed: the install from install.sh (bin/clinicbox's own venv) runs.
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     # neither counts against it nor takes the service's pid file.
     version = prepare(root, database) if serving else root.current_version()
     if args[0] == "prepare":
-        print(f"clinicbox-launch: starting release {version}", file=sys.stderr)
+        chosen = f"release {version}" if version else "the installed venv (no bundle yet)"
+        print(f"clinicbox-launch: starting {chosen}", file=sys.stderr)
         return
     if serving:
         write_atomic(root.state_dir / "service.pid", f"{os.getpid()}\n".encode())

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from tests.update.conftest import Bundles, wait_serving
 
 
@@ -20,6 +22,8 @@ def _users(box) -> list[str]:
         return [row[0] for row in db.execute(f"SELECT username FROM {table}")]
 
 
+# Three release installs and several service starts: minutes on a loaded 2-core host.
+@pytest.mark.timeout(1200)
 def test_update_commits_then_bad_release_rolls_back(supervised, bundles: Bundles) -> None:
     box, supervisor = supervised
     wait_serving(box, "1.0.0")

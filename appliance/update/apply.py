@@ -3,6 +3,7 @@ database, switch `current`, restart, and commit only when the new release proves
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -14,13 +15,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import OperatorError
 from appliance.update.bundle import check_order, check_space, open_bundle
-from appliance.update.manifest import Manifest
+from appliance.update.manifest import BundleRefused, Manifest
 from appliance.update.probe_secret import PROBE_HEADER, probe_secret
 from appliance.update.releases import (
     DEFAULT_TRIAL_S,
@@ -126,9 +129,29 @@ def import_bundle(
     # (the database snapshots get their own 0700 directory).
     previous_umask = os.umask(0o022)
     try:
-        return _import_bundle(path, target, trial_s, confirm, health_timeout_s)
+        with update_lock(target.root) as held:
+            if not held:
+                raise BundleRefused("another update is running on this box; wait for it")
+            return _import_bundle(path, target, trial_s, confirm, health_timeout_s)
+    except PermissionError as exc:
+        raise OperatorError(
+            f"not allowed to write {exc.filename}: run the update as root"
+        ) from None
     finally:
         os.umask(previous_umask)
+
+
+@contextmanager
+def update_lock(root: ReleaseRoot) -> Iterator[bool]:
+    """One updater at a time (the lock goes with the process, so a cut never leaves it held)."""
+    root.state_dir.mkdir(parents=True, exist_ok=True)
+    with (root.state_dir / "update.lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def _import_bundle(
@@ -174,7 +197,7 @@ def _import_bundle(
         "outcome": "on trial",
     }
     if confirm:
-        result.update(confirm_trial(target, timeout_s=health_timeout_s))
+        result.update(_confirm_trial(target, health_timeout_s))
     return result
 
 
@@ -235,6 +258,13 @@ def health_check(target: Target, version: str, timeout_s: float) -> str | None:
 def confirm_trial(target: Target, timeout_s: float = 120.0) -> dict[str, Any]:
     """Commit the release under trial if it is healthy; otherwise fail it and restart, so the
     launcher switches back before the new release runs again."""
+    with update_lock(target.root) as held:
+        if not held:
+            return {"outcome": "an update is running"}
+        return _confirm_trial(target, timeout_s)
+
+
+def _confirm_trial(target: Target, timeout_s: float) -> dict[str, Any]:
     root = target.root
     state = root.read_state()
     trial = state.get("trial")

@@ -110,3 +110,13 @@ def test_too_little_disk_space_is_refused(tmp_path: Path, bundles: Bundles) -> N
         assert not (small / "opt" / "releases").exists()
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_second_updater_is_refused_while_one_runs(tmp_path: Path, bundles: Bundles) -> None:
+    from appliance.update.apply import update_lock
+
+    box = make_box(tmp_path, bundles)
+    with update_lock(ReleaseRoot(box.root)) as held:
+        assert held
+        assert "another update is running" in _refused(box, bundles.v100)
+    assert not (box.root / "releases").exists()

@@ -61,7 +61,7 @@ printf '%s\n' "$PREFIX/app" > "$site/clinicbox-app.pth"
 # (docs/updates.md), else this install's venv with the app on its path (the .pth above).
 cat > "$ROOT$PREFIX/bin/clinicbox" <<LAUNCHER
 #!/bin/sh
-if [ -x $PREFIX/current/venv/bin/clinicbox ]; then
+if [ -e $PREFIX/current/.complete ]; then
     exec $PREFIX/current/venv/bin/clinicbox "\$@"
 fi
 exec $PREFIX/venv/bin/python -c 'import sys; from appliance.cli import main; sys.argv[0] = "clinicbox"; main()' "\$@"

@@ -161,7 +161,7 @@ def _import_bundle(
     bundle = open_bundle(path, target.keys_dir)
     try:
         manifest = bundle.manifest
-        running = root.current_version()
+        running = root.running_version()
         check_order(manifest, running)
         check_space(manifest, root, target.database)
         taken = bundle.store_wheels(root)

@@ -23,7 +23,7 @@ from appliance.update.manifest import (
     verify_signature,
     version_key,
 )
-from appliance.update.releases import ReleaseRoot
+from appliance.update.releases import FACTORY, ReleaseRoot
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -165,8 +165,8 @@ def _read_member(tar: tarfile.TarFile, name: str) -> bytes:
 
 def check_order(manifest: Manifest, running: str | None) -> None:
     """No downgrade unless signed as a rollback release; respect the minimum version."""
-    if running is None:
-        return
+    if running is None or running == FACTORY:
+        return  # install.sh's venv: its version is not recorded, and it is what we leave
     if version_key(manifest.version) == version_key(running):
         raise BundleRefused(f"release {manifest.version} is already installed")
     if version_key(manifest.version) < version_key(running) and not manifest.rollback:

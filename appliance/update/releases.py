@@ -33,6 +33,9 @@ from typing import Any
 MAX_TRIAL_BOOTS = 3
 DEFAULT_TRIAL_S = 300.0
 DEFAULT_ROOT = Path("/opt/clinicbox")
+# The install made by install.sh (its own venv beside `releases/`): what runs while no
+# `current` exists, and what the first bundle's trial falls back to.
+FACTORY = "factory"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -73,7 +76,16 @@ class ReleaseRoot:
         return self.releases / version
 
     def is_complete(self, version: str | None) -> bool:
+        if version == FACTORY:
+            return self.has_factory()
         return bool(version) and (self.release_dir(str(version)) / ".complete").is_file()
+
+    def has_factory(self) -> bool:
+        return (self.path / "venv" / "bin" / "python").exists()
+
+    def running_version(self) -> str | None:
+        """The release `current` names, else FACTORY when install.sh's venv runs."""
+        return self.current_version() or (FACTORY if self.has_factory() else None)
 
     def complete_versions(self) -> list[str]:
         if not self.releases.is_dir():
@@ -180,7 +192,11 @@ def roll_back(
         snapshot = root.snapshot_path(trial["version"])
         if snapshot.exists():
             restore_database(snapshot, database)
-    root.switch(previous)
+    if previous == FACTORY:
+        root.current.unlink(missing_ok=True)
+        _fsync_dir(root.path)
+    else:
+        root.switch(previous)
     state["trial"] = None
     state["current"] = previous
     record_outcome(state, trial["version"], "rolled-back", reason)
@@ -209,7 +225,7 @@ def prepare(root: ReleaseRoot, database: Path | None) -> str | None:
             reason = "not confirmed healthy within the trial window"
         if reason is not None and root.is_complete(trial.get("previous")):
             state = roll_back(root, state, reason, database)
-            return str(state["current"])
+            return None if state["current"] == FACTORY else str(state["current"])
         if reason is None:
             trial["boots"] = int(trial.get("boots", 0)) + 1
             root.write_state(state)
@@ -223,10 +239,14 @@ def prepare(root: ReleaseRoot, database: Path | None) -> str | None:
         state.get("previous"),
         *reversed(root.complete_versions()),
     ):
-        if root.is_complete(candidate):
+        if candidate == FACTORY and root.has_factory():
+            root.current.unlink(missing_ok=True)
+            return None
+        if candidate != FACTORY and root.is_complete(candidate):
             root.switch(str(candidate))
             return str(candidate)
-    # No bundle ever installed: the install from install.sh (bin/clinicbox's own venv) runs.
+    # No bundle ever installed (or none usable): install.sh's own venv runs.
+    root.current.unlink(missing_ok=True)
     return None
 
 
@@ -260,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     if serving:
         write_atomic(root.state_dir / "service.pid", f"{os.getpid()}\n".encode())
     program = root.current / "venv" / "bin" / "clinicbox"
+    if not program.exists() and root.has_factory():
+        program = root.path / "bin" / "clinicbox"
     os.execv(program, [str(program), *args[1:]])
 
 

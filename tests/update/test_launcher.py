@@ -137,3 +137,28 @@ def test_other_commands_neither_count_a_boot_nor_take_the_pid_file(tmp_path: Pat
     assert done.stdout.strip() == "release 2.0: serve"
     assert root.read_state()["trial"]["boots"] == 1
     assert (root.state_dir / "service.pid").exists()
+
+
+def test_first_bundle_on_an_installed_box_falls_back_to_the_install(tmp_path: Path) -> None:
+    from appliance.update.releases import FACTORY
+
+    root = _root(tmp_path, "2.0")
+    (root.path / "venv" / "bin").mkdir(parents=True)
+    (root.path / "venv" / "bin" / "python").write_text("")
+    assert root.running_version() == FACTORY
+    root.switch("2.0")
+    root.write_state(
+        {
+            "trial": {
+                "version": "2.0",
+                "previous": FACTORY,
+                "boots": 0,
+                "deadline": time.time() + 300,
+                "failed": "no video",
+            }
+        }
+    )
+    assert prepare(root, None) is None
+    assert not root.current.exists() and not root.current.is_symlink()
+    assert root.read_state()["last"]["outcome"] == "rolled-back"
+    assert root.running_version() == FACTORY

@@ -66,21 +66,22 @@ def install_release(root: ReleaseRoot, manifest: Manifest) -> Path:
     # release is built where it will live and marked complete last).
     shutil.rmtree(release, ignore_errors=True)
     release.mkdir(parents=True)
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(release / "venv")],
-        check=True,
-        capture_output=True,
+    # With pip (from the interpreter's own ensurepip, offline): the next update runs from this
+    # release and installs with this venv's pip. Debian and Raspberry Pi OS: python3-venv.
+    made = subprocess.run(
+        [_base_python(), "-m", "venv", str(release / "venv")], capture_output=True, text=True
     )
+    if made.returncode != 0:
+        last = (made.stderr.strip().splitlines() or ["venv failed"])[-1]
+        raise OperatorError(f"cannot make the release's venv (install python3-venv): {last}")
     with tempfile.TemporaryDirectory(prefix="clinicbox-links-") as links:
         for wheel in manifest.wheels:
             os.symlink(root.wheels / wheel.sha256 / wheel.name, Path(links) / wheel.name)
         done = subprocess.run(
             [
-                sys.executable,
+                str(release / "venv" / "bin" / "python"),
                 "-m",
                 "pip",
-                "--python",
-                str(release / "venv" / "bin" / "python"),
                 "install",
                 "--quiet",
                 "--no-index",
@@ -99,6 +100,11 @@ def install_release(root: ReleaseRoot, manifest: Manifest) -> Path:
     _sync_tree(release)
     write_atomic(release / ".complete", b"")
     return release
+
+
+def _base_python() -> str:
+    """The system interpreter under whichever venv runs this (releases share none)."""
+    return getattr(sys, "_base_executable", None) or sys.executable
 
 
 def _sync_tree(path: Path) -> None:

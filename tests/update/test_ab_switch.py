@@ -52,7 +52,15 @@ def test_update_commits_then_bad_release_rolls_back(supervised, bundles: Bundles
     assert added.returncode == 0, added.stderr
     assert "nurse1" in _users(box)
 
-    bad = box.update("import", str(bundles.v102_broken))
+    # This time the updater is 1.0.1's own `clinicbox` (as on a box: bin/clinicbox runs the
+    # current release), so a release must be able to install the next one.
+    bad = subprocess.run(
+        ["python3", str(LAUNCHER), "run", "update", "import", str(bundles.v102_broken)],
+        env=box.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bad.returncode == 1, bad.stderr
     outcome = json.loads(bad.stdout)
     assert outcome["outcome"] == "rolled back"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import OperatorError
-from appliance.update.bundle import check_order, check_space, open_bundle
+from appliance.update.bundle import check_order, check_platform, check_space, open_bundle
 from appliance.update.manifest import BundleRefused, Manifest
 from appliance.update.probe_secret import PROBE_HEADER, probe_secret
 from appliance.update.releases import (
@@ -168,6 +168,7 @@ def _import_bundle(
     try:
         manifest = bundle.manifest
         running = root.running_version()
+        check_platform(manifest)
         check_order(manifest, running)
         check_space(manifest, root, target.database)
         taken = bundle.store_wheels(root)

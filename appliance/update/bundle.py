@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import os
+import platform
 import shutil
+import sys
 import tarfile
 from functools import partial
 from pathlib import Path
@@ -179,6 +181,16 @@ def check_order(manifest: Manifest, running: str | None) -> None:
             f"release {manifest.version} updates only from "
             f"{manifest.min_from_version} or later; this box runs {running}"
         )
+
+
+def check_platform(manifest: Manifest) -> None:
+    """The bundle's wheels must run here: same CPU architecture and Python minor version."""
+    machine = platform.machine()
+    if manifest.platform != machine:
+        raise BundleRefused(f"bundle is for {manifest.platform}; this box is {machine}")
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if manifest.python != here:
+        raise BundleRefused(f"bundle is for Python {manifest.python}; this box has {here}")
 
 
 def check_space(manifest: Manifest, root: ReleaseRoot, database: Path | None) -> None:

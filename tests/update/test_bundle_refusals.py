@@ -120,3 +120,24 @@ def test_second_updater_is_refused_while_one_runs(tmp_path: Path, bundles: Bundl
         assert held
         assert "another update is running" in _refused(box, bundles.v100)
     assert not (box.root / "releases").exists()
+
+
+def test_bundle_for_another_platform_is_refused(tmp_path: Path, bundles: Bundles) -> None:
+    from dataclasses import replace
+
+    from appliance.update.manifest import Manifest, load_release_key, sign
+
+    box = make_box(tmp_path, bundles)
+    key = load_release_key(bundles.key)
+    holder: dict[str, Manifest] = {}
+
+    def for_arm(name: str, data: bytes) -> tuple[str, bytes]:
+        if name == "manifest.json":
+            holder["m"] = replace(Manifest.from_bytes(data), platform="aarch64")
+            data = holder["m"].to_bytes()
+        elif name == "manifest.sig":
+            data = json.dumps(sign(holder["m"], key)).encode()
+        return name, data
+
+    arm = _rewrite(bundles.v100, tmp_path / "arm.cbup", for_arm)
+    assert "bundle is for aarch64; this box is x86_64" in _refused(box, arm)

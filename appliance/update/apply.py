@@ -44,17 +44,22 @@ class Target:
     data_dir: Path
     port: int
     restart: str = "systemd"  # "systemd", "pidfile" (a supervisor restarts it) or "none"
+    host: str = "127.0.0.1"  # where the portal listens, as seen from the box itself
 
     @property
     def database(self) -> Path:
         return self.data_dir / "clinicbox.db"
 
     @classmethod
-    def from_env(cls, data_dir: Path, port: int, restart: str | None = None) -> Target:
+    def from_env(
+        cls, data_dir: Path, port: int, restart: str | None = None, host: str = "0.0.0.0"
+    ) -> Target:
         root = Path(os.environ.get("CLINICBOX_RELEASE_ROOT", "/opt/clinicbox"))
         keys = Path(os.environ.get("CLINICBOX_RELEASE_KEYS", str(DEFAULT_KEYS_DIR)))
         how = restart or os.environ.get("CLINICBOX_UPDATE_RESTART", "systemd")
-        return cls(ReleaseRoot(root), keys, data_dir, port, how)
+        # A portal on every address answers on loopback; one bound to an address, there.
+        local = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+        return cls(ReleaseRoot(root), keys, data_dir, port, how, local)
 
 
 def install_release(root: ReleaseRoot, manifest: Manifest) -> Path:
@@ -214,7 +219,8 @@ def _ssl_context(data_dir: Path) -> ssl.SSLContext:
 
 def health_check(target: Target, version: str, timeout_s: float) -> str | None:
     """None when `version` serves and forwards media; else the reason it does not."""
-    base = f"https://127.0.0.1:{target.port}"
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    base = f"https://{host}:{target.port}"
     deadline = time.monotonic() + timeout_s
     reason = "did not answer /healthz"
     while time.monotonic() < deadline:

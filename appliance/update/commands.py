@@ -21,7 +21,7 @@ def _target(ctx: click.Context, restart: str | None = None) -> Any:
     from appliance.update.apply import Target
 
     settings = settings_from(ctx)
-    return Target.from_env(settings.data_dir, settings.port, restart)
+    return Target.from_env(settings.data_dir, settings.port, restart, settings.host)
 
 
 @click.group("update")

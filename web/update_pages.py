@@ -1,5 +1,5 @@
 """Updates on the portal: the health probe the updater calls on a release under trial, and
-the technician page's update section (status and importing a bundle from a USB stick).
+what the technician page's update section reads (current/previous release, trial, outcome).
 
 The probe runs a loopback call through the SFU. It is no page for people: it answers only a
 caller holding the probe secret (a 0600 file in the data dir that root's updater can read),

@@ -102,7 +102,7 @@ def install_release(root: ReleaseRoot, manifest: Manifest) -> Path:
         last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise OperatorError(f"release {manifest.version} did not install: {last}")
     write_atomic(release / "manifest.json", manifest.to_bytes())
-    _sync_tree(release)
+    os.sync()  # every file of the release on disk before it is marked complete
     write_atomic(release / ".complete", b"")
     return release
 
@@ -110,11 +110,6 @@ def install_release(root: ReleaseRoot, manifest: Manifest) -> Path:
 def _base_python() -> str:
     """The system interpreter under whichever venv runs this (releases share none)."""
     return getattr(sys, "_base_executable", None) or sys.executable
-
-
-def _sync_tree(path: Path) -> None:
-    """Flush the release's files to disk before it is marked complete."""
-    os.sync()
 
 
 def restart_service(target: Target) -> None:

@@ -76,13 +76,21 @@ def main() -> None:
         pristine = work / "pristine"
         subprocess.run(["cp", "-a", str(box.root), str(pristine)], check=True)
 
-        # Power cuts first, from the same starting point each time.
-        bricked, outcomes = 0, []
+        # How long an update takes, then power cuts spread over that time, each from the
+        # same starting point.
+        started = time.monotonic()
+        done = box.update("import", str(bundles.v101))
+        apply_s = time.monotonic() - started
+        assert json.loads(done.stdout)["outcome"] == "committed", done.stdout + done.stderr
+        print(f"apply 1.0.0 -> 1.0.1 (delta, install, switch, restart, health): {apply_s:.1f} s")
+        supervisor = reset_root(box, supervisor, pristine)
+        wait_serving(box, "1.0.0")
+
+        bricked = 0
         for n in range(cuts):
-            at_s = rng.uniform(0.1, 40.0)
+            at_s = rng.uniform(0.05, apply_s * 1.05)
             result = cut_once(box, supervisor, bundles.v101, at_s, ("1.0.0", "1.0.1"))
             bricked += result.bricked
-            outcomes.append(result.came_up_on)
             print(
                 f"cut {n + 1}/{cuts} at {at_s:5.1f} s: up on {result.came_up_on}, "
                 f"{result.settled}, records {'ok' if result.records_ok else 'BROKEN'}"
@@ -90,12 +98,8 @@ def main() -> None:
             supervisor = reset_root(box, supervisor, pristine)
             wait_serving(box, "1.0.0")
 
-        started = time.monotonic()
         done = box.update("import", str(bundles.v101))
-        apply_s = time.monotonic() - started
         assert json.loads(done.stdout)["outcome"] == "committed", done.stdout + done.stderr
-        print(f"apply 1.0.0 -> 1.0.1 (delta, install, switch, restart, health): {apply_s:.1f} s")
-
         started = time.monotonic()
         done = box.update("import", str(bundles.v102_broken))
         failed_at = time.monotonic()

@@ -49,10 +49,14 @@ def cut_once(
         env=box.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     time.sleep(at_s)
-    if updater.poll() is None:
-        updater.send_signal(signal.SIGKILL)
+    # A power cut stops the updater and everything it started (pip, venv) at once.
+    try:
+        os.killpg(updater.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     updater.wait()
     try:
         pid = int((box.root / "state" / "service.pid").read_text())

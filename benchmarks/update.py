@@ -72,44 +72,46 @@ def main() -> None:
         done = box.update("import", str(bundles.v100))
         assert done.returncode == 0, done.stderr
         supervisor = Supervisor(box, work / "serve.log").start()
-        wait_serving(box, "1.0.0")
-        pristine = work / "pristine"
-        subprocess.run(["cp", "-a", str(box.root), str(pristine)], check=True)
+        try:
+            wait_serving(box, "1.0.0")
+            pristine = work / "pristine"
+            subprocess.run(["cp", "-a", str(box.root), str(pristine)], check=True)
 
-        # How long an update takes, then power cuts spread over that time, each from the
-        # same starting point.
-        started = time.monotonic()
-        done = box.update("import", str(bundles.v101))
-        apply_s = time.monotonic() - started
-        assert json.loads(done.stdout)["outcome"] == "committed", done.stdout + done.stderr
-        print(f"apply 1.0.0 -> 1.0.1 (delta, install, switch, restart, health): {apply_s:.1f} s")
-        supervisor = reset_root(box, supervisor, pristine)
-        wait_serving(box, "1.0.0")
-
-        bricked = 0
-        for n in range(cuts):
-            at_s = rng.uniform(0.05, apply_s * 1.05)
-            result = cut_once(box, supervisor, bundles.v101, at_s, ("1.0.0", "1.0.1"))
-            bricked += result.bricked
-            print(
-                f"cut {n + 1}/{cuts} at {at_s:5.1f} s: up on {result.came_up_on}, "
-                f"{result.settled}, records {'ok' if result.records_ok else 'BROKEN'}"
-            )
+            # How long an update takes, then power cuts spread over that time, each from the
+            # same starting point.
+            started = time.monotonic()
+            done = box.update("import", str(bundles.v101))
+            apply_s = time.monotonic() - started
+            assert json.loads(done.stdout)["outcome"] == "committed", done.stdout + done.stderr
+            print(f"apply 1.0.0 -> 1.0.1 (delta, install, switch, restart, check): {apply_s:.1f} s")
             supervisor = reset_root(box, supervisor, pristine)
             wait_serving(box, "1.0.0")
 
-        done = box.update("import", str(bundles.v101))
-        assert json.loads(done.stdout)["outcome"] == "committed", done.stdout + done.stderr
-        started = time.monotonic()
-        done = box.update("import", str(bundles.v102_broken))
-        failed_at = time.monotonic()
-        wait_serving(box, "1.0.1", timeout=300)
-        rollback_s = time.monotonic() - failed_at
-        print(
-            f"bad release 1.0.2: {json.loads(done.stdout).get('reason')}; judged after "
-            f"{failed_at - started:.1f} s, serving 1.0.1 again {rollback_s:.1f} s later"
-        )
-        supervisor.stop()
+            bricked = 0
+            for n in range(cuts):
+                at_s = rng.uniform(0.05, apply_s * 1.05)
+                result = cut_once(box, supervisor, bundles.v101, at_s, ("1.0.0", "1.0.1"))
+                bricked += result.bricked
+                print(
+                    f"cut {n + 1}/{cuts} at {at_s:5.1f} s: up on {result.came_up_on}, "
+                    f"{result.settled}, records {'ok' if result.records_ok else 'BROKEN'}"
+                )
+                supervisor = reset_root(box, supervisor, pristine)
+                wait_serving(box, "1.0.0")
+
+            done = box.update("import", str(bundles.v101))
+            assert json.loads(done.stdout)["outcome"] == "committed", done.stdout + done.stderr
+            started = time.monotonic()
+            done = box.update("import", str(bundles.v102_broken))
+            failed_at = time.monotonic()
+            wait_serving(box, "1.0.1", timeout=300)
+            rollback_s = time.monotonic() - failed_at
+            print(
+                f"bad release 1.0.2: {json.loads(done.stdout).get('reason')}; judged after "
+                f"{failed_at - started:.1f} s, serving 1.0.1 again {rollback_s:.1f} s later"
+            )
+        finally:
+            supervisor.stop()
 
     print(
         json.dumps(

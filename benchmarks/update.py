@@ -94,7 +94,8 @@ def main() -> None:
                 bricked += result.bricked
                 print(
                     f"cut {n + 1}/{cuts} at {at_s:5.1f} s: up on {result.came_up_on}, "
-                    f"{result.settled}, records {'ok' if result.records_ok else 'BROKEN'}"
+                    f"{result.settled}, records {'ok' if result.records_ok else 'BROKEN'}; "
+                    f"last: {result.last}"
                 )
                 supervisor = reset_root(box, supervisor, pristine)
                 wait_serving(box, "1.0.0")

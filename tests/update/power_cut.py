@@ -22,6 +22,7 @@ class CutResult:
     came_up_on: str | None
     settled: str
     records_ok: bool
+    last: str = ""  # the recorded outcome of the update (and why, for a rollback)
 
     @property
     def bricked(self) -> bool:
@@ -88,7 +89,18 @@ def cut_once(
         text=True,
         timeout=60,
     )
-    return CutResult(at_s, came_up, settled, verified.returncode == 0)
+    state = json.loads(
+        subprocess.run(
+            [CLINICBOX, "update", "status", "--json"],
+            env=box.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
+    last = state.get("last") or {}
+    summary = f"{last.get('version')} {last.get('outcome')} {last.get('reason', '')}".strip()
+    return CutResult(at_s, came_up, settled, verified.returncode == 0, summary)
 
 
 def reset_root(box: Box, supervisor: Supervisor, pristine: Path) -> Supervisor:

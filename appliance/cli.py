@@ -124,3 +124,7 @@ from sync.agent.commands import (  # noqa: E402
 main.add_command(sync_group)
 main.add_command(export_bundle_command)
 main.add_command(import_receipts_command)
+
+from appliance.update.commands import update_group  # noqa: E402
+
+main.add_command(update_group)

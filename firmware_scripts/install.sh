@@ -57,9 +57,13 @@ fi
 site="$("$ROOT$PREFIX/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 printf '%s\n' "$PREFIX/app" > "$site/clinicbox-app.pth"
 
-# Launcher: the venv's python with the app on its path (the .pth above).
+# Launcher: the release `current` points at once an update bundle is installed
+# (docs/updates.md), else this install's venv with the app on its path (the .pth above).
 cat > "$ROOT$PREFIX/bin/clinicbox" <<LAUNCHER
 #!/bin/sh
+if [ -e $PREFIX/current/.complete ]; then
+    exec $PREFIX/current/venv/bin/clinicbox "\$@"
+fi
 exec $PREFIX/venv/bin/python -c 'import sys; from appliance.cli import main; sys.argv[0] = "clinicbox"; main()' "\$@"
 LAUNCHER
 chmod 0755 "$ROOT$PREFIX/bin/clinicbox"
@@ -67,7 +71,13 @@ chmod 0755 "$ROOT$PREFIX/bin/clinicbox"
 for script in first-boot.sh firewall.sh factory-reset.sh; do
     install -m 0755 "$SRC/firmware_scripts/$script" "$ROOT$PREFIX/lib/$script"
 done
-for unit in clinicbox.service clinicbox-firstboot.service; do
+# The update launcher: standard library only, outside every release, so a broken release
+# cannot take the way back with it.
+install -m 0644 "$SRC/appliance/update/releases.py" "$ROOT$PREFIX/lib/releases.py"
+install -m 0644 "$SRC/docs/updates.md" "$ROOT$PREFIX/docs/updates.md"
+install -d -m 0755 "$ROOT/etc/clinicbox/release-keys"
+for unit in clinicbox.service clinicbox-firstboot.service clinicbox-update-confirm.service \
+    clinicbox-update-confirm.timer; do
     install -m 0644 "$SRC/firmware_scripts/systemd/$unit" "$ROOT/etc/systemd/system/$unit"
 done
 install -m 0644 "$SRC/firmware_scripts/systemd/clinicbox.sysusers" \
@@ -102,5 +112,5 @@ chown root:clinicbox /etc/clinicbox/clinicbox.toml
 chown clinicbox:clinicbox "$DATA"
 systemd-tmpfiles --create clinicbox.conf
 systemctl daemon-reload
-systemctl enable clinicbox-firstboot.service clinicbox.service
+systemctl enable clinicbox-firstboot.service clinicbox.service clinicbox-update-confirm.timer
 say "installed; start with: systemctl start clinicbox"

@@ -52,6 +52,9 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     from web.technician import bp as technician_bp
 
     app.register_blueprint(technician_bp)
+    from web.update_pages import bp as update_bp
+
+    app.register_blueprint(update_bp)
 
     from web import (
         auth,

@@ -303,3 +303,8 @@ def turn_config(ctx: click.Context, public_host: str, realm: str | None, port: i
     if publish:
         seq = centre.publish(CHANGE_KIND, CHANGE_KEY, {"urls": listen.urls(), "secret": secret})
         click.echo(f"published to every box as change {seq}: {' '.join(listen.urls())}")
+
+
+from appliance.update.commands import bundle_group  # noqa: E402
+
+main.add_command(bundle_group)

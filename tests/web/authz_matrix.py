@@ -92,6 +92,8 @@ ROUTES: dict[str, Probe] = {
     "GET /static/<path:filename>": Probe("/static/call.js"),
     "GET /healthz": Probe("/healthz"),
     "GET /ca.pem": Probe("/ca.pem"),
+    # The updater's loopback-call probe: the probe secret, not a sign-in, opens it.
+    "POST /healthz/loopback-call": Probe("/healthz/loopback-call", form={}),
     "GET /setup": Probe("/setup"),
     "POST /setup": Probe("/setup", form={"code": ""}),
     "GET /setup/wizard": Probe("/setup/wizard"),
@@ -177,6 +179,7 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /static/<path:filename>": (200, 200, 200, 200, 200, 200, 200, 200),
     "GET /healthz": (200, 200, 200, 200, 200, 200, 200, 200),
     "GET /ca.pem": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /healthz/loopback-call": (403, 403, 403, 403, 403, 403, 403, 403),
     "GET /setup": (200, 200, 200, 200, 200, 200, 200, 200),
     "POST /setup": (400, 400, 400, 400, 400, 400, 400, 400),
     "GET /setup/wizard": (403, 403, 403, 403, 403, 403, 403, 403),

@@ -1,0 +1,210 @@
+"""`clinicbox update import|confirm|status` on the box, `clinicbox-central bundle ...` for
+whoever cuts releases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from appliance.files import write_private
+from appliance.update.releases import DEFAULT_TRIAL_S, ReleaseRoot
+
+
+def _target(ctx: click.Context, restart: str | None = None) -> Any:
+    from appliance.cli import settings_from
+    from appliance.update.apply import Target
+
+    settings = settings_from(ctx)
+    return Target.from_env(settings.data_dir, settings.port, restart, settings.host)
+
+
+@click.group("update")
+def update_group() -> None:
+    """Install signed update bundles and see how the last one went."""
+
+
+@update_group.command("import")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--trial-s",
+    default=DEFAULT_TRIAL_S,
+    show_default=True,
+    help="Seconds the new release has to prove healthy before it is rolled back.",
+)
+@click.option(
+    "--restart",
+    type=click.Choice(["systemd", "pidfile", "none"]),
+    default=None,
+    help="How to restart the service (default $CLINICBOX_UPDATE_RESTART or systemd).",
+)
+@click.option(
+    "--no-confirm",
+    is_flag=True,
+    help="Switch and restart, but leave the health check to `update confirm`.",
+)
+@click.pass_context
+def import_command(
+    ctx: click.Context, path: Path, trial_s: float, restart: str | None, no_confirm: bool
+) -> None:
+    """Verify and install a bundle (USB stick or download), then health-check it."""
+    from appliance.update.apply import import_bundle
+
+    result = import_bundle(path, _target(ctx, restart), trial_s=trial_s, confirm=not no_confirm)
+    click.echo(json.dumps(result, sort_keys=True))
+    if result.get("outcome") == "rolled back":
+        ctx.exit(1)
+
+
+@update_group.command("confirm")
+@click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
+@click.pass_context
+def confirm_command(ctx: click.Context, restart: str | None) -> None:
+    """Commit the release on trial if it is healthy, else roll it back (run by a timer)."""
+    from appliance.update.apply import confirm_trial
+
+    click.echo(json.dumps(confirm_trial(_target(ctx, restart)), sort_keys=True))
+
+
+def update_status(root: ReleaseRoot) -> dict[str, Any]:
+    """Current and previous release, trial state and the last outcome."""
+    state = root.read_state()
+    trial = state.get("trial")
+    return {
+        "current": root.current_version(),
+        "previous": state.get("previous"),
+        "trial": None
+        if not trial
+        else {
+            "version": trial.get("version"),
+            "from": trial.get("previous"),
+            "boots": trial.get("boots"),
+            "failed": trial.get("failed"),
+            "deadline": _when(trial.get("deadline")),
+        },
+        "last": None
+        if not state.get("last")
+        else {**state["last"], "at": _when(state["last"].get("at"))},
+    }
+
+
+def _when(ts: Any) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@update_group.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """Show the running release, the previous one, any trial and the last outcome."""
+    doc = update_status(_target(ctx).root)
+    if as_json:
+        click.echo(json.dumps(doc, sort_keys=True))
+        return
+    click.echo(f"current:  {doc['current'] or 'none'}")
+    click.echo(f"previous: {doc['previous'] or 'none'}")
+    trial = doc["trial"]
+    click.echo(
+        "trial:    "
+        + (
+            "none"
+            if not trial
+            else f"{trial['version']} from {trial['from']}, boots {trial['boots']}, "
+            f"until {trial['deadline']}"
+            + (f", failed: {trial['failed']}" if trial["failed"] else "")
+        )
+    )
+    last = doc["last"]
+    click.echo(
+        "last:     "
+        + (
+            "none"
+            if not last
+            else f"{last['version']} {last['outcome']} at {last['at']}"
+            + (f" ({last['reason']})" if last["reason"] else "")
+        )
+    )
+
+
+@click.group("bundle")
+def bundle_group() -> None:
+    """Cut signed update bundles for boxes."""
+
+
+@bundle_group.command("keygen")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+def keygen_command(out: Path) -> None:
+    """Make a release key (0600) and print its public half for boxes' trusted set."""
+    from appliance.update.manifest import public_key_hex
+
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    write_private(out, raw.hex().encode() + b"\n")
+    click.echo(public_key_hex(key))
+
+
+@bundle_group.command("build")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=".",
+    show_default=True,
+    help="The checkout to build from.",
+)
+@click.option("--version", "version", required=True, help="Release version, e.g. 1.4.2.")
+@click.option("--key", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option(
+    "--platform", type=click.Choice(["x86_64", "aarch64"]), default="aarch64", show_default=True
+)
+@click.option(
+    "--wheel-cache",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/var/tmp/clinicbox-wheels"),
+    show_default=True,
+)
+@click.option(
+    "--min-from", default="0.0", show_default=True, help="Oldest release this bundle may update."
+)
+@click.option("--rollback", is_flag=True, help="Sign as a rollback release (may downgrade).")
+@click.option(
+    "--delta-from",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="An earlier bundle: carry only the wheels it lacks.",
+)
+def build_command(
+    source: Path,
+    version: str,
+    key: Path,
+    out: Path,
+    platform: str,
+    wheel_cache: Path,
+    min_from: str,
+    rollback: bool,
+    delta_from: Path | None,
+) -> None:
+    """Build one signed bundle for a target platform."""
+    from appliance.update.build import build_bundle
+    from appliance.update.manifest import version_key
+
+    version_key(version)
+    report = build_bundle(
+        source.resolve(),
+        version,
+        key,
+        out,
+        platform,
+        wheel_cache,
+        min_from=min_from,
+        rollback=rollback,
+        delta_from=delta_from,
+    )
+    click.echo(json.dumps(report, sort_keys=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import stat
@@ -211,8 +212,11 @@ def test_logs_are_one_line_events(running_box: RunningBox) -> None:
     err = running_box.proc.stderr.read()
     lines = [line for line in err.splitlines() if line]
     assert lines, "serve logged nothing"
+    # Not under journald, each line starts with its UTC time, then the level.
     for line in lines:
-        assert line.split(" ", 1)[0] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, line
+        stamp, level, _rest = line.split(" ", 2)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), line
+        assert level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, line
 
 
 def test_data_dir_is_private(running_box: RunningBox) -> None:

@@ -92,7 +92,7 @@ class FaultProxy:
     def _relay(self, client: ssl.SSLSocket, cut: bool) -> None:
         """Forward one request/response; with `cut`, drop the response after a few bytes
         (the centre has stored the batch, the box never sees the receipt)."""
-        request = _read_request(client)
+        request = _one_request_per_connection(_read_request(client))
         with (
             socket.create_connection(self.upstream, timeout=5) as tcp,
             self.client_tls.wrap_socket(tcp) as upstream,
@@ -122,6 +122,19 @@ def _rewritten(upstream: ssl.SSLSocket, rewrite: Callable[[bytes], bytes]) -> by
     body = rewrite(body)
     lines = [h for h in head.split(b"\r\n") if not h.lower().startswith(b"content-length")]
     return b"\r\n".join([*lines, b"Content-Length: %d" % len(body)]) + b"\r\n\r\n" + body
+
+
+def _one_request_per_connection(request: bytes) -> bytes:
+    """`request` asking the centre to close after answering, as a proxy that serves one
+    request per connection must: the centre's `Connection: close` then reaches the client,
+    which opens a new connection (through a new fault) for its next request. Without it the
+    client would reuse a connection the proxy no longer reads."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = [
+        line for line in head.split(b"\r\n")
+        if line.partition(b":")[0].strip().lower() != b"connection"
+    ]
+    return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body
 
 
 def _read_request(sock: ssl.SSLSocket) -> bytes:

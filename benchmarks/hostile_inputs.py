@@ -132,36 +132,19 @@ def _csrf(client: FlaskClient, path: str) -> str:
 
 @contextmanager
 def running_box(data_dir: Path) -> Iterator[tuple[Any, Flask]]:
+    """The box the authorization matrix builds, served as in production (not TESTING), with a
+    clinician, an admin and a technician."""
     from appliance.accounts import create_user
-    from appliance.box import Box
-    from appliance.config import Settings
-    from appliance.media_loop import MediaLoop
-    from appliance.setup_code import SetupCode
-    from appliance.store import open_store
-    from appliance.tls import ensure_tls
+    from tests.web.authz_matrix import matrix_box
     from web import create_app
 
-    settings = Settings(data_dir=data_dir, hostname="hostilebox")
-    store = open_store(settings)
-    media = MediaLoop()
-    box = Box(
-        settings=settings,
-        tls=ensure_tls(settings.tls_dir, settings.hostname, store.keyring),
-        db=store.db,
-        media=media,
-        setup_code=SetupCode(settings.secrets_dir / "setup-code.json"),
-        store=store,
-    )
-    media.start()
-    media.on_shutdown(box.rooms.close_all)
-    app = create_app(box, {"TESTING": False})
-    for name, role in (("dr.ada", "clinician"), ("ad.min", "admin"), ("tech.tom", "technician")):
-        create_user(store, name, PASSWORD, role)
-    try:
+    with matrix_box(data_dir) as box:
+        app = create_app(box, {"TESTING": False})
+        for name, role in (
+            ("dr.ada", "clinician"), ("ad.min", "admin"), ("tech.tom", "technician")
+        ):
+            create_user(box.store, name, PASSWORD, role)
         yield box, app
-    finally:
-        media.stop(timeout=5)
-        store.close()
 
 
 class Identity:

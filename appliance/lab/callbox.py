@@ -44,7 +44,7 @@ def _joiner(mode: str, lan: str, turn_from: Path | None = None) -> Join:
             return (await rooms.join("lab", pid, role, pid, sdp, "offer", turn=grant)).sdp
         return join
     if mode == "stock":
-        from appliance.media import consent
+        from appliance.media.aiortc_glue import consent
         from appliance.media.stock_relay import StockRelay
 
         # The baseline gets the same consent fix as the SFU, or it would drop EDGE and GPRS

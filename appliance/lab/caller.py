@@ -49,10 +49,10 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from appliance.media import consent
+from appliance.media.aiortc_glue import consent
+from appliance.media.aiortc_glue.seams import install_forwarding
 from appliance.media.encoded import EncodedFrame
 from appliance.media.locality import nominated_pair_types
-from appliance.media.seams import install_forwarding
 from appliance.media.turn import first_allocating
 
 AUDIO_PTIME_S = 0.02

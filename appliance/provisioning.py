@@ -1,8 +1,7 @@
 """First-boot provisioning: clinic name, the first two accounts, device identity, claiming.
 
-State lives in `data_dir/state/` as small files the service and the CLI share:
-`clinic.json` (the clinic's display name), `provisioned` (marker: no more setup codes) and
-`claim.json` (0600: which centre the box belongs to). Nothing here is clinical content.
+What it writes under `data_dir/state/` is read back by `appliance.provisioning_state`; the
+commands are in `appliance.commands.provisioning`.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import click
 
 from appliance.accounts import create_user, normalise_username
 from appliance.config import Settings
@@ -30,11 +26,11 @@ from appliance.files import (
     write_private,
 )
 from appliance.identity import KEY_FILE, DeviceIdentity
+from appliance.provisioning_state import read_state, state_dir
 from appliance.tls import ensure_tls
 from sync.agent.claim import (
     MAX_VOUCHER,
     ClaimError,
-    central_file,
     check_central_url,
     claim_box,
     read_voucher,
@@ -69,53 +65,6 @@ class Account:
     username: str
     password: str
     role: str
-
-
-@dataclass(frozen=True)
-class ProvisioningState:
-    """What the box knows about its own setup, read from `data_dir/state/`."""
-
-    clinic_name: str | None
-    provisioned: bool
-    claimed: bool
-    central_url: str | None
-
-    @property
-    def advert_state(self) -> str:
-        """The mDNS `state` TXT value."""
-        return "claimed" if self.claimed else "unclaimed"
-
-
-def state_dir(settings: Settings) -> Path:
-    return settings.data_dir / "state"
-
-
-def read_state(settings: Settings) -> ProvisioningState:
-    """The current provisioning state (cheap: a few stat calls and two small reads)."""
-    directory = state_dir(settings)
-    clinic = _read_json(directory / "clinic.json")
-    claim = _read_json(directory / "claim.json")
-    central = central_file(settings.data_dir)
-    return ProvisioningState(
-        clinic_name=clinic.get("name") if clinic else None,
-        provisioned=(directory / "provisioned").exists(),
-        claimed=bool(claim) or central.exists(),
-        central_url=claim.get("central_url") if claim else _central_url(central),
-    )
-
-
-def _central_url(path: Path) -> str | None:
-    data = _read_json(path)
-    url = data.get("central_url") if data else None
-    return url if isinstance(url, str) else None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def check_clinic_name(name: str) -> str:
@@ -298,103 +247,3 @@ def factory_reset(settings: Settings, refused: list[str] | None = None) -> int:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _read_secret_file(path: Path, what: str) -> str:
-    try:
-        return path.read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise ProvisioningError(f"cannot read the {what} file {path} ({exc.strerror})") from None
-
-
-@click.command("provision")
-@click.option("--clinic-name", required=True, help="The clinic's display name.")
-@click.option("--admin-user", required=True, help="Username of the first clinician-admin.")
-@click.option("--admin-password-file", required=True, type=click.Path(path_type=Path),
-              help="File holding that account's password.")
-@click.option("--tech-user", required=True, help="Username of the first technician.")
-@click.option("--tech-password-file", required=True, type=click.Path(path_type=Path),
-              help="File holding that account's password.")
-@click.option("--central-url", default="", help="Central server to claim the box for (https://).")
-@click.option("--claim-token", default="",
-              help="One-time claim token from the centre (SECRET.TLS_PIN.KEY_PIN).")
-@click.option("--voucher-file", type=click.Path(path_type=Path),
-              help="Offline claim voucher (when the box has no link to the centre).")
-@click.pass_context
-def provision_command(
-    ctx: click.Context, clinic_name: str, admin_user: str, admin_password_file: Path,
-    tech_user: str, tech_password_file: Path, central_url: str, claim_token: str,
-    voucher_file: Path | None,
-) -> None:
-    """First-boot setup without the web wizard (the service may be running)."""
-    from appliance.cli import settings_from
-    from appliance.store import open_store
-    from appliance.store.store import passphrase_from_env
-
-    settings = settings_from(ctx)
-    if claim_token and voucher_file:
-        raise ProvisioningError("give either --claim-token or --voucher-file, not both")
-    if (claim_token or voucher_file) and not central_url:
-        raise ProvisioningError("claiming needs --central-url")
-    admin = Account(admin_user, _read_secret_file(admin_password_file, "password"), "admin")
-    tech = Account(tech_user, _read_secret_file(tech_password_file, "password"), "technician")
-    store = open_store(settings, passphrase_from_env())
-    try:
-        if read_state(settings).provisioned:
-            raise ProvisioningError("this box is already provisioned; factory reset it first")
-        identity = provision(settings, store, clinic_name, admin, tech)
-    finally:
-        store.close()
-    click.echo(f"provisioned: device {identity.fingerprint}, accounts {admin.username!r} "
-               f"and {tech.username!r}")
-    if claim_token:
-        claim(settings, central_url, claim_token)
-        click.echo(f"claimed for {central_url}")
-    elif voucher_file is not None:
-        accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
-        click.echo(f"offline voucher stored; {central_url} checks it on first contact")
-
-
-@click.command("claim")
-@click.option("--central-url", required=True, help="Central server to claim the box for (https://).")
-@click.option("--claim-token", default="",
-              help="One-time claim token from the centre (SECRET.TLS_PIN.KEY_PIN).")
-@click.option("--voucher-file", type=click.Path(path_type=Path),
-              help="Offline claim voucher (when the box has no link to the centre).")
-@click.pass_context
-def claim_command(
-    ctx: click.Context, central_url: str, claim_token: str, voucher_file: Path | None
-) -> None:
-    """Claim a provisioned, unclaimed box for a centre (a claimed box refuses)."""
-    from appliance.cli import settings_from
-
-    settings = settings_from(ctx)
-    if bool(claim_token) == bool(voucher_file):
-        raise ProvisioningError("give either --claim-token or --voucher-file")
-    if not read_state(settings).provisioned:
-        raise ProvisioningError("provision the box first (clinicbox provision or the wizard)")
-    if claim_token:
-        claim(settings, central_url, claim_token)
-        click.echo(f"claimed for {central_url}")
-    else:
-        accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
-        click.echo(f"offline voucher stored; {central_url} checks it on first contact")
-
-
-@click.command("factory-reset")
-@click.option("--yes", is_flag=True, help="Confirm: destroy records, accounts, keys and claim.")
-@click.pass_context
-def factory_reset_command(ctx: click.Context, yes: bool) -> None:
-    """Crypto-shred the records and return the box to unclaimed. Stop `clinicbox serve` first."""
-    from appliance.cli import settings_from
-
-    if not yes:
-        raise ProvisioningError(
-            "factory reset destroys every record, account and key on this box; add --yes"
-        )
-    refused: list[str] = []
-    removed = factory_reset(settings_from(ctx), refused)
-    for line in refused:
-        click.echo(f"warning: {line}", err=True)
-    click.echo(f"factory reset done: store keys shredded, {removed} store files removed; "
-               "the box is unclaimed and prints a new setup code on its next start")

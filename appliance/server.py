@@ -24,10 +24,10 @@ from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
 from appliance.locked_start import needs_unlock, wait_for_unlock
 from appliance.media.adaptive import AdaptationSettings
+from appliance.media.aiortc_glue.seams import restrict_host_addresses
 from appliance.media.locality import on_link_networks, parse_networks
 from appliance.media.ports import bind_media_ports, parse_port_range
 from appliance.media.rooms import Rooms
-from appliance.media.seams import restrict_host_addresses
 from appliance.media_loop import MediaLoop
 from appliance.sdnotify import notify, start_watchdog
 from appliance.setup_code import SetupCode

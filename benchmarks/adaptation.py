@@ -25,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.lab.fluid import DT, FluidLink, simulate  # noqa: E402
 from appliance.media.adaptation import (  # noqa: E402
     AudioMode,
     Demand,
@@ -35,6 +34,7 @@ from appliance.media.adaptation import (  # noqa: E402
     Tier,
     allocate,
 )
+from harness.fluid import DT, FluidLink, simulate  # noqa: E402
 
 
 def roster(n: int) -> list[Publisher]:

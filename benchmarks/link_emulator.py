@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.lab import Lab, LabUnavailable, profiles  # noqa: E402
-from appliance.lab.probe import FRAME_OVERHEAD, Flow, ProbeRun  # noqa: E402
+from harness import Lab, LabUnavailable, profiles  # noqa: E402
+from harness.probe import FRAME_OVERHEAD, Flow, ProbeRun  # noqa: E402
 
 
 def steady(flow: Flow, skip: float = 0.5) -> Flow:

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import av  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
-from appliance.lab.caller import VIDEO_FPS, Clip  # noqa: E402
 from appliance.media.encoded import VIDEO_TIME_BASE, EncodedFrame  # noqa: E402
 from appliance.media.low_tier import DerivedVideo, LowTier  # noqa: E402
 from appliance.media.slot import SlotTrack  # noqa: E402
+from harness.caller import VIDEO_FPS, Clip  # noqa: E402
 
 TICKS = 90000 // VIDEO_FPS
 

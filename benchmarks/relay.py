@@ -2,7 +2,7 @@
 
     python benchmarks/relay.py [--quick]
 
-Needs root and coturn (the NAT lab, appliance.lab.relay_lab). The same call runs twice in
+Needs root and coturn (the NAT lab, harness.relay_lab). The same call runs twice in
 one benchmark run, a LAN nurse (facilitator, voice and video) and a remote patient on an
 emulated EDGE link (voice only: EDGE's 260 kbps uplink carries no video beside it):
 - direct: the clinic and patient routers only route (no NAT), no TURN anywhere: host pairs;
@@ -21,7 +21,7 @@ Reported:
   client, each as TURN ChannelData) and once between the two allocations as plain UDP (on
   loopback, exactly what a direct path would carry): (in + out) / (2 * loopback).
 A run the host stalled (link emulator held up, or steal above 8% in a second of the window) is
-repeated, up to twice (appliance.lab.callrun). Last line: one JSON object.
+repeated, up to twice (harness.callrun). Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.lab import LabUnavailable, profiles  # noqa: E402
-from appliance.lab.caller import Clip  # noqa: E402
-from appliance.lab.callrun import ATTEMPTS, CallRun  # noqa: E402
-from appliance.lab.lab import lab_prefix  # noqa: E402
-from appliance.lab.relay_lab import RELAY_PORTS, RelayLab  # noqa: E402
+from harness import LabUnavailable, profiles  # noqa: E402
+from harness.caller import Clip  # noqa: E402
+from harness.callrun import ATTEMPTS, CallRun  # noqa: E402
+from harness.lab import lab_prefix  # noqa: E402
+from harness.relay_lab import RELAY_PORTS, RelayLab  # noqa: E402
 
 SETTLE_S = 5.0
 TAIL_S = 2.0

@@ -54,8 +54,8 @@ from aiortc.rtcrtpreceiver import StreamStatistics  # noqa: E402
 from aiortc.rtp import RtpPacket  # noqa: E402
 from aiortc.utils import uint16_add  # noqa: E402
 
+from appliance.media.aiortc_glue.seams import restrict_host_addresses  # noqa: E402
 from appliance.media.encoded import EncodedFrame  # noqa: E402
-from appliance.media.seams import restrict_host_addresses  # noqa: E402
 
 FPS = 15
 WARMUP_S = 4.0

@@ -100,7 +100,7 @@ def drain(quick):
     period, cut_s = (20, 4) if quick else (60, 10)
     work = Path(tempfile.mkdtemp(prefix="cbsync-bench-"))
     try:
-        from appliance.lab import Lab, LabUnavailable, profiles
+        from harness import Lab, LabUnavailable, profiles
     except ImportError:
         Lab = None  # noqa: N806
     lab = None

@@ -82,7 +82,7 @@ def main() -> None:
     idle_s = args.idle_s or (130.0 if args.quick else 600.0)
     rounds = args.rounds or (3 if args.quick else 9)
 
-    from appliance.lab import Lab, LabUnavailable, profiles
+    from harness import Lab, LabUnavailable, profiles
 
     work = Path(tempfile.mkdtemp(prefix="cbtunnel-bench-"))
     try:

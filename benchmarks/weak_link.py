@@ -8,7 +8,7 @@ Needs root (the weak-link lab).
 --browsers (the default): `clinicbox serve` in the lab's box host; a clinician in headless
 Chromium on the LAN (the facilitator: signs in, starts the session, admits, joins the call) and
 two remote patients in headless Chromium behind the link emulator, each in its own namespace,
-joining the box's real call page by code with consent (appliance.lab.browsercall). Every
+joining the box's real call page by code with consent (harness.browsercall). Every
 page's getStats() is read once a second. Per profile (unconstrained, 3g, edge, gprs; one fresh
 call each, the link shaped before anyone joins) it reports, for the worse remote patient:
 concealed_pct (concealedSamples / totalSamplesReceived of everything it heard),
@@ -26,9 +26,9 @@ a third remote patient in Firefox ESR on the same link, reported apart (firefox_
 One lab: the box, four LAN participants (one facilitator) and
 two remote ones behind the link emulator. For each profile (3g, edge, gprs, rmcat-5.1 with its
 40/60/80 s steps divided by --time-scale) the same call runs twice, through stock aiortc
-relaying (`appliance.media.stock_relay`: MediaRelay, decode once, one encoder per subscriber)
+relaying (`harness.stock_relay`: MediaRelay, decode once, one encoder per subscriber)
 and through ClinicBox's SFU (`Rooms.join`, what `POST /api/media/offer` calls). Participants
-are separate processes (`appliance.lab.caller`): 320x180 15 fps VP8 at ~150 kbps and 20 ms
+are separate processes (`harness.caller`): 320x180 15 fps VP8 at ~150 kbps and 20 ms
 Opus at 24 kbps, pre-encoded; they receive 5 audio and 4 video slots and count without
 decoding. Remote participants publish what their uplink can carry without adapting (the
 synthetic publisher has no congestion control): video and voice from 500 kbps up, voice only
@@ -59,23 +59,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.lab import Lab, LabUnavailable, profiles  # noqa: E402
-from appliance.lab.browsercall import (  # noqa: E402
+from harness import Lab, LabUnavailable, profiles  # noqa: E402
+from harness.browsercall import (  # noqa: E402
     BrowserCallError,
     BrowserCallRun,
     BrowserSeat,
     run_browser_call,
 )
-from appliance.lab.caller import BIN_S, Clip  # noqa: E402
-from appliance.lab.callrun import (  # noqa: E402
+from harness.caller import BIN_S, Clip  # noqa: E402
+from harness.callrun import (  # noqa: E402
     ON_TIME_S,
     CallRun,
     Seat,
     repeat_while_host_stalled,
     run_call,
 )
-from appliance.lab.host_load import HostLoadSampler  # noqa: E402
-from appliance.lab.profiles import Profile  # noqa: E402
+from harness.host_load import HostLoadSampler  # noqa: E402
+from harness.profiles import Profile  # noqa: E402
 
 LAN = ["nurse", "lan2", "lan3", "lan4"]
 REMOTE = ["p1", "p2"]

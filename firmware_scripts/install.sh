@@ -64,7 +64,7 @@ cat > "$ROOT$PREFIX/bin/clinicbox" <<LAUNCHER
 if [ -e $PREFIX/current/.complete ]; then
     exec $PREFIX/current/venv/bin/clinicbox "\$@"
 fi
-exec $PREFIX/venv/bin/python -c 'import sys; from appliance.cli import main; sys.argv[0] = "clinicbox"; main()' "\$@"
+exec $PREFIX/venv/bin/python -c 'import sys; from appliance.commands.main import main; sys.argv[0] = "clinicbox"; main()' "\$@"
 LAUNCHER
 chmod 0755 "$ROOT$PREFIX/bin/clinicbox"
 

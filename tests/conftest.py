@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import Lab, LabUnavailable
+from harness import Lab, LabUnavailable
 
 REPO = Path(__file__).resolve().parents[1]
 CLINICBOX = str(Path(sys.executable).with_name("clinicbox"))

@@ -146,10 +146,3 @@ def error_sentence(exc: HTTPException) -> str:
     if description and description != type(exc).description:
         return description
     return _PLAIN_ERRORS.get(exc.code or 500, "The box could not finish this request. Try again.")
-
-
-def current_box() -> Box:
-    """The running `Box` of the current app."""
-    from flask import current_app
-
-    return current_app.extensions["clinicbox"]

@@ -15,7 +15,7 @@ from typing import Any
 from flask import abort
 
 from appliance.clinical.access import CLINICAL_ROLES, Grant, patient_grant, session_grant
-from web import current_box
+from web.app_state import current_box
 from web.auth import current_user, role_required
 
 NO_SESSION = "There is no such session."

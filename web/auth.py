@@ -33,7 +33,7 @@ from flask import (
 
 from appliance import staff_sessions
 from appliance.accounts import authenticate, normalise_username
-from web import current_box
+from web.app_state import current_box
 
 bp = Blueprint("auth", __name__)
 

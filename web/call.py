@@ -14,8 +14,8 @@ from flask import Blueprint, abort, redirect, render_template, session, url_for
 
 from appliance.clinical.join_window import JoinWindow, as_local
 from appliance.media.join_token import DEFAULT_TTL_S, issue, verify
-from web import current_box
 from web.access import clinical_required, team_session
+from web.app_state import current_box
 from web.auth import current_user
 from web.live import live_sessions
 from web.remote_seat import turn_grant

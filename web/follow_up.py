@@ -21,8 +21,8 @@ from appliance.clinical.follow_up import (
     open_flags_of_session,
     record_follow_up,
 )
-from web import current_box
 from web.access import NO_PATIENT, care_patient, clinical_required, team_session, visible_patient
+from web.app_state import current_box
 from web.auth import current_user
 
 bp = Blueprint("follow_up", __name__)

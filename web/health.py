@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from web import current_box
+from web.app_state import current_box
 
 bp = Blueprint("health", __name__)
 

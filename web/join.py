@@ -36,10 +36,9 @@ from appliance.clinical.session_codes import (
 )
 from appliance.store import IntegrityError
 from appliance.store.models import utcnow
-from web import current_box
+from web.app_state import code_secret, current_box
 from web.join_throttle import join_throttle
 from web.live import live_sessions
-from web.portal import code_secret
 from web.questionnaire_form import questionnaire_view
 
 bp = Blueprint("join", __name__)

@@ -15,7 +15,8 @@ from appliance.clinical.access import may_join_call_as_staff
 from appliance.media.join_token import JoinTokenError, verify
 from appliance.media.room import MediaError
 from appliance.media.sdp import BadOffer
-from web import csrf, current_box
+from web import csrf
+from web.app_state import current_box
 from web.auth import current_user
 from web.remote_seat import turn_grant
 

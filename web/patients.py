@@ -20,8 +20,8 @@ from flask import Blueprint, abort, render_template, request
 from appliance.clinical.access import care_patient_ids, team_session_ids
 from appliance.clinical.questionnaires import INSTRUMENTS
 from appliance.store.models import normalise_for_index
-from web import current_box
 from web.access import clinical_required
+from web.app_state import current_box
 from web.auth import current_user
 
 bp = Blueprint("patients", __name__)

@@ -36,13 +36,13 @@ from appliance.clinical.session_codes import (
 )
 from appliance.media.rooms import Rooms
 from appliance.store.models import utcnow
-from web import current_box
 from web.access import (
     care_patient,
     clinical_required,
     team_session,
     visible_patient,
 )
+from web.app_state import code_secret, current_box
 from web.auth import current_user, role_required
 from web.chart import score_chart
 from web.follow_up import flags_for_banner
@@ -64,11 +64,6 @@ def _template_helpers() -> dict[str, Any]:
 
 def _store() -> Any:
     return current_box().store
-
-
-def code_secret() -> bytes:
-    """The secret session codes and invite tokens are derived from."""
-    return current_app.config["SECRET_KEY"]
 
 
 def _audit(action: str, target: str) -> None:
@@ -213,7 +208,7 @@ def session_detail(session_id: str) -> str:
         Attendance.select().where(Attendance.session == group).order_by(Attendance.joined_at)
     )
     _audit("record.read", f"group_session/{group.id}")
-    from web.join import invite_url  # web.join imports this module
+    from web.join import invite_url
 
     invite = invite_url(group)
     relay = relay_public_url(current_box())

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, abort, redirect, session, url_for
 
-from web import current_box
+from web.app_state import current_box
 
 bp = Blueprint("rejoin", __name__)
 

@@ -20,9 +20,9 @@ from appliance.provisioning import (
     ProvisioningError,
     claim_result,
     provision,
-    read_state,
 )
-from web import current_box
+from appliance.provisioning_state import read_state
+from web.app_state import current_box
 
 bp = Blueprint("setup", __name__)
 

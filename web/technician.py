@@ -22,10 +22,11 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from appliance import __version__
 from appliance.discovery.advert import lan_addresses
-from appliance.provisioning import claim_result, factory_reset, read_state
+from appliance.provisioning import claim_result, factory_reset
+from appliance.provisioning_state import read_state
 from appliance.store.outbox import Outbox
 from appliance.tls import local_ip_addresses
-from web import current_box
+from web.app_state import current_box
 from web.auth import current_user, role_required
 
 bp = Blueprint("technician", __name__)

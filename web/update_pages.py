@@ -17,7 +17,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, request
 
 from appliance.update.probe_secret import PROBE_HEADER, probe_secret
-from web import csrf, current_box
+from web import csrf
+from web.app_state import current_box
 
 bp = Blueprint("update", __name__)
 
@@ -30,8 +31,8 @@ def update_context() -> dict[str, Any]:
     """`update_status()` for the technician page's update section."""
 
     def update_status() -> dict[str, Any]:
-        from appliance.update.commands import update_status as read_status
         from appliance.update.releases import DEFAULT_ROOT, ReleaseRoot
+        from appliance.update.status import update_status as read_status
 
         root = Path(os.environ.get("CLINICBOX_RELEASE_ROOT", str(DEFAULT_ROOT)))
         return read_status(ReleaseRoot(root))

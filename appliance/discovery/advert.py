@@ -164,7 +164,7 @@ def advertise_box(box: Box) -> Advertiser | None:
     Returns None (and advertises nothing) when `discovery_enabled` is off.
     """
     from appliance.identity import DeviceIdentity
-    from appliance.provisioning import read_state
+    from appliance.provisioning_state import read_state
     from appliance.tls import local_ip_addresses
 
     settings = box.settings

@@ -37,6 +37,8 @@ from appliance.media.adaptation import (
     SessionAdaptation,
     UplinkBudget,
 )
+from appliance.media.aiortc_glue.rtp import sender_ssrc, sender_ssrcs, tap_rtcp
+from appliance.media.aiortc_glue.transport import datagrams_received
 from appliance.media.encoded import PACKET_OVERHEAD_BYTES, PACKET_PAYLOAD_BYTES
 from appliance.media.locality import Network, is_lan, peer_address
 from appliance.media.pacer import Pacer
@@ -178,20 +180,17 @@ class RoomAdaptation:
     # --- subscribers ------------------------------------------------------------------
     def tap(self, participant: Participant, sender: RTCRtpSender) -> None:
         """Route a slot sender's RTCP through the estimator of its subscriber first."""
-        original = sender._handle_rtcp_packet
         clock = SenderReportClock()
         clock.watch(sender)
         self._clocks.setdefault(participant.id, {})[sender] = clock
 
-        async def handle(packet: Any) -> None:
+        async def handle(packet: Any) -> Any | None:
             self._on_rtcp(participant, sender, packet)
             if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-                packet = self._rationed(participant, packet)
-                if packet is None:
-                    return
-            await original(packet)
+                return self._rationed(participant, packet)
+            return packet
 
-        sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+        tap_rtcp(sender, handle)
 
     def connected(self, participant: Participant) -> None:
         """The participant's transport is up: classify its link and plan for it at once.
@@ -232,7 +231,7 @@ class RoomAdaptation:
         transceivers = participant.pc.getTransceivers()
         if not senders or not transceivers:
             return
-        ssrcs = {ssrc for sender in senders for ssrc in (sender._ssrc, sender._rtx_ssrc)}
+        ssrcs = {ssrc for sender in senders for ssrc in sender_ssrcs(sender)}
         estimate = self.session.estimator(participant.id).estimate_bps
         self._pacers[participant.id] = Pacer(transceivers[0].sender.transport, ssrcs, estimate)
 
@@ -275,7 +274,9 @@ class RoomAdaptation:
                 return
             self._last_rtcp[participant.id] = id(packet)
             senders = {
-                s.sender._ssrc: s.sender for s in participant.all_slots() if s.sender is not None
+                sender_ssrc(s.sender): s.sender
+                for s in participant.all_slots()
+                if s.sender is not None
             }
             reports = [r for r in packet.reports if r.ssrc in senders]
             if not reports:
@@ -495,14 +496,14 @@ def received_datagrams(pc: Any) -> int | None:
     """Datagrams the peer connection's (bundled) transport has received from the peer so far:
     media, RTCP, data channel and DTLS alike (None before there is a transport).
 
-    Read from aiortc's `RTCDtlsTransport._get_stats()` (checked by
-    `tests/media/test_aiortc_seams.py`)."""
+    Read through `aiortc_glue.transport.datagrams_received`."""
     for transceiver in pc.getTransceivers():
         transport = transceiver.sender.transport
         if transport is None:
             continue
-        for stats in transport._get_stats().values():
-            return int(getattr(stats, "packetsReceived", 0))
+        received = datagrams_received(transport)
+        if received is not None:
+            return received
     return None
 
 

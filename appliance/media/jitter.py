@@ -21,6 +21,8 @@ from aiortc.jitterbuffer import MAX_MISORDER, JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
+from appliance.media.aiortc_glue.rtp import rtp_payload
+
 MAX_HOLD_S = 0.4
 # aiortc's audio buffer is created as JitterBuffer(capacity=16, prefetch=4).
 AUDIO_CAPACITY = 16
@@ -78,7 +80,7 @@ class BoundedJitterBuffer(JitterBuffer):
             packets.append(packet)
             if packet.marker:
                 self.remove(count + 1)
-                data = b"".join(p._data for p in packets)  # type: ignore[attr-defined]
+                data = b"".join(rtp_payload(p) for p in packets)
                 return JitterFrame(data=data, timestamp=timestamp)
         return None
 
@@ -145,7 +147,7 @@ class ForwardingAudioBuffer:
                 self.dropped_late += 1
                 return False, None
         self._last = packet.sequence_number
-        data: bytes = packet._data  # type: ignore[attr-defined]
+        data = rtp_payload(packet)
         if not data:
             return False, None  # padding-only probe: nothing to forward
         frame = JitterFrame(data=data, timestamp=packet.timestamp)

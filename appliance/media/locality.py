@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance.media.aiortc_glue.transport import nominated_pair
+
 if TYPE_CHECKING:
     from aiortc import RTCPeerConnection
 
@@ -135,13 +137,11 @@ def is_lan(address: str | None, networks: Iterable[Network]) -> bool:
 def peer_address(pc: RTCPeerConnection) -> str | None:
     """The remote address of the nominated ICE pair (None until connected).
 
-    aiortc does not expose it; this reads aioice's `Connection._nominated` through the
-    transceiver's ICE transport (checked by `tests/media/test_aiortc_seams.py`).
+    aiortc does not expose it; `aiortc_glue.transport.nominated_pair` reads it from aioice.
     """
     for transceiver in pc.getTransceivers():
-        ice = transceiver.sender.transport.transport
-        pairs = getattr(ice._connection, "_nominated", {})
-        for pair in pairs.values():
+        pair = nominated_pair(transceiver.sender.transport.transport)
+        if pair is not None:
             return str(pair.remote_addr[0])
     return None
 
@@ -150,7 +150,7 @@ def nominated_pair_types(pc: RTCPeerConnection) -> tuple[str, str] | None:
     """Candidate types (local, remote) of the nominated ICE pair, e.g. ("relay", "host");
     None until connected. Read like `peer_address`."""
     for transceiver in pc.getTransceivers():
-        ice = transceiver.sender.transport.transport
-        for pair in getattr(ice._connection, "_nominated", {}).values():
+        pair = nominated_pair(transceiver.sender.transport.transport)
+        if pair is not None:
             return str(pair.local_candidate.type), str(pair.remote_candidate.type)
     return None

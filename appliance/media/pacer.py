@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
 
+from appliance.media.aiortc_glue.transport import unwrap_transport_send, wrap_transport_send
+
 log = logging.getLogger(__name__)
 
 # Bytes that may leave at once above the rate: a few packets, not a picture.
@@ -43,14 +45,13 @@ class Pacer:
         self.dropped = 0
         self.delayed = 0
         self.wire_bytes_out = 0  # what has left for the link, voice and RTCP included
-        self._send: Callable[[bytes], Awaitable[None]] = transport._send_rtp
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._tokens = 0.0
         self._last = asyncio.get_running_loop().time()
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
-        transport._send_rtp = self.send  # type: ignore[method-assign]
+        self._send: Callable[[bytes], Awaitable[None]] = wrap_transport_send(transport, self.send)
 
     def set_rate(self, rate_bps: float) -> None:
         self.rate_bps = max(MIN_RATE_BPS, rate_bps)
@@ -101,8 +102,7 @@ class Pacer:
 
     async def stop(self) -> None:
         """Give the transport its own send back and stop (queued video is dropped)."""
-        if self.transport._send_rtp == self.send:  # type: ignore[comparison-overlap]
-            self.transport._send_rtp = self._send  # type: ignore[method-assign]
+        unwrap_transport_send(self.transport, self.send, self._send)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._queue.clear()

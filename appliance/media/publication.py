@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from appliance.media.aiortc_glue.rtp import request_pli, retransmission_ssrcs
 from appliance.media.encoded import EncodedFrame
 
 if TYPE_CHECKING:
@@ -97,11 +98,11 @@ class Publication:
         # probes) before its first picture, so the first listed was the RTX SSRC; Chromium
         # ignores a PLI for it, and a patient's first picture waited ~10 s for that entry
         # to expire.
-        rtx = set(getattr(self.receiver, "_RTCRtpReceiver__rtx_ssrc", {}))
+        rtx = retransmission_ssrcs(self.receiver)
         sources = [s for s in self.receiver.getSynchronizationSources() if s.source not in rtx]
         if not sources:
             return False
         self.keyframe_requests += 1
         ssrc = max(sources, key=lambda s: s.timestamp).source
-        asyncio.get_running_loop().create_task(self.receiver._send_rtcp_pli(ssrc))
+        asyncio.get_running_loop().create_task(request_pli(self.receiver, ssrc))
         return True

@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
+from appliance.media.aiortc_glue.rtp import route_keyframes
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
@@ -232,7 +233,7 @@ class Room:
             track.mid = transceiver.mid or ""
             (me.audio_slots if track.kind == "audio" else me.video_slots).append(track)
             # In pack mode the sender ignores PLI/FIR; route it to the publisher instead.
-            transceiver.sender._send_keyframe = track.request_keyframe
+            route_keyframes(transceiver.sender, track.request_keyframe)
             track.sender = transceiver.sender
             self.adaptation.tap(me, transceiver.sender)
         if held is not None:

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiortc import RTCSessionDescription
 
-from appliance.media import consent
 from appliance.media.adaptive import AdaptationSettings
+from appliance.media.aiortc_glue import consent
+from appliance.media.aiortc_glue.seams import install_forwarding
 from appliance.media.locality import on_link_networks
 from appliance.media.room import ChatSink, Room
-from appliance.media.seams import install_forwarding
 from appliance.media.seat import GRACE_S
 from appliance.media.turn import RelayChooser, TurnGrant
 

@@ -11,12 +11,12 @@ LSR named more than one SR says nothing.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from typing import Any
 
 from aiortc import RTCRtpSender
 from aiortc.rtp import RtcpSrPacket
+
+from appliance.media.aiortc_glue.rtp import watch_sender_reports
 
 #: SRs remembered per sender (about one a second): older ones are never echoed in practice.
 HISTORY = 16
@@ -55,13 +55,8 @@ class SenderReportClock:
 
     def watch(self, sender: RTCRtpSender) -> None:
         """Record every SR the sender sends from now on."""
-        original = sender._send_rtcp
 
-        async def send(packets: list[Any]) -> None:
-            now = time.time()
-            for packet in packets:
-                if isinstance(packet, RtcpSrPacket):
-                    self.sent((packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF, now)
-            await original(packets)
+        def sent(report: RtcpSrPacket, now: float) -> None:
+            self.sent((report.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF, now)
 
-        sender._send_rtcp = send  # type: ignore[method-assign]
+        watch_sender_reports(sender, sent)

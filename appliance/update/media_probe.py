@@ -27,8 +27,8 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
 from appliance.media.adaptive import AdaptationSettings
+from appliance.media.aiortc_glue.seams import install_forwarding
 from appliance.media.room import Room
-from appliance.media.seams import install_forwarding
 
 _RATE = 48000
 _SAMPLES = 960  # 20 ms

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, when run as root and they are missing,
 # then the npm packages the tests pin in the repo's own package-lock.json files (npm ci, no
-# browser download): the lab's Firefox driver (appliance/lab/firefox: puppeteer-core, driving
+# browser download): the lab's Firefox driver (harness/firefox: puppeteer-core, driving
 # Debian's firefox-esr) and axe-core for the accessibility check (tests/e2e/axe).
 # Not root: prints what is missing and goes on (tests needing those tools skip with a reason).
 set -euo pipefail
@@ -25,7 +25,7 @@ npm_ci() {
 }
 
 install_npm_packages() {
-    npm_ci "$repo/appliance/lab/firefox"
+    npm_ci "$repo/harness/firefox"
     npm_ci "$repo/tests/e2e/axe"
 }
 trap install_npm_packages EXIT

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from appliance.commands.update import bundle_group
 from appliance.errors import OperatorError
 from sync.server.centre import CHANGE_KINDS, Centre, Refused, default_data_dir
 
@@ -304,7 +305,5 @@ def turn_config(ctx: click.Context, public_host: str, realm: str | None, port: i
         seq = centre.publish(CHANGE_KIND, CHANGE_KEY, {"urls": listen.urls(), "secret": secret})
         click.echo(f"published to every box as change {seq}: {' '.join(listen.urls())}")
 
-
-from appliance.update.commands import bundle_group  # noqa: E402
 
 main.add_command(bundle_group)

@@ -1,6 +1,6 @@
 """SessionAdaptation end to end against a fluid model of the lab's link profiles.
 
-The model (appliance.lab.fluid) is the lab's emulator in miniature: a bottleneck of the
+The model (harness.fluid) is the lab's emulator in miniature: a bottleneck of the
 profile's rate with a 300 ms queue, tail drop, random loss, and a receiver report every second.
 What the SFU sends is what the plan uses. This checks the decisions, not the wire (see
 docs/weak-links.md for what is left).
@@ -8,7 +8,6 @@ docs/weak-links.md for what is left).
 
 from __future__ import annotations
 
-from appliance.lab.fluid import DT, FluidLink, simulate
 from appliance.media.adaptation import (
     AudioMode,
     Costs,
@@ -20,6 +19,7 @@ from appliance.media.adaptation import (
     UplinkBudget,
 )
 from appliance.media.adaptation.session import LAN_MIN_BPS, SessionAdaptation
+from harness.fluid import DT, FluidLink, simulate
 
 ROSTER = [Publisher(f"p{i}", facilitator=i == 1, speaking_rank=i - 1) for i in range(1, 5)] + [
     Publisher("far"), Publisher("lan")

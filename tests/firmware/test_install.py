@@ -61,7 +61,7 @@ def test_install_tree_and_modes(staged: Path) -> None:
         f"{PREFIX}/lib/first-boot.sh": 0o755,
         f"{PREFIX}/lib/firewall.sh": 0o755,
         f"{PREFIX}/lib/factory-reset.sh": 0o755,
-        f"{PREFIX}/app/appliance/cli.py": 0o644,
+        f"{PREFIX}/app/appliance/commands/main.py": 0o644,
         f"{PREFIX}/app/web/templates/setup.html": 0o644,
         f"{PREFIX}/docs/technician-guide.md": 0o644,
         "etc/clinicbox/clinicbox.toml": 0o640,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import Lab, profiles
+from harness import Lab, profiles
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from appliance.lab.callrun import CallRun, repeat_while_host_stalled
-from appliance.lab.host_load import (
+from harness.callrun import CallRun, repeat_while_host_stalled
+from harness.host_load import (
     HostLoadSampler,
     Reading,
     per_second,

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import Lab, LabUnavailable, profiles
-from appliance.lab.lab import sweep_stale
-from appliance.lab.probe import ProbeRun
+from harness import Lab, LabUnavailable, profiles
+from harness.lab import sweep_stale
+from harness.probe import ProbeRun
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 
 # A lab owner that reports what it made, then waits to be signalled.
 OWNER = """
 import json, signal, subprocess, sys, time
-from appliance.lab import Lab, profiles
+from harness import Lab, profiles
 # A shell that starts a job in the background ignores SIGINT for it, and children inherit
 # that; Ctrl-C at a terminal is what this stands for.
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -137,7 +137,7 @@ def test_bad_names_and_unknown_links_are_refused(lab: Lab):
 
 def test_without_the_rights_it_says_why():
     code = (
-        "from appliance.lab import Lab, LabUnavailable\n"
+        "from harness import Lab, LabUnavailable\n"
         "try:\n    Lab().start()\n"
         "except LabUnavailable as exc:\n    print('unavailable:', exc)\n"
     )

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from appliance.lab import Lab, profiles
-from appliance.lab.probe import FRAME_OVERHEAD, Flow, ProbeRun
+from harness import Lab, profiles
+from harness.probe import FRAME_OVERHEAD, Flow, ProbeRun
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
 
@@ -162,7 +162,7 @@ def test_a_frame_read_late_is_timed_from_its_kernel_stamp() -> None:
     # when each arrived (the kernel's stamp), not from when the forwarder got to it.
     import socket
 
-    from appliance.lab.emulator import open_packet_socket, read_wait
+    from harness.emulator import open_packet_socket, read_wait
 
     sock = open_packet_socket("lo")
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

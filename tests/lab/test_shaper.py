@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from appliance.lab import profiles
-from appliance.lab.profiles import Profile, Shape, Step
-from appliance.lab.shaper import DirectionShaper
+from harness import profiles
+from harness.profiles import Profile, Shape, Step
+from harness.shaper import DirectionShaper
 
 FRAME = b"x" * 1000
 

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from appliance.accounts import create_user
 from appliance.box import Box
 from appliance.config import Settings
+from appliance.media.aiortc_glue.seams import restrict_host_addresses
 from appliance.media.join_token import issue
-from appliance.media.seams import restrict_host_addresses
 from appliance.media_loop import MediaLoop
 from appliance.setup_code import SetupCode
 from appliance.store import open_store

@@ -1,4 +1,8 @@
-"""Fails loudly when an aiortc upgrade moves the private seams the SFU relies on."""
+"""Fails loudly when an aiortc or aioice upgrade moves a private part the SFU relies on.
+
+This guards `appliance/media/aiortc_glue/` and nothing else: only that package reaches past
+aiortc's API, and `test_aiortc_boundary.py` checks that every private name it uses is named
+here."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from appliance.media.encoded import EncodedFrame
 
 
 def test_aiortc_is_the_pinned_version() -> None:
-    assert aiortc.__version__ == "1.16.0", "re-check every seam in appliance/media/seams.py"
+    assert aiortc.__version__ == "1.16.0", "re-check every seam in appliance/media/aiortc_glue/"
 
 
 def test_decoder_worker_seam() -> None:
@@ -90,12 +94,24 @@ def test_adaptation_seams() -> None:
 
 
 def test_consent_seam() -> None:
-    # appliance.media.consent replaces this coroutine; connect() starts it by its name, and
+    # aiortc_glue.consent replaces this coroutine; connect() starts it by its name, and
     # close() cancels it unless it was cleared first.
-    assert aioice.__version__ == "0.13.0", "re-check appliance/media/consent.py"
+    assert aioice.__version__ == "0.13.0", "re-check appliance/media/aiortc_glue/consent.py"
     connect = inspect.getsource(aioice.ice.Connection.connect)
     assert "self._query_consent_task = asyncio.create_task(self.query_consent())" in connect
     assert "self._query_consent_task.cancel()" in inspect.getsource(aioice.ice.Connection.close)
     assert list(inspect.signature(aioice.ice.Connection.build_request).parameters) == [
         "self", "pair", "nominate"]
     assert "retransmissions" in inspect.signature(aioice.stun.Transaction).parameters
+
+
+def test_rtp_seams() -> None:
+    # aiortc_glue.rtp.sender_ssrcs: a sender's media and RTX SSRCs, chosen at construction.
+    init = inspect.getsource(RTCRtpSender.__init__)
+    assert "self._ssrc = random32()" in init and "self._rtx_ssrc = random32()" in init
+    # aiortc_glue.rtp.rtp_payload: the receiver depacketizes before its jitter buffer.
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "packet._data = depayload(codec, packet.payload)" in handle
+    # aiortc_glue.transport.nominated_pair: the ICE transport's aioice connection.
+    ice = inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    assert "self._connection = gatherer._connection" in ice

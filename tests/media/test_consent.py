@@ -11,7 +11,7 @@ import aioice.ice
 import pytest
 from aioice import stun
 
-from appliance.media import consent
+from appliance.media.aiortc_glue import consent
 
 #: An EDGE-like round trip: longer than aioice's 0.5 s wait for a consent answer.
 ROUND_TRIP_S = 0.8

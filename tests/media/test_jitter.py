@@ -21,9 +21,9 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from appliance.media.aiortc_glue.seams import install_forwarding, is_forwarding_loop
 from appliance.media.encoded import EncodedFrame
 from appliance.media.jitter import MAX_HOLD_S, BoundedJitterBuffer, ForwardingAudioBuffer
-from appliance.media.seams import install_forwarding, is_forwarding_loop
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -22,8 +22,8 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
+from appliance.media.aiortc_glue.seams import install_forwarding
 from appliance.media.publication import Publication
-from appliance.media.seams import install_forwarding
 
 MEDIA, RTX = 1111, 2222
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)

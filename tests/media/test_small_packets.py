@@ -10,8 +10,8 @@ from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from appliance.media.adaptive import MIN_VIDEO_PAYLOAD, video_payload_limit
+from appliance.media.aiortc_glue.seams import install_forwarding
 from appliance.media.encoded import EncodedFrame
-from appliance.media.seams import install_forwarding
 from appliance.media.slot import SlotTrack
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)

@@ -17,7 +17,8 @@ from flask import Flask
 from appliance.box import Box
 from appliance.config import Settings
 from appliance.identity import DeviceIdentity
-from appliance.provisioning import ProvisioningError, claim, read_state
+from appliance.provisioning import ProvisioningError, claim
+from appliance.provisioning_state import read_state
 from tests.conftest import free_port
 from tests.provisioning.test_technician import _provision
 from tests.provisioning.test_wizard import _enter_code, _wizard

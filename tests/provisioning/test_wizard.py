@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from appliance.accounts import authenticate
 from appliance.box import Box
 from appliance.identity import DeviceIdentity
-from appliance.provisioning import ProvisioningError, accept_voucher, read_state
+from appliance.provisioning import ProvisioningError, accept_voucher
+from appliance.provisioning_state import read_state
 from tests.provisioning.conftest import central_voucher
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,9 +1,9 @@
 """Remote patients meet a box behind carrier-grade NAT through the centre's coturn.
 
-The NAT lab (appliance.lab.relay_lab): coturn on an "internet" namespace with the config
+The NAT lab (harness.relay_lab): coturn on an "internet" namespace with the config
 `clinicbox-central turn-config` writes, the box and a LAN nurse behind a clinic router doing
 endpoint-dependent NAT, a patient behind its own NAT on an emulated 3G link. Real processes:
-coturn, the box's SFU (appliance.lab.callbox), aiortc callers.
+coturn, the box's SFU (harness.callbox), aiortc callers.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import LabUnavailable, profiles
-from appliance.lab.caller import Clip
-from appliance.lab.nat import configure_router
-from appliance.lab.relay_lab import RelayLab
+from harness import LabUnavailable, profiles
+from harness.caller import Clip
+from harness.nat import configure_router
+from harness.relay_lab import RelayLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 

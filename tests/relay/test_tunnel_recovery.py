@@ -45,7 +45,7 @@ print(json.dumps({"status": status, "s": time.monotonic() - started,
 
 @pytest.mark.netns
 def test_the_tunnel_survives_a_cut_of_the_clinic_uplink(tmp_path: Path) -> None:
-    lab_module = pytest.importorskip("appliance.lab")
+    lab_module = pytest.importorskip("harness")
     try:
         lab = lab_module.Lab()
         lab.__enter__()

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.netns]
 
 
 def test_link_flaps_through_lab(tmp_path):
-    lab_module = pytest.importorskip("appliance.lab")
+    lab_module = pytest.importorskip("harness")
     try:
         lab = lab_module.Lab()
         lab.__enter__()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import Lab, profiles
-from appliance.lab.caller import Clip
-from appliance.lab.callrun import CallRun, Seat, repeat_while_host_stalled, run_call
-from appliance.lab.profiles import Profile, Shape, Step
+from harness import Lab, profiles
+from harness.caller import Clip
+from harness.callrun import CallRun, Seat, repeat_while_host_stalled, run_call
+from harness.profiles import Profile, Shape, Step
 
 # A hang guard; a call the host stalled is made again, up to three (~50 s each).
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from appliance.lab import browserstats
+from harness import browserstats
 
 pytestmark = pytest.mark.timeout(30)
 

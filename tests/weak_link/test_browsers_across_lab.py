@@ -1,6 +1,6 @@
 """Real browsers in the weak-link lab: `clinicbox serve` in the box host, headless Chromium and
 Firefox ESR in their own namespaces joining the box's call page as the clinic's people do
-(appliance.lab.browsercall), judged by what each browser's getStats() says it played."""
+(harness.browsercall), judged by what each browser's getStats() says it played."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import Lab, profiles
-from appliance.lab.browsercall import BrowserSeat, run_browser_call
+from harness import Lab, profiles
+from harness.browsercall import BrowserSeat, run_browser_call
 
 pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.netns, pytest.mark.browser, pytest.mark.timeout(180)]

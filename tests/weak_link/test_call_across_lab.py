@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import Lab, profiles
-from appliance.lab.caller import Clip
-from appliance.lab.callrun import Seat, repeat_while_host_stalled, run_call
+from harness import Lab, profiles
+from harness.caller import Clip
+from harness.callrun import Seat, repeat_while_host_stalled, run_call
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]  # up to three calls
 

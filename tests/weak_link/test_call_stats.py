@@ -6,8 +6,8 @@ from __future__ import annotations
 import av
 import pytest
 
-from appliance.lab.caller import TONE_PERIOD_S, TONES, Clip, delay_for, tone_of
-from appliance.lab.callrun import CallRun, Seat
+from harness.caller import TONE_PERIOD_S, TONES, Clip, delay_for, tone_of
+from harness.callrun import CallRun, Seat
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from appliance.box import Box
-from appliance.media.seams import restrict_host_addresses
+from appliance.media.aiortc_glue.seams import restrict_host_addresses
 from tests.media.peer import Peer, wait_for
 from tests.web.conftest import csrf_from, sign_in
 from tests.web.test_portal import _join, _schedule

@@ -63,7 +63,11 @@ class LinkState(enum.Enum):
 
 @dataclass(frozen=True)
 class EstimatorConfig:
-    """Tuning of the estimator; the defaults suit 20 kbps GPRS up to a few Mbps of LAN."""
+    """Tuning of the estimator; the defaults suit 20 kbps GPRS up to a few Mbps of LAN.
+
+    Why each value is what it is, with what the weak-link lab measured: docs/weak-links.md,
+    "How the box decides" and "Tight links".
+    """
 
     initial_bps: float = 300_000
     min_bps: float = 30_000
@@ -72,13 +76,7 @@ class EstimatorConfig:
     rtt_weight: float = 0.25
     high_loss: float = 0.10
     low_loss: float = 0.02
-    #: RTT above the path's minimum by half of what is left of the voice deadline (400 ms
-    #: one way, less half the minimum RTT), or by 40 ms plus twice the path's usual
-    #: sample-to-sample variation if that is more (but never more than twice the former),
-    #: at most 150 ms, is a queue. On EDGE (325 ms one way) a voice packet is late behind
-    #: just 60 ms of queue, so a queue must show at ~33-65 ms there however jittery (the
-    #: jitter is partly our own video's bursts); on 3G (125 ms) 140 ms of queue still leaves
-    #: voices on time, and its delay drifts by ~50 ms under load alone.
+    #: RTT this far above the path's minimum would make voices late there: a queue.
     voice_deadline_s: float = 0.4
     rtt_inflation_s: float = 0.04
     rtt_inflation_max_s: float = 0.15
@@ -86,9 +84,7 @@ class EstimatorConfig:
     #: RTT says nothing about a queue until this many samples show the path's own jitter.
     rtt_samples_before_queue: int = 2
     rtt_window_s: float = 30.0
-    #: Whether RTT growth counts as a queue at all. Off on the LAN: there a round trip of a
-    #: few hundred ms is the box or the tablet busy (CPU), not a link queue, and cutting
-    #: video would not shorten it.
+    #: Off on the LAN: a long round trip there is a busy CPU, not a queue to shorten.
     queue_from_rtt: bool = True
     decrease_interval_s: float = 1.0
     growth_per_s: float = 0.08
@@ -100,66 +96,27 @@ class EstimatorConfig:
     probe_s: float = 2.0
     probe_step_gain: float = 1.5  # a probe asks up to this multiple of the estimate...
     probe_max_gain: float = 2.5  # ...or, if the next rung is further, at most this
-    #: On a thin link (estimate under this) whose delay leaves voices little margin (under
-    #: tight_margin_s of their deadline after the one-way delay: EDGE 70 ms, GPRS less; 3G
-    #: 270 ms), a probe asks only for the least that buys a better plan (10% steps), and
-    #: proves the allowance it asked when its plan was sent in full: there a probe past the
-    #: capacity queues voices within a report interval, and for longer the further it
-    #: overshoots (EDGE: a 1.5x probe from 184 kbps asked 276 of a 200 kbps link). On 3G
-    #: the same rules slowed the climb from 100 kbps (a run measured 101 kbps, others 212,
-    #: against 260-365 with 1.5x steps).
+    #: Tight links probe in 10% steps: an overshoot queues voices within a report.
     fine_probe_below_bps: float = 300_000
     tight_margin_s: float = 0.15
-    #: A thin link (fine_probe_below_bps) whose delay leaves voices less than this of their
-    #: deadline has no room for video at all, and no probe asks for it: a voice packet that
-    #: reaches the link behind what the pacer lets out at once (30 ms at its rate) and one
-    #: video packet (20 ms at the estimate) waits ~50 ms at the 100-120 kbps where video
-    #: starts. Measured in the lab: EDGE (200 kbps down, 260 up, 325 ms) leaves voices 62-70
-    #: ms; GPRS (80 down, 20 up, 325 ms) 0-49, its thin uplink delaying the reports that time
-    #: the round trip. There every probe for the first still overflowed the link and cost
-    #: voices 2-3 s of queue, a few seconds into each call.
+    #: Less voice margin than this on a thin link: no video (one packet costs ~50 ms).
     video_margin_s: float = 0.055
     probe_fail_loss: float = 0.05
     probe_report_lag_s: float = 0.5  # a report interval, beyond the RTT
-    #: A probe is confirmed only by a report echoing an SR that left this long after the SFU
-    #: filled it: the time an overshoot of 10-20% takes to queue enough to show. A report
-    #: that merely arrived later may echo an SR from before (EDGE: 0.66 s RTT, an SR a second).
+    #: A probe is confirmed by an SR sent this long after it filled (time to show a queue).
     probe_settle_s: float = 0.75
     probe_backoff_max_s: float = 8.0  # caps how long a step up can go unnoticed...
     probe_failures_before_long_wait: int = 3  # ...until this many probes in a row failed
-    #: Probes above probe_step_gain overshoot more if they fail, and a link where probes keep
-    #: failing is not going to change soon: both then wait this long.
+    #: Far probes and links whose probes keep failing wait this long: both overshoot more.
     long_probe_wait_s: float = 30.0
-    #: A probe for a plan that sends about as much as one that failed (at least 90% of it)
-    #: waits this long: on a link whose next rung does not fit, each retry costs voices ~2 s
-    #: of queue, and a cut that follows a failed probe would otherwise make the retries quick
-    #: again. Not longer, nor doubling: nothing aiortc reports tells that a link got better,
-    #: so this is also how long a step up can go unnoticed (15 s missed RMCAT's 10 s goal).
+    #: Retrying a plan as big as one that failed costs voices ~2 s; this bounds step-up lag.
     failed_target_wait_s: float = 8.0
-    #: ...but long_probe_wait_s when it failed from an estimate below this and below
-    #: initial_bps (learnt, not where every remote patient starts): a link that thin (GPRS)
-    #: has voices only, the plan a probe wants is a thumbnail, and each failure costs the
-    #: voices ~3 s of queue. Also on any tight link (fine_probe_below_bps) from a learnt
-    #: estimate: on EDGE a probe for more than the facilitator's low tier fails every time,
-    #: 2-3 s of late voices each. From the start value a first failure may be a busy moment
-    #: on EDGE; a CI run that waited 30 s after one gave an EDGE patient no video at all.
+    #: ...long_probe_wait_s below this (learnt) or on a tight link: the link rarely grows.
     thin_link_bps: float = 120_000
-    #: On a tight link, a far probe (beyond probe_step_gain: a link learnt too thin for any
-    #: video, asking for the video floor) waits this long after the last cut or failed
-    #: probe, doubling with each failed far probe up to tight_far_wait_max_s: on GPRS
-    #: (80 kbps) every one overflows the link and costs voices 3-4 s; a link this thin
-    #: rarely grows.
+    #: A tight link's far probe waits this long, doubling per failure: each costs voices.
     tight_far_wait_s: float = 60.0
     tight_far_wait_max_s: float = 240.0
-    #: NACKs naming this many newly lost packets within nack_window_s end a probe as failed,
-    #: and undo one that succeeded less than probe_regret_s ago. They come one way, a report
-    #: interval before the receiver report with the loss: on GPRS (0.8 s RTT) a probe for a
-    #: thumbnail was "confirmed" by a report from before the queue overflowed, while NACKs
-    #: for the packets it dropped were arriving; its 5 s of late voices were the run's worst.
-    #: Random loss (1% on EDGE) NACKs about one video packet in a second. Only for probes
-    #: from under nack_probe_max_bps: on faster, jittery paths (3G) packets overtake each
-    #: other and receivers NACK ones that arrive a moment later; a full run of 3G with this
-    #: rule for all probes measured 194 kbps where runs without it measured 250-270.
+    #: NACKs fail a slow link's probe a report interval before loss reports can.
     probe_fail_nacks: int = 5
     nack_probe_max_bps: float = 300_000
     nack_window_s: float = 1.0

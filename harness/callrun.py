@@ -9,7 +9,7 @@ with Lab() as lab:
     run.audio("p1", window=(6, 15))        # AudioStats: on-time %, longest gap
 ```
 
-`run_call` starts `appliance.lab.callbox` in the box host and one `appliance.lab.caller`
+`run_call` starts `harness.callbox` in the box host and one `harness.caller`
 process per seat in its host, all on one shared clock origin `t0` (the moment the call starts,
 when `on_start` runs, e.g. to apply a link schedule), waits for them and keeps their reports.
 The analysis methods read those reports over a time window (seconds after `t0`).
@@ -26,17 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.lab.caller import AUDIO_PTIME_S, BIN_S, VIDEO_FPS
-from appliance.lab.host_load import HostLoadSampler
-from appliance.lab.lab import Host, Lab
-from appliance.lab.profiles import Profile
+from harness.caller import AUDIO_PTIME_S, BIN_S, VIDEO_FPS
+from harness.host_load import HostLoadSampler
+from harness.lab import Host, Lab
+from harness.profiles import Profile
 
 ON_TIME_S = 0.4
 #: The forwarder leaving frames this late (or this often) means the host stalled the run.
 STALL_MAX_LATE_MS = 150.0
 STALL_LATE_FRACTION = 0.01
 #: A second in which the hypervisor took this much of the machine's CPU time stops every
-#: process of the call at once (see appliance.lab.host_load): the run timed the host.
+#: process of the call at once (see harness.host_load): the run timed the host.
 STEAL_LIMIT_PCT = 8.0
 #: Calls made before a stalled host's run is kept anyway (see `repeat_while_host_stalled`).
 ATTEMPTS = 3
@@ -83,7 +83,7 @@ class CallRun:
     forwarder_frames: int
     errors: dict[str, str] = field(default_factory=dict)
     #: Per second from t0, the share of the machine's CPU time its hypervisor took (%), and
-    #: of wall time in which some task waited for a CPU (see appliance.lab.host_load).
+    #: of wall time in which some task waited for a CPU (see harness.host_load).
     steal_pct: list[float] = field(default_factory=list)
     cpu_pressure_pct: list[float] = field(default_factory=list)
 
@@ -312,7 +312,7 @@ def run_call(
     `caller_args`.
     """
     lan = ",".join(f"{hosts[s.name].ip}/32" for s in seats if s.link is None)
-    box_proc = lab.python_module(box, "appliance.lab.callbox", "--mode", mode, "--host",
+    box_proc = lab.python_module(box, "harness.callbox", "--mode", mode, "--host",
                                  box.ip, "--lan", lan, *box_args, stdout=subprocess.PIPE,
                                  text=True, env=env)
     host_load = HostLoadSampler()
@@ -327,7 +327,7 @@ def run_call(
         procs = {}
         for index, seat in enumerate(seats):
             procs[seat.name] = lab.python_module(
-                hosts[seat.name], "appliance.lab.caller",
+                hosts[seat.name], "harness.caller",
                 "--box", f"{(signal_addresses or {}).get(seat.name, box.ip)}:{port}",
                 "--pid", seat.name, "--role", seat.role, "--clip", str(clip),
                 "--t0", repr(t0), "--seconds", str(seconds),

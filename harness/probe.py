@@ -3,8 +3,8 @@
 Both ends run in lab namespaces on one machine, so they share CLOCK_MONOTONIC and one-way
 delay is measured directly (send time travels in the payload).
 
-    python -m appliance.lab.probe recv --port 9000     # until SIGTERM, then prints JSON records
-    python -m appliance.lab.probe send --to 10.77.0.1 --port 9000 --rate-kbps 300 --size 1000 \
+    python -m harness.probe recv --port 9000     # until SIGTERM, then prints JSON records
+    python -m harness.probe send --to 10.77.0.1 --port 9000 --rate-kbps 300 --size 1000 \
         --seconds 5
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from appliance.lab.lab import Host, Lab
+    from harness.lab import Host, Lab
 
 #: Bytes a UDP payload grows by on the wire: Ethernet 14 + IPv4 20 + UDP 8.
 FRAME_OVERHEAD = 42
@@ -105,7 +105,7 @@ class ProbeRun:
         self.seconds = seconds
         self._drain = drain
         self._receiver = lab.python_module(
-            dst, "appliance.lab.probe", "recv", "--port", str(port),
+            dst, "harness.probe", "recv", "--port", str(port),
             "--seconds", str(seconds + drain + 20), stdout=subprocess.PIPE, text=True,
         )
         assert self._receiver.stdout is not None
@@ -113,7 +113,7 @@ class ProbeRun:
             raise RuntimeError("probe receiver did not start")
         self.started = time.monotonic()
         self._sender = lab.python_module(
-            src, "appliance.lab.probe", "send", "--to", dst.ip, "--port", str(port),
+            src, "harness.probe", "send", "--to", dst.ip, "--port", str(port),
             "--rate-kbps", str(rate_kbps), "--size", str(size), "--seconds", str(seconds),
             stdout=subprocess.DEVNULL,
         )
@@ -179,7 +179,7 @@ def receive(port: int, seconds: float) -> list[Record]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m appliance.lab.probe`."""
+    """Entry point of `python -m harness.probe`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="role", required=True)
     tx = sub.add_parser("send")

@@ -1,5 +1,5 @@
 """The NAT lab: the centre's coturn on an "internet", the box behind carrier-grade NAT, a
-patient behind a home NAT on an emulated mobile link. Built on appliance.lab.Lab:
+patient behind a home NAT on an emulated mobile link. Built on harness.Lab:
 
     <prefix>-inet 198.51.100.1 (coturn) --+
     <prefix>-crouter 198.51.100.2 --------+-- br0 ("internet")
@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.lab.callrun import CallRun, Seat, run_call
-from appliance.lab.lab import Host, Lab
-from appliance.lab.nat import add_route, configure_router
-from appliance.lab.profiles import UNSHAPED, Profile
 from appliance.media.turn import TurnGrant, TurnService, load_service
 from appliance.tls import _make_ca, _make_server_cert
+from harness.callrun import CallRun, Seat, run_call
+from harness.lab import Host, Lab
+from harness.nat import add_route, configure_router
+from harness.profiles import UNSHAPED, Profile
 
 INTERNET = "198.51.100.0/24"  # TEST-NET-2: public-looking, outside coturn's denied ranges
 CLINIC_LAN = "10.0.0.0/24"

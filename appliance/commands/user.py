@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import click
 
 from appliance import staff_sessions
 from appliance.accounts import ROLES, create_user, normalise_username, set_password
+from appliance.commands.context import CommandContext, pass_command_context
 from appliance.errors import OperatorError
 
 
 @click.group("user")
 def user_group() -> None:
     """Manage staff accounts."""
-
-
-@contextmanager
-def _open_store(ctx: click.Context) -> Iterator[Any]:
-    from appliance.cli import settings_from
-    from appliance.store import open_store
-    from appliance.store.store import passphrase_from_env
-
-    store = open_store(settings_from(ctx), passphrase_from_env())
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _new_password() -> str:
@@ -41,11 +26,11 @@ def _new_password() -> str:
 @user_group.command("add")
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.pass_context
-def user_add(ctx: click.Context, username: str, role: str) -> None:
+@pass_command_context
+def user_add(command: CommandContext, username: str, role: str) -> None:
     """Create USERNAME; the password comes from $CLINICBOX_NEW_PASSWORD or a prompt."""
     password = _new_password()
-    with _open_store(ctx) as store:
+    with command.store() as store:
         try:
             user = create_user(store, username, password, role)
         except ValueError as exc:
@@ -55,11 +40,11 @@ def user_add(ctx: click.Context, username: str, role: str) -> None:
 
 @user_group.command("disable")
 @click.argument("username")
-@click.pass_context
-def user_disable(ctx: click.Context, username: str) -> None:
+@pass_command_context
+def user_disable(command: CommandContext, username: str) -> None:
     """Disable USERNAME: no more sign-ins, and every open session ends at once."""
     name = normalise_username(username)
-    with _open_store(ctx) as store:
+    with command.store() as store:
         User = store.User  # noqa: N806 - the store's model class
         user = User.get_or_none(User.username == name)
         if user is None:
@@ -74,11 +59,11 @@ def user_disable(ctx: click.Context, username: str) -> None:
 
 @user_group.command("password")
 @click.argument("username")
-@click.pass_context
-def user_password(ctx: click.Context, username: str) -> None:
+@pass_command_context
+def user_password(command: CommandContext, username: str) -> None:
     """Set USERNAME's password ($CLINICBOX_NEW_PASSWORD or a prompt); ends their sessions."""
     password = _new_password()
-    with _open_store(ctx) as store:
+    with command.store() as store:
         with store.transaction():
             try:
                 user = set_password(store, username, password)

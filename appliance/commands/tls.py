@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from appliance.commands.context import CommandContext, pass_command_context
+from appliance.errors import OperatorError
 from appliance.tls import ensure_tls
 
 
@@ -14,20 +16,15 @@ def tls_group() -> None:
 
 @tls_group.command("new-ca")
 @click.option("--yes", is_flag=True, help="Confirm: every tablet must install the new CA.")
-@click.pass_context
-def tls_new_ca(ctx: click.Context, yes: bool) -> None:
+@pass_command_context
+def tls_new_ca(command: CommandContext, yes: bool) -> None:
     """Make a new local CA for this box's current names and networks, and a new certificate."""
-    from appliance.cli import settings_from
-    from appliance.errors import OperatorError
-    from appliance.store import open_store
-    from appliance.store.store import passphrase_from_env
-
     if not yes:
         raise OperatorError(
             "a new CA means every tablet must install it again from /ca.pem; add --yes"
         )
-    settings = settings_from(ctx)
-    store = open_store(settings, passphrase_from_env())
+    settings = command.settings
+    store = command.open_store()
     try:
         material = ensure_tls(settings.tls_dir, settings.hostname, store.keyring, new_ca=True)
     finally:

@@ -1,5 +1,5 @@
 // A patient in Debian's Firefox ESR, driven over WebDriver BiDi by puppeteer-core (which
-// downloads no browser). Run inside the patient's lab namespace by appliance.lab.browsercall:
+// downloads no browser). Run inside the patient's lab namespace by harness.browsercall:
 //
 //   node patient.mjs '{"base": "https://10.77.0.1:8443", "code": "123456", "name": "Fay",
 //                      "probe": "/path/to/call_probe.js"}'

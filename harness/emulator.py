@@ -3,7 +3,7 @@
 Run inside the lab's "wan" namespace as its own process, so stalls of the test or benchmark
 process do not skew the forwarding loop:
 
-    python -m appliance.lab.emulator --control /tmp/x/emulator.sock --parent-pid 1234
+    python -m harness.emulator --control /tmp/x/emulator.sock --parent-pid 1234
 
 Each link joins two interfaces of that namespace: `host_if` faces the emulated host and
 `box_if` faces the LAN bridge. Frames read on one (AF_PACKET) are shaped by a DirectionShaper
@@ -35,8 +35,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from appliance.lab.profiles import Profile, Step
-from appliance.lab.shaper import DirectionShaper
+from harness.profiles import Profile, Step
+from harness.shaper import DirectionShaper
 
 ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
@@ -308,7 +308,7 @@ class Emulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m appliance.lab.emulator`."""
+    """Entry point of `python -m harness.emulator`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--control", required=True, help="unix socket path to listen on")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")

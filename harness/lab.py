@@ -9,7 +9,7 @@ Topology, all inside namespaces this lab creates (nothing is added to the caller
                                                      <prefix>-p1 (10.77.0.3)
 
 Hosts made with `link=None` sit on the LAN bridge; hosts made with a profile reach the bridge
-only through the emulator process, which shapes each direction (see appliance.lab.emulator).
+only through the emulator process, which shapes each direction (see harness.emulator).
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.lab import control
-from appliance.lab.profiles import Profile
+from harness import control
+from harness.profiles import Profile
 
 NETNS_DIR = Path("/run/netns")
+#: The checkout holding the harness package: lab processes start from there.
+CHECKOUT = Path(__file__).resolve().parent.parent
 #: Namespaces are named <prefix><pid>x<n>-<role>; CLINICBOX_LAB_PREFIX (lowercase letters)
 #: keeps several people's labs on one machine apart, also when sweeping stale ones.
 PREFIX_ENV = "CLINICBOX_LAB_PREFIX"
@@ -212,7 +214,7 @@ class Lab:
     def lan_behind(self, router: Host, names: list[str], subnet: str) -> list[Host]:
         """Hosts on a private LAN (a bridge `lan0` in the router's namespace) whose gateway is
         `router`, which forwards; it holds the subnet's last address. What the router does to
-        the traffic (NAT, filtering) is up to the caller (see appliance.lab.nat)."""
+        the traffic (NAT, filtering) is up to the caller (see harness.nat)."""
         network = ipaddress.ip_network(subnet)
         addresses = list(network.hosts())
         gateway = str(addresses[-1])
@@ -291,7 +293,9 @@ class Lab:
 
     def python_module(self, host: Host, module: str, *args: str,
                       **kwargs: Any) -> subprocess.Popen[Any]:
-        """Start `python -m module args...` inside host's namespace."""
+        """Start `python -m module args...` inside host's namespace, from the checkout's root
+        (the harness is not installed, so that is where `python -m harness....` finds it)."""
+        kwargs.setdefault("cwd", CHECKOUT)
         return self.popen(host, [sys.executable, "-m", module, *args], **kwargs)
 
     # -- internals -----------------------------------------------------------------------
@@ -330,9 +334,9 @@ class Lab:
             log = open(self._workdir / "emulator.log", "wb")
             self._emulator = subprocess.Popen(
                 ["ip", "netns", "exec", self._wan_ns, sys.executable, "-m",
-                 "appliance.lab.emulator", "--control", self._control_path,
+                 "harness.emulator", "--control", self._control_path,
                  "--parent-pid", str(os.getpid())],
-                stdout=log, stderr=log, start_new_session=True,
+                stdout=log, stderr=log, start_new_session=True, cwd=CHECKOUT,
             )
             log.close()
             deadline = time.monotonic() + 10.0

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from appliance.commands.context import CommandContext, pass_command_context
 from appliance.errors import OperatorError
 from appliance.store.keyring import StoreLockedError
-from appliance.store.store import Store, open_store, passphrase_from_env
+from appliance.store.store import Store
 
 _PASSPHRASE_FILE = click.option(
     "--passphrase-file",
@@ -26,15 +27,10 @@ def _read_passphrase(path: Path) -> str:
         raise StoreLockedError(f"cannot read passphrase file {path} ({exc.strerror})") from None
 
 
-def _open(ctx: click.Context, passphrase_file: Path | None) -> Store:
-    from appliance.cli import settings_from
-
-    settings = settings_from(ctx)
+def _open(command: CommandContext, passphrase_file: Path | None) -> Store:
     if passphrase_file is not None:
-        passphrase: str | None = _read_passphrase(passphrase_file)
-    else:
-        passphrase = passphrase_from_env()
-    return open_store(settings, passphrase)
+        return command.open_store(_read_passphrase(passphrase_file))
+    return command.open_store()
 
 
 @click.group("keys")
@@ -44,12 +40,12 @@ def keys_group() -> None:
 
 @keys_group.command("status")
 @_PASSPHRASE_FILE
-@click.pass_context
-def keys_status(ctx: click.Context, passphrase_file: Path | None) -> None:
+@pass_command_context
+def keys_status(command: CommandContext, passphrase_file: Path | None) -> None:
     """Show the key mode, the active data key and rows still under older keys."""
     from appliance.store.rotation import stale_rows
 
-    store = _open(ctx, passphrase_file)
+    store = _open(command, passphrase_file)
     try:
         keyring = store.keyring
         click.echo(f"mode: {keyring.mode}")
@@ -69,9 +65,9 @@ def keys_status(ctx: click.Context, passphrase_file: Path | None) -> None:
               help="Rows re-encrypted per transaction.")
 @click.option("--pause-ms", type=click.IntRange(0, 10_000), default=20, show_default=True,
               help="Pause between batches, letting the serving box write.")
-@click.pass_context
+@pass_command_context
 def keys_rotate(
-    ctx: click.Context, passphrase_file: Path | None, batch_size: int, pause_ms: int
+    command: CommandContext, passphrase_file: Path | None, batch_size: int, pause_ms: int
 ) -> None:
     """Make a new data key and re-encrypt every record with it (safe while serving).
 
@@ -79,7 +75,7 @@ def keys_rotate(
     """
     from appliance.store.rotation import rotate
 
-    store = _open(ctx, passphrase_file)
+    store = _open(command, passphrase_file)
     try:
         if len(store.keyring.key_ids) > 1:
             click.echo(f"resuming the unfinished rotation to key {store.keyring.active_id}")
@@ -104,9 +100,9 @@ def keys_rotate(
               help="File holding the new passphrase (at least 12 characters).")
 @click.option("--device", "to_device", is_flag=True,
               help="Drop the passphrase: protect the keys with the device secret again.")
-@click.pass_context
+@pass_command_context
 def keys_passphrase(
-    ctx: click.Context, passphrase_file: Path | None, new_passphrase_file: Path | None,
+    command: CommandContext, passphrase_file: Path | None, new_passphrase_file: Path | None,
     to_device: bool,
 ) -> None:
     """Set, change or remove the store passphrase (re-wraps the keys; records untouched).
@@ -116,7 +112,7 @@ def keys_passphrase(
     if to_device == (new_passphrase_file is not None):
         raise OperatorError("give exactly one of --new-passphrase-file or --device")
     new = None if to_device else _read_passphrase(new_passphrase_file)
-    store = _open(ctx, passphrase_file)
+    store = _open(command, passphrase_file)
     try:
         store.lock_exclusive()
         store.keyring.rewrap(new)
@@ -128,19 +124,18 @@ def keys_passphrase(
 
 @click.command("wipe")
 @click.option("--yes", is_flag=True, help="Confirm: destroy every record on this box.")
-@click.pass_context
-def wipe_command(ctx: click.Context, yes: bool) -> None:
+@pass_command_context
+def wipe_command(command: CommandContext, yes: bool) -> None:
     """Crypto-shred the record store: destroy its keys, then delete the database.
 
     Records not yet delivered to the centre are lost. Stop `clinicbox serve` first.
     """
-    from appliance.cli import settings_from
     from appliance.store.wipe import wipe
 
     if not yes:
         raise OperatorError("wipe destroys every record on this box; add --yes to confirm")
     refused: list[str] = []
-    removed = wipe(settings_from(ctx), refused)
+    removed = wipe(command.settings, refused)
     for line in refused:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"record store wiped: keys destroyed, {len(removed)} files removed")
@@ -153,12 +148,12 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @_PASSPHRASE_FILE
-@click.pass_context
-def audit_verify(ctx: click.Context, passphrase_file: Path | None) -> None:
+@pass_command_context
+def audit_verify(command: CommandContext, passphrase_file: Path | None) -> None:
     """Verify the audit log's hash chain; exit 1 naming the first broken link."""
     from appliance.store.audit import verify
 
-    store = _open(ctx, passphrase_file)
+    store = _open(command, passphrase_file)
     try:
         report = verify(store.db)
         quarantined = [f"{q.record_type}/{q.record_id}" for q in store.Quarantine.select()]

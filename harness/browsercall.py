@@ -12,10 +12,10 @@ with Lab() as lab:
 
 Each browser runs inside its host's namespace (`ip netns exec`): headless Debian Chromium
 through Playwright (`executable_path`, fake camera and microphone, a fresh user-data-dir), or
-Debian's Firefox ESR through `appliance/lab/firefox/patient.mjs` (puppeteer-core over WebDriver
+Debian's Firefox ESR through `harness/firefox/patient.mjs` (puppeteer-core over WebDriver
 BiDi). The facilitator signs in, schedules and starts a session; patients enter its code and
 their name, consent, wait, are admitted with "Admit all", and join the call; the facilitator
-joins from the session page. `appliance/lab/call_probe.js` in every page samples `getStats()`
+joins from the session page. `harness/call_probe.js` in every page samples `getStats()`
 once a second and counts reconnect notices. Links get their profile before anyone joins (join
 times are the link's); the window measured starts `settle_s` after the last participant first
 played audio and lasts `seconds`.
@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.lab import browserstats
-from appliance.lab.lab import Host, Lab
-from appliance.lab.profiles import Profile
+from harness import browserstats
+from harness.lab import Host, Lab
+from harness.profiles import Profile
 
 CHROMIUM = "/usr/bin/chromium"
 FIREFOX = "/usr/bin/firefox-esr"

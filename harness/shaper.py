@@ -16,7 +16,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from appliance.lab.profiles import Shape
+from harness.profiles import Shape
 
 #: Largest frame on these links (1500-byte MTU plus the Ethernet header).
 MAX_FRAME = 1514

@@ -3,7 +3,6 @@ whoever cuts releases."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -12,15 +11,16 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from appliance.commands.context import CommandContext, pass_command_context
 from appliance.files import write_private
-from appliance.update.releases import DEFAULT_TRIAL_S, ReleaseRoot
+from appliance.update.releases import DEFAULT_TRIAL_S
+from appliance.update.status import update_status
 
 
-def _target(ctx: click.Context, restart: str | None = None) -> Any:
-    from appliance.cli import settings_from
+def _target(command: CommandContext, restart: str | None = None) -> Any:
     from appliance.update.apply import Target
 
-    settings = settings_from(ctx)
+    settings = command.settings
     return Target.from_env(settings.data_dir, settings.port, restart, settings.host)
 
 
@@ -55,7 +55,8 @@ def import_command(
     """Verify and install a bundle (USB stick or download), then health-check it."""
     from appliance.update.apply import import_bundle
 
-    result = import_bundle(path, _target(ctx, restart), trial_s=trial_s, confirm=not no_confirm)
+    target = _target(ctx.ensure_object(CommandContext), restart)
+    result = import_bundle(path, target, trial_s=trial_s, confirm=not no_confirm)
     click.echo(json.dumps(result, sort_keys=True))
     if result.get("outcome") == "rolled back":
         ctx.exit(1)
@@ -63,48 +64,20 @@ def import_command(
 
 @update_group.command("confirm")
 @click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
-@click.pass_context
-def confirm_command(ctx: click.Context, restart: str | None) -> None:
+@pass_command_context
+def confirm_command(command: CommandContext, restart: str | None) -> None:
     """Commit the release on trial if it is healthy, else roll it back (run by a timer)."""
     from appliance.update.apply import confirm_trial
 
-    click.echo(json.dumps(confirm_trial(_target(ctx, restart)), sort_keys=True))
-
-
-def update_status(root: ReleaseRoot) -> dict[str, Any]:
-    """Current and previous release, trial state and the last outcome."""
-    state = root.read_state()
-    trial = state.get("trial")
-    return {
-        "current": root.current_version(),
-        "previous": state.get("previous"),
-        "trial": None
-        if not trial
-        else {
-            "version": trial.get("version"),
-            "from": trial.get("previous"),
-            "boots": trial.get("boots"),
-            "failed": trial.get("failed"),
-            "deadline": _when(trial.get("deadline")),
-        },
-        "last": None
-        if not state.get("last")
-        else {**state["last"], "at": _when(state["last"].get("at"))},
-    }
-
-
-def _when(ts: Any) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    click.echo(json.dumps(confirm_trial(_target(command, restart)), sort_keys=True))
 
 
 @update_group.command("status")
 @click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def status_command(ctx: click.Context, as_json: bool) -> None:
+@pass_command_context
+def status_command(command: CommandContext, as_json: bool) -> None:
     """Show the running release, the previous one, any trial and the last outcome."""
-    doc = update_status(_target(ctx).root)
+    doc = update_status(_target(command).root)
     if as_json:
         click.echo(json.dumps(doc, sort_keys=True))
         return

@@ -1,4 +1,6 @@
-"""The aiortc and aioice seams the SFU relies on, installed in one place.
+"""The module-level aiortc and aioice replacements the SFU relies on, installed in one place.
+
+(Per sender, receiver and transport operations are `aiortc_glue.rtp` and `.transport`.)
 
 aiortc 1.16.0 is pinned exactly because of these; `tests/media/test_aiortc_seams.py` fails
 loudly when an upgrade moves them:
@@ -15,7 +17,7 @@ loudly when an upgrade moves them:
 - `aiortc.codecs.vpx.Vp8Encoder.pack`: splits a frame into RTP payloads; ours honours an
   `EncodedFrame.max_payload` (smaller packets for weak links) and is aiortc's otherwise.
 - `aioice.ice.get_host_addresses`: which local addresses ICE offers as host candidates.
-- `aioice.ice.Connection.query_consent`: replaced by `appliance.media.consent` (installed by
+- `aioice.ice.Connection.query_consent`: replaced by `aiortc_glue.consent` (installed by
   `Rooms`), since aioice's gives up on a consent check after 0.5 s and so drops every peer
   whose round trip is longer (EDGE, GPRS) about 30 s after connecting.
 """

@@ -1,6 +1,6 @@
 """What a browser in a lab call got, read from its once-a-second `getStats()` samples.
 
-The samples come from `appliance/lab/call_probe.js`: `{"t": epoch_s, "pc": n, "rows": [...]}`
+The samples come from `harness/call_probe.js`: `{"t": epoch_s, "pc": n, "rows": [...]}`
 with one row per receive slot (`mid`, `kind`, `who` the box says the slot shows, and the
 inbound-rtp counters). Counters are cumulative per peer connection; a reconnect starts a new
 one (`pc` grows), so differences are only taken between samples of the same connection.

@@ -1,12 +1,12 @@
 """The box end of a synthetic call in the lab: one room, ClinicBox's SFU or stock relaying.
 
-    python -m appliance.lab.callbox --mode clinicbox|stock --host 10.77.0.1 [--lan 10.77.0.2/32,...]
+    python -m harness.callbox --mode clinicbox|stock --host 10.77.0.1 [--lan 10.77.0.2/32,...]
 
 Run inside the lab's box host. Prints the TCP port it listens on, then answers line-JSON
-requests from `appliance.lab.caller`:
+requests from `harness.caller`:
 `{"op": "join", "pid", "role", "sdp"}` -> `{"sdp"}` (or `{"error"}`).
 The SFU is joined through `Rooms.join`, the same call `POST /api/media/offer` makes once the
-join token is checked; the stock relay is `appliance.media.stock_relay.StockRelay`.
+join token is checked; the stock relay is `harness.stock_relay.StockRelay`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def _joiner(mode: str, lan: str, turn_from: Path | None = None) -> Join:
             return (await rooms.join("lab", pid, role, pid, sdp, "offer", turn=grant)).sdp
         return join
     if mode == "stock":
-        from appliance.media import consent
-        from appliance.media.stock_relay import StockRelay
+        from appliance.media.aiortc_glue import consent
+        from harness.stock_relay import StockRelay
 
         # The baseline gets the same consent fix as the SFU, or it would drop EDGE and GPRS
         # callers after 30 s: the comparison is about relaying.

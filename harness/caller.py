@@ -1,7 +1,7 @@
 """A synthetic call participant for the weak-link lab: publishes, receives, measures.
 
-Run inside a lab host (`lab.python_module(host, "appliance.lab.caller", ...)`). It joins the
-box's room through `appliance.lab.callbox` (line-JSON over TCP), offering what the browser
+Run inside a lab host (`lab.python_module(host, "harness.caller", ...)`). It joins the
+box's room through `harness.callbox` (line-JSON over TCP), offering what the browser
 client offers: its own Opus audio and VP8 video send-only, plus receive-only slots. It sends a
 pre-encoded clip (no encoding while the call runs) and records, without decoding:
 - every audio RTP packet received, with its arrival time (wall clock: every namespace of the
@@ -49,10 +49,10 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from appliance.media import consent
+from appliance.media.aiortc_glue import consent
+from appliance.media.aiortc_glue.seams import install_forwarding
 from appliance.media.encoded import EncodedFrame
 from appliance.media.locality import nominated_pair_types
-from appliance.media.seams import install_forwarding
 from appliance.media.turn import first_allocating
 
 AUDIO_PTIME_S = 0.02
@@ -463,7 +463,7 @@ async def _close(closing: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Synthetic call participant for the lab.")
-    parser.add_argument("--box", required=True, help="ip:port of appliance.lab.callbox")
+    parser.add_argument("--box", required=True, help="ip:port of harness.callbox")
     parser.add_argument("--pid", required=True)
     parser.add_argument("--role", default="patient")
     parser.add_argument("--clip", required=True, help="file written by Clip.save")

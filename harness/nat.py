@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import subprocess
 
-from appliance.lab.lab import Host, Lab, lab_prefix
+from harness.lab import Host, Lab, lab_prefix
 
 WAN = "eth0"
 

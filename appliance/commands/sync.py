@@ -8,10 +8,10 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from appliance.commands.context import CommandContext, pass_command_context
 from appliance.config import Settings
 from appliance.errors import OperatorError
 from appliance.identity import DeviceIdentity
@@ -28,22 +28,6 @@ from sync.protocol.messages import (
     make_bundle,
     verify_receipt,
 )
-
-if TYPE_CHECKING:
-    from appliance.store.store import Store
-
-
-def _settings(ctx: click.Context) -> Settings:
-    from appliance.cli import settings_from
-
-    return settings_from(ctx)
-
-
-def _open_store(settings: Settings) -> Store:
-    from appliance.store import open_store
-    from appliance.store.store import passphrase_from_env
-
-    return open_store(settings, passphrase_from_env())
 
 
 def _linked(settings: Settings) -> CentralLink:
@@ -67,13 +51,13 @@ def sync_group() -> None:
 
 @sync_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
-@click.pass_context
-def status_command(ctx: click.Context, as_json: bool) -> None:
+@pass_command_context
+def status_command(command: CommandContext, as_json: bool) -> None:
     """Queued records per lane, oldest undelivered age, last success/error, bytes today."""
     from appliance.store.outbox import Outbox
 
-    settings = _settings(ctx)
-    store = _open_store(settings)
+    settings = command.settings
+    store = command.open_store()
     try:
         stats = Outbox(store).stats()
     finally:
@@ -106,11 +90,11 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
 
 
 @sync_group.command("run")
-@click.pass_context
-def run_command(ctx: click.Context) -> None:
+@pass_command_context
+def run_command(command: CommandContext) -> None:
     """Run only the sync agent in the foreground until SIGTERM (`clinicbox serve` runs it too)."""
-    settings = _settings(ctx)
-    store = _open_store(settings)
+    settings = command.settings
+    store = command.open_store()
     identity = DeviceIdentity.load_or_create(settings.secrets_dir)
     agent = SyncAgent(store, settings.data_dir, identity)
 
@@ -132,8 +116,8 @@ def run_command(ctx: click.Context) -> None:
 
 @click.command("export-bundle")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@click.pass_context
-def export_bundle_command(ctx: click.Context, path: Path) -> None:
+@pass_command_context
+def export_bundle_command(command: CommandContext, path: Path) -> None:
     """Write a sealed, signed courier bundle of undelivered records to PATH.
 
     A bundle holds at most 32 MiB of records (the centre refuses more); what does not fit
@@ -141,10 +125,10 @@ def export_bundle_command(ctx: click.Context, path: Path) -> None:
     """
     from appliance.store.outbox import Outbox
 
-    settings = _settings(ctx)
+    settings = command.settings
     link = _linked(settings)
     identity = DeviceIdentity.load_or_create(settings.secrets_dir)
-    store = _open_store(settings)
+    store = command.open_store()
     try:
         outbox = Outbox(store)
         items = outbox.lease(BUNDLE_PAYLOAD_BYTES, MAX_RECORDS, lease_seconds=60)
@@ -172,12 +156,12 @@ def export_bundle_command(ctx: click.Context, path: Path) -> None:
 
 @click.command("import-receipts")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@click.pass_context
-def import_receipts_command(ctx: click.Context, path: Path) -> None:
+@pass_command_context
+def import_receipts_command(command: CommandContext, path: Path) -> None:
     """Apply a receipt file the centre wrote for a courier bundle."""
     from appliance.store.outbox import Outbox
 
-    settings = _settings(ctx)
+    settings = command.settings
     link = _linked(settings)
     try:
         with path.open("rb") as fh:
@@ -199,7 +183,7 @@ def import_receipts_command(ctx: click.Context, path: Path) -> None:
         stored = verify_receipt(link.signing_key, envelope, link.device_id, ref)
     except ProtocolError as exc:
         raise OperatorError(f"receipt refused: {exc}") from None
-    store = _open_store(settings)
+    store = command.open_store()
     try:
         count = Outbox(store).acknowledge(stored)
     finally:

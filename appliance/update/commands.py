@@ -61,6 +61,20 @@ def import_command(
         ctx.exit(1)
 
 
+@update_group.command("import-downloaded")
+@click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
+@click.pass_context
+def import_downloaded_command(ctx: click.Context, restart: str | None) -> None:
+    """Install the newest bundle the sync agent downloaded, if any (run by a timer after
+    hours); health-checked and rolled back as `import` does."""
+    from appliance.update.downloaded import import_downloaded
+
+    result = import_downloaded(_target(ctx, restart))
+    click.echo(json.dumps(result, sort_keys=True))
+    if result.get("outcome") == "rolled back":
+        ctx.exit(1)
+
+
 @update_group.command("confirm")
 @click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
 @click.pass_context

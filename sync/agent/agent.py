@@ -130,6 +130,7 @@ class SyncAgent:
             if self.config.update_check_interval_s > 0 else None
         )
         self._update_client: HttpClient | None = None
+        self._unsaved_update_bytes = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sync-agent")
         # Network I/O of pipelined batches: one thread (and kept-alive connection) per batch
         # in flight.
@@ -412,6 +413,15 @@ class SyncAgent:
         return (not self._live_remote.is_set() and not self._stopping.is_set()
                 and self._update_allowance() > 0)
 
+    def _spend_update_bytes(self, n: int) -> None:
+        """Count download bytes, saved every 64 KiB: a range takes long on a weak link, and
+        a killed agent must not forget what it already spent of the budget."""
+        self.status.add_bytes(n)
+        self._unsaved_update_bytes += n
+        if self._unsaved_update_bytes >= 64 * 1024:
+            self._unsaved_update_bytes = 0
+            self.status.save(self.data_dir)
+
     def _update_work(self, now: float) -> bool:
         """Ask the centre for a newer release now and then (reporting this box's), and
         download the offered bundle one byte range a step, never during a call with remote
@@ -435,7 +445,7 @@ class SyncAgent:
             if chunk <= 0:
                 return False
             got = self.updates.fetch_chunk(self._update_client, self._signed, chunk,
-                                           self._update_may_go_on, self.status.add_bytes)
+                                           self._update_may_go_on, self._spend_update_bytes)
         except (TransportError, Rejected) as exc:
             # The part file keeps what arrived; the next idle step asks for the rest.
             self.status.failed(f"update download: {exc}")

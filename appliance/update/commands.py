@@ -118,7 +118,11 @@ def _when(ts: Any) -> str | None:
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
     """Show the running release, the previous one, any trial and the last outcome."""
-    doc = update_status(_target(ctx).root)
+    from appliance.update.downloaded import download_summary
+
+    target = _target(ctx)
+    doc = update_status(target.root)
+    doc["download"] = download_summary(target.data_dir)
     if as_json:
         click.echo(json.dumps(doc, sort_keys=True))
         return
@@ -145,6 +149,20 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
             + (f" ({last['reason']})" if last["reason"] else "")
         )
     )
+    click.echo("download: " + _download_text(doc["download"]))
+
+
+def _download_text(download: dict[str, Any] | None) -> str:
+    if not download:
+        return "none"
+    refused = "; ".join(f"{v} refused: {why}" for v, why in download["refused"].items())
+    if not download.get("version"):
+        return refused
+    size = download["size"] or 0
+    text = f"{download['version']} {100 * download['have'] // max(1, size)}% of {size:,} bytes"
+    if download["ready"]:
+        text += ", ready: installed after hours (or `clinicbox update import-downloaded`)"
+    return text + (f"; {refused}" if refused else "")
 
 
 @click.group("bundle")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,32 @@ from appliance.update.manifest import BundleRefused, version_key
 
 DOWNLOAD_DIR = "updates"
 READY_DIR = "ready"
+# Written by the sync agent (sync.agent.update_download): the offered bundle and progress.
+STATE_FILE = "download.json"
+
+
+def download_summary(data_dir: Path) -> dict[str, Any] | None:
+    """The download under way or done, for `clinicbox update status`; None when none."""
+    folder = data_dir / DOWNLOAD_DIR
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict):
+        return None
+    refused = state.get("refused") if isinstance(state.get("refused"), dict) else {}
+    if not state.get("sha256"):
+        return {"refused": refused} if refused else None
+    part = folder / f"{state['sha256']}.part"
+    return {
+        "version": state.get("version"),
+        "size": state.get("size"),
+        "have": state.get("size")
+        if state.get("ready")
+        else (part.stat().st_size if part.exists() else 0),
+        "ready": bool(state.get("ready")) and Path(str(state["ready"])).exists(),
+        "refused": refused,
+    }
 
 
 def ready_bundles(data_dir: Path) -> list[Path]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.update.bundle import check_order, check_platform, open_bundle
-from appliance.update.downloaded import DOWNLOAD_DIR, READY_DIR
+from appliance.update.downloaded import DOWNLOAD_DIR, READY_DIR, STATE_FILE
 from appliance.update.manifest import BundleRefused
 from appliance.update.releases import ReleaseRoot
 from sync.agent.transport import HANDSHAKE_BYTES, HEADER_BYTES, HttpClient
@@ -55,7 +55,7 @@ class UpdateDownloader:
         self.dir = data_dir / DOWNLOAD_DIR
         self.root = root
         self.keys_dir = keys_dir
-        self.state_file = self.dir / "download.json"
+        self.state_file = self.dir / STATE_FILE
 
     # State ------------------------------------------------------------------------------
 

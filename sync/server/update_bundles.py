@@ -110,14 +110,15 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def _version(value: Any) -> str | None:
-    """A release name as the box reports it: dotted numbers or `factory`, else nothing."""
+    """A release name as the box reports it: dotted numbers (as long as the column holds) or
+    `factory`, else nothing."""
     if value == "factory":
         return value
     try:
         version_key(value)
     except (BundleRefused, TypeError):
         return None
-    return value
+    return value if len(value) <= 32 else None
 
 
 def record_report(centre: Centre, device_id: str, report: dict[str, Any]) -> None:

@@ -332,3 +332,41 @@ def _wait(condition, timeout: float, message: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(message)
+
+
+def test_a_report_no_box_sends_is_answered_and_bounded_in_postgresql(
+    tmp_path: Path, postgres: str
+) -> None:
+    """Wrong types and a version longer than its column: the centre answers 200 with no
+    offer and keeps only what fits (PostgreSQL enforces column lengths; SQLite does not)."""
+    from sync.agent.transport import HttpClient
+    from sync.protocol.signing import sign_request
+
+    central = Central(tmp_path / "central", postgres)
+    try:
+        box = Box(tmp_path / "box")
+        link = box.claim(central)
+        hostile = json.dumps(
+            {
+                "platform": "x86_64",
+                "python": "3.11",
+                "current": "1." + "9" * 40,
+                "previous": {"a": 1},
+                "trial": "1.0.2",
+                "last": {"version": ["1"], "outcome": 7, "reason": "x" * 5000, "at": "soon"},
+                "download": {"version": "1.0.1", "have": "all", "size": 0},
+                "skip": "all",
+            }
+        ).encode()
+        client = HttpClient(link.central_url, 5, 10, link.tls_pin)
+        path = "/v1/updates/check"
+        headers = sign_request(box.identity.sign, link.device_id, "POST", path, hostile)
+        answer = client.request("POST", path, hostile, headers)
+        assert answer.status == 200 and answer.json() == {"version": None, "bundles": []}
+        rows = central.query(
+            "SELECT current, previous, trial, last_version, last_outcome, length(last_reason), "
+            f"last_at, downloading FROM devicerelease WHERE device_id = '{link.device_id}'"
+        )
+        assert rows == [(None, None, None, None, None, 200, None, None)]
+    finally:
+        central.stop()

@@ -54,6 +54,8 @@ def _read_manifest(path: Path) -> tuple[Manifest, set[str]]:
 def publish_bundle(centre: Centre, path: Path) -> dict[str, Any]:
     """Copy a bundle into the centre's store and offer it to boxes of its platform."""
     manifest, carried = _read_manifest(path)
+    if len(manifest.version) > 32 or len(manifest.platform) > 16 or len(manifest.python) > 8:
+        raise Refused(400, f"{path}: version, platform or python name too long to serve")
     digest = hashlib.sha256()
     store = centre.data_dir / BUNDLE_DIR
     store.mkdir(mode=0o700, exist_ok=True)

@@ -303,8 +303,9 @@ def test_a_box_downloads_installs_and_reports_an_update_over_a_cut_link(
         assert 0 < cut_at < size
         _wait(lambda: bool(ready_bundles(box.data)), 240, "the download did not complete")
         assert supervisor.starts >= 2
-        # Resumed where the cut left it: every byte of the bundle crossed the link once.
-        assert proxy.body_bytes == size and proxy.cuts >= 3
+        # Resumed where the cuts left it; only what was in flight when the service was
+        # killed (at most one 8 KiB range) can have crossed the link twice.
+        assert size <= proxy.body_bytes <= size + 8192 and proxy.cuts >= 3
 
         done = box.update("import-downloaded")
         assert done.returncode == 0, done.stdout + done.stderr

@@ -77,7 +77,8 @@ install -m 0644 "$SRC/appliance/update/releases.py" "$ROOT$PREFIX/lib/releases.p
 install -m 0644 "$SRC/docs/updates.md" "$ROOT$PREFIX/docs/updates.md"
 install -d -m 0755 "$ROOT/etc/clinicbox/release-keys"
 for unit in clinicbox.service clinicbox-firstboot.service clinicbox-update-confirm.service \
-    clinicbox-update-confirm.timer; do
+    clinicbox-update-confirm.timer clinicbox-update-install.service \
+    clinicbox-update-install.timer; do
     install -m 0644 "$SRC/firmware_scripts/systemd/$unit" "$ROOT/etc/systemd/system/$unit"
 done
 install -m 0644 "$SRC/firmware_scripts/systemd/clinicbox.sysusers" \
@@ -112,5 +113,6 @@ chown root:clinicbox /etc/clinicbox/clinicbox.toml
 chown clinicbox:clinicbox "$DATA"
 systemd-tmpfiles --create clinicbox.conf
 systemctl daemon-reload
-systemctl enable clinicbox-firstboot.service clinicbox.service clinicbox-update-confirm.timer
+systemctl enable clinicbox-firstboot.service clinicbox.service clinicbox-update-confirm.timer \
+    clinicbox-update-install.timer
 say "installed; start with: systemctl start clinicbox"

@@ -62,6 +62,20 @@ def import_command(
         ctx.exit(1)
 
 
+@update_group.command("import-downloaded")
+@click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
+@click.pass_context
+def import_downloaded_command(ctx: click.Context, restart: str | None) -> None:
+    """Install the newest bundle the sync agent downloaded, if any (run by a timer after
+    hours); health-checked and rolled back as `import` does."""
+    from appliance.update.downloaded import import_downloaded
+
+    result = import_downloaded(_target(ctx.ensure_object(CommandContext), restart))
+    click.echo(json.dumps(result, sort_keys=True))
+    if result.get("outcome") == "rolled back":
+        ctx.exit(1)
+
+
 @update_group.command("confirm")
 @click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
 @pass_command_context
@@ -77,7 +91,11 @@ def confirm_command(command: CommandContext, restart: str | None) -> None:
 @pass_command_context
 def status_command(command: CommandContext, as_json: bool) -> None:
     """Show the running release, the previous one, any trial and the last outcome."""
-    doc = update_status(_target(command).root)
+    from appliance.update.downloaded import download_summary
+
+    target = _target(command)
+    doc = update_status(target.root)
+    doc["download"] = download_summary(target.data_dir)
     if as_json:
         click.echo(json.dumps(doc, sort_keys=True))
         return
@@ -104,6 +122,20 @@ def status_command(command: CommandContext, as_json: bool) -> None:
             + (f" ({last['reason']})" if last["reason"] else "")
         )
     )
+    click.echo("download: " + _download_text(doc["download"]))
+
+
+def _download_text(download: dict[str, Any] | None) -> str:
+    if not download:
+        return "none"
+    refused = "; ".join(f"{v} refused: {why}" for v, why in download["refused"].items())
+    if not download.get("version"):
+        return refused
+    size = download["size"] or 0
+    text = f"{download['version']} {100 * download['have'] // max(1, size)}% of {size:,} bytes"
+    if download["ready"]:
+        text += ", ready: installed after hours (or `clinicbox update import-downloaded`)"
+    return text + (f"; {refused}" if refused else "")
 
 
 @click.group("bundle")

@@ -35,6 +35,10 @@ from appliance.update.releases import (
 DEFAULT_KEYS_DIR = Path("/etc/clinicbox/release-keys")
 
 
+class UpdateBusy(BundleRefused):
+    """Another import or confirm holds the update lock."""
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the update goes: the release root, the trusted keys and the running service."""
@@ -137,7 +141,7 @@ def import_bundle(
     try:
         with update_lock(target.root) as held:
             if not held:
-                raise BundleRefused("another update is running on this box; wait for it")
+                raise UpdateBusy("another update is running on this box; wait for it")
             return _import_bundle(path, target, trial_s, confirm, health_timeout_s)
     except PermissionError as exc:
         raise OperatorError(

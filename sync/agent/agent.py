@@ -32,11 +32,18 @@ from sync.agent.claim import (
 from sync.agent.downsync import apply_change, verify_changes
 from sync.agent.status import SyncStatus
 from sync.agent.transport import (
+    HANDSHAKE_BYTES,
+    HEADER_BYTES,
     HttpClient,
     Rejected,
     Response,
     StaleConnection,
     TransportError,
+)
+from sync.agent.update_download import (
+    UpdateDownloader,
+    release_keys_from_env,
+    release_root_from_env,
 )
 from sync.protocol import ProtocolError
 from sync.protocol.messages import encode_batch, seal_batch, verify_receipt
@@ -68,6 +75,12 @@ class AgentConfig:
     # trip one batch at a time leaves the link idle while each receipt comes back.
     in_flight: int = 3
     retention_s: float = 30 * 86400.0
+    # Update bundles (sync.agent.update_download): how often to ask the centre (0: never),
+    # the byte range fetched per request, and the share of the daily budget they may use
+    # (the rest stays for records).
+    update_check_interval_s: float = 3600.0
+    update_chunk_bytes: int = 256 * 1024
+    update_budget_share: float = 0.8
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> AgentConfig:
@@ -111,6 +124,13 @@ class SyncAgent:
         self._client: HttpClient | None = None
         self._last_pull = 0.0
         self._last_purge = 0.0
+        self._last_update_check = 0.0
+        self.updates = (
+            UpdateDownloader(data_dir, release_root_from_env(), release_keys_from_env())
+            if self.config.update_check_interval_s > 0 else None
+        )
+        self._update_client: HttpClient | None = None
+        self._unsaved_update_bytes = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sync-agent")
         # Network I/O of pipelined batches: one thread (and kept-alive connection) per batch
         # in flight.
@@ -261,7 +281,7 @@ class SyncAgent:
             budget = min(cfg.max_batch_bytes, remaining, rate_hold)
             items = self.outbox.lease(budget, self.batch_size, cfg.lease_s)
             if not items:
-                self._idle_work()
+                self._idle_work()  # no update bytes while remote patients are in a call
                 return cfg.idle_s
             wait = self._push_one(items)
             return wait if wait else sum(len(i.payload) for i in items) / rate_hold
@@ -307,8 +327,8 @@ class SyncAgent:
             prepared = self._prepare(items)
             self._flying.append((prepared, self._senders.submit(self._send, prepared)))
         if not self._flying:
-            self._idle_work()
-            return cfg.idle_s
+            # An update download goes on at once, a range a step, while nothing else waits.
+            return 0.0 if self._idle_work() else cfg.idle_s
         prepared, future = self._flying.popleft()
         try:
             self._finish(prepared, self._answer(prepared, future))
@@ -367,7 +387,9 @@ class SyncAgent:
         self.failures = 0
         return 0.0
 
-    def _idle_work(self) -> None:
+    def _idle_work(self) -> bool:
+        """Down-sync, purging and update downloads once every record is sent; True when
+        an update download moved bytes (call again soon)."""
         now = time.time()
         if now - self._last_pull >= self.config.pull_interval_s:
             self._last_pull = now
@@ -378,6 +400,57 @@ class SyncAgent:
         if now - self._last_purge >= 3600:
             self._last_purge = now
             self.outbox.purge_delivered(self.config.retention_s)
+        return self._update_work(now)
+
+    # Updates ------------------------------------------------------------------------------
+
+    def _update_allowance(self) -> int:
+        """Bytes update downloads may still use today (their share of the daily budget)."""
+        cap = int(self.config.daily_bytes * self.config.update_budget_share)
+        return cap - self.status.used_today()
+
+    def _update_may_go_on(self) -> bool:
+        return (not self._live_remote.is_set() and not self._stopping.is_set()
+                and self._update_allowance() > 0)
+
+    def _spend_update_bytes(self, n: int) -> None:
+        """Count download bytes, saved every 64 KiB: a range takes long on a weak link, and
+        a killed agent must not forget what it already spent of the budget."""
+        self.status.add_bytes(n)
+        self._unsaved_update_bytes += n
+        if self._unsaved_update_bytes >= 64 * 1024:
+            self._unsaved_update_bytes = 0
+            self.status.save(self.data_dir)
+
+    def _update_work(self, now: float) -> bool:
+        """Ask the centre for a newer release now and then (reporting this box's), and
+        download the offered bundle one byte range a step, never during a call with remote
+        patients and within the budget; True when bytes of a bundle arrived."""
+        if self.updates is None or self._link is None or not self._update_may_go_on():
+            return False
+        if self._update_client is None or self._update_client.base_url != self._link.central_url:
+            self._update_client = HttpClient(self._link.central_url,
+                                             self.config.connect_timeout_s,
+                                             self.config.read_timeout_s, self._link.tls_pin,
+                                             keep_alive=True)
+        try:
+            if now - self._last_update_check >= self.config.update_check_interval_s:
+                self._last_update_check = now
+                self.status.add_bytes(self.updates.check(self._update_client, self._signed))
+            if not self.updates.wants_bytes():
+                return False
+            # The range's own headers and a handshake fit in the allowance too.
+            chunk = min(self.config.update_chunk_bytes,
+                        self._update_allowance() - HEADER_BYTES - HANDSHAKE_BYTES)
+            if chunk <= 0:
+                return False
+            got = self.updates.fetch_chunk(self._update_client, self._signed, chunk,
+                                           self._update_may_go_on, self._spend_update_bytes)
+        except (TransportError, Rejected) as exc:
+            # The part file keeps what arrived; the next idle step asks for the rest.
+            self.status.failed(f"update download: {exc}")
+            return False
+        return got > 0
 
     # Down-sync ----------------------------------------------------------------------------
 

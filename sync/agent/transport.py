@@ -18,6 +18,7 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -162,3 +163,59 @@ class HttpClient:
                 message = data[:200].decode(errors="replace")
             raise Rejected(answer.status, message)
         return Response(answer.status, data, wire)
+
+    def fetch_into(self, path: str, headers: dict[str, str], accept: tuple[int, ...],
+                   sink: Callable[[bytes], bool]) -> int:
+        """GET `path` and hand the body to `sink` block by block as it arrives, so what came
+        before a cut is kept; `sink` returns False to stop early (the connection is then
+        dropped). Returns the bytes spent beyond the body (headers, handshake) for the budget.
+
+        TransportError for link trouble, a 5xx, a cut body or a status not in `accept`;
+        Rejected for 4xx.
+        """
+        all_headers = {} if self.keep_alive else {"Connection": "close"}
+        all_headers.update(headers)
+        reused = self._conn is not None and time.monotonic() - self._last_used < MAX_IDLE_S
+        conn = None
+        stopped = False
+        try:
+            conn = self._connection()
+            conn.request("GET", self.prefix + path, headers=all_headers)
+            answer = conn.getresponse()
+            if answer.status >= 400 or answer.status not in accept:
+                data = answer.read(64 * 1024)
+                conn.close()
+                self._conn = None
+                self._refuse(answer.status, data, path)
+            # read1: whatever has arrived, so a slow link still reaches `sink` (and its
+            # chance to stop) every few kilobytes.
+            while block := answer.read1(64 * 1024):
+                if not sink(block):
+                    stopped = True
+                    break
+            if not stopped and answer.length:
+                raise http.client.IncompleteRead(b"", answer.length)
+        except (OSError, http.client.HTTPException) as exc:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            if reused and isinstance(exc, ConnectionError | http.client.BadStatusLine):
+                raise StaleConnection(f"GET {path}: kept connection was closed") from None
+            kind = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else "failed"
+            raise TransportError(f"GET {path} {kind}: {exc.__class__.__name__}") from None
+        if self.keep_alive and not stopped and not answer.will_close:
+            self._conn, self._last_used = conn, time.monotonic()
+        else:
+            conn.close()
+            self._conn = None
+        return HEADER_BYTES + (0 if reused else HANDSHAKE_BYTES)
+
+    @staticmethod
+    def _refuse(status: int, data: bytes, path: str) -> None:
+        if status >= 500 or status < 400:
+            raise TransportError(f"GET {path}: centre answered {status}")
+        try:
+            message = json.loads(data).get("error", "")
+        except (ValueError, AttributeError):
+            message = data[:200].decode(errors="replace")
+        raise Rejected(status, message)

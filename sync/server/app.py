@@ -4,6 +4,9 @@
 - `POST /v1/claim`: JSON claim with a one-time token or an offline voucher.
 - `POST /v1/records`: signed request, sealed batch body; answers a signed receipt.
 - `GET /v1/changes?after=N`: signed request; signed down-sync changes after cursor N.
+- `POST /v1/updates/check`: signed; the box's software report in, the newest release's
+  bundles out (`sync.server.update_bundles`).
+- `GET /v1/updates/bundles/<sha256>`: signed; a published bundle, with byte ranges.
 - `GET /`: operator page (login required): devices, last seen, backlog, records stored.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, send_file
 
 from sync.protocol import ProtocolError
 from sync.protocol.errors import TooLarge
@@ -20,6 +23,7 @@ from sync.protocol.messages import decode_batch
 from sync.protocol.signing import H_DEVICE, verify_request
 from sync.server.centre import PROTOCOL_VERSION, Centre, Refused
 from sync.server.operator_page import init_operator_page
+from sync.server.update_bundles import offer, served_file
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,27 @@ def create_app(centre: Centre) -> Flask:
         except ValueError:
             raise Refused(400, "after and limit must be integers (64-bit)") from None
         return jsonify(centre.changes(device_id, after, limit))
+
+    @app.post("/v1/updates/check")
+    def update_check() -> Response:
+        body = request.get_data()
+        if len(body) > MAX_CLAIM_BODY:
+            raise Refused(413, f"an update check is at most {MAX_CLAIM_BODY // 1024} KiB")
+        device_id = authenticate(body)
+        try:
+            report = json.loads(body)
+        except (ValueError, RecursionError):
+            raise Refused(400, "an update check is JSON") from None
+        return jsonify(offer(centre, device_id, report))
+
+    @app.get("/v1/updates/bundles/<sha256>")
+    def update_bundle(sha256: str) -> Response:
+        authenticate(b"")
+        path = served_file(centre, sha256)
+        # Byte ranges (206, Content-Range) so a box resumes a cut download where it stopped.
+        return send_file(
+            path, mimetype="application/octet-stream", conditional=True, etag=sha256, max_age=0
+        )
 
     init_operator_page(app, centre)
     return app

@@ -197,9 +197,14 @@ def import_bundle(ctx: click.Context, path: Path, receipt_path: Path | None) -> 
 @main.command()
 @click.pass_context
 def devices(ctx: click.Context) -> None:
-    """List devices: last seen, reported backlog, records stored (one JSON object a line)."""
-    for d in _centre(ctx).devices():
-        click.echo(json.dumps(d))
+    """List devices: last seen, reported backlog, records stored and the software each last
+    reported (one JSON object a line)."""
+    from sync.server.update_bundles import releases_by_device
+
+    centre = _centre(ctx)
+    releases = releases_by_device(centre)
+    for d in centre.devices():
+        click.echo(json.dumps({**d, "release": releases.get(d["device_id"])}))
 
 
 @main.command()
@@ -304,6 +309,27 @@ def turn_config(ctx: click.Context, public_host: str, realm: str | None, port: i
     if publish:
         seq = centre.publish(CHANGE_KIND, CHANGE_KEY, {"urls": listen.urls(), "secret": secret})
         click.echo(f"published to every box as change {seq}: {' '.join(listen.urls())}")
+
+
+@bundle_group.command("publish")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def bundle_publish(ctx: click.Context, path: Path) -> None:
+    """Serve a bundle to boxes over sync (boxes check its signature; publish the full bundle
+    and deltas of a release: each box downloads the smallest it can use)."""
+    from sync.server.update_bundles import publish_bundle
+
+    click.echo(json.dumps(publish_bundle(_centre(ctx), path), sort_keys=True))
+
+
+@bundle_group.command("published")
+@click.pass_context
+def bundle_published(ctx: click.Context) -> None:
+    """List the bundles the centre serves (one JSON object a line)."""
+    from sync.server.update_bundles import published
+
+    for row in published(_centre(ctx)):
+        click.echo(json.dumps(row, sort_keys=True))
 
 
 main.add_command(bundle_group)

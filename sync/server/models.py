@@ -104,4 +104,46 @@ class ClinicRelay(BaseModel):
     created_at = FloatField(default=time.time)
 
 
-TABLES = [Device, ClaimToken, Nonce, Record, ChangeRow, Operator, ClinicRelay]
+class UpdateBundle(BaseModel):
+    """A signed update bundle the centre serves to boxes (the file lives in the data dir).
+
+    `needs` lists (JSON) the sha256 of the release's wheels this bundle does not carry: a
+    box takes the bundle only if it holds all of them (a delta), else a fuller one.
+    """
+
+    sha256 = CharField(primary_key=True, max_length=64)
+    version = CharField(max_length=32)
+    platform = CharField(max_length=16)
+    python = CharField(max_length=8)
+    size = BigIntegerField()
+    needs = TextField(default="[]")
+    rollback = IntegerField(default=0)
+    published_at = FloatField(default=time.time)
+
+
+class DeviceRelease(BaseModel):
+    """What a box last reported of its software: release, slot, trial, last update."""
+
+    device_id = CharField(primary_key=True, max_length=32)
+    current = CharField(null=True, max_length=32)
+    previous = CharField(null=True, max_length=32)
+    trial = CharField(null=True, max_length=32)
+    last_version = CharField(null=True, max_length=32)
+    last_outcome = CharField(null=True, max_length=32)
+    last_reason = CharField(null=True, max_length=200)
+    last_at = FloatField(null=True)
+    downloading = CharField(null=True, max_length=80)
+    reported_at = FloatField(default=time.time)
+
+
+TABLES = [
+    Device,
+    ClaimToken,
+    Nonce,
+    Record,
+    ChangeRow,
+    Operator,
+    ClinicRelay,
+    UpdateBundle,
+    DeviceRelease,
+]

@@ -20,6 +20,7 @@ from flask import Blueprint, Flask, abort, redirect, render_template_string, req
 from appliance.files import write_private
 from sync.server.centre import Centre
 from sync.server.operators import check_operator
+from sync.server.update_bundles import releases_by_device
 
 SECRET_FILE = "operator-session-secret"
 SESSION_S = 8 * 3600
@@ -38,9 +39,10 @@ DEVICES_PAGE = """<!doctype html><meta charset="utf-8"><title>ClinicBox centre</
 <form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{{ csrf }}">
 Signed in as {{ operator }} <button>Sign out</button></form>
 <table border="1" cellpadding="4"><tr><th>device</th><th>last seen (UTC)</th>
-<th>backlog per lane</th><th>records stored</th></tr>
+<th>backlog per lane</th><th>records stored</th><th>release</th><th>last update</th></tr>
 {% for d in devices %}<tr><td><code>{{ d.device_id }}</code></td><td>{{ d.last_seen_text }}</td>
-<td>{{ d.backlog_text }}</td><td>{{ d.records }}</td></tr>{% endfor %}</table>"""
+<td>{{ d.backlog_text }}</td><td>{{ d.records }}</td><td>{{ d.release_text }}</td>
+<td>{{ d.update_text }}</td></tr>{% endfor %}</table>"""
 
 
 def session_secret(data_dir: Path) -> bytes:
@@ -129,7 +131,9 @@ def init_operator_page(app: Flask, centre: Centre) -> None:
         if operator is None:
             return redirect("/login")
         devices: list[dict[str, Any]] = []
+        releases = releases_by_device(centre)
         for d in centre.devices():
+            d["release_text"], d["update_text"] = _release_texts(releases.get(d["device_id"]))
             seen = d["last_seen"]
             d["last_seen_text"] = (
                 "never" if seen is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seen))
@@ -144,3 +148,22 @@ def init_operator_page(app: Flask, centre: Centre) -> None:
         )
 
     app.register_blueprint(bp)
+
+
+def _release_texts(release: dict[str, Any] | None) -> tuple[str, str]:
+    """The release cell (running, previous, trial, download) and the last update's cell."""
+    if release is None:
+        return "not reported", "-"
+    parts = [release["current"] or "unknown"]
+    if release["previous"]:
+        parts.append(f"(previous {release['previous']})")
+    if release["trial"]:
+        parts.append(f"trial of {release['trial']}")
+    if release["downloading"]:
+        parts.append(f"downloading {release['downloading']}")
+    last = release["last"]
+    if last is None:
+        return " ".join(parts), "-"
+    when = "" if last["at"] is None else time.strftime(" %Y-%m-%d %H:%M", time.gmtime(last["at"]))
+    reason = f": {last['reason']}" if last["reason"] else ""
+    return " ".join(parts), f"{last['version']} {last['outcome']}{when}{reason}"

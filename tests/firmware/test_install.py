@@ -103,8 +103,12 @@ def _verify(units: list[Path]) -> subprocess.CompletedProcess[str]:
 
 def test_units_pass_systemd_analyze_verify(staged: Path, tmp_path: Path) -> None:
     # verify checks that ExecStart exists, so point the units at the staged tree.
+    # Every unit install.sh ships (timers beside the services they start).
+    shipped = sorted(p.name for p in (staged / "etc/systemd/system").iterdir())
+    assert {"clinicbox.service", "clinicbox-firstboot.service",
+            "clinicbox-update-confirm.timer", "clinicbox-update-install.timer"} <= set(shipped)
     units = []
-    for name in ("clinicbox.service", "clinicbox-firstboot.service"):
+    for name in shipped:
         text = (staged / "etc/systemd/system" / name).read_text()
         unit = tmp_path / name
         unit.write_text(text.replace("/opt/clinicbox", str(staged / PREFIX)))
@@ -112,7 +116,7 @@ def test_units_pass_systemd_analyze_verify(staged: Path, tmp_path: Path) -> None
     result = _verify(units)
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
-    service = units[0].read_text()
+    service = (tmp_path / "clinicbox.service").read_text()
     for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes",
                  "ProtectSystem=strict", "ReadWritePaths=/var/lib/clinicbox",
                  "PrivateTmp=yes", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"):

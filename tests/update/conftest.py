@@ -19,6 +19,10 @@ import pytest
 
 from tests.conftest import REPO, free_port
 
+# The centre's fixtures (a real `clinicbox-central serve`, a real PostgreSQL) for the tests of
+# updates over the sync link.
+from tests.sync.conftest import central_sqlite, postgres  # noqa: F401
+
 CENTRAL = str(Path(sys.executable).with_name("clinicbox-central"))
 CLINICBOX = str(Path(sys.executable).with_name("clinicbox"))
 LAUNCHER = REPO / "appliance" / "update" / "releases.py"

@@ -50,3 +50,26 @@ def test_firefox_and_chromium_see_and_hear_each_other_through_the_box(
         assert heard.heard_s >= 8 and heard.concealed_pct < 10, (listener, heard)
         seen = run.video(listener, [speaker])
         assert seen.pictures == 1 and seen.fps >= 5 and seen.frame_width > 0, (listener, seen)
+
+
+def test_remote_firefox_patient_sees_and_is_seen_with_no_reconnect_notice(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Firefox ESR classed remote (behind the link emulator): it gets the nurse's own picture,
+    not mixed audio alone; its picture decodes at the nurse; and neither page shows a
+    reconnect notice on a clean link (Firefox's banner once stayed up a whole call)."""
+    seats = [
+        BrowserSeat("nurse", role="facilitator"),
+        BrowserSeat("fay", link=profiles.UNSHAPED, browser="firefox"),
+    ]
+    box = lab.host("box")
+    hosts = {s.name: lab.host(s.name, link=s.link) for s in seats}
+    run = run_browser_call(lab, box, hosts, seats, seconds=15, workdir=tmp_path)
+    fay, nurse = run.participants["fay"], run.participants["nurse"]
+    assert fay.join_s is not None and nurse.join_s is not None, "someone never heard anything"
+    assert run.audio("fay", ["nurse"]).heard_s >= 10
+    assert run.audio("nurse", ["fay"]).heard_s >= 10
+    for viewer, shown in (("fay", "nurse"), ("nurse", "fay")):
+        seen = run.video(viewer, [shown])
+        assert seen.pictures == 1 and seen.fps >= 5 and seen.frame_width > 0, (viewer, seen)
+    assert (run.notices("fay"), run.notices("nurse")) == (0, 0), (fay.notices, nurse.notices)

@@ -23,6 +23,11 @@
   // The pre-call check's median request time (ms; null until measured), and whether the box
   // asked this browser to stop sending video (its uplink cannot carry it).
   var netMs = null, videoHeld = false;
+  // Settles when the pre-call check has its answer (or gave up). Join waits for it, at most
+  // NET_WAIT_MS: an offer sent before it is the full one, and on GPRS that 38 kB upload
+  // raced the check's own requests through a 20 kbps uplink, stalled past the box's 10 s
+  // read timeout and was dropped: the patient never got in.
+  var netChecked = null, NET_WAIT_MS = 15000;
 
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
@@ -75,7 +80,7 @@
     }
     var chain = timed();
     for (var n = 1; n < 5; n++) { chain = chain.then(timed); }
-    chain.then(function () {
+    netChecked = chain.then(function () {
       times.sort(function (a, b) { return a - b; });
       var ms = netMs = Math.round(times[2]);
       check("check-net", ms < SLOW_MS, ms < 300 ? "good (" + ms + " ms)" :
@@ -268,10 +273,24 @@
     });
   }
 
+  // Resolves once the pre-call check has answered, or after NET_WAIT_MS whatever it says.
+  function netCheckDone() {
+    if (netMs !== null || !netChecked) { return Promise.resolve(); }
+    say("Checking your connection before joining…");
+    return Promise.race([netChecked, new Promise(function (resolve) {
+      setTimeout(resolve, NET_WAIT_MS);
+    })]).then(function () { say(""); });
+  }
+
   function join() {
     $("join-btn").disabled = true;
-    state.saver = $("start-audio-only").checked;
-    connect()
+    netCheckDone()
+      .then(function () {
+        // Read after the check: on a slow link it ticks audio only, as it would have had
+        // the patient waited for it.
+        state.saver = $("start-audio-only").checked;
+        return connect();
+      })
       .then(function () {
         $("precheck").hidden = true; $("room").hidden = false;
         var self = tile("self", "You"); self.replaceChild($("preview"), self.querySelector("video"));

@@ -159,7 +159,12 @@ def serve(settings: Settings) -> int:
     setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
     media = MediaLoop()
     box = Box(
-        settings=settings, tls=tls, db=store.db, media=media, setup_code=setup_code, store=store,
+        settings=settings,
+        tls=tls,
+        db=store.db,
+        media=media,
+        setup_code=setup_code,
+        store=store,
         rooms=Rooms(adaptation_settings(settings)),
     )
     app = create_app(box)

@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 # Enough threads for several long-lived event streams plus ordinary page loads on a Pi.
 WSGI_THREADS = 16
+# How long one read of a request may wait for bytes (cheroot's default is 10 s). A GPRS
+# patient's call offer (13-38 kB up a 20 kbps link) stalled longer than that mid-upload while
+# TCP backed off after queue drops, and the box dropped it unanswered: that patient never got
+# into the call. Idle kept-alive connections wait in cheroot's selector, not in a thread.
+READ_TIMEOUT_S = 30
 
 
 def check_data_dir(data_dir: Path) -> None:
@@ -98,6 +103,7 @@ def _bind(settings: Settings, app: object, tls_cert: Path, tls_key: Path) -> wsg
         app,
         numthreads=WSGI_THREADS,
         server_name=settings.hostname,
+        timeout=READ_TIMEOUT_S,
         shutdown_timeout=1,
     )
     adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
@@ -153,7 +159,12 @@ def serve(settings: Settings) -> int:
     setup_code = SetupCode(settings.secrets_dir / "setup-code.json")
     media = MediaLoop()
     box = Box(
-        settings=settings, tls=tls, db=store.db, media=media, setup_code=setup_code, store=store,
+        settings=settings,
+        tls=tls,
+        db=store.db,
+        media=media,
+        setup_code=setup_code,
+        store=store,
         rooms=Rooms(adaptation_settings(settings)),
     )
     app = create_app(box)

@@ -85,8 +85,12 @@ FIREFOX_PATIENT = "fay"
 #: audio: GPRS pages, the waiting page's reloads and a ~36 kB offer crawl through 80/20 kbps.
 BROWSER_JOIN_TIMEOUT_S = {"gprs": 240.0}
 #: --browsers profiles: "unconstrained" is the emulator copying frames without shaping.
-BROWSER_PROFILES = {"unconstrained": profiles.UNSHAPED, "3g": profiles.THREE_G,
-                    "edge": profiles.EDGE, "gprs": profiles.GPRS}
+BROWSER_PROFILES = {
+    "unconstrained": profiles.UNSHAPED,
+    "3g": profiles.THREE_G,
+    "edge": profiles.EDGE,
+    "gprs": profiles.GPRS,
+}
 MODES = ["stock", "clinicbox"]
 #: RMCAT 5.1 step times (s, unscaled): 1 -> 2.5 Mbps, 2.5 -> 0.6 (down), 0.6 -> 1 (up).
 RMCAT_UP_FIRST, RMCAT_DOWN, RMCAT_UP = 40.0, 60.0, 80.0
@@ -108,10 +112,13 @@ def remote_publish(link: Profile) -> tuple[str, ...]:
 def seats_for(link: Profile) -> list[Seat]:
     # The facilitator speaks; everyone else listens (their tones 24 dB down), as in a group
     # where one person talks at a time, and so that a mix of voices can be read back.
-    lan = [Seat(name, role="facilitator" if name == "nurse" else "patient",
-                quiet=name != "nurse") for name in LAN]
-    return lan + [Seat(name, link=link, publish=remote_publish(link), quiet=True)
-                  for name in REMOTE]
+    lan = [
+        Seat(name, role="facilitator" if name == "nurse" else "patient", quiet=name != "nurse")
+        for name in LAN
+    ]
+    return lan + [
+        Seat(name, link=link, publish=remote_publish(link), quiet=True) for name in REMOTE
+    ]
 
 
 def on_time_series(run: CallRun, subscriber: str) -> list[float]:
@@ -147,8 +154,9 @@ def step_times(run: CallRun, scale: float, warmup: float) -> tuple[float | None,
         on_time = on_time_series(run, sub)
         before = on_time[int((first_up + HOLD_S) / BIN_S) : int(down_at / BIN_S)]
         level = 0.9 * sum(before) / len(before) if before else 0.0
-        downs.append(first_hold(on_time, down_at, up_at, lambda v, t=level: v >= t)
-                     if level >= 0.5 else None)
+        downs.append(
+            first_hold(on_time, down_at, up_at, lambda v, t=level: v >= t) if level >= 0.5 else None
+        )
         rates = run.rate_series(sub)
         phase = rates[int(warmup / BIN_S) : int(first_up / BIN_S)]
         target = 0.9 * sum(phase) / len(phase) if phase else 0.0
@@ -179,14 +187,32 @@ def summarise(run: CallRun, link: Profile, window: tuple[float, float]) -> dict[
     }
 
 
-def measure(lab: Lab, box: Any, hosts: dict[str, Any], link: Profile, mode: str,
-            seconds: float, clip: Path, window: tuple[float, float]) -> tuple[CallRun, int]:
+def measure(
+    lab: Lab,
+    box: Any,
+    hosts: dict[str, Any],
+    link: Profile,
+    mode: str,
+    seconds: float,
+    clip: Path,
+    window: tuple[float, float],
+) -> tuple[CallRun, int]:
     """One call, made again while the host stalls it (three calls at most): the link emulator
     left frames late, or the hypervisor took the machine's CPUs in a second of the window."""
     return repeat_while_host_stalled(
-        lambda: run_call(lab, box, hosts, seats_for(link), mode, seconds, clip,
-                         on_start=lambda: [lab.set_profile(hosts[r], link) for r in REMOTE]),
-        window, log=lambda reason: print(f"  {mode}: {reason}", flush=True))
+        lambda: run_call(
+            lab,
+            box,
+            hosts,
+            seats_for(link),
+            mode,
+            seconds,
+            clip,
+            on_start=lambda: [lab.set_profile(hosts[r], link) for r in REMOTE],
+        ),
+        window,
+        log=lambda reason: print(f"  {mode}: {reason}", flush=True),
+    )
 
 
 def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
@@ -197,10 +223,14 @@ def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
     lan = run.video(FACILITATOR, REMOTE)
     uplink = [run.audio(FACILITATOR, [name]) for name in REMOTE]
     buffers = [a.jitter_buffer_ms for a in audio if a.jitter_buffer_ms is not None]
+    # The browser's own target beside the deepest buffer: the two in one run say whether
+    # packet timing (buffer near target) or something else (far above it) inflates it.
+    deepest = max(audio, key=lambda a: a.jitter_buffer_ms or -1)
     return {
         "concealed_pct": max(a.concealed_pct for a in audio),
         "longest_concealed_s": max(a.longest_concealed_s for a in audio),
         "jitter_buffer_ms": max(buffers) if buffers else None,
+        "jitter_target_ms": deepest.jitter_target_ms,
         "video_fps": min(v.fps for v in video),
         "frame_width": min(v.frame_width for v in video),
         "longest_freeze_s": max(v.longest_freeze_s for v in video),
@@ -237,12 +267,15 @@ def firefox_summary(run: BrowserCallRun) -> dict[str, Any]:
     return {
         "firefox_concealed_pct": got.concealed_pct,
         "firefox_jitter_buffer_ms": got.jitter_buffer_ms,
+        "firefox_jitter_target_ms": got.jitter_target_ms,
         "firefox_video_fps": seen.fps,
+        "firefox_frame_width": seen.frame_width,
         "firefox_join_s": run.participants[FIREFOX_PATIENT].join_s,
         "firefox_reconnect_notices": run.notices(FIREFOX_PATIENT),
         "firefox_seen_at_lan_fps": run.video(FACILITATOR, [FIREFOX_PATIENT]).fps,
-        "firefox_heard_at_lan_concealed_pct": run.audio(FACILITATOR, [FIREFOX_PATIENT])
-        .concealed_pct,
+        "firefox_heard_at_lan_concealed_pct": run.audio(
+            FACILITATOR, [FIREFOX_PATIENT]
+        ).concealed_pct,
     }
 
 
@@ -251,8 +284,11 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     names = [n for n in (args.profiles or ",".join(BROWSER_PROFILES)).split(",") if n]
     unknown = set(names) - set(BROWSER_PROFILES)
     if unknown:
-        parser.exit(2, f"weak_link: --browsers profiles are {', '.join(BROWSER_PROFILES)}, "
-                       f"not {', '.join(sorted(unknown))}\n")
+        parser.exit(
+            2,
+            f"weak_link: --browsers profiles are {', '.join(BROWSER_PROFILES)}, "
+            f"not {', '.join(sorted(unknown))}\n",
+        )
     results = []
     with tempfile.TemporaryDirectory(prefix="weak-link-") as tmp:
         try:
@@ -273,10 +309,17 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                 with HostLoadSampler() as load:
                     try:
                         run = run_browser_call(
-                            lab, box, hosts, seats, seconds=steady, workdir=Path(tmp),
+                            lab,
+                            box,
+                            hosts,
+                            seats,
+                            seconds=steady,
+                            workdir=Path(tmp),
                             join_timeout_s=BROWSER_JOIN_TIMEOUT_S.get(name, 120.0),
-                            on_start=lambda link=link: [lab.set_profile(hosts[r], link)
-                                                        for r in remote])
+                            on_start=lambda link=link: [
+                                lab.set_profile(hosts[r], link) for r in remote
+                            ],
+                        )
                     except BrowserCallError as exc:
                         # A call that could not be set up is a result too (e.g. a page that
                         # never loaded over GPRS); the other profiles still run.
@@ -284,51 +327,89 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                         results.append({"profile": name, "error": str(exc)})
                         continue
                 steal, pressure = load.per_second(run.window[0])
-                row = {"profile": name, **browser_summary(run),
-                       **(firefox_summary(run) if args.firefox else {}),
-                       "worst_steal_pct": max(steal[: int(steady)], default=0.0),
-                       "worst_cpu_pressure_pct": max(pressure[: int(steady)], default=0.0)}
-                print(f"{name:13s}: concealed {row['concealed_pct']}% (longest "
-                      f"{row['longest_concealed_s']} s), jitter buffer "
-                      f"{row['jitter_buffer_ms']} ms, video {row['video_fps']} fps at "
-                      f"{row['frame_width']} px, freeze {row['longest_freeze_s']} s, join "
-                      f"{row['join_s']} s, false reconnect notices "
-                      f"{row['false_reconnect_notices']} (LAN {row['lan_reconnect_notices']}), "
-                      f"LAN min {row['lan_min_fps']} fps, uplink voice concealed "
-                      f"{row['uplink_voice_concealed_pct']}%, steal {row['worst_steal_pct']}%"
-                      + (f", box log errors {row['box_errors']}" if row["box_errors"] else "")
-                      + (f", never heard audio: {row['unheard']}" if row["unheard"] else "")
-                      + (f", started audio only: {row['audio_only_start']}"
-                         if row["audio_only_start"] else "")
-                      + (f"; Firefox: video {row['firefox_video_fps']} fps, seen at the LAN "
-                         f"{row['firefox_seen_at_lan_fps']} fps, concealed "
-                         f"{row['firefox_concealed_pct']}%, notices "
-                         f"{row['firefox_reconnect_notices']}" if args.firefox else ""),
-                      flush=True)
+                row = {
+                    "profile": name,
+                    **browser_summary(run),
+                    **(firefox_summary(run) if args.firefox else {}),
+                    "worst_steal_pct": max(steal[: int(steady)], default=0.0),
+                    "worst_cpu_pressure_pct": max(pressure[: int(steady)], default=0.0),
+                }
+                print(
+                    f"{name:13s}: concealed {row['concealed_pct']}% (longest "
+                    f"{row['longest_concealed_s']} s), jitter buffer "
+                    f"{row['jitter_buffer_ms']} ms (target {row['jitter_target_ms']} ms), "
+                    f"video {row['video_fps']} fps at "
+                    f"{row['frame_width']} px, freeze {row['longest_freeze_s']} s, join "
+                    f"{row['join_s']} s, false reconnect notices "
+                    f"{row['false_reconnect_notices']} (LAN {row['lan_reconnect_notices']}), "
+                    f"LAN min {row['lan_min_fps']} fps, uplink voice concealed "
+                    f"{row['uplink_voice_concealed_pct']}%, steal {row['worst_steal_pct']}%"
+                    + (f", box log errors {row['box_errors']}" if row["box_errors"] else "")
+                    + (f", never heard audio: {row['unheard']}" if row["unheard"] else "")
+                    + (
+                        f", started audio only: {row['audio_only_start']}"
+                        if row["audio_only_start"]
+                        else ""
+                    )
+                    + (
+                        f"; Firefox: video {row['firefox_video_fps']} fps at "
+                        f"{row['firefox_frame_width']} px, seen at the LAN "
+                        f"{row['firefox_seen_at_lan_fps']} fps, concealed "
+                        f"{row['firefox_concealed_pct']}%, jitter buffer "
+                        f"{row['firefox_jitter_buffer_ms']} ms (target "
+                        f"{row['firefox_jitter_target_ms']} ms), join {row['firefox_join_s']} s, "
+                        f"heard at the LAN {row['firefox_heard_at_lan_concealed_pct']}% "
+                        f"concealed, notices "
+                        f"{row['firefox_reconnect_notices']}"
+                        if args.firefox
+                        else ""
+                    ),
+                    flush=True,
+                )
                 results.append(row)
-    print(json.dumps({"clients": "browsers", "quick": args.quick, "window_s": steady,
-                      "profiles": results}))
+    print(
+        json.dumps(
+            {"clients": "browsers", "quick": args.quick, "window_s": steady, "profiles": results}
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     clients = parser.add_mutually_exclusive_group()
-    clients.add_argument("--browsers", dest="aiortc", action="store_false",
-                         help="real Chromium participants (the default)")
-    clients.add_argument("--aiortc", action="store_true",
-                         help="the lab's synthetic aiortc callers, SFU against stock relaying")
+    clients.add_argument(
+        "--browsers",
+        dest="aiortc",
+        action="store_false",
+        help="real Chromium participants (the default)",
+    )
+    clients.add_argument(
+        "--aiortc",
+        action="store_true",
+        help="the lab's synthetic aiortc callers, SFU against stock relaying",
+    )
     parser.add_argument("--quick", action="store_true", help="short runs (~4 minutes)")
-    parser.add_argument("--firefox", action="store_true",
-                        help="--browsers: a third remote patient in Firefox ESR, reported apart")
-    parser.add_argument("--time-scale", type=float, default=None,
-                        help="--aiortc: run rmcat-5.1's schedule this many times faster "
-                             "(default 2, quick 4)")
-    parser.add_argument("--profiles", default=None,
-                        help="default: unconstrained,3g,edge,gprs (--aiortc: "
-                             "3g,edge,gprs,rmcat-5.1)")
-    parser.add_argument("--modes", default=",".join(MODES),
-                        help="--aiortc: stock, clinicbox or both (default); one alone is for "
-                             "diagnosis")
+    parser.add_argument(
+        "--firefox",
+        action="store_true",
+        help="--browsers: a third remote patient in Firefox ESR, reported apart",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="--aiortc: run rmcat-5.1's schedule this many times faster (default 2, quick 4)",
+    )
+    parser.add_argument(
+        "--profiles",
+        default=None,
+        help="default: unconstrained,3g,edge,gprs (--aiortc: 3g,edge,gprs,rmcat-5.1)",
+    )
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="--aiortc: stock, clinicbox or both (default); one alone is for diagnosis",
+    )
     parser.set_defaults(aiortc=False)
     args = parser.parse_args()
     if not args.aiortc:
@@ -371,35 +452,45 @@ def main() -> None:
                 window = (warmup, seconds)
                 row: dict[str, Any] = {"profile": link.name}
                 for mode in modes:
-                    run, attempts = measure(lab, box, hosts, link, mode, seconds + TAIL_S,
-                                            clip, window)
+                    run, attempts = measure(
+                        lab, box, hosts, link, mode, seconds + TAIL_S, clip, window
+                    )
                     summary = summarise(run, link, window)
                     if rmcat:
                         summary["step_down_s"], summary["step_up_s"] = step_times(
-                            run, scale, warmup)
+                            run, scale, warmup
+                        )
                     summary["attempts"] = attempts
-                    print(f"{link.name:9s} {mode:9s}: audio on time "
-                          f"{summary['audio_on_time_pct']:5.1f}% (delivered "
-                          f"{summary['audio_delivered_pct']:5.1f}%), longest gap "
-                          f"{summary['audio_longest_gap_ms']} ms, video "
-                          f"{summary['video_fps']} fps in {summary['video_slots_showing']} "
-                          f"slots, freeze {summary['longest_freeze_s']} s, down "
-                          f"{summary['downlink_kbps']} kbps (link "
-                          f"{summary['link_down_kbps']}), LAN min "
-                          f"{summary['lan_min_fps']} fps, box CPU {summary['box_cpu_pct']}%, "
-                          f"steal {summary['worst_steal_pct']}%, CPU pressure "
-                          f"{summary['worst_cpu_pressure_pct']}%"
-                          + (f", step down {summary['step_down_s']} s, up "
-                             f"{summary['step_up_s']} s" if rmcat else "")
-                          + (f", errors {summary['errors']}" if summary["errors"] else ""),
-                          flush=True)
+                    print(
+                        f"{link.name:9s} {mode:9s}: audio on time "
+                        f"{summary['audio_on_time_pct']:5.1f}% (delivered "
+                        f"{summary['audio_delivered_pct']:5.1f}%), longest gap "
+                        f"{summary['audio_longest_gap_ms']} ms, video "
+                        f"{summary['video_fps']} fps in {summary['video_slots_showing']} "
+                        f"slots, freeze {summary['longest_freeze_s']} s, down "
+                        f"{summary['downlink_kbps']} kbps (link "
+                        f"{summary['link_down_kbps']}), LAN min "
+                        f"{summary['lan_min_fps']} fps, box CPU {summary['box_cpu_pct']}%, "
+                        f"steal {summary['worst_steal_pct']}%, CPU pressure "
+                        f"{summary['worst_cpu_pressure_pct']}%"
+                        + (
+                            f", step down {summary['step_down_s']} s, up {summary['step_up_s']} s"
+                            if rmcat
+                            else ""
+                        )
+                        + (f", errors {summary['errors']}" if summary["errors"] else ""),
+                        flush=True,
+                    )
                     prefix = "baseline_" if mode == "stock" else ""
                     row.update({f"{prefix}{k}": v for k, v in summary.items()})
                 row.setdefault("step_down_s", None)
                 row.setdefault("step_up_s", None)
                 results.append(row)
-    print(json.dumps({"quick": args.quick, "time_scale": scale, "window_s": steady,
-                      "profiles": results}))
+    print(
+        json.dumps(
+            {"quick": args.quick, "time_scale": scale, "window_s": steady, "profiles": results}
+        )
+    )
 
 
 if __name__ == "__main__":

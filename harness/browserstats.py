@@ -35,6 +35,10 @@ class AudioFigures:
     longest_concealed_s: float
     jitter_buffer_ms: float | None  # jitterBufferDelay / jitterBufferEmittedCount
     heard_s: float  # seconds of audio received in the window
+    # jitterBufferTargetDelay / jitterBufferEmittedCount: the delay the browser itself aims
+    # for from the arrival jitter it sees (None where the browser does not report it). A
+    # buffer near its target is inflated by packet timing; far above it, by something else.
+    jitter_target_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,9 @@ def audio(
     concealed = sum(s.delta.get("concealedSamples", 0.0) for s in rows)
     emitted = sum(s.delta.get("jitterBufferEmittedCount", 0.0) for s in rows)
     delay = sum(s.delta.get("jitterBufferDelay", 0.0) for s in rows)
+    targeted = [s for s in rows if "jitterBufferTargetDelay" in s.delta]
+    target = sum(s.delta["jitterBufferTargetDelay"] for s in targeted)
+    target_emitted = sum(s.delta.get("jitterBufferEmittedCount", 0.0) for s in targeted)
     heard = sum(s.seconds for s in rows if s.delta.get("totalSamplesReceived", 0.0) > 0)
     # Nothing played at all: the whole window was silence where voices should have been.
     return AudioFigures(
@@ -98,6 +105,7 @@ def audio(
         longest_concealed_s=_longest_concealed(rows) if total else window[1] - window[0],
         jitter_buffer_ms=round(1000.0 * delay / emitted) if emitted else None,
         heard_s=round(heard, 1),
+        jitter_target_ms=round(1000.0 * target / target_emitted) if target_emitted else None,
     )
 
 

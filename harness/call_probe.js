@@ -73,7 +73,9 @@
           lab.firstAudioAt = Date.now() / 1000;
         }
       });
-      lab.samples.push({ t: Date.now() / 1000, pc: lab.pcs.length, me: slots.me, rows: rows });
+      // transceivers: the size of the page's offer (a thin link's first offer has fewer).
+      lab.samples.push({ t: Date.now() / 1000, pc: lab.pcs.length, me: slots.me, rows: rows,
+        transceivers: pc.getTransceivers().length });
     });
   }
   function tick() {

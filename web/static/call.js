@@ -22,7 +22,14 @@
   try { resume = window.sessionStorage.getItem("clinicbox-resume"); } catch (x) { /* private mode */ }
   // The pre-call check's median request time (ms; null until measured), and whether the box
   // asked this browser to stop sending video (its uplink cannot carry it).
-  var netMs = null, videoHeld = false;
+  var netMs = null, netSlow = null, videoHeld = false;
+  // Settles when the pre-call check has its answer (or gave up). Join waits for it, at most
+  // NET_WAIT_MS: an offer sent before it is the full one, and on GPRS that 38 kB upload
+  // raced the check's own requests through a 20 kbps uplink, stalled past the box's 10 s
+  // read timeout and was dropped: the patient never got in.
+  var netChecked = null, NET_WAIT_MS = 15000;
+  // An offer lost on the way is sent again this many times, this long after the loss.
+  var OFFER_RETRIES = 2, OFFER_RETRY_MS = 2000;
 
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
@@ -67,21 +74,38 @@
     });
     // The median of five timed requests, one after another: a single one read 673, 2,642
     // and 667 ms on the same EDGE link and put one patient in three on audio only.
-    var times = [];
+    // Three of the five over SLOW_MS make the median slow already: joining need not wait
+    // for the other two (on GPRS the five took 12-20 s).
+    var times = [], slowKnown = null;
+    var slowEarly = new Promise(function (resolve) { slowKnown = resolve; });
     function timed() {
       var started = performance.now();
       return fetch(root.dataset.probeUrl, { cache: "no-store" }).then(function (r) { return r.text(); })
-        .then(function () { times.push(performance.now() - started); });
+        .then(function () {
+          times.push(performance.now() - started);
+          if (times.filter(function (t) { return t >= SLOW_MS; }).length >= 3) { slowKnown(); }
+        });
     }
     var chain = timed();
     for (var n = 1; n < 5; n++) { chain = chain.then(timed); }
-    chain.then(function () {
+    var complete = chain.then(function () {
       times.sort(function (a, b) { return a - b; });
       var ms = netMs = Math.round(times[2]);
+      netSlow = ms >= SLOW_MS;
       check("check-net", ms < SLOW_MS, ms < 300 ? "good (" + ms + " ms)" :
         ms < SLOW_MS ? "fair (" + ms + " ms)" : "slow (" + ms + " ms): audio only is advised");
       if (ms >= SLOW_MS) { $("start-audio-only").checked = true; }
     }).catch(function () { check("check-net", false, "cannot reach the box"); });
+    netChecked = Promise.race([complete, slowEarly.then(slowLink)]);
+  }
+
+  // The pre-call check's verdict before its end: slow (three slow answers, or none within
+  // NET_WAIT_MS). Audio only is advised as at its end.
+  function slowLink() {
+    if (netSlow !== null) { return; }
+    netSlow = true;
+    check("check-net", false, "slow: audio only is advised");
+    $("start-audio-only").checked = true;
   }
 
   // What the camera sends: nothing at all in audio only, while the camera is off, or while
@@ -268,10 +292,41 @@
     });
   }
 
+  // Resolves once the pre-call check has answered, or after NET_WAIT_MS whatever it says.
+  function netCheckDone() {
+    if (netSlow !== null || netMs !== null || !netChecked) { return Promise.resolve(); }
+    say("Checking your connection before joining…");
+    var overdue = {};
+    return Promise.race([netChecked, new Promise(function (resolve) {
+      setTimeout(function () { resolve(overdue); }, NET_WAIT_MS);
+    })]).then(function (result) {
+      if (result === overdue) { slowLink(); }
+      say("");
+    });
+  }
+
+  // An offer that got no answer at all (the request itself failed: a GPRS upload that
+  // stalled until the connection dropped) is sent again on a fresh connection: the box made
+  // no seat for it. An answer that says why (the box's message) is final.
+  function connectAgainIfLost(left) {
+    return connect().catch(function (err) {
+      if (!(err instanceof TypeError) || left <= 0 || leaving) { throw err; }
+      var old = pc; pc = null; if (old) { old.close(); }
+      say("Still connecting…");
+      return new Promise(function (resolve) { setTimeout(resolve, OFFER_RETRY_MS); })
+        .then(function () { say(""); return connectAgainIfLost(left - 1); });
+    });
+  }
+
   function join() {
     $("join-btn").disabled = true;
-    state.saver = $("start-audio-only").checked;
-    connect()
+    netCheckDone()
+      .then(function () {
+        // Read after the check: on a slow link it ticks audio only, as it would have had
+        // the patient waited for it.
+        state.saver = $("start-audio-only").checked;
+        return connectAgainIfLost(OFFER_RETRIES);
+      })
       .then(function () {
         $("precheck").hidden = true; $("room").hidden = false;
         var self = tile("self", "You"); self.replaceChild($("preview"), self.querySelector("video"));
@@ -316,7 +371,7 @@
       });
       syncVideoSender();
     }
-    var thin = state.saver || (netMs !== null && netMs >= SLOW_MS);
+    var thin = state.saver || netSlow === true;
     var i;
     var audioSlots = thin ? THIN_AUDIO_SLOTS : AUDIO_SLOTS;
     var videoSlots = thin ? THIN_VIDEO_SLOTS : VIDEO_SLOTS;

@@ -29,6 +29,9 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
+from appliance.media.forwarding.aiortc_taps import SenderLink, jitter_buffer
+from appliance.media.forwarding.forwarder import SlotOutput, VideoFeed
+from appliance.media.jitter import BoundedJitterBuffer
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
@@ -91,8 +94,12 @@ class Room:
         on_empty: Callable[[str], None] | None = None,
         adaptation: AdaptationSettings | None = None,
         grace_s: float = GRACE_S,
+        forward_packets: bool = True,
     ) -> None:
         self.id = room_id
+        # Video leaves as the publishers' own RTP packets, rewritten per slot (forwarding/);
+        # False: as reassembled frames that each subscriber's sender packetizes again.
+        self.forward_packets = forward_packets
         self.grace_s = grace_s
         # Seats of participants whose connection dropped, kept for `grace_s`.
         self.held: dict[str, HeldSeat] = {}
@@ -188,6 +195,10 @@ class Room:
                 track = SlotTrack(media.kind, mid="")
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 slots.append((transceiver, track))
+                if media.kind == "video" and self.forward_packets:
+                    # Before negotiation: the link learns the payload type and extension ids
+                    # as the sender starts, and takes NACKs before adaptation's tap rations them.
+                    track.output = SlotOutput(SenderLink(transceiver.sender), track.sent)
             else:
                 transceiver = pc.addTransceiver(media.kind, direction="inactive")
             transceiver.setCodecPreferences(_codecs(media.kind))
@@ -257,6 +268,11 @@ class Room:
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
         publication = Publication(me.id, track, receiver)
         publication.muted = track.kind == "audio" and me.muted
+        if track.kind == "video" and self.forward_packets:
+            publication.feed = VideoFeed(receiver, publication.request_keyframe)
+            buffer = jitter_buffer(receiver)
+            if isinstance(buffer, BoundedJitterBuffer):
+                buffer.frames_wanted = publication.wants_frames
         old = me.publications.get(track.kind)
         if old is not None:
             asyncio.get_running_loop().create_task(old.stop())

@@ -45,6 +45,7 @@ from appliance.media.sdp import (
 )
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
+from appliance.media.voices import DEFAULT_VOICES, Voice, VoiceChoice
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,16 @@ class Room:
         adaptation: AdaptationSettings | None = None,
         grace_s: float = GRACE_S,
         forward_packets: bool = True,
+        voices: int = DEFAULT_VOICES,
     ) -> None:
         self.id = room_id
         # Video leaves as the publishers' own RTP packets, rewritten per slot (forwarding/);
         # False: as reassembled frames that each subscriber's sender packetizes again.
         self.forward_packets = forward_packets
+        # Each subscriber hears the `voices` loudest others, plus the facilitator while
+        # speaking (0: everyone it has slots for); chosen per breakout room on speaker ticks.
+        self.voices = voices
+        self._voice_choices: dict[int, VoiceChoice] = {}
         self.grace_s = grace_s
         # Seats of participants whose connection dropped, kept for `grace_s`.
         self.held: dict[str, HeldSeat] = {}
@@ -398,6 +404,8 @@ class Room:
             video = video[: min(viewer.last_n, len(viewer.video_slots))]
             audio_sources = [p for p in ranked if "audio" in p.publications]
             audio_sources.sort(key=lambda p: -p.publications["audio"].energy)
+            if self.voices > 0:
+                audio_sources = self._heard_by(viewer, audio_sources)
             audio: list[Source] = [
                 p.publications["audio"] for p in audio_sources[: len(viewer.audio_slots)]
             ]
@@ -410,6 +418,34 @@ class Room:
                 viewer.send({"type": "slots", **after})
         self._update_low_tiers()
         self._update_mixer()
+
+    def _heard_by(self, viewer: Participant, candidates: list[Participant]) -> list[Participant]:
+        """The voices `viewer` hears: the room's chosen, less its own, K plus facilitators."""
+        choice = self._voice_choices.get(viewer.breakout)
+        if choice is None:
+            return []
+        by_id = {p.id: p for p in candidates}
+        others = [by_id[pid] for pid in choice.chosen if pid in by_id]
+        leads = [p for p in others if p.is_facilitator]
+        rest = [p for p in others if not p.is_facilitator][: self.voices]
+        return sorted(rest + leads, key=lambda p: -p.publications["audio"].energy)
+
+    def update_voices(self, now: float) -> bool:
+        """Choose each breakout room's forwarded voices; True when a choice changed."""
+        by_room: dict[int, list[Voice]] = {}
+        for p in self.participants.values():
+            audio = p.publications.get("audio")
+            if audio is not None and not audio.muted:
+                by_room.setdefault(p.breakout, []).append(
+                    Voice(p.id, audio.energy, p.is_facilitator))
+        changed = False
+        for room in set(by_room) | set(self._voice_choices):
+            # One place more than K: a subscriber among the loudest hears the K others.
+            choice = self._voice_choices.setdefault(room, VoiceChoice(self.voices + 1))
+            before = list(choice.chosen)
+            if choice.update(by_room.get(room, []), now) != before:
+                changed = True
+        return changed
 
     def _update_low_tiers(self) -> None:
         """Run each low tier only while a slot shows it; drop those of gone publications."""
@@ -478,6 +514,10 @@ class Room:
             if room != p.breakout:
                 p.breakout = room
                 p.send({"type": "breakout", "room": room})
+        if self.voices > 0:
+            # Voices are chosen per room too; at once, so nobody waits a tick to be heard.
+            self._voice_choices.clear()
+            self.update_voices(time.monotonic())
         self.assign_slots()
 
     # --- active speaker -------------------------------------------------------------
@@ -505,7 +545,8 @@ class Room:
             by_room.setdefault(self.participants[pid].breakout, {})[pid] = energy
         changed = [self._update_room_speaker(room, room_energies)
                    for room, room_energies in by_room.items()]
-        if any(changed):
+        voices_changed = self.voices > 0 and self.update_voices(now)
+        if any(changed) or voices_changed:
             self.assign_slots()
 
     def _update_room_speaker(self, room: int, energies: dict[str, float]) -> bool:

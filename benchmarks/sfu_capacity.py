@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import pickle
@@ -69,10 +70,12 @@ from aiortc.utils import uint16_add  # noqa: E402
 
 from appliance.media.encoded import EncodedFrame  # noqa: E402
 from appliance.media.seams import restrict_host_addresses  # noqa: E402
+from appliance.media.voices import DEFAULT_VOICES  # noqa: E402
 
 FPS = 15
 WARMUP_S = 4.0
 VIDEO_SLOTS = 4
+AUDIO_SLOTS = 5  # web/static/call.js
 TRAILER = struct.Struct("!dI")  # send time, magic
 MAGIC = 0xC11B0C5
 
@@ -219,9 +222,15 @@ def box_census() -> dict[str, Any]:
 async def serve_box(mode: str, address: str) -> None:
     """Box process: answers offers over a line-JSON TCP socket (join, leave, census)."""
     restrict_host_addresses([address])
-    if mode == "clinicbox":
+    if mode in ("clinicbox", "frames"):
         from appliance.media import room as room_module
+        from appliance.media import rooms as rooms_module
         from appliance.media.rooms import Rooms
+
+        if mode == "frames":  # video as reassembled frames, packetized again per subscriber
+            rooms_module.Room = functools.partial(  # type: ignore[misc]
+                room_module.Room, forward_packets=False
+            )
 
         # The product caps a room at 12; the benchmark measures 16 too, to see the headroom.
         room_module.MAX_PARTICIPANTS = 16
@@ -286,8 +295,11 @@ class Participant:
     counts once all its packets, up to the RTP marker, have arrived.
     """
 
-    def __init__(self, pid: str, clip: tuple[list[Any], list[bytes]], trailer: bool) -> None:
+    def __init__(
+        self, pid: str, clip: tuple[list[Any], list[bytes]], trailer: bool, mode: str
+    ) -> None:
         self.pid = pid
+        self.mode = mode
         self.clip = clip
         self.trailer = trailer
         self.pcs: list[RTCPeerConnection] = []
@@ -301,7 +313,10 @@ class Participant:
         if publish:
             pc.addTransceiver(ClipTrack("audio", self.clip[1], self.trailer), "sendonly")
             pc.addTransceiver(ClipTrack("video", self.clip[0], self.trailer), "sendonly")
-        for kind, n in (("audio", receive), ("video", min(receive, VIDEO_SLOTS))):
+        # The browser client's receive slots: 5 audio (the box forwards the loudest voices)
+        # and 4 video; stock relaying gives every publisher a slot of its own.
+        audio = receive if self.mode == "stock" else min(receive, AUDIO_SLOTS)
+        for kind, n in (("audio", audio), ("video", min(receive, VIDEO_SLOTS))):
             for _ in range(n):
                 t = pc.addTransceiver(kind, "recvonly")
                 t.setCodecPreferences(
@@ -458,7 +473,7 @@ async def run_worker(
     def answer(msg: dict[str, Any]) -> None:
         print(json.dumps(msg), flush=True)
 
-    people = [Participant(pid, clip, trailer=mode != "stock") for pid in pids]
+    people = [Participant(pid, clip, trailer=mode != "stock", mode=mode) for pid in pids]
     try:
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             cmd = json.loads(line)
@@ -474,19 +489,25 @@ async def run_worker(
                 await sleep_until(cmd["end"])
                 cpu1, t1 = cpu_seconds(), time.monotonic()
                 elapsed = t1 - t0
-                video, audio, latencies, packets = [], [], [], 0
+                video, audio, latencies, packets, audio_streams = [], [], [], 0, 0
                 for p in people:
                     n = len(others_of(p.pid)) + 1
                     v = [c / elapsed for (k, _m), c in p.counts.items() if k == "video"]
                     a = [c / elapsed for (k, _m), c in p.counts.items() if k == "audio"]
                     video += v + [0.0] * (min(VIDEO_SLOTS, n - 1) - len(v))
-                    audio += a + [0.0] * (n - 1 - len(a))
+                    # The box forwards the loudest voices only (all publishers send a tone,
+                    # so all are loud): that many streams are expected, each at 50 packets/s.
+                    voices = n - 1 if mode in ("janus", "stock") else min(DEFAULT_VOICES, n - 1)
+                    a = sorted(a, reverse=True)
+                    audio_streams += sum(1 for x in a if x > 0)
+                    audio += a[:voices] + [0.0] * (voices - len(a[:voices]))
                     latencies += p.latencies
                     packets += p.packets["audio"] + p.packets["video"]
                 answer(
                     {
                         "video_fps": video,
                         "audio_pps": audio,
+                        "audio_streams": audio_streams,
                         "latencies": latencies,
                         "packets": packets,
                         "elapsed": elapsed,
@@ -641,7 +662,7 @@ class Bench:
     async def join_all(self, workers: list[Worker] | None = None) -> None:
         # One process at a time, so the box sees joins in a fixed order. Stock relaying and
         # Janus need every publisher before a subscriber.
-        phases = ["both"] if self.mode == "clinicbox" else ["pub", "sub"]
+        phases = ["both"] if self.mode in ("clinicbox", "frames") else ["pub", "sub"]
         for phase in phases:
             for w in workers or self.workers:
                 await w.ask({"op": "join", "phase": phase}, timeout=90)
@@ -709,6 +730,7 @@ async def measure(bench: Bench, seconds: float, warmup: float) -> dict[str, Any]
         "min_fps": round(min(video), 1) if video else 0.0,
         "mean_fps": round(statistics.mean(video), 1) if video else 0.0,
         "min_audio_pps": round(min(audio), 1) if audio else 0.0,
+        "audio_streams": sum(rep["audio_streams"] for rep in reports),
         "latency_p50_ms": round(lat[len(lat) // 2], 1) if lat else None,
         "latency_p95_ms": round(lat[int(len(lat) * 0.95)], 1) if lat else None,
         "busiest_thread_pct": round(threads[0][1], 1) if threads else 0.0,
@@ -806,7 +828,7 @@ def describe(label: str, row: dict[str, Any]) -> str:
         f"rss {row['rss_mb']:5.1f} MB  {row['packets_per_s']} pkt/s  "
         f"{row['us_per_packet']} us/pkt  "
         f"min/mean fps {row['min_fps']:4.1f}/{row['mean_fps']:4.1f}"
-        f"  audio pps {row['min_audio_pps']:4.1f}{latency}\n"
+        f"  audio pps {row['min_audio_pps']:4.1f} ({row['audio_streams']} streams){latency}\n"
         f"{'':14}threads >= 5% {row['threads_over_5_pct']}\n"
         f"{'':14}participants processes cpu % {row['generator_cpu_pct']} "
         f"(sum {sum(row['generator_cpu_pct']):.0f})  machine busy "
@@ -839,6 +861,11 @@ def main() -> None:
         "--stock",
         action="store_true",
         help="also run stock aiortc relaying (decode + re-encode) up to 8",
+    )
+    parser.add_argument(
+        "--frames",
+        action="store_true",
+        help="also run the box with video as frames (Room(forward_packets=False))",
     )
     parser.add_argument(
         "--soak",
@@ -905,7 +932,7 @@ def main() -> None:
             result = asyncio.run(soak_async(args.soak, per_process, clip_path, Path(tmp), address))
             print(json.dumps(result))
             return
-        rows, janus_rows, stock_rows = [], [], []
+        rows, janus_rows, stock_rows, frame_rows = [], [], [], []
         for n in counts:
             row = run_case(
                 "clinicbox", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
@@ -924,6 +951,12 @@ def main() -> None:
                         f"{row['us_per_packet'] / j['us_per_packet']:.2f}x",
                         flush=True,
                     )
+            if args.frames:
+                f = run_case(
+                    "frames", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
+                )
+                frame_rows.append(f)
+                print(describe("frames   ", f), flush=True)
             if args.stock and n <= 8:
                 s = run_case(
                     "stock", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
@@ -952,6 +985,8 @@ def main() -> None:
                 "us_per_packet": [r["us_per_packet"] for r in rows],
                 "min_fps": [r["min_fps"] for r in rows],
                 "min_audio_pps": [r["min_audio_pps"] for r in rows],
+                "audio_streams": [r["audio_streams"] for r in rows],
+                "janus_audio_streams": [r["audio_streams"] for r in janus_rows],
                 "latency_p95_ms": [r["latency_p95_ms"] for r in rows],
                 "janus_cpu_pct": [r["cpu_pct"] for r in janus_rows],
                 "janus_rss_mb": [r["rss_mb"] for r in janus_rows],
@@ -960,6 +995,9 @@ def main() -> None:
                 "janus_min_fps": [r["min_fps"] for r in janus_rows],
                 "janus_latency_p95_ms": [r["latency_p95_ms"] for r in janus_rows],
                 "cpu_per_packet_ratio_vs_janus": [ratio(r["participants"]) for r in rows],
+                "frames_cpu_pct": [r["cpu_pct"] for r in frame_rows],
+                "frames_us_per_packet": [r["us_per_packet"] for r in frame_rows],
+                "frames_min_fps": [r["min_fps"] for r in frame_rows],
                 "stock_participants": [r["participants"] for r in stock_rows],
                 "stock_cpu_pct": [r["cpu_pct"] for r in stock_rows],
                 "stock_min_fps": [r["min_fps"] for r in stock_rows],

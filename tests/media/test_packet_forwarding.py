@@ -52,13 +52,13 @@ def test_a_slot_switch_keeps_one_decodable_stream_of_forwarded_packets(sfu: Sfu)
             sources = [s.source for s in output.rewriter.segments]
             feeds = {p: room.participants[p].publications["video"].feed for p in (ida, idb)}
             assert feeds[ida] in sources and feeds[idb] in sources
-            assert output.rewriter.packets_out >= 30
+            assert output.rewriter.packets_out >= 25  # one packet at least per frame decoded
             # One stream at the subscriber: one SSRC, and the switch cost no jump in
             # sequence numbers (a jump would count as thousands of packets lost).
             streams = _remote_streams(viewer, mid)
             assert list(streams) == [output.link.ssrc]
             stats = streams[output.link.ssrc]
-            assert stats.packets_received >= 30
+            assert stats.packets_received >= 25
             assert stats.packets_lost <= 10, stats.packets_lost
         finally:
             for peer in (a, b, viewer):

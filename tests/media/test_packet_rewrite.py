@@ -7,6 +7,7 @@ import struct
 from appliance.media.forwarding.packet_cache import PacketCache
 from appliance.media.forwarding.rewrite import (
     SWITCH_GAP_TICKS,
+    ExtensionTemplate,
     SlotRewriter,
     extension_block,
     parse_rtp,
@@ -207,3 +208,11 @@ def test_malformed_packets_are_dropped_not_raised() -> None:
         struct.pack("!BBHII", 0x90, 96, 1, 1, 1) + b"\xbe\xde\x00\x09",
     ):
         assert rw.rewrite(junk, object(), EXT, now=0) is None
+
+
+def test_the_extension_template_writes_what_a_fresh_block_would() -> None:
+    wall = 1_765_000_000.123456
+    value = (int((wall + 2_208_988_800) * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
+    for mid, abs_id in (((1, b"0"), 3), ((4, b"12"), 2), (None, 3), ((1, b"7"), 0)):
+        elements = ([mid] if mid else []) + ([(abs_id, value)] if abs_id else [])
+        assert ExtensionTemplate(mid, abs_id).at(wall) == extension_block(elements), (mid, abs_id)

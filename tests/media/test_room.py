@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.media.conftest import Sfu
 from tests.media.peer import Peer, wait_for
@@ -201,12 +202,12 @@ def test_one_lost_video_packet_costs_under_a_second_of_video(sfu: Sfu) -> None:
             lost: list[int] = []
             deliver = feed.deliver
 
-            async def lossy_deliver(data: bytes, seq: int) -> None:
+            async def lossy_deliver(data: bytes, seq: int, *parsed: Any) -> None:
                 if not lost:
                     lost.append(seq)
                 if seq == lost[0]:
                     return
-                await deliver(data, seq)
+                await deliver(data, seq, *parsed)
 
             feed.deliver = lossy_deliver
             assert await wait_for(lambda: bool(lost), 5)

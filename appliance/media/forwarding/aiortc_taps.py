@@ -24,11 +24,11 @@ from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
 
-from appliance.media.forwarding.rewrite import extension_block
+from appliance.media.forwarding.rewrite import ExtensionTemplate
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-NTP_EPOCH_OFFSET = 2_208_988_800
+NTP_EPOCH_OFFSET = 2_208_988_800  # NTP counts from 1900
 
 PacketSink = Callable[[bytes, int], Awaitable[None]]
 
@@ -85,6 +85,7 @@ class SenderLink:
         self.payload_type: int | None = None  # known once negotiated
         self._mid_element: tuple[int, bytes] | None = None
         self._abs_send_time_id = 0
+        self._extensions: ExtensionTemplate | None = None
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -94,6 +95,7 @@ class SenderLink:
         sender.send = send  # type: ignore[method-assign]
 
     def configure(self, parameters: RTCRtpSendParameters) -> None:
+        self._extensions = None
         if parameters.codecs:
             self.payload_type = parameters.codecs[0].payloadType
         for ext in parameters.headerExtensions:
@@ -112,12 +114,9 @@ class SenderLink:
 
     def extensions(self, wall: float) -> bytes:
         """The subscriber's header extensions for a packet sent at `wall` (time.time())."""
-        elements = [self._mid_element] if self._mid_element else []
-        if self._abs_send_time_id:
-            # abs-send-time: NTP seconds in 6.18 fixed point, 24 bits.
-            value = int((wall + NTP_EPOCH_OFFSET) * (1 << 18)) & 0xFFFFFF
-            elements.append((self._abs_send_time_id, value.to_bytes(3, "big")))
-        return extension_block(elements)
+        if self._extensions is None:
+            self._extensions = ExtensionTemplate(self._mid_element, self._abs_send_time_id)
+        return self._extensions.at(wall)
 
     async def send(self, packet: bytes, timestamp: int, payload_bytes: int) -> None:
         """Encrypt and send; count it where the sender's RTCP sender reports read."""

@@ -19,7 +19,13 @@ from aiortc.codecs.vpx import Vp8Encoder
 from appliance.media.encoded import PACKET_OVERHEAD_BYTES, EncodedFrame
 from appliance.media.forwarding.aiortc_taps import SenderLink, rtx_ssrcs, tap_receiver
 from appliance.media.forwarding.packet_cache import PacketCache
-from appliance.media.forwarding.rewrite import SlotRewriter, parse_rtp, unwrap_rtx
+from appliance.media.forwarding.rewrite import (
+    RtpView,
+    SlotRewriter,
+    Vp8Descriptor,
+    parse_video,
+    unwrap_rtx,
+)
 
 if TYPE_CHECKING:
     from aiortc import RTCRtpReceiver
@@ -56,17 +62,21 @@ class VideoFeed:
                 data = unwrapped
             else:
                 self._media_ssrcs.add(ssrc)
-        view = parse_rtp(data)
-        if view is None:
+        parsed = parse_video(data)
+        if parsed is None:
             return
         self.packets_in += 1
-        await self.deliver(data, view.seq)
+        await self.deliver(data, parsed[0].seq, parsed)
 
-    async def deliver(self, data: bytes, seq: int) -> None:
+    async def deliver(
+        self, data: bytes, seq: int, parsed: tuple[RtpView, Vp8Descriptor] | None = None
+    ) -> None:
         """Cache a media packet (RTX unwrapped) and forward it to every slot showing it."""
         self.cache.put(seq, data)
-        for output in list(self.outputs):
-            await output.forward(data, self)
+        if self.outputs:
+            wall, now = time.time(), time.monotonic()
+            for output in list(self.outputs):
+                await output.forward(data, self, parsed, wall, now)
 
     def stop(self) -> None:
         for output in list(self.outputs):
@@ -141,11 +151,24 @@ class SlotOutput:
             self.rewriter = SlotRewriter(self.link.ssrc, self.link.payload_type)
         return self.rewriter if self.link.ready else None
 
-    async def forward(self, data: bytes, source: VideoFeed | FramePackets) -> None:
+    async def forward(
+        self,
+        data: bytes,
+        source: VideoFeed | FramePackets,
+        parsed: tuple[RtpView, Vp8Descriptor] | None = None,
+        wall: float | None = None,
+        now: float | None = None,
+    ) -> None:
         rewriter = self._ready()
         if rewriter is None:
             return
-        out = rewriter.rewrite(data, source, self.link.extensions(time.time()), time.monotonic())
+        out = rewriter.rewrite(
+            data,
+            source,
+            self.link.extensions(time.time() if wall is None else wall),
+            time.monotonic() if now is None else now,
+            parsed,
+        )
         if out is None:
             if rewriter.waiting and isinstance(source, VideoFeed):
                 source.request_keyframe()  # rate-limited by the publication

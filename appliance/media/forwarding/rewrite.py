@@ -93,6 +93,15 @@ def parse_vp8(payload: bytes | memoryview) -> Vp8Descriptor | None:
     return Vp8Descriptor(pos, pid_at, bits, tl0_at, keyframe)
 
 
+def parse_video(packet: bytes) -> tuple[RtpView, Vp8Descriptor] | None:
+    """The RTP header and VP8 descriptor of a video packet, or None when malformed."""
+    view = parse_rtp(packet)
+    if view is None:
+        return None
+    vp8 = parse_vp8(memoryview(packet)[view.payload_start : view.payload_end])
+    return None if vp8 is None else (view, vp8)
+
+
 def unwrap_rtx(packet: bytes, media_ssrc: int) -> bytes | None:
     """An RTX packet (RFC 4588) as the media packet it repairs: original sequence number
     from the first two payload bytes, the media SSRC, the rest of the payload."""
@@ -149,19 +158,25 @@ class SlotRewriter:
     def current(self) -> Segment | None:
         return self.segments[-1] if self.segments and not self.waiting else None
 
-    def rewrite(self, packet: bytes, source: object, extensions: bytes, now: float) -> bytes | None:
+    def rewrite(
+        self,
+        packet: bytes,
+        source: object,
+        extensions: bytes,
+        now: float,
+        parsed: tuple[RtpView, Vp8Descriptor] | None = None,
+    ) -> bytes | None:
         """`packet` (a source's RTP packet) as the slot sends it, or None to drop it.
 
         `extensions`: the subscriber's header extension block (with its ids), or b"".
         `now`: monotonic seconds, to carry real time across a switch into the timestamps.
+        `parsed`: `parse_video(packet)` when the caller has it (once per packet, not per slot).
         """
-        view = parse_rtp(packet)
-        if view is None:
-            return None
-        payload = memoryview(packet)[view.payload_start : view.payload_end]
-        vp8 = parse_vp8(payload)
-        if vp8 is None:
-            return None
+        if parsed is None:
+            parsed = parse_video(packet)
+            if parsed is None:
+                return None
+        view, vp8 = parsed
         segment = self.current
         if segment is None or segment.source is not source:
             if not vp8.keyframe_start:
@@ -305,3 +320,28 @@ def extension_block(elements: list[tuple[int, bytes]]) -> bytes:
         return b""
     body += b"\x00" * (-len(body) % 4)
     return b"\xbe\xde" + (len(body) // 4).to_bytes(2, "big") + body
+
+
+class ExtensionTemplate:
+    """A subscriber's header extension block (mid, abs-send-time), built once: per packet
+    only the 24-bit abs-send-time value changes."""
+
+    def __init__(self, mid: tuple[int, bytes] | None, abs_send_time_id: int) -> None:
+        elements = [mid] if mid else []
+        self._abs = 0 < abs_send_time_id < 15
+        if self._abs:
+            elements.append((abs_send_time_id, b"\x00\x00\x00"))
+        block = extension_block(elements)
+        # With abs-send-time, its 3 value bytes sit right after its element header, which
+        # comes last before the padding.
+        body_end = 4 + sum(1 + len(v) for i, v in elements if 0 < i < 15)
+        self._head = block[: body_end - 3] if self._abs else block
+        self._tail = block[body_end:] if self._abs else b""
+
+    def at(self, wall: float) -> bytes:
+        """The block for a packet sent at `wall` (time.time())."""
+        if not self._abs:
+            return self._head
+        # abs-send-time: NTP seconds (from 1900) in 6.18 fixed point, 24 bits.
+        value = int((wall + 2_208_988_800) * (1 << 18)) & 0xFFFFFF
+        return self._head + value.to_bytes(3, "big") + self._tail

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 CLOCK_RATE = 90_000
 # Clock ticks between the last packet of an old source and the first of a new one, at least.
@@ -22,8 +23,7 @@ SEGMENTS_KEPT = 8  # how far back a NACK can reach across switches
 _HEADER = struct.Struct("!BBHII")
 
 
-@dataclass(frozen=True)
-class RtpView:
+class RtpView(NamedTuple):
     """Where the parts of one RTP packet lie (offsets into its bytes)."""
 
     seq: int
@@ -51,8 +51,7 @@ def parse_rtp(packet: bytes) -> RtpView | None:
     return RtpView(seq, timestamp, ssrc, start, end)
 
 
-@dataclass(frozen=True)
-class Vp8Descriptor:
+class Vp8Descriptor(NamedTuple):
     """The VP8 payload descriptor (RFC 7741 4.2) at the start of a payload."""
 
     length: int

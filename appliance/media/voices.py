@@ -52,8 +52,8 @@ class VoiceChoice:
             return now - self._spoke_at.get(pid, float("-inf")) <= self.hold_s
 
         # Chosen voices still within their hold keep their places; the loudest of the rest
-        # fill what is free; then, while places remain, those heard most recently (quiet
-        # now, so cheap), so a room where nobody talks still carries its last speakers.
+        # fill what is free; then, while places remain, those heard most recently, so a room
+        # where nobody talks now still carries its last speakers.
         kept = [pid for pid in self.chosen if pid in present and recent(pid)]
         by_energy = sorted(present.values(), key=lambda v: -v.energy)
         for voice in by_energy:
@@ -66,6 +66,11 @@ class VoiceChoice:
             key=lambda pid: -self._spoke_at[pid],
         )
         kept += by_recency[: max(0, self.k - len(kept))]
+        # Places still free go to the others present (silent, so nearly free with DTX): a
+        # small group hears everyone, and nobody's first word waits for a tick.
+        kept += [v.participant_id for v in by_energy if v.participant_id not in kept][
+            : max(0, self.k - len(kept))
+        ]
         kept.sort(key=lambda pid: -present[pid].energy)
         for voice in voices:
             if (

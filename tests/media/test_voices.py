@@ -37,9 +37,13 @@ def test_the_facilitator_is_heard_beyond_k_while_speaking_only() -> None:
     assert choice.update(quiet, now=HOLD_S + 1) == ["a", "b"]
 
 
-def test_quiet_rooms_keep_their_last_speakers_and_the_never_heard_get_nothing() -> None:
-    choice = VoiceChoice(k=3)
-    choice.update([Voice("a", 0.5), Voice("b", 0.0), Voice("c", 0.0)], now=0.0)
-    assert choice.update([Voice("a", 0.0), Voice("b", 0.0), Voice("c", 0.0)], now=10.0) == ["a"]
+def test_free_places_go_to_recent_speakers_then_to_anyone_present() -> None:
+    choice = VoiceChoice(k=2)
+    silent = [Voice(pid, 0.0) for pid in "bcde"]
+    # Only a speaks: the second place goes to someone silent (a small group hears everyone).
+    assert choice.update([Voice("a", 0.5), *silent], now=0.0) == ["a", "b"]
+    # Later e speaks once and everyone falls quiet: the two last speakers keep the places.
+    choice.update([Voice("a", 0.0), *silent[:3], Voice("e", 0.6)], now=5.0)
+    assert set(choice.update([Voice("a", 0.0), *silent], now=20.0)) == {"a", "e"}
     # Someone who left is forgotten.
-    assert choice.update([Voice("b", 0.0)], now=11.0) == []
+    assert choice.update([Voice("b", 0.0)], now=21.0) == ["b"]

@@ -227,6 +227,12 @@ class Room:
                 self._schedule_hold(me)
             elif pc.connectionState == "connected" and self.participants.get(me.id) is me:
                 self.adaptation.connected(me)
+                if me.remote:
+                    # A remote link keeps the frame path: it splits video into small packets
+                    # for weak links, and over the lab's 3g link the packet path delivered
+                    # too little (docs/media.md). Nothing was sent yet: plans start now.
+                    for slot in me.video_slots:
+                        slot.release_output()
 
         try:
             # Before the offer is applied: aiortc takes an end-of-candidates in its last

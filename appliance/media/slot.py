@@ -96,6 +96,16 @@ class SlotTrack(MediaStreamTrack):
     def _forwards_packets(self) -> bool:
         return self.output is not None and getattr(self.source, "feed", None) is not None
 
+    def release_output(self) -> None:
+        """Send what this slot shows as frames through the sender from now on (from the
+        next keyframe), not as forwarded packets."""
+        if self.output is not None:
+            self.output.release()
+            self.output = None
+            self._waiting_for_keyframe = self.kind == "video"
+            if self.source is not None:
+                self.source.request_keyframe()
+
     def sent(self, wire_bytes: int, end_of_frame: bool) -> None:
         """A packet left through `output` (the counters adaptation reads)."""
         self.bytes_out += wire_bytes

@@ -142,6 +142,11 @@ class SlotOutput:
         self.show_feed(None)
         self._frame_sources.clear()
 
+    def release(self) -> None:
+        """Hand the slot back to aiortc's sender (frames, its own NACK history) for good."""
+        self.close()
+        self.link.taking_nacks = False
+
     # --- packets out ----------------------------------------------------------------
     def _ready(self) -> SlotRewriter | None:
         if self.rewriter is None:

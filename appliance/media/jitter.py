@@ -16,6 +16,7 @@ packet as it arrives instead; receivers that decode keep the buffering.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiortc.jitterbuffer import MAX_MISORDER, JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
@@ -37,8 +38,18 @@ class BoundedJitterBuffer(JitterBuffer):
         self._skipped = False
         self._levels: dict[int, int] = {}
         self.gaps_skipped = 0
+        # Asked per packet when set: False while nothing reads this receiver's frames (its
+        # video leaves as forwarded packets), so no frame is assembled or handed over.
+        self.frames_wanted: Callable[[], bool] | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self.frames_wanted is not None and not self.frames_wanted():
+            if self._origin is not None:
+                # Start afresh when frames are wanted again (from a keyframe asked for then).
+                self._packets = [None] * self._capacity
+                self._origin = None
+                self._gap_since = None
+            return False, None
         level = packet.extensions.audio_level
         if level is not None:
             previous = self._levels.get(packet.timestamp, 127)

@@ -19,6 +19,7 @@ from appliance.media.aiortc_glue.rtp import request_pli, retransmission_ssrcs
 from appliance.media.encoded import EncodedFrame
 
 if TYPE_CHECKING:
+    from appliance.media.forwarding.forwarder import VideoFeed
     from appliance.media.slot import SlotTrack
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Publication:
         self.keyframe_requests = 0
         self.energy = 0.0  # 0 silent .. 1 loud, smoothed
         self._last_keyframe_request = 0.0
+        # Its packets, for slots that forward packets (video in a forwarding room).
+        self.feed: VideoFeed | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -53,6 +56,8 @@ class Publication:
     async def stop(self) -> None:
         for slot in list(self.slots):
             slot.detach(self)
+        if self.feed is not None:
+            self.feed.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -84,6 +89,11 @@ class Publication:
             # Without the level extension, Opus packet size tracks speech (DTX makes silence tiny).
             loudness = min(1.0, max(0.0, (len(frame) - 10) / 90.0))
         self.energy += LEVEL_ALPHA * (loudness - self.energy)
+
+    def wants_frames(self) -> bool:
+        """Whether anything reads this publication's frames (the low tier, the mixer, a slot
+        that does not forward packets); forwarded packets need none."""
+        return self.feed is None or any(getattr(s, "output", None) is None for s in self.slots)
 
     def request_keyframe(self) -> bool:
         """Ask the publisher for a keyframe, at most every `KEYFRAME_MIN_INTERVAL_S`."""

@@ -29,7 +29,10 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
+from appliance.media.aiortc_glue.forwarding import SenderLink, jitter_buffer
 from appliance.media.aiortc_glue.rtp import route_keyframes
+from appliance.media.forwarding.forwarder import SlotOutput, VideoFeed
+from appliance.media.jitter import BoundedJitterBuffer
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
@@ -43,6 +46,7 @@ from appliance.media.sdp import (
 )
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
+from appliance.media.voices import DEFAULT_VOICES, Voice, VoiceChoice
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +96,17 @@ class Room:
         on_empty: Callable[[str], None] | None = None,
         adaptation: AdaptationSettings | None = None,
         grace_s: float = GRACE_S,
+        forward_packets: bool = True,
+        voices: int = DEFAULT_VOICES,
     ) -> None:
         self.id = room_id
+        # Video leaves as the publishers' own RTP packets, rewritten per slot (forwarding/);
+        # False: as reassembled frames that each subscriber's sender packetizes again.
+        self.forward_packets = forward_packets
+        # Each subscriber hears the `voices` loudest others, plus the facilitator while
+        # speaking (0: everyone it has slots for); chosen per breakout room on speaker ticks.
+        self.voices = voices
+        self._voice_choices: dict[int, VoiceChoice] = {}
         self.grace_s = grace_s
         # Seats of participants whose connection dropped, kept for `grace_s`.
         self.held: dict[str, HeldSeat] = {}
@@ -189,6 +202,10 @@ class Room:
                 track = SlotTrack(media.kind, mid="")
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 slots.append((transceiver, track))
+                if media.kind == "video" and self.forward_packets:
+                    # Before negotiation: the link learns the payload type and extension ids
+                    # as the sender starts, and takes NACKs before adaptation's tap rations them.
+                    track.output = SlotOutput(SenderLink(transceiver.sender), track.sent)
             else:
                 transceiver = pc.addTransceiver(media.kind, direction="inactive")
             transceiver.setCodecPreferences(_codecs(media.kind))
@@ -211,6 +228,12 @@ class Room:
                 self._schedule_hold(me)
             elif pc.connectionState == "connected" and self.participants.get(me.id) is me:
                 self.adaptation.connected(me)
+                if me.remote:
+                    # A remote link keeps the frame path: it splits video into small packets
+                    # for weak links, and over the lab's 3g link the packet path delivered
+                    # too little (docs/media.md). Nothing was sent yet: plans start now.
+                    for slot in me.video_slots:
+                        slot.release_output()
 
         try:
             # Before the offer is applied: aiortc takes an end-of-candidates in its last
@@ -258,6 +281,11 @@ class Room:
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
         publication = Publication(me.id, track, receiver)
         publication.muted = track.kind == "audio" and me.muted
+        if track.kind == "video" and self.forward_packets:
+            publication.feed = VideoFeed(receiver, publication.request_keyframe)
+            buffer = jitter_buffer(receiver)
+            if isinstance(buffer, BoundedJitterBuffer):
+                buffer.frames_wanted = publication.wants_frames
         old = me.publications.get(track.kind)
         if old is not None:
             asyncio.get_running_loop().create_task(old.stop())
@@ -383,6 +411,8 @@ class Room:
             video = video[: min(viewer.last_n, len(viewer.video_slots))]
             audio_sources = [p for p in ranked if "audio" in p.publications]
             audio_sources.sort(key=lambda p: -p.publications["audio"].energy)
+            if self.voices > 0:
+                audio_sources = self._heard_by(viewer, audio_sources)
             audio: list[Source] = [
                 p.publications["audio"] for p in audio_sources[: len(viewer.audio_slots)]
             ]
@@ -395,6 +425,34 @@ class Room:
                 viewer.send({"type": "slots", **after})
         self._update_low_tiers()
         self._update_mixer()
+
+    def _heard_by(self, viewer: Participant, candidates: list[Participant]) -> list[Participant]:
+        """The voices `viewer` hears: the room's chosen, less its own, K plus facilitators."""
+        choice = self._voice_choices.get(viewer.breakout)
+        if choice is None:
+            return []
+        by_id = {p.id: p for p in candidates}
+        others = [by_id[pid] for pid in choice.chosen if pid in by_id]
+        leads = [p for p in others if p.is_facilitator]
+        rest = [p for p in others if not p.is_facilitator][: self.voices]
+        return sorted(rest + leads, key=lambda p: -p.publications["audio"].energy)
+
+    def update_voices(self, now: float) -> bool:
+        """Choose each breakout room's forwarded voices; True when a choice changed."""
+        by_room: dict[int, list[Voice]] = {}
+        for p in self.participants.values():
+            audio = p.publications.get("audio")
+            if audio is not None and not audio.muted:
+                by_room.setdefault(p.breakout, []).append(
+                    Voice(p.id, audio.energy, p.is_facilitator))
+        changed = False
+        for room in set(by_room) | set(self._voice_choices):
+            # One place more than K: a subscriber among the loudest hears the K others.
+            choice = self._voice_choices.setdefault(room, VoiceChoice(self.voices + 1))
+            before = list(choice.chosen)
+            if choice.update(by_room.get(room, []), now) != before:
+                changed = True
+        return changed
 
     def _update_low_tiers(self) -> None:
         """Run each low tier only while a slot shows it; drop those of gone publications."""
@@ -463,6 +521,10 @@ class Room:
             if room != p.breakout:
                 p.breakout = room
                 p.send({"type": "breakout", "room": room})
+        if self.voices > 0:
+            # Voices are chosen per room too; at once, so nobody waits a tick to be heard.
+            self._voice_choices.clear()
+            self.update_voices(time.monotonic())
         self.assign_slots()
 
     # --- active speaker -------------------------------------------------------------
@@ -490,7 +552,8 @@ class Room:
             by_room.setdefault(self.participants[pid].breakout, {})[pid] = energy
         changed = [self._update_room_speaker(room, room_energies)
                    for room, room_energies in by_room.items()]
-        if any(changed):
+        voices_changed = self.voices > 0 and self.update_voices(now)
+        if any(changed) or voices_changed:
             self.assign_slots()
 
     def _update_room_speaker(self, room: int, energies: dict[str, float]) -> bool:

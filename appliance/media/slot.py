@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from appliance.media.encoded import EncodedFrame
+
+if TYPE_CHECKING:
+    from appliance.media.forwarding.forwarder import SlotOutput
 
 
 class Source(Protocol):
@@ -54,6 +57,9 @@ class SlotTrack(MediaStreamTrack):
         self.sender: RTCRtpSender | None = None  # set once the transceiver exists
         # Largest RTP payload of a video frame (None: aiortc's); set per link by adaptation.
         self.max_payload: int | None = None
+        # Video slots of a room that forwards packets: everything shown leaves through here
+        # (publishers' packets rewritten, other sources' frames packetized), not the sender.
+        self.output: SlotOutput | None = None
         self.frames_out = 0
         self.bytes_out = 0  # wire bytes handed to the sender, headers included
         self.dropped = 0
@@ -69,6 +75,8 @@ class SlotTrack(MediaStreamTrack):
         self._queue.clear()
         self._src_base = None
         self._waiting_for_keyframe = self.kind == "video"
+        if self.output is not None:
+            self.output.show_feed(getattr(source, "feed", None))
         if source is not None:
             source.slots.add(self)
             source.request_keyframe()
@@ -80,13 +88,35 @@ class SlotTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """The subscriber lost a picture (PLI/FIR): ask the publisher, rate-limited there."""
         if self.source is not None:
-            self._waiting_for_keyframe = self.kind == "video"
+            # Forwarded packets are never held back: the keyframe asked for comes through.
+            self._waiting_for_keyframe = self.kind == "video" and not self._forwards_packets
             self.source.request_keyframe()
+
+    @property
+    def _forwards_packets(self) -> bool:
+        return self.output is not None and getattr(self.source, "feed", None) is not None
+
+    def release_output(self) -> None:
+        """Send what this slot shows as frames through the sender from now on (from the
+        next keyframe), not as forwarded packets."""
+        if self.output is not None:
+            self.output.release()
+            self.output = None
+            self._waiting_for_keyframe = self.kind == "video"
+            if self.source is not None:
+                self.source.request_keyframe()
+
+    def sent(self, wire_bytes: int, end_of_frame: bool) -> None:
+        """A packet left through `output` (the counters adaptation reads)."""
+        self.bytes_out += wire_bytes
+        self.frames_out += end_of_frame
 
     # --- frames in ------------------------------------------------------------------
     def push(self, source: Source, frame: EncodedFrame) -> None:
         if source is not self.source or self.readyState != "live":
             return
+        if self._forwards_packets:
+            return  # its packets are forwarded as they arrive
         if self._waiting_for_keyframe:
             if not frame.keyframe:
                 self.dropped += 1
@@ -99,6 +129,10 @@ class SlotTrack(MediaStreamTrack):
             # A frame after a skipped gap references lost data: wait for the keyframe asked for.
             self._waiting_for_keyframe = True
             self.dropped += 1
+            return
+        if self.output is not None:
+            asyncio.get_running_loop().create_task(
+                self.output.forward_frame(source, frame.split(self.max_payload)))
             return
         if len(self._queue) >= self._limit:
             self.dropped += len(self._queue)
@@ -145,6 +179,8 @@ class SlotTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
+        if self.output is not None:
+            self.output.close()
         if self.source is not None:
             self.source.slots.discard(self)
             self.source = None

@@ -115,3 +115,22 @@ def test_rtp_seams() -> None:
     # aiortc_glue.transport.nominated_pair: the ICE transport's aioice connection.
     ice = inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
     assert "self._connection = gatherer._connection" in ice
+def test_packet_forwarding_seams() -> None:
+    """appliance/media/aiortc_glue/forwarding.py: what the packet path reaches into."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    incoming = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in incoming
+    routed = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in routed
+    assert "self.__rtx_ssrc" in inspect.getsource(RTCRtpReceiver)
+    assert "self.__jitter_buffer = JitterBuffer(" in inspect.getsource(RTCRtpReceiver)
+    sender = inspect.getsource(RTCRtpSender)
+    for private in ("self.__ntp_timestamp", "self.__rtp_timestamp", "self.__octet_count",
+                    "self.__packet_count", "self._ssrc = random32()"):
+        assert private in sender, private
+    # The sender reads its negotiated parameters in `send`, and NACKs in _handle_rtcp_packet.
+    assert "parameters.codecs[0]" in inspect.getsource(RTCRtpSender.send)
+    assert "await self._retransmit(seq)" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "await self.transport._send_rtp(packet_bytes)" in inspect.getsource(
+        RTCRtpSender._run_rtp)

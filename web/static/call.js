@@ -8,7 +8,7 @@
   var state = { muted: false, camOff: false, saver: false, hand: false, locked: false };
   // Receive slots: the offer carries a fixed set of receive-only m-lines, so nobody joining or
   // leaving renegotiates; the box says which participant each slot (by mid) shows.
-  var AUDIO_SLOTS = 11, VIDEO_SLOTS = 4;
+  var AUDIO_SLOTS = 5, VIDEO_SLOTS = 4;  // the box forwards 3 loudest voices + facilitators
   // On a thin link (the pre-call check was slow, or audio only was chosen) the first offer is
   // a third the size (GPRS carried the full one's 36,000 characters for 14 s and more): the
   // box mixes the voices into the first audio slot there anyway.

@@ -1,0 +1,155 @@
+"""Every place the packet forwarder reaches into aiortc 1.16's private parts, in one module.
+
+- Incoming: `RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)` gets each packet just
+  after SRTP decryption; we keep those bytes so the receiver's `_handle_rtp_packet` tap can
+  forward them unparsed, before aiortc's own handling (statistics, NACKs and REMB to the
+  publisher, the jitter buffer that the low tier and mixer still read frames from).
+- `RTCRtpReceiver.__rtx_ssrc` (RTX SSRC -> media SSRC), to unwrap the publisher's
+  retransmissions before forwarding them; `RTCRtpReceiver.__jitter_buffer`, told to assemble
+  no frames while nothing reads them.
+- Outgoing: `RTCRtpSender._ssrc`, the negotiated parameters (captured by wrapping the public
+  `send`), `transport._send_rtp` (SRTP and socket, the pacer's hook too), the sender's RTCP
+  sender-report counters (`__packet_count`, `__octet_count`, `__rtp_timestamp`,
+  `__ntp_timestamp`), and `_handle_rtcp_packet` to take NACKs for the slot's packet cache.
+`tests/media/test_aiortc_seams.py` fails loudly when an upgrade moves these.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
+
+from appliance.media.forwarding.rewrite import ExtensionTemplate
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+NTP_EPOCH_OFFSET = 2_208_988_800  # NTP counts from 1900
+
+PacketSink = Callable[[bytes, int], Awaitable[None]]
+
+
+class _LastDatagram:
+    """The decrypted bytes of the packet a transport is handing to its receivers."""
+
+    data: bytes | None = None
+
+
+def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
+    """Hand each RTP packet of `receiver` (decrypted bytes, its SSRC) to `sink` first."""
+    transport: Any = receiver.transport
+    last: _LastDatagram | None = getattr(transport, "_clinicbox_last_datagram", None)
+    if last is None:
+        last = _LastDatagram()
+        original_data = transport._handle_rtp_data
+
+        async def handle_data(data: bytes, arrival_time_ms: int) -> None:
+            last.data = data
+            try:
+                await original_data(data, arrival_time_ms)
+            finally:
+                last.data = None
+
+        transport._handle_rtp_data = handle_data
+        transport._clinicbox_last_datagram = last
+    original_packet = receiver._handle_rtp_packet
+
+    async def handle_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        data = last.data
+        if data is not None:
+            await sink(data, packet.ssrc)
+        await original_packet(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_packet  # type: ignore[method-assign]
+
+
+def jitter_buffer(receiver: RTCRtpReceiver) -> object:
+    """The receiver's jitter buffer (ours, `BoundedJitterBuffer`, where the seam is in)."""
+    return getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+
+
+def rtx_ssrcs(receiver: RTCRtpReceiver) -> dict[int, int]:
+    """RTX SSRC -> media SSRC, as the receiver learnt them from the offer."""
+    return dict(getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {}))
+
+
+class SenderLink:
+    """Where a slot's rewritten packets leave: the sender's SSRC, SRTP and socket."""
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self.sender = sender
+        self.payload_type: int | None = None  # known once negotiated
+        self._mid_element: tuple[int, bytes] | None = None
+        self._abs_send_time_id = 0
+        self._extensions: ExtensionTemplate | None = None
+        self.taking_nacks = False  # NACKs go to the slot's caches (else to aiortc's history)
+        original_send = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            self.configure(parameters)
+            await original_send(parameters)
+
+        sender.send = send  # type: ignore[method-assign]
+
+    def configure(self, parameters: RTCRtpSendParameters) -> None:
+        self._extensions = None
+        if parameters.codecs:
+            self.payload_type = parameters.codecs[0].payloadType
+        for ext in parameters.headerExtensions:
+            if ext.uri == MID_URI and parameters.muxId:
+                self._mid_element = (ext.id, parameters.muxId.encode())
+            elif ext.uri == ABS_SEND_TIME_URI:
+                self._abs_send_time_id = ext.id
+
+    @property
+    def ssrc(self) -> int:
+        return int(self.sender._ssrc)
+
+    @property
+    def ready(self) -> bool:
+        return self.payload_type is not None and self.sender.transport.state == "connected"
+
+    def extensions(self, wall: float) -> bytes:
+        """The subscriber's header extensions for a packet sent at `wall` (time.time())."""
+        if self._extensions is None:
+            self._extensions = ExtensionTemplate(self._mid_element, self._abs_send_time_id)
+        return self._extensions.at(wall)
+
+    async def send(self, packet: bytes, timestamp: int, payload_bytes: int) -> None:
+        """Encrypt and send; count it where the sender's RTCP sender reports read."""
+        await self.sender.transport._send_rtp(packet)
+        sender: Any = self.sender
+        sender._RTCRtpSender__ntp_timestamp = _ntp_now()
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += payload_bytes
+        sender._RTCRtpSender__packet_count += 1
+
+    async def resend(self, packet: bytes) -> None:
+        """A retransmission: same SSRC and sequence number (no RTX), not counted again."""
+        await self.sender.transport._send_rtp(packet)
+
+    def take_nacks(self, on_nack: Callable[[list[int]], Awaitable[None]]) -> None:
+        """NACKs for this sender go to `on_nack`, not to aiortc's frame history."""
+        original = self.sender._handle_rtcp_packet
+        self.taking_nacks = True
+
+        async def handle(packet: Any) -> None:
+            if (
+                self.taking_nacks
+                and isinstance(packet, RtcpRtpfbPacket)
+                and packet.fmt == RTCP_RTPFB_NACK
+            ):
+                await on_nack(list(packet.lost))
+                return
+            await original(packet)
+
+        self.sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def _ntp_now() -> int:
+    wall = time.time() + NTP_EPOCH_OFFSET
+    return (int(wall) << 32) | int((wall % 1) * (1 << 32))

@@ -67,6 +67,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         patients,
         portal,
         rejoin,
+        staff_admin,
     )
 
     auth.init_app(app)
@@ -82,6 +83,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         rejoin.bp,
         call.bp,
         media_api.bp,
+        staff_admin.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

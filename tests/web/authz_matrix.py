@@ -61,9 +61,10 @@ Outcome = int | str
 
 @dataclass(frozen=True)
 class Probe:
-    """How to call one route: the path (with {session}, {patient}, {invite}), a form that
-    reaches the view without changing anything that matters (most POSTs are refused by the
-    view's own validation, 400, once access is granted), or a JSON body per visitor.
+    """How to call one route: the path (with {session}, {patient}, {invite}, {flag} and {staff},
+    a staff account's id), a form that reaches the view without changing anything that matters
+    (most POSTs are refused by the view's own validation, 400, once access is granted), or a
+    JSON body per visitor.
 
     `target`: the record the route shows (an admin's view of it must be audited).
     `signs_out`: the request ends the visitor's sign-in, so it is walked last."""
@@ -167,6 +168,10 @@ ROUTES: dict[str, Probe] = {
     "GET /join/questionnaire/<code>": Probe("/join/questionnaire/phq9"),
     "POST /join/questionnaire/<code>": Probe("/join/questionnaire/phq9", form={}),
     "GET /call": Probe("/call"),
+    # Staff accounts: usernames and roles, no clinical record.
+    "GET /staff": Probe("/staff"),
+    "POST /staff": Probe("/staff", form={"username": "", "role": "bogus"}),
+    "POST /staff/<int:user_id>": Probe("/staff/{staff}", form={"action": "bogus"}),
     "POST /api/media/offer": Probe("/api/media/offer", json=_offer),
 }
 
@@ -234,6 +239,10 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /call": (302, 302, 302, 302, 302, 200, 200, 302),
     # A facilitator seat in S's call for its team and admins; a patient only in their own.
     "POST /api/media/offer": (400, 400, 403, 400, 403, 400, 403, 403),
+    # Only admins manage staff accounts.
+    "GET /staff": (403, 403, 403, 200, 403, L, L, L),
+    "POST /staff": (403, 403, 403, 400, 403, L, L, L),
+    "POST /staff/<int:user_id>": (403, 403, 403, 400, 403, L, L, L),
 }
 del L
 
@@ -412,6 +421,7 @@ def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
         patient=world.patient_p1,
         invite=world.invite_s,
         flag=world.flag_p1,
+        staff=world.user_ids["other_clinician"],
     )
     client = world.clients[actor]
     if probe.json is not None:

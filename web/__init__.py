@@ -59,6 +59,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     from web import (
         auth,
         call,
+        call_panel,
         follow_up,
         join,
         join_throttle,
@@ -82,6 +83,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         join.bp,
         rejoin.bp,
         call.bp,
+        call_panel.bp,
         media_api.bp,
         staff_admin.bp,
     )

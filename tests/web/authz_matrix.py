@@ -142,6 +142,7 @@ ROUTES: dict[str, Probe] = {
         "/sessions/{session}/notes", form={"body": ""}, target="session"
     ),
     "GET /sessions/<session_id>/call": Probe("/sessions/{session}/call", target="session"),
+    "GET /sessions/<session_id>/panel": Probe("/sessions/{session}/panel", target="session"),
     "GET /patients/<patient_id>": Probe("/patients/{patient}", target="patient"),
     "GET /follow-up": Probe("/follow-up", target="patient"),
     "GET /patients": Probe("/patients", target="patient"),
@@ -215,6 +216,8 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /sessions/<session_id>/notes": (200, 200, 404, 200, 403, L, L, L),
     "POST /sessions/<session_id>/notes": (400, 400, 404, 400, 403, L, L, L),
     "GET /sessions/<session_id>/call": (200, 200, 404, 200, 403, L, L, L),
+    # The call view's facilitator panel (JSON): the session's team, admins audited.
+    "GET /sessions/<session_id>/panel": (200, 200, 404, 200, 403, L, L, L),
     "GET /patients/<patient_id>": (200, 200, 404, 200, 403, L, L, L),
     # Each sees the flags of their own care (dr.other: T's patient only); admins all, audited.
     "GET /follow-up": (200, 200, 200, 200, 403, L, L, L),

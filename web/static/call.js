@@ -225,7 +225,8 @@
     box.style.setProperty("--cols", String(wide ? Math.ceil(Math.sqrt(n)) : Math.min(n, 2)));
     var featured = null;
     if (speakerView) {
-      featured = $("tile-" + pinned) || (speaker && $("tile-" + speaker)) ||
+      // Yourself only when pinned (sharing your screen) or alone: you know your own face.
+      featured = $("tile-" + pinned) || (speaker && speaker !== "self" && $("tile-" + speaker)) ||
         all.filter(function (t) { return t.id !== "tile-self"; })[0] || all[0] || null;
     }
     all.forEach(function (t) { t.classList.toggle("featured", t === featured); });
@@ -535,10 +536,14 @@
     if (!screenTrack) { return; }
     var track = screenTrack; screenTrack = null; state.sharing = false;
     track.stop();
+    // Straight from the screen to the camera (or to nothing while the camera should not
+    // send): replaceTrack settles later, so a second pass over the senders now would still
+    // see the screen.
+    var cam = local ? local.getVideoTracks()[0] || null : null;
+    var want = state.saver || state.camOff || videoHeld ? null : cam;
     if (pc) {
-      pc.getSenders().forEach(function (s) { if (s.track === track) { s.replaceTrack(null); } });
+      pc.getSenders().forEach(function (s) { if (s.track === track) { s.replaceTrack(want); } });
     }
-    syncVideoSender();
     press($("share-btn"), false, "Stop sharing", "Share screen");
     $("sharing").hidden = true; flash("You stopped sharing your screen.");
   }

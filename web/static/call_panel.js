@@ -78,10 +78,14 @@
       "No questionnaire asked for yet.";
   }
 
+  // Only the newest read is shown: an older one still on its way (started before a change
+  // was posted) must not put the old state back.
+  var reads = 0;
   function refresh() {
+    var n = ++reads;
     fetch(root.dataset.panelUrl, { cache: "no-store", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (st) { if (st) { apply(st); } })
+      .then(function (st) { if (st && n === reads) { apply(st); } })
       .catch(function () { /* the next round will retry */ });
   }
 

@@ -645,7 +645,20 @@
   window.ClinicBoxCall = {
     stats: function () { return pc ? pc.getStats() : Promise.resolve(null); },
     netMs: function () { return netMs; },
-    slots: function () { return { me: me, audio: slots.audio, video: slots.video }; }
+    slots: function () { return { me: me, audio: slots.audio, video: slots.video }; },
+    // What the camera's sender carries now, and whether the box holds this browser's video.
+    sending: function () {
+      var sender = null;
+      if (pc) {
+        pc.getTransceivers().forEach(function (t) {
+          if (t.direction === "sendonly" && t.receiver.track && t.receiver.track.kind === "video") {
+            sender = t.sender;
+          }
+        });
+      }
+      var track = sender ? sender.track : null;
+      return { track: !track ? "none" : track === screenTrack ? "screen" : "camera", held: videoHeld };
+    }
   };
   precheck();
 }());

@@ -52,8 +52,11 @@
   }
 
   // Pre-call check: microphone, camera, and a rough connection estimate from a timed fetch.
+  // Settles once the camera and microphone are open (or refused): joining waits for it, or
+  // a quick tap on Join (or a slow phone) joined with nothing to send, not even a voice.
+  var mediaAsked = Promise.resolve();
   function precheck() {
-    navigator.mediaDevices.getUserMedia({
+    mediaAsked = navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true },
       video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { max: 15 } }
     }).then(function (stream) {
@@ -328,7 +331,7 @@
   function join() {
     $("join-btn").disabled = true;
     state.saver = $("start-audio-only").checked;
-    connect()
+    mediaAsked.then(connect)
       .then(function () {
         $("precheck").hidden = true; $("room").hidden = false;
         var self = tile("self", "You"); self.replaceChild($("preview"), self.querySelector("video"));

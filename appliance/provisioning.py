@@ -211,7 +211,8 @@ def claim_result(box: Any, central_url: str, token: str, voucher: str) -> dict[s
             accept_voucher(box.settings, central_url, voucher)
             message = f"Voucher stored; {central_url} checks it on first contact."
     except (OperatorError, OSError, ValueError) as exc:
-        return {"ok": "", "message": f"Claim failed: {exc}"}
+        # One sentence that ends like one: what failed and what to check (sync.agent.claim).
+        return {"ok": "", "message": f"Claim failed: {str(exc).rstrip('.')}."}
     box.store.audit("setup", "claim", "centre")
     return {"ok": "yes", "message": message}
 

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,7 +60,9 @@ def measure(base: str, browser) -> dict[str, object]:
     for n in range(3):
         doc.goto(base + "/sessions/new")
         doc.fill("#title", f"Group {n}")
-        doc.fill("#starts_at", f"2031-11-2{n + 1}T10:00")
+        # Minutes from now: inside the session code's join window, so the patient can join.
+        soon = datetime.now() + timedelta(minutes=10 + n)
+        doc.fill("#starts_at", soon.strftime("%Y-%m-%dT%H:%M"))
         doc.click("main button[type=submit]")
         doc.wait_for_url(re.compile(r"/sessions/[0-9a-f-]{36}$"))
     code = doc.inner_text("#session-code").replace(" ", "")

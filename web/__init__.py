@@ -59,6 +59,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     from web import (
         auth,
         call,
+        call_panel,
         follow_up,
         join,
         join_throttle,
@@ -67,6 +68,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         patients,
         portal,
         rejoin,
+        staff_admin,
     )
 
     auth.init_app(app)
@@ -81,7 +83,9 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         join.bp,
         rejoin.bp,
         call.bp,
+        call_panel.bp,
         media_api.bp,
+        staff_admin.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -362,7 +362,14 @@ def questionnaire(code: str) -> Any:
             attendance.patient,
             attendance.session,
             f"patient/{attendance.patient_id}",
+            watch_url=url_for("join.state"),
         )
     if page is not None:
         return page
-    return render_template("questionnaire_done.html", instrument=get_instrument(code))
+    # Let in while answering (the status is read afresh on every request): the thank-you
+    # page leads to the call.
+    return render_template(
+        "questionnaire_done.html",
+        instrument=get_instrument(code),
+        in_call=attendance.status == "admitted" and attendance.session.state != "ended",
+    )

@@ -89,6 +89,14 @@ def _split_call(group_id: str) -> None:
               "Try again in a moment.")
 
 
+def _done(group: Any) -> Response:
+    """The answer to a session control: JSON for the call view's facilitator panel (which
+    stays on the call), the session page for its plain forms."""
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(ok=True)
+    return redirect(url_for("portal.session_detail", session_id=group.id))
+
+
 async def _drop_from_call(rooms: Rooms, room_id: str, participant_id: str) -> None:
     """Take someone out of a running call (they are told `removed`); no-op if not in it."""
     room = rooms.rooms.get(room_id)
@@ -395,7 +403,7 @@ def ask(session_id: str) -> Response:
         abort(400, description="Choose PHQ-9 or GAD-7.")
     live_sessions().ask(group.id, code)
     _audit("questionnaire.ask", f"group_session/{group.id}")
-    return redirect(url_for("portal.session_detail", session_id=group.id))
+    return _done(group)
 
 
 @bp.post("/sessions/<session_id>/broadcast")
@@ -408,7 +416,7 @@ def broadcast(session_id: str) -> Response:
         abort(400, description=f"Keep the message under {MAX_MESSAGE} characters.")
     live_sessions().broadcast(group.id, message)
     _audit("session.broadcast", f"group_session/{group.id}")
-    return redirect(url_for("portal.session_detail", session_id=group.id))
+    return _done(group)
 
 
 @bp.post("/sessions/<session_id>/poll")
@@ -427,7 +435,7 @@ def poll(session_id: str) -> Response:
                   "one per line.")
         live_sessions().start_poll(group.id, question[:200], [o[:80] for o in options])
     _audit("session.poll", f"group_session/{group.id}")
-    return redirect(url_for("portal.session_detail", session_id=group.id))
+    return _done(group)
 
 
 @bp.post("/sessions/<session_id>/breakout")
@@ -460,7 +468,7 @@ def breakout(session_id: str) -> Response:
         live_sessions().split(group.id, admitted, rooms)
     _split_call(group.id)
     _audit("session.breakout", f"group_session/{group.id}")
-    return redirect(url_for("portal.session_detail", session_id=group.id))
+    return _done(group)
 
 
 @bp.post("/sessions/<session_id>/match")

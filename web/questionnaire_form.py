@@ -30,12 +30,19 @@ def save_response(store: Any, patient: Any, session: Any, result: Any, actor: st
 
 
 def questionnaire_view(
-    store: Any, code: str, action: str, patient: Any, session: Any, actor: str
+    store: Any,
+    code: str,
+    action: str,
+    patient: Any,
+    session: Any,
+    actor: str,
+    watch_url: str | None = None,
 ) -> tuple[Any, Any]:
     """Handle GET/POST of instrument `code`.
 
     Returns (page, None) when a page must be shown (the empty form, or the form again with
     the missing answers named, status 400), or (None, saved_response) once stored.
+    `watch_url`: a patient's state URL; the page then says when they are let into the call.
     """
     try:
         instrument = get_instrument(code)
@@ -44,7 +51,7 @@ def questionnaire_view(
     if request.method == "GET":
         page = render_template(
             "questionnaire.html", instrument=instrument, error=None, missing=[], form={},
-            action=action,
+            action=action, watch_url=watch_url,
         )
         return page, None
     try:
@@ -52,7 +59,7 @@ def questionnaire_view(
     except IncompleteAnswers as exc:
         page = render_template(
             "questionnaire.html", instrument=instrument, error=str(exc), missing=exc.missing,
-            form=request.form, action=action,
+            form=request.form, action=action, watch_url=watch_url,
         ), 400
         return page, None
     return None, save_response(store, patient, session, result, actor)

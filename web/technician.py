@@ -174,7 +174,9 @@ def self_test(settings: Any) -> tuple[list[Check], dict[str, Any] | None]:
 
 @bp.get("/technician")
 @role_required("technician")
-def page() -> str:
+def page(claim_error: str | None = None, claim_form: dict[str, str] | None = None) -> str:
+    """The technician page; after a refused claim, with why beside the claim form (which keeps
+    what was typed)."""
     box = current_box()
     settings = box.settings
     disk = shutil.disk_usage(settings.data_dir)
@@ -199,6 +201,8 @@ def page() -> str:
         selftest=last,
         rotate_phrase=ROTATE_PHRASE,
         reset_phrase=RESET_PHRASE,
+        claim_error=claim_error,
+        claim_form=claim_form or {},
     )
 
 
@@ -217,14 +221,16 @@ def claim() -> Any:
     central_url = request.form.get("central_url", "").strip()
     token = request.form.get("claim_token", "").strip()
     voucher = request.form.get("voucher", "").strip()
+    typed = {"central_url": central_url, "claim_token": token, "voucher": voucher}
     if not central_url or bool(token) == bool(voucher):
-        abort(400, description="Give the centre's address and either a claim token or a voucher.")
+        return page("Give the centre's address and either a claim token or a voucher.",
+                    typed), 400
     box = current_box()
     result = claim_result(box, central_url, token, voucher)
     if not result["ok"]:
         # A refused claim on a claimed box is how a rogue re-claim would show: keep a trace.
         box.store.audit(current_user().username, "technician.claim-refused", "centre")
-        abort(400, description=result["message"])
+        return page(result["message"], typed), 400
     flash(result["message"])
     return redirect(url_for("technician.page"))
 

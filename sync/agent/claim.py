@@ -158,6 +158,28 @@ def read_voucher(voucher: str) -> dict[str, Any]:
                          "centre without TLS pinning)") from None
 
 
+# Why a claim could not reach the centre, as the technician can act on it: the transport
+# names only the exception class ("POST /v1/claim failed: gaierror").
+_UNREACHABLE = (
+    ("gaierror", "no computer has that name. Check the centre's address for typos and that "
+     "the box is connected to the internet"),
+    ("ConnectionRefused", "nothing answers on that port. Check the port in the address and "
+     "that the centre is running"),
+    ("timed out", "it did not answer in time. Check the box's internet connection"),
+    ("SSL", "its secure connection failed. Check that the address is the centre's, with "
+     "https:// and the right port"),
+)
+
+
+def unreachable(central_url: str, exc: Exception) -> str:
+    """A sentence saying why the centre at `central_url` was not reached and what to check."""
+    text = str(exc)
+    advice = next((why for key, why in _UNREACHABLE if key in text),
+                  "the connection failed. Check the centre's address and the box's internet "
+                  "connection")
+    return f"the box cannot reach the centre at {central_url}: {advice}, then try again"
+
+
 def _post_claim(central_url: str, body: dict[str, Any], tls_pin: str, identity: DeviceIdentity,
                 signing_key: str | None, signing_key_pin: str | None) -> ClaimResult:
     """Post a claim and check the signed answer; the centre's signing key must be
@@ -176,7 +198,7 @@ def _post_claim(central_url: str, body: dict[str, Any], tls_pin: str, identity: 
     except Rejected as exc:
         raise ClaimError(f"the centre refused the claim ({exc})") from None
     except TransportError as exc:
-        raise ClaimError(f"cannot reach the centre at {central_url}: {exc}") from None
+        raise ClaimError(unreachable(central_url, exc)) from None
     try:
         doc = answer["document"]
         offered = doc["centre_signing_key"]

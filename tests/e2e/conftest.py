@@ -101,7 +101,8 @@ def loopback_namespace() -> Iterator[str]:
     one even towards 127.0.0.1; inside this namespace it sees nothing but loopback, so call
     media cannot touch any address of the machine.
     """
-    name = f"cbx-e2e-{os.getpid()}"
+    # CLINICBOX_E2E_NETNS: the name's prefix, for runs beside others on a shared machine.
+    name = f"{os.environ.get('CLINICBOX_E2E_NETNS', 'cbx-e2e')}-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],

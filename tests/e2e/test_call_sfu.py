@@ -320,7 +320,7 @@ def _call(tmp_path: Path, data_dir: Path, namespace: str) -> None:
             # the facilitator for everyone: Ana's slot now decodes the screen's picture size.
             camera_width = _inbound(ana)[ids["doc"]]["width"]
             doc.get_by_role("button", name="Share screen").click()
-            expect(doc.get_by_role("button", name="Sharing screen")).to_be_visible()
+            expect(doc.locator("#share-btn")).to_have_text("Stop sharing")
             expect(ana.locator("#tiles figure").first).to_have_id(f"tile-{ids['doc']}")
             deadline = time.monotonic() + 15
             while _inbound(ana)[ids["doc"]]["width"] == camera_width:

@@ -110,6 +110,16 @@ def test_technician_page_self_test_rotation_and_factory_reset(tmp_path: Path) ->
         status, page = tech.post("/technician/claim", "/technician",
                                  central_url="https://centre.example", voucher="")
         assert status == 400 and "claim token or a voucher" in page
+        # A centre address that resolves nowhere: a sentence saying what to check, on the
+        # technician page with what was typed kept (not a bare error page naming gaierror).
+        token = "s" * 20 + "." + "A" * 43 + "." + "B" * 43
+        status, page = tech.post("/technician/claim", "/technician",
+                                 central_url="https://centre.invalid", claim_token=token)
+        assert status == 400 and "gaierror" not in page
+        assert ("Claim failed: the box cannot reach the centre at https://centre.invalid: no "
+                "computer has that name. Check the centre&#39;s address for typos and that the "
+                "box is connected to the internet, then try again.") in page
+        assert 'value="https://centre.invalid"' in page and f'value="{token}"' in page
         status, page = tech.post("/technician/claim", "/technician",
                                  central_url="https://centre.example",
                                  voucher=central_voucher(tmp_path / "centre"))

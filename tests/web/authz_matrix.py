@@ -61,9 +61,10 @@ Outcome = int | str
 
 @dataclass(frozen=True)
 class Probe:
-    """How to call one route: the path (with {session}, {patient}, {invite}), a form that
-    reaches the view without changing anything that matters (most POSTs are refused by the
-    view's own validation, 400, once access is granted), or a JSON body per visitor.
+    """How to call one route: the path (with {session}, {patient}, {invite}, {flag} and {staff},
+    a staff account's id), a form that reaches the view without changing anything that matters
+    (most POSTs are refused by the view's own validation, 400, once access is granted), or a
+    JSON body per visitor.
 
     `target`: the record the route shows (an admin's view of it must be audited).
     `signs_out`: the request ends the visitor's sign-in, so it is walked last."""
@@ -141,6 +142,7 @@ ROUTES: dict[str, Probe] = {
         "/sessions/{session}/notes", form={"body": ""}, target="session"
     ),
     "GET /sessions/<session_id>/call": Probe("/sessions/{session}/call", target="session"),
+    "GET /sessions/<session_id>/panel": Probe("/sessions/{session}/panel", target="session"),
     "GET /patients/<patient_id>": Probe("/patients/{patient}", target="patient"),
     "GET /follow-up": Probe("/follow-up", target="patient"),
     "GET /patients": Probe("/patients", target="patient"),
@@ -167,6 +169,10 @@ ROUTES: dict[str, Probe] = {
     "GET /join/questionnaire/<code>": Probe("/join/questionnaire/phq9"),
     "POST /join/questionnaire/<code>": Probe("/join/questionnaire/phq9", form={}),
     "GET /call": Probe("/call"),
+    # Staff accounts: usernames and roles, no clinical record.
+    "GET /staff": Probe("/staff"),
+    "POST /staff": Probe("/staff", form={"username": "", "role": "bogus"}),
+    "POST /staff/<int:user_id>": Probe("/staff/{staff}", form={"action": "bogus"}),
     "POST /api/media/offer": Probe("/api/media/offer", json=_offer),
 }
 
@@ -210,6 +216,8 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /sessions/<session_id>/notes": (200, 200, 404, 200, 403, L, L, L),
     "POST /sessions/<session_id>/notes": (400, 400, 404, 400, 403, L, L, L),
     "GET /sessions/<session_id>/call": (200, 200, 404, 200, 403, L, L, L),
+    # The call view's facilitator panel (JSON): the session's team, admins audited.
+    "GET /sessions/<session_id>/panel": (200, 200, 404, 200, 403, L, L, L),
     "GET /patients/<patient_id>": (200, 200, 404, 200, 403, L, L, L),
     # Each sees the flags of their own care (dr.other: T's patient only); admins all, audited.
     "GET /follow-up": (200, 200, 200, 200, 403, L, L, L),
@@ -234,6 +242,10 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /call": (302, 302, 302, 302, 302, 200, 200, 302),
     # A facilitator seat in S's call for its team and admins; a patient only in their own.
     "POST /api/media/offer": (400, 400, 403, 400, 403, 400, 403, 403),
+    # Only admins manage staff accounts.
+    "GET /staff": (403, 403, 403, 200, 403, L, L, L),
+    "POST /staff": (403, 403, 403, 400, 403, L, L, L),
+    "POST /staff/<int:user_id>": (403, 403, 403, 400, 403, L, L, L),
 }
 del L
 
@@ -412,6 +424,7 @@ def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
         patient=world.patient_p1,
         invite=world.invite_s,
         flag=world.flag_p1,
+        staff=world.user_ids["other_clinician"],
     )
     client = world.clients[actor]
     if probe.json is not None:

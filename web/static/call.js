@@ -59,8 +59,11 @@
   }
 
   // Pre-call check: microphone, camera, and a rough connection estimate from a timed fetch.
+  // Settles once the camera and microphone are open (or refused): joining waits for it, or
+  // a quick tap on Join (or a slow phone) joined with nothing to send, not even a voice.
+  var mediaAsked = Promise.resolve();
   function precheck() {
-    navigator.mediaDevices.getUserMedia({
+    mediaAsked = navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true },
       video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { max: 15 } }
     }).then(function (stream) {
@@ -133,6 +136,7 @@
       t.appendChild(v); t.appendChild(c); $("tiles").appendChild(t);
       caption(id, label);
       if (root.dataset.role === "facilitator" && id !== "self") { controlsFor(t, id); }
+      arrange();
     }
     return t;
   }
@@ -153,6 +157,7 @@
       if (b.dataset.action === "mute") { b.textContent = mutedBy[id] ? "Unmute" : "Mute"; }
       b.setAttribute("aria-label", b.textContent + " (" + name + ")");
     });
+    people();
   }
 
   // Show each slot's track where it belongs: video in its participant's tile, audio in a
@@ -189,18 +194,71 @@
     [["mute", "Mute"], ["pin", "Pin for everyone"], ["remove", "Remove"]].forEach(function (a) {
       var b = document.createElement("button"); b.type = "button"; b.textContent = a[1];
       b.className = "tile-action"; b.dataset.action = a[0];
-      b.onclick = function () {
-        // A patient removed in the call is un-admitted in the portal too (the box then
-        // drops their media), so their link cannot bring them back without a new admission.
-        if (a[0] === "remove" && id.indexOf("attendance/") === 0) { unadmit(id.slice(11)); return; }
-        var msg = { type: a[0], participant: id };
-        if (a[0] === "mute") { msg.on = !mutedBy[id]; }   // the same button unmutes
-        send(msg);
-        if (a[0] === "pin") { $("tiles").prepend(t); }
-      };
+      b.onclick = function () { act(a[0], id); };
       t.appendChild(b);
     });
     caption(id);
+  }
+  function act(action, id) {
+    // A patient removed in the call is un-admitted in the portal too (the box then
+    // drops their media), so their link cannot bring them back without a new admission.
+    if (action === "remove" && id.indexOf("attendance/") === 0) { unadmit(id.slice(11)); return; }
+    var msg = { type: action, participant: id };
+    if (action === "mute") { msg.on = !mutedBy[id]; }   // the same button unmutes
+    send(msg);
+    if (action === "pin") { pinned = id; arrange(); }
+  }
+
+  // The facilitator panel's list of people in the call: name, muted, hand, and the same
+  // mute and remove controls as on their tile (reachable without hunting through tiles).
+  var peopleShown = "";
+  function people() {
+    var list = $("people"); if (!list) { return; }
+    var rows = Array.prototype.filter.call($("tiles").children, function (t) {
+      return t.id !== "tile-self";
+    }).map(function (t) {
+      var id = t.id.slice(5);
+      return [id, (names[id] || "Participant") + (mutedBy[id] || selfMuted[id] ? " (muted)" : "") +
+        (hands.indexOf(id) >= 0 ? " (hand raised)" : "") +
+        (t.classList.contains("risk") ? " (needs follow-up)" : ""), !!mutedBy[id]];
+    });
+    var key = JSON.stringify(rows);
+    if (key === peopleShown) { return; }   // unchanged: keep keyboard focus where it is
+    peopleShown = key; list.textContent = "";
+    rows.forEach(function (row) {
+      var id = row[0], name = names[id] || "Participant", li = document.createElement("li");
+      var label = document.createElement("span"); label.textContent = row[1];
+      li.appendChild(label);
+      [["mute", mutedBy[id] ? "Unmute" : "Mute"], ["remove", "Remove"]].forEach(function (a) {
+        var b = document.createElement("button"); b.type = "button"; b.textContent = a[1];
+        b.setAttribute("aria-label", a[1] + " " + name);
+        b.onclick = function () { act(a[0], id); }; li.appendChild(b);
+      });
+      list.appendChild(li);
+    });
+    if (!rows.length) {
+      var none = document.createElement("li"); none.textContent = "Nobody else is in the call yet.";
+      list.appendChild(none);
+    }
+  }
+
+  // Layout: a grid whose columns fill the screen for the number of people, or a speaker
+  // view with one large tile (the pinned person, else whoever speaks, else the first other
+  // person) over a strip of the rest. Both stack sensibly on a 390 px phone.
+  var speakerView = false, pinned = null;
+  function arrange() {
+    var box = $("tiles"), all = Array.prototype.slice.call(box.children);
+    var n = all.length, wide = box.clientWidth >= 560;
+    box.style.setProperty("--cols", String(wide ? Math.ceil(Math.sqrt(n)) : Math.min(n, 2)));
+    var featured = null;
+    if (speakerView) {
+      // Yourself only when pinned (sharing your screen) or alone: you know your own face.
+      featured = $("tile-" + pinned) || (speaker && speaker !== "self" && $("tile-" + speaker)) ||
+        all.filter(function (t) { return t.id !== "tile-self"; })[0] || all[0] || null;
+    }
+    all.forEach(function (t) { t.classList.toggle("featured", t === featured); });
+    box.className = speakerView ? "speaker" : "grid";
+    people();
   }
 
   function unadmit(attendance) {
@@ -240,13 +298,14 @@
     } else if (msg.type === "speaker") {
       var was = speaker; speaker = msg.participant === me ? "self" : msg.participant;
       caption(was); caption(speaker);
+      if (speakerView && !pinned && was !== speaker) { arrange(); }
     } else if (msg.type === "breakout") {
       $("room-note").hidden = false;
       $("room-note").textContent = msg.room ? "You are in breakout room " + msg.room + "." :
         "You are back in the main room.";
     } else if (msg.type === "pin") {
       var p = $("tile-" + (msg.participant === me ? "self" : msg.participant));
-      if (p) { $("tiles").prepend(p); }
+      if (p) { $("tiles").prepend(p); pinned = p.id.slice(5); arrange(); }
     } else if (msg.type === "lock") {
       state.locked = !!msg.on;
       if ($("lock-btn")) { press($("lock-btn"), state.locked, "Unlock room", "Lock room"); }
@@ -264,7 +323,8 @@
     } else if (msg.type === "participant" && msg.left) {
       var gone = $("tile-" + msg.participant); if (gone) { gone.remove(); }
       delete away[msg.participant];
-      handRaised(msg.participant, false);
+      if (pinned === msg.participant) { pinned = null; }
+      handRaised(msg.participant, false); arrange();
     } else if (msg.type === "participant" && msg.reconnecting !== undefined) {
       away[msg.participant] = !!msg.reconnecting; caption(msg.participant);
     } else if (msg.type === "participant" && msg.name) {
@@ -320,10 +380,11 @@
 
   function join() {
     $("join-btn").disabled = true;
-    netCheckDone()
+    Promise.all([netCheckDone(), mediaAsked])
       .then(function () {
         // Read after the check: on a slow link it ticks audio only, as it would have had
-        // the patient waited for it.
+        // the patient waited for it; and only once the camera and microphone answered, so a
+        // patient who taps Join early still joins with a voice.
         state.saver = $("start-audio-only").checked;
         return connectAgainIfLost(OFFER_RETRIES);
       })
@@ -526,29 +587,51 @@
         });
     };
   }
+  // Screen share: the screen replaces the camera on the same sender (no renegotiation: the
+  // box forwards it like the camera); Stop sharing, or the browser's own stop, puts the
+  // camera back.
+  var screenTrack = null;
+  function stopSharing() {
+    if (!screenTrack) { return; }
+    var track = screenTrack; screenTrack = null; state.sharing = false;
+    track.stop();
+    // Straight from the screen to the camera (or to nothing while the camera should not
+    // send): replaceTrack settles later, so a second pass over the senders now would still
+    // see the screen.
+    var cam = local ? local.getVideoTracks()[0] || null : null;
+    var want = state.saver || state.camOff || videoHeld ? null : cam;
+    if (pc) {
+      pc.getSenders().forEach(function (s) { if (s.track === track) { s.replaceTrack(want); } });
+    }
+    press($("share-btn"), false, "Stop sharing", "Share screen");
+    $("sharing").hidden = true; flash("You stopped sharing your screen.");
+  }
   if ($("share-btn")) {
     $("share-btn").onclick = function () {
-      if (!pc || !navigator.mediaDevices.getDisplayMedia) { return; }
+      if (state.sharing) { stopSharing(); return; }
+      if (!pc || !navigator.mediaDevices.getDisplayMedia) { say("This browser cannot share its screen."); return; }
       navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { max: 5 } } })
         .then(function (screen) {
-          var track = screen.getVideoTracks()[0];
-          pc.getSenders().forEach(function (s) {
-            if (s.track && s.track.kind === "video") { s.replaceTrack(track); }
+          var track = screenTrack = screen.getVideoTracks()[0];
+          var sent = false;
+          pc.getTransceivers().forEach(function (t) {
+            if (!sent && t.direction === "sendonly" && t.receiver.track &&
+                t.receiver.track.kind === "video") { t.sender.replaceTrack(track); sent = true; }
           });
-          // replaceTrack needs no renegotiation: the box forwards the screen like the camera.
           state.sharing = true;
           if (me) { send({ type: "pin", participant: me }); }
-          press($("share-btn"), true, "Sharing screen", "Share screen");
-          track.onended = function () {
-            pc.getSenders().forEach(function (s) {
-              if (s.track === track) { s.replaceTrack(local.getVideoTracks()[0]); }
-            });
-            state.sharing = false;
-            press($("share-btn"), false, "Sharing screen", "Share screen");
-          };
+          press($("share-btn"), true, "Stop sharing", "Share screen");
+          $("sharing").hidden = false;
+          track.onended = stopSharing;
         }).catch(function () { say("Screen sharing was not started."); });
     };
+    $("stop-share").onclick = stopSharing;
   }
+  $("layout-btn").onclick = function () {
+    speakerView = !speakerView; arrange();
+    press($("layout-btn"), speakerView, "Grid view", "Speaker view");
+  };
+  window.addEventListener("resize", function () { arrange(); });
   // Facilitator only: a marker on the tile of anyone in the session with an open risk flag
   // (e.g. PHQ-9 item 9 above zero), checked every 5 s; the box sends seat ids, never reasons.
   function watchRisk() {
@@ -562,6 +645,7 @@
           badge.textContent = "Needs follow-up"; t.appendChild(badge);
         } else if (!on && badge) { badge.remove(); }
       });
+      people();
     }
     function check() {
       fetch(root.dataset.riskUrl, { cache: "no-store", headers: { Accept: "application/json" } })
@@ -600,6 +684,7 @@
       li.textContent = h === "self" ? "You" : (names[h] || "Participant"); list.appendChild(li);
     });
     $("no-hands").hidden = hands.length > 0;
+    people();
   }
 
   // Leave asks first (one tap must not end someone's session by mistake).
@@ -619,7 +704,20 @@
   window.ClinicBoxCall = {
     stats: function () { return pc ? pc.getStats() : Promise.resolve(null); },
     netMs: function () { return netMs; },
-    slots: function () { return { me: me, audio: slots.audio, video: slots.video }; }
+    slots: function () { return { me: me, audio: slots.audio, video: slots.video }; },
+    // What the camera's sender carries now, and whether the box holds this browser's video.
+    sending: function () {
+      var sender = null;
+      if (pc) {
+        pc.getTransceivers().forEach(function (t) {
+          if (t.direction === "sendonly" && t.receiver.track && t.receiver.track.kind === "video") {
+            sender = t.sender;
+          }
+        });
+      }
+      var track = sender ? sender.track : null;
+      return { track: !track ? "none" : track === screenTrack ? "screen" : "camera", held: videoHeld };
+    }
   };
   precheck();
 }());

@@ -1,0 +1,19 @@
+// A patient filling in a questionnaire from the waiting room: say when the facilitator lets
+// them into the call (the answers stay on the page; the thank-you page leads to the call).
+"use strict";
+(function () {
+  var note = document.getElementById("admitted-note"), timer = null;
+  function check() {
+    fetch(note.dataset.stateUrl, { cache: "no-store", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (st) {
+        if (!st || st.status !== "admitted") { return; }
+        clearInterval(timer);
+        note.className = "notice";
+        note.textContent = "The facilitator has let you into the call. Finish and send your " +
+          "answers; the next page takes you to the call.";
+      })
+      .catch(function () { /* the next round will retry */ });
+  }
+  check(); timer = setInterval(check, 5000);
+}());

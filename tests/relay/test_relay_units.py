@@ -39,8 +39,8 @@ def _head(**changes: object) -> dict:
         "headers": [
             ["Content-Type", "application/x-www-form-urlencoded"],
             ["Cookie", "session=x"],
-            ["X-Forwarded-For", "203.0.113.7"],
         ],
+        "client": "203.0.113.7",
     }
     head.update(changes)
     return head
@@ -58,14 +58,29 @@ def test_relayed_environ_takes_the_client_address_from_the_centre() -> None:
     assert environ["wsgi.url_scheme"] == "https"
 
 
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_a_forwarding_header_never_sets_the_client_address(header: str) -> None:
+    """Only the head's `client` field (what the centre saw) names the client: an
+    X-Forwarded-For among the headers, whoever put it there, is dropped."""
+    head = _head()
+    head["headers"] = [*head["headers"], [header, "198.51.100.99"]]
+    environ = relayed_environ(head, b"")
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    assert "198.51.100.99" not in str(sorted(environ.items(), key=str))
+    del head["client"]
+    with pytest.raises(BadRelayedRequest):
+        relayed_environ(head, b"")
+
+
 @pytest.mark.parametrize(
     "changes",
     [
         {"method": "DELETE"},
         {"path": "join"},
         {"script": "/admin"},
-        {"headers": [["X-Forwarded-For", "not an address"]]},
-        {"headers": []},
+        {"client": "not an address"},
+        {"client": ""},
+        {"client": None},
         {"headers": [["Cookie"]]},
         {"query": 3},
     ],

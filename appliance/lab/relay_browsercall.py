@@ -53,6 +53,8 @@ _SELECTED_PAIR_JS = """() => {
   const pcs = (window.__clinicboxLab || {}).pcs || [];
   const pc = pcs[pcs.length - 1];
   if (!pc) { return null; }
+  const sdp = pc.localDescription ? pc.localDescription.sdp : "";
+  const codecs = [...new Set([...sdp.matchAll(/a=rtpmap:\\d+ ([^/]+)/g)].map((m) => m[1]))];
   return pc.getStats().then((report) => {
     let pair = null;
     report.forEach((s) => {
@@ -65,7 +67,8 @@ _SELECTED_PAIR_JS = """() => {
     const remote = report.get(pair.remoteCandidateId) || {};
     return {state: pair.state, local: local.candidateType, remote: remote.candidateType,
             relayProtocol: local.relayProtocol || null, protocol: local.protocol || null,
-            bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived};
+            bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
+            offerBytes: sdp.length, offerCodecs: codecs};
   });
 }"""
 
@@ -119,7 +122,8 @@ def _chromium(pw: Any, netns: str, workdir: Path, name: str, ca_file: Path) -> I
 
 @dataclass
 class RelayBrowserCallRun:
-    """The call's recording and, per participant, the ICE pair its browser selected."""
+    """The call's recording and, per participant, the ICE pair its browser selected (with
+    the size and codecs of its last offer)."""
 
     call: BrowserCallRun
     pairs: dict[str, dict[str, Any] | None]

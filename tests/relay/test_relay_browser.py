@@ -71,6 +71,8 @@ def test_a_chromium_patient_behind_nat_hears_and_sees_the_clinic_through_turn(
     assert patient is not None and "relay" in (patient["local"], patient["remote"]), run.pairs
     # The LAN facilitator never hairpins through the centre.
     assert nurse is not None and (nurse["local"], nurse["remote"]) == ("host", "host"), run.pairs
+    # The page offers only what the box forwards (Opus, VP8 and its RTX): a short offer.
+    assert set(patient["offerCodecs"]) <= {"opus", "VP8", "rtx"}, patient["offerCodecs"]
     _hears(run, "patient", "nurse")
     _hears(run, "nurse", "patient")
     _sees(run, "patient", "nurse")

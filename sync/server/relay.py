@@ -46,6 +46,8 @@ STREAM_TIMEOUT_S = 120.0
 OPERATOR_COOKIE = "cbc_session"
 FORWARDED_REQUEST_HEADERS = (
     "Accept",
+    # The box gzips its static files and SDP answers for the patient's slow link.
+    "Accept-Encoding",
     "Accept-Language",
     "Cache-Control",
     "Content-Type",

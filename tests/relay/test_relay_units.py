@@ -14,7 +14,7 @@ from sync.protocol.tunnel_frames import (
     encode,
     encode_data,
 )
-from sync.server.relay import confine_cookie
+from sync.server.relay import RelayFront, confine_cookie
 
 
 def test_cookies_are_confined_to_the_clinic_prefix() -> None:
@@ -56,6 +56,20 @@ def test_relayed_environ_takes_the_client_address_from_the_centre() -> None:
     assert environ["HTTP_COOKIE"] == "session=x"
     assert "HTTP_X_FORWARDED_FOR" not in environ
     assert environ["wsgi.url_scheme"] == "https"
+
+
+def test_the_centre_forwards_accept_encoding_and_no_client_claims() -> None:
+    """Accept-Encoding reaches the box (it gzips static files and SDP answers for the
+    patient's slow link); a patient's X-Forwarded-For does not."""
+    headers = RelayFront._headers(
+        {
+            "HTTP_ACCEPT_ENCODING": "gzip, br",
+            "HTTP_X_FORWARDED_FOR": "10.9.8.7",
+            "HTTP_X_REAL_IP": "10.9.8.6",
+            "REMOTE_ADDR": "203.0.113.7",
+        }
+    )
+    assert headers == [["Accept-Encoding", "gzip, br"]]
 
 
 @pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])

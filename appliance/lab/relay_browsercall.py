@@ -154,8 +154,9 @@ def run_relay_browser_call(
             box, [CLINICBOX, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=log, text=True
         )
     lan_base = f"https://{box.ip}:{PORT}"
-    # The patient knows only the clinic router's public address, forwarded to the box.
-    home_base = f"https://{relay_lab.crouter.ip}:{PORT}"
+    # Behind NAT the patient knows only the clinic router's public address, forwarded to
+    # the box; without NAT the routers route to the box's own address.
+    home_base = f"https://{relay_lab.crouter.ip if relay_lab.nat else box.ip}:{PORT}"
     seats = {
         "nurse": BrowserSeat("nurse", role="facilitator"),
         "patient": BrowserSeat("patient", link=relay_lab.patient_link),

@@ -246,6 +246,9 @@ class RelayFront:
                 value = _without_operator_cookie(value)
             if value:
                 out.append([name, value])
+        # Boxes of earlier releases read the client address from this header (set here
+        # only, never the patient's); current boxes ignore it and take the head's `client`.
+        out.append(["X-Forwarded-For", environ.get("REMOTE_ADDR", "")])
         return out
 
     # Answer ----------------------------------------------------------------------------

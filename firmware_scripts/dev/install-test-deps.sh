@@ -6,7 +6,7 @@
 # Not root: prints what is missing and goes on (tests needing those tools skip with a reason).
 set -euo pipefail
 
-packages=(chromium firefox-esr iproute2 postgresql shellcheck avahi-utils ethtool systemd nftables coturn janus)
+packages=(chromium firefox-esr iproute2 postgresql shellcheck avahi-utils ethtool systemd nftables coturn janus libnss3-tools)
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 npm_ci() {

@@ -2,9 +2,11 @@
 
 The centre's REQUEST head becomes a WSGI environ for the portal app (no second HTTP server,
 no loopback hop). Only this module sets `RELAYED` in an environ, and a direct request can
-never carry it (cheroot only makes `HTTP_*` keys from headers): so the portal trusts the
-centre's `X-Forwarded-For` as the client address only here, and applies its relay
-allow-list (`web.relay`) to exactly these requests.
+never carry it (cheroot only makes `HTTP_*` keys from headers). The client address is the
+head's `client` field, which the centre fills with the address it saw; headers never set it
+(an `X-Forwarded-For` among them is dropped, whoever wrote it), so a patient cannot rotate
+addresses to escape the portal's per-address limits. The relay allow-list (`web.relay`)
+applies to exactly these requests.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _client_address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
-        raise BadRelayedRequest("X-Forwarded-For is not one address") from None
+        raise BadRelayedRequest("the centre's client address is not one address") from None
 
 
 def relayed_environ(head: dict[str, Any], body: bytes) -> dict[str, Any]:
@@ -44,6 +46,9 @@ def relayed_environ(head: dict[str, Any], body: bytes) -> dict[str, Any]:
         raise BadRelayedRequest("script must be the clinic's /c/ prefix")
     if not isinstance(query, str) or not isinstance(host, str) or not isinstance(headers, list):
         raise BadRelayedRequest("query, host and headers are malformed")
+    client = head.get("client")
+    if not isinstance(client, str) or not client:
+        raise BadRelayedRequest("the centre did not say who the client is")
     server_name, _, port = host.partition(":")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
@@ -53,7 +58,7 @@ def relayed_environ(head: dict[str, Any], body: bytes) -> dict[str, Any]:
         "SERVER_NAME": server_name or "relay",
         "SERVER_PORT": port or "443",
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "",
+        "REMOTE_ADDR": _client_address(client),
         "REMOTE_PORT": "0",
         "HTTP_HOST": host,
         "CONTENT_LENGTH": str(len(body)),
@@ -75,14 +80,12 @@ def relayed_environ(head: dict[str, Any], body: bytes) -> dict[str, Any]:
             raise BadRelayedRequest("headers are [name, value] pairs")
         name, value = pair
         key = name.upper().replace("-", "_")
-        if key == "X_FORWARDED_FOR":
-            environ["REMOTE_ADDR"] = _client_address(value)
-        elif key == "CONTENT_TYPE":
+        if key in ("X_FORWARDED_FOR", "FORWARDED", "X_REAL_IP"):
+            continue  # a claim about the client: only the head's `client` field counts
+        if key == "CONTENT_TYPE":
             environ["CONTENT_TYPE"] = value
         elif key not in ("CONTENT_LENGTH", "HOST"):
             environ["HTTP_" + key] = value
-    if not environ["REMOTE_ADDR"]:
-        raise BadRelayedRequest("the centre did not say who the client is")
     return environ
 
 

@@ -4,8 +4,9 @@ The centre forwards the request to the worker thread that holds the box's tunnel
 unix socket in its data dir) and streams the answer back. What the centre does here, and
 why:
 
-- It sets `X-Forwarded-For` to the address it sees and drops any the patient sent: the box
-  keys its rate limits on it, and trusts it only on requests that came through the tunnel.
+- It names the client by the address it sees, in the request head's own `client` field
+  (not a header, so nothing a patient sends can pose as it), and drops any
+  `X-Forwarded-For` the patient sent: the box keys its rate limits on that address.
 - It forwards only ordinary browser headers, never the centre's own operator cookie.
 - It confines every cookie the box sets to `Path=/c/<slug>/` (and drops any Domain), so one
   clinic's cookies never reach another clinic's box or the centre's own pages.
@@ -45,6 +46,8 @@ STREAM_TIMEOUT_S = 120.0
 OPERATOR_COOKIE = "cbc_session"
 FORWARDED_REQUEST_HEADERS = (
     "Accept",
+    # The box gzips its static files and SDP answers for the patient's slow link.
+    "Accept-Encoding",
     "Accept-Language",
     "Cache-Control",
     "Content-Type",
@@ -177,6 +180,8 @@ class RelayFront:
             "query": environ.get("QUERY_STRING", ""),
             "host": environ.get("HTTP_HOST", ""),
             "headers": self._headers(environ),
+            # The address the centre saw, outside the header list a patient could fill.
+            "client": environ.get("REMOTE_ADDR", ""),
         }
         try:
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -241,7 +246,8 @@ class RelayFront:
                 value = _without_operator_cookie(value)
             if value:
                 out.append([name, value])
-        # The address the centre saw; whatever the patient claimed is not forwarded.
+        # Boxes of earlier releases read the client address from this header (set here
+        # only, never the patient's); current boxes ignore it and take the head's `client`.
         out.append(["X-Forwarded-For", environ.get("REMOTE_ADDR", "")])
         return out
 

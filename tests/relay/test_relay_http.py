@@ -6,6 +6,7 @@ tunnel is up; a patient's HTTPS client (cookies kept by Path) talks only to the 
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import re
@@ -62,6 +63,12 @@ def test_a_patient_joins_through_the_relay(relayed: RelayedBox) -> None:
     assert headers["Cache-Control"] == "no-store"
     status, _h, script = patient.request("/static/call.js")
     assert status == 200 and b"probeUrl" in script
+    # A browser's Accept-Encoding reaches the box, and its gzip comes back through the relay.
+    status, headers, packed = patient.request(
+        "/static/call.js", headers={"Accept-Encoding": "gzip"}
+    )
+    assert status == 200 and headers.get("Content-Encoding") == "gzip", headers
+    assert gzip.decompress(packed) == script and len(packed) < len(script) / 2
     assert patient.request("/join/ping")[0] == 204
     # Signalling is reachable (a forged join token is refused by the box itself, not a 404).
     status, _h, body = patient.request(

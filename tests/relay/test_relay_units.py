@@ -14,7 +14,7 @@ from sync.protocol.tunnel_frames import (
     encode,
     encode_data,
 )
-from sync.server.relay import confine_cookie
+from sync.server.relay import RelayFront, confine_cookie
 
 
 def test_cookies_are_confined_to_the_clinic_prefix() -> None:
@@ -39,8 +39,8 @@ def _head(**changes: object) -> dict:
         "headers": [
             ["Content-Type", "application/x-www-form-urlencoded"],
             ["Cookie", "session=x"],
-            ["X-Forwarded-For", "203.0.113.7"],
         ],
+        "client": "203.0.113.7",
     }
     head.update(changes)
     return head
@@ -58,14 +58,44 @@ def test_relayed_environ_takes_the_client_address_from_the_centre() -> None:
     assert environ["wsgi.url_scheme"] == "https"
 
 
+def test_the_centre_forwards_accept_encoding_and_no_client_claims() -> None:
+    """Accept-Encoding reaches the box (it gzips static files and SDP answers for the
+    patient's slow link); a patient's X-Forwarded-For does not (the centre writes its own,
+    for boxes of earlier releases)."""
+    headers = RelayFront._headers(
+        {
+            "HTTP_ACCEPT_ENCODING": "gzip, br",
+            "HTTP_X_FORWARDED_FOR": "10.9.8.7",
+            "HTTP_X_REAL_IP": "10.9.8.6",
+            "REMOTE_ADDR": "203.0.113.7",
+        }
+    )
+    assert headers == [["Accept-Encoding", "gzip, br"], ["X-Forwarded-For", "203.0.113.7"]]
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_a_forwarding_header_never_sets_the_client_address(header: str) -> None:
+    """Only the head's `client` field (what the centre saw) names the client: an
+    X-Forwarded-For among the headers, whoever put it there, is dropped."""
+    head = _head()
+    head["headers"] = [*head["headers"], [header, "198.51.100.99"]]
+    environ = relayed_environ(head, b"")
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    assert "198.51.100.99" not in str(sorted(environ.items(), key=str))
+    del head["client"]
+    with pytest.raises(BadRelayedRequest):
+        relayed_environ(head, b"")
+
+
 @pytest.mark.parametrize(
     "changes",
     [
         {"method": "DELETE"},
         {"path": "join"},
         {"script": "/admin"},
-        {"headers": [["X-Forwarded-For", "not an address"]]},
-        {"headers": []},
+        {"client": "not an address"},
+        {"client": ""},
+        {"client": None},
         {"headers": [["Cookie"]]},
         {"query": 3},
     ],

@@ -177,13 +177,22 @@
       var id = t.id.slice(5), v = t.querySelector("video");
       if (id !== "self" && !showing[id] && v.srcObject) { v.srcObject = null; }
     });
-    Object.keys(slots.audio).forEach(function (mid) {
+    // Every audio slot plays as soon as its track arrives, before the box's slot map does:
+    // the map comes over the data channel, whose SCTP handshake can take many seconds on a
+    // lossy link through TURN, and an unnamed slot is silent anyway. A reconnect brings new
+    // tracks for the same slots: the element takes the new one.
+    Object.keys(tracks).forEach(function (mid) {
       var a = $("slot-" + mid), track = tracks[mid];
-      if (!track) { return; }
+      if (track.kind !== "audio") { return; }
       if (!a) {
         a = document.createElement("audio"); a.id = "slot-" + mid; a.autoplay = true;
-        a.srcObject = new MediaStream([track]); root.appendChild(a);
+        root.appendChild(a);
       }
+      if (!a.srcObject || a.srcObject.getAudioTracks()[0] !== track) {
+        a.srcObject = new MediaStream([track]);
+      }
+    });
+    Object.keys(slots.audio).forEach(function (mid) {
       // "mix": the box's mixed voices of the room, not a person with a tile.
       if (slots.audio[mid] && slots.audio[mid] !== "mix") { tile(slots.audio[mid]); }
     });
@@ -418,6 +427,25 @@
     try { return JSON.parse(root.dataset.iceServers || "[]"); } catch (x) { return []; }
   }
 
+  // The box forwards Opus and VP8 (with RTX) only. Offering just those keeps every m-line
+  // short: with the browser's whole codec list the offer for 17 m-lines is ~39 KB, which
+  // takes seconds to cross an EDGE link (and the box's answer repeats what was offered).
+  var BOX_CODECS = { audio: ["audio/opus"], video: ["video/vp8", "video/rtx"] };
+  function onlyBoxCodecs(t) {
+    var kind = t.receiver && t.receiver.track && t.receiver.track.kind;
+    if (!kind || !t.setCodecPreferences || !window.RTCRtpReceiver ||
+        !RTCRtpReceiver.getCapabilities) { return; }
+    var caps = RTCRtpReceiver.getCapabilities(kind);
+    var keep = (caps ? caps.codecs : []).filter(function (c) {
+      return BOX_CODECS[kind].indexOf(c.mimeType.toLowerCase()) >= 0;
+    });
+    var plain = keep.filter(function (c) { return c.mimeType.toLowerCase() !== "video/rtx"; });
+    // Browsers differ on RTX entries whose codec is gone: without RTX if they refuse it.
+    try { t.setCodecPreferences(keep); } catch (x) {
+      try { t.setCodecPreferences(plain); } catch (y) { /* the browser's own list, longer */ }
+    }
+  }
+
   function connect() {
     // max-bundle: the box (aiortc) runs every m-line over one transport. iceServers: the
     // centre's TURN relay when this seat is remote (UDP, TCP and TLS URLs), none on the LAN.
@@ -438,6 +466,7 @@
     var videoSlots = thin ? THIN_VIDEO_SLOTS : VIDEO_SLOTS;
     for (i = 0; i < audioSlots; i++) { pc.addTransceiver("audio", { direction: "recvonly" }); }
     for (i = 0; i < videoSlots; i++) { pc.addTransceiver("video", { direction: "recvonly" }); }
+    pc.getTransceivers().forEach(onlyBoxCodecs);
     pc.ontrack = function (e) {
       tracks[e.transceiver.mid] = e.track;
       if (e.track.kind === "video" && state.saver) { e.track.enabled = false; }

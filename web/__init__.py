@@ -59,11 +59,14 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     from web import (
         auth,
         call,
+        care_space,
         follow_up,
         join,
         join_throttle,
+        languages,
         live,
         media_api,
+        patient_space,
         patients,
         portal,
         rejoin,
@@ -73,11 +76,14 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     live.init_app(app)
     join_throttle.init_app(app)
     join.init_app(app)
+    languages.init_app(app)
+    patient_space.init_app(app)
     blueprints = (
         auth.bp,
         portal.bp,
         follow_up.bp,
         patients.bp,
+        care_space.bp,
         join.bp,
         rejoin.bp,
         call.bp,

@@ -23,6 +23,7 @@ from flask import (
 
 from appliance.clinical.access import own_sessions
 from appliance.clinical.follow_up import open_flags_of_session
+from appliance.clinical.messages import unread_by_patient
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
     INSTRUMENTS,
@@ -108,14 +109,27 @@ def dashboard() -> str:
     user = current_user()
     sessions: list[Any] = []
     flags: list[Any] = []
+    unread: list[tuple[Any, int]] = []
     if user.role in CLINICAL:
         GroupSession = _store().GroupSession  # noqa: N806
         sessions = list(own_sessions(_store(), user).order_by(GroupSession.starts_at.desc())
                         .limit(50))
         _audit("record.list", "group_session")
         flags = flags_for_banner()
+        unread = _unread_messages(user)
     return render_template("dashboard.html", user=user, sessions=sessions, everyone=False,
-                           flags=flags)
+                           flags=flags, unread=unread)
+
+
+def _unread_messages(user: Any) -> list[tuple[Any, int]]:
+    """(patient, unread count) for the patients in one's care who wrote and wait for an
+    answer, most waiting first."""
+    counts = unread_by_patient(_store(), user)
+    if not counts:
+        return []
+    Patient = _store().Patient  # noqa: N806
+    people = Patient.select().where(Patient.id.in_(list(counts)))
+    return sorted(((p, counts[p.id]) for p in people), key=lambda pair: -pair[1])
 
 
 @bp.get("/sessions")

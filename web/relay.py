@@ -32,6 +32,13 @@ PATIENT_ENDPOINTS = frozenset(
         "join.ping",
         "call.patient_call",
         "media_api.offer",
+        "languages.choose",
+        "space.card_form",
+        "space.card_sign_in",
+        "space.sign_out",
+        "space.home",
+        "space.my_messages",
+        "space.send_message",
         "static",
     }
 )

@@ -101,6 +101,37 @@ def _v6_risk_follow_up(db: RecordDatabase) -> None:
     db.execute_sql('CREATE INDEX "risk_flag_state" ON "risk_flag" ("state")')
 
 
+def _v7_between_sessions(db: RecordDatabase) -> None:
+    """Patient access cards (hashes only), clinic settings and secure messages."""
+    db.execute_sql(
+        'CREATE TABLE "patient_card" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"patient_id" VARCHAR(36) NOT NULL, "code_index" VARCHAR(32) NOT NULL, '
+        '"issued_by_id" INTEGER, "issued_at" DATETIME NOT NULL, "revoked_at" DATETIME, '
+        'FOREIGN KEY ("patient_id") REFERENCES "patient" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("issued_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE UNIQUE INDEX "patient_card_code_index" ON "patient_card" ("code_index")'
+    )
+    db.execute_sql('CREATE INDEX "patient_card_patient_id" ON "patient_card" ("patient_id")')
+    db.execute_sql(
+        'CREATE TABLE "clinic_setting" ("key" VARCHAR(64) NOT NULL PRIMARY KEY, '
+        '"value" TEXT NOT NULL, "updated_at" DATETIME NOT NULL)'
+    )
+    db.execute_sql(
+        'CREATE TABLE "secure_message" ("id" VARCHAR(36) NOT NULL PRIMARY KEY, '
+        '"version" INTEGER NOT NULL, "created_at" DATETIME NOT NULL, '
+        '"updated_at" DATETIME NOT NULL, "patient_id" VARCHAR(36) NOT NULL, '
+        '"author_id" INTEGER, "body" BLOB NOT NULL, "read_at" DATETIME, '
+        'FOREIGN KEY ("patient_id") REFERENCES "patient" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("author_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE INDEX "secure_message_patient_id_created_at" '
+        'ON "secure_message" ("patient_id", "created_at")'
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_quarantine_and_append_only_audit),
@@ -108,6 +139,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (4, _v4_co_facilitators),
     (5, _v5_staff_sessions),
     (6, _v6_risk_follow_up),
+    (7, _v7_between_sessions),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -486,6 +486,53 @@ class TelemetryEvent(ClinicalModel):
     data = EncryptedField()
 
 
+class PatientCard(BaseModel):
+    """A patient's access card: only the keyed hash of its code is kept, never the code.
+
+    Access bookkeeping, not clinical content (ids, a hash, times): kept on the box and not
+    synced. A re-issued card revokes the one before; a revoked card opens nothing.
+    """
+
+    id = AutoField()
+    patient = ForeignKeyField(Patient, backref="cards", on_delete="CASCADE")
+    code_index = BlindIndexField(unique=True, null=False)
+    issued_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    issued_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "patient_card"
+
+
+class ClinicSetting(BaseModel):
+    """A clinic-wide setting an admin keeps (e.g. the emergency contact shown beside
+    messages): public clinic information, never a patient's."""
+
+    key = CharField(primary_key=True, max_length=64)
+    value = TextField()
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "clinic_setting"
+
+
+class SecureMessage(ClinicalModel):
+    """A message between a patient and their care team, outside any session.
+
+    `author` is the clinician who wrote it, or NULL when the patient did. `read_at` is when
+    the other side first opened it (unread counts on the dashboard and the patient's space).
+    """
+
+    patient = ForeignKeyField(Patient, backref="messages", on_delete="CASCADE")
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    body = EncryptedField()
+    read_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "secure_message"
+        indexes = ((("patient", "created_at"), False),)
+
+
 CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     Patient,
     GroupSession,
@@ -498,6 +545,7 @@ CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     Referral,
     TelemetryEvent,
     SessionLive,
+    SecureMessage,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
@@ -508,5 +556,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Quarantine,
     *CLINICAL_MODELS,
     CoFacilitator,
+    PatientCard,
+    ClinicSetting,
 )
 MODELS_BY_TYPE: dict[str, type[ClinicalModel]] = {m.record_type(): m for m in CLINICAL_MODELS}

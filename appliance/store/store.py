@@ -46,6 +46,9 @@ class Store:
     TelemetryEvent = models.TelemetryEvent
     SessionLive = models.SessionLive
     CoFacilitator = models.CoFacilitator
+    PatientCard = models.PatientCard
+    ClinicSetting = models.ClinicSetting
+    SecureMessage = models.SecureMessage
     AuditLog = models.AuditLog
     OutboxEntry = models.OutboxEntry
     Quarantine = models.Quarantine

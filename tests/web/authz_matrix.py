@@ -28,6 +28,8 @@ from werkzeug.test import TestResponse
 
 from appliance.accounts import create_user
 from appliance.box import Box
+from appliance.clinical.access_cards import issue_card
+from appliance.clinical.messages import send as send_message
 from appliance.clinical.session_codes import assign_codes, derive_invite_token, join_code_of
 from appliance.config import Settings
 from appliance.media.join_token import issue
@@ -36,6 +38,7 @@ from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.tls import ensure_tls
 from web import create_app
+from web.join_throttle import JoinThrottle
 
 PASSWORD = "correct horse battery"
 LOGIN = "login"  # sent to sign in: a redirect to /login?... for pages, 401 for the API
@@ -55,6 +58,8 @@ ACTORS = (
 S_TITLE, T_TITLE = "Saturn grief circle", "Neptune anxiety group"
 P1_NAME, P2_NAME = "Marigold Quince", "Bartholomew Zest"
 S_NOTE, T_NOTE = "spoke about the lighthouse keeper", "spoke about the orchard ladder"
+# What each patient wrote to their care team from their own space (their access card).
+S_MESSAGE, T_MESSAGE = "the heron came back to the pond", "the kettle whistles all night"
 
 Outcome = int | str
 
@@ -168,6 +173,24 @@ ROUTES: dict[str, Probe] = {
     "POST /join/questionnaire/<code>": Probe("/join/questionnaire/phq9", form={}),
     "GET /call": Probe("/call"),
     "POST /api/media/offer": Probe("/api/media/offer", json=_offer),
+    "POST /language": Probe("/language", form={"lang": "xx"}),
+    # A patient's own space: the card in the cookie decides whose; no patient id in the URL.
+    "GET /card": Probe("/card"),
+    "POST /card": Probe("/card", form={"code": ""}),
+    "GET /me": Probe("/me"),
+    "GET /me/messages": Probe("/me/messages"),
+    "POST /me/messages": Probe("/me/messages", form={"body": ""}),
+    "POST /me/sign-out": Probe("/me/sign-out", form={}, signs_out=True),
+    "GET /patients/<patient_id>/card": Probe("/patients/{patient}/card", target="patient"),
+    "POST /patients/<patient_id>/card": Probe(
+        "/patients/{patient}/card", form={"action": "bogus"}, target="patient"
+    ),
+    "GET /patients/<patient_id>/messages": Probe("/patients/{patient}/messages", target="patient"),
+    "POST /patients/<patient_id>/messages": Probe(
+        "/patients/{patient}/messages", form={"body": ""}, target="patient"
+    ),
+    "GET /admin/emergency-contact": Probe("/admin/emergency-contact"),
+    "POST /admin/emergency-contact": Probe("/admin/emergency-contact", form={"contact": ""}),
 }
 
 L = LOGIN
@@ -234,6 +257,22 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /call": (302, 302, 302, 302, 302, 200, 200, 302),
     # A facilitator seat in S's call for its team and admins; a patient only in their own.
     "POST /api/media/offer": (400, 400, 403, 400, 403, 400, 403, 403),
+    "POST /language": (400, 400, 400, 400, 400, 400, 400, 400),
+    "GET /card": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /card": (400, 400, 400, 400, 400, 400, 400, 400),
+    # Each patient's card opens their own space only (another's messages are a leak, checked
+    # by the markers); without a card, to the card page.
+    "GET /me": (302, 302, 302, 302, 302, 200, 200, 302),
+    "GET /me/messages": (302, 302, 302, 302, 302, 200, 200, 302),
+    "POST /me/messages": (302, 302, 302, 302, 302, 400, 400, 302),
+    "POST /me/sign-out": (302, 302, 302, 302, 302, 302, 302, 302),
+    "GET /patients/<patient_id>/card": (200, 200, 404, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/card": (400, 400, 404, 400, 403, L, L, L),
+    "GET /patients/<patient_id>/messages": (200, 200, 404, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/messages": (400, 400, 404, 400, 403, L, L, L),
+    # Public clinic information, set by admins only.
+    "GET /admin/emergency-contact": (403, 403, 403, 200, 403, L, L, L),
+    "POST /admin/emergency-contact": (403, 403, 403, 400, 403, L, L, L),
 }
 del L
 
@@ -288,6 +327,9 @@ class World:
         ).execute()
         if not co.select().exists():
             co.create(session=self.session_s, user=self.user_ids["co_facilitator"])
+        # Each cell starts with a fresh code throttle: the walk checks who may reach what, and
+        # its many wrong codes from one address would otherwise trip the limit (tested alone).
+        self.app.extensions["clinicbox.join_throttle"] = JoinThrottle()
         # A patient may answer only a questionnaire their clinician asked for.
         live = self.app.extensions["clinicbox.live"]
         for session_id in (self.session_s, self.session_t):
@@ -382,6 +424,17 @@ def build_world(box: Box, app: Flask) -> World:
         if seat is seat_p1:
             world.flag_p1 = flag.id
     codes = {seat_p1.patient_id: seat_p1.patient.code, seat_p2.patient_id: seat_p2.patient.code}
+    # Each patient holds an access card to their own space and wrote to their care team.
+    for actor, seat, text in (
+        ("patient_here", seat_p1, S_MESSAGE),
+        ("patient_elsewhere", seat_p2, T_MESSAGE),
+    ):
+        card_code = issue_card(store, seat.patient, None)
+        client = world.clients[actor]
+        reply = client.post("/card", data={"csrf_token": _csrf_of(client), "code": card_code})
+        if reply.status_code != 302:
+            raise RuntimeError(f"a patient's card did not open their space ({reply.status_code})")
+        send_message(store, seat.patient, text)
     for actor in ACTORS:
         world.csrf[actor] = _csrf_of(world.clients[actor])
     for actor in users:
@@ -389,8 +442,8 @@ def build_world(box: Box, app: Flask) -> World:
     world.seats["patient_here"] = (f"attendance/{seat_p1.id}", "patient")
     world.seats["patient_elsewhere"] = (f"attendance/{seat_p2.id}", "patient")
 
-    s_side = (S_TITLE, P1_NAME, S_NOTE, codes[seat_p1.patient_id])
-    t_side = (T_TITLE, P2_NAME, T_NOTE, codes[seat_p2.patient_id])
+    s_side = (S_TITLE, P1_NAME, S_NOTE, codes[seat_p1.patient_id], S_MESSAGE)
+    t_side = (T_TITLE, P2_NAME, T_NOTE, codes[seat_p2.patient_id], T_MESSAGE)
     world.forbidden = {
         "owner": t_side,
         "co_facilitator": t_side,
@@ -442,7 +495,8 @@ def walk(world: World) -> tuple[int, list[str]]:
     """Every route as every visitor: (cells checked, one line per failed cell)."""
     failures: list[str] = []
     cells = 0
-    order = sorted(ROUTES, key=lambda k: ROUTES[k].signs_out)
+    # /logout clears the whole cookie (the CSRF token too), so it goes last of all.
+    order = sorted(ROUTES, key=lambda k: (ROUTES[k].signs_out, k == "POST /logout"))
     for key in order:
         probe = ROUTES[key]
         for actor, want in zip(ACTORS, EXPECTED[key], strict=True):

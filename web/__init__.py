@@ -70,6 +70,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         patients,
         portal,
         rejoin,
+        space_measures,
     )
 
     auth.init_app(app)
@@ -84,6 +85,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         follow_up.bp,
         patients.bp,
         care_space.bp,
+        space_measures.bp,
         join.bp,
         rejoin.bp,
         call.bp,

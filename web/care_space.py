@@ -14,12 +14,20 @@ import segno
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from appliance.clinical import messages
+from appliance.clinical import measures_between, messages
 from appliance.clinical.access_cards import (
     format_card_code,
     issue_card,
     live_card,
     revoke_cards,
+)
+from appliance.clinical.safety_plan import (
+    MAX_SECTION,
+    SECTIONS,
+    SafetyPlanError,
+    clean_sections,
+    plan_of,
+    save_plan,
 )
 from web import current_box
 from web.access import care_patient, clinical_required
@@ -119,6 +127,68 @@ def reply(patient_id: str) -> Any:
         return _thread_page(person, str(exc), draft[: messages.MAX_MESSAGE], 400)
     _store().audit(_actor(), "record.create", f"secure_message/{sent.id}")
     return redirect(url_for("care_space.thread", patient_id=person.id))
+
+
+@bp.post("/patients/<patient_id>/schedule")
+@clinical_required
+def change_schedule(patient_id: str) -> Any:
+    """`action=add` with `kind` and `every_days`: ask the patient for a measure between
+    sessions (due from now); `action=stop` with `schedule`: stop asking."""
+    person, _grant = care_patient(patient_id)
+    store = _store()
+    action = request.form.get("action")
+    if action == "add":
+        try:
+            every = int(request.form.get("every_days") or "")
+        except ValueError:
+            every = 0
+        try:
+            item = measures_between.schedule(
+                store, person, request.form.get("kind") or "", every, current_user()
+            )
+        except measures_between.ScheduleError as exc:
+            abort(400, description=str(exc))
+        store.audit(_actor(), "record.create", f"measure_schedule/{item.id}")
+    elif action == "stop":
+        schedule_id = request.form.get("schedule") or ""
+        if not measures_between.stop(store, person, schedule_id):
+            abort(400, description="That schedule is not running.")
+        store.audit(_actor(), "record.update", f"measure_schedule/{schedule_id}")
+    else:
+        abort(400, description="Choose to add a measure or to stop one.")
+    return redirect(url_for("portal.patient", patient_id=person.id))
+
+
+@bp.route("/patients/<patient_id>/safety-plan", methods=["GET", "POST"])
+@clinical_required
+def safety_plan(patient_id: str) -> Any:
+    """Write or update the patient's safety plan with them (Stanley-Brown sections)."""
+    person, _grant = care_patient(patient_id)
+    store = _store()
+    error = None
+    plan = plan_of(store, person)
+    values = dict(plan.sections) if plan is not None else {}
+    if request.method == "POST":
+        values = {key: request.form.get(key) or "" for key, _h, _p in SECTIONS}
+        try:
+            saved = save_plan(store, person, clean_sections(request.form), current_user())
+        except SafetyPlanError as exc:
+            error = str(exc)
+        else:
+            store.audit(_actor(), "record.update", f"safety_plan/{saved.id}")
+            return redirect(url_for("portal.patient", patient_id=person.id))
+    else:
+        store.audit(_actor(), "record.read", f"patient/{person.id}/safety_plan")
+    page = render_template(
+        "care_safety_plan.html",
+        person=person,
+        sections=SECTIONS,
+        values=values,
+        error=error,
+        max_section=MAX_SECTION,
+        plan=plan,
+    )
+    return page, 400 if error else 200
 
 
 @bp.route("/admin/emergency-contact", methods=["GET", "POST"])

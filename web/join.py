@@ -25,6 +25,7 @@ from flask import (
 from appliance.clinical.display_names import MAX_NAME, BadDisplayName, clean_display_name
 from appliance.clinical.join_window import JoinWindow
 from appliance.clinical.questionnaires import get_instrument
+from appliance.clinical.reminders import reminders_for
 from appliance.clinical.session_codes import (
     CODE_DIGITS,
     clean_code,
@@ -272,7 +273,10 @@ def waiting() -> Any:
     live: dict[str, Any] = {}
     if attendance.status in PUSHED_TO:
         live = live_sessions().for_patient(attendance.session_id, attendance.id)
-    return render_template("waiting.html", attendance=attendance, live=live)
+    reminders = reminders_for(_store(), attendance.patient)
+    return render_template(
+        "waiting.html", attendance=attendance, live=live, reminders=reminders
+    )
 
 
 @bp.get("/join/state")

@@ -32,6 +32,7 @@ from flask_babel import ngettext
 
 from appliance.clinical import messages
 from appliance.clinical.access_cards import card_is_live, clean_card_code, find_card
+from appliance.clinical.reminders import reminders_for
 from web import current_box
 from web.join_throttle import WindowCounter, join_throttle
 
@@ -141,7 +142,10 @@ def card_sign_in() -> Any:
 @bp.post("/me/sign-out")
 def sign_out() -> Any:
     _end_card_session()
-    return redirect(url_for("space.card_form"))
+    response = redirect(url_for("space.card_form"))
+    # The offline copy of the safety plan goes too: the phone may be shared.
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return response
 
 
 @bp.get("/me")
@@ -154,6 +158,7 @@ def home() -> Any:
         "space.html",
         person=person,
         unread=messages.unread_for_patient(store, person),
+        reminders=reminders_for(store, person),
     )
 
 

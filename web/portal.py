@@ -21,14 +21,17 @@ from flask import (
     url_for,
 )
 
+from appliance.clinical import measures_between
 from appliance.clinical.access import own_sessions
 from appliance.clinical.follow_up import open_flags_of_session
+from appliance.clinical.measures_between import MOOD
 from appliance.clinical.messages import unread_by_patient
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
     INSTRUMENTS,
     get_instrument,
 )
+from appliance.clinical.safety_plan import plan_of
 from appliance.clinical.seats import seat_status
 from appliance.clinical.session_codes import (
     assign_codes,
@@ -558,8 +561,18 @@ def patient(patient_id: str) -> str:
         mine = [r for r in rows if r.kind == instrument.code.upper()]
         points = [(r.created_at, r.score) for r in mine]
         charts.append((instrument, score_chart(instrument, points), mine))
+    mood_rows = measures_between.moods(store, person)
+    mood_chart = score_chart(MOOD, [(m.created_at, m.score) for m in mood_rows])
     _audit("record.read", f"patient/{person.id}/questionnaires")
-    return render_template("patient.html", person=person, charts=charts)
+    return render_template(
+        "patient.html",
+        person=person,
+        charts=charts,
+        moods=mood_rows,
+        mood_chart=mood_chart,
+        schedules=measures_between.active_schedules(store, person),
+        has_plan=plan_of(store, person) is not None,
+    )
 
 
 @bp.route("/patients/<patient_id>/questionnaire/<code>", methods=["GET", "POST"])

@@ -39,6 +39,11 @@ PATIENT_ENDPOINTS = frozenset(
         "space.home",
         "space.my_messages",
         "space.send_message",
+        "diary.measure",
+        "diary.mood",
+        "diary.plan",
+        "diary.crisis",
+        "diary.offline_worker",
         "static",
     }
 )

@@ -533,6 +533,50 @@ class SecureMessage(ClinicalModel):
         indexes = ((("patient", "created_at"), False),)
 
 
+class MeasureSchedule(ClinicalModel):
+    """A measure a clinician asked a patient to fill in between sessions, every `every_days`
+    days from `next_due` on: PHQ-9, GAD-7 or the one-tap daily mood check (`MOOD`).
+
+    Which measure and when are scheduling facts (like `QuestionnaireResponse.kind`); the
+    answers live encrypted in `QuestionnaireResponse` and `MoodEntry`.
+    """
+
+    patient = ForeignKeyField(Patient, backref="schedules", on_delete="CASCADE")
+    kind = CharField(constraints=[Check("kind IN ('PHQ9', 'GAD7', 'MOOD')")])
+    every_days = IntegerField(constraints=[Check("every_days BETWEEN 1 AND 90")])
+    next_due = DateTimeField()
+    active = BooleanField(default=True)
+    scheduled_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+    class Meta:
+        table_name = "measure_schedule"
+
+
+class MoodEntry(ClinicalModel):
+    """A daily mood check: 1 (very low) to 5 (very good) and an optional note, encrypted."""
+
+    patient = ForeignKeyField(Patient, backref="moods", on_delete="CASCADE")
+    score = EncryptedField()
+    note = EncryptedField(null=True)
+
+    class Meta:
+        table_name = "mood_entry"
+
+
+class SafetyPlan(ClinicalModel):
+    """A patient's safety plan (Stanley-Brown sections), written with their clinician: one
+    per patient, every section encrypted together (appliance/clinical/safety_plan.py)."""
+
+    lane: ClassVar[Lane] = Lane.URGENT
+
+    patient = ForeignKeyField(Patient, unique=True, backref="+", on_delete="CASCADE")
+    sections = EncryptedField()
+    written_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+    class Meta:
+        table_name = "safety_plan"
+
+
 CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     Patient,
     GroupSession,
@@ -546,6 +590,9 @@ CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     TelemetryEvent,
     SessionLive,
     SecureMessage,
+    MeasureSchedule,
+    MoodEntry,
+    SafetyPlan,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,

@@ -49,6 +49,9 @@ class Store:
     PatientCard = models.PatientCard
     ClinicSetting = models.ClinicSetting
     SecureMessage = models.SecureMessage
+    MeasureSchedule = models.MeasureSchedule
+    MoodEntry = models.MoodEntry
+    SafetyPlan = models.SafetyPlan
     AuditLog = models.AuditLog
     OutboxEntry = models.OutboxEntry
     Quarantine = models.Quarantine

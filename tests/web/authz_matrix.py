@@ -29,7 +29,9 @@ from werkzeug.test import TestResponse
 from appliance.accounts import create_user
 from appliance.box import Box
 from appliance.clinical.access_cards import issue_card
+from appliance.clinical.measures_between import schedule as schedule_measure
 from appliance.clinical.messages import send as send_message
+from appliance.clinical.safety_plan import save_plan
 from appliance.clinical.session_codes import assign_codes, derive_invite_token, join_code_of
 from appliance.config import Settings
 from appliance.media.join_token import issue
@@ -60,6 +62,9 @@ P1_NAME, P2_NAME = "Marigold Quince", "Bartholomew Zest"
 S_NOTE, T_NOTE = "spoke about the lighthouse keeper", "spoke about the orchard ladder"
 # What each patient wrote to their care team from their own space (their access card).
 S_MESSAGE, T_MESSAGE = "the heron came back to the pond", "the kettle whistles all night"
+# Their diary notes and safety plans, written between sessions.
+S_DIARY, T_DIARY = "walked to the weir at dawn", "burnt the toast twice"
+S_PLAN, T_PLAN = "call my cousin Ilse on the ferry", "sit under the walnut tree"
 
 Outcome = int | str
 
@@ -181,6 +186,22 @@ ROUTES: dict[str, Probe] = {
     "GET /me/messages": Probe("/me/messages"),
     "POST /me/messages": Probe("/me/messages", form={"body": ""}),
     "POST /me/sign-out": Probe("/me/sign-out", form={}, signs_out=True),
+    "GET /me/measures/<code>": Probe("/me/measures/phq9"),
+    "POST /me/measures/<code>": Probe("/me/measures/phq9", form={}),
+    "GET /me/mood": Probe("/me/mood"),
+    "POST /me/mood": Probe("/me/mood", form={"mood": "9"}),
+    "GET /me/plan": Probe("/me/plan"),
+    "GET /me/crisis": Probe("/me/crisis"),
+    "GET /me/offline.js": Probe("/me/offline.js"),
+    "POST /patients/<patient_id>/schedule": Probe(
+        "/patients/{patient}/schedule", form={"action": "bogus"}, target="patient"
+    ),
+    "GET /patients/<patient_id>/safety-plan": Probe(
+        "/patients/{patient}/safety-plan", target="patient"
+    ),
+    "POST /patients/<patient_id>/safety-plan": Probe(
+        "/patients/{patient}/safety-plan", form={}, target="patient"
+    ),
     "GET /patients/<patient_id>/card": Probe("/patients/{patient}/card", target="patient"),
     "POST /patients/<patient_id>/card": Probe(
         "/patients/{patient}/card", form={"action": "bogus"}, target="patient"
@@ -266,6 +287,17 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /me/messages": (302, 302, 302, 302, 302, 200, 200, 302),
     "POST /me/messages": (302, 302, 302, 302, 302, 400, 400, 302),
     "POST /me/sign-out": (302, 302, 302, 302, 302, 302, 302, 302),
+    # Each patient has a PHQ-9 due; their plan and diary are theirs alone (markers).
+    "GET /me/measures/<code>": (302, 302, 302, 302, 302, 200, 200, 302),
+    "POST /me/measures/<code>": (302, 302, 302, 302, 302, 400, 400, 302),
+    "GET /me/mood": (302, 302, 302, 302, 302, 200, 200, 302),
+    "POST /me/mood": (302, 302, 302, 302, 302, 400, 400, 302),
+    "GET /me/plan": (302, 302, 302, 302, 302, 200, 200, 302),
+    "GET /me/crisis": (302, 302, 302, 302, 302, 200, 200, 302),
+    "GET /me/offline.js": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /patients/<patient_id>/schedule": (400, 400, 404, 400, 403, L, L, L),
+    "GET /patients/<patient_id>/safety-plan": (200, 200, 404, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/safety-plan": (400, 400, 404, 400, 403, L, L, L),
     "GET /patients/<patient_id>/card": (200, 200, 404, 200, 403, L, L, L),
     "POST /patients/<patient_id>/card": (400, 400, 404, 400, 403, L, L, L),
     "GET /patients/<patient_id>/messages": (200, 200, 404, 200, 403, L, L, L),
@@ -435,6 +467,11 @@ def build_world(box: Box, app: Flask) -> World:
         if reply.status_code != 302:
             raise RuntimeError(f"a patient's card did not open their space ({reply.status_code})")
         send_message(store, seat.patient, text)
+    owner = store.User.get_by_id(world.user_ids["owner"])
+    for seat, diary, plan in ((seat_p1, S_DIARY, S_PLAN), (seat_p2, T_DIARY, T_PLAN)):
+        schedule_measure(store, seat.patient, "PHQ9", 7, owner)
+        store.MoodEntry.create(patient=seat.patient_id, score=3, note=diary)
+        save_plan(store, seat.patient, {"help": plan}, owner)
     for actor in ACTORS:
         world.csrf[actor] = _csrf_of(world.clients[actor])
     for actor in users:
@@ -442,8 +479,8 @@ def build_world(box: Box, app: Flask) -> World:
     world.seats["patient_here"] = (f"attendance/{seat_p1.id}", "patient")
     world.seats["patient_elsewhere"] = (f"attendance/{seat_p2.id}", "patient")
 
-    s_side = (S_TITLE, P1_NAME, S_NOTE, codes[seat_p1.patient_id], S_MESSAGE)
-    t_side = (T_TITLE, P2_NAME, T_NOTE, codes[seat_p2.patient_id], T_MESSAGE)
+    s_side = (S_TITLE, P1_NAME, S_NOTE, codes[seat_p1.patient_id], S_MESSAGE, S_DIARY, S_PLAN)
+    t_side = (T_TITLE, P2_NAME, T_NOTE, codes[seat_p2.patient_id], T_MESSAGE, T_DIARY, T_PLAN)
     world.forbidden = {
         "owner": t_side,
         "co_facilitator": t_side,

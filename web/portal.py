@@ -24,6 +24,7 @@ from flask import (
 from appliance.clinical import measures_between
 from appliance.clinical.access import own_sessions
 from appliance.clinical.follow_up import open_flags_of_session
+from appliance.clinical.lesson_assignments import assignments_of
 from appliance.clinical.measures_between import MOOD
 from appliance.clinical.messages import unread_by_patient
 from appliance.clinical.questionnaires import (
@@ -50,6 +51,7 @@ from web.access import (
 from web.auth import current_user, role_required
 from web.chart import score_chart
 from web.follow_up import flags_for_banner
+from web.lessons import library
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
 from web.questionnaire_form import questionnaire_view
 from web.relay import public_url as relay_public_url
@@ -254,6 +256,7 @@ def session_detail(session_id: str) -> str:
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
         user_id=current_user().id, helpers=helpers, candidates=candidates,
         manages_team=grant.manages_team, flags=flags, flagged={f.patient_id for f in flags},
+        lessons=library().values(),
     )
 
 
@@ -572,6 +575,8 @@ def patient(patient_id: str) -> str:
         mood_chart=mood_chart,
         schedules=measures_between.active_schedules(store, person),
         has_plan=plan_of(store, person) is not None,
+        assigned=assignments_of(store, person),
+        lesson_titles={lesson.id: lesson.title for lesson in library().values()},
     )
 
 

@@ -44,6 +44,9 @@ PATIENT_ENDPOINTS = frozenset(
         "diary.plan",
         "diary.crisis",
         "diary.offline_worker",
+        "lessons.my_lessons",
+        "lessons.my_lesson",
+        "lessons.done",
         "static",
     }
 )

@@ -140,7 +140,7 @@ _PATIENT_FK = 'FOREIGN KEY ("patient_id") REFERENCES "patient" ("id") ON DELETE 
 
 
 def _v8_measures_and_safety_plans(db: RecordDatabase) -> None:
-    """Measures scheduled between sessions, daily mood checks and safety plans."""
+    """Measures scheduled between sessions, daily mood checks, safety plans and lessons."""
     db.execute_sql(
         f'CREATE TABLE "measure_schedule" ({_RECORD_COLUMNS}'
         '"patient_id" VARCHAR(36) NOT NULL, '
@@ -165,6 +165,16 @@ def _v8_measures_and_safety_plans(db: RecordDatabase) -> None:
         'FOREIGN KEY ("written_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
     )
     db.execute_sql('CREATE UNIQUE INDEX "safety_plan_patient_id" ON "safety_plan" ("patient_id")')
+    db.execute_sql(
+        f'CREATE TABLE "lesson_assignment" ({_RECORD_COLUMNS}'
+        '"patient_id" VARCHAR(36) NOT NULL, "lesson" BLOB NOT NULL, "homework" BLOB, '
+        '"assigned_by_id" INTEGER, "done_at" DATETIME, '
+        f"{_PATIENT_FK}, "
+        'FOREIGN KEY ("assigned_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE INDEX "lesson_assignment_patient_id" ON "lesson_assignment" ("patient_id")'
+    )
 
 
 MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (

@@ -577,6 +577,23 @@ class SafetyPlan(ClinicalModel):
         table_name = "safety_plan"
 
 
+class LessonAssignment(ClinicalModel):
+    """A lesson (and optional homework) a clinician gave a patient, and when it was done.
+
+    Which lesson it is says something about the patient, so the lesson id is encrypted with
+    the homework; `done_at` is a plain time.
+    """
+
+    patient = ForeignKeyField(Patient, backref="lessons", on_delete="CASCADE")
+    lesson = EncryptedField()
+    homework = EncryptedField(null=True)
+    assigned_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    done_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "lesson_assignment"
+
+
 CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     Patient,
     GroupSession,
@@ -593,6 +610,7 @@ CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     MeasureSchedule,
     MoodEntry,
     SafetyPlan,
+    LessonAssignment,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,

@@ -52,6 +52,7 @@ class Store:
     MeasureSchedule = models.MeasureSchedule
     MoodEntry = models.MoodEntry
     SafetyPlan = models.SafetyPlan
+    LessonAssignment = models.LessonAssignment
     AuditLog = models.AuditLog
     OutboxEntry = models.OutboxEntry
     Quarantine = models.Quarantine

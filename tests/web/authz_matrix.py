@@ -29,6 +29,8 @@ from werkzeug.test import TestResponse
 from appliance.accounts import create_user
 from appliance.box import Box
 from appliance.clinical.access_cards import issue_card
+from appliance.clinical.lesson_assignments import assign as assign_lesson
+from appliance.clinical.lesson_library import load_library
 from appliance.clinical.measures_between import schedule as schedule_measure
 from appliance.clinical.messages import send as send_message
 from appliance.clinical.safety_plan import save_plan
@@ -65,6 +67,7 @@ S_MESSAGE, T_MESSAGE = "the heron came back to the pond", "the kettle whistles a
 # Their diary notes and safety plans, written between sessions.
 S_DIARY, T_DIARY = "walked to the weir at dawn", "burnt the toast twice"
 S_PLAN, T_PLAN = "call my cousin Ilse on the ferry", "sit under the walnut tree"
+S_HOMEWORK, T_HOMEWORK = "count the swallows on the wire", "water the basil every morning"
 
 Outcome = int | str
 
@@ -193,6 +196,18 @@ ROUTES: dict[str, Probe] = {
     "GET /me/plan": Probe("/me/plan"),
     "GET /me/crisis": Probe("/me/crisis"),
     "GET /me/offline.js": Probe("/me/offline.js"),
+    "GET /lessons": Probe("/lessons"),
+    "GET /lessons/<lesson_id>": Probe("/lessons/sleep"),
+    "POST /patients/<patient_id>/lessons": Probe(
+        "/patients/{patient}/lessons", form={"lesson": "bogus"}, target="patient"
+    ),
+    "POST /sessions/<session_id>/lessons": Probe(
+        "/sessions/{session}/lessons", form={"lesson": "bogus"}, target="session"
+    ),
+    "GET /me/lessons": Probe("/me/lessons"),
+    # The lesson given to the patient of S: an assignment id, never a lesson name.
+    "GET /me/lessons/<assignment_id>": Probe("/me/lessons/{lesson}"),
+    "POST /me/lessons/<assignment_id>/done": Probe("/me/lessons/{lesson}/done", form={}),
     "POST /patients/<patient_id>/schedule": Probe(
         "/patients/{patient}/schedule", form={"action": "bogus"}, target="patient"
     ),
@@ -295,6 +310,14 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /me/plan": (302, 302, 302, 302, 302, 200, 200, 302),
     "GET /me/crisis": (302, 302, 302, 302, 302, 200, 200, 302),
     "GET /me/offline.js": (200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /lessons": (200, 200, 200, 200, 403, L, L, L),
+    "GET /lessons/<lesson_id>": (200, 200, 200, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/lessons": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/lessons": (400, 400, 404, 400, 403, L, L, L),
+    "GET /me/lessons": (302, 302, 302, 302, 302, 200, 200, 302),
+    # Another patient's card gets "no such lesson", as for an id that does not exist.
+    "GET /me/lessons/<assignment_id>": (302, 302, 302, 302, 302, 200, 404, 302),
+    "POST /me/lessons/<assignment_id>/done": (302, 302, 302, 302, 302, 302, 404, 302),
     "POST /patients/<patient_id>/schedule": (400, 400, 404, 400, 403, L, L, L),
     "GET /patients/<patient_id>/safety-plan": (200, 200, 404, 200, 403, L, L, L),
     "POST /patients/<patient_id>/safety-plan": (400, 400, 404, 400, 403, L, L, L),
@@ -339,6 +362,7 @@ class World:
     session_t: str = ""
     patient_p1: str = ""
     flag_p1: str = ""
+    lesson_p1: str = ""
     invite_s: str = ""
     user_ids: dict[str, int] = field(default_factory=dict)
     clients: dict[str, FlaskClient] = field(default_factory=dict)
@@ -353,6 +377,7 @@ class World:
         store.GroupSession.update(state="scheduled", locked=False).execute()
         store.Patient.update(active=True).execute()
         store.RiskFlag.update(state="open", follow_up=None, followed_up_at=None).execute()
+        store.LessonAssignment.update(done_at=None).execute()
         co = store.CoFacilitator
         co.delete().where(
             (co.session != self.session_s) | (co.user != self.user_ids["co_facilitator"])
@@ -472,6 +497,11 @@ def build_world(box: Box, app: Flask) -> World:
         schedule_measure(store, seat.patient, "PHQ9", 7, owner)
         store.MoodEntry.create(patient=seat.patient_id, score=3, note=diary)
         save_plan(store, seat.patient, {"help": plan}, owner)
+    library = load_library(box.settings.data_dir)
+    for seat, homework in ((seat_p1, S_HOMEWORK), (seat_p2, T_HOMEWORK)):
+        (given,) = assign_lesson(store, library, [seat.patient_id], "sleep", homework, owner)
+        if seat is seat_p1:
+            world.lesson_p1 = given.id
     for actor in ACTORS:
         world.csrf[actor] = _csrf_of(world.clients[actor])
     for actor in users:
@@ -479,8 +509,26 @@ def build_world(box: Box, app: Flask) -> World:
     world.seats["patient_here"] = (f"attendance/{seat_p1.id}", "patient")
     world.seats["patient_elsewhere"] = (f"attendance/{seat_p2.id}", "patient")
 
-    s_side = (S_TITLE, P1_NAME, S_NOTE, codes[seat_p1.patient_id], S_MESSAGE, S_DIARY, S_PLAN)
-    t_side = (T_TITLE, P2_NAME, T_NOTE, codes[seat_p2.patient_id], T_MESSAGE, T_DIARY, T_PLAN)
+    s_side = (
+        S_TITLE,
+        P1_NAME,
+        S_NOTE,
+        codes[seat_p1.patient_id],
+        S_MESSAGE,
+        S_DIARY,
+        S_PLAN,
+        S_HOMEWORK,
+    )
+    t_side = (
+        T_TITLE,
+        P2_NAME,
+        T_NOTE,
+        codes[seat_p2.patient_id],
+        T_MESSAGE,
+        T_DIARY,
+        T_PLAN,
+        T_HOMEWORK,
+    )
     world.forbidden = {
         "owner": t_side,
         "co_facilitator": t_side,
@@ -502,6 +550,7 @@ def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
         patient=world.patient_p1,
         invite=world.invite_s,
         flag=world.flag_p1,
+        lesson=world.lesson_p1,
     )
     client = world.clients[actor]
     if probe.json is not None:

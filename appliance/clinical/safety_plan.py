@@ -10,37 +10,39 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.translatable import translatable as T
+
 # (key, heading as the patient reads it, prompt for writing it). The patient's pages
 # translate the headings through the same gettext catalogs as every patient page.
 SECTIONS: tuple[tuple[str, str, str], ...] = (
     (
         "warning_signs",
-        "My warning signs",
+        T("My warning signs"),
         "Thoughts, images, moods, situations or behaviour that tell me a crisis may be coming",
     ),
     (
         "coping",
-        "Things I can do on my own",
+        T("Things I can do on my own"),
         "Ways to take my mind off my problems without contacting anyone",
     ),
     (
         "distraction",
-        "People and places that take my mind off things",
+        T("People and places that take my mind off things"),
         "People to be with and social settings that help",
     ),
     (
         "help",
-        "People I can ask for help",
+        T("People I can ask for help"),
         "Names and phone numbers of people I can talk to",
     ),
     (
         "professionals",
-        "Professionals and crisis lines",
+        T("Professionals and crisis lines"),
         "Clinicians, the clinic, crisis lines and the local emergency number",
     ),
     (
         "safe_environment",
-        "Making my surroundings safe",
+        T("Making my surroundings safe"),
         "What I will do to keep means of harm away",
     ),
 )

@@ -160,3 +160,17 @@ def test_message_checks_and_admin_emergency_contact(app: Flask, box: Box) -> Non
         data={"csrf_token": token_a, "contact": "Call 112 or the crisis line 0800 123 456"},
     )
     assert "0800 123 456" in patient.get("/me/messages").get_data(as_text=True)
+
+
+def test_a_card_cannot_flood_the_care_team(app: Flask, box: Box) -> None:
+    patient_id = _patient_in_care(box, app)
+    doctor = app.test_client()
+    sign_in(doctor)
+    patient, _ = _open_space(app, _issue(doctor, patient_id))
+    token = csrf_from(patient, "/me/messages")
+    statuses = [
+        patient.post("/me/messages", data={"csrf_token": token, "body": f"note {n}"}).status_code
+        for n in range(21)
+    ]
+    assert statuses[:20] == [302] * 20 and statuses[20] == 429
+    assert box.store.SecureMessage.select().count() == 20

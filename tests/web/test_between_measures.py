@@ -119,3 +119,15 @@ def test_next_session_reminder(app: Flask, box: Box) -> None:
     group = store.GroupSession.create(title="Next group", starts_at=soon, facilitator=1)
     store.Attendance.create(session=group, patient=patient_id, status="absent")
     assert f"Your next session: {soon:%Y-%m-%d %H:%M}" in patient.get("/me").get_data(as_text=True)
+
+
+def test_waiting_room_shows_what_is_due(app: Flask, box: Box) -> None:
+    doctor, _patient, patient_id = _set_up(app, box)
+    assert _schedule(doctor, patient_id, "GAD7") == 302
+    seat = box.store.Attendance.get(box.store.Attendance.patient == patient_id)
+    joined = app.test_client()
+    with joined.session_transaction() as cookie:
+        cookie["attendance"], cookie["patient"] = seat.id, patient_id
+    page = joined.get("/join/wait").get_data(as_text=True)
+    assert "A questionnaire is due: GAD-7" in page
+    assert "Open your space with your access card to answer." in page

@@ -3,14 +3,21 @@
 // sends Clear-Site-Data, which removes this cache.
 "use strict";
 var CACHE = "clinicbox-plan-v1";
+// Path endings, so the same worker serves under the centre's relay prefix (/c/<name>/...).
 var KEPT = ["/me/plan", "/me/crisis", "/static/portal.css"];
+
+function kept(path) {
+  return KEPT.some(function (end) {
+    return path.slice(-end.length) === end;
+  });
+}
 
 self.addEventListener("install", function () { self.skipWaiting(); });
 self.addEventListener("activate", function (event) { event.waitUntil(self.clients.claim()); });
 self.addEventListener("fetch", function (event) {
   var url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin ||
-      KEPT.indexOf(url.pathname) < 0) {
+      !kept(url.pathname)) {
     return;
   }
   event.respondWith(

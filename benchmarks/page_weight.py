@@ -1,9 +1,12 @@
-"""Page weight: what a patient's phone downloads to join a call, and the clinician dashboard.
+"""Page weight: what a patient's phone downloads to join a call, each page of the patient's
+own space, and the clinician dashboard.
 
 Starts a real `clinicbox serve`, drives headless Chromium through the patient path (join page,
-consent, waiting room, call page with its script and stylesheet) and the clinician dashboard,
-and sums every response body (uncompressed) and request. Compares the join + call total to
-the issue's 150 KB budget as a ratio. Last line: one JSON object.
+consent, waiting room, call page with its script and stylesheet), the patient's space opened
+with an access card (each page from a cold cache, with its stylesheet and script) and the
+clinician dashboard, and sums every response body (uncompressed) and request. Compares the
+join + call total to the 150 KB budget and each space page to its 30 KB budget, as ratios.
+Last line: one JSON object.
 
     python benchmarks/page_weight.py [--quick]
 """
@@ -26,6 +29,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from tests.conftest import CLINICBOX, box_env, start_box  # noqa: E402
 
 BUDGET_BYTES = 150 * 1024
+SPACE_BUDGET_BYTES = 30 * 1024
 PASSWORD = "benchmark password 1"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -57,6 +61,7 @@ def measure(base: str, browser) -> dict[str, object]:
     doc.fill("#password", PASSWORD)
     doc.click("main button[type=submit]")
     doc.wait_for_url(re.compile(r"/dashboard$"))
+    # The last one starts in ten minutes: its code opens only inside the join window.
     for n in range(3):
         doc.goto(base + "/sessions/new")
         doc.fill("#title", f"Group {n}")
@@ -100,7 +105,60 @@ def measure(base: str, browser) -> dict[str, object]:
     dash_page.goto(base + "/dashboard")
     dash_page.wait_for_load_state("load")
     assert dash_page.url.endswith("/dashboard"), "not signed in"
-    return {"join": meter, "dashboard": dash}
+    return {"join": meter, "dashboard": dash, "space": measure_space(base, browser, doc)}
+
+
+def measure_space(base: str, browser, doc) -> dict[str, Meter]:
+    """Each page of the patient's space, cold cache, after the clinician issued a card,
+    scheduled a PHQ-9 and the mood check, wrote a safety plan and gave a lesson."""
+    doc.goto(base + "/patients")
+    doc.click("main h2 a")
+    doc.wait_for_url(re.compile(r"/patients/[0-9a-f-]{36}$"))
+    record = doc.url
+    for kind in ("PHQ9", "MOOD"):
+        doc.select_option("#kind", kind)
+        doc.click("button[name=action][value=add]")
+    doc.click("#plan-link")
+    for field in ("warning_signs", "coping", "distraction", "help", "professionals",
+                  "safe_environment"):
+        doc.fill(f"#{field}", "A sentence or two written with the clinician, as patients do. " * 3)
+    doc.click("main button[type=submit]")
+    doc.goto(record)
+    doc.select_option("#lesson", "sleep")
+    doc.fill("#homework", "Up at seven every day this week.")
+    doc.click("form[action$='/lessons'] button")
+    doc.goto(record + "/card")
+    doc.click("button[value=issue]")
+    code = doc.inner_text("#card-code").replace("-", "")
+
+    phone = {"width": 360, "height": 740}
+    signed = browser.new_context(ignore_https_errors=True, viewport=phone)
+    page = signed.new_page()
+    page.goto(base + "/card#" + code)
+    page.wait_for_url(re.compile(r"/me$"))
+    for n in range(5):
+        page.goto(base + "/me/messages")
+        page.fill("#body", f"A message of an ordinary length from the patient, number {n}.")
+        page.click("form[action$='/me/messages'] button")
+    page.goto(base + "/me/lessons")
+    lesson = page.get_attribute("#my-lessons a", "href")
+    cookies = signed.storage_state()
+    signed.close()
+    pages = ["/card", "/me", "/me/messages", "/me/mood", "/me/measures/phq9", "/me/plan",
+             "/me/crisis", "/me/lessons", lesson]
+    meters: dict[str, Meter] = {}
+    for path in pages:
+        cold = browser.new_context(ignore_https_errors=True, viewport=phone,
+                                   storage_state=cookies if path != "/card" else None)
+        meter = Meter()
+        cold.on("requestfinished", meter.on_finished)
+        shown = cold.new_page()
+        shown.goto(base + path)
+        shown.wait_for_load_state("load")
+        assert path == "/card" or shown.url.endswith(path), f"{path}: not in the space"
+        meters[path if path != lesson else "/me/lessons/<id>"] = meter
+        cold.close()
+    return meters
 
 
 def main() -> None:
@@ -128,12 +186,20 @@ def main() -> None:
     print(f"  total {join.bytes} B in {join.requests} requests "
           f"({join.bytes / BUDGET_BYTES:.1%} of the 150 KB budget)")
     print(f"clinician dashboard: {dash.bytes} B in {dash.requests} requests")
+    space = result["space"]
+    print("patient space pages, each from a cold cache (budget 30 KB each):")
+    for path, meter in space.items():
+        print(f"  {meter.bytes:7d} B in {meter.requests} requests  {path}")
+    heaviest = max(meter.bytes for meter in space.values())
     print(json.dumps({
         "join_call_bytes": join.bytes,
         "join_call_requests": join.requests,
         "join_call_budget_ratio": round(join.bytes / BUDGET_BYTES, 3),
         "dashboard_bytes": dash.bytes,
         "dashboard_requests": dash.requests,
+        "space_page_bytes": {path: meter.bytes for path, meter in space.items()},
+        "space_max_bytes": heaviest,
+        "space_budget_ratio": round(heaviest / SPACE_BUDGET_BYTES, 3),
     }))
 
 

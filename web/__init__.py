@@ -7,11 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext
 from werkzeug.exceptions import Conflict, HTTPException
 
 from appliance.box import Box
 from appliance.store import IntegrityError
 from appliance.store.keyring import shred_file
+from appliance.translatable import translatable as T
 
 COOKIE_KEY_SECRET = "portal-cookie-key"
 # Before the cookie key was wrapped by the store's KEK it was this plaintext file.
@@ -61,14 +63,19 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         auth,
         call,
         call_panel,
+        care_space,
         follow_up,
         join,
         join_throttle,
+        languages,
+        lessons,
         live,
         media_api,
+        patient_space,
         patients,
         portal,
         rejoin,
+        space_measures,
         staff_admin,
     )
 
@@ -76,11 +83,16 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     live.init_app(app)
     join_throttle.init_app(app)
     join.init_app(app)
+    languages.init_app(app)
+    patient_space.init_app(app)
     blueprints = (
         auth.bp,
         portal.bp,
         follow_up.bp,
         patients.bp,
+        care_space.bp,
+        space_measures.bp,
+        lessons.bp,
         join.bp,
         rejoin.bp,
         call.bp,
@@ -136,12 +148,17 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
 # Werkzeug's own descriptions speak of servers and URLs; a person gets these instead. A view
 # that aborts with its own description (what to fix) keeps it.
 _PLAIN_ERRORS = {
-    400: "Something in that request was not right. Go back, check what you entered and try again.",
-    403: "This page is not open to you. If you are a patient, join with your session code; "
-    "staff, sign in with your own account.",
-    404: "There is no such page here. Check the address, or start again from the links below.",
-    405: "That page cannot be used like this. Go back and use the page's own buttons.",
-    413: "That was too large to send. Send something shorter.",
+    400: T(
+        "Something in that request was not right. Go back, check what you entered and try again."
+    ),
+    403: T(
+        "This page is not open to you. If you are a patient, join with your session code; "
+        "staff, sign in with your own account."
+    ),
+    404: T("There is no such page here. Check the address, or start again from the links below."),
+    405: T("That page cannot be used like this. Go back and use the page's own buttons."),
+    413: T("That was too large to send. Send something shorter."),
+    500: T("The box could not finish this request. Try again."),
 }
 
 
@@ -150,4 +167,4 @@ def error_sentence(exc: HTTPException) -> str:
     description = exc.description or ""
     if description and description != type(exc).description:
         return description
-    return _PLAIN_ERRORS.get(exc.code or 500, "The box could not finish this request. Try again.")
+    return gettext(_PLAIN_ERRORS.get(exc.code or 500, _PLAIN_ERRORS[500]))

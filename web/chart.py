@@ -10,7 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape
 
+from appliance.clinical.measures_between import MoodScale
 from appliance.clinical.questionnaires import Instrument
+
+# Anything with a code, title, max_score, bands and band(): a questionnaire or the mood check.
+Scale = Instrument | MoodScale
 
 WIDTH = 340
 HEIGHT = 180
@@ -25,7 +29,7 @@ _PAD_BOTTOM = 22
 _BAND_FILLS = ("#e6f4ea", "#fdf6d8", "#fde9cf", "#fbd9c9", "#f6c6c6")
 
 
-def score_chart(instrument: Instrument, points: Sequence[tuple[datetime, int]]) -> str:
+def score_chart(instrument: Scale, points: Sequence[tuple[datetime, int]]) -> str:
     """An SVG document of `points` (time, score) over `instrument`'s severity bands."""
     plot_w = WIDTH - _PAD_LEFT - _PAD_RIGHT
     plot_h = HEIGHT - _PAD_TOP - _PAD_BOTTOM
@@ -79,9 +83,7 @@ def score_chart(instrument: Instrument, points: Sequence[tuple[datetime, int]]) 
         first, last = points[0][0], points[-1][0]
         # Scores of one day are told apart by their time.
         shown = "%d %b %H:%M" if first.date() == last.date() else "%d %b %Y"
-        parts.append(
-            f'<text x="{_PAD_LEFT}" y="{HEIGHT - 6}" fill="#333">{first:{shown}}</text>'
-        )
+        parts.append(f'<text x="{_PAD_LEFT}" y="{HEIGHT - 6}" fill="#333">{first:{shown}}</text>')
         if n > 1:
             parts.append(
                 f'<text x="{WIDTH - _PAD_RIGHT}" y="{HEIGHT - 6}" text-anchor="end" '
@@ -96,7 +98,7 @@ def score_chart(instrument: Instrument, points: Sequence[tuple[datetime, int]]) 
     return "".join(parts)
 
 
-def _describe(instrument: Instrument, points: Sequence[tuple[datetime, int]]) -> str:
+def _describe(instrument: Scale, points: Sequence[tuple[datetime, int]]) -> str:
     if not points:
         return "No scores recorded yet."
     latest_when, latest = points[-1]

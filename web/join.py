@@ -21,10 +21,13 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from appliance.clinical.display_names import MAX_NAME, BadDisplayName, clean_display_name
 from appliance.clinical.join_window import JoinWindow
 from appliance.clinical.questionnaires import get_instrument
+from appliance.clinical.reminders import reminders_for
 from appliance.clinical.session_codes import (
     CODE_DIGITS,
     clean_code,
@@ -95,9 +98,14 @@ def _join_form(error: str | None, code: str = "", name: str = "", status: int = 
 
 def _too_many(wait_s: int, name: str = "") -> Any:
     minutes = max(1, (wait_s + 59) // 60)
-    page, _ = _join_form(
-        f"Too many tries with a wrong code. Wait {minutes} minute{'s' if minutes > 1 else ''} "
-        "and try again, or use the invite link from your clinic.",
+    page, _status = _join_form(
+        ngettext(
+            "Too many tries with a wrong code. Wait %(num)d minute and try again, or use "
+            "the invite link from your clinic.",
+            "Too many tries with a wrong code. Wait %(num)d minutes and try again, or use "
+            "the invite link from your clinic.",
+            minutes,
+        ),
         name=name,
         status=429,
     )
@@ -117,7 +125,7 @@ def _open_session(code: str | None, name: str = "") -> tuple[Any, Any]:
     if code is None:
         join_throttle().wrong_code(client)
         return None, _join_form(
-            f"The session code is {CODE_DIGITS} digits. Check it and try again.",
+            _("The session code is %(digits)d digits. Check it and try again.", digits=CODE_DIGITS),
             name=name,
             status=400,
         )
@@ -125,7 +133,7 @@ def _open_session(code: str | None, name: str = "") -> tuple[Any, Any]:
     if group is None:
         join_throttle().wrong_code(client)
         return None, _join_form(
-            "No session is open with that code. Check it with your clinic.",
+            _("No session is open with that code. Check it with your clinic."),
             name=name,
             status=404,
         )
@@ -135,7 +143,7 @@ def _open_session(code: str | None, name: str = "") -> tuple[Any, Any]:
     wait = join_throttle().use(group.id)
     if wait is not None:
         return None, _join_form(
-            "Many people are joining this session right now. Wait a minute and try again.",
+            _("Many people are joining this session right now. Wait a minute and try again."),
             code=code,
             name=name,
             status=429,
@@ -166,7 +174,7 @@ def invite(token: str) -> Any:
         or derive_invite_token(code_secret(), group.id) != token
     ):
         return _join_form(
-            "This invite link has expired. Ask your clinic for the session code.", status=404
+            _("This invite link has expired. Ask your clinic for the session code."), status=404
         )
     return _join_form(None, code=join_code_of(group, code_secret()) or "")
 
@@ -196,7 +204,7 @@ def consent() -> Any:
     code = clean_code(request.form.get("code", ""))
     name, name_error = _name_or_error()
     if code is None:
-        return _join_form("Your join details expired. Enter the session code again.", status=400)
+        return _join_form(_("Your join details expired. Enter the session code again."), status=400)
     if name_error is not None:
         return _join_form(name_error, code=code, name=name, status=400)
     group, refused = _open_session(code, name)
@@ -208,7 +216,7 @@ def consent() -> Any:
             group=group,
             code=code,
             name=name,
-            error="To join you need to tick the box to agree. You can also leave now.",
+            error=_("To join you need to tick the box to agree. You can also leave now."),
         ), 400
     store = _store()
     Attendance = store.Attendance  # noqa: N806
@@ -218,10 +226,10 @@ def consent() -> Any:
         .count()
     )
     if taken >= group.capacity - 1:  # the facilitator holds one place
-        return _join_form("This session is full. Please contact your clinic.", status=409)
+        return _join_form(_("This session is full. Please contact your clinic."), status=409)
     if group.locked:
         return _join_form(
-            "The facilitator has locked this session. Please contact your clinic.", status=409
+            _("The facilitator has locked this session. Please contact your clinic."), status=409
         )
     with store.transaction():
         person = store.Patient.create(display_name=name)
@@ -253,12 +261,14 @@ def _my_attendance(allowed: tuple[str, ...] = PUSHED_TO) -> Any:
         else None
     )
     if found is None:
-        abort(403, description="Join the session with its code first.")
+        abort(403, description=_("Join the session with its code first."))
     if found.status not in allowed:
         abort(
             403,
-            description="The facilitator did not admit you, or removed you from the "
-            "session. Please contact your clinic if this was a mistake.",
+            description=_(
+                "The facilitator did not admit you, or removed you from the "
+                "session. Please contact your clinic if this was a mistake."
+            ),
         )
     return found
 
@@ -271,7 +281,8 @@ def waiting() -> Any:
     live: dict[str, Any] = {}
     if attendance.status in PUSHED_TO:
         live = live_sessions().for_patient(attendance.session_id, attendance.id)
-    return render_template("waiting.html", attendance=attendance, live=live)
+    reminders = reminders_for(_store(), attendance.patient)
+    return render_template("waiting.html", attendance=attendance, live=live, reminders=reminders)
 
 
 @bp.get("/join/state")
@@ -349,12 +360,12 @@ def questionnaire(code: str) -> Any:
     attendance = _my_attendance()
     asked = [i.code for i in live_sessions().asked(attendance.session_id)]
     if code not in asked:
-        abort(404, description="Your clinician has not asked for this questionnaire.")
+        abort(404, description=_("Your clinician has not asked for this questionnaire."))
     # One at a time: the "already sent" check and the save must not interleave, or tabs
     # sending at once each store a response (and a risk flag).
     with _QUESTIONNAIRE_SAVES:
         if _already_sent(attendance, code):
-            abort(409, description="You have already sent this questionnaire. Thank you.")
+            abort(409, description=_("You have already sent this questionnaire. Thank you."))
         page, _saved = questionnaire_view(
             _store(),
             code,

@@ -21,13 +21,18 @@ from flask import (
     url_for,
 )
 
+from appliance.clinical import measures_between
 from appliance.clinical.access import own_sessions
 from appliance.clinical.follow_up import open_flags_of_session
+from appliance.clinical.lesson_assignments import assignments_of
+from appliance.clinical.measures_between import MOOD
+from appliance.clinical.messages import unread_by_patient
 from appliance.clinical.questionnaires import (
     ANSWER_SCALE,
     INSTRUMENTS,
     get_instrument,
 )
+from appliance.clinical.safety_plan import plan_of
 from appliance.clinical.seats import seat_status
 from appliance.clinical.session_codes import (
     assign_codes,
@@ -46,6 +51,7 @@ from web.app_state import code_secret, current_box
 from web.auth import current_user, role_required
 from web.chart import score_chart
 from web.follow_up import flags_for_banner
+from web.lessons import library
 from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
 from web.questionnaire_form import questionnaire_view
 from web.relay import public_url as relay_public_url
@@ -111,14 +117,27 @@ def dashboard() -> str:
     user = current_user()
     sessions: list[Any] = []
     flags: list[Any] = []
+    unread: list[tuple[Any, int]] = []
     if user.role in CLINICAL:
         GroupSession = _store().GroupSession  # noqa: N806
         sessions = list(own_sessions(_store(), user).order_by(GroupSession.starts_at.desc())
                         .limit(50))
         _audit("record.list", "group_session")
         flags = flags_for_banner()
+        unread = _unread_messages(user)
     return render_template("dashboard.html", user=user, sessions=sessions, everyone=False,
-                           flags=flags)
+                           flags=flags, unread=unread)
+
+
+def _unread_messages(user: Any) -> list[tuple[Any, int]]:
+    """(patient, unread count) for the patients in one's care who wrote and wait for an
+    answer, most waiting first."""
+    counts = unread_by_patient(_store(), user)
+    if not counts:
+        return []
+    Patient = _store().Patient  # noqa: N806
+    people = Patient.select().where(Patient.id.in_(list(counts)))
+    return sorted(((p, counts[p.id]) for p in people), key=lambda pair: -pair[1])
 
 
 @bp.get("/sessions")
@@ -240,6 +259,7 @@ def session_detail(session_id: str) -> str:
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
         user_id=current_user().id, helpers=helpers, candidates=candidates,
         manages_team=grant.manages_team, flags=flags, flagged={f.patient_id for f in flags},
+        lessons=library().values(),
     )
 
 
@@ -547,8 +567,20 @@ def patient(patient_id: str) -> str:
         mine = [r for r in rows if r.kind == instrument.code.upper()]
         points = [(r.created_at, r.score) for r in mine]
         charts.append((instrument, score_chart(instrument, points), mine))
+    mood_rows = measures_between.moods(store, person)
+    mood_chart = score_chart(MOOD, [(m.created_at, m.score) for m in mood_rows])
     _audit("record.read", f"patient/{person.id}/questionnaires")
-    return render_template("patient.html", person=person, charts=charts)
+    return render_template(
+        "patient.html",
+        person=person,
+        charts=charts,
+        moods=mood_rows,
+        mood_chart=mood_chart,
+        schedules=measures_between.active_schedules(store, person),
+        has_plan=plan_of(store, person) is not None,
+        assigned=assignments_of(store, person),
+        lesson_titles={lesson.id: lesson.title for lesson in library().values()},
+    )
 
 
 @bp.route("/patients/<patient_id>/questionnaire/<code>", methods=["GET", "POST"])

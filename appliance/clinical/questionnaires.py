@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from appliance.translatable import translatable as T
+
 ANSWER_SCALE: tuple[tuple[int, str], ...] = (
-    (0, "Not at all"),
-    (1, "Several days"),
-    (2, "More than half the days"),
-    (3, "Nearly every day"),
+    (0, T("Not at all")),
+    (1, T("Several days")),
+    (2, T("More than half the days")),
+    (3, T("Nearly every day")),
 )
 
 
@@ -70,24 +72,30 @@ class IncompleteAnswers(ValueError):
         super().__init__(f"Please answer question{'s' if len(missing) > 1 else ''} {items}.")
 
 
-_STEM = "Over the last 2 weeks, how often have you been bothered by any of the following problems?"
+_STEM = T(
+    "Over the last 2 weeks, how often have you been bothered by any of the following problems?"
+)
 
 PHQ9 = Instrument(
     code="phq9",
-    title="PHQ-9 (mood)",
+    title=T("PHQ-9 (mood)"),
     stem=_STEM,
     items=(
-        "Little interest or pleasure in doing things",
-        "Feeling down, depressed, or hopeless",
-        "Trouble falling or staying asleep, or sleeping too much",
-        "Feeling tired or having little energy",
-        "Poor appetite or overeating",
-        "Feeling bad about yourself, or that you are a failure or have let yourself or your "
-        "family down",
-        "Trouble concentrating on things, such as reading the newspaper or watching television",
-        "Moving or speaking so slowly that other people could have noticed, or the opposite: "
-        "being so fidgety or restless that you have been moving around a lot more than usual",
-        "Thoughts that you would be better off dead, or of hurting yourself in some way",
+        T("Little interest or pleasure in doing things"),
+        T("Feeling down, depressed, or hopeless"),
+        T("Trouble falling or staying asleep, or sleeping too much"),
+        T("Feeling tired or having little energy"),
+        T("Poor appetite or overeating"),
+        T(
+            "Feeling bad about yourself, or that you are a failure or have let yourself or your "
+            "family down"
+        ),
+        T("Trouble concentrating on things, such as reading the newspaper or watching television"),
+        T(
+            "Moving or speaking so slowly that other people could have noticed, or the opposite: "
+            "being so fidgety or restless that you have been moving around a lot more than usual"
+        ),
+        T("Thoughts that you would be better off dead, or of hurting yourself in some way"),
     ),
     bands=(
         Band(0, 4, "minimal"),
@@ -101,16 +109,16 @@ PHQ9 = Instrument(
 
 GAD7 = Instrument(
     code="gad7",
-    title="GAD-7 (anxiety)",
+    title=T("GAD-7 (anxiety)"),
     stem=_STEM,
     items=(
-        "Feeling nervous, anxious, or on edge",
-        "Not being able to stop or control worrying",
-        "Worrying too much about different things",
-        "Trouble relaxing",
-        "Being so restless that it is hard to sit still",
-        "Becoming easily annoyed or irritable",
-        "Feeling afraid, as if something awful might happen",
+        T("Feeling nervous, anxious, or on edge"),
+        T("Not being able to stop or control worrying"),
+        T("Worrying too much about different things"),
+        T("Trouble relaxing"),
+        T("Being so restless that it is hard to sit still"),
+        T("Becoming easily annoyed or irritable"),
+        T("Feeling afraid, as if something awful might happen"),
     ),
     bands=(
         Band(0, 4, "minimal"),

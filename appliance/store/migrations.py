@@ -101,6 +101,82 @@ def _v6_risk_follow_up(db: RecordDatabase) -> None:
     db.execute_sql('CREATE INDEX "risk_flag_state" ON "risk_flag" ("state")')
 
 
+def _v7_between_sessions(db: RecordDatabase) -> None:
+    """Patient access cards (hashes only), clinic settings and secure messages."""
+    db.execute_sql(
+        'CREATE TABLE "patient_card" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"patient_id" VARCHAR(36) NOT NULL, "code_index" VARCHAR(32) NOT NULL, '
+        '"issued_by_id" INTEGER, "issued_at" DATETIME NOT NULL, "revoked_at" DATETIME, '
+        'FOREIGN KEY ("patient_id") REFERENCES "patient" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("issued_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE UNIQUE INDEX "patient_card_code_index" ON "patient_card" ("code_index")'
+    )
+    db.execute_sql('CREATE INDEX "patient_card_patient_id" ON "patient_card" ("patient_id")')
+    db.execute_sql(
+        'CREATE TABLE "clinic_setting" ("key" VARCHAR(64) NOT NULL PRIMARY KEY, '
+        '"value" TEXT NOT NULL, "updated_at" DATETIME NOT NULL)'
+    )
+    db.execute_sql(
+        'CREATE TABLE "secure_message" ("id" VARCHAR(36) NOT NULL PRIMARY KEY, '
+        '"version" INTEGER NOT NULL, "created_at" DATETIME NOT NULL, '
+        '"updated_at" DATETIME NOT NULL, "patient_id" VARCHAR(36) NOT NULL, '
+        '"author_id" INTEGER, "body" BLOB NOT NULL, "read_at" DATETIME, '
+        'FOREIGN KEY ("patient_id") REFERENCES "patient" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("author_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE INDEX "secure_message_patient_id_created_at" '
+        'ON "secure_message" ("patient_id", "created_at")'
+    )
+
+
+_RECORD_COLUMNS = (
+    '"id" VARCHAR(36) NOT NULL PRIMARY KEY, "version" INTEGER NOT NULL, '
+    '"created_at" DATETIME NOT NULL, "updated_at" DATETIME NOT NULL, '
+)
+_PATIENT_FK = 'FOREIGN KEY ("patient_id") REFERENCES "patient" ("id") ON DELETE CASCADE'
+
+
+def _v8_measures_and_safety_plans(db: RecordDatabase) -> None:
+    """Measures scheduled between sessions, daily mood checks, safety plans and lessons."""
+    db.execute_sql(
+        f'CREATE TABLE "measure_schedule" ({_RECORD_COLUMNS}'
+        '"patient_id" VARCHAR(36) NOT NULL, '
+        """"kind" VARCHAR(255) NOT NULL CHECK (kind IN ('PHQ9', 'GAD7', 'MOOD')), """
+        '"every_days" INTEGER NOT NULL CHECK (every_days BETWEEN 1 AND 90), '
+        '"next_due" DATETIME NOT NULL, "active" INTEGER NOT NULL, "scheduled_by_id" INTEGER, '
+        f"{_PATIENT_FK}, "
+        'FOREIGN KEY ("scheduled_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE INDEX "measure_schedule_patient_id" ON "measure_schedule" ("patient_id")'
+    )
+    db.execute_sql(
+        f'CREATE TABLE "mood_entry" ({_RECORD_COLUMNS}'
+        f'"patient_id" VARCHAR(36) NOT NULL, "score" BLOB NOT NULL, "note" BLOB, {_PATIENT_FK})'
+    )
+    db.execute_sql('CREATE INDEX "mood_entry_patient_id" ON "mood_entry" ("patient_id")')
+    db.execute_sql(
+        f'CREATE TABLE "safety_plan" ({_RECORD_COLUMNS}'
+        '"patient_id" VARCHAR(36) NOT NULL, "sections" BLOB NOT NULL, "written_by_id" INTEGER, '
+        f"{_PATIENT_FK}, "
+        'FOREIGN KEY ("written_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql('CREATE UNIQUE INDEX "safety_plan_patient_id" ON "safety_plan" ("patient_id")')
+    db.execute_sql(
+        f'CREATE TABLE "lesson_assignment" ({_RECORD_COLUMNS}'
+        '"patient_id" VARCHAR(36) NOT NULL, "lesson" BLOB NOT NULL, "homework" BLOB, '
+        '"assigned_by_id" INTEGER, "done_at" DATETIME, '
+        f"{_PATIENT_FK}, "
+        'FOREIGN KEY ("assigned_by_id") REFERENCES "user" ("id") ON DELETE SET NULL)'
+    )
+    db.execute_sql(
+        'CREATE INDEX "lesson_assignment_patient_id" ON "lesson_assignment" ("patient_id")'
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_quarantine_and_append_only_audit),
@@ -108,6 +184,8 @@ MIGRATIONS: tuple[tuple[int, Callable[[RecordDatabase], None]], ...] = (
     (4, _v4_co_facilitators),
     (5, _v5_staff_sessions),
     (6, _v6_risk_follow_up),
+    (7, _v7_between_sessions),
+    (8, _v8_measures_and_safety_plans),
 )
 LATEST = MIGRATIONS[-1][0]
 

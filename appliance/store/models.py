@@ -486,6 +486,114 @@ class TelemetryEvent(ClinicalModel):
     data = EncryptedField()
 
 
+class PatientCard(BaseModel):
+    """A patient's access card: only the keyed hash of its code is kept, never the code.
+
+    Access bookkeeping, not clinical content (ids, a hash, times): kept on the box and not
+    synced. A re-issued card revokes the one before; a revoked card opens nothing.
+    """
+
+    id = AutoField()
+    patient = ForeignKeyField(Patient, backref="cards", on_delete="CASCADE")
+    code_index = BlindIndexField(unique=True, null=False)
+    issued_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    issued_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "patient_card"
+
+
+class ClinicSetting(BaseModel):
+    """A clinic-wide setting an admin keeps (e.g. the emergency contact shown beside
+    messages): public clinic information, never a patient's."""
+
+    key = CharField(primary_key=True, max_length=64)
+    value = TextField()
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "clinic_setting"
+
+
+class SecureMessage(ClinicalModel):
+    """A message between a patient and their care team, outside any session.
+
+    `author` is the clinician who wrote it, or NULL when the patient did. `read_at` is when
+    the other side first opened it (unread counts on the dashboard and the patient's space).
+    """
+
+    patient = ForeignKeyField(Patient, backref="messages", on_delete="CASCADE")
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    body = EncryptedField()
+    read_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "secure_message"
+        indexes = ((("patient", "created_at"), False),)
+
+
+class MeasureSchedule(ClinicalModel):
+    """A measure a clinician asked a patient to fill in between sessions, every `every_days`
+    days from `next_due` on: PHQ-9, GAD-7 or the one-tap daily mood check (`MOOD`).
+
+    Which measure and when are scheduling facts (like `QuestionnaireResponse.kind`); the
+    answers live encrypted in `QuestionnaireResponse` and `MoodEntry`.
+    """
+
+    patient = ForeignKeyField(Patient, backref="schedules", on_delete="CASCADE")
+    kind = CharField(constraints=[Check("kind IN ('PHQ9', 'GAD7', 'MOOD')")])
+    every_days = IntegerField(constraints=[Check("every_days BETWEEN 1 AND 90")])
+    next_due = DateTimeField()
+    active = BooleanField(default=True)
+    scheduled_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+    class Meta:
+        table_name = "measure_schedule"
+
+
+class MoodEntry(ClinicalModel):
+    """A daily mood check: 1 (very low) to 5 (very good) and an optional note, encrypted."""
+
+    patient = ForeignKeyField(Patient, backref="moods", on_delete="CASCADE")
+    score = EncryptedField()
+    note = EncryptedField(null=True)
+
+    class Meta:
+        table_name = "mood_entry"
+
+
+class SafetyPlan(ClinicalModel):
+    """A patient's safety plan (Stanley-Brown sections), written with their clinician: one
+    per patient, every section encrypted together (appliance/clinical/safety_plan.py)."""
+
+    lane: ClassVar[Lane] = Lane.URGENT
+
+    patient = ForeignKeyField(Patient, unique=True, backref="+", on_delete="CASCADE")
+    sections = EncryptedField()
+    written_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+    class Meta:
+        table_name = "safety_plan"
+
+
+class LessonAssignment(ClinicalModel):
+    """A lesson (and optional homework) a clinician gave a patient, and when it was done.
+
+    Which lesson it is says something about the patient, so the lesson id is encrypted with
+    the homework; `done_at` is a plain time.
+    """
+
+    patient = ForeignKeyField(Patient, backref="lessons", on_delete="CASCADE")
+    lesson = EncryptedField()
+    homework = EncryptedField(null=True)
+    assigned_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    done_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "lesson_assignment"
+
+
 CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     Patient,
     GroupSession,
@@ -498,6 +606,11 @@ CLINICAL_MODELS: tuple[type[ClinicalModel], ...] = (
     Referral,
     TelemetryEvent,
     SessionLive,
+    SecureMessage,
+    MeasureSchedule,
+    MoodEntry,
+    SafetyPlan,
+    LessonAssignment,
 )
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
@@ -508,5 +621,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Quarantine,
     *CLINICAL_MODELS,
     CoFacilitator,
+    PatientCard,
+    ClinicSetting,
 )
 MODELS_BY_TYPE: dict[str, type[ClinicalModel]] = {m.record_type(): m for m in CLINICAL_MODELS}

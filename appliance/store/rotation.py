@@ -83,11 +83,16 @@ def _reencrypt_batch(store: Store, model: type[ClinicalModel], batch_size: int) 
     return len(rows)
 
 
+def _sealed_models() -> list[type[ClinicalModel]]:
+    """The clinical models with encrypted columns (a schedule, say, has none to rotate)."""
+    return [model for model in CLINICAL_MODELS if _encrypted_columns(model)]
+
+
 def stale_rows(store: Store) -> int:
     """Rows (outside quarantine) that still use a data key other than the active one."""
     active = _key_id_bytes(store.keyring.active_id)
     total = 0
-    for model in CLINICAL_MODELS:
+    for model in _sealed_models():
         columns = _encrypted_columns(model)
         sql = f'SELECT count(*) FROM "{model._meta.table_name}" WHERE {_stale_condition(model)}'
         total += store.db.execute_sql(sql, [active] * len(columns)).fetchone()[0]
@@ -109,7 +114,7 @@ def rotate(
         store.audit("system", "keys.rotate.start", f"key/{new_id}")
     done = 0
     for _pass in range(MAX_PASSES):
-        for model in CLINICAL_MODELS:
+        for model in _sealed_models():
             while True:
                 count = _reencrypt_batch(store, model, batch_size)
                 done += count

@@ -46,6 +46,13 @@ class Store:
     TelemetryEvent = models.TelemetryEvent
     SessionLive = models.SessionLive
     CoFacilitator = models.CoFacilitator
+    PatientCard = models.PatientCard
+    ClinicSetting = models.ClinicSetting
+    SecureMessage = models.SecureMessage
+    MeasureSchedule = models.MeasureSchedule
+    MoodEntry = models.MoodEntry
+    SafetyPlan = models.SafetyPlan
+    LessonAssignment = models.LessonAssignment
     AuditLog = models.AuditLog
     OutboxEntry = models.OutboxEntry
     Quarantine = models.Quarantine

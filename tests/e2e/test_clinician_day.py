@@ -72,8 +72,10 @@ def schedule(doc, title: str) -> tuple[str, str]:
     doc.get_by_label("Capacity (people, including the facilitator)").fill("6")
     doc.get_by_role("button", name="Schedule").click()
     code = doc.inner_text("#session-code").replace(" ", "")
-    # Patients may answer only what their clinician asked for.
-    doc.get_by_role("button", name="Send PHQ-9").click()
+    # Patients may answer only what their clinician asked for. Wait for the page it leads
+    # to: measured mid-load, before the stylesheet applies, a page is wider than it is.
+    with doc.expect_navigation():
+        doc.get_by_role("button", name="Send PHQ-9").click()
     return doc.url, code
 
 

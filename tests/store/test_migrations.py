@@ -46,15 +46,17 @@ def test_v1_database_is_upgraded_in_place(settings: Settings) -> None:
 
     store = open_store(settings)
     try:
-        assert current_version(store.db) == LATEST == 6
+        assert current_version(store.db) == LATEST == 8
         assert {
             "quarantine", "audit_log_no_update", "audit_log_no_delete",
             "session_live", "co_facilitator", "staff_session",
+            "patient_card", "clinic_setting", "secure_message",
+            "measure_schedule", "mood_entry", "safety_plan",
         } <= _tables(settings.database_path)
         assert store.Patient.get_by_id(patient.id).display_name == "Old Record"
         assert store.QuestionnaireResponse.get_by_id(answer.id).items == [0] * 9
         rows = store.db.execute_sql("SELECT version FROM schema_version ORDER BY version")
-        assert [r[0] for r in rows.fetchall()] == [1, 2, 3, 4, 5, 6]
+        assert [r[0] for r in rows.fetchall()] == [1, 2, 3, 4, 5, 6, 7, 8]
     finally:
         store.close()
     # Opening again is a no-op.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.clinical.access_cards import issue_card
 from appliance.config import Settings
 from appliance.store import open_store
 from appliance.store.fields import EncryptedField
@@ -83,13 +84,25 @@ def test_markers_never_reach_disk_or_logs(
         session=group, message=mark(s.SessionLive, "message"),
         poll={"question": mark(s.SessionLive, "poll")}, asked=[mark(s.SessionLive, "asked")],
     )
+    # Between sessions: messages, the mood diary, the safety plan, lessons, the access card.
+    s.SecureMessage.create(patient=patient, body=mark(s.SecureMessage, "body"))
+    s.MoodEntry.create(
+        patient=patient, score=mark(s.MoodEntry, "score"), note=mark(s.MoodEntry, "note")
+    )
+    s.SafetyPlan.create(patient=patient, sections={"help": mark(s.SafetyPlan, "sections")})
+    s.LessonAssignment.create(
+        patient=patient,
+        lesson=mark(s.LessonAssignment, "lesson"),
+        homework=mark(s.LessonAssignment, "homework"),
+    )
+    card_code = issue_card(s, patient, user)
     # An edit: the first ciphertext's page is freed (and zeroed by secure_delete).
     note.text = mark(s.SessionNote, "text") + " edited"
     note.save()
     # Reads, lookups and a lease go through the decrypting paths too.
     assert s.Patient.find_by_name(patient.display_name)[0].id == patient.id
     assert s.GroupSession.find_by_join_code(join_code).id == group.id
-    assert len(Outbox(s).lease(10_000_000, 100)) == 11
+    assert len(Outbox(s).lease(10_000_000, 100)) == 15
     s.audit("user:1", "record.read", f"patient/{patient.id}")
 
     expected = {
@@ -99,7 +112,7 @@ def test_markers_never_reach_disk_or_logs(
         if isinstance(f, EncryptedField)
     }
     assert set(covered) == expected, "every encrypted field needs a marker"
-    markers = [*covered.values(), join_code.encode(), invite.encode()]
+    markers = [*covered.values(), join_code.encode(), invite.encode(), card_code.encode()]
 
     assert settings.database_path.with_name("clinicbox.db-wal").stat().st_size > 0
     assert _scan(settings.data_dir, markers) == []

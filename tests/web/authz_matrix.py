@@ -28,6 +28,12 @@ from werkzeug.test import TestResponse
 
 from appliance.accounts import create_user
 from appliance.box import Box
+from appliance.clinical.access_cards import issue_card
+from appliance.clinical.lesson_assignments import assign as assign_lesson
+from appliance.clinical.lesson_library import load_library
+from appliance.clinical.measures_between import schedule as schedule_measure
+from appliance.clinical.messages import send as send_message
+from appliance.clinical.safety_plan import save_plan
 from appliance.clinical.session_codes import assign_codes, derive_invite_token, join_code_of
 from appliance.config import Settings
 from appliance.media.join_token import issue
@@ -36,6 +42,7 @@ from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.tls import ensure_tls
 from web import create_app
+from web.join_throttle import JoinThrottle
 
 PASSWORD = "correct horse battery"
 LOGIN = "login"  # sent to sign in: a redirect to /login?... for pages, 401 for the API
@@ -55,6 +62,12 @@ ACTORS = (
 S_TITLE, T_TITLE = "Saturn grief circle", "Neptune anxiety group"
 P1_NAME, P2_NAME = "Marigold Quince", "Bartholomew Zest"
 S_NOTE, T_NOTE = "spoke about the lighthouse keeper", "spoke about the orchard ladder"
+# What each patient wrote to their care team from their own space (their access card).
+S_MESSAGE, T_MESSAGE = "the heron came back to the pond", "the kettle whistles all night"
+# Their diary notes and safety plans, written between sessions.
+S_DIARY, T_DIARY = "walked to the weir at dawn", "burnt the toast twice"
+S_PLAN, T_PLAN = "call my cousin Ilse on the ferry", "sit under the walnut tree"
+S_HOMEWORK, T_HOMEWORK = "count the swallows on the wire", "water the basil every morning"
 
 Outcome = int | str
 
@@ -174,6 +187,52 @@ ROUTES: dict[str, Probe] = {
     "POST /staff": Probe("/staff", form={"username": "", "role": "bogus"}),
     "POST /staff/<int:user_id>": Probe("/staff/{staff}", form={"action": "bogus"}),
     "POST /api/media/offer": Probe("/api/media/offer", json=_offer),
+    "POST /language": Probe("/language", form={"lang": "xx"}),
+    # A patient's own space: the card in the cookie decides whose; no patient id in the URL.
+    "GET /card": Probe("/card"),
+    "POST /card": Probe("/card", form={"code": ""}),
+    "GET /me": Probe("/me"),
+    "GET /me/messages": Probe("/me/messages"),
+    "POST /me/messages": Probe("/me/messages", form={"body": ""}),
+    "POST /me/sign-out": Probe("/me/sign-out", form={}, signs_out=True),
+    "GET /me/measures/<code>": Probe("/me/measures/phq9"),
+    "POST /me/measures/<code>": Probe("/me/measures/phq9", form={}),
+    "GET /me/mood": Probe("/me/mood"),
+    "POST /me/mood": Probe("/me/mood", form={"mood": "9"}),
+    "GET /me/plan": Probe("/me/plan"),
+    "GET /me/crisis": Probe("/me/crisis"),
+    "GET /me/offline.js": Probe("/me/offline.js"),
+    "GET /lessons": Probe("/lessons"),
+    "GET /lessons/<lesson_id>": Probe("/lessons/sleep"),
+    "POST /patients/<patient_id>/lessons": Probe(
+        "/patients/{patient}/lessons", form={"lesson": "bogus"}, target="patient"
+    ),
+    "POST /sessions/<session_id>/lessons": Probe(
+        "/sessions/{session}/lessons", form={"lesson": "bogus"}, target="session"
+    ),
+    "GET /me/lessons": Probe("/me/lessons"),
+    # The lesson given to the patient of S: an assignment id, never a lesson name.
+    "GET /me/lessons/<assignment_id>": Probe("/me/lessons/{lesson}"),
+    "POST /me/lessons/<assignment_id>/done": Probe("/me/lessons/{lesson}/done", form={}),
+    "POST /patients/<patient_id>/schedule": Probe(
+        "/patients/{patient}/schedule", form={"action": "bogus"}, target="patient"
+    ),
+    "GET /patients/<patient_id>/safety-plan": Probe(
+        "/patients/{patient}/safety-plan", target="patient"
+    ),
+    "POST /patients/<patient_id>/safety-plan": Probe(
+        "/patients/{patient}/safety-plan", form={}, target="patient"
+    ),
+    "GET /patients/<patient_id>/card": Probe("/patients/{patient}/card", target="patient"),
+    "POST /patients/<patient_id>/card": Probe(
+        "/patients/{patient}/card", form={"action": "bogus"}, target="patient"
+    ),
+    "GET /patients/<patient_id>/messages": Probe("/patients/{patient}/messages", target="patient"),
+    "POST /patients/<patient_id>/messages": Probe(
+        "/patients/{patient}/messages", form={"body": ""}, target="patient"
+    ),
+    "GET /admin/emergency-contact": Probe("/admin/emergency-contact"),
+    "POST /admin/emergency-contact": Probe("/admin/emergency-contact", form={"contact": ""}),
 }
 
 L = LOGIN
@@ -246,6 +305,41 @@ EXPECTED: dict[str, tuple[Outcome, ...]] = {
     "GET /staff": (403, 403, 403, 200, 403, L, L, L),
     "POST /staff": (403, 403, 403, 400, 403, L, L, L),
     "POST /staff/<int:user_id>": (403, 403, 403, 400, 403, L, L, L),
+    "POST /language": (400, 400, 400, 400, 400, 400, 400, 400),
+    "GET /card": (200, 200, 200, 200, 200, 200, 200, 200),
+    "POST /card": (400, 400, 400, 400, 400, 400, 400, 400),
+    # Each patient's card opens their own space only (another's messages are a leak, checked
+    # by the markers); without a card, to the card page.
+    "GET /me": (302, 302, 302, 302, 302, 200, 200, 302),
+    "GET /me/messages": (302, 302, 302, 302, 302, 200, 200, 302),
+    "POST /me/messages": (302, 302, 302, 302, 302, 400, 400, 302),
+    "POST /me/sign-out": (302, 302, 302, 302, 302, 302, 302, 302),
+    # Each patient has a PHQ-9 due; their plan and diary are theirs alone (markers).
+    "GET /me/measures/<code>": (302, 302, 302, 302, 302, 200, 200, 302),
+    "POST /me/measures/<code>": (302, 302, 302, 302, 302, 400, 400, 302),
+    "GET /me/mood": (302, 302, 302, 302, 302, 200, 200, 302),
+    "POST /me/mood": (302, 302, 302, 302, 302, 400, 400, 302),
+    "GET /me/plan": (302, 302, 302, 302, 302, 200, 200, 302),
+    "GET /me/crisis": (302, 302, 302, 302, 302, 200, 200, 302),
+    "GET /me/offline.js": (200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /lessons": (200, 200, 200, 200, 403, L, L, L),
+    "GET /lessons/<lesson_id>": (200, 200, 200, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/lessons": (400, 400, 404, 400, 403, L, L, L),
+    "POST /sessions/<session_id>/lessons": (400, 400, 404, 400, 403, L, L, L),
+    "GET /me/lessons": (302, 302, 302, 302, 302, 200, 200, 302),
+    # Another patient's card gets "no such lesson", as for an id that does not exist.
+    "GET /me/lessons/<assignment_id>": (302, 302, 302, 302, 302, 200, 404, 302),
+    "POST /me/lessons/<assignment_id>/done": (302, 302, 302, 302, 302, 302, 404, 302),
+    "POST /patients/<patient_id>/schedule": (400, 400, 404, 400, 403, L, L, L),
+    "GET /patients/<patient_id>/safety-plan": (200, 200, 404, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/safety-plan": (400, 400, 404, 400, 403, L, L, L),
+    "GET /patients/<patient_id>/card": (200, 200, 404, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/card": (400, 400, 404, 400, 403, L, L, L),
+    "GET /patients/<patient_id>/messages": (200, 200, 404, 200, 403, L, L, L),
+    "POST /patients/<patient_id>/messages": (400, 400, 404, 400, 403, L, L, L),
+    # Public clinic information, set by admins only.
+    "GET /admin/emergency-contact": (403, 403, 403, 200, 403, L, L, L),
+    "POST /admin/emergency-contact": (403, 403, 403, 400, 403, L, L, L),
 }
 del L
 
@@ -280,6 +374,7 @@ class World:
     session_t: str = ""
     patient_p1: str = ""
     flag_p1: str = ""
+    lesson_p1: str = ""
     invite_s: str = ""
     user_ids: dict[str, int] = field(default_factory=dict)
     clients: dict[str, FlaskClient] = field(default_factory=dict)
@@ -294,12 +389,16 @@ class World:
         store.GroupSession.update(state="scheduled", locked=False).execute()
         store.Patient.update(active=True).execute()
         store.RiskFlag.update(state="open", follow_up=None, followed_up_at=None).execute()
+        store.LessonAssignment.update(done_at=None).execute()
         co = store.CoFacilitator
         co.delete().where(
             (co.session != self.session_s) | (co.user != self.user_ids["co_facilitator"])
         ).execute()
         if not co.select().exists():
             co.create(session=self.session_s, user=self.user_ids["co_facilitator"])
+        # Each cell starts with a fresh code throttle: the walk checks who may reach what, and
+        # its many wrong codes from one address would otherwise trip the limit (tested alone).
+        self.app.extensions["clinicbox.join_throttle"] = JoinThrottle()
         # A patient may answer only a questionnaire their clinician asked for.
         live = self.app.extensions["clinicbox.live"]
         for session_id in (self.session_s, self.session_t):
@@ -394,6 +493,27 @@ def build_world(box: Box, app: Flask) -> World:
         if seat is seat_p1:
             world.flag_p1 = flag.id
     codes = {seat_p1.patient_id: seat_p1.patient.code, seat_p2.patient_id: seat_p2.patient.code}
+    # Each patient holds an access card to their own space and wrote to their care team.
+    for actor, seat, text in (
+        ("patient_here", seat_p1, S_MESSAGE),
+        ("patient_elsewhere", seat_p2, T_MESSAGE),
+    ):
+        card_code = issue_card(store, seat.patient, None)
+        client = world.clients[actor]
+        reply = client.post("/card", data={"csrf_token": _csrf_of(client), "code": card_code})
+        if reply.status_code != 302:
+            raise RuntimeError(f"a patient's card did not open their space ({reply.status_code})")
+        send_message(store, seat.patient, text)
+    owner = store.User.get_by_id(world.user_ids["owner"])
+    for seat, diary, plan in ((seat_p1, S_DIARY, S_PLAN), (seat_p2, T_DIARY, T_PLAN)):
+        schedule_measure(store, seat.patient, "PHQ9", 7, owner)
+        store.MoodEntry.create(patient=seat.patient_id, score=3, note=diary)
+        save_plan(store, seat.patient, {"help": plan}, owner)
+    library = load_library(box.settings.data_dir)
+    for seat, homework in ((seat_p1, S_HOMEWORK), (seat_p2, T_HOMEWORK)):
+        (given,) = assign_lesson(store, library, [seat.patient_id], "sleep", homework, owner)
+        if seat is seat_p1:
+            world.lesson_p1 = given.id
     for actor in ACTORS:
         world.csrf[actor] = _csrf_of(world.clients[actor])
     for actor in users:
@@ -401,8 +521,26 @@ def build_world(box: Box, app: Flask) -> World:
     world.seats["patient_here"] = (f"attendance/{seat_p1.id}", "patient")
     world.seats["patient_elsewhere"] = (f"attendance/{seat_p2.id}", "patient")
 
-    s_side = (S_TITLE, P1_NAME, S_NOTE, codes[seat_p1.patient_id])
-    t_side = (T_TITLE, P2_NAME, T_NOTE, codes[seat_p2.patient_id])
+    s_side = (
+        S_TITLE,
+        P1_NAME,
+        S_NOTE,
+        codes[seat_p1.patient_id],
+        S_MESSAGE,
+        S_DIARY,
+        S_PLAN,
+        S_HOMEWORK,
+    )
+    t_side = (
+        T_TITLE,
+        P2_NAME,
+        T_NOTE,
+        codes[seat_p2.patient_id],
+        T_MESSAGE,
+        T_DIARY,
+        T_PLAN,
+        T_HOMEWORK,
+    )
     world.forbidden = {
         "owner": t_side,
         "co_facilitator": t_side,
@@ -425,6 +563,7 @@ def _send(world: World, actor: str, key: str, probe: Probe) -> TestResponse:
         invite=world.invite_s,
         flag=world.flag_p1,
         staff=world.user_ids["other_clinician"],
+        lesson=world.lesson_p1,
     )
     client = world.clients[actor]
     if probe.json is not None:
@@ -455,7 +594,8 @@ def walk(world: World) -> tuple[int, list[str]]:
     """Every route as every visitor: (cells checked, one line per failed cell)."""
     failures: list[str] = []
     cells = 0
-    order = sorted(ROUTES, key=lambda k: ROUTES[k].signs_out)
+    # /logout clears the whole cookie (the CSRF token too), so it goes last of all.
+    order = sorted(ROUTES, key=lambda k: (ROUTES[k].signs_out, k == "POST /logout"))
     for key in order:
         probe = ROUTES[key]
         for actor, want in zip(ACTORS, EXPECTED[key], strict=True):

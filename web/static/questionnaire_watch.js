@@ -10,8 +10,8 @@
         if (!st || st.status !== "admitted") { return; }
         clearInterval(timer);
         note.className = "notice";
-        note.textContent = "The facilitator has let you into the call. Finish and send your " +
-          "answers; the next page takes you to the call.";
+        // The page carries the sentence in the patient's language.
+        note.textContent = note.dataset.admittedText;
       })
       .catch(function () { /* the next round will retry */ });
   }

@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     sign_in,
     starting_soon,
 )
+from tests.e2e.test_accessibility import serious_violations
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -171,6 +172,18 @@ def test_patient_space_on_a_phone(clinic: RunningBox, browser) -> None:
     shot(rosa, "space-arabic")
     rosa.goto(base + "/me/messages")
     expect(rosa.locator("html")).to_have_attribute("lang", "ar")
+
+    # Her space passes axe-core as she reads it, right to left (a context that may inject it).
+    checked = browser.new_context(ignore_https_errors=True, bypass_csp=True, viewport=PHONE)
+    checked.add_cookies(phone.cookies())
+    page = checked.new_page()
+    found: list[str] = []
+    for path in ("/me", "/me/messages", "/me/mood", "/me/plan", "/me/crisis", "/me/lessons"):
+        page.goto(base + path)
+        expect(page.locator("html")).to_have_attribute("dir", "rtl")
+        found += serious_violations(page)
+    checked.close()
+    assert found == [], "\n".join(found)
 
     # The card is revoked (lost phone): the space closes and the card opens nothing.
     doc.goto(record)

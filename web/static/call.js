@@ -84,7 +84,8 @@
       check("check-mic", stream.getAudioTracks().length > 0, tr("working", "working"));
       check("check-cam", stream.getVideoTracks().length > 0, tr("working", "working"));
     }).catch(function (err) {
-      check("check-mic", false, tr("notAvailableWhy", "not available ({error})", { error: err.name }));
+      check("check-mic", false,
+        tr("notAvailableWhy", "not available ({error})", { error: err.name }));
       check("check-cam", false, tr("notAvailable", "not available"));
     });
     // The median of five timed requests, one after another: a single one read 673, 2,642
@@ -111,7 +112,9 @@
         ms < SLOW_MS ? tr("netFair", "fair ({ms} ms)", { ms: ms }) :
         tr("netSlow", "slow ({ms} ms): audio only is advised", { ms: ms }));
       if (ms >= SLOW_MS) { $("start-audio-only").checked = true; }
-    }).catch(function () { check("check-net", false, tr("netUnreachable", "cannot reach the box")); });
+    }).catch(function () {
+      check("check-net", false, tr("netUnreachable", "cannot reach the box"));
+    });
     netChecked = Promise.race([complete, slowEarly.then(slowLink)]);
   }
 
@@ -422,7 +425,8 @@
         statsTimer = setInterval(quality, 2000);
       })
       .catch(function (err) {
-        say(tr("couldNotJoin", "Could not join the call: {error}", { error: err.message })); $("join-btn").disabled = false;
+        say(tr("couldNotJoin", "Could not join the call: {error}", { error: err.message }));
+        $("join-btn").disabled = false;
       });
   }
 
@@ -567,14 +571,19 @@
   // a few hundred bytes, so it costs little even on a slow link.
   var shownPoll = null, lastMessage = "";
   function applyState(st) {
-    if (st.status === "removed") { leave(tr("removed", "The facilitator removed you from the call.")); return; }
-    if (st.session === "ended") { leave(tr("sessionEnded", "The session has ended. Thank you for joining.")); return; }
+    if (st.status === "removed") {
+      leave(tr("removed", "The facilitator removed you from the call.")); return;
+    }
+    if (st.session === "ended") {
+      leave(tr("sessionEnded", "The session has ended. Thank you for joining.")); return;
+    }
     if (st.message !== lastMessage) { pinMessage(st.message ?
       tr("facilitatorMessage", "Message from the facilitator: {message}", { message: st.message }) : ""); }
     lastMessage = st.message;
     var note = $("room-note");
     note.hidden = !st.room;
-    note.textContent = st.room ? tr("inBreakout", "You are in breakout room {room}.", { room: st.room }) : "";
+    note.textContent = st.room ?
+      tr("inBreakout", "You are in breakout room {room}.", { room: st.room }) : "";
     var form = $("poll");
     if (!st.poll) { form.hidden = true; shownPoll = null; return; }
     if (shownPoll === st.poll.id) { return; }
@@ -732,7 +741,8 @@
     list.textContent = "";
     hands.forEach(function (h) {
       var li = document.createElement("li");
-      li.textContent = h === "self" ? tr("you", "You") : (names[h] || tr("participant", "Participant")); list.appendChild(li);
+      li.textContent = h === "self" ? tr("you", "You") : (names[h] || tr("participant", "Participant"));
+      list.appendChild(li);
     });
     $("no-hands").hidden = hands.length > 0;
     people();

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from appliance.box import Box
 from tests.web.conftest import csrf_from, sign_in
 from tests.web.test_between_measures import PHQ9_ITEM9, _schedule, _set_up
-from tests.web.test_portal import _join
+from tests.web.test_portal import _ask, _join
 from tests.web.test_portal import _schedule as _schedule_group
 from web.languages import LANGUAGES
 
@@ -145,6 +145,7 @@ def _admitted_patient(app: Flask) -> FlaskClient:
     patient = _join(app, code, "Ana")
     token = csrf_from(clinician, session_url)
     clinician.post(session_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    _ask(clinician, session_url, "phq9")  # the call page links to it by its title
     return patient
 
 
@@ -172,6 +173,7 @@ def test_the_call_page_renders_in_the_language(app: Flask, lang: str) -> None:
         assert sorted(re.findall(r"\{\w+\}", words[key])) == wanted, f"{lang}: {key}"
     left = [text for text in _english_sentences() if text in page]
     assert left == [], f"/call in {lang} still shows {left}"
+    assert {"es": "PHQ-9 (estado de ánimo)", "ar": "PHQ-9 (المزاج)"}[lang] in page
     for word in ("Mute", "Camera off", "Raise hand", "Join the call", "Write a message"):
         assert f">{word}<" not in page and f'"{word}"' not in page, f"{lang}: {word}"
 

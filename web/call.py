@@ -17,6 +17,7 @@ from appliance.media.join_token import DEFAULT_TTL_S, issue, verify
 from web.access import clinical_required, team_session
 from web.app_state import current_box
 from web.auth import current_user
+from web.call_strings import call_strings_json
 from web.live import live_sessions
 from web.remote_seat import turn_grant
 
@@ -85,6 +86,7 @@ def patient_call() -> Any:
         leave_url=url_for("join.leave"),
         asked=live_sessions().asked(group.id),
         ice_servers=_ice_servers(token),
+        call_strings=call_strings_json(),
     )
 
 
@@ -108,4 +110,5 @@ def clinician_call(session_id: str) -> Any:
         leave_url=url_for("portal.session_detail", session_id=group.id),
         asked=[],
         ice_servers=_ice_servers(token),
+        call_strings=call_strings_json(),
     )

@@ -4,6 +4,7 @@ patient's choice sticks."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from appliance.box import Box
-from tests.web.conftest import csrf_from
+from tests.web.conftest import csrf_from, sign_in
 from tests.web.test_between_measures import PHQ9_ITEM9, _schedule, _set_up
+from tests.web.test_portal import _ask, _join
+from tests.web.test_portal import _schedule as _schedule_group
 from web.languages import LANGUAGES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +76,7 @@ def _english_sentences() -> list[str]:
         for text in (message,) if isinstance(message, str) else message:
             plain = re.sub(r"%\(\w+\)[sd]", "", text)
             if len(plain) >= 14:
-                texts.append(plain.split("%")[0].strip())
+                texts.append(re.split(r"[%{]", plain)[0].strip())
     return texts
 
 
@@ -126,6 +129,53 @@ def test_every_patient_page_renders_in_the_language(app: Flask, box: Box, lang: 
     crisis = patient.get(sent.headers["Location"]).get_data(as_text=True)
     if lang == "ar":
         assert 'dir="rtl"' in crisis and "لست وحدك" in crisis
+
+
+# call.js asks for each of its words as tr("key", "English fallback"[, values]).
+_CALL_JS_WORD = re.compile(r'\btr\("(\w+)", "([^"]*)"')
+_CALL_STRINGS = re.compile(
+    r'<script type="application/json" id="call-strings">(.*?)</script>', re.DOTALL
+)
+
+
+def _admitted_patient(app: Flask) -> FlaskClient:
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, code = _schedule_group(clinician)
+    patient = _join(app, code, "Ana")
+    token = csrf_from(clinician, session_url)
+    clinician.post(session_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
+    _ask(clinician, session_url, "phq9")  # the call page links to it by its title
+    return patient
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_the_call_page_renders_in_the_language(app: Flask, lang: str) -> None:
+    patient = _admitted_patient(app)
+    patient.set_cookie("lang", lang)
+    page = patient.get("/call").get_data(as_text=True)
+    direction = LANGUAGES[lang][1]
+    assert f'<html lang="{lang}" dir="{direction}">' in page
+    script = (REPO / "web" / "static" / "call.js").read_text(encoding="utf-8")
+    english = dict(_CALL_JS_WORD.findall(script))
+    assert len(english) > 30, "call.js no longer asks for its words with tr()"
+    found = _CALL_STRINGS.search(page)
+    assert found, "the call page carries no call-strings object"
+    words = json.loads(found.group(1))
+    assert sorted(words) == sorted(english), "call-strings and call.js disagree on the keys"
+    if lang == "en":
+        assert words == english, "call.js's English fallbacks differ from the catalog's"
+        return
+    same = [key for key in english if words[key] == english[key]]
+    assert same == [], f"call.js words still English in {lang}: {same}"
+    for key, text in english.items():
+        wanted = sorted(re.findall(r"\{\w+\}", text))
+        assert sorted(re.findall(r"\{\w+\}", words[key])) == wanted, f"{lang}: {key}"
+    left = [text for text in _english_sentences() if text in page]
+    assert left == [], f"/call in {lang} still shows {left}"
+    assert {"es": "PHQ-9 (estado de ánimo)", "ar": "PHQ-9 (المزاج)"}[lang] in page
+    for word in ("Mute", "Camera off", "Raise hand", "Join the call", "Write a message"):
+        assert f">{word}<" not in page and f'"{word}"' not in page, f"{lang}: {word}"
 
 
 def test_the_chosen_language_sticks(app: Flask) -> None:

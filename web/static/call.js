@@ -31,6 +31,18 @@
   // An offer lost on the way is sent again this many times, this long after the loss.
   var OFFER_RETRIES = 2, OFFER_RETRY_MS = 2000;
 
+  // The page's words in the patient's language: one JSON object the server renders into the
+  // page (web/call_strings.py), so this file stays static and cacheable. Read once; a word
+  // missing there falls back to the English given here. {name} placeholders are filled in.
+  var words = {};
+  try { words = JSON.parse($("call-strings").textContent); } catch (x) { /* English */ }
+  function tr(key, english, values) {
+    var text = typeof words[key] === "string" ? words[key] : english;
+    return text.replace(/\{(\w+)\}/g, function (all, name) {
+      return values && values[name] !== undefined ? String(values[name]) : all;
+    });
+  }
+
   function say(text) {            // plain-language notice, read out by screen readers
     var n = $("notice"); n.textContent = text; n.hidden = !text;
   }
@@ -69,11 +81,12 @@
     }).then(function (stream) {
       local = stream;
       $("preview").srcObject = stream;
-      check("check-mic", stream.getAudioTracks().length > 0, "working");
-      check("check-cam", stream.getVideoTracks().length > 0, "working");
+      check("check-mic", stream.getAudioTracks().length > 0, tr("working", "working"));
+      check("check-cam", stream.getVideoTracks().length > 0, tr("working", "working"));
     }).catch(function (err) {
-      check("check-mic", false, "not available (" + err.name + ")");
-      check("check-cam", false, "not available");
+      check("check-mic", false,
+        tr("notAvailableWhy", "not available ({error})", { error: err.name }));
+      check("check-cam", false, tr("notAvailable", "not available"));
     });
     // The median of five timed requests, one after another: a single one read 673, 2,642
     // and 667 ms on the same EDGE link and put one patient in three on audio only.
@@ -95,10 +108,13 @@
       times.sort(function (a, b) { return a - b; });
       var ms = netMs = Math.round(times[2]);
       netSlow = ms >= SLOW_MS;
-      check("check-net", ms < SLOW_MS, ms < 300 ? "good (" + ms + " ms)" :
-        ms < SLOW_MS ? "fair (" + ms + " ms)" : "slow (" + ms + " ms): audio only is advised");
+      check("check-net", ms < SLOW_MS, ms < 300 ? tr("netGood", "good ({ms} ms)", { ms: ms }) :
+        ms < SLOW_MS ? tr("netFair", "fair ({ms} ms)", { ms: ms }) :
+        tr("netSlow", "slow ({ms} ms): audio only is advised", { ms: ms }));
       if (ms >= SLOW_MS) { $("start-audio-only").checked = true; }
-    }).catch(function () { check("check-net", false, "cannot reach the box"); });
+    }).catch(function () {
+      check("check-net", false, tr("netUnreachable", "cannot reach the box"));
+    });
     netChecked = Promise.race([complete, slowEarly.then(slowLink)]);
   }
 
@@ -107,7 +123,7 @@
   function slowLink() {
     if (netSlow !== null) { return; }
     netSlow = true;
-    check("check-net", false, "slow: audio only is advised");
+    check("check-net", false, tr("netSlowEarly", "slow: audio only is advised"));
     $("start-audio-only").checked = true;
   }
 
@@ -143,18 +159,21 @@
   function caption(id, label) {
     var t = $("tile-" + id); if (!t) { return; }
     if (label) { names[id] = label; }
-    var name = label || names[id] || "Participant", muted = mutedBy[id] || selfMuted[id];
-    var cap = t.querySelector("figcaption");
-    cap.textContent = name + (muted ? " (muted)" : "") + (away[id] ? " (reconnecting)" : "");
+    var name = label || names[id] || tr("participant", "Participant");
+    var muted = mutedBy[id] || selfMuted[id], cap = t.querySelector("figcaption");
+    cap.textContent = name + (muted ? " " + tr("mutedTag", "(muted)") : "") +
+      (away[id] ? " " + tr("reconnectingTag", "(reconnecting)") : "");
     t.classList.toggle("muted", !!muted);
     var speaking = speaker !== null && id === speaker && !silenced(id, muted);
     t.classList.toggle("speaking", speaking);
     if (speaking) {                // the outline is not the only cue: screen readers hear it
       var sr = document.createElement("span"); sr.className = "visually-hidden";
-      sr.textContent = " (speaking)"; cap.appendChild(sr);
+      sr.textContent = " " + tr("speakingTag", "(speaking)"); cap.appendChild(sr);
     }
     Array.prototype.forEach.call(t.querySelectorAll(".tile-action"), function (b) {
-      if (b.dataset.action === "mute") { b.textContent = mutedBy[id] ? "Unmute" : "Mute"; }
+      if (b.dataset.action === "mute") {
+        b.textContent = mutedBy[id] ? tr("unmute", "Unmute") : tr("mute", "Mute");
+      }
       b.setAttribute("aria-label", b.textContent + " (" + name + ")");
     });
     people();
@@ -300,8 +319,8 @@
       handRaised(msg.participant === me ? "self" : msg.participant, !!msg.raised);
     } else if (msg.type === "mute" && msg.participant === "me") {
       setMuted(msg.on !== false);
-      say(msg.on !== false ? "The facilitator muted your microphone." :
-        "The facilitator let you speak again.");
+      say(msg.on !== false ? tr("mutedByFacilitator", "The facilitator muted your microphone.") :
+        tr("unmutedByFacilitator", "The facilitator let you speak again."));
     } else if (msg.type === "muted") {      // someone else was muted, or muted themselves
       (msg.self ? selfMuted : mutedBy)[msg.participant] = !!msg.on; caption(msg.participant);
     } else if (msg.type === "speaker") {
@@ -310,8 +329,9 @@
       if (speakerView && !pinned && was !== speaker) { arrange(); }
     } else if (msg.type === "breakout") {
       $("room-note").hidden = false;
-      $("room-note").textContent = msg.room ? "You are in breakout room " + msg.room + "." :
-        "You are back in the main room.";
+      $("room-note").textContent = msg.room ?
+        tr("inBreakout", "You are in breakout room {room}.", { room: msg.room }) :
+        tr("backInMain", "You are back in the main room.");
     } else if (msg.type === "pin") {
       var p = $("tile-" + (msg.participant === me ? "self" : msg.participant));
       if (p) { $("tiles").prepend(p); pinned = p.id.slice(5); arrange(); }
@@ -319,7 +339,7 @@
       state.locked = !!msg.on;
       if ($("lock-btn")) { press($("lock-btn"), state.locked, "Unlock room", "Lock room"); }
     } else if (msg.type === "removed") {
-      leave("The facilitator removed you from the call.");
+      leave(tr("removed", "The facilitator removed you from the call."));
     } else if (msg.type === "welcome") {
       me = msg.participant; resume = msg.resume || null; retries = 0;
       try { window.sessionStorage.setItem("clinicbox-resume", resume || ""); } catch (x) { /* private mode */ }
@@ -355,16 +375,17 @@
         }
       });
       var loss = got ? lost / (lost + got) : 0;
-      var text = loss > 0.08 || rtt > 0.6 ? "weak" : loss > 0.02 || rtt > 0.3 ? "fair" : "good";
-      $("quality-text").textContent = text;
-      $("quality").className = "q-" + text;
+      var level = loss > 0.08 || rtt > 0.6 ? "weak" : loss > 0.02 || rtt > 0.3 ? "fair" : "good";
+      $("quality-text").textContent = level === "weak" ? tr("qualityWeak", "weak") :
+        level === "fair" ? tr("qualityFair", "fair") : tr("qualityGood", "good");
+      $("quality").className = "q-" + level;
     });
   }
 
   // Resolves once the pre-call check has answered, or after NET_WAIT_MS whatever it says.
   function netCheckDone() {
     if (netSlow !== null || netMs !== null || !netChecked) { return Promise.resolve(); }
-    say("Checking your connection before joining…");
+    say(tr("checkingConnection", "Checking your connection before joining…"));
     var overdue = {};
     return Promise.race([netChecked, new Promise(function (resolve) {
       setTimeout(function () { resolve(overdue); }, NET_WAIT_MS);
@@ -381,7 +402,7 @@
     return connect().catch(function (err) {
       if (!(err instanceof TypeError) || left <= 0 || leaving) { throw err; }
       var old = pc; pc = null; if (old) { old.close(); }
-      say("Still connecting…");
+      say(tr("stillConnecting", "Still connecting…"));
       return new Promise(function (resolve) { setTimeout(resolve, OFFER_RETRY_MS); })
         .then(function () { say(""); return connectAgainIfLost(left - 1); });
     });
@@ -399,12 +420,13 @@
       })
       .then(function () {
         $("precheck").hidden = true; $("room").hidden = false;
-        var self = tile("self", "You"); self.replaceChild($("preview"), self.querySelector("video"));
+        var self = tile("self", tr("you", "You")); self.replaceChild($("preview"), self.querySelector("video"));
         if (state.saver) { setSaver(true); }
         statsTimer = setInterval(quality, 2000);
       })
       .catch(function (err) {
-        say("Could not join the call: " + err.message); $("join-btn").disabled = false;
+        say(tr("couldNotJoin", "Could not join the call: {error}", { error: err.message }));
+        $("join-btn").disabled = false;
       });
   }
 
@@ -412,14 +434,16 @@
   // resume token and gets the same seat back (mute, hand, room) within the box's grace.
   function reconnect() {
     if (leaving || retries >= 6) {
-      if (!leaving) { say("The connection was lost. Reload the page to join again."); }
+      if (!leaving) {
+        say(tr("connectionLost", "The connection was lost. Reload the page to join again."));
+      }
       return;
     }
     retries += 1;
-    say("Connection lost. Reconnecting…");
+    say(tr("reconnecting", "Connection lost. Reconnecting…"));
     var old = pc; pc = null; if (old) { old.close(); }
     setTimeout(function () {
-      connect().then(function () { say("Reconnected."); }).catch(reconnect);
+      connect().then(function () { say(tr("reconnected", "Reconnected.")); }).catch(reconnect);
     }, 1000 * Math.min(8, Math.pow(2, retries - 1)));
   }
 
@@ -514,13 +538,13 @@
   function setMuted(on) {
     state.muted = on;
     if (local) { local.getAudioTracks().forEach(function (t) { t.enabled = !on; }); }
-    press($("mute-btn"), on, "Unmute", "Mute");
+    press($("mute-btn"), on, tr("unmute", "Unmute"), tr("mute", "Mute"));
   }
   function setCam(off) {
     state.camOff = off;
     if (local) { local.getVideoTracks().forEach(function (t) { t.enabled = !off; }); }
     syncVideoSender();
-    press($("cam-btn"), off, "Camera on", "Camera off");
+    press($("cam-btn"), off, tr("cameraOn", "Camera on"), tr("cameraOff", "Camera off"));
   }
   function setSaver(on) {          // audio only: stop sending and receiving video
     state.saver = on; setCam(on);
@@ -530,8 +554,8 @@
       });
     }
     send({ type: "data-saver", on: on });
-    press($("saver-btn"), on, "Video on", "Audio only");
-    say(on ? "Audio only: video is off to save data." : "");
+    press($("saver-btn"), on, tr("videoOn", "Video on"), tr("audioOnly", "Audio only"));
+    say(on ? tr("audioOnlyNotice", "Audio only: video is off to save data.") : "");
   }
   function leave(message) {
     leaving = true;
@@ -547,18 +571,24 @@
   // a few hundred bytes, so it costs little even on a slow link.
   var shownPoll = null, lastMessage = "";
   function applyState(st) {
-    if (st.status === "removed") { leave("The facilitator removed you from the call."); return; }
-    if (st.session === "ended") { leave("The session has ended. Thank you for joining."); return; }
-    if (st.message !== lastMessage) { pinMessage(st.message ? "Message from the facilitator: " + st.message : ""); }
+    if (st.status === "removed") {
+      leave(tr("removed", "The facilitator removed you from the call.")); return;
+    }
+    if (st.session === "ended") {
+      leave(tr("sessionEnded", "The session has ended. Thank you for joining.")); return;
+    }
+    if (st.message !== lastMessage) { pinMessage(st.message ?
+      tr("facilitatorMessage", "Message from the facilitator: {message}", { message: st.message }) : ""); }
     lastMessage = st.message;
     var note = $("room-note");
     note.hidden = !st.room;
-    note.textContent = st.room ? "You are in breakout room " + st.room + "." : "";
+    note.textContent = st.room ?
+      tr("inBreakout", "You are in breakout room {room}.", { room: st.room }) : "";
     var form = $("poll");
     if (!st.poll) { form.hidden = true; shownPoll = null; return; }
     if (shownPoll === st.poll.id) { return; }
     shownPoll = st.poll.id;
-    $("poll-q").textContent = "Poll: " + st.poll.question;
+    $("poll-q").textContent = tr("poll", "Poll: {question}", { question: st.poll.question });
     var box = $("poll-options"); box.textContent = "";
     st.poll.options.forEach(function (text, i) {
       var label = document.createElement("label"); label.className = "choice";
@@ -581,7 +611,8 @@
     e.preventDefault();
     fetch(root.dataset.voteUrl, { method: "POST", body: new FormData($("poll")),
       headers: { Accept: "application/json", "X-CSRF-Token": root.dataset.csrf } })
-      .then(function (r) { flash(r.ok ? "Thank you, your answer was sent." : "The poll has closed."); });
+      .then(function (r) { flash(r.ok ? tr("pollAnswered", "Thank you, your answer was sent.") :
+        tr("pollClosed", "The poll has closed.")); });
   };
   if (root.dataset.role === "patient") { pollState(); stateTimer = setInterval(pollState, 10000); }
 
@@ -593,7 +624,7 @@
   $("saver-btn").onclick = function () { setSaver(!state.saver); };
   $("hand-btn").onclick = function () {
     state.hand = !state.hand; send({ type: "hand", raised: state.hand });
-    press($("hand-btn"), state.hand, "Lower hand", "Raise hand");
+    press($("hand-btn"), state.hand, tr("lowerHand", "Lower hand"), tr("raiseHand", "Raise hand"));
   };
   $("chat-form").onsubmit = function (e) {
     e.preventDefault();
@@ -658,7 +689,7 @@
   }
   $("layout-btn").onclick = function () {
     speakerView = !speakerView; arrange();
-    press($("layout-btn"), speakerView, "Grid view", "Speaker view");
+    press($("layout-btn"), speakerView, tr("gridView", "Grid view"), tr("speakerView", "Speaker view"));
   };
   window.addEventListener("resize", function () { arrange(); });
   // Facilitator only: a marker on the tile of anyone in the session with an open risk flag
@@ -703,14 +734,15 @@
       t.classList.toggle("hand", raised);
       if (raised && !badge) {
         badge = document.createElement("span"); badge.className = "hand-badge";
-        badge.textContent = "\u270B Hand raised"; t.appendChild(badge);
+        badge.textContent = "\u270B " + tr("handRaised", "Hand raised"); t.appendChild(badge);
       } else if (!raised && badge) { badge.remove(); }
     }
     var list = $("hands"); if (!list) { return; }
     list.textContent = "";
     hands.forEach(function (h) {
       var li = document.createElement("li");
-      li.textContent = h === "self" ? "You" : (names[h] || "Participant"); list.appendChild(li);
+      li.textContent = h === "self" ? tr("you", "You") : (names[h] || tr("participant", "Participant"));
+      list.appendChild(li);
     });
     $("no-hands").hidden = hands.length > 0;
     people();

@@ -6,6 +6,7 @@ Readings come from /proc, /sys and the store's bookkeeping; nothing clinical is 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import shutil
@@ -259,6 +260,13 @@ def reset() -> Any:
     if not _confirmed(RESET_PHRASE):
         return _refused(f"Type {RESET_PHRASE} exactly to reset the box.")
     box = current_box()
+    # The sync agent and the tunnel write small files under state/ as they run: stop them
+    # first, or the wipe races them and a state/ directory comes back.
+    if box.sync_agent is not None:
+        stopping = asyncio.run_coroutine_threadsafe(box.sync_agent.stop(), box.media.loop)
+        stopping.result(timeout=30)
+    if box.tunnel is not None:
+        box.tunnel.stop()
     # No audit entry: the audit log goes with the store. The wipe needs the store closed;
     # the service then exits so systemd restarts it clean.
     box.store.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 
-from web import csrf
+from web import csrf, languages
 from web.auth import LoginThrottle
 
 
@@ -31,6 +31,8 @@ def create_unlock_app(try_passphrase: Callable[[str], bool], ca_pem: Path) -> Fl
         MAX_CONTENT_LENGTH=16 * 1024,
     )
     csrf.init_app(app)
+    # The shared page frame speaks the visitor's language (base.html).
+    languages.init_app(app)
     app.jinja_env.globals["current_user"] = lambda: None
     throttle = LoginThrottle()
 

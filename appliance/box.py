@@ -33,8 +33,8 @@ class Box:
     store: Store | None = None
     # The SFU's rooms; they live on `media` (the loop) and are reached with `media.call`.
     rooms: Rooms = field(default_factory=Rooms)
-    # The sync agent (sync.agent.agent.SyncAgent) once started; the SFU calls
-    # `sync_agent.set_live_session_remote(bool)` on it.
+    # The sync agent (sync.agent.agent.SyncAgent) once started; it listens to
+    # `rooms.on_remote_call` and yields the uplink while remote patients are in a call.
     sync_agent: Any = None
     # The tunnel to the centre (sync.agent.tunnel.TunnelClient) once started: remote patients
     # reach the patient pages through it; `tunnel.state.public_url` is their address.

@@ -178,6 +178,11 @@ class RoomAdaptation:
         self.ticks = 0
 
     # --- subscribers ------------------------------------------------------------------
+    @property
+    def has_remote(self) -> bool:
+        """Some subscriber the session plans for is on a remote link (held seats count)."""
+        return any(self._remote.values())
+
     def tap(self, participant: Participant, sender: RTCRtpSender) -> None:
         """Route a slot sender's RTCP through the estimator of its subscriber first."""
         clock = SenderReportClock()

@@ -98,6 +98,7 @@ class Room:
         grace_s: float = GRACE_S,
         forward_packets: bool = True,
         voices: int = DEFAULT_VOICES,
+        on_links: Callable[[], None] | None = None,
     ) -> None:
         self.id = room_id
         # Video leaves as the publishers' own RTP packets, rewritten per slot (forwarding/);
@@ -107,6 +108,8 @@ class Room:
         # speaking (0: everyone it has slots for); chosen per breakout room on speaker ticks.
         self.voices = voices
         self._voice_choices: dict[int, VoiceChoice] = {}
+        # Told whenever a participant's link is classified (LAN or remote) or forgotten.
+        self.on_links = on_links
         self.grace_s = grace_s
         # Seats of participants whose connection dropped, kept for `grace_s`.
         self.held: dict[str, HeldSeat] = {}
@@ -234,6 +237,7 @@ class Room:
                     # too little (docs/media.md). Nothing was sent yet: plans start now.
                     for slot in me.video_slots:
                         slot.release_output()
+                self._links_changed()
 
         try:
             # Before the offer is applied: aiortc takes an end-of-candidates in its last
@@ -263,6 +267,7 @@ class Room:
             self._release_seat(participant_id)
             if not resumed:
                 self.adaptation.remove(participant_id)  # a fresh start, estimate included
+                self._links_changed()
         self.participants[participant_id] = me
         self._ensure_speaker_task()
         log.info(
@@ -319,6 +324,10 @@ class Room:
         )
         self.assign_slots()
 
+    def _links_changed(self) -> None:
+        if self.on_links is not None:
+            self.on_links()
+
     def _expire(self, participant_id: str) -> None:
         if self.held.get(participant_id) is not None:
             asyncio.get_running_loop().create_task(self.leave(participant_id))
@@ -360,6 +369,7 @@ class Room:
         if me is not None:
             await self._disconnect(me)
         self.adaptation.remove(participant_id)
+        self._links_changed()
         log.info("room %s: %s left (%d in room)", self.id, participant_id, len(self.participants))
         if announce:
             self._broadcast({"type": "participant", "participant": participant_id, "left": True})

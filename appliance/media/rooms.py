@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCSessionDescription
@@ -20,6 +21,10 @@ from appliance.media.turn import RelayChooser, TurnGrant
 
 log = logging.getLogger(__name__)
 
+#: Told True when a first participant on a remote link is in a call, False when the last one
+#: has gone (see `Rooms.on_remote_call`).
+RemoteCallListener = Callable[[bool], None]
+
 
 class Rooms:
     """Room registry: rooms appear with their first participant and go with their last."""
@@ -32,6 +37,31 @@ class Rooms:
         self.adaptation = adaptation or AdaptationSettings(tuple(on_link_networks()))
         self._breakouts: dict[str, dict[str, int]] = {}
         self.relay = RelayChooser()
+        self._remote_call = False
+        self._remote_call_listeners: list[RemoteCallListener] = []
+
+    def on_remote_call(self, listener: RemoteCallListener) -> None:
+        """Tell `listener` (on the media loop, so it must not block) whether a call now
+        carries anyone over a remote link: True when the first remote participant's link is
+        up, False once the last has left for good. A remote seat held while its owner
+        reconnects still counts: they are coming back. Wired at start-up (the sync agent
+        yields the clinic's uplink to remote patients' audio); media imports no listener."""
+        self._remote_call_listeners.append(listener)
+
+    @property
+    def remote_call(self) -> bool:
+        """Some room has a participant on a remote link (held seats count)."""
+        return self._remote_call
+
+    def _links_changed(self) -> None:
+        active = any(room.adaptation.has_remote for room in self.rooms.values())
+        if active == self._remote_call:
+            return
+        self._remote_call = active
+        log.info("media: %s", "a call carries remote participants" if active
+                 else "no call carries remote participants")
+        for listener in self._remote_call_listeners:
+            listener(active)
 
     async def join(
         self,
@@ -58,7 +88,7 @@ class Rooms:
         if room is None:
             room = self.rooms[room_id] = Room(
                 room_id, capacity=capacity, on_chat=on_chat, on_empty=self._on_empty,
-                adaptation=self.adaptation, grace_s=self.grace_s,
+                adaptation=self.adaptation, grace_s=self.grace_s, on_links=self._links_changed,
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
         started = time.monotonic()
@@ -106,6 +136,7 @@ class Rooms:
             for p in list(room.participants.values()):
                 p.send({"type": "notice", "text": "The session has ended."})
             await room.close()
+            self._links_changed()
 
     def _on_empty(self, room_id: str) -> None:
         asyncio.get_running_loop().create_task(self._drop_if_empty(room_id))
@@ -115,12 +146,14 @@ class Rooms:
         if room is not None and room.is_empty:
             del self.rooms[room_id]
             await room.close()
+            self._links_changed()
 
     async def close_all(self) -> None:
         """Shutdown: close every peer connection."""
         for room_id in list(self.rooms):
             room = self.rooms.pop(room_id)
             await room.close()
+        self._links_changed()
         log.info("all rooms closed")
 
     def stats(self) -> dict[str, Any]:

@@ -144,7 +144,8 @@ class SyncAgent:
     # Hooks --------------------------------------------------------------------------------
 
     def set_live_session_remote(self, active: bool) -> None:
-        """Called by the SFU: a live session has (True) or no longer has remote participants."""
+        """A live session has (True) or no longer has remote participants: the SFU's rooms
+        announce it (`Rooms.on_remote_call`, wired by `start_sync_agent`)."""
         if active:
             self._live_remote.set()
         else:

@@ -12,8 +12,9 @@ log = logging.getLogger(__name__)
 
 
 def start_sync_agent(box: Any) -> SyncAgent | None:
-    """Run the agent on `box.media` and stop it on shutdown; the SFU reaches it as
-    `box.sync_agent.set_live_session_remote(bool)`. Until the box is claimed it idles."""
+    """Run the agent on `box.media` and stop it on shutdown. It yields the uplink while a call
+    carries remote participants: the SFU's rooms announce that (`Rooms.on_remote_call`) to
+    `set_live_session_remote`. Until the box is claimed it idles."""
     if box.store is None:
         return None
     try:
@@ -22,6 +23,8 @@ def start_sync_agent(box: Any) -> SyncAgent | None:
     except (OSError, ValueError) as exc:
         log.warning("sync agent not started: %s", exc)
         return None
+    # Media announces, sync listens: the SFU never imports the agent.
+    box.rooms.on_remote_call(agent.set_live_session_remote)
     box.media.loop.call_soon_threadsafe(agent.start, box.media.loop)
     box.media.on_shutdown(agent.stop)
     box.sync_agent = agent

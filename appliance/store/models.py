@@ -327,16 +327,12 @@ class GroupSession(ClinicalModel):
         return cls.get_or_none(cls.invite_index == digest)
 
     def set_join_code(self, code: str) -> None:
-        """Store only the keyed hash of a patient join code (call save() afterwards)."""
+        """Store only the keyed hash of a patient join code (call save() afterwards).
+
+        Patients' codes are looked up with `appliance.clinical.session_codes.find_open_session`
+        only: an ended session may hold the code an open one holds now."""
         keyring = self._meta.database.keyring
         self.join_code_index = keyring.blind_index("group_session", "join_code", code.strip())
-
-    @classmethod
-    def find_by_join_code(cls, code: str) -> GroupSession | None:
-        """The session with this join code, or None."""
-        keyring = cls._meta.database.keyring
-        digest = keyring.blind_index("group_session", "join_code", (code or "").strip())
-        return cls.get_or_none(cls.join_code_index == digest)
 
 
 class CoFacilitator(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.clinical.session_codes import find_open_session
 from appliance.store import Store
 from appliance.store.models import ChatDisabled, OutboxEntry
 from tests.store.conftest import make_session
@@ -32,10 +33,13 @@ def test_blind_index_lookups(store: Store) -> None:
     _user, patient, session = make_session(store)
     assert [p.id for p in store.Patient.find_by_name("  test   PATIENT ")] == [patient.id]
     assert store.Patient.find_by_name("someone else") == []
-    session.set_join_code("123456")
+    session.set_join_code("123456789")
     session.save()
-    assert store.GroupSession.find_by_join_code("123456").id == session.id
-    assert store.GroupSession.find_by_join_code("654321") is None
+    assert find_open_session(store.GroupSession, "123456789").id == session.id
+    assert find_open_session(store.GroupSession, "987654321") is None
+    session.state = "ended"  # an ended session's code may be another's now: never found
+    session.save()
+    assert find_open_session(store.GroupSession, "123456789") is None
 
 
 def test_chat_only_kept_when_session_says_so(store: Store) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from appliance.clinical.access_cards import issue_card
+from appliance.clinical.session_codes import find_open_session
 from appliance.config import Settings
 from appliance.store import open_store
 from appliance.store.fields import EncryptedField
@@ -101,7 +102,7 @@ def test_markers_never_reach_disk_or_logs(
     note.save()
     # Reads, lookups and a lease go through the decrypting paths too.
     assert s.Patient.find_by_name(patient.display_name)[0].id == patient.id
-    assert s.GroupSession.find_by_join_code(join_code).id == group.id
+    assert find_open_session(s.GroupSession, join_code).id == group.id
     assert len(Outbox(s).lease(10_000_000, 100)) == 15
     s.audit("user:1", "record.read", f"patient/{patient.id}")
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clinicbox-installed
 
-.PHONY: install run test lint system-deps clean
+.PHONY: install run test test-long lint system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# What `make test` leaves out (marked `long`): harness baselines that prove no product claim.
+test-long: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -m long
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,15 +10,27 @@ import ssl
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from tests.conftest import CLINICBOX, RunningBox, box_env, free_port, start_box
 
 
-def test_healthz_over_verified_https(running_box: RunningBox) -> None:
-    status, body = running_box.get("/healthz")
+@pytest.fixture(scope="module")
+def serving_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBox]:
+    """One box for the tests that only read from it (those that stop it have their own)."""
+    box = start_box(tmp_path_factory.mktemp("serving") / "data")
+    yield box
+    if box.proc.poll() is None:
+        box.proc.kill()
+        box.proc.wait(5)
+
+
+def test_healthz_over_verified_https(serving_box: RunningBox) -> None:
+    status, body = serving_box.get("/healthz")
     assert status == 200
     doc = json.loads(body)
     assert doc["status"] == "ok"
@@ -29,10 +41,10 @@ def test_healthz_over_verified_https(running_box: RunningBox) -> None:
     assert 0 <= doc["media_loop"]["lag_ms"] < 1000
 
 
-def test_untrusted_client_is_refused_by_tls(running_box: RunningBox) -> None:
+def test_untrusted_client_is_refused_by_tls(serving_box: RunningBox) -> None:
     # Without the box's CA the handshake must fail: the certificate is really verified.
     ctx = ssl.create_default_context()
-    with socket.create_connection(("127.0.0.1", running_box.port), timeout=5) as raw:
+    with socket.create_connection(("127.0.0.1", serving_box.port), timeout=5) as raw:
         try:
             ctx.wrap_socket(raw, server_hostname="localhost")
         except ssl.SSLCertVerificationError:
@@ -40,8 +52,8 @@ def test_untrusted_client_is_refused_by_tls(running_box: RunningBox) -> None:
     raise AssertionError("TLS handshake succeeded without trusting the box's CA")
 
 
-def test_certificate_names_and_private_key_modes(running_box: RunningBox) -> None:
-    tls = running_box.data_dir / "tls"
+def test_certificate_names_and_private_key_modes(serving_box: RunningBox) -> None:
+    tls = serving_box.data_dir / "tls"
     cert = x509.load_pem_x509_certificate((tls / "server.pem").read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     names = san.get_values_for_type(x509.DNSName)
@@ -51,15 +63,15 @@ def test_certificate_names_and_private_key_modes(running_box: RunningBox) -> Non
     assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
     # The CA key and the cookie key exist only wrapped in the store's keys file.
     assert not (tls / "ca.key").exists()
-    assert not (running_box.data_dir / "secrets" / "flask-secret").exists()
-    keys = json.loads((running_box.data_dir / "secrets" / "store-keys.json").read_bytes())
+    assert not (serving_box.data_dir / "secrets" / "flask-secret").exists()
+    keys = json.loads((serving_box.data_dir / "secrets" / "store-keys.json").read_bytes())
     assert set(keys["secrets"]) == {"tls-ca-key", "portal-cookie-key"}
 
 
-def test_ca_pem_is_served(running_box: RunningBox) -> None:
-    status, body = running_box.get("/ca.pem")
+def test_ca_pem_is_served(serving_box: RunningBox) -> None:
+    status, body = serving_box.get("/ca.pem")
     assert status == 200
-    assert body == (running_box.data_dir / "tls" / "ca.pem").read_bytes()
+    assert body == (serving_box.data_dir / "tls" / "ca.pem").read_bytes()
     ca = x509.load_pem_x509_certificate(body)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
 
@@ -219,8 +231,8 @@ def test_logs_are_one_line_events(running_box: RunningBox) -> None:
         assert level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, line
 
 
-def test_data_dir_is_private(running_box: RunningBox) -> None:
-    assert stat.S_IMODE(os.stat(running_box.data_dir).st_mode) == 0o700
+def test_data_dir_is_private(serving_box: RunningBox) -> None:
+    assert stat.S_IMODE(os.stat(serving_box.data_dir).st_mode) == 0o700
 
 
 def test_sigterm_with_idle_client_connections_still_exits_in_time(running_box: RunningBox) -> None:

@@ -36,9 +36,9 @@ from appliance.accounts import create_user  # noqa: E402
 from appliance.box import Box  # noqa: E402
 from appliance.config import Settings  # noqa: E402
 from appliance.media.adaptive import AdaptationSettings  # noqa: E402
+from appliance.media.aiortc_glue.seams import restrict_host_addresses  # noqa: E402
 from appliance.media.locality import parse_networks  # noqa: E402
 from appliance.media.rooms import Rooms  # noqa: E402
-from appliance.media.seams import restrict_host_addresses  # noqa: E402
 from appliance.media_loop import MediaLoop  # noqa: E402
 from appliance.setup_code import SetupCode  # noqa: E402
 from appliance.store import open_store  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab import Lab
+from harness import Lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
 

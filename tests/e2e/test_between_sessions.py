@@ -197,3 +197,51 @@ def test_patient_space_on_a_phone(clinic: RunningBox, browser) -> None:
     again.goto(base + "/card#" + card_code.replace("-", ""))
     expect(again.locator("#card-error")).to_contain_text("رمز البطاقة هذا لا يفتح أي مساحة")
     assert "/me" not in again.url
+
+
+def test_patient_space_without_javascript_on_data_saver(clinic: RunningBox, browser) -> None:
+    """A phone with scripts off and the browser's data saver on (`Save-Data: on`) still opens
+    the space with the typed card code, sends a message and a mood check, and reads the plan."""
+    base = clinic.base_url
+    doc = sign_in(browser.new_context(ignore_https_errors=True), base)
+    doc.get_by_role("link", name="Schedule a group session").click()
+    doc.get_by_label("Title").fill("Monday group")
+    doc.get_by_label("Date and time").fill(starting_soon())
+    doc.get_by_role("button", name="Schedule").click()
+    code = doc.inner_text("#session-code").replace(" ", "")
+    patient_joins(browser, base, code, "Iris Moreau", shots=False).context.close()
+    record = _patient_page(doc, base, "Iris Moreau")
+    doc.get_by_role("link", name="Write a safety plan").click()
+    doc.get_by_label("4. People I can ask for help").fill("My neighbour Jo")
+    doc.get_by_role("button", name="Save the plan").click()
+    doc.goto(record)
+    doc.get_by_role("link", name="Access card").click()
+    doc.get_by_role("button", name="Issue a card").click()
+    card_code = doc.inner_text("#card-code")
+
+    phone = browser.new_context(
+        ignore_https_errors=True,
+        viewport=PHONE,
+        java_script_enabled=False,
+        extra_http_headers={"Save-Data": "on"},
+    )
+    iris = phone.new_page()
+    iris.goto(base + "/card")
+    iris.get_by_label("The code on your card").fill(card_code)
+    iris.get_by_role("button", name="Open").click()
+    iris.wait_for_url(re.compile(r"/me$"))
+    expect(iris.locator("h1")).to_have_text("Your space")
+    iris.get_by_role("link", name="Messages with your care team").click()
+    iris.get_by_label("Write to your care team").fill("Sent with scripts off")
+    iris.get_by_role("button", name="Send").click()
+    expect(iris.locator("#thread")).to_contain_text("Sent with scripts off")
+    iris.goto(base + "/me/mood")
+    iris.check("input[name=mood][value='4']")
+    iris.get_by_role("button", name="Send").click()
+    expect(iris.locator(".error")).to_have_count(0)
+    iris.goto(base + "/me/plan")
+    expect(iris.locator("#plan")).to_contain_text("My neighbour Jo")
+    fits_phone(iris)
+    doc.goto(base + "/dashboard")
+    expect(doc.locator("#unread-messages")).to_contain_text("Iris Moreau")
+    phone.close()

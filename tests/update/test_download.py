@@ -349,7 +349,9 @@ def test_a_report_no_box_sends_is_answered_and_bounded_in_postgresql(
         link = box.claim(central)
         hostile = json.dumps(
             {
-                "platform": "x86_64",
+                # A platform no bundle is published for: the shared database may hold other
+                # tests' releases for x86_64, and an offer is not what this test is about.
+                "platform": "riscv64",
                 "python": "3.11",
                 "current": "1." + "9" * 40,
                 "previous": {"a": 1},

@@ -9,8 +9,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import CLINICBOX, REPO, RunningBox, box_env, free_port
 
@@ -148,3 +150,49 @@ def wait_healthy(page, box: RunningBox, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.3)
     raise RuntimeError("clinicbox serve did not become healthy in time")
+
+
+@dataclass
+class ScheduledCall:
+    """A box in its own loopback namespace, Chromium beside it, and dr.ada signed in with a
+    group session scheduled (not started yet)."""
+
+    box: RunningBox
+    browser: Any
+    context: Any
+    doc: Any
+    base: str
+    code: str
+    session_url: str
+
+
+@contextmanager
+def scheduled_call(tmp_path: Path, title: str) -> Iterator[ScheduledCall]:
+    """The set-up every browser call test shares; stops the box and browser afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_call_sfu import CALL_ARGS
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    add_user(data_dir, "dr.ada", "clinician")
+    with loopback_namespace() as namespace:
+        box = start_box_in(namespace, data_dir, CLINICBOX_MEDIA_ADDRESSES="127.0.0.1")
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(
+                    executable_path=chromium_in(namespace, tmp_path), args=CALL_ARGS
+                )
+                context = browser.new_context(ignore_https_errors=True)
+                wait_healthy(context.new_page(), box)
+                base = box.base_url
+                doc = sign_in(context, base)
+                doc.goto(base + "/sessions/new")
+                doc.get_by_label("Title").fill(title)
+                doc.get_by_label("Date and time").fill(starting_soon())
+                doc.get_by_role("button", name="Schedule").click()
+                code = doc.inner_text("#session-code").replace(" ", "")
+                yield ScheduledCall(box, browser, context, doc, base, code, doc.url)
+                browser.close()
+        finally:
+            box.stop()

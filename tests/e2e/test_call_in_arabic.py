@@ -12,17 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    add_user,
-    chromium_in,
-    loopback_namespace,
-    patient_joins,
-    sign_in,
-    start_box_in,
-    starting_soon,
-    wait_healthy,
-)
-from tests.e2e.test_call_sfu import CALL_ARGS, _me
+from tests.e2e.conftest import patient_joins, scheduled_call
+from tests.e2e.test_call_sfu import _me
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -30,66 +21,46 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(170)]
 
 
 def test_a_patient_calls_in_arabic(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    add_user(data_dir, "dr.ada", "clinician")
-    with loopback_namespace() as namespace:
-        box = start_box_in(namespace, data_dir, CLINICBOX_MEDIA_ADDRESSES="127.0.0.1")
-        try:
-            with playwright_api.sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path=chromium_in(namespace, tmp_path), args=CALL_ARGS
-                )
-                context = browser.new_context(ignore_https_errors=True)
-                wait_healthy(context.new_page(), box)
-                base = box.base_url
-                doc = sign_in(context, base)
-                doc.goto(base + "/sessions/new")
-                doc.get_by_label("Title").fill("Arabic call")
-                doc.get_by_label("Date and time").fill(starting_soon())
-                doc.get_by_role("button", name="Schedule").click()
-                code = doc.inner_text("#session-code").replace(" ", "")
-                session_url = doc.url
-                doc.get_by_role("button", name="Start session").click()
-                ana = patient_joins(browser, base, code, "Ana", shots=False)
-                ana.context.add_cookies([{"name": "lang", "value": "ar", "url": base}])
-                doc.reload()
-                doc.get_by_role("button", name="Admit Ana").click()
-                ana.wait_for_url(re.compile(r"/call$"), timeout=15_000)
+    with scheduled_call(tmp_path, "Arabic call") as call:
+        browser, context, doc, base = call.browser, call.context, call.doc, call.base
+        code, session_url = call.code, call.session_url
+        doc.get_by_role("button", name="Start session").click()
+        ana = patient_joins(browser, base, code, "Ana", shots=False)
+        ana.context.add_cookies([{"name": "lang", "value": "ar", "url": base}])
+        doc.reload()
+        doc.get_by_role("button", name="Admit Ana").click()
+        ana.wait_for_url(re.compile(r"/call$"), timeout=15_000)
 
-                assert ana.locator("html").get_attribute("dir") == "rtl"
-                # The pre-call check's verdicts come from call.js, in Arabic.
-                expect(ana.locator("#check-mic span")).to_have_text("يعمل", timeout=15_000)
-                expect(ana.locator("#check-net span")).to_contain_text("مللي ثانية", timeout=20_000)
-                ana.get_by_role("button", name="انضم إلى المكالمة").click()
-                expect(ana.locator("#room")).to_be_visible(timeout=20_000)
-                ana_id = _me(ana)
-                expect(ana.locator("#tile-self figcaption")).to_have_text("أنت")
-                expect(ana.locator("#quality-text")).to_have_text(
-                    re.compile("^(جيد|مقبول|ضعيف)$"), timeout=10_000
-                )
-                mute = ana.locator("#mute-btn")
-                expect(mute).to_have_text("كتم الصوت")
-                mute.click()
-                expect(mute).to_have_text("إلغاء كتم الصوت")
-                mute.click()
-                hand = ana.locator("#hand-btn")
-                hand.click()
-                expect(hand).to_have_text("أنزل يدك")
-                expect(ana.locator("#tile-self .hand-badge")).to_have_text("\u270b يد مرفوعة")
+        assert ana.locator("html").get_attribute("dir") == "rtl"
+        # The pre-call check's verdicts come from call.js, in Arabic.
+        expect(ana.locator("#check-mic span")).to_have_text("يعمل", timeout=15_000)
+        expect(ana.locator("#check-net span")).to_contain_text("مللي ثانية", timeout=20_000)
+        ana.get_by_role("button", name="انضم إلى المكالمة").click()
+        expect(ana.locator("#room")).to_be_visible(timeout=20_000)
+        ana_id = _me(ana)
+        expect(ana.locator("#tile-self figcaption")).to_have_text("أنت")
+        expect(ana.locator("#quality-text")).to_have_text(
+            re.compile("^(جيد|مقبول|ضعيف)$"), timeout=10_000
+        )
+        mute = ana.locator("#mute-btn")
+        expect(mute).to_have_text("كتم الصوت")
+        mute.click()
+        expect(mute).to_have_text("إلغاء كتم الصوت")
+        mute.click()
+        hand = ana.locator("#hand-btn")
+        hand.click()
+        expect(hand).to_have_text("أنزل يدك")
+        expect(ana.locator("#tile-self .hand-badge")).to_have_text("\u270b يد مرفوعة")
 
-                # The facilitator's call page stays English; what the box tells Ana is Arabic.
-                desk = context.new_page()
-                desk.goto(session_url + "/call")
-                assert desk.locator("html").get_attribute("dir") == "ltr"
-                desk.get_by_role("button", name="Join the call").click()
-                expect(desk.locator("#room")).to_be_visible(timeout=20_000)
-                ana_tile = desk.locator(f"[id='tile-{ana_id}']")
-                ana_tile.get_by_role("button", name="Mute").click()
-                expect(ana.locator("#notice")).to_have_text(
-                    "كتم الميسّر الميكروفون الخاص بك.", timeout=10_000
-                )
-                expect(ana.locator("#mute-btn")).to_have_text("إلغاء كتم الصوت")
-                browser.close()
-        finally:
-            box.stop()
+        # The facilitator's call page stays English; what the box tells Ana is Arabic.
+        desk = context.new_page()
+        desk.goto(session_url + "/call")
+        assert desk.locator("html").get_attribute("dir") == "ltr"
+        desk.get_by_role("button", name="Join the call").click()
+        expect(desk.locator("#room")).to_be_visible(timeout=20_000)
+        ana_tile = desk.locator(f"[id='tile-{ana_id}']")
+        ana_tile.get_by_role("button", name="Mute").click()
+        expect(ana.locator("#notice")).to_have_text(
+            "كتم الميسّر الميكروفون الخاص بك.", timeout=10_000
+        )
+        expect(ana.locator("#mute-btn")).to_have_text("إلغاء كتم الصوت")

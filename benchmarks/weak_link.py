@@ -247,11 +247,23 @@ def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
     }
 
 
+def slowest_patient(run: BrowserCallRun) -> str:
+    """The remote patient who took longest to hear audio (one who never did is slowest)."""
+    return max(REMOTE, key=lambda n: run.participants[n].join_s or float("inf"))
+
+
 def slowest_join(run: BrowserCallRun) -> dict[str, float]:
-    """The join timeline (s since the call page opened, Participant.join_timeline) of the
-    remote patient who took longest to hear audio (one who never did counts as slowest)."""
-    slowest = max(REMOTE, key=lambda n: run.participants[n].join_s or float("inf"))
-    return run.participants[slowest].join_timeline()
+    """The slowest patient's join timeline (s since the call page opened)."""
+    return run.participants[slowest_patient(run)].join_timeline()
+
+
+def join_requests(run: BrowserCallRun) -> str:
+    """The slowest patient's call-page requests: path, start-first byte-end (s), bytes."""
+    return ", ".join(
+        f"{r['path'].rsplit('/', 1)[-1] or '/'} {r['start'] / 1000:.1f}-"
+        f"{r['response'] / 1000:.1f}-{r['end'] / 1000:.1f} ({r['bytes']} B)"
+        for r in run.participants[slowest_patient(run)].requests
+    )
 
 
 def unheard(run: BrowserCallRun, name: str) -> dict[str, Any]:
@@ -377,6 +389,7 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                     flush=True,
                 )
                 print(f"{'':13s}  slowest join: {row['join_timeline']}", flush=True)
+                print(f"{'':13s}  its requests: {join_requests(run)}", flush=True)
                 results.append(row)
     print(
         json.dumps(

@@ -258,10 +258,12 @@ def slowest_join(run: BrowserCallRun) -> dict[str, float]:
 
 
 def join_requests(run: BrowserCallRun) -> str:
-    """The slowest patient's call-page requests: path, start-first byte-end (s), bytes."""
+    """The slowest patient's call-page requests: path, start-first byte-end (s), bytes, and the
+    time a new connection took (TCP and TLS) where the request opened one."""
     return ", ".join(
         f"{r['path'].rsplit('/', 1)[-1] or '/'} {r['start'] / 1000:.1f}-"
-        f"{r['response'] / 1000:.1f}-{r['end'] / 1000:.1f} ({r['bytes']} B)"
+        f"{r['response'] / 1000:.1f}-{r['end'] / 1000:.1f} ({r['bytes']} B"
+        + (f", connecting {r['connect'] / 1000:.1f} s)" if r.get("connect") else ")")
         for r in run.participants[slowest_patient(run)].requests
     )
 

@@ -95,7 +95,8 @@ class Participant:
     first_audio_at: float | None = None
     me: str | None = None  # the id the box gave this participant
     #: The call page's join timeline: [ms since page open, step] (harness/call_probe.js) and
-    #: its requests (Resource Timing: path, start, response start and end in ms, bytes).
+    #: its requests (Resource Timing: path, start, response start and end in ms, bytes, and
+    #: the time spent opening a connection for it, TCP and TLS: 0 on a kept-alive one).
     steps: list[list[Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     audio_only_start: bool = False  # the page's pre-call check ticked "audio only"
@@ -435,6 +436,7 @@ def _read_page(page: Any) -> dict[str, Any]:
           .map((r) => ({path: new URL(r.name).pathname, start: Math.round(r.startTime),
                         request: Math.round(r.requestStart), response: Math.round(r.responseStart),
                         end: Math.round(r.responseEnd), bytes: r.transferSize,
+                        connect: Math.round(r.connectEnd - r.connectStart),
                         body: r.encodedBodySize}));
         return {samples: l.samples, notices: l.notices, openedAt: l.openedAt,
                 firstAudioAt: l.firstAudioAt, steps: l.steps || [], requests}; }""")

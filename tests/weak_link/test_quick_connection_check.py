@@ -5,7 +5,9 @@ On GPRS the check's three timed requests (one after another, each a round trip a
 through 20 kbps) had taken ~9 s between "Join the call" and the offer. The page's style sheet
 and script already crossed the same link, and the time from sending each request to its first
 byte is what a timed request measures: on a far link (450 ms each way) both read slow, so one
-timed request more settles the verdict. On the LAN nothing changes: fast answers, full offer.
+timed request more settles the verdict, and it travels alone (the page's first status poll
+waits for the verdict, and its icon is in the page). On the LAN nothing changes: fast
+answers, full offer.
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ def test_a_far_patient_offers_after_one_timed_request_and_the_lan_after_a_full_c
         )
 
     assert pings_before_offer(p1.requests) == 1, p1.requests
+    # That request travels alone: no status poll and no icon request beside it (on GPRS they
+    # shared the 20 kbps uplink and the timed request read 5-8 s).
+    pings = [r for r in p1.requests if r["path"].endswith("/ping")]
+    beside = [
+        (r["path"], r["start"], r["end"])
+        for r in p1.requests
+        for ping in pings
+        if r is not ping
+        and r["start"] < ping["end"]
+        and ping["start"] < r["end"]
+        and r["path"] != "/call"
+        and "/static/call." not in r["path"]
+    ]
+    assert beside == [], beside
+    assert not [r for r in p1.requests if "favicon" in r["path"]], p1.requests
     # Thin: one send slot per kind, two audio and one video receive slot.
     assert {s.get("transceivers") for s in p1.samples if s.get("rows")} == {5}
     # Its static files were the check's first answers: both slower than 800 ms.

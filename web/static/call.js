@@ -643,7 +643,6 @@
       .then(function (r) { flash(r.ok ? tr("pollAnswered", "Thank you, your answer was sent.") :
         tr("pollClosed", "The poll has closed.")); });
   };
-  if (root.dataset.role === "patient") { pollState(); stateTimer = setInterval(pollState, 10000); }
 
   $("join-btn").onclick = join;
   $("mute-btn").onclick = function () {   // the others see a muted marker on this tile
@@ -810,4 +809,12 @@
     }
   };
   precheck();
+  // A patient's page asks the box for its status every 10 s, from when the pre-call check has
+  // its verdict: sent at once, the first request crossed a GPRS uplink beside the check's
+  // timed request and made it read seconds slower.
+  if (root.dataset.role === "patient") {
+    netChecked.then(function () {
+      if (!leaving) { pollState(); stateTimer = setInterval(pollState, 10000); }
+    });
+  }
 }());

@@ -250,11 +250,12 @@ def run_browser_call(
         # Unwound last: the box stops after every browser closed, whatever failed.
         stack.callback(_stop_box, box_proc)
         pw = stack.enter_context(sync_playwright())
+        ca_file = _box_ca(data_dir, box_proc, log_path)
         pages: dict[str, Any] = {}
         for seat in seats:
             if seat.browser == "chromium":
                 pages[seat.name] = stack.enter_context(
-                    _chromium(pw, hosts[seat.name].netns, run_dir, seat.name)
+                    _chromium(pw, hosts[seat.name].netns, run_dir, seat.name, ca_file)
                 )
             elif seat.browser != "firefox":
                 raise ValueError(f"unknown browser {seat.browser!r}: chromium or firefox")
@@ -326,13 +327,45 @@ def _add_clinician(env: dict[str, str]) -> None:
         raise BrowserCallError(f"adding the lab's clinician failed: {done.stderr.strip()}")
 
 
+def _box_ca(data_dir: Path, proc: subprocess.Popen[Any], log: Path) -> Path:
+    """The box's CA certificate, once `clinicbox serve` has made it (at most 60 s)."""
+    ca_file = data_dir / "tls" / "ca.pem"
+    deadline = time.monotonic() + 60
+    while not ca_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BrowserCallError(f"clinicbox serve made no CA: {log.read_text()[-500:]}")
+        time.sleep(0.2)
+    return ca_file
+
+
+def _trusting_home(directory: Path, ca_file: Path) -> Path:
+    """A HOME whose NSS database trusts `ca_file` (Chromium reads extra roots from
+    ~/.pki/nssdb on Linux): it refuses TURN over TLS with a certificate it does not trust,
+    and caches nothing from a site whose certificate errors it was told to ignore."""
+    nssdb = directory / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for argv in (
+        ["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"],
+        ["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "lab-ca", "-i", str(ca_file)],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise BrowserCallError(f"certutil failed (libnss3-tools): {done.stderr.strip()}")
+    return directory
+
+
 @contextmanager
-def _chromium(pw: Any, netns: str, run_dir: Path, name: str) -> Iterator[Any]:
-    """A page of a fresh headless Chromium (its own user-data-dir) inside `netns`."""
+def _chromium(pw: Any, netns: str, run_dir: Path, name: str, ca_file: Path) -> Iterator[Any]:
+    """A page of a fresh headless Chromium (its own user-data-dir) inside `netns`, trusting
+    the box's CA as a clinic tablet that installed it does (or, through the centre's relay,
+    the centre's public certificate): with the certificate error only ignored, Chromium
+    would cache nothing, and the call script the waiting room prefetches would come again."""
     profile = run_dir / f"chromium-{name}"
+    home = _trusting_home(run_dir / f"home-{name}", ca_file)
     context = pw.chromium.launch_persistent_context(
         str(profile),
         executable_path=_in_namespace(netns, CHROMIUM, run_dir),
+        env={"HOME": str(home), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         headless=True,
         args=CHROMIUM_ARGS,
         ignore_https_errors=True,

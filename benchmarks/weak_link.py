@@ -231,10 +231,12 @@ def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
         "longest_concealed_s": max(a.longest_concealed_s for a in audio),
         "jitter_buffer_ms": max(buffers) if buffers else None,
         "jitter_target_ms": deepest.jitter_target_ms,
+        "arrival_jitter_ms": deepest.arrival_jitter_ms,
         "video_fps": min(v.fps for v in video),
         "frame_width": min(v.frame_width for v in video),
         "longest_freeze_s": max(v.longest_freeze_s for v in video),
         "join_s": None if None in joins else max(j for j in joins if j is not None),
+        "join_timeline": slowest_join(run),
         "false_reconnect_notices": max(run.notices(name) for name in REMOTE),
         "lan_min_fps": lan.min_fps,
         "uplink_voice_concealed_pct": max(u.concealed_pct for u in uplink),
@@ -243,6 +245,27 @@ def browser_summary(run: BrowserCallRun) -> dict[str, Any]:
         "box_errors": sum(1 for line in run.box_log.splitlines() if line.startswith("ERROR")),
         "unheard": {n: unheard(run, n) for n in REMOTE if run.participants[n].join_s is None},
     }
+
+
+def slowest_patient(run: BrowserCallRun) -> str:
+    """The remote patient who took longest to hear audio (one who never did is slowest)."""
+    return max(REMOTE, key=lambda n: run.participants[n].join_s or float("inf"))
+
+
+def slowest_join(run: BrowserCallRun) -> dict[str, float]:
+    """The slowest patient's join timeline (s since the call page opened)."""
+    return run.participants[slowest_patient(run)].join_timeline()
+
+
+def join_requests(run: BrowserCallRun) -> str:
+    """The slowest patient's call-page requests: path, start-first byte-end (s), bytes, and the
+    time a new connection took (TCP and TLS) where the request opened one."""
+    return ", ".join(
+        f"{r['path'].rsplit('/', 1)[-1] or '/'} {r['start'] / 1000:.1f}-"
+        f"{r['response'] / 1000:.1f}-{r['end'] / 1000:.1f} ({r['bytes']} B"
+        + (f", connecting {r['connect'] / 1000:.1f} s)" if r.get("connect") else ")")
+        for r in run.participants[slowest_patient(run)].requests
+    )
 
 
 def unheard(run: BrowserCallRun, name: str) -> dict[str, Any]:
@@ -337,7 +360,8 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                 print(
                     f"{name:13s}: concealed {row['concealed_pct']}% (longest "
                     f"{row['longest_concealed_s']} s), jitter buffer "
-                    f"{row['jitter_buffer_ms']} ms (target {row['jitter_target_ms']} ms), "
+                    f"{row['jitter_buffer_ms']} ms (target {row['jitter_target_ms']} ms, "
+                    f"arrival jitter {row['arrival_jitter_ms']} ms), "
                     f"video {row['video_fps']} fps at "
                     f"{row['frame_width']} px, freeze {row['longest_freeze_s']} s, join "
                     f"{row['join_s']} s, false reconnect notices "
@@ -366,6 +390,8 @@ def browsers_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                     ),
                     flush=True,
                 )
+                print(f"{'':13s}  slowest join: {row['join_timeline']}", flush=True)
+                print(f"{'':13s}  its requests: {join_requests(run)}", flush=True)
                 results.append(row)
     print(
         json.dumps(

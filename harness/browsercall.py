@@ -94,6 +94,11 @@ class Participant:
     opened_at: float | None = None
     first_audio_at: float | None = None
     me: str | None = None  # the id the box gave this participant
+    #: The call page's join timeline: [ms since page open, step] (harness/call_probe.js) and
+    #: its requests (Resource Timing: path, start, response start and end in ms, bytes, and
+    #: the time spent opening a connection for it, TCP and TLS: 0 on a kept-alive one).
+    steps: list[list[Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
     audio_only_start: bool = False  # the page's pre-call check ticked "audio only"
 
     @property
@@ -102,6 +107,50 @@ class Participant:
         if self.opened_at is None or self.first_audio_at is None:
             return None
         return round(self.first_audio_at - self.opened_at, 1)
+
+    def join_timeline(self) -> dict[str, float]:
+        """Where the join's seconds went: each step's time (s since the call page opened).
+
+        page: the call page's HTML in; scripts: its last static file in; pressed: "Join the
+        call"; checks: the pre-call check's timed requests answered by then; offer_sent /
+        answer_first_byte / answered: the last offer request's start, its answer's first
+        byte and end (the upload, the box's work and a round trip before the first byte);
+        then the connection's ICE and DTLS (connected), data channel, first slot message,
+        first track and first audio played."""
+        steps: dict[str, float] = {}
+
+        def at(name: str, ms: float | None) -> None:
+            if ms is not None and name not in steps:
+                steps[name] = round(ms / 1000, 1)
+
+        reqs = self.requests
+        page = next((r for r in reqs if r["path"].endswith("/call")), None)
+        at("page", page and page["end"])
+        static = [r["end"] for r in reqs if "/static/" in r["path"]]
+        at("scripts", max(static) if static else None)
+        pressed = next((ms for ms, what in self.steps if what == "join pressed"), None)
+        at("pressed", pressed)
+        offers = [r for r in reqs if r["path"].endswith("/api/media/offer")]
+        if offers:
+            pings = [
+                r for r in reqs if r["path"].endswith("/ping") and r["end"] <= offers[-1]["start"]
+            ]
+            steps["checks"] = float(len(pings))
+            at("check_done", max((r["end"] for r in pings), default=None))
+            at("offer_sent", offers[-1]["start"])
+            at("answer_first_byte", offers[-1]["response"])
+            at("answered", offers[-1]["end"])
+        last = f"pc{max(1, len(offers))} "
+        for name, marker in (
+            ("ice_connected", "iceConnectionState connected"),
+            ("connected", "connectionState connected"),
+            ("data_channel", "data channel open"),
+            ("first_message", "first data message"),
+            ("first_track", "first track audio"),
+        ):
+            at(name, next((ms for ms, what in self.steps if what == last + marker), None))
+        at("first_audio", next((ms for ms, w in self.steps if w == "first audio played"), None))
+        return steps
 
 
 @dataclass
@@ -201,11 +250,12 @@ def run_browser_call(
         # Unwound last: the box stops after every browser closed, whatever failed.
         stack.callback(_stop_box, box_proc)
         pw = stack.enter_context(sync_playwright())
+        ca_file = _box_ca(data_dir, box_proc, log_path)
         pages: dict[str, Any] = {}
         for seat in seats:
             if seat.browser == "chromium":
                 pages[seat.name] = stack.enter_context(
-                    _chromium(pw, hosts[seat.name].netns, run_dir, seat.name)
+                    _chromium(pw, hosts[seat.name].netns, run_dir, seat.name, ca_file)
                 )
             elif seat.browser != "firefox":
                 raise ValueError(f"unknown browser {seat.browser!r}: chromium or firefox")
@@ -277,13 +327,45 @@ def _add_clinician(env: dict[str, str]) -> None:
         raise BrowserCallError(f"adding the lab's clinician failed: {done.stderr.strip()}")
 
 
+def _box_ca(data_dir: Path, proc: subprocess.Popen[Any], log: Path) -> Path:
+    """The box's CA certificate, once `clinicbox serve` has made it (at most 60 s)."""
+    ca_file = data_dir / "tls" / "ca.pem"
+    deadline = time.monotonic() + 60
+    while not ca_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BrowserCallError(f"clinicbox serve made no CA: {log.read_text()[-500:]}")
+        time.sleep(0.2)
+    return ca_file
+
+
+def _trusting_home(directory: Path, ca_file: Path) -> Path:
+    """A HOME whose NSS database trusts `ca_file` (Chromium reads extra roots from
+    ~/.pki/nssdb on Linux): it refuses TURN over TLS with a certificate it does not trust,
+    and caches nothing from a site whose certificate errors it was told to ignore."""
+    nssdb = directory / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for argv in (
+        ["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"],
+        ["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "lab-ca", "-i", str(ca_file)],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise BrowserCallError(f"certutil failed (libnss3-tools): {done.stderr.strip()}")
+    return directory
+
+
 @contextmanager
-def _chromium(pw: Any, netns: str, run_dir: Path, name: str) -> Iterator[Any]:
-    """A page of a fresh headless Chromium (its own user-data-dir) inside `netns`."""
+def _chromium(pw: Any, netns: str, run_dir: Path, name: str, ca_file: Path) -> Iterator[Any]:
+    """A page of a fresh headless Chromium (its own user-data-dir) inside `netns`, trusting
+    the box's CA as a clinic tablet that installed it does (or, through the centre's relay,
+    the centre's public certificate): with the certificate error only ignored, Chromium
+    would cache nothing, and the call script the waiting room prefetches would come again."""
     profile = run_dir / f"chromium-{name}"
+    home = _trusting_home(run_dir / f"home-{name}", ca_file)
     context = pw.chromium.launch_persistent_context(
         str(profile),
         executable_path=_in_namespace(netns, CHROMIUM, run_dir),
+        env={"HOME": str(home), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         headless=True,
         args=CHROMIUM_ARGS,
         ignore_https_errors=True,
@@ -382,8 +464,15 @@ def _join_when_ready(pages: dict[str, Any], deadline: float) -> dict[str, bool]:
 def _read_page(page: Any) -> dict[str, Any]:
     return page.evaluate("""() => { const l = window.__clinicboxLab;
         if (!l) { return {}; }
+        const nav = performance.getEntriesByType("navigation")[0];
+        const requests = (nav ? [nav] : []).concat(performance.getEntriesByType("resource"))
+          .map((r) => ({path: new URL(r.name).pathname, start: Math.round(r.startTime),
+                        request: Math.round(r.requestStart), response: Math.round(r.responseStart),
+                        end: Math.round(r.responseEnd), bytes: r.transferSize,
+                        connect: Math.round(r.connectEnd - r.connectStart),
+                        body: r.encodedBodySize}));
         return {samples: l.samples, notices: l.notices, openedAt: l.openedAt,
-                firstAudioAt: l.firstAudioAt}; }""")
+                firstAudioAt: l.firstAudioAt, steps: l.steps || [], requests}; }""")
 
 
 def _fill(participant: Participant, lab: dict[str, Any]) -> None:
@@ -391,6 +480,8 @@ def _fill(participant: Participant, lab: dict[str, Any]) -> None:
     participant.notices = lab.get("notices", [])
     participant.opened_at = lab.get("openedAt")
     participant.first_audio_at = lab.get("firstAudioAt")
+    participant.steps = lab.get("steps", [])
+    participant.requests = lab.get("requests", [])
     participant.me = next((s.get("me") for s in reversed(participant.samples) if s.get("me")), None)
 
 

@@ -39,6 +39,9 @@ class AudioFigures:
     # for from the arrival jitter it sees (None where the browser does not report it). A
     # buffer near its target is inflated by packet timing; far above it, by something else.
     jitter_target_ms: float | None = None
+    # The highest RFC 3550 interarrival jitter (getStats `jitter`: packet arrival against RTP
+    # timestamp) a heard slot reported in the window: what the browser's target reacts to.
+    arrival_jitter_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,14 @@ def audio(
     target = sum(s.delta["jitterBufferTargetDelay"] for s in targeted)
     target_emitted = sum(s.delta.get("jitterBufferEmittedCount", 0.0) for s in targeted)
     heard = sum(s.seconds for s in rows if s.delta.get("totalSamplesReceived", 0.0) > 0)
+    heard_mids = {s.mid for s in rows if s.delta.get("totalSamplesReceived", 0.0) > 0}
+    jitters = [
+        float(row["jitter"])
+        for sample in samples
+        if window[0] < sample["t"] <= window[1]
+        for row in sample["rows"]
+        if row.get("kind") == "audio" and row.get("mid") in heard_mids and "jitter" in row
+    ]
     # Nothing played at all: the whole window was silence where voices should have been.
     return AudioFigures(
         concealed_pct=round(100.0 * concealed / total, 2) if total else 100.0,
@@ -106,6 +117,7 @@ def audio(
         jitter_buffer_ms=round(1000.0 * delay / emitted) if emitted else None,
         heard_s=round(heard, 1),
         jitter_target_ms=round(1000.0 * target / target_emitted) if target_emitted else None,
+        arrival_jitter_ms=round(1000.0 * max(jitters), 1) if jitters else None,
     )
 
 

@@ -5,19 +5,47 @@
 // - reads getStats() once a second (every 200 ms until the first audio sample is played, for
 //   the join time) into window.__clinicboxLab.samples;
 // - counts the reconnect notices the page shows: the banner ("Connection lost. Reconnecting",
-//   "Connection interrupted...") and tiles captioned "(reconnecting)".
+//   "Connection interrupted...") and tiles captioned "(reconnecting)";
+// - keeps a join timeline (window.__clinicboxLab.steps): "Join the call" pressed, each
+//   connection's signalling, ICE, DTLS and data-channel states, its first track, with
+//   milliseconds since page open, so a slow join can be read step by step.
 "use strict";
 (function () {
   if (window.__clinicboxLab) { return; }
   var lab = window.__clinicboxLab = {
     openedAt: performance.timeOrigin / 1000,   // page open: navigation start, epoch seconds
-    firstAudioAt: null, samples: [], notices: [], pcs: []
+    firstAudioAt: null, samples: [], notices: [], pcs: [], steps: []
   };
+  function step(what) { lab.steps.push([Math.round(performance.now()), what]); }
+  document.addEventListener("click", function (e) {
+    if (e.target && e.target.id === "join-btn") { step("join pressed"); }
+  }, true);
   var Native = window.RTCPeerConnection;
   if (Native) {
     var Kept = function (config, constraints) {
-      var pc = new Native(config, constraints);
+      var pc = new Native(config, constraints), n = lab.pcs.length + 1;
       lab.pcs.push(pc);
+      step("pc" + n + " created");
+      ["signalingState", "iceGatheringState", "iceConnectionState", "connectionState"]
+        .forEach(function (field) {
+          pc.addEventListener(field.toLowerCase().replace("state", "statechange"), function () {
+            step("pc" + n + " " + field + " " + pc[field]);
+          });
+        });
+      var firstTrack = true;
+      pc.addEventListener("track", function (e) {
+        if (firstTrack) { step("pc" + n + " first track " + e.track.kind); firstTrack = false; }
+      });
+      var open = pc.createDataChannel;
+      pc.createDataChannel = function () {
+        var channel = open.apply(pc, arguments);
+        channel.addEventListener("open", function () { step("pc" + n + " data channel open"); });
+        channel.addEventListener("message", function once() {
+          step("pc" + n + " first data message");
+          channel.removeEventListener("message", once);
+        });
+        return channel;
+      };
       return pc;
     };
     Kept.prototype = Native.prototype;
@@ -49,7 +77,7 @@
   var FIELDS = ["packetsReceived", "packetsLost", "bytesReceived", "totalSamplesReceived",
     "concealedSamples", "silentConcealedSamples", "concealmentEvents", "jitterBufferDelay",
     "jitterBufferEmittedCount", "jitterBufferTargetDelay", "framesDecoded", "freezeCount",
-    "totalFreezesDuration", "frameWidth"];
+    "totalFreezesDuration", "frameWidth", "jitter"];
 
   function sample() {
     var pc = lab.pcs[lab.pcs.length - 1], call = window.ClinicBoxCall;
@@ -71,6 +99,7 @@
         if (s.kind === "audio" && lab.firstAudioAt === null && (s.totalSamplesReceived || 0) > 0 &&
             (s.packetsReceived || 0) > 0) {
           lab.firstAudioAt = Date.now() / 1000;
+          step("first audio played");
         }
       });
       // transceivers: the size of the page's offer (a thin link's first offer has fewer).

@@ -40,6 +40,7 @@ from harness.browsercall import (
     _read_page,
     _start_session,
     _stop_box,
+    _trusting_home,
     _wait_healthy,
 )
 from harness.nat import table_name
@@ -82,21 +83,6 @@ def block_plain_turn_tcp(relay_lab: RelayLab) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"nft in the patient's router: {done.stderr.strip()[-300:]}")
-
-
-def _trusting_home(directory: Path, ca_file: Path) -> Path:
-    """A HOME whose NSS database trusts the lab's CA: Chromium refuses TURN over TLS with a
-    certificate it does not trust, and reads extra roots from ~/.pki/nssdb on Linux."""
-    nssdb = directory / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    for argv in (
-        ["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"],
-        ["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "lab-ca", "-i", str(ca_file)],
-    ):
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        if done.returncode != 0:
-            raise BrowserCallError(f"certutil failed (libnss3-tools): {done.stderr.strip()}")
-    return directory
 
 
 @contextmanager

@@ -7,6 +7,8 @@ the answer, in-call events travel on the data channel the client opened (`docs/m
 from __future__ import annotations
 
 import asyncio
+import json
+import zlib
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -24,7 +26,46 @@ bp = Blueprint("media_api", __name__, url_prefix="/api/media")
 
 JOIN_TIMEOUT_S = 20
 # An SDP offer is at most 64 KiB (appliance/media/sdp.py); the JSON around it adds little.
+# The same bound holds for a gzipped offer once inflated.
 MAX_OFFER_BYTES = 128 * 1024
+# A call page sends its offer gzipped where the browser can (CompressionStream): SDP repeats
+# itself m-line after m-line, so a thin offer of ~6-14 KB becomes ~1-1.5 KB, and on a 20 kbps
+# GPRS uplink that upload was most of the join. Recognised by gzip's magic bytes as well as
+# by Content-Encoding, because the centre's relay forwards only a list of request headers.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _OfferTooLarge(Exception):
+    """The offer inflates past MAX_OFFER_BYTES."""
+
+
+def _inflate(data: bytes) -> bytes | None:
+    """A gzip body inflated, at most MAX_OFFER_BYTES (else _OfferTooLarge); None if broken."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, MAX_OFFER_BYTES + 1)
+    except zlib.error:
+        return None
+    if len(out) > MAX_OFFER_BYTES:
+        raise _OfferTooLarge
+    if not inflater.eof or inflater.unused_data:
+        return None
+    return out
+
+
+def _offer_body() -> Any:
+    """The offer's JSON object (plain or gzipped body); None if it is not one."""
+    data = request.get_data(cache=False)
+    gzipped = request.headers.get("Content-Encoding", "").strip().lower() == "gzip"
+    if gzipped or data.startswith(GZIP_MAGIC):
+        inflated = _inflate(data)
+        if inflated is None:
+            return None
+        data = inflated
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, or nesting that exhausts the parser
+        return None
 
 
 def _error(status: int, message: str) -> tuple[Any, int]:
@@ -81,11 +122,11 @@ def offer() -> Any:
     if (request.content_length or 0) > MAX_OFFER_BYTES:
         return _error(413, "the offer is too large")
     try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nesting deep enough to exhaust the parser
-        body = None
+        body = _offer_body()
+    except _OfferTooLarge:
+        return _error(413, "the offer is too large")
     if not isinstance(body, dict):
-        return _error(400, "send JSON with token, sdp and type")
+        return _error(400, "send JSON with token, sdp and type (plain or gzipped)")
     box = current_box()
     try:
         claims = verify(box, body.get("token", ""))

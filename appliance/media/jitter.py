@@ -15,6 +15,7 @@ packet as it arrives instead; receivers that decode keep the buffering.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -23,6 +24,8 @@ from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
 from appliance.media.aiortc_glue.rtp import rtp_payload
+
+log = logging.getLogger(__name__)
 
 MAX_HOLD_S = 0.4
 # aiortc's audio buffer is created as JitterBuffer(capacity=16, prefetch=4).
@@ -137,6 +140,11 @@ class ForwardingAudioBuffer:
     A packet older than (or the same as) the last one released is dropped: forwarding it
     late would only reorder the subscriber's stream. A jump back of `MAX_MISORDER` packets
     or more is taken as the sender restarting its sequence, as aiortc's buffer does.
+
+    With `deliver` set (the publication's own handler), a frame goes there at once, on the
+    media loop, and aiortc gets nothing to hand its decoder thread: that thread's hop there
+    and back had held forwarded voices 17 ms at the 90th percentile and 61 ms at the 99th on
+    a loaded machine, as long again as the loop's own lag, and browsers buffered for it.
     """
 
     def __init__(self, capacity: int = AUDIO_CAPACITY, prefetch: int = 0,
@@ -145,6 +153,7 @@ class ForwardingAudioBuffer:
         self._capacity = capacity
         self._last: int | None = None
         self.dropped_late = 0
+        self.deliver: Callable[[JitterFrame], None] | None = None
 
     @property
     def capacity(self) -> int:
@@ -165,4 +174,11 @@ class ForwardingAudioBuffer:
         level = packet.extensions.audio_level
         frame.audio_level = level[1] if level is not None else None  # type: ignore[attr-defined]
         frame.after_gap = False  # type: ignore[attr-defined]
+        if self.deliver is not None:
+            try:
+                self.deliver(frame)
+            except Exception as exc:  # noqa: BLE001 - never let one voice break the transport
+                # This runs inside aiortc's receive path for the whole bundled transport.
+                log.error("forwarding a voice packet failed: %s: %s", type(exc).__name__, exc)
+            return False, None
         return False, frame

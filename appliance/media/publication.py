@@ -13,10 +13,12 @@ import time
 from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpReceiver
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from appliance.media.aiortc_glue.rtp import request_pli, retransmission_ssrcs
-from appliance.media.encoded import EncodedFrame
+from appliance.media.encoded import EncodedFrame, PassthroughDecoder
+from appliance.media.jitter import ForwardingAudioBuffer
 
 if TYPE_CHECKING:
     from appliance.media.forwarding.forwarder import VideoFeed
@@ -49,11 +51,15 @@ class Publication:
         # Its packets, for slots that forward packets (video in a forwarding room).
         self.feed: VideoFeed | None = None
         self._task: asyncio.Task[None] | None = None
+        self._direct: ForwardingAudioBuffer | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._pump())
 
     async def stop(self) -> None:
+        if self._direct is not None:
+            self._direct.deliver = None
+            self._direct = None
         for slot in list(self.slots):
             slot.detach(self)
         if self.feed is not None:
@@ -71,16 +77,32 @@ class Publication:
                 return
             if not isinstance(frame, EncodedFrame):
                 continue  # the forwarding seam is not installed for this receiver
-            self.frames_in += 1
-            self.bytes_in += frame.wire_size
-            if frame.kind == "audio":
-                self._measure(frame)
-                if self.muted:
-                    continue
-            elif frame.after_gap:
-                self.request_keyframe()
-            for slot in list(self.slots):
-                slot.push(self, frame)
+            self.take(frame)
+
+    def take(self, frame: EncodedFrame) -> None:
+        """One frame in: measured, then handed to every slot that shows this publication."""
+        self.frames_in += 1
+        self.bytes_in += frame.wire_size
+        if frame.kind == "audio":
+            self._measure(frame)
+            if self.muted:
+                return
+        elif frame.after_gap:
+            self.request_keyframe()
+        for slot in list(self.slots):
+            slot.push(self, frame)
+
+    def take_directly_from(self, buffer: ForwardingAudioBuffer) -> None:
+        """Take this audio publication's packets from its receiver's buffer as they arrive,
+        on the media loop, instead of through aiortc's decoder thread."""
+        decoder = PassthroughDecoder("audio")
+
+        def deliver(jitter_frame: JitterFrame) -> None:
+            for frame in decoder.decode(jitter_frame):
+                self.take(frame)
+
+        self._direct = buffer
+        buffer.deliver = deliver
 
     def _measure(self, frame: EncodedFrame) -> None:
         if frame.audio_level is not None:

@@ -32,7 +32,7 @@ from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
 from appliance.media.aiortc_glue.forwarding import SenderLink, jitter_buffer
 from appliance.media.aiortc_glue.rtp import route_keyframes
 from appliance.media.forwarding.forwarder import SlotOutput, VideoFeed
-from appliance.media.jitter import BoundedJitterBuffer
+from appliance.media.jitter import BoundedJitterBuffer, ForwardingAudioBuffer
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import DEFAULT_LAST_N, Participant
@@ -291,6 +291,9 @@ class Room:
             buffer = jitter_buffer(receiver)
             if isinstance(buffer, BoundedJitterBuffer):
                 buffer.frames_wanted = publication.wants_frames
+        elif track.kind == "audio" and isinstance(buffer := jitter_buffer(receiver),
+                                                   ForwardingAudioBuffer):
+            publication.take_directly_from(buffer)  # no decoder-thread hop for voices
         old = me.publications.get(track.kind)
         if old is not None:
             asyncio.get_running_loop().create_task(old.stop())

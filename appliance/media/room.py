@@ -1,18 +1,19 @@
-"""A group session's room: who is in it, what each receives, and in-call events.
+"""A group session's room: who is in it and what each receives.
 
 The path of a packet: publisher's RTP -> aiortc receiver (bounded jitter buffer, passthrough
 decoder) -> `Publication` pump -> each `SlotTrack` showing it (bounded queue) -> the
 subscriber's `RTCRtpSender`, which packs the encoded frame into RTP again. No decoding.
+
+In-call events on each participant's data channel are `appliance.media.call_events`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiortc import (
@@ -31,11 +32,12 @@ from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
 from appliance.media.aiortc_glue.forwarding import SenderLink, jitter_buffer
 from appliance.media.aiortc_glue.rtp import route_keyframes
+from appliance.media.call_events import CallEvents, ChatSink
 from appliance.media.forwarding.forwarder import SlotOutput, VideoFeed
 from appliance.media.jitter import BoundedJitterBuffer
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
-from appliance.media.participant import DEFAULT_LAST_N, Participant
+from appliance.media.participant import Participant
 from appliance.media.publication import Publication
 from appliance.media.sdp import (
     BadOffer,
@@ -51,14 +53,10 @@ from appliance.media.voices import DEFAULT_VOICES, Voice, VoiceChoice
 log = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 12
-MAX_CHAT_CHARS = 1000
 SPEAKER_TICK_S = 0.3
 SPEAKING_ENERGY = 0.25
 # A challenger must be this much louder than the current speaker for two ticks in a row.
 SPEAKER_MARGIN = 1.3
-
-ChatSink = Callable[[str, str], Awaitable[None]]
-
 
 class MediaError(Exception):
     """A join or control request the room refuses; `status` is the HTTP status to answer."""
@@ -116,7 +114,6 @@ class Room:
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self.on_empty = on_empty
         self.capacity = min(capacity, MAX_PARTICIPANTS)
-        self.on_chat = on_chat
         self.participants: dict[str, Participant] = {}
         self.locked = False
         self.pinned: str | None = None
@@ -130,6 +127,8 @@ class Room:
         self.mixer = RoomMixer()
         # Breakout room of each participant id; absent means the main room (0).
         self.breakouts: dict[str, int] = {}
+        # The data-channel protocol: welcome, participants' messages, facilitator actions.
+        self.events = CallEvents(self, on_chat)
         self.adaptation = RoomAdaptation(
             adaptation or AdaptationSettings(),
             lambda: list(self.participants.values()),
@@ -220,10 +219,7 @@ class Room:
 
         @pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
-            me.channel = channel
-            channel.on("message", lambda message: self._on_message(me, message))
-            channel.on("close", lambda: self._schedule_hold(me))
-            self._welcome(me)
+            self.events.open(me, channel, lambda: self._schedule_hold(me))
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
@@ -274,7 +270,7 @@ class Room:
             "room %s: %s %s (%d in room)", self.id, participant_id,
             "resumed" if resumed else "joined", len(self.participants),
         )
-        self._broadcast(
+        self.events.broadcast(
             {"type": "participant", "participant": participant_id, "name": name, "role": role,
              "resumed": resumed},
             exclude=me,
@@ -319,7 +315,7 @@ class Room:
             self.grace_s, self._expire, participant_id
         )
         log.info("room %s: %s reconnecting", self.id, participant_id)
-        self._broadcast(
+        self.events.broadcast(
             {"type": "participant", "participant": participant_id, "reconnecting": True}
         )
         self.assign_slots()
@@ -372,7 +368,9 @@ class Room:
         self._links_changed()
         log.info("room %s: %s left (%d in room)", self.id, participant_id, len(self.participants))
         if announce:
-            self._broadcast({"type": "participant", "participant": participant_id, "left": True})
+            self.events.broadcast(
+                {"type": "participant", "participant": participant_id, "left": True}
+            )
         self.assign_slots()
         if self.is_empty and self.on_empty is not None:
             self.on_empty(self.id)
@@ -583,107 +581,11 @@ class Room:
             return False
         self.speakers[room] = loudest
         self._challengers.pop(room, None)
-        self._broadcast({"type": "speaker", "participant": loudest}, breakout=room)
+        self.events.broadcast({"type": "speaker", "participant": loudest}, breakout=room)
         return True
 
-    # --- in-call events -------------------------------------------------------------
-    def _welcome(self, me: Participant) -> None:
-        me.send(
-            {
-                "type": "welcome",
-                "participant": me.id,
-                "locked": self.locked,
-                "speaker": self.speakers.get(me.breakout),
-                "pinned": self.pinned,
-                "breakout": me.breakout,
-                "resume": me.resume,
-                "muted": me.muted,
-                "hand": me.hand_raised,
-                "reconnecting": sorted(self.held),
-                "participants": [
-                    {"participant": p.id, "name": p.name, "role": p.role,
-                     "muted": p.muted, "self_muted": p.self_muted, "hand": p.hand_raised}
-                    for p in self.participants.values()
-                    if p is not me
-                ],
-            }
-        )
-        for p in self.participants.values():
-            if p is not me:
-                me.send({"type": "participant", "participant": p.id, "name": p.name})
-        me.send({"type": "slots", **me.slot_map()})
-
     def _announce(self, event: dict[str, Any], exclude_id: str) -> None:
-        self._broadcast(event, exclude=self.participants.get(exclude_id))
-
-    def _broadcast(
-        self, event: dict[str, Any], exclude: Participant | None = None,
-        breakout: int | None = None,
-    ) -> None:
-        """Send `event` to everyone (but `exclude`); only to breakout room `breakout` if given."""
-        for p in list(self.participants.values()):
-            if p is not exclude and (breakout is None or p.breakout == breakout):
-                p.send(event)
-
-    def _on_message(self, me: Participant, message: object) -> None:
-        if not isinstance(message, str) or len(message) > 4 * MAX_CHAT_CHARS:
-            return
-        try:
-            event = json.loads(message)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(event, dict):
-            return
-        kind = event.get("type")
-        if kind != "leave" and not me.rate.allow(kind, len(str(event.get("text", "")))):
-            if me.rate.should_notice():
-                me.send({"type": "notice", "text": "You are sending messages too fast: "
-                         "some were not delivered. Wait a moment."})
-            return
-        # Chat, hands and mute states stay inside the sender's breakout room.
-        if kind == "chat":
-            text = str(event.get("text", "")).strip()[:MAX_CHAT_CHARS]
-            if text:
-                self._broadcast(
-                    {"type": "chat", "participant": me.id, "from": me.name, "text": text},
-                    breakout=me.breakout,
-                )
-                if self.on_chat is not None:
-                    asyncio.get_running_loop().create_task(self._store_chat(me.id, text))
-        elif kind == "hand":
-            me.hand_raised = bool(event.get("raised"))
-            self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised},
-                            breakout=me.breakout)
-        elif kind == "leave":
-            me.leaving = True  # the channel's close that follows is a goodbye, not a drop
-        elif kind == "self-mute":
-            me.self_muted = bool(event.get("on"))
-            self._broadcast(
-                {"type": "muted", "participant": me.id, "on": me.self_muted, "self": True},
-                exclude=me, breakout=me.breakout,
-            )
-        elif kind == "data-saver":
-            self.set_last_n(me.id, 0 if event.get("on") else DEFAULT_LAST_N)
-        elif me.is_facilitator:
-            self._facilitator_action(me, kind, event)
-
-    async def _store_chat(self, participant_id: str, text: str) -> None:
-        assert self.on_chat is not None
-        try:
-            await self.on_chat(participant_id, text)
-        except Exception as exc:  # storing must never break the call
-            log.warning("room %s: chat not stored: %s", self.id, type(exc).__name__)
-
-    def _facilitator_action(self, me: Participant, kind: object, event: dict[str, Any]) -> None:
-        target = str(event.get("participant", ""))
-        if kind == "mute" and target in self.participants:
-            self.mute(target, bool(event.get("on", True)))
-        elif kind == "remove" and target in self.participants and target != me.id:
-            asyncio.get_running_loop().create_task(self.remove(target))
-        elif kind == "pin":
-            self.pin(target if target in self.participants else None)
-        elif kind == "lock":
-            self.lock(bool(event.get("on", True)))
+        self.events.broadcast(event, exclude=self.participants.get(exclude_id))
 
     # --- facilitator controls -------------------------------------------------------
     def mute(self, participant_id: str, on: bool = True) -> None:
@@ -694,8 +596,8 @@ class Room:
         if audio is not None:
             audio.muted = on
         target.send({"type": "mute", "participant": "me", "on": on})
-        self._broadcast({"type": "muted", "participant": participant_id, "on": on},
-                        exclude=target, breakout=target.breakout)
+        self.events.broadcast({"type": "muted", "participant": participant_id, "on": on},
+                              exclude=target, breakout=target.breakout)
 
     async def remove(self, participant_id: str) -> None:
         target = self.participants.get(participant_id)
@@ -706,12 +608,12 @@ class Room:
 
     def pin(self, participant_id: str | None) -> None:
         self.pinned = participant_id
-        self._broadcast({"type": "pin", "participant": participant_id})
+        self.events.broadcast({"type": "pin", "participant": participant_id})
         self.assign_slots()
 
     def lock(self, on: bool = True) -> None:
         self.locked = on
-        self._broadcast({"type": "lock", "on": on})
+        self.events.broadcast({"type": "lock", "on": on})
 
 
 def _fill(slots: list[SlotTrack], wanted: list[Publication]) -> None:

@@ -14,8 +14,9 @@ from aiortc import RTCSessionDescription
 from appliance.media.adaptive import AdaptationSettings
 from appliance.media.aiortc_glue import consent
 from appliance.media.aiortc_glue.seams import install_forwarding
+from appliance.media.call_events import ChatSink
 from appliance.media.locality import on_link_networks
-from appliance.media.room import ChatSink, Room
+from appliance.media.room import Room
 from appliance.media.seat import GRACE_S
 from appliance.media.turn import RelayChooser, TurnGrant
 

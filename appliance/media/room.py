@@ -1,10 +1,12 @@
-"""A group session's room: who is in it and what each receives.
+"""A group session's room: who is in it (seats, held seats, lock, pin, breakout rooms, the
+active speaker and the voices heard) and what each subscriber receives.
 
 The path of a packet: publisher's RTP -> aiortc receiver (bounded jitter buffer, passthrough
 decoder) -> `Publication` pump -> each `SlotTrack` showing it (bounded queue) -> the
 subscriber's `RTCRtpSender`, which packs the encoded frame into RTP again. No decoding.
 
-In-call events on each participant's data channel are `appliance.media.call_events`.
+Each seat's peer connection is made and answered in `appliance.media.connection`; in-call
+events on its data channel are `appliance.media.call_events`.
 """
 
 from __future__ import annotations
@@ -16,36 +18,26 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
+from aiortc import RTCIceServer, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
-from appliance.media.aiortc_glue.forwarding import SenderLink, jitter_buffer
-from appliance.media.aiortc_glue.rtp import route_keyframes
 from appliance.media.call_events import CallEvents, ChatSink
-from appliance.media.forwarding.forwarder import SlotOutput, VideoFeed
-from appliance.media.jitter import BoundedJitterBuffer
+from appliance.media.connection import (
+    ConnectionHooks,
+    add_transceivers,
+    attach_slots,
+    hook,
+    negotiate,
+    new_peer_connection,
+    new_publication,
+)
 from appliance.media.low_tier import LowTier
 from appliance.media.mixer import RoomMixer
 from appliance.media.participant import Participant
 from appliance.media.publication import Publication
-from appliance.media.sdp import (
-    BadOffer,
-    add_offered_candidates,
-    keep_ice_open_for_mdns,
-    parse_offer,
-    shape_answer,
-)
+from appliance.media.sdp import BadOffer, parse_offer
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
 from appliance.media.slot import SlotTrack, Source
 from appliance.media.voices import DEFAULT_VOICES, Voice, VoiceChoice
@@ -76,11 +68,6 @@ class SeatInUse(MediaError):
     """The seat is live on another connection and the offer lacks its resume token."""
 
     status = 409
-
-
-def _codecs(kind: str) -> list[Any]:
-    wanted = ("video/vp8", "video/rtx") if kind == "video" else ("audio/opus",)
-    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
 
 
 class Room:
@@ -179,13 +166,7 @@ class Room:
         if len(self.participants) + len(self.held) >= self.capacity and not rejoining:
             raise RoomFull(f"the room is full ({self.capacity} people)")
 
-        # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
-        # first one's transport (with BALANCED, aiortc leaves later video ones on an orphan).
-        pc = RTCPeerConnection(
-            RTCConfiguration(
-                iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
-            )
-        )
+        pc = new_peer_connection(ice_servers)
         me = Participant(id=participant_id, role=role, name=name, pc=pc)
         me.breakout = self.breakouts.get(participant_id, 0)
         me.resume = new_resume_token()
@@ -194,71 +175,25 @@ class Room:
             me.muted, me.hand_raised, me.last_n = held.muted, held.hand_raised, held.last_n
         if held is not None and held.rate is not None:
             me.rate = held.rate  # with or without the token: a reconnect refills no bucket
-        slots: list[tuple[Any, SlotTrack]] = []
-        for media in offer.media:
-            if media.kind not in ("audio", "video"):
-                continue
-            if media.direction in ("sendonly", "sendrecv"):
-                transceiver = pc.addTransceiver(media.kind, direction="recvonly")
-            elif media.direction == "recvonly":
-                track = SlotTrack(media.kind, mid="")
-                transceiver = pc.addTransceiver(track, direction="sendonly")
-                slots.append((transceiver, track))
-                if media.kind == "video" and self.forward_packets:
-                    # Before negotiation: the link learns the payload type and extension ids
-                    # as the sender starts, and takes NACKs before adaptation's tap rations them.
-                    track.output = SlotOutput(SenderLink(transceiver.sender), track.sent)
-            else:
-                transceiver = pc.addTransceiver(media.kind, direction="inactive")
-            transceiver.setCodecPreferences(_codecs(media.kind))
-
-        @pc.on("track")
-        def _on_track(track: MediaStreamTrack) -> None:
-            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
-            self._publish(me, track, receiver)
-
-        @pc.on("datachannel")
-        def _on_channel(channel: RTCDataChannel) -> None:
-            self.events.open(me, channel, lambda: self._schedule_hold(me))
-
-        @pc.on("connectionstatechange")
-        async def _on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                self._schedule_hold(me)
-            elif pc.connectionState == "connected" and self.participants.get(me.id) is me:
-                self.adaptation.connected(me)
-                if me.remote:
-                    # A remote link keeps the frame path: it splits video into small packets
-                    # for weak links, and over the lab's 3g link the packet path delivered
-                    # too little (docs/media.md). Nothing was sent yet: plans start now.
-                    for slot in me.video_slots:
-                        slot.release_output()
-                self._links_changed()
-
+        slots = add_transceivers(pc, offer, self.forward_packets)
+        hook(
+            pc,
+            ConnectionHooks(
+                on_track=lambda track, receiver: self._publish(me, track, receiver),
+                on_channel=lambda channel: self.events.open(
+                    me, channel, lambda: self._schedule_hold(me)
+                ),
+                on_dropped=lambda: self._schedule_hold(me),
+                on_connected=lambda: self._connected(me),
+            ),
+        )
         try:
-            # Before the offer is applied: aiortc takes an end-of-candidates in its last
-            # m-section as the end, after which no candidate is added.
-            await add_offered_candidates(pc, str(sdp))
-            await pc.setRemoteDescription(
-                RTCSessionDescription(sdp=keep_ice_open_for_mdns(str(sdp)), type="offer")
-            )
-            answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
-        except Exception as exc:
-            await pc.close()
+            answer = await negotiate(pc, str(sdp), thin)
+        except BadOffer:
             for publication in me.publications.values():
                 await publication.stop()
-            raise BadOffer(
-                f"the offer cannot be answered: it must offer Opus audio and VP8 video ({exc})"
-            ) from None
-
-        for transceiver, track in slots:
-            track.mid = transceiver.mid or ""
-            (me.audio_slots if track.kind == "audio" else me.video_slots).append(track)
-            # In pack mode the sender ignores PLI/FIR; route it to the publisher instead.
-            route_keyframes(transceiver.sender, track.request_keyframe)
-            track.sender = transceiver.sender
-            self.adaptation.tap(me, transceiver.sender)
+            raise
+        attach_slots(me, slots, self.adaptation.tap)
         if held is not None:
             self._release_seat(participant_id)
             if not resumed:
@@ -276,17 +211,25 @@ class Room:
             exclude=me,
         )
         self.assign_slots()
-        answer_sdp = shape_answer(pc.localDescription.sdp, thin=thin)
-        return RTCSessionDescription(sdp=answer_sdp, type="answer")
+        return answer
+
+    def _connected(self, me: Participant) -> None:
+        """`me`'s connection is up: its link is classified and planned for."""
+        if self.participants.get(me.id) is not me:
+            return
+        self.adaptation.connected(me)
+        if me.remote:
+            # A remote link keeps the frame path: it splits video into small packets
+            # for weak links, and over the lab's 3g link the packet path delivered
+            # too little (docs/media.md). Nothing was sent yet: plans start now.
+            for slot in me.video_slots:
+                slot.release_output()
+        self._links_changed()
 
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
-        publication = Publication(me.id, track, receiver)
+        """`me` publishes `track`: it replaces what they published of that kind before."""
+        publication = new_publication(me.id, track, receiver, self.forward_packets)
         publication.muted = track.kind == "audio" and me.muted
-        if track.kind == "video" and self.forward_packets:
-            publication.feed = VideoFeed(receiver, publication.request_keyframe)
-            buffer = jitter_buffer(receiver)
-            if isinstance(buffer, BoundedJitterBuffer):
-                buffer.frames_wanted = publication.wants_frames
         old = me.publications.get(track.kind)
         if old is not None:
             asyncio.get_running_loop().create_task(old.stop())

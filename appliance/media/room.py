@@ -559,7 +559,7 @@ class Room:
         self.events.broadcast({"type": "lock", "on": on})
 
 
-def _fill(slots: list[SlotTrack], wanted: list[Publication]) -> None:
+def _fill(slots: list[SlotTrack], wanted: list[Source]) -> None:
     """Show `wanted` in `slots`, keeping publications already shown where they are."""
     keep = {s.source for s in slots if s.source in wanted}
     pending = [p for p in wanted if p not in keep]

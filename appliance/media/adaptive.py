@@ -172,7 +172,8 @@ class RoomAdaptation:
     ) -> None:
         self.settings = settings
         self.session = SessionAdaptation(
-            UplinkBudget(settings.uplink_bps), costs,
+            UplinkBudget(settings.uplink_bps),
+            costs,
             # Probes of at most 2x: on a link that only carries voices, 2.5x (to reach a video
             # rung at once) overflows it for seconds; voice comes first.
             EstimatorConfig(initial_bps=REMOTE_INITIAL_BPS, probe_max_gain=2.0),
@@ -225,12 +226,11 @@ class RoomAdaptation:
             address = peer_address(participant.pc)
             participant.remote = not is_lan(address, self.settings.lan_networks)
             link.remote = participant.remote
-            self.session.add_subscriber(
-                participant.id, time.monotonic(), remote=participant.remote
-            )
+            self.session.add_subscriber(participant.id, time.monotonic(), remote=participant.remote)
             log.info(
                 "media: %s connected (%s link)",
-                participant.id, "remote" if participant.remote else "LAN",
+                participant.id,
+                "remote" if participant.remote else "LAN",
             )
         if participant.remote:
             self._pace(participant)
@@ -301,8 +301,9 @@ class RoomAdaptation:
             ]
             if blocks:
                 rtts = sorted(rtt for rtt, _ in blocks)
-                estimator.on_receiver_report(now, loss, rtts[len(rtts) // 2],
-                                             sr_age_s=wall - max(sent for _, sent in blocks))
+                estimator.on_receiver_report(
+                    now, loss, rtts[len(rtts) // 2], sr_age_s=wall - max(sent for _, sent in blocks)
+                )
             else:
                 estimator.on_receiver_report(now, loss, None)
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
@@ -318,8 +319,7 @@ class RoomAdaptation:
                 return
             estimator.on_remb(now, bitrate)
 
-    def _rationed(self, participant: Participant,
-                  nack: RtcpRtpfbPacket) -> RtcpRtpfbPacket | None:
+    def _rationed(self, participant: Participant, nack: RtcpRtpfbPacket) -> RtcpRtpfbPacket | None:
         """The part of a NACK to answer: LAN subscribers all of it, remote ones what their
         retransmission budget allows (the newest packets first), nothing while backing off."""
         estimate = participant.link
@@ -328,15 +328,20 @@ class RoomAdaptation:
         link = self._link(participant.id)
         congested = estimate.state in (LinkState.BACKING_OFF, LinkState.SILENT)
         size = video_payload_limit(estimate.estimate_bps, True) or PACKET_PAYLOAD_BYTES
-        granted = link.resend.allow(time.monotonic(), len(nack.lost),
-                                    size + PACKET_OVERHEAD_BYTES, estimate.allowance_bps,
-                                    congested)
+        granted = link.resend.allow(
+            time.monotonic(),
+            len(nack.lost),
+            size + PACKET_OVERHEAD_BYTES,
+            estimate.allowance_bps,
+            congested,
+        )
         if granted < len(nack.lost):
             link.withheld += len(nack.lost) - granted
         if granted == 0:
             return None
-        return RtcpRtpfbPacket(fmt=nack.fmt, ssrc=nack.ssrc, media_ssrc=nack.media_ssrc,
-                               lost=nack.lost[-granted:])
+        return RtcpRtpfbPacket(
+            fmt=nack.fmt, ssrc=nack.ssrc, media_ssrc=nack.media_ssrc, lost=nack.lost[-granted:]
+        )
 
     # --- the tick ---------------------------------------------------------------------
     def _ensure_task(self) -> None:
@@ -361,12 +366,12 @@ class RoomAdaptation:
             if sub in people:
                 self._note_traffic(people[sub], link, now)
             if sub in people and link.sent is not None:
-                self.session.set_sending(sub, link.sent.update(now, self._sent_bytes(
-                    people[sub])))
+                self.session.set_sending(sub, link.sent.update(now, self._sent_bytes(people[sub])))
             else:
                 self.session.set_sending(sub, 0.0)  # a held seat: nothing goes out
         updates = self.session.tick(
-            now, self._roster(now, list(people.values())),
+            now,
+            self._roster(now, list(people.values())),
             groups={p.id: p.breakout for p in people.values()},
         )
         for sub, update in updates.items():
@@ -381,20 +386,29 @@ class RoomAdaptation:
             if (pacer := link.pacer) is not None:
                 # Above what the plan sends: the pacer smooths bursts, it must not become the
                 # bottleneck (its drops would read as the link's loss and cut the estimate).
-                pacer.set_rate(pacing_rate(
-                    update.estimate.allowance_bps, update.plan.used_bps,
-                    update.estimate.state is LinkState.BACKING_OFF))
+                pacer.set_rate(
+                    pacing_rate(
+                        update.estimate.allowance_bps,
+                        update.plan.used_bps,
+                        update.estimate.state is LinkState.BACKING_OFF,
+                    )
+                )
             silent = update.estimate.state is LinkState.SILENT
             was_silent = participant.link is not None and participant.link.state is LinkState.SILENT
             participant.plan = update.plan
             participant.link = update.estimate
             log.debug(
                 "media: %s %s allowance %.0f estimate %.0f loss %.3f rtt %s sending %.0f "
-                "nacked %d withheld %d audio %s video %s feedback %s", sub,
+                "nacked %d withheld %d audio %s video %s feedback %s",
+                sub,
                 update.estimate.state.value,
-                update.estimate.allowance_bps, update.estimate.estimate_bps,
-                update.estimate.loss, update.estimate.rtt_s,
-                link.sent.bps if link.sent is not None else 0.0, link.nacked, link.withheld,
+                update.estimate.allowance_bps,
+                update.estimate.estimate_bps,
+                update.estimate.loss,
+                update.estimate.rtt_s,
+                link.sent.bps if link.sent is not None else 0.0,
+                link.nacked,
+                link.withheld,
                 update.plan.audio.value,
                 ",".join(f"{p}:{t.name.lower()}" for p, t in update.plan.tiers.items()),
                 ",".join(f"{k}:{n}" for k, n in sorted(link.feedback.items())),

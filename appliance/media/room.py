@@ -50,6 +50,7 @@ SPEAKING_ENERGY = 0.25
 # A challenger must be this much louder than the current speaker for two ticks in a row.
 SPEAKER_MARGIN = 1.3
 
+
 class MediaError(Exception):
     """A join or control request the room refuses; `status` is the HTTP status to answer."""
 
@@ -130,7 +131,12 @@ class Room:
         return not self.participants and not self.held
 
     async def join(
-        self, participant_id: str, role: str, name: str, sdp: object, kind: object,
+        self,
+        participant_id: str,
+        role: str,
+        name: str,
+        sdp: object,
+        kind: object,
         resume: object = None,
         thin: bool = False,
         ice_servers: Sequence[RTCIceServer] = (),
@@ -202,12 +208,20 @@ class Room:
         self.participants[participant_id] = me
         self._ensure_speaker_task()
         log.info(
-            "room %s: %s %s (%d in room)", self.id, participant_id,
-            "resumed" if resumed else "joined", len(self.participants),
+            "room %s: %s %s (%d in room)",
+            self.id,
+            participant_id,
+            "resumed" if resumed else "joined",
+            len(self.participants),
         )
         self.events.broadcast(
-            {"type": "participant", "participant": participant_id, "name": name, "role": role,
-             "resumed": resumed},
+            {
+                "type": "participant",
+                "participant": participant_id,
+                "name": name,
+                "role": role,
+                "resumed": resumed,
+            },
             exclude=me,
         )
         self.assign_slots()
@@ -251,7 +265,13 @@ class Room:
             return
         await self._disconnect(me)
         self.held[participant_id] = HeldSeat(
-            participant_id, me.role, me.name, me.resume, me.muted, me.hand_raised, me.last_n,
+            participant_id,
+            me.role,
+            me.name,
+            me.resume,
+            me.muted,
+            me.hand_raised,
+            me.last_n,
             me.rate,
         )
         self._expiries[participant_id] = asyncio.get_running_loop().call_later(
@@ -395,7 +415,8 @@ class Room:
             audio = p.publications.get("audio")
             if audio is not None and not audio.muted:
                 by_room.setdefault(p.breakout, []).append(
-                    Voice(p.id, audio.energy, p.is_facilitator))
+                    Voice(p.id, audio.energy, p.is_facilitator)
+                )
         changed = False
         for room in set(by_room) | set(self._voice_choices):
             # One place more than K: a subscriber among the loudest hears the K others.
@@ -407,9 +428,7 @@ class Room:
 
     def _update_low_tiers(self) -> None:
         """Run each low tier only while a slot shows it; drop those of gone publications."""
-        current = {
-            pub for p in self.participants.values() for pub in p.publications.values()
-        }
+        current = {pub for p in self.participants.values() for pub in p.publications.values()}
         for publication, tier in list(self.low_tiers.items()):
             if publication in current and any(o.slots for o in tier.outputs):
                 tier.update()
@@ -446,8 +465,11 @@ class Room:
             if viewer is None or viewer.plan is None or viewer.plan.audio is not AudioMode.MIXED:
                 self.mixer.release(sub)
         self.mixer.set_sources(
-            [p.publications["audio"] for p in self.participants.values()
-             if "audio" in p.publications],
+            [
+                p.publications["audio"]
+                for p in self.participants.values()
+                if "audio" in p.publications
+            ],
             {p.id: p.breakout for p in self.participants.values()},
         )
 
@@ -501,8 +523,10 @@ class Room:
             if energy >= SPEAKING_ENERGY:
                 self.participants[pid].last_spoke = now
             by_room.setdefault(self.participants[pid].breakout, {})[pid] = energy
-        changed = [self._update_room_speaker(room, room_energies)
-                   for room, room_energies in by_room.items()]
+        changed = [
+            self._update_room_speaker(room, room_energies)
+            for room, room_energies in by_room.items()
+        ]
         voices_changed = self.voices > 0 and self.update_voices(now)
         if any(changed) or voices_changed:
             self.assign_slots()
@@ -539,8 +563,11 @@ class Room:
         if audio is not None:
             audio.muted = on
         target.send({"type": "mute", "participant": "me", "on": on})
-        self.events.broadcast({"type": "muted", "participant": participant_id, "on": on},
-                              exclude=target, breakout=target.breakout)
+        self.events.broadcast(
+            {"type": "muted", "participant": participant_id, "on": on},
+            exclude=target,
+            breakout=target.breakout,
+        )
 
     async def remove(self, participant_id: str) -> None:
         target = self.participants.get(participant_id)

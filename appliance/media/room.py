@@ -1,12 +1,13 @@
-"""A group session's room: who is in it (seats, held seats, lock, pin, breakout rooms, the
-active speaker and the voices heard) and what each subscriber receives.
+"""A group session's room: who is in it (seats, held seats and resume, lock, pin, breakout
+rooms, the active speaker).
 
 The path of a packet: publisher's RTP -> aiortc receiver (bounded jitter buffer, passthrough
 decoder) -> `Publication` pump -> each `SlotTrack` showing it (bounded queue) -> the
 subscriber's `RTCRtpSender`, which packs the encoded frame into RTP again. No decoding.
 
 Each seat's peer connection is made and answered in `appliance.media.connection`; in-call
-events on its data channel are `appliance.media.call_events`.
+events on its data channel are `appliance.media.call_events`; what each subscriber's slots
+show is `appliance.media.subscriptions`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 from aiortc import RTCIceServer, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
 from appliance.media.call_events import CallEvents, ChatSink
 from appliance.media.connection import (
@@ -33,14 +33,11 @@ from appliance.media.connection import (
     new_peer_connection,
     new_publication,
 )
-from appliance.media.low_tier import LowTier
-from appliance.media.mixer import RoomMixer
 from appliance.media.participant import Participant
-from appliance.media.publication import Publication
 from appliance.media.sdp import BadOffer, parse_offer
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
-from appliance.media.slot import SlotTrack, Source
-from appliance.media.voices import DEFAULT_VOICES, Voice, VoiceChoice
+from appliance.media.subscriptions import Subscriptions
+from appliance.media.voices import DEFAULT_VOICES
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +87,6 @@ class Room:
         # Video leaves as the publishers' own RTP packets, rewritten per slot (forwarding/);
         # False: as reassembled frames that each subscriber's sender packetizes again.
         self.forward_packets = forward_packets
-        # Each subscriber hears the `voices` loudest others, plus the facilitator while
-        # speaking (0: everyone it has slots for); chosen per breakout room on speaker ticks.
-        self.voices = voices
-        self._voice_choices: dict[int, VoiceChoice] = {}
         # Told whenever a participant's link is classified (LAN or remote) or forgotten.
         self.on_links = on_links
         self.grace_s = grace_s
@@ -110,9 +103,8 @@ class Room:
         self._challengers: dict[int, tuple[str, int]] = {}
         self._speaker_task: asyncio.Task[None] | None = None
         self._leaving: set[str] = set()
-        # Shared low tier and presence of each video publication someone needs them of.
-        self.low_tiers: dict[Publication, LowTier] = {}
-        self.mixer = RoomMixer()
+        # What each subscriber receives: slots, voices, shared low tiers, mixed voices.
+        self.subscriptions = Subscriptions(self, voices)
         # Breakout room of each participant id; absent means the main room (0).
         self.breakouts: dict[str, int] = {}
         # The data-channel protocol: welcome, participants' messages, facilitator actions.
@@ -342,136 +334,16 @@ class Room:
         for participant_id in list(self.participants) + list(self.held):
             await self.leave(participant_id, announce=False)
         await self.adaptation.stop()
-        await self.mixer.close()
-        for tier in self.low_tiers.values():
-            await tier.stop()
-        self.low_tiers.clear()
+        await self.subscriptions.close()
         if self._speaker_task is not None:
             self._speaker_task.cancel()
             await asyncio.gather(self._speaker_task, return_exceptions=True)
             self._speaker_task = None
 
     # --- what each subscriber receives ----------------------------------------------
-    def _video_rank(self, viewer: Participant) -> list[Participant]:
-        others = [
-            p
-            for p in self.participants.values()
-            if p is not viewer and p.breakout == viewer.breakout
-        ]
-        return sorted(
-            others,
-            key=lambda p: (
-                p.id != self.pinned,
-                not p.is_facilitator,
-                p.id != self.speakers.get(viewer.breakout),
-                -p.last_spoke,
-                p.joined_at,
-            ),
-        )
-
     def assign_slots(self) -> None:
-        """Fill each subscriber's slots: its plan's tier per publisher, most relevant first."""
-        for viewer in list(self.participants.values()):
-            before = viewer.slot_map()
-            ranked = self._video_rank(viewer)
-            video: list[Source] = []
-            for p in ranked:
-                source = self._video_source(viewer, p)
-                if source is not None:
-                    video.append(source)
-            video = video[: min(viewer.last_n, len(viewer.video_slots))]
-            audio_sources = [p for p in ranked if "audio" in p.publications]
-            audio_sources.sort(key=lambda p: -p.publications["audio"].energy)
-            if self.voices > 0:
-                audio_sources = self._heard_by(viewer, audio_sources)
-            audio: list[Source] = [
-                p.publications["audio"] for p in audio_sources[: len(viewer.audio_slots)]
-            ]
-            if viewer.plan is not None and viewer.plan.audio is AudioMode.MIXED:
-                audio = self._mixed_audio(viewer, audio)
-            _fill(viewer.video_slots, video)
-            _fill(viewer.audio_slots, audio)
-            after = viewer.slot_map()
-            if after != before:
-                viewer.send({"type": "slots", **after})
-        self._update_low_tiers()
-        self._update_mixer()
-
-    def _heard_by(self, viewer: Participant, candidates: list[Participant]) -> list[Participant]:
-        """The voices `viewer` hears: the room's chosen, less its own, K plus facilitators."""
-        choice = self._voice_choices.get(viewer.breakout)
-        if choice is None:
-            return []
-        by_id = {p.id: p for p in candidates}
-        others = [by_id[pid] for pid in choice.chosen if pid in by_id]
-        leads = [p for p in others if p.is_facilitator]
-        rest = [p for p in others if not p.is_facilitator][: self.voices]
-        return sorted(rest + leads, key=lambda p: -p.publications["audio"].energy)
-
-    def update_voices(self, now: float) -> bool:
-        """Choose each breakout room's forwarded voices; True when a choice changed."""
-        by_room: dict[int, list[Voice]] = {}
-        for p in self.participants.values():
-            audio = p.publications.get("audio")
-            if audio is not None and not audio.muted:
-                by_room.setdefault(p.breakout, []).append(
-                    Voice(p.id, audio.energy, p.is_facilitator)
-                )
-        changed = False
-        for room in set(by_room) | set(self._voice_choices):
-            # One place more than K: a subscriber among the loudest hears the K others.
-            choice = self._voice_choices.setdefault(room, VoiceChoice(self.voices + 1))
-            before = list(choice.chosen)
-            if choice.update(by_room.get(room, []), now) != before:
-                changed = True
-        return changed
-
-    def _update_low_tiers(self) -> None:
-        """Run each low tier only while a slot shows it; drop those of gone publications."""
-        current = {pub for p in self.participants.values() for pub in p.publications.values()}
-        for publication, tier in list(self.low_tiers.items()):
-            if publication in current and any(o.slots for o in tier.outputs):
-                tier.update()
-                continue
-            del self.low_tiers[publication]
-            asyncio.get_running_loop().create_task(tier.stop())
-
-    def _video_source(self, viewer: Participant, publisher: Participant) -> Source | None:
-        """What `viewer` gets of `publisher`'s video under its plan (None: no video)."""
-        publication = publisher.publications.get("video")
-        if publication is None:
-            return None
-        if viewer.plan is None:
-            # Not connected yet: video queued now would reach a weak link as one burst.
-            return None
-        tier = viewer.plan.tiers.get(publisher.id, Tier.AUDIO_ONLY)
-        if tier is Tier.FORWARD:
-            return publication
-        if tier is Tier.AUDIO_ONLY:
-            return None
-        derived = self.low_tiers.get(publication)
-        if derived is None:
-            derived = self.low_tiers[publication] = LowTier(publication)
-        return derived.low if tier is Tier.LOW else derived.presence
-
-    def _mixed_audio(self, viewer: Participant, forwarded: list[Source]) -> list[Source]:
-        """The mixed stream in the first audio slot, nothing in the others."""
-        return [self.mixer.feed_for(viewer.id)] if viewer.audio_slots else []
-
-    def _update_mixer(self) -> None:
-        """Feeds only for subscribers mixed now; voices decoded only while a feed is shown."""
-        for sub in list(self.mixer.feeds):
-            viewer = self.participants.get(sub)
-            if viewer is None or viewer.plan is None or viewer.plan.audio is not AudioMode.MIXED:
-                self.mixer.release(sub)
-        self.mixer.set_sources(
-            [
-                p.publications["audio"]
-                for p in self.participants.values()
-                if "audio" in p.publications
-            ],
-            {p.id: p.breakout for p in self.participants.values()},
-        )
+        """Fill each subscriber's slots (`Subscriptions.assign_slots`)."""
+        self.subscriptions.assign_slots()
 
     def set_last_n(self, participant_id: str, last_n: int) -> None:
         """How many videos a participant receives (the adaptation layer drives this)."""
@@ -494,10 +366,8 @@ class Room:
             if room != p.breakout:
                 p.breakout = room
                 p.send({"type": "breakout", "room": room})
-        if self.voices > 0:
-            # Voices are chosen per room too; at once, so nobody waits a tick to be heard.
-            self._voice_choices.clear()
-            self.update_voices(time.monotonic())
+        # Voices are chosen per room too.
+        self.subscriptions.choose_voices_afresh(time.monotonic())
         self.assign_slots()
 
     # --- active speaker -------------------------------------------------------------
@@ -527,7 +397,7 @@ class Room:
             self._update_room_speaker(room, room_energies)
             for room, room_energies in by_room.items()
         ]
-        voices_changed = self.voices > 0 and self.update_voices(now)
+        voices_changed = self.subscriptions.voices > 0 and self.subscriptions.update_voices(now)
         if any(changed) or voices_changed:
             self.assign_slots()
 
@@ -584,13 +454,3 @@ class Room:
     def lock(self, on: bool = True) -> None:
         self.locked = on
         self.events.broadcast({"type": "lock", "on": on})
-
-
-def _fill(slots: list[SlotTrack], wanted: list[Source]) -> None:
-    """Show `wanted` in `slots`, keeping publications already shown where they are."""
-    keep = {s.source for s in slots if s.source in wanted}
-    pending = [p for p in wanted if p not in keep]
-    for slot in slots:
-        if slot.source in keep:
-            continue
-        slot.attach(pending.pop(0) if pending else None)

@@ -1,63 +1,51 @@
-"""A group session's room: who is in it, what each receives, and in-call events.
+"""A group session's room: who is in it (seats, held seats and resume, lock, pin, breakout
+rooms, the active speaker).
 
 The path of a packet: publisher's RTP -> aiortc receiver (bounded jitter buffer, passthrough
 decoder) -> `Publication` pump -> each `SlotTrack` showing it (bounded queue) -> the
 subscriber's `RTCRtpSender`, which packs the encoded frame into RTP again. No decoding.
+
+Each seat's peer connection is made and answered in `appliance.media.connection`; in-call
+events on its data channel are `appliance.media.call_events`; what each subscriber's slots
+show is `appliance.media.subscriptions`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
+from aiortc import RTCIceServer, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from appliance.media.adaptation import AudioMode, Tier
 from appliance.media.adaptive import AdaptationSettings, RoomAdaptation
-from appliance.media.aiortc_glue.forwarding import SenderLink, jitter_buffer
-from appliance.media.aiortc_glue.rtp import route_keyframes
-from appliance.media.forwarding.forwarder import SlotOutput, VideoFeed
-from appliance.media.jitter import BoundedJitterBuffer, ForwardingAudioBuffer
-from appliance.media.low_tier import LowTier
-from appliance.media.mixer import RoomMixer
-from appliance.media.participant import DEFAULT_LAST_N, Participant
-from appliance.media.publication import Publication
-from appliance.media.sdp import (
-    BadOffer,
-    add_offered_candidates,
-    keep_ice_open_for_mdns,
-    parse_offer,
-    shape_answer,
+from appliance.media.call_events import CallEvents, ChatSink
+from appliance.media.connection import (
+    ConnectionHooks,
+    add_transceivers,
+    attach_slots,
+    hook,
+    negotiate,
+    new_peer_connection,
+    new_publication,
 )
+from appliance.media.participant import Participant
+from appliance.media.sdp import BadOffer, parse_offer
 from appliance.media.seat import GRACE_S, HeldSeat, new_resume_token
-from appliance.media.slot import SlotTrack, Source
-from appliance.media.voices import DEFAULT_VOICES, Voice, VoiceChoice
+from appliance.media.subscriptions import Subscriptions
+from appliance.media.voices import DEFAULT_VOICES
 
 log = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 12
-MAX_CHAT_CHARS = 1000
 SPEAKER_TICK_S = 0.3
 SPEAKING_ENERGY = 0.25
 # A challenger must be this much louder than the current speaker for two ticks in a row.
 SPEAKER_MARGIN = 1.3
-
-ChatSink = Callable[[str, str], Awaitable[None]]
 
 
 class MediaError(Exception):
@@ -80,11 +68,6 @@ class SeatInUse(MediaError):
     status = 409
 
 
-def _codecs(kind: str) -> list[Any]:
-    wanted = ("video/vp8", "video/rtx") if kind == "video" else ("audio/opus",)
-    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
-
-
 class Room:
     """Participants of one group session and the forwarding between them."""
 
@@ -104,10 +87,6 @@ class Room:
         # Video leaves as the publishers' own RTP packets, rewritten per slot (forwarding/);
         # False: as reassembled frames that each subscriber's sender packetizes again.
         self.forward_packets = forward_packets
-        # Each subscriber hears the `voices` loudest others, plus the facilitator while
-        # speaking (0: everyone it has slots for); chosen per breakout room on speaker ticks.
-        self.voices = voices
-        self._voice_choices: dict[int, VoiceChoice] = {}
         # Told whenever a participant's link is classified (LAN or remote) or forgotten.
         self.on_links = on_links
         self.grace_s = grace_s
@@ -116,7 +95,6 @@ class Room:
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self.on_empty = on_empty
         self.capacity = min(capacity, MAX_PARTICIPANTS)
-        self.on_chat = on_chat
         self.participants: dict[str, Participant] = {}
         self.locked = False
         self.pinned: str | None = None
@@ -125,11 +103,12 @@ class Room:
         self._challengers: dict[int, tuple[str, int]] = {}
         self._speaker_task: asyncio.Task[None] | None = None
         self._leaving: set[str] = set()
-        # Shared low tier and presence of each video publication someone needs them of.
-        self.low_tiers: dict[Publication, LowTier] = {}
-        self.mixer = RoomMixer()
+        # What each subscriber receives: slots, voices, shared low tiers, mixed voices.
+        self.subscriptions = Subscriptions(self, voices)
         # Breakout room of each participant id; absent means the main room (0).
         self.breakouts: dict[str, int] = {}
+        # The data-channel protocol: welcome, participants' messages, facilitator actions.
+        self.events = CallEvents(self, on_chat)
         self.adaptation = RoomAdaptation(
             adaptation or AdaptationSettings(),
             lambda: list(self.participants.values()),
@@ -144,7 +123,12 @@ class Room:
         return not self.participants and not self.held
 
     async def join(
-        self, participant_id: str, role: str, name: str, sdp: object, kind: object,
+        self,
+        participant_id: str,
+        role: str,
+        name: str,
+        sdp: object,
+        kind: object,
         resume: object = None,
         thin: bool = False,
         ice_servers: Sequence[RTCIceServer] = (),
@@ -180,13 +164,7 @@ class Room:
         if len(self.participants) + len(self.held) >= self.capacity and not rejoining:
             raise RoomFull(f"the room is full ({self.capacity} people)")
 
-        # MAX_BUNDLE: the transceivers made here before the offer is applied must all share the
-        # first one's transport (with BALANCED, aiortc leaves later video ones on an orphan).
-        pc = RTCPeerConnection(
-            RTCConfiguration(
-                iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
-            )
-        )
+        pc = new_peer_connection(ice_servers)
         me = Participant(id=participant_id, role=role, name=name, pc=pc)
         me.breakout = self.breakouts.get(participant_id, 0)
         me.resume = new_resume_token()
@@ -195,74 +173,25 @@ class Room:
             me.muted, me.hand_raised, me.last_n = held.muted, held.hand_raised, held.last_n
         if held is not None and held.rate is not None:
             me.rate = held.rate  # with or without the token: a reconnect refills no bucket
-        slots: list[tuple[Any, SlotTrack]] = []
-        for media in offer.media:
-            if media.kind not in ("audio", "video"):
-                continue
-            if media.direction in ("sendonly", "sendrecv"):
-                transceiver = pc.addTransceiver(media.kind, direction="recvonly")
-            elif media.direction == "recvonly":
-                track = SlotTrack(media.kind, mid="")
-                transceiver = pc.addTransceiver(track, direction="sendonly")
-                slots.append((transceiver, track))
-                if media.kind == "video" and self.forward_packets:
-                    # Before negotiation: the link learns the payload type and extension ids
-                    # as the sender starts, and takes NACKs before adaptation's tap rations them.
-                    track.output = SlotOutput(SenderLink(transceiver.sender), track.sent)
-            else:
-                transceiver = pc.addTransceiver(media.kind, direction="inactive")
-            transceiver.setCodecPreferences(_codecs(media.kind))
-
-        @pc.on("track")
-        def _on_track(track: MediaStreamTrack) -> None:
-            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
-            self._publish(me, track, receiver)
-
-        @pc.on("datachannel")
-        def _on_channel(channel: RTCDataChannel) -> None:
-            me.channel = channel
-            channel.on("message", lambda message: self._on_message(me, message))
-            channel.on("close", lambda: self._schedule_hold(me))
-            self._welcome(me)
-
-        @pc.on("connectionstatechange")
-        async def _on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                self._schedule_hold(me)
-            elif pc.connectionState == "connected" and self.participants.get(me.id) is me:
-                self.adaptation.connected(me)
-                if me.remote:
-                    # A remote link keeps the frame path: it splits video into small packets
-                    # for weak links, and over the lab's 3g link the packet path delivered
-                    # too little (docs/media.md). Nothing was sent yet: plans start now.
-                    for slot in me.video_slots:
-                        slot.release_output()
-                self._links_changed()
-
+        slots = add_transceivers(pc, offer, self.forward_packets)
+        hook(
+            pc,
+            ConnectionHooks(
+                on_track=lambda track, receiver: self._publish(me, track, receiver),
+                on_channel=lambda channel: self.events.open(
+                    me, channel, lambda: self._schedule_hold(me)
+                ),
+                on_dropped=lambda: self._schedule_hold(me),
+                on_connected=lambda: self._connected(me),
+            ),
+        )
         try:
-            # Before the offer is applied: aiortc takes an end-of-candidates in its last
-            # m-section as the end, after which no candidate is added.
-            await add_offered_candidates(pc, str(sdp))
-            await pc.setRemoteDescription(
-                RTCSessionDescription(sdp=keep_ice_open_for_mdns(str(sdp)), type="offer")
-            )
-            answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
-        except Exception as exc:
-            await pc.close()
+            answer = await negotiate(pc, str(sdp), thin)
+        except BadOffer:
             for publication in me.publications.values():
                 await publication.stop()
-            raise BadOffer(
-                f"the offer cannot be answered: it must offer Opus audio and VP8 video ({exc})"
-            ) from None
-
-        for transceiver, track in slots:
-            track.mid = transceiver.mid or ""
-            (me.audio_slots if track.kind == "audio" else me.video_slots).append(track)
-            # In pack mode the sender ignores PLI/FIR; route it to the publisher instead.
-            route_keyframes(transceiver.sender, track.request_keyframe)
-            track.sender = transceiver.sender
-            self.adaptation.tap(me, transceiver.sender)
+            raise
+        attach_slots(me, slots, self.adaptation.tap)
         if held is not None:
             self._release_seat(participant_id)
             if not resumed:
@@ -271,29 +200,42 @@ class Room:
         self.participants[participant_id] = me
         self._ensure_speaker_task()
         log.info(
-            "room %s: %s %s (%d in room)", self.id, participant_id,
-            "resumed" if resumed else "joined", len(self.participants),
+            "room %s: %s %s (%d in room)",
+            self.id,
+            participant_id,
+            "resumed" if resumed else "joined",
+            len(self.participants),
         )
-        self._broadcast(
-            {"type": "participant", "participant": participant_id, "name": name, "role": role,
-             "resumed": resumed},
+        self.events.broadcast(
+            {
+                "type": "participant",
+                "participant": participant_id,
+                "name": name,
+                "role": role,
+                "resumed": resumed,
+            },
             exclude=me,
         )
         self.assign_slots()
-        answer_sdp = shape_answer(pc.localDescription.sdp, thin=thin)
-        return RTCSessionDescription(sdp=answer_sdp, type="answer")
+        return answer
+
+    def _connected(self, me: Participant) -> None:
+        """`me`'s connection is up: its link is classified and planned for."""
+        if self.participants.get(me.id) is not me:
+            return
+        self.adaptation.connected(me)
+        if me.remote:
+            # A remote link keeps the frame path: it splits video into small packets
+            # for weak links, and over the lab's 3g link the packet path delivered
+            # too little (docs/media.md). Nothing was sent yet: plans start now.
+            for slot in me.video_slots:
+                slot.release_output()
+        self._links_changed()
 
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
-        publication = Publication(me.id, track, receiver)
+        """`me` publishes `track`: it replaces what they published of that kind before."""
+        publication = new_publication(me.id, track, receiver, self.forward_packets)
         publication.muted = track.kind == "audio" and me.muted
-        if track.kind == "video" and self.forward_packets:
-            publication.feed = VideoFeed(receiver, publication.request_keyframe)
-            buffer = jitter_buffer(receiver)
-            if isinstance(buffer, BoundedJitterBuffer):
-                buffer.frames_wanted = publication.wants_frames
-        elif track.kind == "audio" and isinstance(buffer := jitter_buffer(receiver),
-                                                   ForwardingAudioBuffer):
-            publication.take_directly_from(buffer)  # no decoder-thread hop for voices
         old = me.publications.get(track.kind)
         if old is not None:
             asyncio.get_running_loop().create_task(old.stop())
@@ -315,14 +257,20 @@ class Room:
             return
         await self._disconnect(me)
         self.held[participant_id] = HeldSeat(
-            participant_id, me.role, me.name, me.resume, me.muted, me.hand_raised, me.last_n,
+            participant_id,
+            me.role,
+            me.name,
+            me.resume,
+            me.muted,
+            me.hand_raised,
+            me.last_n,
             me.rate,
         )
         self._expiries[participant_id] = asyncio.get_running_loop().call_later(
             self.grace_s, self._expire, participant_id
         )
         log.info("room %s: %s reconnecting", self.id, participant_id)
-        self._broadcast(
+        self.events.broadcast(
             {"type": "participant", "participant": participant_id, "reconnecting": True}
         )
         self.assign_slots()
@@ -375,7 +323,9 @@ class Room:
         self._links_changed()
         log.info("room %s: %s left (%d in room)", self.id, participant_id, len(self.participants))
         if announce:
-            self._broadcast({"type": "participant", "participant": participant_id, "left": True})
+            self.events.broadcast(
+                {"type": "participant", "participant": participant_id, "left": True}
+            )
         self.assign_slots()
         if self.is_empty and self.on_empty is not None:
             self.on_empty(self.id)
@@ -384,134 +334,16 @@ class Room:
         for participant_id in list(self.participants) + list(self.held):
             await self.leave(participant_id, announce=False)
         await self.adaptation.stop()
-        await self.mixer.close()
-        for tier in self.low_tiers.values():
-            await tier.stop()
-        self.low_tiers.clear()
+        await self.subscriptions.close()
         if self._speaker_task is not None:
             self._speaker_task.cancel()
             await asyncio.gather(self._speaker_task, return_exceptions=True)
             self._speaker_task = None
 
     # --- what each subscriber receives ----------------------------------------------
-    def _video_rank(self, viewer: Participant) -> list[Participant]:
-        others = [
-            p
-            for p in self.participants.values()
-            if p is not viewer and p.breakout == viewer.breakout
-        ]
-        return sorted(
-            others,
-            key=lambda p: (
-                p.id != self.pinned,
-                not p.is_facilitator,
-                p.id != self.speakers.get(viewer.breakout),
-                -p.last_spoke,
-                p.joined_at,
-            ),
-        )
-
     def assign_slots(self) -> None:
-        """Fill each subscriber's slots: its plan's tier per publisher, most relevant first."""
-        for viewer in list(self.participants.values()):
-            before = viewer.slot_map()
-            ranked = self._video_rank(viewer)
-            video: list[Source] = []
-            for p in ranked:
-                source = self._video_source(viewer, p)
-                if source is not None:
-                    video.append(source)
-            video = video[: min(viewer.last_n, len(viewer.video_slots))]
-            audio_sources = [p for p in ranked if "audio" in p.publications]
-            audio_sources.sort(key=lambda p: -p.publications["audio"].energy)
-            if self.voices > 0:
-                audio_sources = self._heard_by(viewer, audio_sources)
-            audio: list[Source] = [
-                p.publications["audio"] for p in audio_sources[: len(viewer.audio_slots)]
-            ]
-            if viewer.plan is not None and viewer.plan.audio is AudioMode.MIXED:
-                audio = self._mixed_audio(viewer, audio)
-            _fill(viewer.video_slots, video)
-            _fill(viewer.audio_slots, audio)
-            after = viewer.slot_map()
-            if after != before:
-                viewer.send({"type": "slots", **after})
-        self._update_low_tiers()
-        self._update_mixer()
-
-    def _heard_by(self, viewer: Participant, candidates: list[Participant]) -> list[Participant]:
-        """The voices `viewer` hears: the room's chosen, less its own, K plus facilitators."""
-        choice = self._voice_choices.get(viewer.breakout)
-        if choice is None:
-            return []
-        by_id = {p.id: p for p in candidates}
-        others = [by_id[pid] for pid in choice.chosen if pid in by_id]
-        leads = [p for p in others if p.is_facilitator]
-        rest = [p for p in others if not p.is_facilitator][: self.voices]
-        return sorted(rest + leads, key=lambda p: -p.publications["audio"].energy)
-
-    def update_voices(self, now: float) -> bool:
-        """Choose each breakout room's forwarded voices; True when a choice changed."""
-        by_room: dict[int, list[Voice]] = {}
-        for p in self.participants.values():
-            audio = p.publications.get("audio")
-            if audio is not None and not audio.muted:
-                by_room.setdefault(p.breakout, []).append(
-                    Voice(p.id, audio.energy, p.is_facilitator))
-        changed = False
-        for room in set(by_room) | set(self._voice_choices):
-            # One place more than K: a subscriber among the loudest hears the K others.
-            choice = self._voice_choices.setdefault(room, VoiceChoice(self.voices + 1))
-            before = list(choice.chosen)
-            if choice.update(by_room.get(room, []), now) != before:
-                changed = True
-        return changed
-
-    def _update_low_tiers(self) -> None:
-        """Run each low tier only while a slot shows it; drop those of gone publications."""
-        current = {
-            pub for p in self.participants.values() for pub in p.publications.values()
-        }
-        for publication, tier in list(self.low_tiers.items()):
-            if publication in current and any(o.slots for o in tier.outputs):
-                tier.update()
-                continue
-            del self.low_tiers[publication]
-            asyncio.get_running_loop().create_task(tier.stop())
-
-    def _video_source(self, viewer: Participant, publisher: Participant) -> Source | None:
-        """What `viewer` gets of `publisher`'s video under its plan (None: no video)."""
-        publication = publisher.publications.get("video")
-        if publication is None:
-            return None
-        if viewer.plan is None:
-            # Not connected yet: video queued now would reach a weak link as one burst.
-            return None
-        tier = viewer.plan.tiers.get(publisher.id, Tier.AUDIO_ONLY)
-        if tier is Tier.FORWARD:
-            return publication
-        if tier is Tier.AUDIO_ONLY:
-            return None
-        derived = self.low_tiers.get(publication)
-        if derived is None:
-            derived = self.low_tiers[publication] = LowTier(publication)
-        return derived.low if tier is Tier.LOW else derived.presence
-
-    def _mixed_audio(self, viewer: Participant, forwarded: list[Source]) -> list[Source]:
-        """The mixed stream in the first audio slot, nothing in the others."""
-        return [self.mixer.feed_for(viewer.id)] if viewer.audio_slots else []
-
-    def _update_mixer(self) -> None:
-        """Feeds only for subscribers mixed now; voices decoded only while a feed is shown."""
-        for sub in list(self.mixer.feeds):
-            viewer = self.participants.get(sub)
-            if viewer is None or viewer.plan is None or viewer.plan.audio is not AudioMode.MIXED:
-                self.mixer.release(sub)
-        self.mixer.set_sources(
-            [p.publications["audio"] for p in self.participants.values()
-             if "audio" in p.publications],
-            {p.id: p.breakout for p in self.participants.values()},
-        )
+        """Fill each subscriber's slots (`Subscriptions.assign_slots`)."""
+        self.subscriptions.assign_slots()
 
     def set_last_n(self, participant_id: str, last_n: int) -> None:
         """How many videos a participant receives (the adaptation layer drives this)."""
@@ -534,10 +366,8 @@ class Room:
             if room != p.breakout:
                 p.breakout = room
                 p.send({"type": "breakout", "room": room})
-        if self.voices > 0:
-            # Voices are chosen per room too; at once, so nobody waits a tick to be heard.
-            self._voice_choices.clear()
-            self.update_voices(time.monotonic())
+        # Voices are chosen per room too.
+        self.subscriptions.choose_voices_afresh(time.monotonic())
         self.assign_slots()
 
     # --- active speaker -------------------------------------------------------------
@@ -563,9 +393,11 @@ class Room:
             if energy >= SPEAKING_ENERGY:
                 self.participants[pid].last_spoke = now
             by_room.setdefault(self.participants[pid].breakout, {})[pid] = energy
-        changed = [self._update_room_speaker(room, room_energies)
-                   for room, room_energies in by_room.items()]
-        voices_changed = self.voices > 0 and self.update_voices(now)
+        changed = [
+            self._update_room_speaker(room, room_energies)
+            for room, room_energies in by_room.items()
+        ]
+        voices_changed = self.subscriptions.voices > 0 and self.subscriptions.update_voices(now)
         if any(changed) or voices_changed:
             self.assign_slots()
 
@@ -586,107 +418,11 @@ class Room:
             return False
         self.speakers[room] = loudest
         self._challengers.pop(room, None)
-        self._broadcast({"type": "speaker", "participant": loudest}, breakout=room)
+        self.events.broadcast({"type": "speaker", "participant": loudest}, breakout=room)
         return True
 
-    # --- in-call events -------------------------------------------------------------
-    def _welcome(self, me: Participant) -> None:
-        me.send(
-            {
-                "type": "welcome",
-                "participant": me.id,
-                "locked": self.locked,
-                "speaker": self.speakers.get(me.breakout),
-                "pinned": self.pinned,
-                "breakout": me.breakout,
-                "resume": me.resume,
-                "muted": me.muted,
-                "hand": me.hand_raised,
-                "reconnecting": sorted(self.held),
-                "participants": [
-                    {"participant": p.id, "name": p.name, "role": p.role,
-                     "muted": p.muted, "self_muted": p.self_muted, "hand": p.hand_raised}
-                    for p in self.participants.values()
-                    if p is not me
-                ],
-            }
-        )
-        for p in self.participants.values():
-            if p is not me:
-                me.send({"type": "participant", "participant": p.id, "name": p.name})
-        me.send({"type": "slots", **me.slot_map()})
-
     def _announce(self, event: dict[str, Any], exclude_id: str) -> None:
-        self._broadcast(event, exclude=self.participants.get(exclude_id))
-
-    def _broadcast(
-        self, event: dict[str, Any], exclude: Participant | None = None,
-        breakout: int | None = None,
-    ) -> None:
-        """Send `event` to everyone (but `exclude`); only to breakout room `breakout` if given."""
-        for p in list(self.participants.values()):
-            if p is not exclude and (breakout is None or p.breakout == breakout):
-                p.send(event)
-
-    def _on_message(self, me: Participant, message: object) -> None:
-        if not isinstance(message, str) or len(message) > 4 * MAX_CHAT_CHARS:
-            return
-        try:
-            event = json.loads(message)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(event, dict):
-            return
-        kind = event.get("type")
-        if kind != "leave" and not me.rate.allow(kind, len(str(event.get("text", "")))):
-            if me.rate.should_notice():
-                me.send({"type": "notice", "text": "You are sending messages too fast: "
-                         "some were not delivered. Wait a moment."})
-            return
-        # Chat, hands and mute states stay inside the sender's breakout room.
-        if kind == "chat":
-            text = str(event.get("text", "")).strip()[:MAX_CHAT_CHARS]
-            if text:
-                self._broadcast(
-                    {"type": "chat", "participant": me.id, "from": me.name, "text": text},
-                    breakout=me.breakout,
-                )
-                if self.on_chat is not None:
-                    asyncio.get_running_loop().create_task(self._store_chat(me.id, text))
-        elif kind == "hand":
-            me.hand_raised = bool(event.get("raised"))
-            self._broadcast({"type": "hand", "participant": me.id, "raised": me.hand_raised},
-                            breakout=me.breakout)
-        elif kind == "leave":
-            me.leaving = True  # the channel's close that follows is a goodbye, not a drop
-        elif kind == "self-mute":
-            me.self_muted = bool(event.get("on"))
-            self._broadcast(
-                {"type": "muted", "participant": me.id, "on": me.self_muted, "self": True},
-                exclude=me, breakout=me.breakout,
-            )
-        elif kind == "data-saver":
-            self.set_last_n(me.id, 0 if event.get("on") else DEFAULT_LAST_N)
-        elif me.is_facilitator:
-            self._facilitator_action(me, kind, event)
-
-    async def _store_chat(self, participant_id: str, text: str) -> None:
-        assert self.on_chat is not None
-        try:
-            await self.on_chat(participant_id, text)
-        except Exception as exc:  # storing must never break the call
-            log.warning("room %s: chat not stored: %s", self.id, type(exc).__name__)
-
-    def _facilitator_action(self, me: Participant, kind: object, event: dict[str, Any]) -> None:
-        target = str(event.get("participant", ""))
-        if kind == "mute" and target in self.participants:
-            self.mute(target, bool(event.get("on", True)))
-        elif kind == "remove" and target in self.participants and target != me.id:
-            asyncio.get_running_loop().create_task(self.remove(target))
-        elif kind == "pin":
-            self.pin(target if target in self.participants else None)
-        elif kind == "lock":
-            self.lock(bool(event.get("on", True)))
+        self.events.broadcast(event, exclude=self.participants.get(exclude_id))
 
     # --- facilitator controls -------------------------------------------------------
     def mute(self, participant_id: str, on: bool = True) -> None:
@@ -697,8 +433,11 @@ class Room:
         if audio is not None:
             audio.muted = on
         target.send({"type": "mute", "participant": "me", "on": on})
-        self._broadcast({"type": "muted", "participant": participant_id, "on": on},
-                        exclude=target, breakout=target.breakout)
+        self.events.broadcast(
+            {"type": "muted", "participant": participant_id, "on": on},
+            exclude=target,
+            breakout=target.breakout,
+        )
 
     async def remove(self, participant_id: str) -> None:
         target = self.participants.get(participant_id)
@@ -709,19 +448,9 @@ class Room:
 
     def pin(self, participant_id: str | None) -> None:
         self.pinned = participant_id
-        self._broadcast({"type": "pin", "participant": participant_id})
+        self.events.broadcast({"type": "pin", "participant": participant_id})
         self.assign_slots()
 
     def lock(self, on: bool = True) -> None:
         self.locked = on
-        self._broadcast({"type": "lock", "on": on})
-
-
-def _fill(slots: list[SlotTrack], wanted: list[Publication]) -> None:
-    """Show `wanted` in `slots`, keeping publications already shown where they are."""
-    keep = {s.source for s in slots if s.source in wanted}
-    pending = [p for p in wanted if p not in keep]
-    for slot in slots:
-        if slot.source in keep:
-            continue
-        slot.attach(pending.pop(0) if pending else None)
+        self.events.broadcast({"type": "lock", "on": on})

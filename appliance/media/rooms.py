@@ -14,8 +14,9 @@ from aiortc import RTCSessionDescription
 from appliance.media.adaptive import AdaptationSettings
 from appliance.media.aiortc_glue import consent
 from appliance.media.aiortc_glue.seams import install_forwarding
+from appliance.media.call_events import ChatSink
 from appliance.media.locality import on_link_networks
-from appliance.media.room import ChatSink, Room
+from appliance.media.room import Room
 from appliance.media.seat import GRACE_S
 from appliance.media.turn import RelayChooser, TurnGrant
 
@@ -58,8 +59,12 @@ class Rooms:
         if active == self._remote_call:
             return
         self._remote_call = active
-        log.info("media: %s", "a call carries remote participants" if active
-                 else "no call carries remote participants")
+        log.info(
+            "media: %s",
+            "a call carries remote participants"
+            if active
+            else "no call carries remote participants",
+        )
         for listener in self._remote_call_listeners:
             listener(active)
 
@@ -87,8 +92,13 @@ class Rooms:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(
-                room_id, capacity=capacity, on_chat=on_chat, on_empty=self._on_empty,
-                adaptation=self.adaptation, grace_s=self.grace_s, on_links=self._links_changed,
+                room_id,
+                capacity=capacity,
+                on_chat=on_chat,
+                on_empty=self._on_empty,
+                adaptation=self.adaptation,
+                grace_s=self.grace_s,
+                on_links=self._links_changed,
             )
             room.breakouts = dict(self._breakouts.get(room_id, {}))
         started = time.monotonic()
@@ -96,16 +106,29 @@ class Rooms:
         chosen = time.monotonic()
         try:
             answer = await room.join(
-                participant_id, role, name, sdp, kind, resume,
-                thin=thin, ice_servers=ice_servers,
+                participant_id,
+                role,
+                name,
+                sdp,
+                kind,
+                resume,
+                thin=thin,
+                ice_servers=ice_servers,
             )
-            log.debug("join: TURN chosen in %.2f s, answered %.2f s later; candidates "
-                      "offered %s, answered %s", chosen - started, time.monotonic() - chosen,
-                      _candidate_types(str(sdp)), _candidate_types(answer.sdp))
+            log.debug(
+                "join: TURN chosen in %.2f s, answered %.2f s later; candidates "
+                "offered %s, answered %s",
+                chosen - started,
+                time.monotonic() - chosen,
+                _candidate_types(str(sdp)),
+                _candidate_types(answer.sdp),
+            )
             if ice_servers and " typ relay" not in answer.sdp:
                 # aioice drops a failed allocation silently after its gathering timeout.
-                log.warning("TURN via %s gave no relay candidate; probing again next join",
-                            ice_servers[0].urls)
+                log.warning(
+                    "TURN via %s gave no relay candidate; probing again next join",
+                    ice_servers[0].urls,
+                )
                 self.relay.forget()
             return answer
         finally:

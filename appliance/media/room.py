@@ -191,11 +191,14 @@ class Room:
             for publication in me.publications.values():
                 await publication.stop()
             raise
+        if held is not None and not resumed:
+            # A fresh start forgets the old link, estimate included, before the new
+            # connection's slots are tapped: after them it would forget their clocks too.
+            self.adaptation.remove(participant_id)
         attach_slots(me, slots, self.adaptation.tap)
         if held is not None:
             self._release_seat(participant_id)
             if not resumed:
-                self.adaptation.remove(participant_id)  # a fresh start, estimate included
                 self._links_changed()
         self.participants[participant_id] = me
         self._ensure_speaker_task()

@@ -25,9 +25,7 @@ def test_a_fresh_rejoin_keeps_the_new_connections_report_clocks(sfu: Sfu) -> Non
             await a.close()  # no goodbye: the seat is held
             assert await wait_for(lambda: sfu.stats()["held_seats"] == 1, 40)
             await sfu.join(again, ida, resume="not-the-token")
-            assert await wait_for(
-                lambda: any(e.get("type") == "welcome" for e in again.events), 10
-            )
+            assert await wait_for(lambda: any(e.get("type") == "welcome" for e in again.events), 10)
             # The fresh start forgets the old link's estimate, not the new link's slot clocks.
             assert sfu.box.media.call(clocks(ida), timeout=5) > 0
         finally:

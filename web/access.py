@@ -10,7 +10,7 @@ hash-chained audit log.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import abort
 
@@ -36,7 +36,7 @@ def audit_grant(grant: Grant, target: str) -> None:
         current_box().store.audit(_actor(), "access.cross_team", target)
 
 
-def _refuse(target: str, message: str) -> Any:
+def _refuse(target: str, message: str) -> NoReturn:
     current_box().store.audit(_actor(), "access.denied", target)
     abort(404, description=message)
 

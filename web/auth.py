@@ -117,6 +117,14 @@ def current_user() -> Any | None:
     return _resume().user
 
 
+def staff_user() -> Any:
+    """The signed-in staff `User` of a view behind `role_required` (which makes sure of one)."""
+    user = current_user()
+    if user is None:
+        abort(401, description="Sign in first.")
+    return user
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 

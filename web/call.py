@@ -16,7 +16,7 @@ from appliance.clinical.join_window import JoinWindow, as_local
 from appliance.media.join_token import DEFAULT_TTL_S, issue, verify
 from web.access import clinical_required, team_session
 from web.app_state import current_box
-from web.auth import current_user
+from web.auth import staff_user
 from web.call_strings import call_strings_json
 from web.live import live_sessions
 from web.remote_seat import turn_grant
@@ -98,7 +98,7 @@ def clinician_call(session_id: str) -> Any:
     group, _grant = team_session(session_id)
     if group.state == "ended":
         abort(409, description="This session has ended, so its call is closed.")
-    user = current_user()
+    user = staff_user()
     token = _join_token(group, f"user:{user.id}", "facilitator")
     store.audit(f"user:{user.id}", "call.join", f"group_session/{group.id}")
     return render_template(

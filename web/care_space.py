@@ -31,7 +31,7 @@ from appliance.clinical.safety_plan import (
 )
 from web.access import care_patient, clinical_required
 from web.app_state import current_box
-from web.auth import current_user, role_required
+from web.auth import current_user, role_required, staff_user
 
 bp = Blueprint("care_space", __name__)
 
@@ -41,7 +41,7 @@ def _store() -> Any:
 
 
 def _actor() -> str:
-    return f"user:{current_user().id}"
+    return f"user:{staff_user().id}"
 
 
 def card_link(code: str) -> str:

@@ -23,7 +23,7 @@ from appliance.clinical.follow_up import (
 )
 from web.access import NO_PATIENT, care_patient, clinical_required, team_session, visible_patient
 from web.app_state import current_box
-from web.auth import current_user
+from web.auth import current_user, staff_user
 
 bp = Blueprint("follow_up", __name__)
 
@@ -39,7 +39,7 @@ def flags_for_banner() -> list[Any]:
 
 
 def _flags_to_show() -> list[Any]:
-    user = current_user()
+    user = staff_user()
     if user.role == "admin":
         # Every open flag on the box; each one outside the admin's teams is audited.
         return [f for f in open_flags(_store()) if visible_patient(f.patient)]
@@ -49,7 +49,7 @@ def _flags_to_show() -> list[Any]:
 def _list_page(errors: dict[str, str] | None = None, form: Any = None, status: int = 200) -> Any:
     flags = _flags_to_show()
     for flag in flags:
-        _store().audit(f"user:{current_user().id}", "record.read", f"risk_flag/{flag.id}")
+        _store().audit(f"user:{staff_user().id}", "record.read", f"risk_flag/{flag.id}")
     page = render_template(
         "follow_up.html",
         flags=flags,
@@ -87,7 +87,7 @@ def record(flag_id: str) -> Any:
         )
     except FollowUpError as exc:
         return _list_page({flag.id: str(exc)}, request.form, 400)
-    store.audit(f"user:{current_user().id}", "risk.follow_up", f"risk_flag/{flag.id}")
+    store.audit(f"user:{staff_user().id}", "risk.follow_up", f"risk_flag/{flag.id}")
     return redirect(url_for("follow_up.follow_up_list"))
 
 

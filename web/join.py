@@ -64,8 +64,6 @@ def init_app(app: Flask) -> None:
     """Codes are shown in groups of three; sessions still holding a 6-digit code get a new one."""
     app.jinja_env.globals["format_code"] = format_code
     box = app.extensions["clinicbox"]
-    if box.store is None:
-        return
     try:
         changed = reissue_short_codes(box.store.GroupSession, app.config["SECRET_KEY"])
     except IntegrityError as exc:  # a damaged session record must not stop the portal

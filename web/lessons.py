@@ -16,8 +16,8 @@ from appliance.clinical import lesson_assignments
 from appliance.clinical.lesson_library import Lesson, load_library
 from web.access import care_patient, clinical_required, team_session
 from web.app_state import current_box
-from web.auth import current_user
-from web.patient_space import card_patient, card_required
+from web.auth import current_user, staff_user
+from web.patient_space import card_patient, card_required, space_patient
 
 bp = Blueprint("lessons", __name__)
 
@@ -61,7 +61,7 @@ def _assign(patient_ids: list[str]) -> int:
     except lesson_assignments.AssignmentError as exc:
         abort(400, description=str(exc))
     for item in made:
-        _store().audit(f"user:{current_user().id}", "record.create", f"lesson_assignment/{item.id}")
+        _store().audit(f"user:{staff_user().id}", "record.create", f"lesson_assignment/{item.id}")
     return len(made)
 
 
@@ -89,7 +89,7 @@ def assign_to_group(session_id: str) -> Any:
 @card_required
 def my_lessons() -> Any:
     store = _store()
-    person = card_patient()
+    person = space_patient()
     items = lesson_assignments.assignments_of(store, person)
     store.audit(f"patient/{person.id}", "record.read", f"patient/{person.id}/lessons")
     return render_template("space_lessons.html", items=items, library=library())
@@ -118,6 +118,6 @@ def done(assignment_id: str) -> Any:
     assignment = _mine(assignment_id)
     lesson_assignments.mark_done(_store(), assignment)
     _store().audit(
-        f"patient/{card_patient().id}", "record.update", f"lesson_assignment/{assignment.id}"
+        f"patient/{space_patient().id}", "record.update", f"lesson_assignment/{assignment.id}"
     )
     return redirect(url_for("lessons.my_lessons"))

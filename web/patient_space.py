@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from flask import (
     Blueprint,
     Flask,
+    abort,
     current_app,
     g,
     redirect,
@@ -61,6 +62,14 @@ def _end_card_session() -> None:
         session.pop(key, None)
 
 
+def space_patient() -> Any:
+    """The card's patient in a view behind `card_required` (which makes sure of one)."""
+    person = card_patient()
+    if person is None:
+        abort(403, description="Open your space with your card first.")
+    return person
+
+
 def card_patient() -> Any | None:
     """The patient whose card opened this browser's space, or None (no card, revoked,
     idle or too old: the card keys are then dropped from the cookie)."""
@@ -94,7 +103,7 @@ def card_required(view: F) -> F:
 
 
 def _actor() -> str:
-    return f"patient/{card_patient().id}"
+    return f"patient/{space_patient().id}"
 
 
 def _card_page(error: str | None, status: int = 200) -> Any:
@@ -152,7 +161,7 @@ def sign_out() -> Any:
 @card_required
 def home() -> Any:
     store = current_box().store
-    person = card_patient()
+    person = space_patient()
     store.audit(_actor(), "record.read", f"patient/{person.id}/space")
     return render_template(
         "space.html",
@@ -164,7 +173,7 @@ def home() -> Any:
 
 def _message_page(error: str | None = None, draft: str = "", status: int = 200) -> Any:
     store = current_box().store
-    person = card_patient()
+    person = space_patient()
     items = messages.thread(store, person)
     messages.mark_read(store, person, by_patient=True)
     store.audit(_actor(), "record.read", f"patient/{person.id}/messages")
@@ -204,7 +213,7 @@ class MessageRate:
 @card_required
 def send_message() -> Any:
     store = current_box().store
-    person = card_patient()
+    person = space_patient()
     draft = request.form.get("body") or ""
     try:
         messages.clean_body(draft)

@@ -22,7 +22,7 @@ from appliance.clinical.questionnaires import INSTRUMENTS
 from appliance.store.models import normalise_for_index
 from web.access import clinical_required
 from web.app_state import current_box
-from web.auth import current_user
+from web.auth import staff_user
 
 bp = Blueprint("patients", __name__)
 
@@ -102,7 +102,7 @@ def patient_list() -> Any:
     if len(query) > MAX_QUERY:
         abort(400, description=f"Search with fewer than {MAX_QUERY} characters of a name.")
     store = current_box().store
-    user = current_user()
+    user = staff_user()
     rows = _rows(store, user, query)
     actor = f"user:{user.id}"
     if user.role == "admin":

@@ -17,8 +17,9 @@ from appliance.accounts import check_password
 from appliance.provisioning import (
     Account,
     AccountRefused,
+    ClaimRefused,
     ProvisioningError,
-    claim_result,
+    claim_for_portal,
     provision,
 )
 from appliance.provisioning_state import read_state
@@ -43,7 +44,8 @@ def _wizard_open() -> bool:
 def setup() -> Any:
     box = current_box()
     if read_state(box.settings).provisioned:
-        return render_template("setup_done.html", state=read_state(box.settings), claim=None)
+        return render_template("setup_done.html", state=read_state(box.settings), claimed=None,
+                               claim_refused=None)
     if request.method == "GET":
         return _code_page(None, 200)
     code = request.form.get("code", "")
@@ -100,9 +102,14 @@ def wizard() -> Any:
         box.store.keyring.rewrap(passphrase)
         box.store.audit("setup", "keys.passphrase", "store/keys")
     session.pop(_SESSION_KEY, None)
-    return render_template("setup_done.html", state=read_state(box.settings),
-                           claim=claim_result(box, form["central_url"], token, voucher),
-                           locked=passphrase is not None)
+    claimed = claim_refused = None
+    if token or voucher:
+        try:
+            claimed = claim_for_portal(box, form["central_url"], token, voucher)
+        except ClaimRefused as exc:  # the box is set up all the same; say why it is unclaimed
+            claim_refused = exc.message
+    return render_template("setup_done.html", state=read_state(box.settings), claimed=claimed,
+                           claim_refused=claim_refused, locked=passphrase is not None)
 
 
 def _chosen_passphrase(form: dict[str, str], *accounts: Account) -> str | None:

@@ -21,7 +21,7 @@ from appliance.clinical import measures_between, messages
 from appliance.clinical.questionnaires import get_instrument
 from appliance.clinical.safety_plan import SECTIONS, plan_of
 from web.app_state import current_box
-from web.patient_space import card_patient, card_required
+from web.patient_space import card_patient, card_required, space_patient
 from web.questionnaire_form import questionnaire_view
 
 bp = Blueprint("diary", __name__)
@@ -36,7 +36,7 @@ def _store() -> Any:
 
 
 def _actor() -> str:
-    return f"patient/{card_patient().id}"
+    return f"patient/{space_patient().id}"
 
 
 @bp.route("/me/measures/<code>", methods=["GET", "POST"])
@@ -46,7 +46,7 @@ def measure(code: str) -> Any:
     if code not in ("phq9", "gad7"):
         abort(404, description=_("There is no such questionnaire."))
     store = _store()
-    person = card_patient()
+    person = space_patient()
     with _ANSWERS:
         item = measures_between.due_schedule(store, person, code.upper())
         if item is None:
@@ -56,7 +56,7 @@ def measure(code: str) -> Any:
         )
         if saved is not None:
             measures_between.mark_answered(store, item)
-    if page is not None:
+    if saved is None:
         return page
     if get_instrument(code).risk_item is not None and saved.items[8] > 0:
         return redirect(url_for("diary.crisis"))
@@ -84,7 +84,7 @@ def mood() -> Any:
 
 def _plan_page(crisis: bool) -> Any:
     store = _store()
-    person = card_patient()
+    person = space_patient()
     plan = plan_of(store, person)
     store.audit(_actor(), "record.read", f"patient/{person.id}/safety_plan")
     page = render_template(

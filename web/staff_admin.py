@@ -17,7 +17,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from appliance import staff_sessions
 from appliance.accounts import ROLES, create_user, normalise_username, set_password
 from web.app_state import current_box
-from web.auth import current_user, role_required
+from web.auth import current_user, role_required, staff_user
 
 bp = Blueprint("staff_admin", __name__)
 
@@ -31,7 +31,7 @@ def _store() -> Any:
 
 
 def _audit(action: str, user_id: int) -> None:
-    _store().audit(f"user:{current_user().id}", action, f"users/{user_id}")
+    _store().audit(f"user:{staff_user().id}", action, f"users/{user_id}")
 
 
 def _page(error: str | None = None, status: int = 200, **form: str) -> Any:
@@ -81,7 +81,7 @@ def _refuse_lockout(user: Any, action: str, role: str) -> None:
     """400 when an admin would disable or demote their own account. Whoever acts here is an
     active admin, so refusing this alone keeps at least one active admin on the box."""
     loses_admin = action == "disable" or (action == "role" and role != "admin")
-    if user.id == current_user().id and loses_admin:
+    if user.id == staff_user().id and loses_admin:
         abort(
             400,
             description="You cannot disable or demote your own account; "

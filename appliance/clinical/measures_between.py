@@ -116,7 +116,7 @@ def mark_answered(store: Any, item: Any, now: datetime | None = None) -> None:
     item.save()
 
 
-def record_mood(store: Any, patient: Any, raw_score: str, note: str) -> Any:
+def record_mood(store: Any, patient: Any, raw_score: str, note: str | None) -> Any:
     """Store a mood check (1-5, optional note) and move a due mood schedule on."""
     if raw_score not in ("1", "2", "3", "4", "5"):
         raise ScheduleError("Choose how you feel today, from 1 to 5.")

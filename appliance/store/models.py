@@ -237,14 +237,14 @@ class ClinicalModel(BaseModel):
                 if keyring.key_id_of(value) == keyring.active_id:
                     continue  # untouched since read and already under the active key
                 value = getattr(self, field.name)  # re-seal under the active key
-            blob = keyring.seal(field.encode(value), table, str(self._pk), field.column_name)
+            blob = keyring.seal(field.encode(value), table, str(self.get_id()), field.column_name)
             out[field.name] = Sealed(blob)
         return out
 
     def _enqueue(self) -> None:
         self._meta.database.execute_sql(
             _ENQUEUE_SQL,
-            (self.record_type(), self._pk, self.version, int(self.lane), time.time()),
+            (self.record_type(), self.get_id(), self.version, int(self.lane), time.time()),
         )
 
     def to_payload(self) -> bytes:
@@ -260,7 +260,7 @@ class ClinicalModel(BaseModel):
             if isinstance(value, datetime | date):
                 value = value.isoformat()
             fields[field.name] = value
-        doc = {"type": self.record_type(), "id": str(self._pk), "version": self.version,
+        doc = {"type": self.record_type(), "id": str(self.get_id()), "version": self.version,
                "fields": fields}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -359,6 +359,9 @@ class Attendance(ClinicalModel):
 
     session = ForeignKeyField(GroupSession, backref="attendance", on_delete="CASCADE")
     patient = ForeignKeyField(Patient, backref="attendance", on_delete="CASCADE")
+    # The foreign keys' raw ids, which peewee adds beside `session` and `patient`.
+    session_id: str
+    patient_id: str
     # The name shown to the group in this session (may differ from the registered name).
     display_name = EncryptedField(null=True)
     status = CharField(

@@ -67,18 +67,28 @@ def memory_reading() -> dict[str, int]:
     for line in Path("/proc/meminfo").read_text().splitlines():
         key, _, rest = line.partition(":")
         info[key] = int(rest.split()[0]) if rest.split() else 0
-    return {"total_mib": info.get("MemTotal", 0) // 1024,
-            "available_mib": info.get("MemAvailable", 0) // 1024}
+    return {
+        "total_mib": info.get("MemTotal", 0) // 1024,
+        "available_mib": info.get("MemAvailable", 0) // 1024,
+    }
 
 
 def sync_reading(store: Store) -> dict[str, Any]:
     """Outbox backlog, when something last reached the centre, and the last transport error."""
     stats = Outbox(store).stats()
     entry = store.OutboxEntry
-    last = entry.select(entry.delivered_at).where(entry.delivered_at.is_null(False)).order_by(
-        entry.delivered_at.desc()).scalar()
-    error = entry.select(entry.last_error).where(entry.last_error.is_null(False)).order_by(
-        entry.next_attempt_at.desc()).scalar()
+    last = (
+        entry.select(entry.delivered_at)
+        .where(entry.delivered_at.is_null(False))
+        .order_by(entry.delivered_at.desc())
+        .scalar()
+    )
+    error = (
+        entry.select(entry.last_error)
+        .where(entry.last_error.is_null(False))
+        .order_by(entry.next_attempt_at.desc())
+        .scalar()
+    )
     return {
         "backlog": sum(stats["lanes"].values()),
         "lanes": stats["lanes"],
@@ -92,8 +102,11 @@ def active_sessions(store: Store) -> dict[str, int]:
     """Live group sessions and the people admitted to them."""
     session, attendance = store.GroupSession, store.Attendance
     live = session.select().where(session.state == "live")
-    people = attendance.select().where(
-        attendance.session.in_(live) & (attendance.status == "admitted")).count()
+    people = (
+        attendance.select()
+        .where(attendance.session.in_(live) & (attendance.status == "admitted"))
+        .count()
+    )
     return {"sessions": live.count(), "participants": people}
 
 
@@ -108,8 +121,9 @@ def centre_address(settings: Settings) -> tuple[str, int] | None:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def link_quality(address: tuple[str, int], probes: int = _PROBES,
-                 timeout_s: float = 1.5) -> dict[str, Any]:
+def link_quality(
+    address: tuple[str, int], probes: int = _PROBES, timeout_s: float = 1.5
+) -> dict[str, Any]:
     """TCP connect times to the centre: median and worst RTT in ms, and probes lost."""
     times: list[float] = []
     for _ in range(probes):
@@ -134,12 +148,22 @@ def self_test(settings: Settings) -> tuple[list[Check], dict[str, Any] | None]:
     checks.append(Check("LAN address", bool(lan), ", ".join(lan) or "no IPv4 LAN address"))
     routes = Path("/proc/net/route").read_text().splitlines()[1:]
     has_default = any(line.split()[1] == "00000000" for line in routes if line.split())
-    checks.append(Check("Default route", has_default,
-                        "present" if has_default else "none: the centre is unreachable"))
+    checks.append(
+        Check(
+            "Default route",
+            has_default,
+            "present" if has_default else "none: the centre is unreachable",
+        )
+    )
     now = dt.datetime.now(dt.UTC)
     checks.append(Check("Clock", now.year >= 2025, now.strftime("%Y-%m-%d %H:%M UTC")))
-    checks.append(Check("mDNS advert", settings.discovery_enabled,
-                        "on" if settings.discovery_enabled else "discovery_enabled is off"))
+    checks.append(
+        Check(
+            "mDNS advert",
+            settings.discovery_enabled,
+            "on" if settings.discovery_enabled else "discovery_enabled is off",
+        )
+    )
     address = centre_address(settings)
     if address is None:
         checks.append(Check("Central server", False, "not configured (claim the box first)"))
@@ -153,8 +177,11 @@ def self_test(settings: Settings) -> tuple[list[Check], dict[str, Any] | None]:
         return checks, None
     link = link_quality(address)
     reached = link["lost"] < link["probes"]
-    detail = (f"{link['median_ms']} ms median, {link['lost']}/{link['probes']} lost"
-              if reached else f"{host}:{port} refused or timed out")
+    detail = (
+        f"{link['median_ms']} ms median, {link['lost']}/{link['probes']} lost"
+        if reached
+        else f"{host}:{port} refused or timed out"
+    )
     checks.append(Check("Centre connection", reached, detail))
     return checks, link
 
@@ -162,8 +189,11 @@ def self_test(settings: Settings) -> tuple[list[Check], dict[str, Any] | None]:
 def disk_reading(path: Path) -> dict[str, float]:
     """Size, free space and use of the file system holding `path` (the data dir)."""
     disk = shutil.disk_usage(path)
-    return {"total_gib": round(disk.total / 2**30, 1), "free_gib": round(disk.free / 2**30, 1),
-            "used_pct": round(100 * disk.used / disk.total, 1)}
+    return {
+        "total_gib": round(disk.total / 2**30, 1),
+        "free_gib": round(disk.free / 2**30, 1),
+        "used_pct": round(100 * disk.used / disk.total, 1),
+    }
 
 
 def uptime_s() -> float:

@@ -33,6 +33,7 @@ from flask import (
 
 from appliance import staff_sessions
 from appliance.accounts import authenticate, normalise_username
+from appliance.store.models import User
 from web.app_state import current_box
 
 bp = Blueprint("auth", __name__)
@@ -112,12 +113,12 @@ def _resume() -> staff_sessions.Resumed:
     return g.staff_session
 
 
-def current_user() -> Any | None:
+def current_user() -> User | None:
     """The signed-in, active staff `User` for this request, or None."""
     return _resume().user
 
 
-def staff_user() -> Any:
+def staff_user() -> User:
     """The signed-in staff `User` of a view behind `role_required` (which makes sure of one)."""
     user = current_user()
     if user is None:

@@ -14,6 +14,7 @@ from flask import Blueprint, abort, redirect, render_template, session, url_for
 
 from appliance.clinical.join_window import JoinWindow, as_local
 from appliance.media.join_token import DEFAULT_TTL_S, issue, verify
+from appliance.store.models import GroupSession
 from web.access import clinical_required, team_session
 from web.app_state import current_box
 from web.auth import staff_user
@@ -29,14 +30,16 @@ bp = Blueprint("call", __name__)
 PATIENT_OVERRUN = timedelta(hours=2)
 
 
-def _join_token(group: Any, participant: str, role: str, ttl_s: int = DEFAULT_TTL_S) -> str:
+def _join_token(
+    group: GroupSession, participant: str, role: str, ttl_s: int = DEFAULT_TTL_S
+) -> str:
     """A join token for this seat, checked by the SFU's signalling endpoint."""
     return issue(
         current_box(), session_id=group.id, participant=participant, role=role, ttl_s=ttl_s
     )
 
 
-def patient_token_ttl(group: Any) -> int:
+def patient_token_ttl(group: GroupSession) -> int:
     """Seconds a patient's join token may live: 4 h at most, and never past the session's
     join window plus `PATIENT_OVERRUN` (0 or less: the session is over)."""
     start = as_local(group.starts_at)

@@ -29,14 +29,16 @@ from appliance.clinical.safety_plan import (
     plan_of,
     save_plan,
 )
+from appliance.store.models import Patient
+from appliance.store.store import Store
 from web.access import care_patient, clinical_required
 from web.app_state import current_box
-from web.auth import current_user, role_required, staff_user
+from web.auth import role_required, staff_user
 
 bp = Blueprint("care_space", __name__)
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
@@ -73,7 +75,7 @@ def change_card(patient_id: str) -> Any:
     store = _store()
     action = request.form.get("action")
     if action == "issue":
-        code = issue_card(store, person, current_user())
+        code = issue_card(store, person, staff_user())
         store.audit(_actor(), "card.issue", f"patient/{person.id}")
         link = card_link(code)
         return render_template(
@@ -92,7 +94,9 @@ def change_card(patient_id: str) -> Any:
     abort(400, description="Choose to issue a new card or to revoke the card.")
 
 
-def _thread_page(person: Any, error: str | None = None, draft: str = "", status: int = 200) -> Any:
+def _thread_page(
+    person: Patient, error: str | None = None, draft: str = "", status: int = 200
+) -> Any:
     store = _store()
     items = messages.thread(store, person)
     messages.mark_read(store, person, by_patient=False)
@@ -122,7 +126,7 @@ def reply(patient_id: str) -> Any:
     person, _grant = care_patient(patient_id)
     draft = request.form.get("body") or ""
     try:
-        sent = messages.send(_store(), person, draft, author=current_user())
+        sent = messages.send(_store(), person, draft, author=staff_user())
     except messages.MessageError as exc:
         return _thread_page(person, str(exc), draft[: messages.MAX_MESSAGE], 400)
     _store().audit(_actor(), "record.create", f"secure_message/{sent.id}")
@@ -144,7 +148,7 @@ def change_schedule(patient_id: str) -> Any:
             every = 0
         try:
             item = measures_between.schedule(
-                store, person, request.form.get("kind") or "", every, current_user()
+                store, person, request.form.get("kind") or "", every, staff_user()
             )
         except measures_between.ScheduleError as exc:
             abort(400, description=str(exc))
@@ -171,7 +175,7 @@ def safety_plan(patient_id: str) -> Any:
     if request.method == "POST":
         values = {key: request.form.get(key) or "" for key, _h, _p in SECTIONS}
         try:
-            saved = save_plan(store, person, clean_sections(request.form), current_user())
+            saved = save_plan(store, person, clean_sections(request.form), staff_user())
         except SafetyPlanError as exc:
             error = str(exc)
         else:

@@ -21,21 +21,22 @@ from appliance.clinical.follow_up import (
     open_flags_of_session,
     record_follow_up,
 )
+from appliance.store.store import Store
 from web.access import NO_PATIENT, care_patient, clinical_required, team_session, visible_patient
 from web.app_state import current_box
-from web.auth import current_user, staff_user
+from web.auth import staff_user
 
 bp = Blueprint("follow_up", __name__)
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
 def flags_for_banner() -> list[Any]:
     """The open flags of the signed-in user's own care (an admin's too: the dashboard
     banner never widens to other teams; the full list is one click away, audited)."""
-    return open_flags_in_care(_store(), current_user())
+    return open_flags_in_care(_store(), staff_user())
 
 
 def _flags_to_show() -> list[Any]:
@@ -81,7 +82,7 @@ def record(flag_id: str) -> Any:
         record_follow_up(
             store,
             flag,
-            current_user(),
+            staff_user(),
             request.form.get("outcome") or "",
             request.form.get("note") or "",
         )

@@ -38,7 +38,8 @@ from appliance.clinical.session_codes import (
     reissue_short_codes,
 )
 from appliance.store import IntegrityError
-from appliance.store.models import utcnow
+from appliance.store.models import GroupSession, utcnow
+from appliance.store.store import Store
 from web.app_state import code_secret, current_box
 from web.join_throttle import join_throttle
 from web.live import live_sessions
@@ -56,7 +57,7 @@ POLL_VOTERS = ("waiting", "admitted")
 _QUESTIONNAIRE_SAVES = threading.Lock()
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
@@ -78,7 +79,7 @@ def _window() -> JoinWindow:
     return JoinWindow(settings.join_opens_minutes_before, settings.join_closes_minutes_after)
 
 
-def invite_url(group: Any) -> str:
+def invite_url(group: GroupSession) -> str:
     """The invite link for `group`, on the configured public URL (never the request's Host)."""
     token = derive_invite_token(code_secret(), group.id)
     return current_box().settings.portal_url + url_for("join.invite", token=token)

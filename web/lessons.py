@@ -14,10 +14,11 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from appliance.clinical import lesson_assignments
 from appliance.clinical.lesson_library import Lesson, load_library
+from appliance.store.store import Store
 from web.access import care_patient, clinical_required, team_session
 from web.app_state import current_box
-from web.auth import current_user, staff_user
-from web.patient_space import card_patient, card_required, space_patient
+from web.auth import staff_user
+from web.patient_space import card_required, space_patient
 
 bp = Blueprint("lessons", __name__)
 
@@ -29,7 +30,7 @@ def library() -> dict[str, Lesson]:
     return load_library(current_box().settings.data_dir)
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
@@ -56,7 +57,7 @@ def _assign(patient_ids: list[str]) -> int:
             patient_ids,
             request.form.get("lesson") or "",
             request.form.get("homework") or "",
-            current_user(),
+            staff_user(),
         )
     except lesson_assignments.AssignmentError as exc:
         abort(400, description=str(exc))
@@ -96,7 +97,7 @@ def my_lessons() -> Any:
 
 
 def _mine(assignment_id: str) -> Any:
-    found = lesson_assignments.assignment_of(_store(), card_patient(), assignment_id)
+    found = lesson_assignments.assignment_of(_store(), space_patient(), assignment_id)
     if found is None:
         abort(404, description=NO_LESSON)
     return found

@@ -34,6 +34,7 @@ from flask_babel import ngettext
 from appliance.clinical import messages
 from appliance.clinical.access_cards import card_is_live, clean_card_code, find_card
 from appliance.clinical.reminders import reminders_for
+from appliance.store.models import Patient
 from web.app_state import current_box
 from web.join_throttle import WindowCounter, join_throttle
 
@@ -62,7 +63,7 @@ def _end_card_session() -> None:
         session.pop(key, None)
 
 
-def space_patient() -> Any:
+def space_patient() -> Patient:
     """The card's patient in a view behind `card_required` (which makes sure of one)."""
     person = card_patient()
     if person is None:
@@ -70,7 +71,7 @@ def space_patient() -> Any:
     return person
 
 
-def card_patient() -> Any | None:
+def card_patient() -> Patient | None:
     """The patient whose card opened this browser's space, or None (no card, revoked,
     idle or too old: the card keys are then dropped from the cookie)."""
     if "card_patient" in g:

@@ -43,7 +43,8 @@ from appliance.clinical.session_codes import (
 )
 from appliance.clinical.waiting_room import change_seats
 from appliance.media.rooms import Rooms
-from appliance.store.models import utcnow
+from appliance.store.models import GroupSession, User, utcnow
+from appliance.store.store import Store
 from web.access import (
     care_patient,
     clinical_required,
@@ -71,7 +72,7 @@ def _template_helpers() -> dict[str, Any]:
     return {"scale": ANSWER_SCALE, "risk_flag": risk_flag, "seat_status": seat_status}
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
@@ -102,7 +103,7 @@ def _split_call(group_id: str) -> None:
               "Try again in a moment.")
 
 
-def _done(group: Any) -> Response:
+def _done(group: GroupSession) -> Response:
     """The answer to a session control: JSON for the call view's facilitator panel (which
     stays on the call), the session page for its plain forms."""
     if request.accept_mimetypes.best == "application/json":
@@ -136,7 +137,7 @@ def dashboard() -> str:
                            flags=flags, unread=unread)
 
 
-def _unread_messages(user: Any) -> list[tuple[Any, int]]:
+def _unread_messages(user: User) -> list[tuple[Any, int]]:
     """(patient, unread count) for the patients in one's care who wrote and wait for an
     answer, most waiting first."""
     counts = unread_by_patient(_store(), user)
@@ -265,7 +266,7 @@ def session_detail(session_id: str) -> str:
     )
 
 
-def _team_of(group: Any) -> tuple[list[Any], list[Any]]:
+def _team_of(group: GroupSession) -> tuple[list[Any], list[Any]]:
     """The session's co-facilitators, and the active clinicians who could be added."""
     store = _store()
     User, CoFacilitator = store.User, store.CoFacilitator  # noqa: N806

@@ -20,8 +20,9 @@ from flask_babel import gettext as _
 from appliance.clinical import measures_between, messages
 from appliance.clinical.questionnaires import get_instrument
 from appliance.clinical.safety_plan import SECTIONS, plan_of
+from appliance.store.store import Store
 from web.app_state import current_box
-from web.patient_space import card_patient, card_required, space_patient
+from web.patient_space import card_required, space_patient
 from web.questionnaire_form import questionnaire_view
 
 bp = Blueprint("diary", __name__)
@@ -31,7 +32,7 @@ _ANSWERS = threading.Lock()
 _OFFLINE_JS = Path(__file__).with_name("static") / "offline.js"
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
@@ -71,7 +72,7 @@ def mood() -> Any:
     if request.method == "POST":
         try:
             entry = measures_between.record_mood(
-                _store(), card_patient(), request.form.get("mood") or "", request.form.get("note")
+                _store(), space_patient(), request.form.get("mood") or "", request.form.get("note")
             )
         except measures_between.ScheduleError:
             error = _("Choose how you feel today, from 1 to 5 (a note of up to 500 characters).")

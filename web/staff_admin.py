@@ -16,6 +16,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from appliance import staff_sessions
 from appliance.accounts import ROLES, create_user, normalise_username, set_password
+from appliance.store.models import User
+from appliance.store.store import Store
 from web.app_state import current_box
 from web.auth import current_user, role_required, staff_user
 
@@ -26,7 +28,7 @@ admin_required = role_required("admin")
 ACTIONS = ("disable", "enable", "role", "password")
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
@@ -77,7 +79,7 @@ def add_staff() -> Any:
     return redirect(url_for("staff_admin.staff_list"))
 
 
-def _refuse_lockout(user: Any, action: str, role: str) -> None:
+def _refuse_lockout(user: User, action: str, role: str) -> None:
     """400 when an admin would disable or demote their own account. Whoever acts here is an
     active admin, so refusing this alone keeps at least one active admin on the box."""
     loses_admin = action == "disable" or (action == "role" and role != "admin")

@@ -41,13 +41,25 @@ class Poll:
         return sum(self.counts)
 
     def to_record(self) -> dict[str, Any]:
-        return {"id": self.poll_id, "question": self.question, "options": self.options,
-                "counts": self.counts, "open": self.open, "votes": self.votes}
+        return {
+            "id": self.poll_id,
+            "question": self.question,
+            "options": self.options,
+            "counts": self.counts,
+            "open": self.open,
+            "votes": self.votes,
+        }
 
     @classmethod
     def from_record(cls, doc: dict[str, Any]) -> Poll:
-        return cls(int(doc["id"]), str(doc["question"]), list(doc["options"]),
-                   [int(c) for c in doc["counts"]], bool(doc["open"]), dict(doc["votes"]))
+        return cls(
+            int(doc["id"]),
+            str(doc["question"]),
+            list(doc["options"]),
+            [int(c) for c in doc["counts"]],
+            bool(doc["open"]),
+            dict(doc["votes"]),
+        )
 
 
 @dataclass
@@ -92,8 +104,11 @@ class LiveSessions:
         row = self._row(session_id)
         rooms, visiting = self._rooms.get(session_id, ({}, {}))
         return LiveSession(
-            list(row.asked or []), row.message or "",
-            Poll.from_record(row.poll) if row.poll else None, dict(rooms), dict(visiting),
+            list(row.asked or []),
+            row.message or "",
+            Poll.from_record(row.poll) if row.poll else None,
+            dict(rooms),
+            dict(visiting),
         )
 
     def _change(self, session_id: str, **fields: Any) -> None:
@@ -150,8 +165,7 @@ class LiveSessions:
     def split(self, session_id: str, attendance_ids: list[str], rooms: int) -> None:
         """Deal the attendees into `rooms` breakout rooms, in turn."""
         with self._lock:
-            self._rooms[session_id] = ({a: i % rooms + 1 for i, a in enumerate(attendance_ids)},
-                                       {})
+            self._rooms[session_id] = ({a: i % rooms + 1 for i, a in enumerate(attendance_ids)}, {})
 
     def visit(self, session_id: str, user_id: int, room: int) -> bool:
         """Put a facilitator in breakout `room` (0: the main room); False if there is none."""

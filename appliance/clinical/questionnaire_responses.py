@@ -18,12 +18,17 @@ def save_response(
     """Store `result` for `patient` (from `session`, if any) and audit it as `actor`."""
     with store.transaction():
         saved = store.QuestionnaireResponse.create(
-            patient=patient, session=session, kind=result.instrument.upper(),
-            items=list(result.answers), score=result.score, severity=result.severity,
+            patient=patient,
+            session=session,
+            kind=result.instrument.upper(),
+            items=list(result.answers),
+            score=result.score,
+            severity=result.severity,
         )
         if result.risk_flag:
             store.RiskFlag.create(
-                patient=patient, source=saved,
+                patient=patient,
+                source=saved,
                 reason=f"{result.instrument.upper()} item 9 answered {result.answers[8]}",
             )
     store.audit(actor, "record.create", f"questionnaire_response/{saved.id}")

@@ -20,9 +20,13 @@ def match_candidates(
     """For each admitted or departed attendee, the active earlier records under the same
     name that `visible` lets this clinician see (a colleague's patient is not theirs)."""
     return {
-        a.id: [p for p in store.Patient.find_by_name(a.display_name or "")
-               if p.id != a.patient_id and p.active and visible(p)]
-        for a in attendees if a.status in ("admitted", "left")
+        a.id: [
+            p
+            for p in store.Patient.find_by_name(a.display_name or "")
+            if p.id != a.patient_id and p.active and visible(p)
+        ]
+        for a in attendees
+        if a.status in ("admitted", "left")
     }
 
 

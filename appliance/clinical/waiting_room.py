@@ -46,9 +46,11 @@ def change_seats(
             raise NotFound("That person is no longer waiting.")
         status = "admitted" if action == "admit" else "removed"
     elif action == "remove":
-        chosen = list(Seat.select().where(
-            (Seat.session == group) & (Seat.status == "admitted") & (Seat.id == attendance_id)
-        ))
+        chosen = list(
+            Seat.select().where(
+                (Seat.session == group) & (Seat.status == "admitted") & (Seat.id == attendance_id)
+            )
+        )
         if not chosen:
             raise NotFound("That person is not in the session.")
         status = "removed"

@@ -303,6 +303,7 @@ class GroupSession(ClinicalModel):
     title = EncryptedField()
     starts_at = DateTimeField()
     facilitator = ForeignKeyField(User, backref="sessions", on_delete="RESTRICT")
+    facilitator_id: int  # the foreign key's raw id, which peewee adds beside `facilitator`
     capacity = IntegerField(default=8)
     keep_chat = BooleanField(default=False)
     state = CharField(
@@ -345,6 +346,7 @@ class CoFacilitator(BaseModel):
     id = AutoField()
     session = ForeignKeyField(GroupSession, backref="co_facilitators", on_delete="CASCADE")
     user = ForeignKeyField(User, backref="co_facilitating", on_delete="CASCADE")
+    user_id: int  # the foreign key's raw id, which peewee adds beside `user`
     added_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
     added_at = DateTimeField(default=utcnow)
 
@@ -391,6 +393,7 @@ class QuestionnaireResponse(ClinicalModel):
     """A PHQ-9 or GAD-7: item answers and total score are encrypted."""
 
     patient = ForeignKeyField(Patient, backref="questionnaires", on_delete="CASCADE")
+    patient_id: str  # the foreign key's raw id, which peewee adds beside `patient`
     session = ForeignKeyField(GroupSession, null=True, on_delete="SET NULL")
     kind = CharField(constraints=[Check("kind IN ('PHQ9', 'GAD7')")])
     items = EncryptedField()
@@ -453,6 +456,7 @@ class RiskFlag(ClinicalModel):
 
     patient = ForeignKeyField(Patient, backref="risk_flags", on_delete="CASCADE")
     source = ForeignKeyField(QuestionnaireResponse, null=True, on_delete="SET NULL")
+    patient_id: str  # the foreign key's raw id, which peewee adds beside `patient`
     raised_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
     reason = EncryptedField()
     state = CharField(
@@ -523,6 +527,7 @@ class SecureMessage(ClinicalModel):
     """
 
     patient = ForeignKeyField(Patient, backref="messages", on_delete="CASCADE")
+    patient_id: str  # the foreign key's raw id, which peewee adds beside `patient`
     author = ForeignKeyField(User, null=True, on_delete="SET NULL")
     body = EncryptedField()
     read_at = DateTimeField(null=True)

@@ -26,16 +26,21 @@ def test_waiting_room_refusals_are_pages_and_json_with_their_status(app):
     _join(app, code, "Ana")
     token = csrf_from(clinician, session_url)
     admit_url = session_url + "/admit"
-    gone = clinician.post(admit_url, data={"csrf_token": token, "action": "deny",
-                                           "attendance": "not-waiting"})
+    gone = clinician.post(
+        admit_url, data={"csrf_token": token, "action": "deny", "attendance": "not-waiting"}
+    )
     assert gone.status_code == 404
     assert "That person is no longer waiting." in gone.get_data(as_text=True)
-    as_json = clinician.post(admit_url, data={"csrf_token": token, "action": "remove",
-                                              "attendance": "nobody"},
-                             headers={"Accept": "application/json"})
+    as_json = clinician.post(
+        admit_url,
+        data={"csrf_token": token, "action": "remove", "attendance": "nobody"},
+        headers={"Accept": "application/json"},
+    )
     assert as_json.status_code == 404
-    assert as_json.get_json() == {"error": "Not Found",
-                                  "message": "That person is not in the session."}
+    assert as_json.get_json() == {
+        "error": "Not Found",
+        "message": "That person is not in the session.",
+    }
     unknown = clinician.post(admit_url, data={"csrf_token": token, "action": "shout"})
     assert unknown.status_code == 400
     assert "Unknown waiting-room action." in unknown.get_data(as_text=True)
@@ -49,10 +54,14 @@ def test_matching_onto_a_record_already_in_the_session_is_a_conflict(app, box):
     _join(app, code, "Ben")
     token = csrf_from(clinician, session_url)
     clinician.post(session_url + "/admit", data={"csrf_token": token, "action": "admit_all"})
-    ana, ben = (box.store.Attendance.get(box.store.Attendance.id == a)
-                for a in _attendance_ids(clinician.get(session_url).get_data(as_text=True))[:2])
-    reply = clinician.post(session_url + "/match", data={
-        "csrf_token": token, "attendance": ana.id, "patient": ben.patient_id})
+    ana, ben = (
+        box.store.Attendance.get(box.store.Attendance.id == a)
+        for a in _attendance_ids(clinician.get(session_url).get_data(as_text=True))[:2]
+    )
+    reply = clinician.post(
+        session_url + "/match",
+        data={"csrf_token": token, "attendance": ana.id, "patient": ben.patient_id},
+    )
     assert reply.status_code == 409
     assert "already in this session" in reply.get_data(as_text=True)
     # Nothing moved.
@@ -61,9 +70,14 @@ def test_matching_onto_a_record_already_in_the_session_is_a_conflict(app, box):
 
 def test_call_api_refusals_keep_the_media_topic_and_status(app, box):
     client = app.test_client()
-    missing = client.post("/api/media/offer", json={
-        "token": issue(box, "no-such-session", "attendance/x", "patient"),
-        "sdp": "v=0", "type": "offer"})
+    missing = client.post(
+        "/api/media/offer",
+        json={
+            "token": issue(box, "no-such-session", "attendance/x", "patient"),
+            "sdp": "v=0",
+            "type": "offer",
+        },
+    )
     assert missing.status_code == 404
     assert missing.get_json() == {"error": "media", "message": "there is no such session"}
     clinician = app.test_client()
@@ -71,10 +85,16 @@ def test_call_api_refusals_keep_the_media_topic_and_status(app, box):
     session_url, _code = _schedule(clinician)
     group_id = session_url.rsplit("/", 1)[1]
     box.store.GroupSession.update(state="ended").where(
-        box.store.GroupSession.id == group_id).execute()
-    ended = client.post("/api/media/offer", json={
-        "token": issue(box, group_id, "attendance/x", "patient"),
-        "sdp": "v=0", "type": "offer"})
+        box.store.GroupSession.id == group_id
+    ).execute()
+    ended = client.post(
+        "/api/media/offer",
+        json={
+            "token": issue(box, group_id, "attendance/x", "patient"),
+            "sdp": "v=0",
+            "type": "offer",
+        },
+    )
     assert ended.status_code == 403
     assert ended.get_json() == {"error": "media", "message": "this session has ended"}
     not_json = client.post("/api/media/offer", data="x", content_type="text/plain")

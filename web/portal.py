@@ -41,6 +41,7 @@ from appliance.clinical.session_codes import (
     derive_invite_token,
     join_code_of,
 )
+from appliance.clinical.session_lifecycle import change_state, check_change
 from appliance.clinical.waiting_room import change_seats
 from appliance.media.rooms import Rooms
 from appliance.store.models import GroupSession, User, utcnow
@@ -337,20 +338,12 @@ def waiting_room(session_id: str) -> str:
 @clinical_required
 def session_state(session_id: str) -> Any:
     group, _grant = team_session(session_id)
-    action = request.form.get("action")
-    transitions = {"start": "live", "end": "ended", "lock": None, "unlock": None}
-    if action not in transitions:
-        abort(400, description="Unknown action.")
-    if group.state == "ended" and action != "end":
-        abort(409, description="This session has ended; schedule a new one to meet again.")
+    action = request.form.get("action") or ""
+    check_change(group, action)
     if action == "end" and request.form.get("confirm") != "yes":
         # One tap must not end a group by mistake: say what ending does and ask again.
         return render_template("end_session.html", group=group)
-    if action in ("lock", "unlock"):
-        group.locked = action == "lock"
-    else:
-        group.state = transitions[action]
-    group.save()
+    change_state(group, action)
     if action == "end":
         # Everyone still in the call is told and disconnected; held seats and their resume
         # tokens go with the room, and join tokens are refused for an ended session.

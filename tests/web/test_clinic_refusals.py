@@ -111,3 +111,20 @@ def test_domain_refusals_name_their_status_without_flask(box):
         change_seats(box.store, "no-session", "admit", "a", "user:1")
     assert gone.value.status == 404 and isinstance(gone.value, ClinicError)
     assert ClinicError("busy", status=503).status == 503
+
+
+def test_an_ended_session_refuses_to_start_again_with_a_conflict(app, box):
+    clinician = app.test_client()
+    sign_in(clinician)
+    session_url, _code = _schedule(clinician)
+    token = csrf_from(clinician, session_url)
+    state_url = session_url + "/state"
+    asked = clinician.post(state_url, data={"csrf_token": token, "action": "end"})
+    assert asked.status_code == 200  # one tap asks again before ending
+    ended = clinician.post(state_url, data={"csrf_token": token, "action": "end", "confirm": "yes"})
+    assert ended.status_code == 302
+    again = clinician.post(state_url, data={"csrf_token": token, "action": "start"})
+    assert again.status_code == 409
+    assert "This session has ended" in again.get_data(as_text=True)
+    group_id = session_url.rsplit("/", 1)[1]
+    assert box.store.GroupSession.get_by_id(group_id).state == "ended"

@@ -30,6 +30,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from appliance import staff_sessions
 from appliance.accounts import authenticate, normalise_username
@@ -165,7 +166,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Any:
+def login() -> ResponseReturnValue:
     reason = request.args.get("reason")
     notice = "You were signed out after a period of inactivity." if reason == "idle" else None
     if request.method == "GET":
@@ -206,7 +207,7 @@ def login() -> Any:
 
 
 @bp.post("/logout")
-def logout() -> Any:
+def logout() -> ResponseReturnValue:
     token = session.get("sid")
     if isinstance(token, str):
         # Ends the session itself, not just this browser's cookie: a copy stops working too.

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, session, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical.join_window import JoinWindow, as_local
 from appliance.media.join_token import DEFAULT_TTL_S, issue, verify
@@ -63,7 +64,7 @@ def _ice_servers(token: str) -> list[dict[str, Any]]:
 
 
 @bp.get("/call")
-def patient_call() -> Any:
+def patient_call() -> ResponseReturnValue:
     store = current_box().store
     attendance_id = session.get("attendance")
     attendance = (
@@ -95,7 +96,7 @@ def patient_call() -> Any:
 
 @bp.get("/sessions/<session_id>/call")
 @clinical_required
-def clinician_call(session_id: str) -> Any:
+def clinician_call(session_id: str) -> ResponseReturnValue:
     """The facilitator's call view, for the session's team (and admins, audited)."""
     store = current_box().store
     group, _grant = team_session(session_id)

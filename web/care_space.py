@@ -12,6 +12,7 @@ from typing import Any
 
 import segno
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from appliance.clinical import measures_between, messages
@@ -59,7 +60,7 @@ def qr_svg(text: str) -> Markup:
 
 @bp.get("/patients/<patient_id>/card")
 @clinical_required
-def card(patient_id: str) -> Any:
+def card(patient_id: str) -> ResponseReturnValue:
     """Whether the patient has a live card, with the buttons to issue and revoke."""
     person, _grant = care_patient(patient_id)
     current = live_card(_store(), person)
@@ -68,7 +69,7 @@ def card(patient_id: str) -> Any:
 
 @bp.post("/patients/<patient_id>/card")
 @clinical_required
-def change_card(patient_id: str) -> Any:
+def change_card(patient_id: str) -> ResponseReturnValue:
     """`action=issue`: a new card (the old one stops working), shown once to print;
     `action=revoke`: no card opens the space any more (a lost card or phone)."""
     person, _grant = care_patient(patient_id)
@@ -115,14 +116,14 @@ def _thread_page(
 
 @bp.get("/patients/<patient_id>/messages")
 @clinical_required
-def thread(patient_id: str) -> Any:
+def thread(patient_id: str) -> ResponseReturnValue:
     person, _grant = care_patient(patient_id)
     return _thread_page(person)
 
 
 @bp.post("/patients/<patient_id>/messages")
 @clinical_required
-def reply(patient_id: str) -> Any:
+def reply(patient_id: str) -> ResponseReturnValue:
     person, _grant = care_patient(patient_id)
     draft = request.form.get("body") or ""
     try:
@@ -135,7 +136,7 @@ def reply(patient_id: str) -> Any:
 
 @bp.post("/patients/<patient_id>/schedule")
 @clinical_required
-def change_schedule(patient_id: str) -> Any:
+def change_schedule(patient_id: str) -> ResponseReturnValue:
     """`action=add` with `kind` and `every_days`: ask the patient for a measure between
     sessions (due from now); `action=stop` with `schedule`: stop asking."""
     person, _grant = care_patient(patient_id)
@@ -165,7 +166,7 @@ def change_schedule(patient_id: str) -> Any:
 
 @bp.route("/patients/<patient_id>/safety-plan", methods=["GET", "POST"])
 @clinical_required
-def safety_plan(patient_id: str) -> Any:
+def safety_plan(patient_id: str) -> ResponseReturnValue:
     """Write or update the patient's safety plan with them (Stanley-Brown sections)."""
     person, _grant = care_patient(patient_id)
     store = _store()
@@ -197,7 +198,7 @@ def safety_plan(patient_id: str) -> Any:
 
 @bp.route("/admin/emergency-contact", methods=["GET", "POST"])
 @role_required("admin")
-def emergency_contact() -> Any:
+def emergency_contact() -> ResponseReturnValue:
     """The clinic's emergency contact, shown to patients beside messages and on the crisis
     page (public clinic information: a number or a service, never a person's record)."""
     store = _store()

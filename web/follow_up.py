@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical.follow_up import (
     MAX_NOTE,
@@ -64,14 +65,14 @@ def _list_page(errors: dict[str, str] | None = None, form: Any = None, status: i
 
 @bp.get("/follow-up")
 @clinical_required
-def follow_up_list() -> Any:
+def follow_up_list() -> ResponseReturnValue:
     """Open risk flags of the patients in one's care, oldest first, each with its form."""
     return _list_page()
 
 
 @bp.post("/follow-up/<flag_id>")
 @clinical_required
-def record(flag_id: str) -> Any:
+def record(flag_id: str) -> ResponseReturnValue:
     """Record what was done about one flag: it then leaves the list (audited)."""
     store = _store()
     flag = store.RiskFlag.get_or_none(store.RiskFlag.id == flag_id)

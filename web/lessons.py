@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical import lesson_assignments
 from appliance.clinical.lesson_library import Lesson, load_library
@@ -36,13 +37,13 @@ def _store() -> Store:
 
 @bp.get("/lessons")
 @clinical_required
-def library_page() -> Any:
+def library_page() -> ResponseReturnValue:
     return render_template("lessons.html", lessons=library().values())
 
 
 @bp.get("/lessons/<lesson_id>")
 @clinical_required
-def preview(lesson_id: str) -> Any:
+def preview(lesson_id: str) -> ResponseReturnValue:
     lesson = library().get(lesson_id)
     if lesson is None:
         abort(404, description=NO_LESSON)
@@ -68,7 +69,7 @@ def _assign(patient_ids: list[str]) -> int:
 
 @bp.post("/patients/<patient_id>/lessons")
 @clinical_required
-def assign_to_patient(patient_id: str) -> Any:
+def assign_to_patient(patient_id: str) -> ResponseReturnValue:
     person, _grant = care_patient(patient_id)
     _assign([person.id])
     return redirect(url_for("portal.patient", patient_id=person.id))
@@ -76,7 +77,7 @@ def assign_to_patient(patient_id: str) -> Any:
 
 @bp.post("/sessions/<session_id>/lessons")
 @clinical_required
-def assign_to_group(session_id: str) -> Any:
+def assign_to_group(session_id: str) -> ResponseReturnValue:
     """The lesson for everyone with a seat in the session (not those removed)."""
     group, _grant = team_session(session_id)
     people = lesson_assignments.group_patient_ids(_store(), group)
@@ -88,7 +89,7 @@ def assign_to_group(session_id: str) -> Any:
 
 @bp.get("/me/lessons")
 @card_required
-def my_lessons() -> Any:
+def my_lessons() -> ResponseReturnValue:
     store = _store()
     person = space_patient()
     items = lesson_assignments.assignments_of(store, person)
@@ -105,7 +106,7 @@ def _mine(assignment_id: str) -> Any:
 
 @bp.get("/me/lessons/<assignment_id>")
 @card_required
-def my_lesson(assignment_id: str) -> Any:
+def my_lesson(assignment_id: str) -> ResponseReturnValue:
     assignment = _mine(assignment_id)
     lesson = library().get(assignment.lesson)
     if lesson is None:
@@ -115,7 +116,7 @@ def my_lesson(assignment_id: str) -> Any:
 
 @bp.post("/me/lessons/<assignment_id>/done")
 @card_required
-def done(assignment_id: str) -> Any:
+def done(assignment_id: str) -> ResponseReturnValue:
     assignment = _mine(assignment_id)
     lesson_assignments.mark_done(_store(), assignment)
     _store().audit(

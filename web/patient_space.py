@@ -28,6 +28,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -112,13 +113,13 @@ def _card_page(error: str | None, status: int = 200) -> Any:
 
 
 @bp.get("/card")
-def card_form() -> Any:
+def card_form() -> ResponseReturnValue:
     """Where a card's link lands: its code is read from the fragment by card.js, or typed."""
     return _card_page(None)
 
 
 @bp.post("/card")
-def card_sign_in() -> Any:
+def card_sign_in() -> ResponseReturnValue:
     client = request.remote_addr or "unknown"
     wait = join_throttle().refusal(client)
     if wait is not None:
@@ -150,7 +151,7 @@ def card_sign_in() -> Any:
 
 
 @bp.post("/me/sign-out")
-def sign_out() -> Any:
+def sign_out() -> ResponseReturnValue:
     _end_card_session()
     response = redirect(url_for("space.card_form"))
     # The offline copy of the safety plan goes too: the phone may be shared.
@@ -160,7 +161,7 @@ def sign_out() -> Any:
 
 @bp.get("/me")
 @card_required
-def home() -> Any:
+def home() -> ResponseReturnValue:
     store = current_box().store
     person = space_patient()
     store.audit(_actor(), "record.read", f"patient/{person.id}/space")
@@ -191,7 +192,7 @@ def _message_page(error: str | None = None, draft: str = "", status: int = 200) 
 
 @bp.get("/me/messages")
 @card_required
-def my_messages() -> Any:
+def my_messages() -> ResponseReturnValue:
     return _message_page()
 
 
@@ -212,7 +213,7 @@ class MessageRate:
 
 @bp.post("/me/messages")
 @card_required
-def send_message() -> Any:
+def send_message() -> ResponseReturnValue:
     store = current_box().store
     person = space_patient()
     draft = request.form.get("body") or ""

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical.access import care_patient_ids, team_session_ids
 from appliance.clinical.questionnaires import INSTRUMENTS
@@ -97,7 +98,7 @@ def _rows(store: Store, user: User, query: str) -> list[PatientRow]:
 
 @bp.get("/patients")
 @clinical_required
-def patient_list() -> Any:
+def patient_list() -> ResponseReturnValue:
     """The patients in one's care, most recent contact first; `q` searches by name or code."""
     query = " ".join((request.args.get("q") or "").split())
     if len(query) > MAX_QUERY:

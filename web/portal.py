@@ -19,6 +19,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from appliance.clinical import measures_between
@@ -208,7 +209,7 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
 
 @bp.route("/sessions/new", methods=["GET", "POST"])
 @clinical_required
-def schedule() -> Any:
+def schedule() -> ResponseReturnValue:
     User = _store().User  # noqa: N806
     facilitators = list(User.select().where(User.role << CLINICAL).order_by(User.username))
     if request.method == "GET":
@@ -336,7 +337,7 @@ def waiting_room(session_id: str) -> str:
 
 @bp.post("/sessions/<session_id>/state")
 @clinical_required
-def session_state(session_id: str) -> Any:
+def session_state(session_id: str) -> ResponseReturnValue:
     group, _grant = team_session(session_id)
     action = request.form.get("action") or ""
     check_change(group, action)
@@ -470,7 +471,7 @@ def match(session_id: str) -> Response:
 
 @bp.route("/sessions/<session_id>/notes", methods=["GET", "POST"])
 @clinical_required
-def notes(session_id: str) -> Any:
+def notes(session_id: str) -> ResponseReturnValue:
     group, _grant = team_session(session_id)
     SessionNote = _store().SessionNote  # noqa: N806
     error = None
@@ -525,7 +526,7 @@ def patient(patient_id: str) -> str:
 
 @bp.route("/patients/<patient_id>/questionnaire/<code>", methods=["GET", "POST"])
 @clinical_required
-def clinician_questionnaire(patient_id: str, code: str) -> Any:
+def clinician_questionnaire(patient_id: str, code: str) -> ResponseReturnValue:
     """A clinician enters a questionnaire with the patient (e.g. after a session)."""
     store = _store()
     person, _grant = care_patient(patient_id)

@@ -9,9 +9,9 @@ and optionally claiming the box for a central server with a one-time token or of
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.accounts import check_password
 from appliance.provisioning import (
@@ -41,7 +41,7 @@ def _wizard_open() -> bool:
 
 
 @bp.route("/setup", methods=["GET", "POST"])
-def setup() -> Any:
+def setup() -> ResponseReturnValue:
     box = current_box()
     if read_state(box.settings).provisioned:
         return render_template("setup_done.html", state=read_state(box.settings), claimed=None,
@@ -60,7 +60,7 @@ def setup() -> Any:
 
 
 @bp.route("/setup/wizard", methods=["GET", "POST"])
-def wizard() -> Any:
+def wizard() -> ResponseReturnValue:
     box = current_box()
     if read_state(box.settings).provisioned:
         return redirect(url_for("setup.setup"))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from appliance.clinical import measures_between, messages
@@ -42,7 +43,7 @@ def _actor() -> str:
 
 @bp.route("/me/measures/<code>", methods=["GET", "POST"])
 @card_required
-def measure(code: str) -> Any:
+def measure(code: str) -> ResponseReturnValue:
     """A PHQ-9 or GAD-7 the care team scheduled, when it is due."""
     if code not in ("phq9", "gad7"):
         abort(404, description=_("There is no such questionnaire."))
@@ -57,8 +58,9 @@ def measure(code: str) -> Any:
         )
         if saved is not None:
             measures_between.mark_answered(store, item)
-    if saved is None:
+    if page is not None:
         return page
+    assert saved is not None  # questionnaire_view gives a page to show or the saved response
     if get_instrument(code).risk_item is not None and saved.items[8] > 0:
         return redirect(url_for("diary.crisis"))
     return render_template("space_done.html")
@@ -66,7 +68,7 @@ def measure(code: str) -> Any:
 
 @bp.route("/me/mood", methods=["GET", "POST"])
 @card_required
-def mood() -> Any:
+def mood() -> ResponseReturnValue:
     """The one-tap daily mood check: 1 to 5 and an optional note."""
     error = None
     if request.method == "POST":
@@ -101,13 +103,13 @@ def _plan_page(crisis: bool) -> Any:
 
 @bp.get("/me/plan")
 @card_required
-def plan() -> Any:
+def plan() -> ResponseReturnValue:
     return _plan_page(crisis=False)
 
 
 @bp.get("/me/crisis")
 @card_required
-def crisis() -> Any:
+def crisis() -> ResponseReturnValue:
     """Where a PHQ-9 with item 9 above zero lands: help now, then the plan."""
     return _plan_page(crisis=True)
 

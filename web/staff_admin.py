@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance import staff_sessions
 from appliance.accounts import ROLES, create_user, normalise_username, set_password
@@ -51,13 +52,13 @@ def _sentence(problem: str) -> str:
 
 @bp.get("/staff")
 @admin_required
-def staff_list() -> Any:
+def staff_list() -> ResponseReturnValue:
     return _page()
 
 
 @bp.post("/staff")
 @admin_required
-def add_staff() -> Any:
+def add_staff() -> ResponseReturnValue:
     """Create an account: username, role and a first password the new colleague changes."""
     username = normalise_username(request.form.get("username", ""))
     role = request.form.get("role", "")
@@ -93,7 +94,7 @@ def _refuse_lockout(user: User, action: str, role: str) -> None:
 
 @bp.post("/staff/<int:user_id>")
 @admin_required
-def change_staff(user_id: int) -> Any:
+def change_staff(user_id: int) -> ResponseReturnValue:
     """Disable or enable an account, change its role, or set a new password."""
     store = _store()
     user = store.User.get_or_none(store.User.id == user_id)

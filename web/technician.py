@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance import __version__
 from appliance.box import Box
@@ -74,7 +75,7 @@ def page(claim_error: str | None = None, claim_form: dict[str, str] | None = Non
 
 @bp.post("/technician/self-test")
 @role_required("technician")
-def run_self_test() -> Any:
+def run_self_test() -> ResponseReturnValue:
     checks, link = self_test(current_box().settings)
     current_app.extensions["clinicbox.selftest"] = {
         "at": dt.datetime.now(dt.UTC), "checks": checks, "link": link}
@@ -83,7 +84,7 @@ def run_self_test() -> Any:
 
 @bp.post("/technician/claim")
 @role_required("technician")
-def claim() -> Any:
+def claim() -> ResponseReturnValue:
     central_url = request.form.get("central_url", "").strip()
     token = request.form.get("claim_token", "").strip()
     voucher = request.form.get("voucher", "").strip()
@@ -108,7 +109,7 @@ def _confirmed(phrase: str) -> bool:
 
 @bp.post("/technician/rotate-keys")
 @role_required("technician")
-def rotate_keys() -> Any:
+def rotate_keys() -> ResponseReturnValue:
     from appliance.store.rotation import rotate
 
     if not _confirmed(ROTATE_PHRASE):
@@ -122,7 +123,7 @@ def rotate_keys() -> Any:
 
 @bp.post("/technician/factory-reset")
 @role_required("technician")
-def reset() -> Any:
+def reset() -> ResponseReturnValue:
     if not _confirmed(RESET_PHRASE):
         return _refused(f"Type {RESET_PHRASE} exactly to reset the box.")
     box = current_box()

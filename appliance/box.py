@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import SqliteDatabase
 
@@ -18,6 +18,10 @@ from appliance.store.database import is_reachable
 from appliance.store.store import Store
 from appliance.tls import TlsMaterial
 
+if TYPE_CHECKING:  # the service starts them (sync.agent.service); the box only holds them
+    from sync.agent.agent import SyncAgent
+    from sync.agent.tunnel import TunnelClient
+
 
 @dataclass
 class Box:
@@ -28,17 +32,17 @@ class Box:
     db: SqliteDatabase
     media: MediaLoop
     setup_code: SetupCode
+    # The encrypted record store; `db` is its database (`store.db`).
+    store: Store
     started_at: float = field(default_factory=time.monotonic)
-    # The encrypted record store; `db` is its database (`store.db`) when serving.
-    store: Store | None = None
     # The SFU's rooms; they live on `media` (the loop) and are reached with `media.call`.
     rooms: Rooms = field(default_factory=Rooms)
-    # The sync agent (sync.agent.agent.SyncAgent) once started; it listens to
-    # `rooms.on_remote_call` and yields the uplink while remote patients are in a call.
-    sync_agent: Any = None
-    # The tunnel to the centre (sync.agent.tunnel.TunnelClient) once started: remote patients
-    # reach the patient pages through it; `tunnel.state.public_url` is their address.
-    tunnel: Any = None
+    # The sync agent once started; it listens to `rooms.on_remote_call` and yields the
+    # uplink while remote patients are in a call.
+    sync_agent: SyncAgent | None = None
+    # The tunnel to the centre once started: remote patients reach the patient pages
+    # through it; `tunnel.state.public_url` is their address.
+    tunnel: TunnelClient | None = None
 
     def health(self) -> dict[str, Any]:
         """The `/healthz` document."""

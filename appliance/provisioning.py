@@ -13,9 +13,10 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.accounts import create_user, normalise_username
+from appliance.clinical.errors import Invalid
 from appliance.config import Settings
 from appliance.errors import OperatorError
 from appliance.files import (
@@ -35,6 +36,9 @@ from sync.agent.claim import (
     claim_box,
     read_voucher,
 )
+
+if TYPE_CHECKING:
+    from appliance.box import Box
 
 MAX_CLINIC_NAME = 80
 
@@ -196,13 +200,15 @@ def accept_voucher(settings: Settings, central_url: str, voucher: str) -> dict[s
     return record
 
 
-def claim_result(box: Any, central_url: str, token: str, voucher: str) -> dict[str, str] | None:
-    """Claim by token or voucher for the web pages: {"ok", "message"}, or None if neither.
+class ClaimRefused(Invalid):
+    """The centre, the token or the voucher did not let the box be claimed (400)."""
 
-    A failed claim leaves the box as it was (provisioned, unclaimed) and says why.
+
+def claim_for_portal(box: Box, central_url: str, token: str, voucher: str) -> str:
+    """Claim by token (or, without one, by voucher) for the web pages: what to tell the person.
+
+    A failed claim raises ClaimRefused and leaves the box as it was (provisioned, unclaimed).
     """
-    if not (token or voucher):
-        return None
     try:
         if token:
             claim(box.settings, central_url, token)
@@ -212,9 +218,9 @@ def claim_result(box: Any, central_url: str, token: str, voucher: str) -> dict[s
             message = f"Voucher stored; {central_url} checks it on first contact."
     except (OperatorError, OSError, ValueError) as exc:
         # One sentence that ends like one: what failed and what to check (sync.agent.claim).
-        return {"ok": "", "message": f"Claim failed: {str(exc).rstrip('.')}."}
+        raise ClaimRefused(f"Claim failed: {str(exc).rstrip('.')}.") from None
     box.store.audit("setup", "claim", "centre")
-    return {"ok": "yes", "message": message}
+    return message
 
 
 def _write_claim(settings: Settings, record: dict[str, Any]) -> None:

@@ -128,7 +128,9 @@ def _ca_permits(ca_cert: x509.Certificate, ip: Address) -> bool:
     constraints = _constraints_of(ca_cert)
     if constraints is None or constraints.permitted_subtrees is None:
         return False
-    nets = [n.value for n in constraints.permitted_subtrees if isinstance(n, x509.IPAddress)]
+    # This CA names networks only (`permitted_networks`), never single addresses.
+    nets = [n.value for n in constraints.permitted_subtrees
+            if isinstance(n, x509.IPAddress) and isinstance(n.value, Network)]
     return any(ip in net for net in nets)
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext
-from werkzeug.exceptions import Conflict, HTTPException
+from werkzeug.exceptions import Conflict, HTTPException, default_exceptions
 
 from appliance.box import Box
+from appliance.clinical.errors import ClinicError
 from appliance.store import IntegrityError
 from appliance.store.keyring import shred_file
 from appliance.translatable import translatable as T
@@ -23,7 +24,6 @@ LEGACY_COOKIE_KEY_FILE = "flask-secret"
 def _secret_key(box: Box) -> bytes:
     """The cookie-signing key, kept wrapped in the store's keyring (not readable off the card
     in passphrase mode); the plaintext file of older releases is shredded."""
-    assert box.store is not None
     shred_file(box.settings.secrets_dir / LEGACY_COOKIE_KEY_FILE)
     return box.store.keyring.box_secret(COOKIE_KEY_SECRET, lambda: secrets.token_bytes(32))
 
@@ -123,12 +123,17 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
         # JSON for API callers, a plain page for people; never a traceback.
-        wants_json = request.path.startswith("/api/") or request.accept_mimetypes.best == (
-            "application/json"
-        )
-        if wants_json:
+        if _wants_json():
             return jsonify(error=exc.name, message=exc.description), exc.code
         return render_template("error.html", error=exc, message=error_sentence(exc)), exc.code
+
+    @app.errorhandler(ClinicError)
+    def _refused(exc: ClinicError) -> Any:
+        # The one place a refusal becomes a response: its class carries the status
+        # (appliance/clinical/errors.py); a topic names the API that refused (e.g. "media").
+        if exc.topic and _wants_json():
+            return jsonify(error=exc.topic, message=exc.message), exc.status
+        return _http_error(default_exceptions[exc.status](description=exc.message))
 
     @app.errorhandler(IntegrityError)
     def _damaged_record(exc: IntegrityError) -> Any:
@@ -143,6 +148,11 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         return render_template("error.html", error=None), 500
 
     return app
+
+
+def _wants_json() -> bool:
+    """JSON for API callers, a plain page for people."""
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
 # Werkzeug's own descriptions speak of servers and URLs; a person gets these instead. A view

@@ -10,11 +10,12 @@ hash-chained audit log.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import abort
 
 from appliance.clinical.access import CLINICAL_ROLES, Grant, patient_grant, session_grant
+from appliance.store.models import Patient
 from web.app_state import current_box
 from web.auth import current_user, role_required
 
@@ -36,7 +37,7 @@ def audit_grant(grant: Grant, target: str) -> None:
         current_box().store.audit(_actor(), "access.cross_team", target)
 
 
-def _refuse(target: str, message: str) -> Any:
+def _refuse(target: str, message: str) -> NoReturn:
     current_box().store.audit(_actor(), "access.denied", target)
     abort(404, description=message)
 
@@ -67,7 +68,7 @@ def care_patient(patient_id: str) -> tuple[Any, Grant]:
     return person, grant
 
 
-def visible_patient(person: Any) -> bool:
+def visible_patient(person: Patient) -> bool:
     """Whether the signed-in user may see `person` at all (e.g. in a list of suggestions);
     an admin's cross-team sight of them is audited."""
     grant = patient_grant(current_box().store, current_user(), person)

@@ -30,9 +30,11 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from appliance import staff_sessions
 from appliance.accounts import authenticate, normalise_username
+from appliance.store.models import User
 from web.app_state import current_box
 
 bp = Blueprint("auth", __name__)
@@ -112,9 +114,17 @@ def _resume() -> staff_sessions.Resumed:
     return g.staff_session
 
 
-def current_user() -> Any | None:
+def current_user() -> User | None:
     """The signed-in, active staff `User` for this request, or None."""
     return _resume().user
+
+
+def staff_user() -> User:
+    """The signed-in staff `User` of a view behind `role_required` (which makes sure of one)."""
+    user = current_user()
+    if user is None:
+        abort(401, description="Sign in first.")
+    return user
 
 
 def _wants_json() -> bool:
@@ -156,7 +166,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Any:
+def login() -> ResponseReturnValue:
     reason = request.args.get("reason")
     notice = "You were signed out after a period of inactivity." if reason == "idle" else None
     if request.method == "GET":
@@ -197,7 +207,7 @@ def login() -> Any:
 
 
 @bp.post("/logout")
-def logout() -> Any:
+def logout() -> ResponseReturnValue:
     token = session.get("sid")
     if isinstance(token, str):
         # Ends the session itself, not just this browser's cookie: a copy stops working too.

@@ -11,12 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, session, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical.join_window import JoinWindow, as_local
 from appliance.media.join_token import DEFAULT_TTL_S, issue, verify
+from appliance.store.models import GroupSession
 from web.access import clinical_required, team_session
 from web.app_state import current_box
-from web.auth import current_user
+from web.auth import staff_user
 from web.call_strings import call_strings_json
 from web.live import live_sessions
 from web.remote_seat import turn_grant
@@ -29,14 +31,16 @@ bp = Blueprint("call", __name__)
 PATIENT_OVERRUN = timedelta(hours=2)
 
 
-def _join_token(group: Any, participant: str, role: str, ttl_s: int = DEFAULT_TTL_S) -> str:
+def _join_token(
+    group: GroupSession, participant: str, role: str, ttl_s: int = DEFAULT_TTL_S
+) -> str:
     """A join token for this seat, checked by the SFU's signalling endpoint."""
     return issue(
         current_box(), session_id=group.id, participant=participant, role=role, ttl_s=ttl_s
     )
 
 
-def patient_token_ttl(group: Any) -> int:
+def patient_token_ttl(group: GroupSession) -> int:
     """Seconds a patient's join token may live: 4 h at most, and never past the session's
     join window plus `PATIENT_OVERRUN` (0 or less: the session is over)."""
     start = as_local(group.starts_at)
@@ -60,7 +64,7 @@ def _ice_servers(token: str) -> list[dict[str, Any]]:
 
 
 @bp.get("/call")
-def patient_call() -> Any:
+def patient_call() -> ResponseReturnValue:
     store = current_box().store
     attendance_id = session.get("attendance")
     attendance = (
@@ -92,13 +96,13 @@ def patient_call() -> Any:
 
 @bp.get("/sessions/<session_id>/call")
 @clinical_required
-def clinician_call(session_id: str) -> Any:
+def clinician_call(session_id: str) -> ResponseReturnValue:
     """The facilitator's call view, for the session's team (and admins, audited)."""
     store = current_box().store
     group, _grant = team_session(session_id)
     if group.state == "ended":
         abort(409, description="This session has ended, so its call is closed.")
-    user = current_user()
+    user = staff_user()
     token = _join_token(group, f"user:{user.id}", "facilitator")
     store.audit(f"user:{user.id}", "call.join", f"group_session/{group.id}")
     return render_template(

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify
 
 from web.access import clinical_required, team_session
 from web.app_state import current_box
-from web.auth import current_user
+from web.auth import staff_user
 from web.live import live_sessions
 
 bp = Blueprint("call_panel", __name__)
@@ -34,7 +34,7 @@ def panel_state(session_id: str) -> Response:
     )
     if waiting:
         # Names of people waiting are read; an empty waiting room shows nobody.
-        store.audit(f"user:{current_user().id}", "record.read", f"group_session/{group.id}/waiting")
+        store.audit(f"user:{staff_user().id}", "record.read", f"group_session/{group.id}/waiting")
     live = live_sessions().snapshot(group.id)
     poll: dict[str, Any] | None = None
     if live.poll is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import segno
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from appliance.clinical import measures_between, messages
@@ -29,19 +30,21 @@ from appliance.clinical.safety_plan import (
     plan_of,
     save_plan,
 )
+from appliance.store.models import Patient
+from appliance.store.store import Store
 from web.access import care_patient, clinical_required
 from web.app_state import current_box
-from web.auth import current_user, role_required
+from web.auth import role_required, staff_user
 
 bp = Blueprint("care_space", __name__)
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
 def _actor() -> str:
-    return f"user:{current_user().id}"
+    return f"user:{staff_user().id}"
 
 
 def card_link(code: str) -> str:
@@ -57,7 +60,7 @@ def qr_svg(text: str) -> Markup:
 
 @bp.get("/patients/<patient_id>/card")
 @clinical_required
-def card(patient_id: str) -> Any:
+def card(patient_id: str) -> ResponseReturnValue:
     """Whether the patient has a live card, with the buttons to issue and revoke."""
     person, _grant = care_patient(patient_id)
     current = live_card(_store(), person)
@@ -66,14 +69,14 @@ def card(patient_id: str) -> Any:
 
 @bp.post("/patients/<patient_id>/card")
 @clinical_required
-def change_card(patient_id: str) -> Any:
+def change_card(patient_id: str) -> ResponseReturnValue:
     """`action=issue`: a new card (the old one stops working), shown once to print;
     `action=revoke`: no card opens the space any more (a lost card or phone)."""
     person, _grant = care_patient(patient_id)
     store = _store()
     action = request.form.get("action")
     if action == "issue":
-        code = issue_card(store, person, current_user())
+        code = issue_card(store, person, staff_user())
         store.audit(_actor(), "card.issue", f"patient/{person.id}")
         link = card_link(code)
         return render_template(
@@ -92,7 +95,9 @@ def change_card(patient_id: str) -> Any:
     abort(400, description="Choose to issue a new card or to revoke the card.")
 
 
-def _thread_page(person: Any, error: str | None = None, draft: str = "", status: int = 200) -> Any:
+def _thread_page(
+    person: Patient, error: str | None = None, draft: str = "", status: int = 200
+) -> Any:
     store = _store()
     items = messages.thread(store, person)
     messages.mark_read(store, person, by_patient=False)
@@ -111,18 +116,18 @@ def _thread_page(person: Any, error: str | None = None, draft: str = "", status:
 
 @bp.get("/patients/<patient_id>/messages")
 @clinical_required
-def thread(patient_id: str) -> Any:
+def thread(patient_id: str) -> ResponseReturnValue:
     person, _grant = care_patient(patient_id)
     return _thread_page(person)
 
 
 @bp.post("/patients/<patient_id>/messages")
 @clinical_required
-def reply(patient_id: str) -> Any:
+def reply(patient_id: str) -> ResponseReturnValue:
     person, _grant = care_patient(patient_id)
     draft = request.form.get("body") or ""
     try:
-        sent = messages.send(_store(), person, draft, author=current_user())
+        sent = messages.send(_store(), person, draft, author=staff_user())
     except messages.MessageError as exc:
         return _thread_page(person, str(exc), draft[: messages.MAX_MESSAGE], 400)
     _store().audit(_actor(), "record.create", f"secure_message/{sent.id}")
@@ -131,7 +136,7 @@ def reply(patient_id: str) -> Any:
 
 @bp.post("/patients/<patient_id>/schedule")
 @clinical_required
-def change_schedule(patient_id: str) -> Any:
+def change_schedule(patient_id: str) -> ResponseReturnValue:
     """`action=add` with `kind` and `every_days`: ask the patient for a measure between
     sessions (due from now); `action=stop` with `schedule`: stop asking."""
     person, _grant = care_patient(patient_id)
@@ -144,7 +149,7 @@ def change_schedule(patient_id: str) -> Any:
             every = 0
         try:
             item = measures_between.schedule(
-                store, person, request.form.get("kind") or "", every, current_user()
+                store, person, request.form.get("kind") or "", every, staff_user()
             )
         except measures_between.ScheduleError as exc:
             abort(400, description=str(exc))
@@ -161,7 +166,7 @@ def change_schedule(patient_id: str) -> Any:
 
 @bp.route("/patients/<patient_id>/safety-plan", methods=["GET", "POST"])
 @clinical_required
-def safety_plan(patient_id: str) -> Any:
+def safety_plan(patient_id: str) -> ResponseReturnValue:
     """Write or update the patient's safety plan with them (Stanley-Brown sections)."""
     person, _grant = care_patient(patient_id)
     store = _store()
@@ -171,7 +176,7 @@ def safety_plan(patient_id: str) -> Any:
     if request.method == "POST":
         values = {key: request.form.get(key) or "" for key, _h, _p in SECTIONS}
         try:
-            saved = save_plan(store, person, clean_sections(request.form), current_user())
+            saved = save_plan(store, person, clean_sections(request.form), staff_user())
         except SafetyPlanError as exc:
             error = str(exc)
         else:
@@ -193,7 +198,7 @@ def safety_plan(patient_id: str) -> Any:
 
 @bp.route("/admin/emergency-contact", methods=["GET", "POST"])
 @role_required("admin")
-def emergency_contact() -> Any:
+def emergency_contact() -> ResponseReturnValue:
     """The clinic's emergency contact, shown to patients beside messages and on the crisis
     page (public clinic information: a number or a service, never a person's record)."""
     store = _store()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, abort, request, session
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def token() -> str:
@@ -19,7 +24,7 @@ def token() -> str:
     return session[FIELD]
 
 
-def exempt(view: object) -> object:
+def exempt(view: F) -> F:
     """Mark a view that authenticates by other means (signed requests, join tokens)."""
     view._csrf_exempt = True  # type: ignore[attr-defined]
     return view

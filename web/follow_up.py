@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical.follow_up import (
     MAX_NOTE,
@@ -21,25 +22,26 @@ from appliance.clinical.follow_up import (
     open_flags_of_session,
     record_follow_up,
 )
+from appliance.store.store import Store
 from web.access import NO_PATIENT, care_patient, clinical_required, team_session, visible_patient
 from web.app_state import current_box
-from web.auth import current_user
+from web.auth import staff_user
 
 bp = Blueprint("follow_up", __name__)
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
 def flags_for_banner() -> list[Any]:
     """The open flags of the signed-in user's own care (an admin's too: the dashboard
     banner never widens to other teams; the full list is one click away, audited)."""
-    return open_flags_in_care(_store(), current_user())
+    return open_flags_in_care(_store(), staff_user())
 
 
 def _flags_to_show() -> list[Any]:
-    user = current_user()
+    user = staff_user()
     if user.role == "admin":
         # Every open flag on the box; each one outside the admin's teams is audited.
         return [f for f in open_flags(_store()) if visible_patient(f.patient)]
@@ -49,7 +51,7 @@ def _flags_to_show() -> list[Any]:
 def _list_page(errors: dict[str, str] | None = None, form: Any = None, status: int = 200) -> Any:
     flags = _flags_to_show()
     for flag in flags:
-        _store().audit(f"user:{current_user().id}", "record.read", f"risk_flag/{flag.id}")
+        _store().audit(f"user:{staff_user().id}", "record.read", f"risk_flag/{flag.id}")
     page = render_template(
         "follow_up.html",
         flags=flags,
@@ -63,14 +65,14 @@ def _list_page(errors: dict[str, str] | None = None, form: Any = None, status: i
 
 @bp.get("/follow-up")
 @clinical_required
-def follow_up_list() -> Any:
+def follow_up_list() -> ResponseReturnValue:
     """Open risk flags of the patients in one's care, oldest first, each with its form."""
     return _list_page()
 
 
 @bp.post("/follow-up/<flag_id>")
 @clinical_required
-def record(flag_id: str) -> Any:
+def record(flag_id: str) -> ResponseReturnValue:
     """Record what was done about one flag: it then leaves the list (audited)."""
     store = _store()
     flag = store.RiskFlag.get_or_none(store.RiskFlag.id == flag_id)
@@ -81,13 +83,13 @@ def record(flag_id: str) -> Any:
         record_follow_up(
             store,
             flag,
-            current_user(),
+            staff_user(),
             request.form.get("outcome") or "",
             request.form.get("note") or "",
         )
     except FollowUpError as exc:
         return _list_page({flag.id: str(exc)}, request.form, 400)
-    store.audit(f"user:{current_user().id}", "risk.follow_up", f"risk_flag/{flag.id}")
+    store.audit(f"user:{staff_user().id}", "risk.follow_up", f"risk_flag/{flag.id}")
     return redirect(url_for("follow_up.follow_up_list"))
 
 

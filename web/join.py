@@ -21,6 +21,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -38,7 +39,8 @@ from appliance.clinical.session_codes import (
     reissue_short_codes,
 )
 from appliance.store import IntegrityError
-from appliance.store.models import utcnow
+from appliance.store.models import GroupSession, utcnow
+from appliance.store.store import Store
 from web.app_state import code_secret, current_box
 from web.join_throttle import join_throttle
 from web.live import live_sessions
@@ -56,7 +58,7 @@ POLL_VOTERS = ("waiting", "admitted")
 _QUESTIONNAIRE_SAVES = threading.Lock()
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
@@ -64,8 +66,6 @@ def init_app(app: Flask) -> None:
     """Codes are shown in groups of three; sessions still holding a 6-digit code get a new one."""
     app.jinja_env.globals["format_code"] = format_code
     box = app.extensions["clinicbox"]
-    if box.store is None:
-        return
     try:
         changed = reissue_short_codes(box.store.GroupSession, app.config["SECRET_KEY"])
     except IntegrityError as exc:  # a damaged session record must not stop the portal
@@ -80,7 +80,7 @@ def _window() -> JoinWindow:
     return JoinWindow(settings.join_opens_minutes_before, settings.join_closes_minutes_after)
 
 
-def invite_url(group: Any) -> str:
+def invite_url(group: GroupSession) -> str:
     """The invite link for `group`, on the configured public URL (never the request's Host)."""
     token = derive_invite_token(code_secret(), group.id)
     return current_box().settings.portal_url + url_for("join.invite", token=token)
@@ -152,18 +152,18 @@ def _open_session(code: str | None, name: str = "") -> tuple[Any, Any]:
 
 
 @bp.get("/join")
-def enter_code() -> Any:
+def enter_code() -> ResponseReturnValue:
     return _join_form(None)
 
 
 @bp.get("/join/ping")
-def ping() -> Any:
+def ping() -> ResponseReturnValue:
     """An empty answer the call page times to estimate the patient's connection."""
     return "", 204, {"Cache-Control": "no-store"}
 
 
 @bp.get("/i/<token>")
-def invite(token: str) -> Any:
+def invite(token: str) -> ResponseReturnValue:
     group = None
     if len(token) <= MAX_INVITE_TOKEN and token.isascii():
         group = _store().GroupSession.find_by_invite_token(token)
@@ -188,7 +188,7 @@ def _name_or_error() -> tuple[str, str | None]:
 
 
 @bp.post("/join")
-def check_code() -> Any:
+def check_code() -> ResponseReturnValue:
     code = clean_code(request.form.get("code", ""))
     name, name_error = _name_or_error()
     if code is not None and name_error is not None:
@@ -200,7 +200,7 @@ def check_code() -> Any:
 
 
 @bp.post("/join/consent")
-def consent() -> Any:
+def consent() -> ResponseReturnValue:
     code = clean_code(request.form.get("code", ""))
     name, name_error = _name_or_error()
     if code is None:
@@ -274,7 +274,7 @@ def _my_attendance(allowed: tuple[str, ...] = PUSHED_TO) -> Any:
 
 
 @bp.get("/join/wait")
-def waiting() -> Any:
+def waiting() -> ResponseReturnValue:
     attendance = _my_attendance(allowed=(*PUSHED_TO, "removed", "absent"))
     if attendance.status == "admitted":
         return redirect(url_for("call.patient_call"))
@@ -286,7 +286,7 @@ def waiting() -> Any:
 
 
 @bp.get("/join/state")
-def state() -> Any:
+def state() -> ResponseReturnValue:
     """The patient's status and what the facilitator pushed, for the call page (JSON).
 
     A denied or removed patient gets 403 with only their status, so the call page ends.
@@ -313,7 +313,7 @@ def state() -> Any:
 
 
 @bp.post("/join/poll")
-def vote() -> Any:
+def vote() -> ResponseReturnValue:
     """Answer the open poll: from a plain form (redirect) or the call page (JSON)."""
     attendance = _my_attendance(allowed=POLL_VOTERS)
     try:
@@ -331,7 +331,7 @@ def vote() -> Any:
 
 
 @bp.post("/join/leave")
-def leave() -> Any:
+def leave() -> ResponseReturnValue:
     """The patient leaves the call; their page then offers any questionnaires asked for."""
     attendance = _my_attendance()
     if attendance.status == "admitted":
@@ -355,7 +355,7 @@ def _already_sent(attendance: Any, code: str) -> bool:
 
 
 @bp.route("/join/questionnaire/<code>", methods=["GET", "POST"])
-def questionnaire(code: str) -> Any:
+def questionnaire(code: str) -> ResponseReturnValue:
     """A questionnaire the clinician asked this session for, answered once per patient."""
     attendance = _my_attendance()
     asked = [i.code for i in live_sessions().asked(attendance.session_id)]

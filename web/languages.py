@@ -9,9 +9,8 @@ English for now but go through the same `_()`, so they can be translated later.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Flask, abort, redirect, request
+from flask.typing import ResponseReturnValue
 from flask_babel import Babel
 
 # code -> (the language's own name, text direction)
@@ -47,7 +46,7 @@ def _back_to() -> str:
 
 
 @bp.post("/language")
-def choose() -> Any:
+def choose() -> ResponseReturnValue:
     """Keep the chosen language (a plain form on the join and card pages)."""
     code = request.form.get("lang") or ""
     if code not in LANGUAGES:

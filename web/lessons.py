@@ -11,13 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical import lesson_assignments
 from appliance.clinical.lesson_library import Lesson, load_library
+from appliance.store.store import Store
 from web.access import care_patient, clinical_required, team_session
 from web.app_state import current_box
-from web.auth import current_user
-from web.patient_space import card_patient, card_required
+from web.auth import staff_user
+from web.patient_space import card_required, space_patient
 
 bp = Blueprint("lessons", __name__)
 
@@ -29,19 +31,19 @@ def library() -> dict[str, Lesson]:
     return load_library(current_box().settings.data_dir)
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
 @bp.get("/lessons")
 @clinical_required
-def library_page() -> Any:
+def library_page() -> ResponseReturnValue:
     return render_template("lessons.html", lessons=library().values())
 
 
 @bp.get("/lessons/<lesson_id>")
 @clinical_required
-def preview(lesson_id: str) -> Any:
+def preview(lesson_id: str) -> ResponseReturnValue:
     lesson = library().get(lesson_id)
     if lesson is None:
         abort(404, description=NO_LESSON)
@@ -56,18 +58,18 @@ def _assign(patient_ids: list[str]) -> int:
             patient_ids,
             request.form.get("lesson") or "",
             request.form.get("homework") or "",
-            current_user(),
+            staff_user(),
         )
     except lesson_assignments.AssignmentError as exc:
         abort(400, description=str(exc))
     for item in made:
-        _store().audit(f"user:{current_user().id}", "record.create", f"lesson_assignment/{item.id}")
+        _store().audit(f"user:{staff_user().id}", "record.create", f"lesson_assignment/{item.id}")
     return len(made)
 
 
 @bp.post("/patients/<patient_id>/lessons")
 @clinical_required
-def assign_to_patient(patient_id: str) -> Any:
+def assign_to_patient(patient_id: str) -> ResponseReturnValue:
     person, _grant = care_patient(patient_id)
     _assign([person.id])
     return redirect(url_for("portal.patient", patient_id=person.id))
@@ -75,7 +77,7 @@ def assign_to_patient(patient_id: str) -> Any:
 
 @bp.post("/sessions/<session_id>/lessons")
 @clinical_required
-def assign_to_group(session_id: str) -> Any:
+def assign_to_group(session_id: str) -> ResponseReturnValue:
     """The lesson for everyone with a seat in the session (not those removed)."""
     group, _grant = team_session(session_id)
     people = lesson_assignments.group_patient_ids(_store(), group)
@@ -87,16 +89,16 @@ def assign_to_group(session_id: str) -> Any:
 
 @bp.get("/me/lessons")
 @card_required
-def my_lessons() -> Any:
+def my_lessons() -> ResponseReturnValue:
     store = _store()
-    person = card_patient()
+    person = space_patient()
     items = lesson_assignments.assignments_of(store, person)
     store.audit(f"patient/{person.id}", "record.read", f"patient/{person.id}/lessons")
     return render_template("space_lessons.html", items=items, library=library())
 
 
 def _mine(assignment_id: str) -> Any:
-    found = lesson_assignments.assignment_of(_store(), card_patient(), assignment_id)
+    found = lesson_assignments.assignment_of(_store(), space_patient(), assignment_id)
     if found is None:
         abort(404, description=NO_LESSON)
     return found
@@ -104,7 +106,7 @@ def _mine(assignment_id: str) -> Any:
 
 @bp.get("/me/lessons/<assignment_id>")
 @card_required
-def my_lesson(assignment_id: str) -> Any:
+def my_lesson(assignment_id: str) -> ResponseReturnValue:
     assignment = _mine(assignment_id)
     lesson = library().get(assignment.lesson)
     if lesson is None:
@@ -114,10 +116,10 @@ def my_lesson(assignment_id: str) -> Any:
 
 @bp.post("/me/lessons/<assignment_id>/done")
 @card_required
-def done(assignment_id: str) -> Any:
+def done(assignment_id: str) -> ResponseReturnValue:
     assignment = _mine(assignment_id)
     lesson_assignments.mark_done(_store(), assignment)
     _store().audit(
-        f"patient/{card_patient().id}", "record.update", f"lesson_assignment/{assignment.id}"
+        f"patient/{space_patient().id}", "record.update", f"lesson_assignment/{assignment.id}"
     )
     return redirect(url_for("lessons.my_lessons"))

@@ -12,11 +12,15 @@ import zlib
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
 
-from appliance.clinical.access import may_join_call_as_staff
+from appliance.box import Box
+from appliance.clinical.call_seats import CALL_TOPIC, call_seat
+from appliance.clinical.errors import ClinicError
 from appliance.media.join_token import JoinTokenError, verify
-from appliance.media.room import MediaError
+from appliance.media.room import ChatSink, MediaError
 from appliance.media.sdp import BadOffer
+from appliance.store.models import GroupSession
 from web import csrf
 from web.app_state import current_box
 from web.auth import current_user
@@ -68,40 +72,11 @@ def _offer_body() -> Any:
         return None
 
 
-def _error(status: int, message: str) -> tuple[Any, int]:
-    return jsonify(error="media", message=message), status
+def _refused(status: int, message: str) -> ClinicError:
+    return ClinicError(message, status=status, topic=CALL_TOPIC)
 
 
-def _seat(box: Any, room_id: str, participant_id: str) -> tuple[Any, str] | str:
-    """The live session and the participant's display name, or why they cannot join."""
-    store = box.store
-    group = store.GroupSession.get_or_none(store.GroupSession.id == room_id)
-    if group is None:
-        return "there is no such session"
-    if group.state in ("ended", "cancelled"):
-        return "this session has ended"
-    if participant_id.startswith("attendance/"):
-        attendance = store.Attendance.get_or_none(
-            store.Attendance.id == participant_id.split("/", 1)[1]
-        )
-        if attendance is None or attendance.session_id != group.id:
-            return "this seat is not part of the session"
-        if attendance.status != "admitted":
-            return "you have not been admitted to the call yet"
-        return group, attendance.display_name or "Guest"
-    if participant_id.startswith("user:"):
-        user = store.User.get_or_none(store.User.id == participant_id.split(":", 1)[1])
-        if user is None or not user.active:
-            return "this account cannot join"
-        # Checked at every offer, not only when the call page issued the token: someone
-        # taken off the session's team since then must not come back with an old token.
-        if not may_join_call_as_staff(store, user, group):
-            return "this account does not run this session"
-        return group, user.username
-    return "this seat is not part of the session"
-
-
-def _chat_sink(box: Any, group: Any) -> Any:
+def _chat_sink(box: Box, group: GroupSession) -> ChatSink | None:
     if not group.keep_chat:
         return None
     store = box.store
@@ -118,31 +93,27 @@ def _chat_sink(box: Any, group: Any) -> Any:
 
 @bp.post("/offer")
 @csrf.exempt
-def offer() -> Any:
+def offer() -> ResponseReturnValue:
     if (request.content_length or 0) > MAX_OFFER_BYTES:
-        return _error(413, "the offer is too large")
+        raise _refused(413, "the offer is too large")
     try:
         body = _offer_body()
     except _OfferTooLarge:
-        return _error(413, "the offer is too large")
+        raise _refused(413, "the offer is too large") from None
     if not isinstance(body, dict):
-        return _error(400, "send JSON with token, sdp and type (plain or gzipped)")
+        raise _refused(400, "send JSON with token, sdp and type (plain or gzipped)")
     box = current_box()
     try:
         claims = verify(box, body.get("token", ""))
     except JoinTokenError as exc:
-        return _error(403, str(exc))
+        raise _refused(403, str(exc)) from None
     if claims.participant_id.startswith("user:"):
         # A staff seat needs that staff member's own live session as well as the token, so a
         # token alone (leaked, or minted with a join-token key copied off a card) is not enough.
         user = current_user()
         if user is None or f"user:{user.id}" != claims.participant_id:
-            return _error(403, "sign in as this staff member to join the call as them")
-    seat = _seat(box, claims.room_id, claims.participant_id)
-    if isinstance(seat, str):
-        status = 404 if seat == "there is no such session" else 403
-        return _error(status, seat)
-    group, name = seat
+            raise _refused(403, "sign in as this staff member to join the call as them")
+    group, name = call_seat(box.store, claims.room_id, claims.participant_id)
     rooms = box.rooms
     try:
         answer = box.media.call(
@@ -162,9 +133,9 @@ def offer() -> Any:
             timeout=JOIN_TIMEOUT_S,
         )
     except BadOffer as exc:
-        return _error(400, str(exc))
+        raise _refused(400, str(exc)) from None
     except MediaError as exc:
-        return _error(exc.status, str(exc))
+        raise _refused(exc.status, str(exc)) from None
     except TimeoutError:
-        return _error(503, "the call service is busy; try again in a moment")
+        raise _refused(503, "the call service is busy; try again in a moment") from None
     return jsonify(sdp=answer.sdp, type=answer.type)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from flask import (
     Blueprint,
     Flask,
+    abort,
     current_app,
     g,
     redirect,
@@ -27,12 +28,14 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from appliance.clinical import messages
 from appliance.clinical.access_cards import card_is_live, clean_card_code, find_card
 from appliance.clinical.reminders import reminders_for
+from appliance.store.models import Patient
 from web.app_state import current_box
 from web.join_throttle import WindowCounter, join_throttle
 
@@ -61,7 +64,15 @@ def _end_card_session() -> None:
         session.pop(key, None)
 
 
-def card_patient() -> Any | None:
+def space_patient() -> Patient:
+    """The card's patient in a view behind `card_required` (which makes sure of one)."""
+    person = card_patient()
+    if person is None:
+        abort(403, description="Open your space with your card first.")
+    return person
+
+
+def card_patient() -> Patient | None:
     """The patient whose card opened this browser's space, or None (no card, revoked,
     idle or too old: the card keys are then dropped from the cookie)."""
     if "card_patient" in g:
@@ -94,7 +105,7 @@ def card_required(view: F) -> F:
 
 
 def _actor() -> str:
-    return f"patient/{card_patient().id}"
+    return f"patient/{space_patient().id}"
 
 
 def _card_page(error: str | None, status: int = 200) -> Any:
@@ -102,13 +113,13 @@ def _card_page(error: str | None, status: int = 200) -> Any:
 
 
 @bp.get("/card")
-def card_form() -> Any:
+def card_form() -> ResponseReturnValue:
     """Where a card's link lands: its code is read from the fragment by card.js, or typed."""
     return _card_page(None)
 
 
 @bp.post("/card")
-def card_sign_in() -> Any:
+def card_sign_in() -> ResponseReturnValue:
     client = request.remote_addr or "unknown"
     wait = join_throttle().refusal(client)
     if wait is not None:
@@ -140,7 +151,7 @@ def card_sign_in() -> Any:
 
 
 @bp.post("/me/sign-out")
-def sign_out() -> Any:
+def sign_out() -> ResponseReturnValue:
     _end_card_session()
     response = redirect(url_for("space.card_form"))
     # The offline copy of the safety plan goes too: the phone may be shared.
@@ -150,9 +161,9 @@ def sign_out() -> Any:
 
 @bp.get("/me")
 @card_required
-def home() -> Any:
+def home() -> ResponseReturnValue:
     store = current_box().store
-    person = card_patient()
+    person = space_patient()
     store.audit(_actor(), "record.read", f"patient/{person.id}/space")
     return render_template(
         "space.html",
@@ -164,7 +175,7 @@ def home() -> Any:
 
 def _message_page(error: str | None = None, draft: str = "", status: int = 200) -> Any:
     store = current_box().store
-    person = card_patient()
+    person = space_patient()
     items = messages.thread(store, person)
     messages.mark_read(store, person, by_patient=True)
     store.audit(_actor(), "record.read", f"patient/{person.id}/messages")
@@ -181,7 +192,7 @@ def _message_page(error: str | None = None, draft: str = "", status: int = 200) 
 
 @bp.get("/me/messages")
 @card_required
-def my_messages() -> Any:
+def my_messages() -> ResponseReturnValue:
     return _message_page()
 
 
@@ -202,9 +213,9 @@ class MessageRate:
 
 @bp.post("/me/messages")
 @card_required
-def send_message() -> Any:
+def send_message() -> ResponseReturnValue:
     store = current_box().store
-    person = card_patient()
+    person = space_patient()
     draft = request.form.get("body") or ""
     try:
         messages.clean_body(draft)

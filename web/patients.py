@@ -16,13 +16,15 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
+from flask.typing import ResponseReturnValue
 
 from appliance.clinical.access import care_patient_ids, team_session_ids
 from appliance.clinical.questionnaires import INSTRUMENTS
-from appliance.store.models import normalise_for_index
+from appliance.store.models import Patient, User, normalise_for_index
+from appliance.store.store import Store
 from web.access import clinical_required
 from web.app_state import current_box
-from web.auth import current_user
+from web.auth import staff_user
 
 bp = Blueprint("patients", __name__)
 
@@ -35,7 +37,7 @@ RECENT_SESSIONS = 3
 class PatientRow:
     """One line of the list: the patient and what a clinician wants at a glance."""
 
-    person: Any
+    person: Patient
     sessions: list[Any] = field(default_factory=list)  # (starts_at, title, id), newest first
     latest: dict[str, Any] = field(default_factory=dict)  # instrument code -> response
     last_contact: datetime | None = None
@@ -46,7 +48,7 @@ class PatientRow:
             self.last_contact = when
 
 
-def _rows(store: Any, user: Any, query: str) -> list[PatientRow]:
+def _rows(store: Store, user: User, query: str) -> list[PatientRow]:
     Patient, Attendance = store.Patient, store.Attendance  # noqa: N806
     Response_, RiskFlag, GroupSession = (  # noqa: N806
         store.QuestionnaireResponse,
@@ -96,13 +98,13 @@ def _rows(store: Any, user: Any, query: str) -> list[PatientRow]:
 
 @bp.get("/patients")
 @clinical_required
-def patient_list() -> Any:
+def patient_list() -> ResponseReturnValue:
     """The patients in one's care, most recent contact first; `q` searches by name or code."""
     query = " ".join((request.args.get("q") or "").split())
     if len(query) > MAX_QUERY:
         abort(400, description=f"Search with fewer than {MAX_QUERY} characters of a name.")
     store = current_box().store
-    user = current_user()
+    user = staff_user()
     rows = _rows(store, user, query)
     actor = f"user:{user.id}"
     if user.role == "admin":

@@ -11,7 +11,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     jsonify,
@@ -20,11 +19,14 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
 
 from appliance.clinical import measures_between
 from appliance.clinical.access import own_sessions
 from appliance.clinical.follow_up import open_flags_of_session
 from appliance.clinical.lesson_assignments import assignments_of
+from appliance.clinical.live_sessions import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS
 from appliance.clinical.measures_between import MOOD
 from appliance.clinical.messages import unread_by_patient
 from appliance.clinical.questionnaires import (
@@ -32,6 +34,7 @@ from appliance.clinical.questionnaires import (
     INSTRUMENTS,
     get_instrument,
 )
+from appliance.clinical.record_matching import file_under_earlier, match_candidates
 from appliance.clinical.safety_plan import plan_of
 from appliance.clinical.seats import seat_status
 from appliance.clinical.session_codes import (
@@ -39,8 +42,11 @@ from appliance.clinical.session_codes import (
     derive_invite_token,
     join_code_of,
 )
+from appliance.clinical.session_lifecycle import change_state, check_change
+from appliance.clinical.waiting_room import change_seats
 from appliance.media.rooms import Rooms
-from appliance.store.models import utcnow
+from appliance.store.models import GroupSession, User, utcnow
+from appliance.store.store import Store
 from web.access import (
     care_patient,
     clinical_required,
@@ -48,11 +54,11 @@ from web.access import (
     visible_patient,
 )
 from web.app_state import code_secret, current_box
-from web.auth import current_user, role_required
+from web.auth import current_user, role_required, staff_user
 from web.chart import score_chart
 from web.follow_up import flags_for_banner
 from web.lessons import library
-from web.live import MAX_MESSAGE, MAX_OPTIONS, MAX_ROOMS, live_sessions
+from web.live import live_sessions
 from web.questionnaire_form import questionnaire_view
 from web.relay import public_url as relay_public_url
 
@@ -68,13 +74,17 @@ def _template_helpers() -> dict[str, Any]:
     return {"scale": ANSWER_SCALE, "risk_flag": risk_flag, "seat_status": seat_status}
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
-def _audit(action: str, target: str) -> None:
+def _actor() -> str:
     user = current_user()
-    _store().audit(f"user:{user.id}" if user else "anonymous", action, target)
+    return f"user:{user.id}" if user else "anonymous"
+
+
+def _audit(action: str, target: str) -> None:
+    _store().audit(_actor(), action, target)
 
 
 def risk_flag(response: Any) -> bool:
@@ -95,7 +105,7 @@ def _split_call(group_id: str) -> None:
               "Try again in a moment.")
 
 
-def _done(group: Any) -> Response:
+def _done(group: GroupSession) -> Response:
     """The answer to a session control: JSON for the call view's facilitator panel (which
     stays on the call), the session page for its plain forms."""
     if request.accept_mimetypes.best == "application/json":
@@ -114,7 +124,7 @@ async def _drop_from_call(rooms: Rooms, room_id: str, participant_id: str) -> No
 @role_required("clinician", "admin", "technician")
 def dashboard() -> str:
     """The signed-in clinician's own sessions (owner or co-facilitator); none for technicians."""
-    user = current_user()
+    user = staff_user()
     sessions: list[Any] = []
     flags: list[Any] = []
     unread: list[tuple[Any, int]] = []
@@ -129,7 +139,7 @@ def dashboard() -> str:
                            flags=flags, unread=unread)
 
 
-def _unread_messages(user: Any) -> list[tuple[Any, int]]:
+def _unread_messages(user: User) -> list[tuple[Any, int]]:
     """(patient, unread count) for the patients in one's care who wrote and wait for an
     answer, most waiting first."""
     counts = unread_by_patient(_store(), user)
@@ -199,26 +209,26 @@ def _parse_schedule(form: Any) -> tuple[dict[str, Any], list[str]]:
 
 @bp.route("/sessions/new", methods=["GET", "POST"])
 @clinical_required
-def schedule() -> Any:
+def schedule() -> ResponseReturnValue:
     User = _store().User  # noqa: N806
     facilitators = list(User.select().where(User.role << CLINICAL).order_by(User.username))
     if request.method == "GET":
         return render_template(
             "schedule.html", facilitators=facilitators, errors=[], form={},
-            default_facilitator=current_user().id,
+            default_facilitator=staff_user().id,
         )
     values, errors = _parse_schedule(request.form)
     if errors:
         return render_template(
             "schedule.html", facilitators=facilitators, errors=errors, form=request.form,
-            default_facilitator=current_user().id,
+            default_facilitator=staff_user().id,
         ), 400
     store = _store()
     group = store.GroupSession(state="scheduled", **values)
     assign_codes(group, code_secret())
     with store.transaction():
         group.save()
-        user = current_user()
+        user = staff_user()
         if values["facilitator"].id != user.id and user.role != "admin":
             # Scheduling for a colleague: the clinician who made it keeps helping run it.
             store.CoFacilitator.create(session=group.id, user=user.id, added_by=user.id)
@@ -244,12 +254,7 @@ def session_detail(session_id: str) -> str:
     # match it with an earlier record under the same name (the clinician decides). Only
     # records in the clinician's care are offered: a same-name patient of a colleague's group
     # is not theirs to see (an admin sees them, audited).
-    Patient = _store().Patient  # noqa: N806
-    matches = {
-        a.id: [p for p in Patient.find_by_name(a.display_name or "")
-               if p.id != a.patient_id and p.active and visible_patient(p)]
-        for a in attendees if a.status in ("admitted", "left")
-    }
+    matches = match_candidates(_store(), attendees, visible_patient)
     helpers, candidates = _team_of(group)
     flags = open_flags_of_session(_store(), group)
     return render_template(
@@ -257,13 +262,13 @@ def session_detail(session_id: str) -> str:
         remote_invite=remote_invite, matches=matches,
         code=join_code_of(group, code_secret()) or "", instruments=INSTRUMENTS.values(),
         asked=live_sessions().asked(group.id), live=live_sessions().snapshot(group.id),
-        user_id=current_user().id, helpers=helpers, candidates=candidates,
+        user_id=staff_user().id, helpers=helpers, candidates=candidates,
         manages_team=grant.manages_team, flags=flags, flagged={f.patient_id for f in flags},
         lessons=library().values(),
     )
 
 
-def _team_of(group: Any) -> tuple[list[Any], list[Any]]:
+def _team_of(group: GroupSession) -> tuple[list[Any], list[Any]]:
     """The session's co-facilitators, and the active clinicians who could be added."""
     store = _store()
     User, CoFacilitator = store.User, store.CoFacilitator  # noqa: N806
@@ -298,7 +303,7 @@ def team(session_id: str) -> Response:
                   "this session.")
         # Idempotent: two owners' tabs adding the same colleague at once both succeed.
         CoFacilitator.insert(
-            session=group.id, user=user_id, added_by=current_user().id, added_at=utcnow()
+            session=group.id, user=user_id, added_by=staff_user().id, added_at=utcnow()
         ).on_conflict_ignore().execute()
     else:
         removed = CoFacilitator.delete().where(
@@ -332,22 +337,14 @@ def waiting_room(session_id: str) -> str:
 
 @bp.post("/sessions/<session_id>/state")
 @clinical_required
-def session_state(session_id: str) -> Any:
+def session_state(session_id: str) -> ResponseReturnValue:
     group, _grant = team_session(session_id)
-    action = request.form.get("action")
-    transitions = {"start": "live", "end": "ended", "lock": None, "unlock": None}
-    if action not in transitions:
-        abort(400, description="Unknown action.")
-    if group.state == "ended" and action != "end":
-        abort(409, description="This session has ended; schedule a new one to meet again.")
+    action = request.form.get("action") or ""
+    check_change(group, action)
     if action == "end" and request.form.get("confirm") != "yes":
         # One tap must not end a group by mistake: say what ending does and ask again.
         return render_template("end_session.html", group=group)
-    if action in ("lock", "unlock"):
-        group.locked = action == "lock"
-    else:
-        group.state = transitions[action]
-    group.save()
+    change_state(group, action)
     if action == "end":
         # Everyone still in the call is told and disconnected; held seats and their resume
         # tokens go with the room, and join tokens are refused for an ended session.
@@ -365,49 +362,19 @@ def session_state(session_id: str) -> Any:
 def admit(session_id: str) -> Response:
     """Admit one, admit all or deny from the waiting room; remove someone already admitted."""
     group, _grant = team_session(session_id)
-    Attendance = _store().Attendance  # noqa: N806
-    action = request.form.get("action")
-    waiting = Attendance.select().where(
-        (Attendance.session == group) & (Attendance.status == "waiting")
-    )
-    if action == "admit_all":
-        chosen = list(waiting)
-        new_status = "admitted"
-    elif action in ("admit", "deny"):
-        attendance_id = request.form.get("attendance") or ""
-        chosen = [a for a in waiting if a.id == attendance_id]
-        if not chosen:
-            abort(404, description="That person is no longer waiting.")
-        # The store has no "denied" state: a refused patient is removed before admission.
-        new_status = "admitted" if action == "admit" else "removed"
-    elif action == "remove":
-        chosen = list(Attendance.select().where(
-            (Attendance.session == group) & (Attendance.status == "admitted")
-            & (Attendance.id == (request.form.get("attendance") or ""))
-        ))
-        if not chosen:
-            abort(404, description="That person is not in the session.")
-        new_status = "removed"
-    else:
-        abort(400, description="Unknown waiting-room action.")
-    with _store().transaction():
-        for attendance in chosen:
-            if attendance.status == "admitted":
-                attendance.left_at = utcnow()
-            attendance.status = new_status
-            attendance.save()
-    for attendance in chosen:
-        _audit(f"attendance.{new_status}", f"attendance/{attendance.id}")
-    if action == "remove":
+    change = change_seats(_store(), group, request.form.get("action") or "",
+                          request.form.get("attendance") or "", _actor())
+    removed = change.removed_from_call
+    if removed is not None:
         # Un-admitted first, so their join token no longer opens the call; then out of it.
         box = current_box()
         try:
-            box.media.call(_drop_from_call(box.rooms, group.id, f"attendance/{chosen[0].id}"),
+            box.media.call(_drop_from_call(box.rooms, group.id, f"attendance/{removed.id}"),
                            timeout=MEDIA_TIMEOUT_S)
         except TimeoutError:
             current_app.logger.warning("session %s: call did not answer a removal", group.id)
     if request.accept_mimetypes.best == "application/json":
-        return jsonify(ok=True, status=new_status)
+        return jsonify(ok=True, status=change.status)
     if request.form.get("back") == "waiting":
         return redirect(url_for("portal.waiting_room", session_id=group.id))
     return redirect(url_for("portal.session_detail", session_id=group.id))
@@ -472,7 +439,7 @@ def breakout(session_id: str) -> Response:
             room = int(request.form.get("room") or "")
         except ValueError:
             room = -1
-        if not live_sessions().visit(group.id, current_user().id, room):
+        if not live_sessions().visit(group.id, staff_user().id, room):
             abort(400, description="Choose one of the breakout rooms, or the main room.")
     else:
         try:
@@ -497,40 +464,14 @@ def match(session_id: str) -> Response:
     """File this join under an earlier patient record: the attendance, its consent and any
     questionnaires and risk flags from it move over; the new record is retired."""
     group, _grant = team_session(session_id)
-    store = _store()
-    attendance = store.Attendance.get_or_none(
-        (store.Attendance.id == (request.form.get("attendance") or ""))
-        & (store.Attendance.session == group)
-    )
-    earlier = store.Patient.get_or_none(store.Patient.id == (request.form.get("patient") or ""))
-    # A record outside the clinician's care is answered like one that does not exist: filing
-    # a join under it would make them its care team.
-    if earlier is not None and not visible_patient(earlier):
-        earlier = None
-    if attendance is None or earlier is None or earlier.id == attendance.patient_id:
-        abort(400, description="Choose a person in this session and an earlier record.")
-    already = store.Attendance.get_or_none(
-        (store.Attendance.session == group) & (store.Attendance.patient == earlier)
-    )
-    if already is not None:
-        abort(409, description="That earlier record is already in this session.")
-    joined = attendance.patient
-    with store.transaction():
-        for model in (store.Consent, store.QuestionnaireResponse, store.RiskFlag):
-            for row in model.select().where(model.patient == joined):
-                row.patient = earlier
-                row.save()
-        attendance.patient = earlier
-        attendance.save()
-        joined.active = False
-        joined.save()
-    _audit("patient.match", f"attendance/{attendance.id}")
+    file_under_earlier(_store(), group, request.form.get("attendance") or "",
+                       request.form.get("patient") or "", visible_patient, _actor())
     return redirect(url_for("portal.session_detail", session_id=group.id))
 
 
 @bp.route("/sessions/<session_id>/notes", methods=["GET", "POST"])
 @clinical_required
-def notes(session_id: str) -> Any:
+def notes(session_id: str) -> ResponseReturnValue:
     group, _grant = team_session(session_id)
     SessionNote = _store().SessionNote  # noqa: N806
     error = None
@@ -585,13 +526,13 @@ def patient(patient_id: str) -> str:
 
 @bp.route("/patients/<patient_id>/questionnaire/<code>", methods=["GET", "POST"])
 @clinical_required
-def clinician_questionnaire(patient_id: str, code: str) -> Any:
+def clinician_questionnaire(patient_id: str, code: str) -> ResponseReturnValue:
     """A clinician enters a questionnaire with the patient (e.g. after a session)."""
     store = _store()
     person, _grant = care_patient(patient_id)
     page, _saved = questionnaire_view(
         store, code, url_for("portal.clinician_questionnaire", patient_id=patient_id, code=code),
-        person, None, f"user:{current_user().id}",
+        person, None, f"user:{staff_user().id}",
     )
     if page is not None:
         return page

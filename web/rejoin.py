@@ -8,9 +8,8 @@ who was already admitted, so a locked room still lets them back; a full one does
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, redirect, session, url_for
+from flask.typing import ResponseReturnValue
 
 from web.app_state import current_box
 
@@ -18,7 +17,7 @@ bp = Blueprint("rejoin", __name__)
 
 
 @bp.post("/join/rejoin")
-def rejoin() -> Any:
+def rejoin() -> ResponseReturnValue:
     """Back to the call on the patient's own seat (their cookie names it)."""
     store = current_box().store
     Attendance = store.Attendance  # noqa: N806

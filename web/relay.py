@@ -9,10 +9,9 @@ so per-address limits (sign-in, session codes) count each remote patient separat
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask, abort, request
 
+from appliance.box import Box
 from sync.agent.relayed_requests import RELAYED
 from sync.agent.tunnel import saved_public_url
 
@@ -52,7 +51,7 @@ PATIENT_ENDPOINTS = frozenset(
 )
 
 
-def public_url(box: Any) -> str | None:
+def public_url(box: Box) -> str | None:
     """Where remote patients reach this box's patient pages, once a relay gave it a name."""
     if box.tunnel is not None:
         return box.tunnel.state.public_url

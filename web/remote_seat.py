@@ -8,10 +8,9 @@ or on the box's side, so their media stays on the LAN and never hairpins through
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import request
 
+from appliance.box import Box
 from appliance.media.locality import is_lan
 from appliance.media.turn import TurnGrant, load_service
 
@@ -19,14 +18,14 @@ from appliance.media.turn import TurnGrant, load_service
 RELAYED_ENVIRON_KEY = "clinicbox.relayed"
 
 
-def request_is_remote(box: Any) -> bool:
+def request_is_remote(box: Box) -> bool:
     """Whether the current request reaches the box from outside the clinic LAN."""
     if request.environ.get(RELAYED_ENVIRON_KEY) is True:
         return True
     return not is_lan(request.remote_addr, box.rooms.adaptation.lan_networks)
 
 
-def turn_grant(box: Any, participant_id: str, expires_at: float) -> TurnGrant | None:
+def turn_grant(box: Box, participant_id: str, expires_at: float) -> TurnGrant | None:
     """A TURN grant for this seat when the request is remote and the centre sent a relay."""
     if not request_is_remote(box):
         return None

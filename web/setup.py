@@ -9,16 +9,17 @@ and optionally claiming the box for a central server with a one-time token or of
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance.accounts import check_password
 from appliance.provisioning import (
     Account,
     AccountRefused,
+    ClaimRefused,
     ProvisioningError,
-    claim_result,
+    claim_for_portal,
     provision,
 )
 from appliance.provisioning_state import read_state
@@ -40,10 +41,11 @@ def _wizard_open() -> bool:
 
 
 @bp.route("/setup", methods=["GET", "POST"])
-def setup() -> Any:
+def setup() -> ResponseReturnValue:
     box = current_box()
     if read_state(box.settings).provisioned:
-        return render_template("setup_done.html", state=read_state(box.settings), claim=None)
+        return render_template("setup_done.html", state=read_state(box.settings), claimed=None,
+                               claim_refused=None)
     if request.method == "GET":
         return _code_page(None, 200)
     code = request.form.get("code", "")
@@ -58,7 +60,7 @@ def setup() -> Any:
 
 
 @bp.route("/setup/wizard", methods=["GET", "POST"])
-def wizard() -> Any:
+def wizard() -> ResponseReturnValue:
     box = current_box()
     if read_state(box.settings).provisioned:
         return redirect(url_for("setup.setup"))
@@ -100,9 +102,14 @@ def wizard() -> Any:
         box.store.keyring.rewrap(passphrase)
         box.store.audit("setup", "keys.passphrase", "store/keys")
     session.pop(_SESSION_KEY, None)
-    return render_template("setup_done.html", state=read_state(box.settings),
-                           claim=claim_result(box, form["central_url"], token, voucher),
-                           locked=passphrase is not None)
+    claimed = claim_refused = None
+    if token or voucher:
+        try:
+            claimed = claim_for_portal(box, form["central_url"], token, voucher)
+        except ClaimRefused as exc:  # the box is set up all the same; say why it is unclaimed
+            claim_refused = exc.message
+    return render_template("setup_done.html", state=read_state(box.settings), claimed=claimed,
+                           claim_refused=claim_refused, locked=passphrase is not None)
 
 
 def _chosen_passphrase(form: dict[str, str], *accounts: Account) -> str | None:

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from appliance.clinical import measures_between, messages
 from appliance.clinical.questionnaires import get_instrument
 from appliance.clinical.safety_plan import SECTIONS, plan_of
+from appliance.store.store import Store
 from web.app_state import current_box
-from web.patient_space import card_patient, card_required
+from web.patient_space import card_required, space_patient
 from web.questionnaire_form import questionnaire_view
 
 bp = Blueprint("diary", __name__)
@@ -31,22 +33,22 @@ _ANSWERS = threading.Lock()
 _OFFLINE_JS = Path(__file__).with_name("static") / "offline.js"
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
 def _actor() -> str:
-    return f"patient/{card_patient().id}"
+    return f"patient/{space_patient().id}"
 
 
 @bp.route("/me/measures/<code>", methods=["GET", "POST"])
 @card_required
-def measure(code: str) -> Any:
+def measure(code: str) -> ResponseReturnValue:
     """A PHQ-9 or GAD-7 the care team scheduled, when it is due."""
     if code not in ("phq9", "gad7"):
         abort(404, description=_("There is no such questionnaire."))
     store = _store()
-    person = card_patient()
+    person = space_patient()
     with _ANSWERS:
         item = measures_between.due_schedule(store, person, code.upper())
         if item is None:
@@ -58,6 +60,7 @@ def measure(code: str) -> Any:
             measures_between.mark_answered(store, item)
     if page is not None:
         return page
+    assert saved is not None  # questionnaire_view gives a page to show or the saved response
     if get_instrument(code).risk_item is not None and saved.items[8] > 0:
         return redirect(url_for("diary.crisis"))
     return render_template("space_done.html")
@@ -65,13 +68,13 @@ def measure(code: str) -> Any:
 
 @bp.route("/me/mood", methods=["GET", "POST"])
 @card_required
-def mood() -> Any:
+def mood() -> ResponseReturnValue:
     """The one-tap daily mood check: 1 to 5 and an optional note."""
     error = None
     if request.method == "POST":
         try:
             entry = measures_between.record_mood(
-                _store(), card_patient(), request.form.get("mood") or "", request.form.get("note")
+                _store(), space_patient(), request.form.get("mood") or "", request.form.get("note")
             )
         except measures_between.ScheduleError:
             error = _("Choose how you feel today, from 1 to 5 (a note of up to 500 characters).")
@@ -84,7 +87,7 @@ def mood() -> Any:
 
 def _plan_page(crisis: bool) -> Any:
     store = _store()
-    person = card_patient()
+    person = space_patient()
     plan = plan_of(store, person)
     store.audit(_actor(), "record.read", f"patient/{person.id}/safety_plan")
     page = render_template(
@@ -100,13 +103,13 @@ def _plan_page(crisis: bool) -> Any:
 
 @bp.get("/me/plan")
 @card_required
-def plan() -> Any:
+def plan() -> ResponseReturnValue:
     return _plan_page(crisis=False)
 
 
 @bp.get("/me/crisis")
 @card_required
-def crisis() -> Any:
+def crisis() -> ResponseReturnValue:
     """Where a PHQ-9 with item 9 above zero lands: help now, then the plan."""
     return _plan_page(crisis=True)
 

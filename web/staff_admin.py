@@ -13,11 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from appliance import staff_sessions
 from appliance.accounts import ROLES, create_user, normalise_username, set_password
+from appliance.store.models import User
+from appliance.store.store import Store
 from web.app_state import current_box
-from web.auth import current_user, role_required
+from web.auth import current_user, role_required, staff_user
 
 bp = Blueprint("staff_admin", __name__)
 
@@ -26,12 +29,12 @@ admin_required = role_required("admin")
 ACTIONS = ("disable", "enable", "role", "password")
 
 
-def _store() -> Any:
+def _store() -> Store:
     return current_box().store
 
 
 def _audit(action: str, user_id: int) -> None:
-    _store().audit(f"user:{current_user().id}", action, f"users/{user_id}")
+    _store().audit(f"user:{staff_user().id}", action, f"users/{user_id}")
 
 
 def _page(error: str | None = None, status: int = 200, **form: str) -> Any:
@@ -49,13 +52,13 @@ def _sentence(problem: str) -> str:
 
 @bp.get("/staff")
 @admin_required
-def staff_list() -> Any:
+def staff_list() -> ResponseReturnValue:
     return _page()
 
 
 @bp.post("/staff")
 @admin_required
-def add_staff() -> Any:
+def add_staff() -> ResponseReturnValue:
     """Create an account: username, role and a first password the new colleague changes."""
     username = normalise_username(request.form.get("username", ""))
     role = request.form.get("role", "")
@@ -77,11 +80,11 @@ def add_staff() -> Any:
     return redirect(url_for("staff_admin.staff_list"))
 
 
-def _refuse_lockout(user: Any, action: str, role: str) -> None:
+def _refuse_lockout(user: User, action: str, role: str) -> None:
     """400 when an admin would disable or demote their own account. Whoever acts here is an
     active admin, so refusing this alone keeps at least one active admin on the box."""
     loses_admin = action == "disable" or (action == "role" and role != "admin")
-    if user.id == current_user().id and loses_admin:
+    if user.id == staff_user().id and loses_admin:
         abort(
             400,
             description="You cannot disable or demote your own account; "
@@ -91,7 +94,7 @@ def _refuse_lockout(user: Any, action: str, role: str) -> None:
 
 @bp.post("/staff/<int:user_id>")
 @admin_required
-def change_staff(user_id: int) -> Any:
+def change_staff(user_id: int) -> ResponseReturnValue:
     """Disable or enable an account, change its role, or set a new password."""
     store = _store()
     user = store.User.get_or_none(store.User.id == user_id)

@@ -16,7 +16,10 @@ the SFU's signalling both ask here, so the rules live in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
+
+from appliance.store.models import GroupSession, Patient, User
+from appliance.store.store import Store
 
 CLINICAL_ROLES = ("clinician", "admin")
 
@@ -45,12 +48,12 @@ class Grant:
         return self.relation == OWNER or self.by_admin
 
 
-def is_clinical(user: Any) -> bool:
+def is_clinical(user: User | None) -> TypeGuard[User]:
     """A signed-in, active clinician or admin."""
     return user is not None and bool(user.active) and user.role in CLINICAL_ROLES
 
 
-def team_session_ids(store: Any, user: Any) -> Any:
+def team_session_ids(store: Store, user: User) -> Any:
     """A subquery of the ids of the sessions `user` owns or co-facilitates."""
     GroupSession, CoFacilitator = store.GroupSession, store.CoFacilitator  # noqa: N806
     helped = CoFacilitator.select(CoFacilitator.session).where(CoFacilitator.user == user.id)
@@ -59,7 +62,7 @@ def team_session_ids(store: Any, user: Any) -> Any:
     )
 
 
-def own_sessions(store: Any, user: Any) -> Any:
+def own_sessions(store: Store, user: User) -> Any:
     """The sessions `user` owns or co-facilitates (a query; empty for non-clinical users)."""
     GroupSession = store.GroupSession  # noqa: N806
     if not is_clinical(user):
@@ -67,7 +70,7 @@ def own_sessions(store: Any, user: Any) -> Any:
     return GroupSession.select().where(GroupSession.id.in_(team_session_ids(store, user)))
 
 
-def care_patient_ids(store: Any, user: Any) -> Any:
+def care_patient_ids(store: Store, user: User) -> Any:
     """A subquery of the ids of the patients in `user`'s care: anyone with a seat, whatever
     its status, in a session `user` owns or co-facilitates."""
     Attendance = store.Attendance  # noqa: N806
@@ -76,7 +79,7 @@ def care_patient_ids(store: Any, user: Any) -> Any:
     )
 
 
-def session_grant(store: Any, user: Any, group: Any) -> Grant | None:
+def session_grant(store: Store, user: User | None, group: GroupSession) -> Grant | None:
     """How `user` may run `group`, or None when it is outside their reach."""
     if not is_clinical(user):
         return None
@@ -96,7 +99,7 @@ def session_grant(store: Any, user: Any, group: Any) -> Grant | None:
     return None
 
 
-def care_team_ids(store: Any, patient_id: str) -> set[int]:
+def care_team_ids(store: Store, patient_id: str) -> set[int]:
     """User ids of the owners and co-facilitators of every session the patient is in."""
     GroupSession, Attendance, CoFacilitator = (  # noqa: N806
         store.GroupSession,
@@ -109,7 +112,7 @@ def care_team_ids(store: Any, patient_id: str) -> set[int]:
     return {row.facilitator_id for row in owners} | {row.user_id for row in helpers}
 
 
-def patient_grant(store: Any, user: Any, patient: Any) -> Grant | None:
+def patient_grant(store: Store, user: User | None, patient: Patient) -> Grant | None:
     """How `user` may open `patient`'s record, or None when it is outside their care."""
     if not is_clinical(user):
         return None
@@ -121,7 +124,7 @@ def patient_grant(store: Any, user: Any, patient: Any) -> Grant | None:
     return None
 
 
-def may_join_call_as_staff(store: Any, user: Any, group: Any) -> bool:
+def may_join_call_as_staff(store: Store, user: User, group: GroupSession) -> bool:
     """May `user` take a facilitator seat in `group`'s call (checked again at every offer,
     so a co-facilitator removed from the team cannot reuse an earlier join token)."""
     return session_grant(store, user, group) is not None

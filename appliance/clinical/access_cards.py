@@ -12,7 +12,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from appliance.store.models import utcnow
+from appliance.store.models import Patient, User, utcnow
+from appliance.store.store import Store
 
 # No 0/O, 1/I/L: read off paper and typed on a phone without confusion.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -38,11 +39,11 @@ def clean_card_code(raw: str) -> str | None:
     return code
 
 
-def _index(store: Any, code: str) -> str:
+def _index(store: Store, code: str) -> str:
     return store.keyring.blind_index("patient_card", "code", code)
 
 
-def issue_card(store: Any, patient: Any, user: Any | None) -> str:
+def issue_card(store: Store, patient: Patient, user: User | None) -> str:
     """Revoke `patient`'s cards and issue a new one; returns its code (shown once, then gone)."""
     PatientCard = store.PatientCard  # noqa: N806
     code = new_card_code()
@@ -56,7 +57,7 @@ def issue_card(store: Any, patient: Any, user: Any | None) -> str:
     return code
 
 
-def revoke_cards(store: Any, patient: Any) -> int:
+def revoke_cards(store: Store, patient: Patient) -> int:
     """Revoke every live card of `patient`; returns how many were live."""
     PatientCard = store.PatientCard  # noqa: N806
     return (
@@ -66,7 +67,7 @@ def revoke_cards(store: Any, patient: Any) -> int:
     )
 
 
-def live_card(store: Any, patient: Any) -> Any | None:
+def live_card(store: Store, patient: Patient) -> Any | None:
     """The patient's card that still opens their space, if any."""
     PatientCard = store.PatientCard  # noqa: N806
     return PatientCard.get_or_none(
@@ -74,7 +75,7 @@ def live_card(store: Any, patient: Any) -> Any | None:
     )
 
 
-def find_card(store: Any, code: str) -> Any | None:
+def find_card(store: Store, code: str) -> Any | None:
     """The live card with this (cleaned) code, or None (unknown, or revoked)."""
     PatientCard = store.PatientCard  # noqa: N806
     card = PatientCard.get_or_none(PatientCard.code_index == _index(store, code))
@@ -83,7 +84,7 @@ def find_card(store: Any, code: str) -> Any | None:
     return card
 
 
-def card_is_live(store: Any, card_id: int) -> Any | None:
+def card_is_live(store: Store, card_id: int) -> Any | None:
     """The card `card_id` if it still opens its patient's space (checked on every request,
     so a revoked card ends every session opened with it at once)."""
     PatientCard = store.PatientCard  # noqa: N806

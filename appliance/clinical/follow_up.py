@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.clinical.access import care_patient_ids, is_clinical
-from appliance.store.models import utcnow
+from appliance.store.models import GroupSession, User, utcnow
+from appliance.store.store import Store
 
 # What a clinician may record, as (state, label shown on the form).
 OUTCOMES: dict[str, str] = {
@@ -25,13 +26,13 @@ class FollowUpError(ValueError):
     """The follow-up cannot be recorded as given; the message says what to fix."""
 
 
-def open_flags(store: Any) -> Any:
+def open_flags(store: Store) -> Any:
     """Every open risk flag, oldest first (the longest waiting is the most urgent)."""
     RiskFlag = store.RiskFlag  # noqa: N806
     return RiskFlag.select().where(RiskFlag.state == "open").order_by(RiskFlag.created_at)
 
 
-def open_flags_in_care(store: Any, user: Any) -> list[Any]:
+def open_flags_in_care(store: Store, user: User) -> list[Any]:
     """The open risk flags of the patients in `user`'s care (none for non-clinical users)."""
     if not is_clinical(user):
         return []
@@ -39,14 +40,14 @@ def open_flags_in_care(store: Any, user: Any) -> list[Any]:
     return list(open_flags(store).where(RiskFlag.patient.in_(care_patient_ids(store, user))))
 
 
-def open_flags_of_session(store: Any, group: Any) -> list[Any]:
+def open_flags_of_session(store: Store, group: GroupSession) -> list[Any]:
     """The open risk flags of everyone with a seat in `group`, whatever its status."""
     RiskFlag, Attendance = store.RiskFlag, store.Attendance  # noqa: N806
     seats = Attendance.select(Attendance.patient).where(Attendance.session == group.id)
     return list(open_flags(store).where(RiskFlag.patient.in_(seats)))
 
 
-def record_follow_up(store: Any, flag: Any, user: Any, outcome: str, note: str) -> Any:
+def record_follow_up(store: Store, flag: Any, user: User, outcome: str, note: str) -> Any:
     """Close `flag` with what `user` did; a referral also becomes a `Referral` record.
 
     Raises FollowUpError for an unknown outcome, an empty or overlong note, or a flag that
@@ -66,7 +67,7 @@ def record_follow_up(store: Any, flag: Any, user: Any, outcome: str, note: str) 
             raise FollowUpError("A colleague has already recorded the follow-up of this flag.")
         current.state = outcome
         current.follow_up = note
-        current.followed_up_by = user.id
+        current.followed_up_by = user
         current.followed_up_at = utcnow()
         current.save()
         if outcome == "referred":

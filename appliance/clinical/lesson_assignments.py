@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.clinical.lesson_library import Lesson
-from appliance.store.models import utcnow
+from appliance.store.models import GroupSession, Patient, User, utcnow
+from appliance.store.store import Store
 
 MAX_HOMEWORK = 1000
 
@@ -25,12 +26,12 @@ def _check(library: dict[str, Lesson], lesson_id: str, homework: str) -> str:
 
 
 def assign(
-    store: Any,
+    store: Store,
     library: dict[str, Lesson],
     patient_ids: list[str],
     lesson_id: str,
     homework: str,
-    user: Any,
+    user: User,
 ) -> list[Any]:
     """Give `lesson_id` (and homework) to each patient; one record per patient."""
     homework = _check(library, lesson_id, homework)
@@ -46,7 +47,7 @@ def assign(
         ]
 
 
-def assignments_of(store: Any, patient: Any) -> list[Any]:
+def assignments_of(store: Store, patient: Patient) -> list[Any]:
     """The patient's lessons, newest first."""
     Assigned = store.LessonAssignment  # noqa: N806
     return list(
@@ -54,20 +55,20 @@ def assignments_of(store: Any, patient: Any) -> list[Any]:
     )
 
 
-def assignment_of(store: Any, patient: Any, assignment_id: str) -> Any | None:
+def assignment_of(store: Store, patient: Patient, assignment_id: str) -> Any | None:
     """One of the patient's lessons by its record id, or None (not theirs, or no such)."""
     Assigned = store.LessonAssignment  # noqa: N806
     return Assigned.get_or_none((Assigned.id == assignment_id) & (Assigned.patient == patient.id))
 
 
-def mark_done(store: Any, assignment: Any) -> None:
+def mark_done(store: Store, assignment: Any) -> None:
     """The patient finished the lesson (a second mark keeps the first time)."""
     if assignment.done_at is None:
         assignment.done_at = utcnow()
         assignment.save()
 
 
-def group_patient_ids(store: Any, group: Any) -> list[str]:
+def group_patient_ids(store: Store, group: GroupSession) -> list[str]:
     """Everyone with a seat in `group` who was not removed."""
     Attendance = store.Attendance  # noqa: N806
     seats = Attendance.select(Attendance.patient).where(

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from appliance.clinical.questionnaires import Band
-from appliance.store.models import utcnow
+from appliance.store.models import Patient, User, utcnow
+from appliance.store.store import Store
 
 KINDS = ("PHQ9", "GAD7", "MOOD")
 MAX_EVERY_DAYS = 90
@@ -46,7 +47,7 @@ class MoodScale:
 MOOD = MoodScale()
 
 
-def schedule(store: Any, patient: Any, kind: str, every_days: int, user: Any) -> Any:
+def schedule(store: Store, patient: Patient, kind: str, every_days: int, user: User) -> Any:
     """Ask `patient` for `kind` every `every_days` days, due from now; replaces an active
     schedule of the same kind."""
     if kind not in KINDS:
@@ -69,7 +70,7 @@ def schedule(store: Any, patient: Any, kind: str, every_days: int, user: Any) ->
         )
 
 
-def stop(store: Any, patient: Any, schedule_id: str) -> bool:
+def stop(store: Store, patient: Patient, schedule_id: str) -> bool:
     """Stop one of `patient`'s schedules; False when there is no such active schedule."""
     Schedule = store.MeasureSchedule  # noqa: N806
     found = Schedule.get_or_none(
@@ -82,7 +83,7 @@ def stop(store: Any, patient: Any, schedule_id: str) -> bool:
     return True
 
 
-def active_schedules(store: Any, patient: Any) -> list[Any]:
+def active_schedules(store: Store, patient: Patient) -> list[Any]:
     Schedule = store.MeasureSchedule  # noqa: N806
     return list(
         Schedule.select()
@@ -91,13 +92,13 @@ def active_schedules(store: Any, patient: Any) -> list[Any]:
     )
 
 
-def due(store: Any, patient: Any, now: datetime | None = None) -> list[Any]:
+def due(store: Store, patient: Patient, now: datetime | None = None) -> list[Any]:
     """The patient's schedules whose measure is due now, most overdue first."""
     now = now or utcnow()
     return [s for s in active_schedules(store, patient) if s.next_due <= now]
 
 
-def due_schedule(store: Any, patient: Any, kind: str) -> Any | None:
+def due_schedule(store: Store, patient: Patient, kind: str) -> Any | None:
     """The patient's active schedule of `kind` if its measure is due now."""
     for item in due(store, patient):
         if item.kind == kind:
@@ -105,7 +106,7 @@ def due_schedule(store: Any, patient: Any, kind: str) -> Any | None:
     return None
 
 
-def mark_answered(store: Any, item: Any, now: datetime | None = None) -> None:
+def mark_answered(store: Store, item: Any, now: datetime | None = None) -> None:
     """Move `item.next_due` past now by whole periods (call inside the answer's transaction)."""
     now = now or utcnow()
     period = timedelta(days=item.every_days)
@@ -116,7 +117,7 @@ def mark_answered(store: Any, item: Any, now: datetime | None = None) -> None:
     item.save()
 
 
-def record_mood(store: Any, patient: Any, raw_score: str, note: str) -> Any:
+def record_mood(store: Store, patient: Patient, raw_score: str, note: str | None) -> Any:
     """Store a mood check (1-5, optional note) and move a due mood schedule on."""
     if raw_score not in ("1", "2", "3", "4", "5"):
         raise ScheduleError("Choose how you feel today, from 1 to 5.")
@@ -131,7 +132,7 @@ def record_mood(store: Any, patient: Any, raw_score: str, note: str) -> Any:
     return entry
 
 
-def moods(store: Any, patient: Any) -> list[Any]:
+def moods(store: Store, patient: Patient) -> list[Any]:
     """The patient's mood checks, oldest first."""
     Mood = store.MoodEntry  # noqa: N806
     return list(Mood.select().where(Mood.patient == patient.id).order_by(Mood.created_at))

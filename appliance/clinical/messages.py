@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.clinical.access import care_patient_ids, is_clinical
-from appliance.store.models import utcnow
+from appliance.store.models import Patient, User, utcnow
+from appliance.store.store import Store
 
 MAX_MESSAGE = 2000
 THREAD_LIMIT = 200
@@ -33,7 +34,7 @@ def clean_body(text: str) -> str:
     return body
 
 
-def send(store: Any, patient: Any, text: str, author: Any | None = None) -> Any:
+def send(store: Store, patient: Patient, text: str, author: User | None = None) -> Any:
     """Store a message in `patient`'s thread: from `author` (a clinician) or the patient."""
     body = clean_body(text)
     return store.SecureMessage.create(
@@ -41,7 +42,7 @@ def send(store: Any, patient: Any, text: str, author: Any | None = None) -> Any:
     )
 
 
-def thread(store: Any, patient: Any) -> list[Any]:
+def thread(store: Store, patient: Patient) -> list[Any]:
     """The latest messages of `patient`'s thread, oldest first."""
     Message = store.SecureMessage  # noqa: N806
     latest = (
@@ -53,7 +54,7 @@ def thread(store: Any, patient: Any) -> list[Any]:
     return list(reversed(list(latest)))
 
 
-def mark_read(store: Any, patient: Any, by_patient: bool) -> int:
+def mark_read(store: Store, patient: Patient, by_patient: bool) -> int:
     """Mark the other side's unread messages of the thread read; returns how many."""
     Message = store.SecureMessage  # noqa: N806
     from_other = Message.author.is_null(False) if by_patient else Message.author.is_null()
@@ -70,7 +71,7 @@ def mark_read(store: Any, patient: Any, by_patient: bool) -> int:
     return count
 
 
-def unread_for_patient(store: Any, patient: Any) -> int:
+def unread_for_patient(store: Store, patient: Patient) -> int:
     """Messages from the care team the patient has not opened."""
     Message = store.SecureMessage  # noqa: N806
     return (
@@ -84,7 +85,7 @@ def unread_for_patient(store: Any, patient: Any) -> int:
     )
 
 
-def unread_by_patient(store: Any, user: Any) -> dict[str, int]:
+def unread_by_patient(store: Store, user: User) -> dict[str, int]:
     """Patient id -> messages from that patient nobody on the team has opened, for the
     patients in `user`'s care (none for non-clinical users)."""
     if not is_clinical(user):
@@ -101,13 +102,13 @@ def unread_by_patient(store: Any, user: Any) -> dict[str, int]:
     return counts
 
 
-def emergency_contact(store: Any) -> str:
+def emergency_contact(store: Store) -> str:
     """The clinic's emergency contact as the admin set it, or an empty string."""
     setting = store.ClinicSetting.get_or_none(store.ClinicSetting.key == EMERGENCY_CONTACT)
     return setting.value if setting is not None else ""
 
 
-def set_emergency_contact(store: Any, text: str) -> str:
+def set_emergency_contact(store: Store, text: str) -> str:
     """Set the clinic's emergency contact (public clinic information, not a patient's)."""
     value = " ".join((text or "").split())
     if not value:

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from appliance.clinical.measures_between import due
-from appliance.store.models import utcnow
+from appliance.store.models import Patient, utcnow
+from appliance.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Reminder:
     when: datetime  # when it fell due (UTC), or the session's start (clinic time)
 
 
-def next_session(store: Any, patient: Any, now: datetime | None = None) -> Any | None:
+def next_session(store: Store, patient: Patient, now: datetime | None = None) -> Any | None:
     """The next scheduled or live session the patient has a seat in, if any."""
     GroupSession, Attendance = store.GroupSession, store.Attendance  # noqa: N806
     # Session times are the clinic's local wall-clock time, as scheduled.
@@ -48,7 +49,7 @@ def next_session(store: Any, patient: Any, now: datetime | None = None) -> Any |
     )
 
 
-def reminders_for(store: Any, patient: Any) -> list[Reminder]:
+def reminders_for(store: Store, patient: Patient) -> list[Reminder]:
     """What is due now, then the next session."""
     found = [
         Reminder(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.store.models import Patient, User
+from appliance.store.store import Store
 from appliance.translatable import translatable as T
 
 # (key, heading as the patient reads it, prompt for writing it). The patient's pages
@@ -54,7 +56,7 @@ class SafetyPlanError(ValueError):
     """The plan cannot be saved as given; the message says what to fix."""
 
 
-def plan_of(store: Any, patient: Any) -> Any | None:
+def plan_of(store: Store, patient: Patient) -> Any | None:
     """The patient's safety plan, or None."""
     Plan = store.SafetyPlan  # noqa: N806
     return Plan.get_or_none(Plan.patient == patient.id)
@@ -71,7 +73,7 @@ def clean_sections(form: Any) -> dict[str, str]:
     return sections
 
 
-def save_plan(store: Any, patient: Any, sections: dict[str, str], user: Any) -> Any:
+def save_plan(store: Store, patient: Patient, sections: dict[str, str], user: User) -> Any:
     """Create or update the patient's plan (a new version of the same record)."""
     with store.transaction():
         plan = plan_of(store, patient)

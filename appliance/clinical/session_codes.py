@@ -18,6 +18,8 @@ import hmac
 import re
 from typing import Any
 
+from appliance.store.models import GroupSession
+
 CODE_DIGITS = 9
 _CODE = re.compile(rf"^\d{{{CODE_DIGITS}}}$")
 MAX_ATTEMPTS = 20
@@ -60,7 +62,7 @@ def find_open_session(model: Any, code: str) -> Any | None:
     )
 
 
-def assign_codes(group: Any, secret: bytes) -> None:
+def assign_codes(group: GroupSession, secret: bytes) -> None:
     """Give `group` (a store GroupSession, saved or not) a free join code and an invite token."""
     model = type(group)
     for attempt in range(MAX_ATTEMPTS):
@@ -73,7 +75,7 @@ def assign_codes(group: Any, secret: bytes) -> None:
     raise RuntimeError("no free session code found; end some old sessions")
 
 
-def join_code_of(group: Any, secret: bytes) -> str | None:
+def join_code_of(group: GroupSession, secret: bytes) -> str | None:
     """The code `group` was given by `assign_codes`, or None."""
     for attempt in range(MAX_ATTEMPTS):
         code = derive_code(secret, group.id, attempt)

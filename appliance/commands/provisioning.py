@@ -118,7 +118,7 @@ def claim_command(
     if claim_token:
         claim(settings, central_url, claim_token)
         click.echo(f"claimed for {central_url}")
-    else:
+    elif voucher_file is not None:
         accept_voucher(settings, central_url, _read_secret_file(voucher_file, "voucher"))
         click.echo(f"offline voucher stored; {central_url} checks it on first contact")
 

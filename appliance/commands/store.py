@@ -111,7 +111,7 @@ def keys_passphrase(
     """
     if to_device == (new_passphrase_file is not None):
         raise OperatorError("give exactly one of --new-passphrase-file or --device")
-    new = None if to_device else _read_passphrase(new_passphrase_file)
+    new = None if new_passphrase_file is None else _read_passphrase(new_passphrase_file)
     store = _open(command, passphrase_file)
     try:
         store.lock_exclusive()

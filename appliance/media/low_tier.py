@@ -389,7 +389,7 @@ class LowTier:
         self.publication.request_keyframe()
 
     def _halt(self) -> None:
-        self.publication.slots.discard(self)  # type: ignore[arg-type]
+        self.publication.slots.discard(self)
         if self._worker is not None:
             self._worker.close()
             self._finishing = [t for t in self._finishing if t.is_alive()]

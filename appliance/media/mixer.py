@@ -205,7 +205,7 @@ class RoomMixer:
         wanted = set(publications) if any(f.slots for f in self.feeds.values()) else set()
         for publication in list(self._voices):
             if publication not in wanted:
-                publication.slots.discard(self)  # type: ignore[arg-type]
+                publication.slots.discard(self)
                 del self._voices[publication]
         for publication in wanted:
             group = groups.get(publication.participant_id, 0)
@@ -227,7 +227,7 @@ class RoomMixer:
         for subscriber_id in list(self.feeds):
             self.release(subscriber_id)
         for publication in self._voices:
-            publication.slots.discard(self)  # type: ignore[arg-type]
+            publication.slots.discard(self)
         self._voices.clear()
         if self._task is not None:
             self._task.cancel()
@@ -313,7 +313,7 @@ class RoomMixer:
         }
         totals: dict[int, np.ndarray] = {}
         for group, pcm in taken.values():
-            totals[group] = totals.get(group, 0) + pcm  # type: ignore[assignment]
+            totals[group] = totals.get(group, 0) + pcm
         for feed in self.feeds.values():
             if not feed.slots:
                 continue
@@ -337,4 +337,4 @@ def _opus_encoder() -> av.AudioCodecContext:
         "application": "voip", "frame_duration": "20", "fec": "1", "packet_loss": "10",
         "cutoff": "8000",
     }
-    return encoder  # type: ignore[return-value]
+    return encoder

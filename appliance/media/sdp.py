@@ -120,9 +120,9 @@ def shape_answer(sdp: str, thin: bool = False) -> str:
     text = "\r\n".join(out)
     for pt in opus:  # Opus lines aiortc wrote without any fmtp
         if f"a=fmtp:{pt} " not in text:
-            params = ";".join(f"{k}={v}" for k, v in fmtp.items())
+            wanted = ";".join(f"{k}={v}" for k, v in fmtp.items())
             text = text.replace(
-                f"a=rtpmap:{pt} opus/48000/2", f"a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} {params}"
+                f"a=rtpmap:{pt} opus/48000/2", f"a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} {wanted}"
             )
     return text
 

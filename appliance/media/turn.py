@@ -200,10 +200,10 @@ class RelayChooser:
                 if service == grant.service and now - at < self.ttl_s:
                     return url
             username, password = grant.box_credentials()
-            url = await first_allocating(grant.service.urls, username, password)
-            if url is not None:
-                self._chosen = (grant.service, url, now)
-                return url
+            allocating = await first_allocating(grant.service.urls, username, password)
+            if allocating is not None:
+                self._chosen = (grant.service, allocating, now)
+                return allocating
             self._chosen = None
             log.warning(
                 "no TURN transport of the centre allocates; remote seats get host candidates only"

@@ -78,7 +78,7 @@ class EncryptedField(BlobField):
         """Plaintext of `blob` for this instance's row, or IntegrityError (quarantined)."""
         db = instance._meta.database
         table = instance._meta.table_name
-        pk = str(instance._pk)
+        pk = str(instance.get_id())
         try:
             plain = db.keyring.open_sealed(bytes(blob), table, pk, self.column_name)
             return json.loads(plain)

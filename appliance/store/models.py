@@ -237,14 +237,14 @@ class ClinicalModel(BaseModel):
                 if keyring.key_id_of(value) == keyring.active_id:
                     continue  # untouched since read and already under the active key
                 value = getattr(self, field.name)  # re-seal under the active key
-            blob = keyring.seal(field.encode(value), table, str(self._pk), field.column_name)
+            blob = keyring.seal(field.encode(value), table, str(self.get_id()), field.column_name)
             out[field.name] = Sealed(blob)
         return out
 
     def _enqueue(self) -> None:
         self._meta.database.execute_sql(
             _ENQUEUE_SQL,
-            (self.record_type(), self._pk, self.version, int(self.lane), time.time()),
+            (self.record_type(), self.get_id(), self.version, int(self.lane), time.time()),
         )
 
     def to_payload(self) -> bytes:
@@ -260,7 +260,7 @@ class ClinicalModel(BaseModel):
             if isinstance(value, datetime | date):
                 value = value.isoformat()
             fields[field.name] = value
-        doc = {"type": self.record_type(), "id": str(self._pk), "version": self.version,
+        doc = {"type": self.record_type(), "id": str(self.get_id()), "version": self.version,
                "fields": fields}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -303,6 +303,7 @@ class GroupSession(ClinicalModel):
     title = EncryptedField()
     starts_at = DateTimeField()
     facilitator = ForeignKeyField(User, backref="sessions", on_delete="RESTRICT")
+    facilitator_id: int  # the foreign key's raw id, which peewee adds beside `facilitator`
     capacity = IntegerField(default=8)
     keep_chat = BooleanField(default=False)
     state = CharField(
@@ -345,6 +346,7 @@ class CoFacilitator(BaseModel):
     id = AutoField()
     session = ForeignKeyField(GroupSession, backref="co_facilitators", on_delete="CASCADE")
     user = ForeignKeyField(User, backref="co_facilitating", on_delete="CASCADE")
+    user_id: int  # the foreign key's raw id, which peewee adds beside `user`
     added_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
     added_at = DateTimeField(default=utcnow)
 
@@ -359,6 +361,9 @@ class Attendance(ClinicalModel):
 
     session = ForeignKeyField(GroupSession, backref="attendance", on_delete="CASCADE")
     patient = ForeignKeyField(Patient, backref="attendance", on_delete="CASCADE")
+    # The foreign keys' raw ids, which peewee adds beside `session` and `patient`.
+    session_id: str
+    patient_id: str
     # The name shown to the group in this session (may differ from the registered name).
     display_name = EncryptedField(null=True)
     status = CharField(
@@ -388,6 +393,7 @@ class QuestionnaireResponse(ClinicalModel):
     """A PHQ-9 or GAD-7: item answers and total score are encrypted."""
 
     patient = ForeignKeyField(Patient, backref="questionnaires", on_delete="CASCADE")
+    patient_id: str  # the foreign key's raw id, which peewee adds beside `patient`
     session = ForeignKeyField(GroupSession, null=True, on_delete="SET NULL")
     kind = CharField(constraints=[Check("kind IN ('PHQ9', 'GAD7')")])
     items = EncryptedField()
@@ -450,6 +456,7 @@ class RiskFlag(ClinicalModel):
 
     patient = ForeignKeyField(Patient, backref="risk_flags", on_delete="CASCADE")
     source = ForeignKeyField(QuestionnaireResponse, null=True, on_delete="SET NULL")
+    patient_id: str  # the foreign key's raw id, which peewee adds beside `patient`
     raised_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
     reason = EncryptedField()
     state = CharField(
@@ -520,6 +527,7 @@ class SecureMessage(ClinicalModel):
     """
 
     patient = ForeignKeyField(Patient, backref="messages", on_delete="CASCADE")
+    patient_id: str  # the foreign key's raw id, which peewee adds beside `patient`
     author = ForeignKeyField(User, null=True, on_delete="SET NULL")
     body = EncryptedField()
     read_at = DateTimeField(null=True)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from appliance.store.fields import IntegrityError
 from appliance.store.models import MODELS_BY_TYPE, ClinicalModel, Lane, OutboxEntry
@@ -180,11 +180,12 @@ class Outbox:
     def stats(self) -> dict:
         """Undelivered entries per lane, the oldest one's age, and the delivered count."""
         lanes = {lane.name.lower(): 0 for lane in Lane}
-        rows = (
+        # `.tuples()` yields (lane, state) tuples; peewee's stubs say records.
+        rows = cast(Iterable[tuple[int, str]], (
             OutboxEntry.select(OutboxEntry.lane, OutboxEntry.state)
             .where(OutboxEntry.state.in_(_UNDELIVERED))
             .tuples()
-        )
+        ))
         for lane, _state in rows:
             lanes[Lane(lane).name.lower()] += 1
         oldest = (

@@ -183,9 +183,10 @@ class SyncAgent:
 
     def probe(self) -> bool:
         """Is the centre reachable right now? (cheap unauthenticated ping, short timeouts)"""
-        if self.link() is None or self._client is None:
+        link = self.link()
+        if link is None or self._client is None:
             return False
-        probe = HttpClient(self._link.central_url, 2.0, 3.0, self._link.tls_pin)
+        probe = HttpClient(link.central_url, 2.0, 3.0, link.tls_pin)
         try:
             probe.request("GET", "/v1/ping")
             return True
@@ -464,6 +465,7 @@ class SyncAgent:
             path = f"/v1/changes?after={self.status.changes_cursor}&limit=200"
             answer = self._client.request("GET", path, b"", self._signed("GET", path, b""))
             self.status.add_bytes(answer.wire_bytes)
+            assert self._link is not None  # set by link() above; only link() changes it
             changes = verify_changes(self._link.signing_key, answer.json(),
                                      self._link.device_id)
             for change in changes:

@@ -91,7 +91,8 @@ def load_link(data_dir: Path) -> CentralLink | None:
             continue
         if not isinstance(data, dict):
             continue
-        source = data.get("centre") if isinstance(data.get("centre"), dict) else data
+        centre = data.get("centre")
+        source = centre if isinstance(centre, dict) else data
         try:
             return CentralLink(
                 central_url=data["central_url"], device_id=source["device_id"],

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.identity import DeviceIdentity
 from sync.agent.agent import SyncAgent
 
+if TYPE_CHECKING:
+    from appliance.box import Box
+    from sync.agent.tunnel import TunnelClient
+
 log = logging.getLogger(__name__)
 
 
-def start_sync_agent(box: Any) -> SyncAgent | None:
+def start_sync_agent(box: Box) -> SyncAgent | None:
     """Run the agent on `box.media` and stop it on shutdown. It yields the uplink while a call
     carries remote participants: the SFU's rooms announce that (`Rooms.on_remote_call`) to
     `set_live_session_remote`. Until the box is claimed it idles."""
-    if box.store is None:
-        return None
     try:
         agent = SyncAgent(box.store, box.settings.data_dir,
                           DeviceIdentity.load_or_create(box.settings.secrets_dir))
@@ -31,7 +33,7 @@ def start_sync_agent(box: Any) -> SyncAgent | None:
     return agent
 
 
-def start_tunnel(box: Any, app: Any) -> Any:
+def start_tunnel(box: Box, app: Any) -> TunnelClient | None:
     """Keep the box's tunnel to its centre up (once claimed) so that remote patients reach
     `app`'s patient pages through the centre; stopped with the media loop."""
     from sync.agent.claim import load_link

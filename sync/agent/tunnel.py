@@ -257,8 +257,8 @@ class TunnelClient:
         except asyncio.IncompleteReadError:
             raise TunnelBroken("the centre closed the connection") from None
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = status_line.split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        words = status_line.split(" ", 2)
+        status = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
         if status == 101:
             return reader, writer
         body = b""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -51,8 +51,14 @@ def sign_request(
     }
 
 
+class HeaderLookup(Protocol):
+    """Request headers as a server framework offers them (a dict, werkzeug's `Headers`)."""
+
+    def get(self, key: str, default: str) -> str: ...
+
+
 def verify_request(
-    public_key: Ed25519PublicKey, headers: Mapping[str, str], method: str, path: str,
+    public_key: Ed25519PublicKey, headers: HeaderLookup, method: str, path: str,
     body: bytes, now: float | None = None, max_skew_s: float = MAX_SKEW_S,
 ) -> tuple[float, str]:
     """Check a request's signature and freshness; return (timestamp, nonce) or ProtocolError.

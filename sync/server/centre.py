@@ -8,9 +8,10 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from peewee import Database, IntegrityError, fn
 from playhouse.db_url import connect
@@ -250,7 +251,9 @@ class Centre:
                        & Record.content_hash.in_(hashes[start:start + 500]))
                 .tuples()
             )
-            stored.extend(t for t in query if (t[0], t[2]) in wanted)
+            # `.tuples()` yields tuples; peewee's stubs say records.
+            found = cast(Iterable[Delivered], query)
+            stored.extend(t for t in found if (t[0], t[2]) in wanted)
         return stored
 
     def receipt(self, device_id: str, ref: str, stored: list[Delivered]) -> dict[str, Any]:
@@ -300,9 +303,9 @@ class Centre:
 
     def devices(self) -> list[dict[str, Any]]:
         """The registry with each device's last contact, reported backlog and stored count."""
-        counts = dict(
+        counts: dict[str, int] = dict(cast(Iterable[tuple[str, int]], (
             Record.select(Record.device_id, fn.COUNT(Record.id)).group_by(Record.device_id).tuples()
-        )
+        )))
         out = []
         for d in Device.select().order_by(Device.device_id):
             out.append({

@@ -62,7 +62,9 @@ def _current(path: Path, key: ec.EllipticCurvePrivateKey) -> bool:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return False
-    same_key = cert.public_key().public_numbers() == key.public_key().public_numbers()
+    public = cert.public_key()
+    same_key = (isinstance(public, ec.EllipticCurvePublicKey)
+                and public.public_numbers() == key.public_key().public_numbers())
     fresh = cert.not_valid_after_utc - RENEW_BEFORE > dt.datetime.now(dt.UTC)
     return same_key and fresh
 

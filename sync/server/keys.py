@@ -17,7 +17,9 @@ SIGNING_FILE = "centre-ed25519.pem"
 SEALING_FILE = "centre-x25519.pem"
 
 
-def _load_or_make(path: Path, make: type) -> object:
+def _load_or_make(
+    path: Path, make: type[Ed25519PrivateKey] | type[X25519PrivateKey]
+) -> object:
     if path.exists():
         return serialization.load_pem_private_key(path.read_bytes(), password=None)
     key = make.generate()

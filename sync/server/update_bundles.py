@@ -126,9 +126,10 @@ def _version(value: Any) -> str | None:
 def record_report(centre: Centre, device_id: str, report: dict[str, Any]) -> None:
     """Keep what the box says of its software (bounded, versions checked; no clinical data
     exists in it: release names, outcomes and the updater's reasons)."""
-    last = report.get("last") if isinstance(report.get("last"), dict) else {}
-    trial = report.get("trial") if isinstance(report.get("trial"), dict) else {}
-    downloading = report.get("download") if isinstance(report.get("download"), dict) else {}
+    last, trial, downloading = (
+        part if isinstance(part := report.get(key), dict) else {}
+        for key in ("last", "trial", "download")
+    )
     progress = None
     if _version(downloading.get("version")):
         have, size = downloading.get("have"), downloading.get("size")

@@ -57,7 +57,8 @@ class TunnelGateway(wsgi.Gateway_10):
     """WSGI 1.0 gateway that also hands the app its cheroot request, so that the tunnel
     endpoint can take the connection over after its `101 Switching Protocols`."""
 
-    def get_environ(self) -> dict[str, object]:
+    # cheroot's stubs declare the base method as returning None; it returns the environ.
+    def get_environ(self) -> dict[str, object]:  # type: ignore[override]
         environ = super().get_environ()
         environ[CHEROOT_REQUEST] = self.req
         return environ

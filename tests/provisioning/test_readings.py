@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from web.technician import cpu_reading, memory_reading, temperature_c
+from appliance.diagnostics import cpu_reading, memory_reading, temperature_c
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -90,7 +90,7 @@ def allocate(demands: list[Demand], capacity_bps: float | None = None,
         forwarded = audio_cost(sub.demand.others, costs)
         current = sub.demand.current
         was_mixed = current is not None and current.audio is AudioMode.MIXED
-        need = forwarded
+        need: float = forwarded
         if current is not None and was_mixed:
             # Unmixing must not cost the video already held: on EDGE two forwarded voices
             # (96 kbps) beside a just-proven low tier did not fit, and unmixing took the

@@ -86,4 +86,4 @@ async def request_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
 def rtp_payload(packet: RtpPacket) -> bytes:
     """The packet's codec payload with its payload descriptor removed, as aiortc's receiver
     attached it (`RtpPacket._data`) before the jitter buffer."""
-    return packet._data  # type: ignore[attr-defined,no-any-return]
+    return packet._data  # type: ignore[attr-defined]

@@ -45,8 +45,8 @@ _forwarding_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet(
 
 def _passthrough_worker(
     loop: asyncio.AbstractEventLoop,
-    input_q: queue.Queue,  # type: ignore[type-arg]
-    output_q: asyncio.Queue,  # type: ignore[type-arg]
+    input_q: queue.Queue,
+    output_q: asyncio.Queue,
     decode_error: threading.Event,
 ) -> None:
     decoder: PassthroughDecoder | None = None
@@ -65,8 +65,8 @@ def _passthrough_worker(
 
 def _select_worker(
     loop: asyncio.AbstractEventLoop,
-    input_q: queue.Queue,  # type: ignore[type-arg]
-    output_q: asyncio.Queue,  # type: ignore[type-arg]
+    input_q: queue.Queue,
+    output_q: asyncio.Queue,
     decode_error: threading.Event,
 ) -> None:
     worker = _passthrough_worker if is_forwarding_loop(loop) else _original_worker

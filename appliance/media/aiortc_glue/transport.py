@@ -20,14 +20,14 @@ def wrap_transport_send(transport: RTCDtlsTransport, send: Send) -> Send:
     """Make `send` the way every RTP and RTCP packet of the transport leaves; return the send
     it replaced, which `send` must call. Replaces `RTCDtlsTransport._send_rtp`."""
     original: Send = transport._send_rtp
-    transport._send_rtp = send  # type: ignore[method-assign]
+    transport._send_rtp = send  # type: ignore[method-assign,assignment]
     return original
 
 
 def unwrap_transport_send(transport: RTCDtlsTransport, send: Send, original: Send) -> None:
     """Give the transport `original` back, if `send` is still the one installed."""
-    if transport._send_rtp == send:  # type: ignore[comparison-overlap]
-        transport._send_rtp = original  # type: ignore[method-assign]
+    if transport._send_rtp == send:
+        transport._send_rtp = original  # type: ignore[method-assign,assignment]
 
 
 def datagrams_received(transport: RTCDtlsTransport) -> int | None:

@@ -93,7 +93,8 @@ class FramePackets:
         self._seq = 0
 
     def packetize(self, frame: EncodedFrame) -> list[bytes]:
-        payloads, timestamp = self._packer.pack(frame)  # honours frame.max_payload (seams)
+        # The seam's pack takes encoded frames and honours frame.max_payload (aiortc_glue/seams).
+        payloads, timestamp = self._packer.pack(frame)  # type: ignore[arg-type]
         packets = []
         for i, payload in enumerate(payloads):
             marker = 0x80 if i == len(payloads) - 1 else 0

@@ -14,7 +14,8 @@ import random
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -323,14 +324,33 @@ class SyncAgent:
                 and self.status.used_today() < self.config.daily_bytes)
 
     def _drain(self) -> float:
-        """Keep up to `in_flight` batches on their way and handle the oldest one's receipt;
-        return seconds to wait.
+        """Keep up to `in_flight` batches on their way and handle a receipt; return seconds
+        to wait.
 
         Batches stay on their way across steps, so the link never idles while a receipt
-        comes back. Receipts are handled in the order the batches were sent. After a failure
+        comes back. The first batch answered is handled first (not the oldest: a batch slowed
+        by a lost segment must not hold the others' connections idle), and its connection
+        gets the next batch before its receipt is checked and acknowledged. After a failure
         the batches still on their way are settled first (what they delivered is kept), then
         the failed one is retried in halving chunks or given back, as for a single batch.
         """
+        self._fill_flight()
+        if not self._flying:
+            # An update download goes on at once, a range a step, while nothing else waits.
+            return 0.0 if self._idle_work() else self.config.idle_s
+        prepared, future = self._first_answered()
+        if future.exception() is None:  # after a failure nothing new goes until all settle
+            self._fill_flight()
+        try:
+            self._finish(prepared, self._answer(prepared, future))
+        except (TransportError, Rejected, ProtocolError) as exc:
+            self._settle_flying()
+            return self._failed(prepared.items, exc)
+        self._succeeded()
+        return 0.0
+
+    def _fill_flight(self) -> None:
+        """Lease, seal and send batches until `in_flight` are on their way (or none is due)."""
         cfg = self.config
         while len(self._flying) < max(1, cfg.in_flight) and self._may_lease_more():
             remaining = cfg.daily_bytes - self.status.used_today()
@@ -340,17 +360,15 @@ class SyncAgent:
                 break
             prepared = self._prepare(items)
             self._flying.append((prepared, self._senders.submit(self._send, prepared)))
-        if not self._flying:
-            # An update download goes on at once, a range a step, while nothing else waits.
-            return 0.0 if self._idle_work() else cfg.idle_s
-        prepared, future = self._flying.popleft()
-        try:
-            self._finish(prepared, self._answer(prepared, future))
-        except (TransportError, Rejected, ProtocolError) as exc:
-            self._settle_flying()
-            return self._failed(prepared.items, exc)
-        self._succeeded()
-        return 0.0
+
+    def _first_answered(self) -> tuple[_Prepared, Future[Response]]:
+        """Wait for any batch on its way to be answered (or fail); take it off the list."""
+        wait_for_futures([f for _p, f in self._flying], return_when=FIRST_COMPLETED)
+        for entry in self._flying:
+            if entry[1].done():
+                self._flying.remove(entry)
+                return entry
+        raise AssertionError("wait() returned with no batch answered")
 
     def _answer(self, prepared: _Prepared, future: Future[Response]) -> Response:
         try:

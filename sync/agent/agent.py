@@ -329,8 +329,8 @@ class SyncAgent:
 
         Batches stay on their way across steps, so the link never idles while a receipt
         comes back. The first batch answered is handled first (not the oldest: a batch slowed
-        by a lost segment must not hold the others' connections idle), and its connection
-        gets the next batch before its receipt is checked and acknowledged. After a failure
+        by a lost segment must not hold the others' connections idle); its connection gets
+        the next batch in the next step, at the batch size the receipt led to. After a failure
         the batches still on their way are settled first (what they delivered is kept), then
         the failed one is retried in halving chunks or given back, as for a single batch.
         """
@@ -339,8 +339,6 @@ class SyncAgent:
             # An update download goes on at once, a range a step, while nothing else waits.
             return 0.0 if self._idle_work() else self.config.idle_s
         prepared, future = self._first_answered()
-        if future.exception() is None:  # after a failure nothing new goes until all settle
-            self._fill_flight()
         try:
             self._finish(prepared, self._answer(prepared, future))
         except (TransportError, Rejected, ProtocolError) as exc:

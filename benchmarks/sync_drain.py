@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,6 +44,15 @@ from sync.protocol.signing import sign_request  # noqa: E402
 BIN = Path(sys.executable).parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EDGE_UP_BPS = 260_000 / 8
+
+
+def clinic_uplink(profile):
+    """`profile` as the clinic's own link: the lab shapes a host's "down" on the way from the
+    LAN to that host, so with the centre as the linked host the box's uploads would get the
+    profile's downlink rate. Swapped, batches travel at the uplink rate (EDGE: 260 kbps, the
+    capacity the goodput ratio divides by) and receipts at the downlink rate (200 kbps)."""
+    steps = tuple(replace(s, down=s.up, up=s.down) for s in profile.steps)
+    return replace(profile, name=f"{profile.name}-clinic", steps=steps)
 
 
 def env(**extra):
@@ -116,7 +126,7 @@ def drain(quick):
         print(f"box: {n} records, {plaintext:.0f} bytes of canonical JSON each", flush=True)
         if lab is not None:
             box_host = lab.host("box")
-            centre_host = lab.host("centre", link=profiles.EDGE)
+            centre_host = lab.host("centre", link=clinic_uplink(profiles.EDGE))
             proc, url, args = start_central(
                 work / "central", None, 2, host=centre_host.ip,
                 wrap=lambda argv: lab.popen(centre_host, argv, stdout=subprocess.PIPE,
@@ -171,6 +181,14 @@ def drain(quick):
         status = json.loads((work / "box" / "state" / "sync-status.json").read_text())
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
+        with sqlite3.connect(db, timeout=10) as c:
+            requests = c.execute("SELECT COUNT(*) FROM nonce").fetchone()[0]
+        link_bytes = {}
+        if lab is not None:
+            # Frames on the emulated link (IP and TCP headers, handshakes, retransmissions).
+            counters = lab.stats()["links"][centre_host.name]
+            link_bytes = {"up": counters["down"]["delivered_bytes"],
+                          "down": counters["up"]["delivered_bytes"]}
         wire = status["bytes_today"]
         capacity = (EDGE_UP_BPS if lab is not None else None)
         return {
@@ -180,6 +198,11 @@ def drain(quick):
             "seconds": round(seconds, 1), "wire_bytes": wire,
             "wire_bytes_per_record": round(wire / (n + 1), 1),
             "plaintext_bytes_per_record": round(plaintext, 1),
+            "link_bytes_up_per_record": (round(link_bytes["up"] / (n + 1), 1)
+                                         if link_bytes else None),
+            "link_bytes_down_per_record": (round(link_bytes["down"] / (n + 1), 1)
+                                           if link_bytes else None),
+            "requests": requests, "records_per_request": round((n + 1) / max(1, requests), 1),
             "goodput_ratio": (round(wire / (capacity * seconds), 3) if capacity else None),
         }
     finally:

@@ -14,7 +14,8 @@ import random
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,13 @@ from sync.agent.update_download import (
     release_root_from_env,
 )
 from sync.protocol import ProtocolError
-from sync.protocol.messages import encode_batch, seal_batch, verify_receipt
+from sync.protocol.messages import (
+    COMPACT_RECEIPT,
+    H_RECEIPT,
+    encode_batch,
+    seal_batch,
+    verify_receipt,
+)
 from sync.protocol.signing import H_NONCE, sign_request
 
 log = logging.getLogger(__name__)
@@ -181,6 +188,12 @@ class SyncAgent:
         assert self._link is not None
         return sign_request(self.identity.sign, self._link.device_id, method, path, body)
 
+    def _push_headers(self, body: bytes) -> dict[str, str]:
+        """A push's signed headers, asking for a compact receipt: when the centre holds the
+        whole batch it answers with a count and a digest instead of echoing every record's
+        id and hash (as many bytes as the batch, on the slower direction of a mobile link)."""
+        return {**self._signed("POST", "/v1/records", body), H_RECEIPT: COMPACT_RECEIPT}
+
     def probe(self) -> bool:
         """Is the centre reachable right now? (cheap unauthenticated ping, short timeouts)"""
         link = self.link()
@@ -206,7 +219,7 @@ class SyncAgent:
             backlog["lanes"][lane] = max(0, backlog["lanes"][lane] - 1)
         plaintext = encode_batch(link.device_id, items, backlog)
         body = seal_batch(link.sealing_key, link.device_id, plaintext)
-        return _Prepared(items, body, self._signed("POST", "/v1/records", body))
+        return _Prepared(items, body, self._push_headers(body))
 
     def _sender_client(self) -> HttpClient:
         """This sender thread's own kept-alive connection to the centre."""
@@ -227,7 +240,7 @@ class SyncAgent:
         except StaleConnection:
             # Once more on a new connection, with a new nonce: the centre may have seen the
             # first (a resent batch is stored once; the receipt names the new nonce).
-            prepared.headers = self._signed("POST", "/v1/records", prepared.body)
+            prepared.headers = self._push_headers(prepared.body)
             return client.request("POST", "/v1/records", prepared.body, prepared.headers)
 
     def _finish(self, prepared: _Prepared, answer: Response) -> int:
@@ -236,13 +249,14 @@ class SyncAgent:
         assert link is not None
         items = prepared.items
         self.status.add_bytes(answer.wire_bytes)
-        stored = verify_receipt(link.signing_key, answer.json(), link.device_id,
-                                prepared.headers[H_NONCE])
         sent = {(i.record_id, i.version, i.content_hash) for i in items}
+        stored = verify_receipt(link.signing_key, answer.json(), link.device_id,
+                                prepared.headers[H_NONCE], list(sent))
         confirmed = [s for s in stored if s in sent]
         acked = self.outbox.acknowledge(confirmed)
-        missing = [i.entry_id for i in items if (i.record_id, i.version, i.content_hash)
-                   not in set(confirmed)]
+        held = set(confirmed)
+        missing = [i.entry_id for i in items
+                   if (i.record_id, i.version, i.content_hash) not in held]
         if missing:
             self.outbox.release(missing, "not in the centre's receipt", 0.0)
         self.status.records_sent += acked
@@ -311,14 +325,31 @@ class SyncAgent:
                 and self.status.used_today() < self.config.daily_bytes)
 
     def _drain(self) -> float:
-        """Keep up to `in_flight` batches on their way and handle the oldest one's receipt;
-        return seconds to wait.
+        """Keep up to `in_flight` batches on their way and handle a receipt; return seconds
+        to wait.
 
         Batches stay on their way across steps, so the link never idles while a receipt
-        comes back. Receipts are handled in the order the batches were sent. After a failure
+        comes back. The first batch answered is handled first (not the oldest: a batch slowed
+        by a lost segment must not hold the others' connections idle); its connection gets
+        the next batch in the next step, at the batch size the receipt led to. After a failure
         the batches still on their way are settled first (what they delivered is kept), then
         the failed one is retried in halving chunks or given back, as for a single batch.
         """
+        self._fill_flight()
+        if not self._flying:
+            # An update download goes on at once, a range a step, while nothing else waits.
+            return 0.0 if self._idle_work() else self.config.idle_s
+        prepared, future = self._first_answered()
+        try:
+            self._finish(prepared, self._answer(prepared, future))
+        except (TransportError, Rejected, ProtocolError) as exc:
+            self._settle_flying()
+            return self._failed(prepared.items, exc)
+        self._succeeded()
+        return 0.0
+
+    def _fill_flight(self) -> None:
+        """Lease, seal and send batches until `in_flight` are on their way (or none is due)."""
         cfg = self.config
         while len(self._flying) < max(1, cfg.in_flight) and self._may_lease_more():
             remaining = cfg.daily_bytes - self.status.used_today()
@@ -328,17 +359,15 @@ class SyncAgent:
                 break
             prepared = self._prepare(items)
             self._flying.append((prepared, self._senders.submit(self._send, prepared)))
-        if not self._flying:
-            # An update download goes on at once, a range a step, while nothing else waits.
-            return 0.0 if self._idle_work() else cfg.idle_s
-        prepared, future = self._flying.popleft()
-        try:
-            self._finish(prepared, self._answer(prepared, future))
-        except (TransportError, Rejected, ProtocolError) as exc:
-            self._settle_flying()
-            return self._failed(prepared.items, exc)
-        self._succeeded()
-        return 0.0
+
+    def _first_answered(self) -> tuple[_Prepared, Future[Response]]:
+        """Wait for any batch on its way to be answered (or fail); take it off the list."""
+        wait_for_futures([f for _p, f in self._flying], return_when=FIRST_COMPLETED)
+        for entry in self._flying:
+            if entry[1].done():
+                self._flying.remove(entry)
+                return entry
+        raise AssertionError("wait() returned with no batch answered")
 
     def _answer(self, prepared: _Prepared, future: Future[Response]) -> Response:
         try:

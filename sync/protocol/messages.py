@@ -38,6 +38,11 @@ MAX_RECEIPT_FILE = 16 * 1024 * 1024
 
 Delivered = tuple[str, int, str]
 
+# Request header with which the agent asks for a compact receipt (its only value: "digest").
+# Not signed: stripping it only brings back the full list, which the agent also accepts.
+H_RECEIPT = "X-CB-Receipt"
+COMPACT_RECEIPT = "digest"
+
 
 def batch_aad(device_id: str) -> bytes:
     return f"clinicbox/sync/batch|{device_id}".encode()
@@ -88,22 +93,48 @@ def decode_batch(private_key: X25519PrivateKey, device_id: str, blob: bytes) -> 
     return _parse_batch(plaintext, device_id)
 
 
-def make_receipt(device_id: str, ref: str, stored: list[Delivered]) -> dict[str, Any]:
-    return {
-        "kind": "receipt", "device_id": device_id, "ref": ref,
-        "stored": [list(s) for s in stored], "issued_at": round(time.time(), 3),
-    }
+def delivered_digest(delivered: Iterable[Delivered]) -> str:
+    """SHA-256 (hex) of the distinct (record_id, version, hash) triples, sorted, as
+    canonical JSON: what a compact receipt names instead of listing them."""
+    return hashlib.sha256(canonical_json(sorted({tuple(d) for d in delivered}))).hexdigest()
+
+
+def make_receipt(device_id: str, ref: str, stored: list[Delivered],
+                 sent: list[Delivered] | None = None) -> dict[str, Any]:
+    """The receipt document for `stored`; compact (count and digest) when `sent` is given
+    (the agent asked for it) and the centre holds exactly the triples that were sent."""
+    doc: dict[str, Any] = {"kind": "receipt", "device_id": device_id, "ref": ref,
+                           "issued_at": round(time.time(), 3)}
+    held = {tuple(s) for s in stored}
+    if sent is not None and held == {tuple(s) for s in sent}:
+        doc["stored_count"] = len(held)
+        doc["stored_digest"] = delivered_digest(stored)
+    else:
+        doc["stored"] = [list(s) for s in stored]
+    return doc
 
 
 def verify_receipt(
-    centre: Ed25519PublicKey, envelope: Any, device_id: str, ref: str
+    centre: Ed25519PublicKey, envelope: Any, device_id: str, ref: str,
+    sent: list[Delivered] | None = None,
 ) -> list[Delivered]:
-    """The (record_id, version, hash) triples of a receipt the centre really signed for us."""
+    """The (record_id, version, hash) triples of a receipt the centre really signed for us.
+
+    A compact receipt confirms `sent` as a whole: its count and digest must be those of the
+    triples sent, else nothing is confirmed (ProtocolError)."""
     doc = verify_document(centre, envelope)
     if doc.get("kind") != "receipt" or doc.get("device_id") != device_id:
         raise ProtocolError("receipt is for another device or not a receipt")
     if doc.get("ref") != ref:
         raise ProtocolError("receipt answers another batch")
+    if "stored" not in doc and "stored_digest" in doc:
+        if sent is None:
+            raise ProtocolError("compact receipt, but no batch to check it against")
+        triples = sorted({(s[0], s[1], s[2]) for s in sent})
+        if (doc.get("stored_count") != len(triples)
+                or doc.get("stored_digest") != delivered_digest(triples)):
+            raise ProtocolError("compact receipt does not match the batch sent")
+        return triples
     stored = doc.get("stored")
     if not isinstance(stored, list):
         raise ProtocolError("receipt has no stored list")

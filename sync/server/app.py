@@ -19,7 +19,7 @@ from flask import Flask, Response, jsonify, request, send_file
 
 from sync.protocol import ProtocolError
 from sync.protocol.errors import TooLarge
-from sync.protocol.messages import decode_batch
+from sync.protocol.messages import COMPACT_RECEIPT, H_RECEIPT, decode_batch
 from sync.protocol.signing import H_DEVICE, verify_request
 from sync.server.centre import PROTOCOL_VERSION, Centre, Refused
 from sync.server.operator_page import init_operator_page
@@ -112,7 +112,10 @@ def create_app(centre: Centre) -> Flask:
             raise Refused(400, str(exc)) from None
         stored = centre.store(device_id, batch)
         nonce = request.headers["X-CB-Nonce"]
-        return jsonify(centre.receipt(device_id, nonce, stored))
+        sent = None
+        if request.headers.get(H_RECEIPT) == COMPACT_RECEIPT:
+            sent = [(r["id"], r["version"], r["hash"]) for r in batch["records"]]
+        return jsonify(centre.receipt(device_id, nonce, stored, sent))
 
     @app.get("/v1/changes")
     def changes() -> Response:

@@ -256,8 +256,10 @@ class Centre:
             stored.extend(t for t in found if (t[0], t[2]) in wanted)
         return stored
 
-    def receipt(self, device_id: str, ref: str, stored: list[Delivered]) -> dict[str, Any]:
-        return sign_document(self.keys.signing, make_receipt(device_id, ref, stored))
+    def receipt(self, device_id: str, ref: str, stored: list[Delivered],
+                sent: list[Delivered] | None = None) -> dict[str, Any]:
+        """The signed receipt; compact when `sent` is given and all of it is held."""
+        return sign_document(self.keys.signing, make_receipt(device_id, ref, stored, sent))
 
     def import_bundle(self, raw: bytes) -> tuple[bytes, int]:
         """Ingest a courier bundle; return the signed receipt file and how many it holds."""

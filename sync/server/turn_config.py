@@ -25,7 +25,7 @@ CHANGE_KEY = "relay"
 #: reserved ranges. Security first (nobody may use the relay to reach the centre's own
 #: network), and coturn drops a whole allocation when sending to a private peer address
 #: fails with ENETUNREACH, which ICE checks towards a patient's host candidates would cause.
-DENIED_PEER_RANGES = (
+DENIED_PEER_RANGES_V4 = (
     "0.0.0.0-0.255.255.255",
     "10.0.0.0-10.255.255.255",
     "100.64.0.0-100.127.255.255",
@@ -36,9 +36,40 @@ DENIED_PEER_RANGES = (
     "192.168.0.0-192.168.255.255",
     "198.18.0.0-198.19.255.255",
     "224.0.0.0-255.255.255.255",
-    # No IPv6 ranges: coturn 4.6 compares an IPv4 peer against an IPv6 range as if it were
-    # in it (seen in the lab: "::-::1" denied 198.51.100.1), which would refuse all relaying.
-    # The relay therefore listens and relays on IPv4 only (see render_config).
+)
+#: The same for IPv6 peers (an allocation made for IPv6 relays only to IPv6 peers): loopback,
+#: the encodings that carry an IPv4 address (v4-mapped, NAT64, 6to4, Teredo: they would
+#: reach the private IPv4 ranges above another way), discard, documentation, unique-local,
+#: link-local, site-local and multicast. Written to suit coturn 4.6 (coturn/coturn
+#: src/client/ns_turn_ioaddr.c at 4.6.1), which has two traps:
+#: - a range whose low end is `::` counts as open below, and an IPv4 peer compares below any
+#:   IPv6 address, so such a range (e.g. "::-::1") denies every IPv4 peer: none starts at ::;
+#: - it compares IPv6 addresses byte by byte (each byte between the bounds' bytes), which
+#:   is the range only for whole prefixes: every range is one CIDR block.
+DENIED_PEER_NETWORKS_V6 = (
+    "::1/128",
+    "::ffff:0:0/96",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/32",
+    "2001:db8::/32",
+    "2002::/16",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+)
+
+
+def _span(network: str) -> str:
+    block = ipaddress.ip_network(network)
+    return f"{block[0]}-{block[-1]}"
+
+
+DENIED_PEER_RANGES = (
+    *DENIED_PEER_RANGES_V4,
+    *(_span(n) for n in DENIED_PEER_NETWORKS_V6),
 )
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]{0,252})$")
 
@@ -65,12 +96,32 @@ class TurnListen:
     def __post_init__(self) -> None:
         host = self.public_host
         try:
-            ipaddress.ip_address(host)
+            address = ipaddress.ip_address(host)
         except ValueError:
             if not _HOST_RE.match(host):
                 raise OperatorError(
                     f"--public-host {host!r} is not a host name or address"
                 ) from None
+        else:
+            # Boxes sit behind IPv4 carrier-grade NAT and use the one URL that allocates: an
+            # IPv6-only relay address would be handed out and never work for them.
+            if address.version == 6:
+                raise OperatorError(
+                    f"--public-host {host!r} is an IPv6 address: give a name with A (and AAAA) "
+                    "records or the relay's IPv4 address"
+                )
+        if self.listening_ip is not None:
+            try:
+                listening = ipaddress.ip_address(self.listening_ip)
+            except ValueError:
+                raise OperatorError(
+                    f"--listening-ip {self.listening_ip!r} is not an address"
+                ) from None
+            if listening.version == 6:
+                raise OperatorError(
+                    "--listening-ip must be an IPv4 address (leave it out to listen on both "
+                    "families)"
+                )
         if self.port == self.tls_port:
             raise OperatorError("--port and --tls-port must differ")
         if not 1024 <= self.min_port < self.max_port <= 65535:
@@ -78,7 +129,7 @@ class TurnListen:
 
     def urls(self) -> list[str]:
         """The URLs boxes try in this order (aiortc uses one; browsers try all)."""
-        host = f"[{self.public_host}]" if ":" in self.public_host else self.public_host
+        host = self.public_host
         return [
             f"turn:{host}:{self.port}?transport=udp",
             f"turn:{host}:{self.port}?transport=tcp",

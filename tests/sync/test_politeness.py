@@ -159,7 +159,7 @@ def test_the_byte_count_covers_what_crossed_the_wire(tmp_path, central_sqlite):
     save_link(
         box.data_dir, replace(link, central_url=f"https://127.0.0.1:{listener.getsockname()[1]}")
     )
-    agent = _agent(box)
+    agent = _agent(box, in_flight=1)  # the relay takes one connection
     try:
         agent.step()
         thread.join(10)

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,10 @@ class AgentConfig:
     min_batch: int = 1
     start_batch: int = 16
     max_batch: int = 512
+    # A batch answered within this many seconds grows 4x, not 2x: on a long round trip the
+    # doubling ramp from 16 leaves most of a short link window idle. One answered in over a
+    # third of the read timeout does not grow, so a thin link never ramps into timeouts.
+    quick_answer_s: float = 4.0
     max_batch_bytes: int = 2_000_000
     lease_s: float = 120.0
     backoff_base_s: float = 1.0
@@ -111,6 +115,7 @@ class _Prepared:
     items: list[OutboxItem]
     body: bytes
     headers: dict[str, str]
+    sent_at: float = field(default_factory=time.monotonic)
 
 
 class SyncAgent:
@@ -304,16 +309,21 @@ class SyncAgent:
         return self._drain()
 
     def _push_one(self, items: list[OutboxItem]) -> float:
+        sent_at = time.monotonic()
         try:
             self.push(items)
         except (TransportError, Rejected, ProtocolError) as exc:
             return self._failed(items, exc)
-        self._succeeded()
+        self._succeeded(time.monotonic() - sent_at)
         return 0.0
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, answered_in_s: float) -> None:
         self.failures = 0
-        self.batch_size = min(self.config.max_batch, self.batch_size * 2)
+        cfg = self.config
+        if answered_in_s > cfg.read_timeout_s / 3:
+            return
+        grow = 4 if answered_in_s <= cfg.quick_answer_s else 2
+        self.batch_size = min(cfg.max_batch, self.batch_size * grow)
 
     def _failed(self, items: list[OutboxItem], exc: Exception) -> float:
         self.status.failed(str(exc))
@@ -345,7 +355,7 @@ class SyncAgent:
         except (TransportError, Rejected, ProtocolError) as exc:
             self._settle_flying()
             return self._failed(prepared.items, exc)
-        self._succeeded()
+        self._succeeded(time.monotonic() - prepared.sent_at)
         return 0.0
 
     def _fill_flight(self) -> None:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.timeout(60)
 
 def _agent(box: Box, **config) -> SyncAgent:
     store = open_store(box.settings)
-    cfg = AgentConfig(connect_timeout_s=1, read_timeout_s=1.5, start_batch=4, **config)
+    settings = {"connect_timeout_s": 1, "read_timeout_s": 1.5, "start_batch": 4, **config}
+    cfg = AgentConfig(**settings)
     return SyncAgent(store, box.data_dir, box.identity, cfg)
 
 
@@ -65,7 +66,9 @@ def test_batches_grow_on_success_and_halve_on_error(tmp_path, central_sqlite):
     proxy = FaultProxy(central_sqlite.port, {"pass": 1}, central_sqlite.data_dir)
     box.claim(central_sqlite, url=f"https://127.0.0.1:{proxy.port}")
     box.add_records(60)
-    agent = _agent(box, max_batch=64, backoff_base_s=0.01, in_flight=1)
+    # Answers on loopback are quick: growing 4x would hide the doubling this test follows.
+    agent = _agent(box, max_batch=64, backoff_base_s=0.01, in_flight=1, read_timeout_s=30,
+                   quick_answer_s=0)
     try:
         agent.step()
         assert agent.batch_size == 8 and agent.failures == 0
@@ -168,3 +171,17 @@ def test_the_byte_count_covers_what_crossed_the_wire(tmp_path, central_sqlite):
     finally:
         agent.store.close()
         listener.close()
+
+
+def test_batches_grow_by_how_quickly_they_are_answered(tmp_path):
+    box = Box(tmp_path / "box")
+    agent = _agent(box, read_timeout_s=30, quick_answer_s=4, max_batch=4096)
+    try:
+        agent._succeeded(1.0)  # quick: a long round trip's ramp must not waste the window
+        assert agent.batch_size == 16
+        agent._succeeded(6.0)  # within a third of the read timeout: doubles
+        assert agent.batch_size == 32
+        agent._succeeded(11.0)  # over a third of it: a thin link, held where it is
+        assert agent.batch_size == 32
+    finally:
+        agent.store.close()

@@ -183,7 +183,13 @@ def keygen_command(out: Path) -> None:
     "--delta-from",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="An earlier bundle: carry only the wheels it lacks.",
+    help="An earlier bundle: carry only the wheels it lacks (changed ones as binary patches "
+    "where the earlier bundle carries their previous version whole).",
+)
+@click.option(
+    "--whole-wheels",
+    is_flag=True,
+    help="With --delta-from: send changed wheels whole, never as binary patches.",
 )
 def build_command(
     source: Path,
@@ -195,6 +201,7 @@ def build_command(
     min_from: str,
     rollback: bool,
     delta_from: Path | None,
+    whole_wheels: bool,
 ) -> None:
     """Build one signed bundle for a target platform."""
     from appliance.update.build import build_bundle
@@ -211,5 +218,6 @@ def build_command(
         min_from=min_from,
         rollback=rollback,
         delta_from=delta_from,
+        binary_deltas=not whole_wheels,
     )
     click.echo(json.dumps(report, sort_keys=True))

@@ -41,7 +41,7 @@ class Bundles:
 
 def _source_copy(dest: Path, extra_line: str | None = None, break_video: bool = False) -> Path:
     dest.mkdir(parents=True)
-    for name in ("appliance", "web", "sync"):
+    for name in ("appliance", "web", "sync", "firmware_scripts"):
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, dest / name)
@@ -141,6 +141,8 @@ def make_box(tmp: Path, bundles: Bundles) -> Box:
         CLINICBOX_HOST="127.0.0.1",
         CLINICBOX_DISCOVERY_ENABLED="false",
         CLINICBOX_UPDATE_RESTART="pidfile",
+        # The units and firewall script a release owns land here, never in the host's /etc.
+        CLINICBOX_SYSTEM_ROOT=str(tmp / "system"),
     )
     return Box(tmp / "opt", tmp / "data", port, env)
 

@@ -59,7 +59,12 @@ def _source_copy(dest: Path, extra_line: str | None = None, break_video: bool = 
 
 
 def _build(
-    source: Path, version: str, key: Path, out: Path, delta_from: Path | None = None
+    source: Path,
+    version: str,
+    key: Path,
+    out: Path,
+    delta_from: Path | None = None,
+    whole_wheels: bool = False,
 ) -> None:
     cmd = [
         CENTRAL,
@@ -80,6 +85,8 @@ def _build(
     ]
     if delta_from is not None:
         cmd += ["--delta-from", str(delta_from)]
+    if whole_wheels:
+        cmd.append("--whole-wheels")
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
 
 

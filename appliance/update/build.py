@@ -31,6 +31,8 @@ from appliance.update.system_files import SOURCE_PATHS
 # Raspberry Pi OS bookworm has glibc 2.36: any manylinux tag up to that runs there.
 _GLIBC_TAGS = ("manylinux2014", "manylinux_2_28", "manylinux_2_34", "manylinux_2_36")
 PLATFORMS = ("x86_64", "aarch64")
+# pip download names each wheel it resolved on one of these lines.
+_RESOLVED = re.compile(r"^\s*(?:Saved|File was already downloaded) (\S+\.whl)\s*$", re.M)
 # What install.sh puts in /opt/clinicbox/lib and the units run.
 _LIB_SCRIPTS = ("lib/first-boot.sh", "lib/firewall.sh", "lib/factory-reset.sh")
 
@@ -85,8 +87,9 @@ def build_app_wheel(source: Path, version: str, out_dir: Path) -> Path:
     return wheels[0]
 
 
-def download_dependencies(source: Path, platform: str, cache: Path) -> None:
-    """Every dependency wheel for the target into `cache` (binary wheels only)."""
+def download_dependencies(source: Path, platform: str, cache: Path) -> list[Path]:
+    """Every dependency wheel for the target into `cache` (binary wheels only); returns the
+    wheels pip resolved this time, never older versions the cache still holds."""
     if platform not in PLATFORMS:
         raise OperatorError(f"platform must be one of {', '.join(PLATFORMS)}")
     tags = [arg for tag in _GLIBC_TAGS for arg in ("--platform", f"{tag}_{platform}")]
@@ -96,7 +99,6 @@ def download_dependencies(source: Path, platform: str, cache: Path) -> None:
             "-m",
             "pip",
             "download",
-            "--quiet",
             "--disable-pip-version-check",
             "--only-binary=:all:",
             "--python-version",
@@ -116,6 +118,10 @@ def download_dependencies(source: Path, platform: str, cache: Path) -> None:
             f"dependency wheels for {platform} not found: "
             f"{(done.stderr.strip().splitlines() or ['pip failed'])[-1]}"
         )
+    resolved = [Path(m) for m in _RESOLVED.findall(done.stdout)]
+    if not resolved or not all(p.is_file() for p in resolved):
+        raise OperatorError(f"could not tell which wheels pip resolved for {platform}")
+    return sorted(set(resolved))
 
 
 def build_bundle(
@@ -134,10 +140,10 @@ def build_bundle(
     key = load_release_key(key_path)
     system = read_system_files(source)
     wheel_cache.mkdir(parents=True, exist_ok=True)
-    download_dependencies(source, platform, wheel_cache / platform)
+    dependencies = download_dependencies(source, platform, wheel_cache / platform)
     with tempfile.TemporaryDirectory(prefix="clinicbox-app-") as app_dir:
         app = build_app_wheel(source, version, Path(app_dir))
-        files = {p.name: p for p in sorted((wheel_cache / platform).glob("*.whl"))}
+        files = {p.name: p for p in dependencies}
         files[app.name] = app
         wheels = [WheelEntry(name, sha256_file(p), p.stat().st_size) for name, p in files.items()]
         manifest = Manifest(

@@ -191,6 +191,12 @@ def keygen_command(out: Path) -> None:
     is_flag=True,
     help="With --delta-from: send changed wheels whole, never as binary patches.",
 )
+@click.option(
+    "--no-system-files",
+    is_flag=True,
+    help="Leave the units and firewall script out: with --whole-wheels (or no --delta-from) "
+    "the bundle is format 1, which releases from before system files can install.",
+)
 def build_command(
     source: Path,
     version: str,
@@ -202,6 +208,7 @@ def build_command(
     rollback: bool,
     delta_from: Path | None,
     whole_wheels: bool,
+    no_system_files: bool,
 ) -> None:
     """Build one signed bundle for a target platform."""
     from appliance.update.build import build_bundle
@@ -219,5 +226,6 @@ def build_command(
         rollback=rollback,
         delta_from=delta_from,
         binary_deltas=not whole_wheels,
+        with_system_files=not no_system_files,
     )
     click.echo(json.dumps(report, sort_keys=True))

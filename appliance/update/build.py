@@ -135,10 +135,11 @@ def build_bundle(
     rollback: bool = False,
     delta_from: Path | None = None,
     binary_deltas: bool = True,
+    with_system_files: bool = True,
 ) -> dict[str, int]:
     """Write a signed bundle; returns its size and the full release size in bytes."""
     key = load_release_key(key_path)
-    system = read_system_files(source)
+    system = read_system_files(source) if with_system_files else {}
     wheel_cache.mkdir(parents=True, exist_ok=True)
     dependencies = download_dependencies(source, platform, wheel_cache / platform)
     with tempfile.TemporaryDirectory(prefix="clinicbox-app-") as app_dir:

@@ -109,6 +109,47 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     return Bundles(work, key, keys_dir, v100, v101, v102)
 
 
+def with_whole_wheels(bundles: Bundles, delta: Path, base: Path, out: Path) -> Path:
+    """`delta` again with its patched wheels sent whole (as `--whole-wheels` builds it), made
+    without a rebuild: for tests of the download itself, which need a delta of some size."""
+    import tarfile
+    from dataclasses import replace
+
+    from appliance.update.bundle import PATCH_SUFFIX, PATCHES, WHEELS, write_bundle
+    from appliance.update.manifest import Manifest, load_release_key, sign
+    from appliance.update.wheel_patch import apply_patch
+
+    with tarfile.open(delta) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    manifest = Manifest.from_bytes(members["manifest.json"])
+    with tarfile.open(base) as tar:
+        base_wheels = {
+            m.name.removeprefix(WHEELS): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.name.startswith(WHEELS)
+        }
+        base_manifest = Manifest.from_bytes(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    base_by_sha = {w.sha256: base_wheels[w.name] for w in base_manifest.wheels}
+    sizes = {w.name: w.size for w in manifest.wheels}
+    files = {}
+    for patch in manifest.patches:
+        made = apply_patch(
+            base_by_sha[patch.base_sha256],
+            members[PATCHES + patch.name + PATCH_SUFFIX],
+            sizes[patch.name],
+        )
+        files[patch.name] = out.parent / patch.name
+        files[patch.name].write_bytes(made)
+    for name, data in members.items():
+        if name.startswith(WHEELS):
+            files[name.removeprefix(WHEELS)] = out.parent / name.removeprefix(WHEELS)
+            files[name.removeprefix(WHEELS)].write_bytes(data)
+    whole = replace(manifest, patches=[])
+    extra = {n: d for n, d in members.items() if n.startswith("system/")}
+    write_bundle(out, whole, sign(whole, load_release_key(bundles.key)), files, extra)
+    return out
+
+
 @dataclass
 class Box:
     """A release root, a data dir and the environment `clinicbox update` runs with."""

@@ -3,9 +3,12 @@ cuts during an update (kill -9 of the updater and the service at random moments)
 
     python benchmarks/update.py [--quick] [--cuts N]
 
-Builds 1.0.0 (full), 1.0.1 (a one-line change, delta) and 1.0.2 (forwards no video, delta)
+Builds 1.0.0 (full), 1.0.1 (a one-line change, delta: the app wheel as a binary patch; and
+once more with whole changed wheels, for comparison) and 1.0.2 (forwards no video, delta)
 from this checkout for x86_64 in a temp dir, installs 1.0.0 under a supervisor (what systemd
-does), then measures. Ends with one JSON line: full_bundle_bytes, delta_bytes, apply_s,
+does), then measures. Each power cut kills (-9) the updater, its children and the service at
+a random moment of the update. Ends with one JSON line: full_bundle_bytes, delta_bytes and
+delta_pct (binary patches), delta_whole_wheels_bytes and delta_whole_wheels_pct, apply_s,
 rollback_s, bricked (cuts that left a box not serving or with a broken audit chain), cuts.
 """
 
@@ -45,6 +48,8 @@ def build(work: Path) -> BundleSet:
     b100, b101, b102 = (work / f"clinicbox-1.0.{n}.cbup" for n in range(3))
     _build(_source_copy(work / "s100"), "1.0.0", key, b100)
     _build(_source_copy(work / "s101", "one line"), "1.0.1", key, b101, b100)
+    whole = work / "clinicbox-1.0.1-whole-wheels.cbup"
+    _build(work / "s101", "1.0.1", key, whole, b100, whole_wheels=True)
     _build(_source_copy(work / "s102", "broken", break_video=True), "1.0.2", key, b102, b101)
     return BundleSet(work, key, keys, b100, b101, b102)
 
@@ -63,9 +68,11 @@ def main() -> None:
         (work / "b").mkdir()
         bundles = build(work / "b")
         full, delta = bundles.v100.stat().st_size, bundles.v101.stat().st_size
+        whole = (bundles.dir / "clinicbox-1.0.1-whole-wheels.cbup").stat().st_size
         print(
             f"full bundle {full:,} bytes; delta for a one-line change {delta:,} bytes "
-            f"({100 * delta / full:.2f}%)"
+            f"({100 * delta / full:.2f}%) with binary patches, {whole:,} bytes "
+            f"({100 * whole / full:.2f}%) with whole changed wheels"
         )
 
         box = make_box(work / "box", bundles)
@@ -119,6 +126,9 @@ def main() -> None:
             {
                 "full_bundle_bytes": full,
                 "delta_bytes": delta,
+                "delta_pct": round(100 * delta / full, 3),
+                "delta_whole_wheels_bytes": whole,
+                "delta_whole_wheels_pct": round(100 * whole / full, 3),
                 "apply_s": round(apply_s, 1),
                 "rollback_s": round(rollback_s, 1),
                 "bricked": bricked,

@@ -42,7 +42,10 @@ def main() -> None:
         (keys / "release.pub").write_text(public + "\n")
         base, update = work / "clinicbox-1.0.0.cbup", work / "clinicbox-1.0.1.cbup"
         _build(_source_copy(work / "s100"), "1.0.0", key, base)
-        _build(_source_copy(work / "s101", "one line"), "1.0.1", key, update, base)
+        # Whole changed wheels (~580 KB): the patched delta (~40 KB) is one range.
+        _build(
+            _source_copy(work / "s101", "one line"), "1.0.1", key, update, base, whole_wheels=True
+        )
         (work / "run").mkdir()
         result = download_over_lab(
             work / "run", base, update, keys, profile=args.profile, cut_s=args.cut_s

@@ -74,6 +74,8 @@ done
 # The update launcher: standard library only, outside every release, so a broken release
 # cannot take the way back with it.
 install -m 0644 "$SRC/appliance/update/releases.py" "$ROOT$PREFIX/lib/releases.py"
+# It places the units and firewall script of the release that starts (only those, by name).
+install -m 0644 "$SRC/appliance/update/system_files.py" "$ROOT$PREFIX/lib/system_files.py"
 install -m 0644 "$SRC/docs/updates.md" "$ROOT$PREFIX/docs/updates.md"
 install -d -m 0755 "$ROOT/etc/clinicbox/release-keys"
 for unit in clinicbox.service clinicbox-firstboot.service clinicbox-update-confirm.service \

@@ -183,7 +183,19 @@ def keygen_command(out: Path) -> None:
     "--delta-from",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="An earlier bundle: carry only the wheels it lacks.",
+    help="An earlier bundle: carry only the wheels it lacks (changed ones as binary patches "
+    "where the earlier bundle carries their previous version whole).",
+)
+@click.option(
+    "--whole-wheels",
+    is_flag=True,
+    help="With --delta-from: send changed wheels whole, never as binary patches.",
+)
+@click.option(
+    "--no-system-files",
+    is_flag=True,
+    help="Leave the units and firewall script out: with --whole-wheels (or no --delta-from) "
+    "the bundle is format 1, which releases from before system files can install.",
 )
 def build_command(
     source: Path,
@@ -195,6 +207,8 @@ def build_command(
     min_from: str,
     rollback: bool,
     delta_from: Path | None,
+    whole_wheels: bool,
+    no_system_files: bool,
 ) -> None:
     """Build one signed bundle for a target platform."""
     from appliance.update.build import build_bundle
@@ -211,5 +225,7 @@ def build_command(
         min_from=min_from,
         rollback=rollback,
         delta_from=delta_from,
+        binary_deltas=not whole_wheels,
+        with_system_files=not no_system_files,
     )
     click.echo(json.dumps(report, sort_keys=True))

@@ -27,6 +27,7 @@ from appliance.update.manifest import BundleRefused, Manifest
 from appliance.update.probe_secret import PROBE_HEADER, probe_secret
 from appliance.update.releases import (
     DEFAULT_TRIAL_S,
+    FACTORY,
     ReleaseRoot,
     record_outcome,
     write_atomic,
@@ -66,8 +67,11 @@ class Target:
         return cls(ReleaseRoot(root), keys, data_dir, port, how, local)
 
 
-def install_release(root: ReleaseRoot, manifest: Manifest) -> Path:
-    """The release directory with its venv, made offline from the stored wheels."""
+def install_release(
+    root: ReleaseRoot, manifest: Manifest, system: dict[str, bytes] | None = None
+) -> Path:
+    """The release directory with its venv, made offline from the stored wheels, and the
+    system files it owns under `system/`."""
     release = root.release_dir(manifest.version)
     if root.is_complete(manifest.version):
         return release
@@ -106,6 +110,8 @@ def install_release(root: ReleaseRoot, manifest: Manifest) -> Path:
         last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise OperatorError(f"release {manifest.version} did not install: {last}")
     write_atomic(release / "manifest.json", manifest.to_bytes())
+    for name, data in sorted((system or {}).items()):
+        write_atomic(release / "system" / name, data)
     os.sync()  # every file of the release on disk before it is marked complete
     write_atomic(release / ".complete", b"")
     return release
@@ -175,13 +181,17 @@ def _import_bundle(
         check_platform(manifest)
         check_order(manifest, running)
         check_space(manifest, root, target.database)
+        system = bundle.system_files()
         taken = bundle.store_wheels(root)
     finally:
         bundle.close()
-    install_release(root, manifest)
+    install_release(root, manifest, system)
+    if system:
+        root.keep_system_set(None if running == FACTORY else running)
     state = root.read_state()
     if running is None:  # first release under this root: nothing to fall back to
         root.switch(manifest.version)
+        root.place_system_files(manifest.version)
         state.update(current=manifest.version, trial=None)
         record_outcome(state, manifest.version, "installed")
         root.write_state(state)
@@ -199,6 +209,8 @@ def _import_bundle(
     }
     root.write_state(state)  # before the switch: a cut after it still has a trial to judge
     root.switch(manifest.version)
+    # A cut before this finishes is finished by the launcher before the next start.
+    root.place_system_files(manifest.version)
     restart_service(target)
     result = {
         "version": manifest.version,

@@ -19,8 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance.errors import OperatorError
+from appliance.update.system_files import SystemFileRefused, check_name
 
+# Format 2 adds system files and binary wheel patches; a bundle without either is written as
+# format 1, which releases from before them still read.
 FORMAT = 1
+FORMAT_WITH_SYSTEM_FILES = 2
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 
 
@@ -46,6 +50,26 @@ class WheelEntry:
 
 
 @dataclass(frozen=True)
+class SystemFileEntry:
+    """A system file the release owns (appliance.update.system_files names the allowed ones)."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class WheelPatch:
+    """A changed wheel sent as a binary patch against the wheel the box already has
+    (appliance.update.wheel_patch); the patched result must have the wheel entry's sha256."""
+
+    name: str  # the wheel it makes
+    base_sha256: str  # the wheel it is made from, in the box's content-addressed store
+    sha256: str  # of the patch itself
+    size: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What a release is and what installing it does."""
 
@@ -58,24 +82,49 @@ class Manifest:
     migrations: list[int] = field(default_factory=list)
     # Signed as a rollback release: may replace a newer version.
     rollback: bool = False
+    system_files: list[SystemFileEntry] = field(default_factory=list)
+    patches: list[WheelPatch] = field(default_factory=list)
     format: int = FORMAT
 
     def to_bytes(self) -> bytes:
         """Canonical JSON: what the release key signs."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        doc = asdict(self)
+        for key in ("system_files", "patches"):
+            if not doc[key]:
+                del doc[key]
+        extended = "system_files" in doc or "patches" in doc
+        doc["format"] = FORMAT_WITH_SYSTEM_FILES if extended else FORMAT
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Manifest:
         try:
             doc = json.loads(raw)
-            if doc.get("format") != FORMAT:
+            if doc.get("format") not in (FORMAT, FORMAT_WITH_SYSTEM_FILES):
                 raise BundleRefused(f"bundle format {doc.get('format')} is not {FORMAT}")
+            doc["format"] = FORMAT
             wheels = [WheelEntry(**w) for w in doc.pop("wheels")]
-            return cls(wheels=wheels, **doc)
+            system = [SystemFileEntry(**f) for f in doc.pop("system_files", [])]
+            for entry in system:
+                check_name(entry.name)
+            patches = [WheelPatch(**p) for p in doc.pop("patches", [])]
+            if not {p.name for p in patches} <= {w.name for w in wheels}:
+                raise ValueError("a patch for a wheel the release does not have")
+            return cls(wheels=wheels, system_files=system, patches=patches, **doc)
+        except SystemFileRefused as exc:
+            raise BundleRefused(str(exc)) from None
         except BundleRefused:
             raise
         except (ValueError, TypeError, KeyError, AttributeError):
             raise BundleRefused("bundle manifest is not valid") from None
+
+    def needs(self, carried: set[str]) -> list[str]:
+        """The sha256 of every wheel the box must already hold to install this bundle, which
+        carries the wheels named in `carried` whole: the wheels it leaves out, and the bases
+        of the wheels it sends as patches."""
+        patched = {p.name: p.base_sha256 for p in self.patches if p.name not in carried}
+        left_out = {w.sha256 for w in self.wheels if w.name not in carried | patched.keys()}
+        return sorted(left_out | set(patched.values()))
 
     @property
     def full_bytes(self) -> int:

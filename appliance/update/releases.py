@@ -12,6 +12,8 @@ Layout under the release root (default /opt/clinicbox):
     wheels/<sha256>/<file>.whl      content-addressed wheels (deltas need only the missing)
     state/update.json               previous release, trial, last outcome (atomic writes)
     state/snapshots/<version>.db    the database as it was before switching to <version>
+    releases/<version>/system/      the units and firewall script the release owns
+    state/system/<version>/         the live ones before the first release that owned them
 
 Every step is idempotent, and the state is written before the symlink is switched, so a
 power cut at any point leaves a root that this launcher can start: the current release if
@@ -28,6 +30,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if __package__:
+    from appliance.update import system_files
+else:  # the launcher: /opt/clinicbox/lib/releases.py, with system_files.py beside it
+    import system_files  # type: ignore[no-redef,import-not-found]
 
 # A release under trial may crash and be restarted this many times before it is given up.
 MAX_TRIAL_BOOTS = 3
@@ -106,6 +113,33 @@ class ReleaseRoot:
         os.symlink(Path("releases") / version, tmp)
         os.replace(tmp, self.current)
         _fsync_dir(self.path)
+
+    # --- system files (units, firewall) ---------------------------------------------
+    def system_set(self, version: str | None) -> Path | None:
+        """Where the system files of `version` (None: install.sh's) are kept, if anywhere."""
+        name = version or FACTORY
+        own = self.release_dir(name) / "system"
+        if name != FACTORY and self.is_complete(name) and own.is_dir():
+            return own
+        saved = self.state_dir / "system" / name
+        return saved if (saved / system_files.SAVED_MARK).is_file() else None
+
+    def keep_system_set(self, version: str | None) -> None:
+        """Before a release with its own system files replaces `version`, keep the live ones
+        so a rollback to `version` can put them back (once; a release that owns a set keeps
+        it in its directory)."""
+        if self.system_set(version) is None:
+            system_files.save_live_set(self.state_dir / "system" / (version or FACTORY))
+
+    def place_system_files(self, version: str | None) -> list[str]:
+        """Make the live units and firewall script those of `version`; tell systemd and
+        nftables on a real box. Returns the names that changed."""
+        source = self.system_set(version)
+        if source is None:
+            return []
+        changed = system_files.place_set(source)
+        system_files.activate(changed)
+        return changed
 
     # --- state ----------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
@@ -209,7 +243,15 @@ def prepare(root: ReleaseRoot, database: Path | None) -> str | None:
 
     A trial release that was failed by its health check, crashed MAX_TRIAL_BOOTS times, or
     outlived its trial window unconfirmed is rolled back here, before anything of it runs.
+    The live units and firewall script are then made those of the release that starts (a
+    cut between the switch and placing them is finished here).
     """
+    version = _choose(root, database)
+    root.place_system_files(version)
+    return version
+
+
+def _choose(root: ReleaseRoot, database: Path | None) -> str | None:
     state = root.read_state()
     trial = state.get("trial")
     current = root.current_version()

@@ -68,7 +68,7 @@ def publish_bundle(centre: Centre, path: Path) -> dict[str, Any]:
         os.fsync(out.fileno())
     sha256 = digest.hexdigest()
     os.replace(tmp, bundle_path(centre, sha256))
-    needs = sorted(w.sha256 for w in manifest.wheels if w.name not in carried)
+    needs = manifest.needs(carried)
     size = bundle_path(centre, sha256).stat().st_size
     row = {
         UpdateBundle.version: manifest.version,

@@ -41,7 +41,7 @@ class Bundles:
 
 def _source_copy(dest: Path, extra_line: str | None = None, break_video: bool = False) -> Path:
     dest.mkdir(parents=True)
-    for name in ("appliance", "web", "sync"):
+    for name in ("appliance", "web", "sync", "firmware_scripts"):
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, dest / name)
@@ -59,7 +59,12 @@ def _source_copy(dest: Path, extra_line: str | None = None, break_video: bool = 
 
 
 def _build(
-    source: Path, version: str, key: Path, out: Path, delta_from: Path | None = None
+    source: Path,
+    version: str,
+    key: Path,
+    out: Path,
+    delta_from: Path | None = None,
+    whole_wheels: bool = False,
 ) -> None:
     cmd = [
         CENTRAL,
@@ -80,6 +85,8 @@ def _build(
     ]
     if delta_from is not None:
         cmd += ["--delta-from", str(delta_from)]
+    if whole_wheels:
+        cmd.append("--whole-wheels")
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
 
 
@@ -100,6 +107,47 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     v102 = work / "clinicbox-1.0.2.cbup"
     _build(_source_copy(work / "src102", "1.0.2", break_video=True), "1.0.2", key, v102, v101)
     return Bundles(work, key, keys_dir, v100, v101, v102)
+
+
+def with_whole_wheels(bundles: Bundles, delta: Path, base: Path, out: Path) -> Path:
+    """`delta` again with its patched wheels sent whole (as `--whole-wheels` builds it), made
+    without a rebuild: for tests of the download itself, which need a delta of some size."""
+    import tarfile
+    from dataclasses import replace
+
+    from appliance.update.bundle import PATCH_SUFFIX, PATCHES, WHEELS, write_bundle
+    from appliance.update.manifest import Manifest, load_release_key, sign
+    from appliance.update.wheel_patch import apply_patch
+
+    with tarfile.open(delta) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    manifest = Manifest.from_bytes(members["manifest.json"])
+    with tarfile.open(base) as tar:
+        base_wheels = {
+            m.name.removeprefix(WHEELS): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.name.startswith(WHEELS)
+        }
+        base_manifest = Manifest.from_bytes(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    base_by_sha = {w.sha256: base_wheels[w.name] for w in base_manifest.wheels}
+    sizes = {w.name: w.size for w in manifest.wheels}
+    files = {}
+    for patch in manifest.patches:
+        made = apply_patch(
+            base_by_sha[patch.base_sha256],
+            members[PATCHES + patch.name + PATCH_SUFFIX],
+            sizes[patch.name],
+        )
+        files[patch.name] = out.parent / patch.name
+        files[patch.name].write_bytes(made)
+    for name, data in members.items():
+        if name.startswith(WHEELS):
+            files[name.removeprefix(WHEELS)] = out.parent / name.removeprefix(WHEELS)
+            files[name.removeprefix(WHEELS)].write_bytes(data)
+    whole = replace(manifest, patches=[])
+    extra = {n: d for n, d in members.items() if n.startswith("system/")}
+    write_bundle(out, whole, sign(whole, load_release_key(bundles.key)), files, extra)
+    return out
 
 
 @dataclass
@@ -141,6 +189,8 @@ def make_box(tmp: Path, bundles: Bundles) -> Box:
         CLINICBOX_HOST="127.0.0.1",
         CLINICBOX_DISCOVERY_ENABLED="false",
         CLINICBOX_UPDATE_RESTART="pidfile",
+        # The units and firewall script a release owns land here, never in the host's /etc.
+        CLINICBOX_SYSTEM_ROOT=str(tmp / "system"),
     )
     return Box(tmp / "opt", tmp / "data", port, env)
 

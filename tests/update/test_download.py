@@ -125,7 +125,9 @@ def test_no_update_bytes_during_a_call_with_remote_patients(
     _publish(central_sqlite, bundles.v100, bundles.v101)
     box, root = _box_holding(tmp_path, bundles, bundles.v100)
     box.claim(central_sqlite)
-    agent = _agent(box, root, bundles.keys_dir, update_chunk_bytes=64 * 1024, live_rate_bps=2000)
+    # Ranges well under the delta's size (its app wheel goes as a patch: about 40 KB).
+    chunk = bundles.v101.stat().st_size // 8
+    agent = _agent(box, root, bundles.keys_dir, update_chunk_bytes=chunk, live_rate_bps=2000)
     try:
         agent.step()  # idle: the offer is taken up and a first range arrives
         have = _part(box, bundles.v101).stat().st_size
@@ -146,8 +148,9 @@ def test_update_bytes_stay_within_their_share_of_the_daily_budget(
     _publish(central_sqlite, bundles.v100, bundles.v101)
     box, root = _box_holding(tmp_path, bundles, bundles.v100)
     box.claim(central_sqlite)
-    budget = 400_000
-    agent = _agent(box, root, bundles.keys_dir, update_chunk_bytes=64 * 1024, daily_bytes=budget)
+    # A budget whose update share (80%) holds part of the delta but not all of it.
+    budget = bundles.v101.stat().st_size * 3 // 4
+    agent = _agent(box, root, bundles.keys_dir, update_chunk_bytes=4096, daily_bytes=budget)
     try:
         _run(agent, 40)
     finally:

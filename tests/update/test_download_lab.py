@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.update.conftest import Bundles
+from tests.update.conftest import Bundles, with_whole_wheels
 from tests.update.link_lab import download_over_lab
 
 pytestmark = [pytest.mark.timeout(400), pytest.mark.netns]
@@ -17,7 +17,13 @@ def test_delta_over_edge_survives_a_cut_and_a_restart(tmp_path: Path, bundles: B
     from harness import LabUnavailable
 
     try:
-        result = download_over_lab(tmp_path, bundles.v100, bundles.v101, bundles.keys_dir)
+        # The one-line delta with its app wheel whole (~580 KB): with the wheel as a patch it
+        # is ~40 KB, one range, with no middle to cut or restart in.
+        (tmp_path / "whole").mkdir()
+        update = with_whole_wheels(
+            bundles, bundles.v101, bundles.v100, tmp_path / "whole" / "clinicbox-1.0.1.cbup"
+        )
+        result = download_over_lab(tmp_path, bundles.v100, update, bundles.keys_dir)
     except LabUnavailable as exc:
         pytest.skip(f"weak-link lab unavailable: {exc}")
     assert result.cuts == 1 and result.restarts == 1

@@ -49,7 +49,7 @@ def _source_copy(dest: Path, extra_line: str | None = None, break_video: bool = 
         with (dest / "web" / "health.py").open("a") as fh:
             fh.write(f"# {extra_line}\n")
     if break_video:
-        room = dest / "appliance" / "media" / "room.py"
+        room = dest / "appliance" / "media" / "subscriptions.py"
         text = room.read_text()
         assert "_fill(viewer.video_slots, video)" in text
         room.write_text(

@@ -20,10 +20,18 @@ run: $(STAMP)
 system-deps:
 	@bash firmware_scripts/dev/install-test-deps.sh
 
+# Worker processes for the tests that make no real-time call (pytest-xdist, one per core);
+# the real-time ones (marked `realtime` by tests/conftest.py: aiortc, browser and lab calls
+# judged on timing) then run in one process with nothing beside them. Both parts always run.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	status=0; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not long and not realtime' || status=1; \
+	$(BIN)/python -m pytest -q -p no:xdist -m 'not long and realtime' || status=1; \
+	exit $$status
 
 # What `make test` leaves out (marked `long`): harness baselines that prove no product claim.
 test-long: $(STAMP) system-deps

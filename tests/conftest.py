@@ -23,6 +23,34 @@ REPO = Path(__file__).resolve().parents[1]
 CLINICBOX = str(Path(sys.executable).with_name("clinicbox"))
 
 
+#: What makes a test real-time: it makes calls (aiortc over loopback, browsers, the lab's
+#: shaped links) and judges what arrived on time, or, as the relay's tests do, runs a tunnel
+#: whose keep-alive must be answered within 1.5 s. `make test` runs these in one process with
+#: nothing else beside them, and the rest on two workers (docs/testing.md): the relay's set-ups
+#: timed out and its tunnel answered 500 beside a second worker on a loaded machine.
+REALTIME_FOLDERS = ("media", "e2e", "weak_link", "lab", "relay")
+REALTIME_MARKERS = ("netns", "browser", "lab_call")
+
+
+def is_realtime(item: pytest.Item) -> bool:
+    """Whether a test makes real-time calls: by its folder under tests/ or its markers."""
+    try:
+        folder = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
+    except ValueError:  # a test outside tests/
+        folder = ""
+    return folder in REALTIME_FOLDERS or any(
+        item.get_closest_marker(name) for name in REALTIME_MARKERS
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark real-time tests `realtime`, so `-m realtime` / `-m 'not realtime'` split the
+    suite."""
+    for item in items:
+        if is_realtime(item):
+            item.add_marker(pytest.mark.realtime)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -159,20 +160,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def claimed(tmp_path: Path) -> Iterator[tuple[Central, Box, str]]:
+@contextmanager
+def claimed_centre(root: Path) -> Iterator[tuple[Central, Box, str]]:
     """A centre and a box claimed for it (not yet named for the relay, not serving)."""
-    central = Central(tmp_path / "central", None, workers=2, port=free_port())
+    central = Central(root / "central", None, workers=2, port=free_port())
     try:
-        box = Box(tmp_path / "box")
+        box = Box(root / "box")
         link = box.claim(central)
         yield central, box, link.device_id
     finally:
         central.stop()
 
 
-@pytest.fixture
-def relayed(claimed: tuple[Central, Box, str]) -> Iterator[RelayedBox]:
+@contextmanager
+def relaying(claimed: tuple[Central, Box, str]) -> Iterator[RelayedBox]:
+    """The claimed box, named for the relay, serving one live session; its tunnel is up."""
     central, box, device_id = claimed
     code = live_session(box.data_dir)
     central.cli("relay", "add", device_id, SLUG)
@@ -184,3 +186,27 @@ def relayed(claimed: tuple[Central, Box, str]) -> Iterator[RelayedBox]:
     finally:
         if running.proc.poll() is None:
             running.stop()
+
+
+@pytest.fixture
+def claimed(tmp_path: Path) -> Iterator[tuple[Central, Box, str]]:
+    """A centre and a box claimed for it, for one test (which may change either)."""
+    with claimed_centre(tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
+def relayed(claimed: tuple[Central, Box, str]) -> Iterator[RelayedBox]:
+    """A relayed box for one test: for tests that stop or restart the box, the centre or the
+    tunnel, or change the relay's names."""
+    with relaying(claimed) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def relayed_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayedBox]:
+    """One relayed box shared by a module's tests (its set-up is ~30 s on this machine): for
+    tests that only make requests, each with its own clients and source addresses, and leave
+    the box, the centre and the tunnel as they found them."""
+    with claimed_centre(tmp_path_factory.mktemp("relayed")) as made, relaying(made) as relayed:
+        yield relayed

@@ -2,6 +2,9 @@
 
 A real `clinicbox-central serve` (2 workers) and a real claimed `clinicbox serve` whose
 tunnel is up; a patient's HTTPS client (cookies kept by Path) talks only to the centre.
+The tests that only make requests share one such pair (`relayed_module`), each from its own
+source addresses so no test's wrong codes hold back another's; the one that stops the box
+has its own (`relayed`).
 """
 
 from __future__ import annotations
@@ -36,18 +39,19 @@ def announce_large_body(url: str) -> int:
         conn.close()
 
 
-def test_a_patient_joins_through_the_relay(relayed: RelayedBox) -> None:
-    patient = relayed.patient()
+def test_a_patient_joins_through_the_relay(relayed_module: RelayedBox) -> None:
+    patient = relayed_module.patient()
     token = patient.csrf("/join")
     # The session cookie is confined to the clinic's prefix on the centre's host.
     paths = {c.path for c in patient.jar}
     assert paths == {f"/c/{SLUG}/"}, paths
     status, _h, page = patient.request(
-        "/join", {"code": relayed.code, "name": "Sam", "csrf_token": token}
+        "/join", {"code": relayed_module.code, "name": "Sam", "csrf_token": token}
     )
     assert status == 200 and b"agree" in page
     status, headers, _ = patient.request(
-        "/join/consent", {"code": relayed.code, "name": "Sam", "agree": "yes", "csrf_token": token}
+        "/join/consent",
+        {"code": relayed_module.code, "name": "Sam", "agree": "yes", "csrf_token": token},
     )
     assert status == 302
     assert headers["Location"] == f"/c/{SLUG}/join/wait"
@@ -76,7 +80,7 @@ def test_a_patient_joins_through_the_relay(relayed: RelayedBox) -> None:
     )
     assert status == 403 and json.loads(body)["error"] == "media"
     # Another patient without the cookie is not in the waiting room.
-    assert Patient(relayed.relay).request("/join/wait")[0] == 403
+    assert Patient(relayed_module.relay).request("/join/wait")[0] == 403
 
 
 STAFF_PATHS = [
@@ -93,8 +97,10 @@ STAFF_PATHS = [
 ]
 
 
-def test_staff_setup_and_technician_routes_are_404_through_the_relay(relayed: RelayedBox) -> None:
-    patient = relayed.patient()
+def test_staff_setup_and_technician_routes_are_404_through_the_relay(
+    relayed_module: RelayedBox,
+) -> None:
+    patient = relayed_module.patient()
     answers = {path: patient.request(path)[0] for path in STAFF_PATHS}
     assert answers == dict.fromkeys(STAFF_PATHS, 404)
     # A staff form post is a 404 too (not a CSRF error that would show the route exists).
@@ -104,10 +110,10 @@ def test_staff_setup_and_technician_routes_are_404_through_the_relay(relayed: Re
     assert status == 404
     # Bodies are bounded at the centre, before anything reaches the box (answered as soon as
     # the headers announce too much).
-    assert announce_large_body(relayed.relay + "/join") == 413
+    assert announce_large_body(relayed_module.relay + "/join") == 413
     # On the clinic's LAN the same routes answer; the technician page shows the tunnel.
-    assert relayed.box.get("/healthz")[0] == 200
-    technician = Patient(relayed.box.base_url)
+    assert relayed_module.box.get("/healthz")[0] == 200
+    technician = Patient(relayed_module.box.base_url)
     token = technician.csrf("/login")
     status, _h, _b = technician.request(
         "/login", {"username": "tech.tom", "password": PASSWORD, "csrf_token": token}
@@ -115,7 +121,7 @@ def test_staff_setup_and_technician_routes_are_404_through_the_relay(relayed: Re
     assert status == 302
     status, _h, page = technician.request("/technician")
     assert status == 200
-    assert f"connected through the centre: {relayed.relay}/join".encode() in page
+    assert f"connected through the centre: {relayed_module.relay}/join".encode() in page
 
 
 def test_the_centre_answers_a_plain_page_when_the_box_is_offline(relayed: RelayedBox) -> None:
@@ -128,12 +134,12 @@ def test_the_centre_answers_a_plain_page_when_the_box_is_offline(relayed: Relaye
     assert status == 404 and b"No such clinic" in page
 
 
-def test_wrong_codes_are_limited_per_address_the_centre_saw(relayed: RelayedBox) -> None:
+def test_wrong_codes_are_limited_per_address_the_centre_saw(relayed_module: RelayedBox) -> None:
     """The box counts wrong session codes per remote address as the centre saw it; what a
     patient claims in X-Forwarded-For changes nothing."""
-    guesser = relayed.patient(source="127.0.0.2")
+    guesser = relayed_module.patient(source="127.0.0.2")
     token = guesser.csrf("/join")
-    wrong = "000000000" if relayed.code != "000000000" else "111111111"
+    wrong = "000000000" if relayed_module.code != "000000000" else "111111111"
     statuses = []
     for i in range(11):
         statuses.append(
@@ -145,16 +151,17 @@ def test_wrong_codes_are_limited_per_address_the_centre_saw(relayed: RelayedBox)
         )
     assert statuses == [404] * 10 + [429]
     # Another address (another patient) is not held back.
-    other = relayed.patient(source="127.0.0.3")
+    other = relayed_module.patient(source="127.0.0.3")
     token = other.csrf("/join")
     assert other.request("/join", {"code": wrong, "name": "Y", "csrf_token": token})[0] == 404
 
 
-def test_x_forwarded_for_is_not_trusted_on_a_direct_request(relayed: RelayedBox) -> None:
+def test_x_forwarded_for_is_not_trusted_on_a_direct_request(relayed_module: RelayedBox) -> None:
     """On the LAN the box ignores X-Forwarded-For: rotating it does not escape the limit."""
-    direct = Patient(relayed.box.base_url)
+    # Its own address: the other tests' relayed requests reach the box as 127.0.0.1.
+    direct = Patient(relayed_module.box.base_url, source="127.0.0.4")
     token = direct.csrf("/join")
-    wrong = "000000000" if relayed.code != "000000000" else "111111111"
+    wrong = "000000000" if relayed_module.code != "000000000" else "111111111"
     statuses = [
         direct.request(
             "/join",

@@ -531,10 +531,51 @@ def _next_message(
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    """Kill the driver and its Firefox (its process group: the lab starts it in a session)."""
+    """Stop the driver and its Firefox.
+
+    puppeteer starts Firefox in a process group of its own, so killing the driver's group
+    leaves the browser running: the driver is asked to close it first (end of its input),
+    then the groups of the driver and of everything it had started are killed."""
+    groups = {proc.pid} | {g for g in map(_group_of, _descendants(proc.pid)) if g is not None}
     if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
             pass
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if proc.poll() is None:
         proc.wait()
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` in the process tree, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The name field may hold spaces and parentheses: the ppid follows its last ")".
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

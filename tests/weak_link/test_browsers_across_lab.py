@@ -4,6 +4,7 @@ Firefox ESR in their own namespaces joining the box's call page as the clinic's 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,27 @@ def test_firefox_and_chromium_see_and_hear_each_other_through_the_box(
     seats = [BrowserSeat("nurse", role="facilitator"), BrowserSeat("fay", browser="firefox")]
     box = lab.host("box")
     hosts = {s.name: lab.host(s.name) for s in seats}
+    firefoxes_before = _firefox_pids()
     run = run_browser_call(lab, box, hosts, seats, seconds=10, workdir=tmp_path)
     for listener, speaker in (("fay", "nurse"), ("nurse", "fay")):
         heard = run.audio(listener, [speaker])
         assert heard.heard_s >= 8 and heard.concealed_pct < 10, (listener, heard)
         seen = run.video(listener, [speaker])
         assert seen.pictures == 1 and seen.fps >= 5 and seen.frame_width > 0, (listener, seen)
+    # puppeteer runs Firefox in a process group of its own: the call's end must stop it too.
+    assert _firefox_pids() - firefoxes_before == set()
+
+
+def _firefox_pids() -> set[int]:
+    """Firefox ESR processes running now (by their executable)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and "firefox" in os.readlink(entry / "exe"):
+                pids.add(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def test_remote_firefox_patient_sees_and_is_seen_with_no_reconnect_notice(

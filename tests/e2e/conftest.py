@@ -165,6 +165,16 @@ class ScheduledCall:
     code: str
     session_url: str
 
+    def start_and_admit(self, name: str) -> Any:
+        """Start the session, have a patient join from a phone-sized page and admit them;
+        the patient's page, on the call page."""
+        self.doc.get_by_role("button", name="Start session").click()
+        patient = patient_joins(self.browser, self.base, self.code, name, shots=False)
+        self.doc.reload()
+        self.doc.get_by_role("button", name=f"Admit {name}").click()
+        patient.wait_for_url(re.compile(r"/call$"), timeout=15_000)
+        return patient
+
 
 @contextmanager
 def scheduled_call(tmp_path: Path, title: str) -> Iterator[ScheduledCall]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import patient_joins, scheduled_call
+from tests.e2e.conftest import scheduled_call
 from tests.e2e.test_call_sfu import _me
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -26,12 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
 def test_the_offer_travels_gzipped_and_the_patient_joins(tmp_path: Path) -> None:
     with scheduled_call(tmp_path, "Gzip call") as call:
-        browser, doc, base, code = call.browser, call.doc, call.base, call.code
-        doc.get_by_role("button", name="Start session").click()
-        ana = patient_joins(browser, base, code, "Ana", shots=False)
-        doc.reload()
-        doc.get_by_role("button", name="Admit Ana").click()
-        ana.wait_for_url(re.compile(r"/call$"), timeout=15_000)
+        ana = call.start_and_admit("Ana")
 
         offers: list[tuple[dict[str, str], bytes]] = []
         ana.on(

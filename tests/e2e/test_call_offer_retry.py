@@ -9,12 +9,11 @@ with a reason stays final: that is the answer the patient sees.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import patient_joins, scheduled_call
+from tests.e2e.conftest import scheduled_call
 from tests.e2e.test_call_sfu import _me
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -24,12 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
 def test_an_offer_lost_on_the_way_is_sent_again_and_the_patient_joins(tmp_path: Path) -> None:
     with scheduled_call(tmp_path, "Retry call") as call:
-        browser, doc, base, code = call.browser, call.doc, call.base, call.code
-        doc.get_by_role("button", name="Start session").click()
-        ana = patient_joins(browser, base, code, "Ana", shots=False)
-        doc.reload()
-        doc.get_by_role("button", name="Admit Ana").click()
-        ana.wait_for_url(re.compile(r"/call$"), timeout=15_000)
+        ana = call.start_and_admit("Ana")
 
         offers: list[str] = []
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from types import FrameType
 
 from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from appliance import __version__
 from appliance.box import Box
@@ -34,6 +33,7 @@ from appliance.setup_code import SetupCode
 from appliance.store import open_store
 from appliance.store.store import passphrase_from_env
 from appliance.tls import TLS12_CIPHERS, ensure_tls
+from appliance.tls_serving import serve_tls
 from sync.agent.service import start_sync_agent, start_tunnel
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,9 @@ def _bind(settings: Settings, app: object, tls_cert: Path, tls_key: Path) -> wsg
         timeout=READ_TIMEOUT_S,
         shutdown_timeout=1,
     )
-    adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
-    adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
-    adapter.context.set_ciphers(TLS12_CIPHERS)
-    server.ssl_adapter = adapter
+    context = serve_tls(server, str(tls_cert), str(tls_key))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
     try:
         server.prepare()
     except OSError as exc:

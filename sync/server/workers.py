@@ -18,6 +18,7 @@ from types import FrameType
 
 from cheroot import wsgi
 
+from appliance.tls_serving import serve_tls
 from sync.server.tunnel import CHEROOT_REQUEST
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,7 @@ def _worker(data_dir: Path, database: str | None, host: str, port: int, threads:
                          reuse_port=True, timeout=30)
     server.gateway = TunnelGateway
     if certfile and keyfile:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-        server.ssl_adapter = BuiltinSSLAdapter(str(certfile), str(keyfile))
+        serve_tls(server, str(certfile), str(keyfile))
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()

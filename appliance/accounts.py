@@ -42,17 +42,27 @@ def normalise_username(username: str) -> str:
     return (username or "").strip().lower()
 
 
+class AccountRefused(ValueError):
+    """A new or changed account breaks a rule; `field` names what to fix (username, password
+    or role), so a form can say which of its fields is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _check_new(username: str, password: str, role: str) -> None:
     if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        raise AccountRefused("role", f"role must be one of {', '.join(ROLES)}, got {role!r}")
     check_username(username)
     check_password(password, username)
 
 
 def check_username(username: str) -> None:
-    """ValueError unless `username` (normalised) is 3-32 safe characters."""
+    """AccountRefused unless `username` (normalised) is 3-32 safe characters."""
     if not _USERNAME.match(username):
-        raise ValueError(
+        raise AccountRefused(
+            "username",
             "username must be 3-32 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
@@ -78,38 +88,40 @@ def _common_passwords() -> frozenset[str]:
 
 
 def check_password(password: str, username: str = "") -> None:
-    """Refuse a password that breaks the policy (ValueError saying what to do instead)."""
+    """Refuse a password that breaks the policy (AccountRefused saying what to do instead)."""
     password = password or ""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters long; "
-                         "a phrase of several words is easiest to remember")
+        raise AccountRefused("password",
+                             f"password must be at least {MIN_PASSWORD_LENGTH} characters "
+                             "long; a phrase of several words is easiest to remember")
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise ValueError(f"password must be at most {MAX_PASSWORD_LENGTH} characters long")
+        raise AccountRefused("password",
+                             f"password must be at most {MAX_PASSWORD_LENGTH} characters long")
     folded = password.strip().lower()
     guessable = {normalise_username(username), "clinicbox", "clinic box"}
     if (folded in _common_passwords() or folded in guessable
             or _sequential_or_repetitive(folded)):
-        raise ValueError("that password is too commonly used or easy to guess; "
-                         "choose another, e.g. a phrase of several unrelated words")
+        raise AccountRefused("password", "that password is too commonly used or easy to guess; "
+                             "choose another, e.g. a phrase of several unrelated words")
 
 
 def create_user(store: Any, username: str, password: str, role: str) -> Any:
-    """Create a staff account and return its `User`; ValueError on weak or duplicate input."""
+    """Create a staff account and return its `User`; AccountRefused on weak or duplicate input."""
     username = normalise_username(username)
     _check_new(username, password, role)
     User = store.User  # noqa: N806 - the store's model class
     if User.select().where(User.username == username).exists():
-        raise ValueError(f"username {username!r} is already taken")
+        raise AccountRefused("username", f"username {username!r} is already taken")
     return User.create(username=username, password_hash=_hasher.hash(password), role=role)
 
 
 def set_password(store: Any, username: str, password: str) -> Any:
-    """Give the account `username` a new password (same policy as new accounts); ValueError
+    """Give the account `username` a new password (same policy as new accounts); AccountRefused
     for an unknown account or a weak password. The caller ends the user's sessions."""
     User = store.User  # noqa: N806
     user = User.get_or_none(User.username == normalise_username(username))
     if user is None:
-        raise ValueError(f"no staff account named {normalise_username(username)!r}")
+        raise AccountRefused("username", f"no staff account named {normalise_username(username)!r}")
     check_password(password, user.username)
     user.password_hash = _hasher.hash(password)
     user.save()

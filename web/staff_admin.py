@@ -16,7 +16,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 
 from appliance import staff_sessions
-from appliance.accounts import ROLES, create_user, normalise_username, set_password
+from appliance.accounts import ROLES, AccountRefused, create_user, normalise_username, set_password
 from appliance.store.models import User
 from appliance.store.store import Store
 from web.app_state import current_box
@@ -71,9 +71,9 @@ def add_staff() -> ResponseReturnValue:
         )
     try:
         user = create_user(_store(), username, password, role)
-    except ValueError as exc:
+    except AccountRefused as exc:
         # The form keeps what was typed (never the password) and says which field to fix.
-        field = "Username" if "username" in str(exc) else "Password"
+        field = exc.field.capitalize()
         return _page(f"{field}: {_sentence(str(exc))}", 400, username=username, role=role)
     _audit("user.add", user.id)
     flash(f"Added {user.username} ({user.role}).")

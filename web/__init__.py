@@ -43,13 +43,14 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
         app.config.update(overrides)
     app.extensions["clinicbox"] = box
 
-    from web import compression, csrf, relay
+    from web import compression, csrf, relay, static_files
     from web.health import bp as health_bp
     from web.setup import bp as setup_bp
 
     relay.init_app(app)  # first: a relayed request for a staff page is a 404, nothing else
     csrf.init_app(app)
     compression.init_app(app)
+    static_files.init_app(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(setup_bp)
     from web.technician import bp as technician_bp

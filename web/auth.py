@@ -223,7 +223,8 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _ended_session() -> Any:
-        if "sid" not in session or request.endpoint in ("static", "health.healthz"):
+        # Static files and health never read the session: their answers must not vary by cookie.
+        if request.endpoint in ("static", "health.healthz") or "sid" not in session:
             return None
         resumed = _resume()
         if resumed.user is not None:

@@ -87,14 +87,15 @@ def live_participants(data_dir: Path, now: float | None = None) -> int:
         count, pid, at = int(doc["participants"]), int(doc["pid"]), float(doc["at"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
-    if count <= 0 or not _alive(pid):
+    if count <= 0 or not pid_alive(pid):
         return 0
     if abs((now if now is not None else time.time()) - at) > STALE_S:
         return 0
     return count
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (as any user)."""
     if pid <= 0:
         return False
     try:

@@ -90,6 +90,18 @@ def import_downloaded_command(ctx: click.Context, restart: str | None) -> None:
         ctx.exit(1)
 
 
+@update_group.command("import-spool")
+@click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
+@pass_command_context
+def import_spool_command(command: CommandContext, restart: str | None) -> None:
+    """Install what the technician page queued (run as root by clinicbox-update-import.path):
+    the same checks, trial and rollback as `import`; each outcome goes to the page's status."""
+    from appliance.update.import_spool import run_spool
+
+    for result in run_spool(_target(command, restart)):
+        click.echo(json.dumps(result, sort_keys=True))
+
+
 @update_group.command("confirm")
 @click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
 @pass_command_context

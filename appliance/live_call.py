@@ -33,11 +33,14 @@ def live_call_path(data_dir: Path) -> Path:
 
 
 def write_live_call(path: Path, participants: int) -> None:
-    """Write the count atomically (readers never see half a file); 0644 in a 0700 dir."""
+    """Write the count atomically (readers never see half a file); 0600 in a 0700 dir (the
+    updater that reads it is root)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     doc = {"participants": participants, "pid": os.getpid(), "at": time.time()}
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(doc))
     os.replace(tmp, path)
 
 

@@ -26,11 +26,14 @@ from appliance.update.import_spool import (
 )
 from appliance.update.releases import DEFAULT_ROOT, ReleaseRoot
 from web.app_state import current_box
-from web.auth import role_required, staff_user
+from web.auth import current_user, role_required, staff_user
 
 bp = Blueprint("update_import", __name__)
 
 UPLOAD_ENDPOINT = "update_import.upload"
+# A technician's upload this many times over the limit is still read (and dropped) so the page
+# can say why; anything bigger, or from anyone else, just gets the 413.
+DRAIN_FACTOR = 4
 
 
 def init_app(app: Flask) -> None:
@@ -43,7 +46,16 @@ def init_app(app: Flask) -> None:
         if request.endpoint != UPLOAD_ENDPOINT:
             return
         limit = upload_max_bytes()
-        if (request.content_length or 0) > limit + 2**20:  # the form's other fields
+        length = request.content_length or 0
+        if length > limit + 2**20:  # the form's other fields
+            user = current_user()
+            if user is not None and user.role == "technician" and length <= DRAIN_FACTOR * limit:
+                # Read it to nowhere: a server that answers before the body is in resets the
+                # connection under a browser still sending, and the technician sees no reason.
+                raw = request.environ["wsgi.input"]
+                left = length
+                while left > 0 and (chunk := raw.read(min(2**20, left))):
+                    left -= len(chunk)
             abort(
                 413,
                 description=f"That file is larger than the {limit // 2**20} MiB a bundle may "

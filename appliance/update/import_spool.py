@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from appliance.errors import OperatorError
-from appliance.live_call import pid_alive
+from appliance.live_call import live_participants, pid_alive
 from appliance.update.manifest import BundleRefused
 from appliance.update.releases import ReleaseRoot, write_atomic
 
@@ -134,8 +134,22 @@ def import_in_progress(data_dir: Path, root: ReleaseRoot) -> bool:
     return bool(status and status.get("running"))
 
 
+def refuse_during_call(data_dir: Path) -> None:
+    """Say so at once while a call is live (the root runner would refuse it anyway), before a
+    technician waits for an upload that cannot be installed now."""
+    participants = live_participants(data_dir)
+    if participants:
+        who = f"{participants} participant{'' if participants == 1 else 's'}"
+        raise ImportQueueRefused(
+            f"A call with {who} is live: installing restarts the box and would end it. "
+            "Choose the bundle again once the call is over.",
+            409,
+        )
+
+
 def queue_stick_bundle(data_dir: Path, root: ReleaseRoot, chosen: str) -> str:
     """Queue a bundle found on a stick (it must be one `bundles_on_media` lists now)."""
+    refuse_during_call(data_dir)
     if chosen not in {b.path for b in bundles_on_media()}:
         raise ImportQueueRefused(
             "That bundle is not on a mounted stick any more: plug it in and reload the page.", 400
@@ -153,6 +167,7 @@ def queue_upload(
     limit = upload_max_bytes()
     if length is not None and length > limit:
         raise ImportQueueRefused(_too_big(limit), 413)
+    refuse_during_call(data_dir)
     if import_in_progress(data_dir, root):
         raise ImportQueueRefused("An update is already under way: wait for its outcome.", 409)
     free = shutil.disk_usage(data_dir).free

@@ -336,3 +336,21 @@ def test_the_root_side_trusts_nothing_the_portal_wrote(
     status.write_text(json.dumps({"bundle": "x.cbup", "running": True, "pid": gone.pid}))
     shown = read_status(root)
     assert shown is not None and not shown["running"] and shown["outcome"] == "failed"
+
+
+def test_the_page_refuses_at_once_while_a_call_is_live(tmp_path: Path) -> None:
+    import io
+
+    from appliance.live_call import live_call_path, write_live_call
+    from appliance.update.import_spool import ImportQueueRefused, queue_upload
+    from appliance.update.releases import ReleaseRoot
+
+    data, root = tmp_path / "data", ReleaseRoot(tmp_path / "opt")
+    data.mkdir()
+    write_live_call(live_call_path(data), 2)  # as the server does (this process: alive)
+    with pytest.raises(ImportQueueRefused, match="A call with 2 participants is live") as refused:
+        queue_upload(data, root, io.BytesIO(b"bundle"), "clinicbox-1.0.1.cbup", 6)
+    assert refused.value.status == 409
+    assert not (data / "update-import").exists()
+    write_live_call(live_call_path(data), 0)
+    assert queue_upload(data, root, io.BytesIO(b"bundle"), "clinicbox-1.0.1.cbup", 6)

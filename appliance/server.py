@@ -21,6 +21,7 @@ from appliance.box import Box
 from appliance.config import Settings
 from appliance.discovery.advert import advertise_box
 from appliance.errors import StartupError
+from appliance.live_call import LiveCallFile
 from appliance.locked_start import needs_unlock, wait_for_unlock
 from appliance.media.adaptive import AdaptationSettings
 from appliance.media.aiortc_glue.seams import restrict_host_addresses
@@ -173,6 +174,10 @@ def serve(settings: Settings) -> int:
     bind_media_ports(media.loop, parse_port_range(settings.media_ports))
     media.start()
     media.on_shutdown(box.rooms.close_all)
+    # For the updater, another process: it installs nothing while a call is live.
+    live_call = LiveCallFile(box.rooms, settings.data_dir)
+    media.call(live_call.start(), timeout=5)
+    media.on_shutdown(live_call.stop)
     advertise_box(box)
     start_sync_agent(box)
     start_tunnel(box, app)

@@ -80,7 +80,8 @@ install -m 0644 "$SRC/docs/updates.md" "$ROOT$PREFIX/docs/updates.md"
 install -d -m 0755 "$ROOT/etc/clinicbox/release-keys"
 for unit in clinicbox.service clinicbox-firstboot.service clinicbox-update-confirm.service \
     clinicbox-update-confirm.timer clinicbox-update-install.service \
-    clinicbox-update-install.timer; do
+    clinicbox-update-install.timer clinicbox-update-import.service \
+    clinicbox-update-import.path; do
     install -m 0644 "$SRC/firmware_scripts/systemd/$unit" "$ROOT/etc/systemd/system/$unit"
 done
 install -m 0644 "$SRC/firmware_scripts/systemd/clinicbox.sysusers" \
@@ -116,5 +117,5 @@ chown clinicbox:clinicbox "$DATA"
 systemd-tmpfiles --create clinicbox.conf
 systemctl daemon-reload
 systemctl enable clinicbox-firstboot.service clinicbox.service clinicbox-update-confirm.timer \
-    clinicbox-update-install.timer
+    clinicbox-update-install.timer clinicbox-update-import.path
 say "installed; start with: systemctl start clinicbox"

@@ -48,6 +48,9 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     from web.setup import bp as setup_bp
 
     relay.init_app(app)  # first: a relayed request for a staff page is a 404, nothing else
+    from web import update_import
+
+    update_import.init_app(app)  # before the CSRF check reads a (big) uploaded form
     csrf.init_app(app)
     compression.init_app(app)
     static_files.init_app(app)
@@ -59,6 +62,7 @@ def create_app(box: Box, overrides: dict[str, Any] | None = None) -> Flask:
     from web.update_pages import bp as update_bp
 
     app.register_blueprint(update_bp)
+    app.register_blueprint(update_import.bp)
 
     from web import (
         auth,

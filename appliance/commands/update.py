@@ -48,15 +48,28 @@ def update_group() -> None:
     is_flag=True,
     help="Switch and restart, but leave the health check to `update confirm`.",
 )
+@click.option(
+    "--during-call",
+    is_flag=True,
+    help="Install even while a call is live on this box (the restart ends it).",
+)
 @click.pass_context
 def import_command(
-    ctx: click.Context, path: Path, trial_s: float, restart: str | None, no_confirm: bool
+    ctx: click.Context,
+    path: Path,
+    trial_s: float,
+    restart: str | None,
+    no_confirm: bool,
+    during_call: bool,
 ) -> None:
-    """Verify and install a bundle (USB stick or download), then health-check it."""
+    """Verify and install a bundle (USB stick or download), then health-check it. Refused
+    while a call is live, unless --during-call."""
     from appliance.update.apply import import_bundle
 
     target = _target(ctx.ensure_object(CommandContext), restart)
-    result = import_bundle(path, target, trial_s=trial_s, confirm=not no_confirm)
+    result = import_bundle(
+        path, target, trial_s=trial_s, confirm=not no_confirm, during_call=during_call
+    )
     click.echo(json.dumps(result, sort_keys=True))
     if result.get("outcome") == "rolled back":
         ctx.exit(1)
@@ -67,13 +80,26 @@ def import_command(
 @click.pass_context
 def import_downloaded_command(ctx: click.Context, restart: str | None) -> None:
     """Install the newest bundle the sync agent downloaded, if any (run by a timer after
-    hours); health-checked and rolled back as `import` does."""
+    hours); health-checked and rolled back as `import` does. While a call is live it installs
+    nothing: the status says "deferred: call live" and the timer's next run tries again."""
     from appliance.update.downloaded import import_downloaded
 
     result = import_downloaded(_target(ctx.ensure_object(CommandContext), restart))
     click.echo(json.dumps(result, sort_keys=True))
     if result.get("outcome") == "rolled back":
         ctx.exit(1)
+
+
+@update_group.command("import-spool")
+@click.option("--restart", type=click.Choice(["systemd", "pidfile", "none"]), default=None)
+@pass_command_context
+def import_spool_command(command: CommandContext, restart: str | None) -> None:
+    """Install what the technician page queued (run as root by clinicbox-update-import.path):
+    the same checks, trial and rollback as `import`; each outcome goes to the page's status."""
+    from appliance.update.import_spool import run_spool
+
+    for result in run_spool(_target(command, restart)):
+        click.echo(json.dumps(result, sort_keys=True))
 
 
 @update_group.command("confirm")

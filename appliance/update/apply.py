@@ -15,13 +15,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import OperatorError
+from appliance.live_call import live_participants
 from appliance.update.bundle import check_order, check_platform, check_space, open_bundle
 from appliance.update.manifest import BundleRefused, Manifest
 from appliance.update.probe_secret import PROBE_HEADER, probe_secret
@@ -38,6 +39,25 @@ DEFAULT_KEYS_DIR = Path("/etc/clinicbox/release-keys")
 
 class UpdateBusy(BundleRefused):
     """Another import or confirm holds the update lock."""
+
+
+class CallLive(BundleRefused):
+    """A call is live on this box: installing restarts the service, which would end it."""
+
+    def __init__(self, participants: int) -> None:
+        self.participants = participants
+        who = f"{participants} participant{'' if participants == 1 else 's'}"
+        super().__init__(
+            f"a call with {who} is live; run again after it ends, or pass --during-call"
+        )
+
+
+def check_no_live_call(data_dir: Path) -> None:
+    """CallLive while the box's server reports participants in a call (see appliance.live_call:
+    a server that crashed or hung reports none)."""
+    participants = live_participants(data_dir)
+    if participants:
+        raise CallLive(participants)
 
 
 @dataclass(frozen=True)
@@ -139,8 +159,15 @@ def import_bundle(
     trial_s: float = DEFAULT_TRIAL_S,
     confirm: bool = True,
     health_timeout_s: float = 120.0,
+    during_call: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Verify and install a bundle, switch to it and (by default) confirm or roll back."""
+    """Verify and install a bundle, switch to it and (by default) confirm or roll back.
+
+    Refused (CallLive) while a call is live on the box, unless `during_call`: checked before
+    any work (verifying a bundle costs a call CPU) and again just before the switch, since
+    building the release takes long enough for a call to start. `progress` is told each step
+    as it begins (for the technician page's status)."""
     # Releases, wheels and the state are read by the service user: not the CLI's umask 077
     # (the database snapshots get their own 0700 directory).
     previous_umask = os.umask(0o022)
@@ -148,7 +175,9 @@ def import_bundle(
         with update_lock(target.root) as held:
             if not held:
                 raise UpdateBusy("another update is running on this box; wait for it")
-            return _import_bundle(path, target, trial_s, confirm, health_timeout_s)
+            return _import_bundle(
+                path, target, trial_s, confirm, health_timeout_s, during_call, progress
+            )
     except PermissionError as exc:
         raise OperatorError(
             f"not allowed to write {exc.filename}: run the update as root"
@@ -171,9 +200,22 @@ def update_lock(root: ReleaseRoot) -> Iterator[bool]:
 
 
 def _import_bundle(
-    path: Path, target: Target, trial_s: float, confirm: bool, health_timeout_s: float
+    path: Path,
+    target: Target,
+    trial_s: float,
+    confirm: bool,
+    health_timeout_s: float,
+    during_call: bool,
+    progress: Callable[[str], None] | None,
 ) -> dict[str, Any]:
+    def step(name: str) -> None:
+        if progress is not None:
+            progress(name)
+
     root = target.root
+    if not during_call:
+        check_no_live_call(target.data_dir)
+    step("verifying")
     bundle = open_bundle(path, target.keys_dir)
     try:
         manifest = bundle.manifest
@@ -185,9 +227,14 @@ def _import_bundle(
         taken = bundle.store_wheels(root)
     finally:
         bundle.close()
+    step(f"verified {manifest.version}; installing")
     install_release(root, manifest, system)
     if system:
         root.keep_system_set(None if running == FACTORY else running)
+    if not during_call:
+        # The release stays built: run again after the call, and only the switch is left.
+        check_no_live_call(target.data_dir)
+    step(f"switching to {manifest.version} and restarting")
     state = root.read_state()
     if running is None:  # first release under this root: nothing to fall back to
         root.switch(manifest.version)
@@ -220,6 +267,7 @@ def _import_bundle(
         "outcome": "on trial",
     }
     if confirm:
+        step(f"{manifest.version} on trial: health check (loopback call)")
         result.update(_confirm_trial(target, health_timeout_s))
     return result
 

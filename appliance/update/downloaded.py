@@ -54,11 +54,32 @@ def ready_bundles(data_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+DEFERRED = "deferred: call live"
+
+
+def _deferred(target: Any, bundle: Path, reason: str) -> dict[str, Any]:
+    """Record in the update state (shown by `update status` and the technician page) that
+    the install waits for a call to end."""
+    from appliance.update.apply import update_lock
+    from appliance.update.releases import record_outcome
+
+    version = bundle.name.split("-")[1]
+    with update_lock(target.root) as held:
+        if held:  # else another updater is writing the state: it has news of its own
+            state = target.root.read_state()
+            last = state.get("last") or {}
+            if last.get("version") == version and last.get("outcome") == DEFERRED:
+                state["history"] = list(state.get("history", []))[1:]  # one entry per wait
+            record_outcome(state, version, DEFERRED, reason)
+            target.root.write_state(state)
+    return {"outcome": DEFERRED, "reason": reason, "version": version, "bundle": bundle.name}
+
+
 def import_downloaded(target: Any, confirm: bool = True) -> dict[str, Any]:
     """Install the newest downloaded bundle (older ones are dropped: the newest supersedes
     them). A bundle is removed once it was installed, rolled back or refused, so a refused
     one is not tried every night; the agent does not fetch a rolled-back release again."""
-    from appliance.update.apply import UpdateBusy, import_bundle
+    from appliance.update.apply import CallLive, UpdateBusy, import_bundle
 
     bundles = ready_bundles(target.data_dir)
     if not bundles:
@@ -68,6 +89,9 @@ def import_downloaded(target: Any, confirm: bool = True) -> dict[str, Any]:
         path.unlink(missing_ok=True)
     try:
         result = import_bundle(newest, target, confirm=confirm)
+    except CallLive as exc:
+        # Kept for the timer's next run: a call is no reason to give the release up.
+        return _deferred(target, newest, str(exc))
     except UpdateBusy:
         raise
     except BundleRefused:

@@ -32,6 +32,8 @@ SYSTEM_FILES: dict[str, str] = {
             "clinicbox-update-confirm.timer",
             "clinicbox-update-install.service",
             "clinicbox-update-install.timer",
+            "clinicbox-update-import.service",
+            "clinicbox-update-import.path",
         )
     },
     "firewall.sh": "opt/clinicbox/lib/firewall.sh",

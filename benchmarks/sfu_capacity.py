@@ -1,7 +1,8 @@
 """SFU capacity: ClinicBox's forwarding rooms against Janus, same load in the same run.
 
     python benchmarks/sfu_capacity.py [--quick] [--counts 6,8,12,16] [--per-process N]
-                                      [--no-janus] [--stock] [--soak MINUTES]
+                                      [--no-janus] [--stock] [--frames] [--voice-frames]
+                                      [--soak MINUTES]
 
 For 6, 8, 12 and 16 participants (--quick: 12 only, 5 s, no two-room run) a server serves
 one room and synthetic participants run in separate processes, `--per-process` (default 3)
@@ -223,7 +224,7 @@ def box_census() -> dict[str, Any]:
 async def serve_box(mode: str, address: str) -> None:
     """Box process: answers offers over a line-JSON TCP socket (join, leave, census)."""
     restrict_host_addresses([address])
-    if mode in ("clinicbox", "frames"):
+    if mode in ("clinicbox", "frames", "voiceframes"):
         from appliance.media import room as room_module
         from appliance.media import rooms as rooms_module
         from appliance.media.rooms import Rooms
@@ -231,6 +232,10 @@ async def serve_box(mode: str, address: str) -> None:
         if mode == "frames":  # video as reassembled frames, packetized again per subscriber
             rooms_module.Room = functools.partial(  # type: ignore[misc]
                 room_module.Room, forward_packets=False
+            )
+        elif mode == "voiceframes":  # voices as frames, packetized again per subscriber
+            rooms_module.Room = functools.partial(  # type: ignore[misc]
+                room_module.Room, forward_voices=False
             )
 
         # The product caps a room at 12; the benchmark measures 16 too, to see the headroom.
@@ -666,7 +671,7 @@ class Bench:
     async def join_all(self, workers: list[Worker] | None = None) -> None:
         # One process at a time, so the box sees joins in a fixed order. Stock relaying and
         # Janus need every publisher before a subscriber.
-        phases = ["both"] if self.mode in ("clinicbox", "frames") else ["pub", "sub"]
+        phases = ["both"] if self.mode in ("clinicbox", "frames", "voiceframes") else ["pub", "sub"]
         for phase in phases:
             for w in workers or self.workers:
                 await w.ask({"op": "join", "phase": phase}, timeout=90)
@@ -872,6 +877,12 @@ def main() -> None:
         help="also run the box with video as frames (Room(forward_packets=False))",
     )
     parser.add_argument(
+        "--voice-frames",
+        action="store_true",
+        help="also run the box with voices as frames (Room(forward_voices=False)), "
+        "as before voices took the packet path",
+    )
+    parser.add_argument(
         "--soak",
         type=float,
         metavar="MINUTES",
@@ -936,7 +947,7 @@ def main() -> None:
             result = asyncio.run(soak_async(args.soak, per_process, clip_path, Path(tmp), address))
             print(json.dumps(result))
             return
-        rows, janus_rows, stock_rows, frame_rows = [], [], [], []
+        rows, janus_rows, stock_rows, frame_rows, voice_frame_rows = [], [], [], [], []
         for n in counts:
             row = run_case(
                 "clinicbox", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
@@ -953,6 +964,25 @@ def main() -> None:
                     print(
                         f"{'':14}cpu per packet vs janus: "
                         f"{row['us_per_packet'] / j['us_per_packet']:.2f}x",
+                        flush=True,
+                    )
+            if args.voice_frames:
+                v = run_case(
+                    "voiceframes",
+                    [n],
+                    seconds,
+                    args.warmup,
+                    per_process,
+                    clip_path,
+                    Path(tmp),
+                    address,
+                )
+                voice_frame_rows.append(v)
+                print(describe("voice-fr ", v), flush=True)
+                if v["us_per_packet"] and row["us_per_packet"]:
+                    print(
+                        f"{'':14}cpu per packet, voice packets vs voice frames: "
+                        f"{row['us_per_packet'] / v['us_per_packet']:.2f}x",
                         flush=True,
                     )
             if args.frames:
@@ -999,6 +1029,10 @@ def main() -> None:
                 "janus_min_fps": [r["min_fps"] for r in janus_rows],
                 "janus_latency_p95_ms": [r["latency_p95_ms"] for r in janus_rows],
                 "cpu_per_packet_ratio_vs_janus": [ratio(r["participants"]) for r in rows],
+                "voice_frames_cpu_pct": [r["cpu_pct"] for r in voice_frame_rows],
+                "voice_frames_us_per_packet": [r["us_per_packet"] for r in voice_frame_rows],
+                "voice_frames_min_fps": [r["min_fps"] for r in voice_frame_rows],
+                "voice_frames_latency_p95_ms": [r["latency_p95_ms"] for r in voice_frame_rows],
                 "frames_cpu_pct": [r["cpu_pct"] for r in frame_rows],
                 "frames_us_per_packet": [r["us_per_packet"] for r in frame_rows],
                 "frames_min_fps": [r["min_fps"] for r in frame_rows],

@@ -30,7 +30,9 @@ MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NTP_EPOCH_OFFSET = 2_208_988_800  # NTP counts from 1900
 
-PacketSink = Callable[[bytes, int], Awaitable[None]]
+# (decrypted bytes, the packet as aiortc's transport parsed it: SSRC, sequence number,
+# header extensions such as the audio level, read without parsing again)
+PacketSink = Callable[[bytes, RtpPacket], Awaitable[None]]
 
 
 class _LastDatagram:
@@ -40,7 +42,7 @@ class _LastDatagram:
 
 
 def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
-    """Hand each RTP packet of `receiver` (decrypted bytes, its SSRC) to `sink` first."""
+    """Hand each RTP packet of `receiver` (decrypted bytes, aiortc's parse) to `sink` first."""
     transport: Any = receiver.transport
     last: _LastDatagram | None = getattr(transport, "_clinicbox_last_datagram", None)
     if last is None:
@@ -61,7 +63,7 @@ def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
     async def handle_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
         data = last.data
         if data is not None:
-            await sink(data, packet.ssrc)
+            await sink(data, packet)
         await original_packet(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle_packet  # type: ignore[method-assign]

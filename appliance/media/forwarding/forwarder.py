@@ -29,6 +29,9 @@ from appliance.media.forwarding.rewrite import (
 
 if TYPE_CHECKING:
     from aiortc import RTCRtpReceiver
+    from aiortc.rtp import RtpPacket
+
+    from appliance.media.forwarding.audio_feed import AudioFeed
 
 
 class PacketSource(Protocol):
@@ -50,7 +53,8 @@ class VideoFeed:
         self._rtx: dict[int, int] = {}
         tap_receiver(receiver, self.on_packet)
 
-    async def on_packet(self, data: bytes, ssrc: int) -> None:
+    async def on_packet(self, data: bytes, packet: RtpPacket) -> None:
+        ssrc = packet.ssrc
         if ssrc not in self._media_ssrcs:
             if not self._rtx:
                 self._rtx = rtx_ssrcs(self.receiver)
@@ -85,16 +89,20 @@ class VideoFeed:
 
 
 class FramePackets:
-    """A frame-only source's frames packetized for one slot, with its own numbering."""
+    """A frame-only source's frames packetized for one slot, with its own numbering: VP8
+    frames split as aiortc's packetizer does, an Opus packet (the mixer's) as one packet."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "video") -> None:
         self.cache = PacketCache(256)
-        self._packer = Vp8Encoder()
+        self._packer = Vp8Encoder() if kind == "video" else None
         self._seq = 0
 
     def packetize(self, frame: EncodedFrame) -> list[bytes]:
-        # The seam's pack takes encoded frames and honours frame.max_payload (aiortc_glue/seams).
-        payloads, timestamp = self._packer.pack(frame)  # type: ignore[arg-type]
+        if self._packer is None:
+            payloads, timestamp = [frame.data], frame.pts
+        else:
+            # The seam's pack takes encoded frames, honours frame.max_payload (aiortc_glue/seams).
+            payloads, timestamp = self._packer.pack(frame)  # type: ignore[arg-type]
         packets = []
         for i, payload in enumerate(payloads):
             marker = 0x80 if i == len(payloads) - 1 else 0
@@ -112,20 +120,26 @@ class FramePackets:
 
 
 class SlotOutput:
-    """One subscriber video slot's packet output."""
+    """One subscriber slot's packet output (video, or audio: `kind`)."""
 
-    def __init__(self, link: SenderLink, on_sent: Callable[[int, bool], None]) -> None:
+    def __init__(
+        self, link: SenderLink, on_sent: Callable[[int, bool], None], kind: str = "video"
+    ) -> None:
         self.link = link
         self.on_sent = on_sent  # (wire bytes, end of frame) for the slot's counters
+        self.kind = kind
         self.rewriter: SlotRewriter | None = None
-        self.feed: VideoFeed | None = None
+        self.feed: VideoFeed | AudioFeed | None = None
         self._frame_sources: dict[int, FramePackets] = {}
         self.retransmitted = 0
         self.nacks_missed = 0
-        link.take_nacks(self.on_nack)
+        if kind == "video":
+            # Voices are not repaired by retransmission (Opus FEC and the subscriber's
+            # concealment do that); a video slot answers NACKs from the caches.
+            link.take_nacks(self.on_nack)
 
     # --- what the slot shows --------------------------------------------------------
-    def show_feed(self, feed: VideoFeed | None) -> None:
+    def show_feed(self, feed: VideoFeed | AudioFeed | None) -> None:
         """Forward `feed`'s packets from its next keyframe (None: only frames from now)."""
         if self.feed is not None:
             self.feed.outputs.discard(self)
@@ -135,7 +149,7 @@ class SlotOutput:
         if self.rewriter is not None:
             self.rewriter.switch()
 
-    def detach_feed(self, feed: VideoFeed) -> None:
+    def detach_feed(self, feed: VideoFeed | AudioFeed) -> None:
         if self.feed is feed:
             self.show_feed(None)
 
@@ -154,13 +168,13 @@ class SlotOutput:
             if not self.link.ready:
                 return None
             assert self.link.payload_type is not None
-            self.rewriter = SlotRewriter(self.link.ssrc, self.link.payload_type)
+            self.rewriter = SlotRewriter(self.link.ssrc, self.link.payload_type, self.kind)
         return self.rewriter if self.link.ready else None
 
     async def forward(
         self,
         data: bytes,
-        source: VideoFeed | FramePackets,
+        source: VideoFeed | AudioFeed | FramePackets,
         parsed: tuple[RtpView, Vp8Descriptor] | None = None,
         wall: float | None = None,
         now: float | None = None,
@@ -183,13 +197,16 @@ class SlotOutput:
             await self.link.send(out, int.from_bytes(out[4:8], "big"), len(data))
         except ConnectionError:
             return
-        self.on_sent(len(out) + PACKET_OVERHEAD_BYTES - 12, bool(out[1] & 0x80))
+        # Every Opus packet is a frame; a video frame ends at the marker bit.
+        self.on_sent(
+            len(out) + PACKET_OVERHEAD_BYTES - 12, self.kind == "audio" or bool(out[1] & 0x80)
+        )
 
     async def forward_frame(self, source: object, frame: EncodedFrame) -> None:
         """A frame of a frame-only source (gated at keyframes by the slot already)."""
         packets = self._frame_sources.get(id(source))
         if packets is None:
-            packets = self._frame_sources[id(source)] = FramePackets()
+            packets = self._frame_sources[id(source)] = FramePackets(self.kind)
             if self.rewriter is not None:
                 self.rewriter.switch()
         for packet in packets.packetize(frame):

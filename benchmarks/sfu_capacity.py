@@ -609,6 +609,9 @@ class Bench:
 
     async def start(self, rooms: list[int]) -> None:
         me = str(Path(__file__).resolve())
+        serve_mode = self.mode
+        if self.mode == "before":  # the box as an earlier commit has it (--before REF)
+            me, serve_mode = str(BEFORE_TREE / "benchmarks" / "sfu_capacity.py"), "clinicbox"
         if self.mode == "janus":
             self.janus = janus_server.JanusServer(
                 self.tmp / f"janus-{time.monotonic_ns()}", self.interface
@@ -624,7 +627,7 @@ class Bench:
                 sys.executable,
                 me,
                 "--serve",
-                self.mode,
+                serve_mode,
                 "--address",
                 self.address,
                 stdout=asyncio.subprocess.PIPE,
@@ -671,7 +674,7 @@ class Bench:
     async def join_all(self, workers: list[Worker] | None = None) -> None:
         # One process at a time, so the box sees joins in a fixed order. Stock relaying and
         # Janus need every publisher before a subscriber.
-        phases = ["both"] if self.mode in ("clinicbox", "frames", "voiceframes") else ["pub", "sub"]
+        phases = ["pub", "sub"] if self.mode in ("janus", "stock") else ["both"]
         for phase in phases:
             for w in workers or self.workers:
                 await w.ask({"op": "join", "phase": phase}, timeout=90)
@@ -845,6 +848,23 @@ def describe(label: str, row: dict[str, Any]) -> str:
     )
 
 
+# Where --before REF's tree is extracted (git archive), made afresh each run.
+BEFORE_TREE = Path(tempfile.gettempdir()) / f"sfu-capacity-before-{os.getpid()}"
+
+
+def extract_tree(ref: str, into: Path) -> None:
+    """The files of commit `ref` of this checkout, into `into` (read-only use of git)."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        sys.exit(f"sfu_capacity: --before {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+
+
 def at(rows: list[dict[str, Any]], n: int, key: str) -> Any:
     return next((r[key] for r in rows if r["participants"] == n), None)
 
@@ -881,6 +901,11 @@ def main() -> None:
         action="store_true",
         help="also run the box with voices as frames (Room(forward_voices=False)), "
         "as before voices took the packet path",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REF",
+        help="also run the box as git commit REF has it (e.g. main), in the same run",
     )
     parser.add_argument(
         "--soak",
@@ -948,6 +973,9 @@ def main() -> None:
             print(json.dumps(result))
             return
         rows, janus_rows, stock_rows, frame_rows, voice_frame_rows = [], [], [], [], []
+        before_rows: list[dict[str, Any]] = []
+        if args.before:
+            extract_tree(args.before, BEFORE_TREE)
         for n in counts:
             row = run_case(
                 "clinicbox", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
@@ -964,6 +992,18 @@ def main() -> None:
                     print(
                         f"{'':14}cpu per packet vs janus: "
                         f"{row['us_per_packet'] / j['us_per_packet']:.2f}x",
+                        flush=True,
+                    )
+            if args.before:
+                b = run_case(
+                    "before", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
+                )
+                before_rows.append(b)
+                print(describe(f"{args.before[:9]:9}", b), flush=True)
+                if b["us_per_packet"] and row["us_per_packet"]:
+                    print(
+                        f"{'':14}cpu per packet, this tree vs {args.before}: "
+                        f"{row['us_per_packet'] / b['us_per_packet']:.2f}x",
                         flush=True,
                     )
             if args.voice_frames:
@@ -1004,6 +1044,7 @@ def main() -> None:
                     mode, [8, 8], seconds, args.warmup, per_process, clip_path, Path(tmp), address
                 )
                 print(describe(f"{mode:9} 2x8", two_rooms[mode]), flush=True)
+    shutil.rmtree(BEFORE_TREE, ignore_errors=True)
 
     def ratio(n: int) -> float | None:
         ours, theirs = at(rows, n, "us_per_packet"), at(janus_rows, n, "us_per_packet")
@@ -1029,6 +1070,10 @@ def main() -> None:
                 "janus_min_fps": [r["min_fps"] for r in janus_rows],
                 "janus_latency_p95_ms": [r["latency_p95_ms"] for r in janus_rows],
                 "cpu_per_packet_ratio_vs_janus": [ratio(r["participants"]) for r in rows],
+                "before": args.before,
+                "before_cpu_pct": [r["cpu_pct"] for r in before_rows],
+                "before_us_per_packet": [r["us_per_packet"] for r in before_rows],
+                "before_min_fps": [r["min_fps"] for r in before_rows],
                 "voice_frames_cpu_pct": [r["cpu_pct"] for r in voice_frame_rows],
                 "voice_frames_us_per_packet": [r["us_per_packet"] for r in voice_frame_rows],
                 "voice_frames_min_fps": [r["min_fps"] for r in voice_frame_rows],

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
 
@@ -113,7 +114,8 @@ class SenderLink:
 
     @property
     def ready(self) -> bool:
-        return self.payload_type is not None and self.sender.transport.state == "connected"
+        # The enum, not `transport.state` (a string made from it on every read): per packet.
+        return self.payload_type is not None and self.sender.transport._state is DtlsState.CONNECTED
 
     def extensions(self, wall: float) -> bytes:
         """The subscriber's header extensions for a packet sent at `wall` (time.time())."""
@@ -129,6 +131,29 @@ class SenderLink:
         sender._RTCRtpSender__rtp_timestamp = timestamp
         sender._RTCRtpSender__octet_count += payload_bytes
         sender._RTCRtpSender__packet_count += 1
+
+    def send_now(self, packet: bytes, timestamp: int, payload_bytes: int) -> bool:
+        """`send` without awaiting: SRTP and the socket's sendto are synchronous under
+        aiortc's and aioice's five awaited layers (DTLS `_send_rtp`, ICE `_send`,
+        `Connection.send`/`sendto`, `send_data`), which cost more than the encryption. False
+        when the packet must take that chain (`send`): a pacer holds the transport's send
+        (a remote link), or DTLS or ICE is not up (the chain raises ConnectionError)."""
+        dtls: Any = self.sender.transport
+        if "_send_rtp" in vars(dtls) or dtls._state is not DtlsState.CONNECTED:
+            return False
+        pair = dtls._transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        data = dtls._tx_srtp.protect(packet)
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        dtls._RTCDtlsTransport__tx_bytes += len(data)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        sender: Any = self.sender
+        sender._RTCRtpSender__ntp_timestamp = _ntp_now()
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += payload_bytes
+        sender._RTCRtpSender__packet_count += 1
+        return True
 
     async def resend(self, packet: bytes) -> None:
         """A retransmission: same SSRC and sequence number (no RTX), not counted again."""

@@ -65,7 +65,8 @@ class AudioFeed:
             return
         wall, now = time.time(), time.monotonic()
         for output in list(self.outputs):
-            await output.forward(data, self, parsed, wall, now)
+            if (out := output.forward_now(data, self, parsed, wall, now)) is not None:
+                await output.send_later(out, len(data))
 
     def stop(self) -> None:
         for output in list(self.outputs):

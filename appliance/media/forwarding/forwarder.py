@@ -80,7 +80,8 @@ class VideoFeed:
         if self.outputs:
             wall, now = time.time(), time.monotonic()
             for output in list(self.outputs):
-                await output.forward(data, self, parsed, wall, now)
+                if (out := output.forward_now(data, self, parsed, wall, now)) is not None:
+                    await output.send_later(out, len(data))
 
     def stop(self) -> None:
         for output in list(self.outputs):
@@ -171,6 +172,45 @@ class SlotOutput:
             self.rewriter = SlotRewriter(self.link.ssrc, self.link.payload_type, self.kind)
         return self.rewriter if self.link.ready else None
 
+    def forward_now(
+        self,
+        data: bytes,
+        source: VideoFeed | AudioFeed | FramePackets,
+        parsed: tuple[RtpView, Vp8Descriptor] | None,
+        wall: float,
+        now: float,
+    ) -> bytes | None:
+        """Rewrite `data` for this slot and send it at once where the link allows; the
+        rewritten packet when it must still be sent with `send_later` (awaited)."""
+        rewriter = self.rewriter
+        if rewriter is None:
+            rewriter = self._ready()
+            if rewriter is None:
+                return None
+        out = rewriter.rewrite(data, source, self.link.extensions(wall), now, parsed)
+        if out is None:
+            if rewriter.waiting and isinstance(source, VideoFeed):
+                source.request_keyframe()  # rate-limited by the publication
+            return None
+        if not self.link.send_now(out, int.from_bytes(out[4:8], "big"), len(data)):
+            return out
+        self._sent(out)
+        return None
+
+    async def send_later(self, out: bytes, payload_bytes: int) -> None:
+        """Send a rewritten packet through the link's awaited chain (a remote link's pacer)."""
+        try:
+            await self.link.send(out, int.from_bytes(out[4:8], "big"), payload_bytes)
+        except ConnectionError:
+            return
+        self._sent(out)
+
+    def _sent(self, out: bytes) -> None:
+        # Every Opus packet is a frame; a video frame ends at the marker bit.
+        self.on_sent(
+            len(out) + PACKET_OVERHEAD_BYTES - 12, self.kind == "audio" or bool(out[1] & 0x80)
+        )
+
     async def forward(
         self,
         data: bytes,
@@ -179,28 +219,15 @@ class SlotOutput:
         wall: float | None = None,
         now: float | None = None,
     ) -> None:
-        rewriter = self._ready()
-        if rewriter is None:
-            return
-        out = rewriter.rewrite(
+        out = self.forward_now(
             data,
             source,
-            self.link.extensions(time.time() if wall is None else wall),
-            time.monotonic() if now is None else now,
             parsed,
+            time.time() if wall is None else wall,
+            time.monotonic() if now is None else now,
         )
-        if out is None:
-            if rewriter.waiting and isinstance(source, VideoFeed):
-                source.request_keyframe()  # rate-limited by the publication
-            return
-        try:
-            await self.link.send(out, int.from_bytes(out[4:8], "big"), len(data))
-        except ConnectionError:
-            return
-        # Every Opus packet is a frame; a video frame ends at the marker bit.
-        self.on_sent(
-            len(out) + PACKET_OVERHEAD_BYTES - 12, self.kind == "audio" or bool(out[1] & 0x80)
-        )
+        if out is not None:
+            await self.send_later(out, len(data))
 
     async def forward_frame(self, source: object, frame: EncodedFrame) -> None:
         """A frame of a frame-only source (gated at keyframes by the slot already)."""

@@ -1,7 +1,8 @@
 """SFU capacity: ClinicBox's forwarding rooms against Janus, same load in the same run.
 
     python benchmarks/sfu_capacity.py [--quick] [--counts 6,8,12,16] [--per-process N]
-                                      [--no-janus] [--stock] [--soak MINUTES]
+                                      [--no-janus] [--stock] [--frames] [--voice-frames]
+                                      [--soak MINUTES]
 
 For 6, 8, 12 and 16 participants (--quick: 12 only, 5 s, no two-room run) a server serves
 one room and synthetic participants run in separate processes, `--per-process` (default 3)
@@ -223,7 +224,7 @@ def box_census() -> dict[str, Any]:
 async def serve_box(mode: str, address: str) -> None:
     """Box process: answers offers over a line-JSON TCP socket (join, leave, census)."""
     restrict_host_addresses([address])
-    if mode in ("clinicbox", "frames"):
+    if mode in ("clinicbox", "frames", "voiceframes"):
         from appliance.media import room as room_module
         from appliance.media import rooms as rooms_module
         from appliance.media.rooms import Rooms
@@ -231,6 +232,10 @@ async def serve_box(mode: str, address: str) -> None:
         if mode == "frames":  # video as reassembled frames, packetized again per subscriber
             rooms_module.Room = functools.partial(  # type: ignore[misc]
                 room_module.Room, forward_packets=False
+            )
+        elif mode == "voiceframes":  # voices as frames, packetized again per subscriber
+            rooms_module.Room = functools.partial(  # type: ignore[misc]
+                room_module.Room, forward_voices=False
             )
 
         # The product caps a room at 12; the benchmark measures 16 too, to see the headroom.
@@ -604,6 +609,9 @@ class Bench:
 
     async def start(self, rooms: list[int]) -> None:
         me = str(Path(__file__).resolve())
+        serve_mode = self.mode
+        if self.mode == "before":  # the box as an earlier commit has it (--before REF)
+            me, serve_mode = str(BEFORE_TREE / "benchmarks" / "sfu_capacity.py"), "clinicbox"
         if self.mode == "janus":
             self.janus = janus_server.JanusServer(
                 self.tmp / f"janus-{time.monotonic_ns()}", self.interface
@@ -619,7 +627,7 @@ class Bench:
                 sys.executable,
                 me,
                 "--serve",
-                self.mode,
+                serve_mode,
                 "--address",
                 self.address,
                 stdout=asyncio.subprocess.PIPE,
@@ -666,7 +674,7 @@ class Bench:
     async def join_all(self, workers: list[Worker] | None = None) -> None:
         # One process at a time, so the box sees joins in a fixed order. Stock relaying and
         # Janus need every publisher before a subscriber.
-        phases = ["both"] if self.mode in ("clinicbox", "frames") else ["pub", "sub"]
+        phases = ["pub", "sub"] if self.mode in ("janus", "stock") else ["both"]
         for phase in phases:
             for w in workers or self.workers:
                 await w.ask({"op": "join", "phase": phase}, timeout=90)
@@ -840,6 +848,23 @@ def describe(label: str, row: dict[str, Any]) -> str:
     )
 
 
+# Where --before REF's tree is extracted (git archive), made afresh each run.
+BEFORE_TREE = Path(tempfile.gettempdir()) / f"sfu-capacity-before-{os.getpid()}"
+
+
+def extract_tree(ref: str, into: Path) -> None:
+    """The files of commit `ref` of this checkout, into `into` (read-only use of git)."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        sys.exit(f"sfu_capacity: --before {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+
+
 def at(rows: list[dict[str, Any]], n: int, key: str) -> Any:
     return next((r[key] for r in rows if r["participants"] == n), None)
 
@@ -870,6 +895,17 @@ def main() -> None:
         "--frames",
         action="store_true",
         help="also run the box with video as frames (Room(forward_packets=False))",
+    )
+    parser.add_argument(
+        "--voice-frames",
+        action="store_true",
+        help="also run the box with voices as frames (Room(forward_voices=False)), "
+        "as before voices took the packet path",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REF",
+        help="also run the box as git commit REF has it (e.g. main), in the same run",
     )
     parser.add_argument(
         "--soak",
@@ -936,7 +972,10 @@ def main() -> None:
             result = asyncio.run(soak_async(args.soak, per_process, clip_path, Path(tmp), address))
             print(json.dumps(result))
             return
-        rows, janus_rows, stock_rows, frame_rows = [], [], [], []
+        rows, janus_rows, stock_rows, frame_rows, voice_frame_rows = [], [], [], [], []
+        before_rows: list[dict[str, Any]] = []
+        if args.before:
+            extract_tree(args.before, BEFORE_TREE)
         for n in counts:
             row = run_case(
                 "clinicbox", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
@@ -953,6 +992,37 @@ def main() -> None:
                     print(
                         f"{'':14}cpu per packet vs janus: "
                         f"{row['us_per_packet'] / j['us_per_packet']:.2f}x",
+                        flush=True,
+                    )
+            if args.before:
+                b = run_case(
+                    "before", [n], seconds, args.warmup, per_process, clip_path, Path(tmp), address
+                )
+                before_rows.append(b)
+                print(describe(f"{args.before[:9]:9}", b), flush=True)
+                if b["us_per_packet"] and row["us_per_packet"]:
+                    print(
+                        f"{'':14}cpu per packet, this tree vs {args.before}: "
+                        f"{row['us_per_packet'] / b['us_per_packet']:.2f}x",
+                        flush=True,
+                    )
+            if args.voice_frames:
+                v = run_case(
+                    "voiceframes",
+                    [n],
+                    seconds,
+                    args.warmup,
+                    per_process,
+                    clip_path,
+                    Path(tmp),
+                    address,
+                )
+                voice_frame_rows.append(v)
+                print(describe("voice-fr ", v), flush=True)
+                if v["us_per_packet"] and row["us_per_packet"]:
+                    print(
+                        f"{'':14}cpu per packet, voice packets vs voice frames: "
+                        f"{row['us_per_packet'] / v['us_per_packet']:.2f}x",
                         flush=True,
                     )
             if args.frames:
@@ -974,6 +1044,7 @@ def main() -> None:
                     mode, [8, 8], seconds, args.warmup, per_process, clip_path, Path(tmp), address
                 )
                 print(describe(f"{mode:9} 2x8", two_rooms[mode]), flush=True)
+    shutil.rmtree(BEFORE_TREE, ignore_errors=True)
 
     def ratio(n: int) -> float | None:
         ours, theirs = at(rows, n, "us_per_packet"), at(janus_rows, n, "us_per_packet")
@@ -999,6 +1070,14 @@ def main() -> None:
                 "janus_min_fps": [r["min_fps"] for r in janus_rows],
                 "janus_latency_p95_ms": [r["latency_p95_ms"] for r in janus_rows],
                 "cpu_per_packet_ratio_vs_janus": [ratio(r["participants"]) for r in rows],
+                "before": args.before,
+                "before_cpu_pct": [r["cpu_pct"] for r in before_rows],
+                "before_us_per_packet": [r["us_per_packet"] for r in before_rows],
+                "before_min_fps": [r["min_fps"] for r in before_rows],
+                "voice_frames_cpu_pct": [r["cpu_pct"] for r in voice_frame_rows],
+                "voice_frames_us_per_packet": [r["us_per_packet"] for r in voice_frame_rows],
+                "voice_frames_min_fps": [r["min_fps"] for r in voice_frame_rows],
+                "voice_frames_latency_p95_ms": [r["latency_p95_ms"] for r in voice_frame_rows],
                 "frames_cpu_pct": [r["cpu_pct"] for r in frame_rows],
                 "frames_us_per_packet": [r["us_per_packet"] for r in frame_rows],
                 "frames_min_fps": [r["min_fps"] for r in frame_rows],

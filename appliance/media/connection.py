@@ -30,6 +30,7 @@ from aiortc.sdp import SessionDescription
 
 from appliance.media.aiortc_glue.forwarding import SenderLink, jitter_buffer
 from appliance.media.aiortc_glue.rtp import route_keyframes
+from appliance.media.forwarding.audio_feed import AudioFeed
 from appliance.media.forwarding.forwarder import SlotOutput, VideoFeed
 from appliance.media.jitter import BoundedJitterBuffer, ForwardingAudioBuffer
 from appliance.media.participant import Participant
@@ -67,10 +68,14 @@ class ReceiveSlot:
 
 
 def add_transceivers(
-    pc: RTCPeerConnection, offer: SessionDescription, forward_packets: bool
+    pc: RTCPeerConnection,
+    offer: SessionDescription,
+    forward_packets: bool,
+    forward_voices: bool = True,
 ) -> list[ReceiveSlot]:
     """One transceiver per audio or video m-section of `offer`, in its order; the receive
-    slots among them. `forward_packets`: video slots send the publishers' own RTP packets."""
+    slots among them. `forward_packets`: video slots send the publishers' own RTP packets;
+    `forward_voices`: audio slots too."""
     slots: list[ReceiveSlot] = []
     for media in offer.media:
         if media.kind not in ("audio", "video"):
@@ -81,10 +86,10 @@ def add_transceivers(
             track = SlotTrack(media.kind, mid="")
             transceiver = pc.addTransceiver(track, direction="sendonly")
             slots.append(ReceiveSlot(transceiver, track))
-            if media.kind == "video" and forward_packets:
+            if forward_voices if media.kind == "audio" else forward_packets:
                 # Before negotiation: the link learns the payload type and extension ids
                 # as the sender starts, and takes NACKs before adaptation's tap rations them.
-                track.output = SlotOutput(SenderLink(transceiver.sender), track.sent)
+                track.output = SlotOutput(SenderLink(transceiver.sender), track.sent, media.kind)
         else:
             transceiver = pc.addTransceiver(media.kind, direction="inactive")
         transceiver.setCodecPreferences(codecs(media.kind))
@@ -166,19 +171,24 @@ def attach_slots(
 
 
 def new_publication(
-    participant_id: str, track: MediaStreamTrack, receiver: RTCRtpReceiver, forward_packets: bool
+    participant_id: str,
+    track: MediaStreamTrack,
+    receiver: RTCRtpReceiver,
+    forward_packets: bool,
+    forward_voices: bool = True,
 ) -> Publication:
-    """What the box makes of a participant's remote track: a `Publication` whose video, in a
-    forwarding room, is also a feed of its RTP packets; its jitter buffer then assembles frames
-    only while something decodes them (low tier, mixer)."""
+    """What the box makes of a participant's remote track: a `Publication` whose video and
+    voice, in a forwarding room, are also feeds of its RTP packets; its jitter buffer then
+    assembles frames only while something decodes them (low tier, mixer)."""
     publication = Publication(participant_id, track, receiver)
+    buffer = jitter_buffer(receiver)
     if track.kind == "video" and forward_packets:
-        publication.feed = VideoFeed(receiver, publication.request_keyframe)
-        buffer = jitter_buffer(receiver)
+        publication.feed = VideoFeed(receiver, publication.request_keyframe, publication.received)
         if isinstance(buffer, BoundedJitterBuffer):
             buffer.frames_wanted = publication.wants_frames
-    elif track.kind == "audio" and isinstance(
-        buffer := jitter_buffer(receiver), ForwardingAudioBuffer
-    ):
+    elif track.kind == "audio" and isinstance(buffer, ForwardingAudioBuffer):
         publication.take_directly_from(buffer)  # no decoder-thread hop for voices
+        if forward_voices:
+            publication.feed = AudioFeed(receiver, publication.heard)
+            buffer.frames_wanted = publication.wants_frames
     return publication

@@ -154,12 +154,18 @@ class ForwardingAudioBuffer:
         self._last: int | None = None
         self.dropped_late = 0
         self.deliver: Callable[[JitterFrame], None] | None = None
+        # Asked per packet when set: False while nothing decodes this voice (its packets are
+        # forwarded by its `AudioFeed`), so no frame is made for it.
+        self.frames_wanted: Callable[[], bool] | None = None
 
     @property
     def capacity(self) -> int:
         return self._capacity
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self.frames_wanted is not None and not self.frames_wanted():
+            self._last = None  # start afresh when the mixer reads this voice again
+            return False, None
         if self._last is not None:
             ahead = uint16_add(packet.sequence_number, -self._last)
             behind = uint16_add(self._last, -packet.sequence_number)

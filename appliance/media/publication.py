@@ -17,10 +17,11 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from appliance.media.aiortc_glue.rtp import request_pli, retransmission_ssrcs
-from appliance.media.encoded import EncodedFrame, PassthroughDecoder
+from appliance.media.encoded import PACKET_OVERHEAD_BYTES, EncodedFrame, PassthroughDecoder
 from appliance.media.jitter import ForwardingAudioBuffer
 
 if TYPE_CHECKING:
+    from appliance.media.forwarding.audio_feed import AudioFeed
     from appliance.media.forwarding.forwarder import VideoFeed
     from appliance.media.slot import SlotTrack
 
@@ -48,8 +49,8 @@ class Publication:
         self.keyframe_requests = 0
         self.energy = 0.0  # 0 silent .. 1 loud, smoothed
         self._last_keyframe_request = 0.0
-        # Its packets, for slots that forward packets (video in a forwarding room).
-        self.feed: VideoFeed | None = None
+        # Its packets, for slots that forward packets (a forwarding room's video and voices).
+        self.feed: VideoFeed | AudioFeed | None = None
         self._task: asyncio.Task[None] | None = None
         self._direct: ForwardingAudioBuffer | None = None
 
@@ -82,9 +83,11 @@ class Publication:
     def take(self, frame: EncodedFrame) -> None:
         """One frame in: measured, then handed to every slot that shows this publication."""
         self.frames_in += 1
-        self.bytes_in += frame.wire_size
+        if self.feed is None:  # else its feed counted (and, for a voice, measured) the packets
+            self.bytes_in += frame.wire_size
+            if frame.kind == "audio":
+                self._measure(frame.audio_level, len(frame))
         if frame.kind == "audio":
-            self._measure(frame)
             if self.muted:
                 return
         elif frame.after_gap:
@@ -104,12 +107,25 @@ class Publication:
         self._direct = buffer
         buffer.deliver = deliver
 
-    def _measure(self, frame: EncodedFrame) -> None:
-        if frame.audio_level is not None:
-            loudness = max(0.0, 1.0 - frame.audio_level / 60.0)  # -60 dBov and below: silence
+    def received(self, payload_bytes: int) -> None:
+        """One video packet arrived on the packet path (`VideoFeed`): counted, so the plans'
+        rate of this publisher is known while no frame is assembled (it was not: remote
+        links' probes were sized for an unknown rate and never filled)."""
+        self.bytes_in += payload_bytes + PACKET_OVERHEAD_BYTES
+
+    def heard(self, audio_level: int | None, payload_bytes: int) -> bool:
+        """One voice packet arrived on the packet path (`AudioFeed`): measured and counted;
+        True when it is to be forwarded (the publisher is not muted)."""
+        self.bytes_in += payload_bytes + PACKET_OVERHEAD_BYTES
+        self._measure(audio_level, payload_bytes)
+        return not self.muted
+
+    def _measure(self, audio_level: int | None, payload_bytes: int) -> None:
+        if audio_level is not None:
+            loudness = max(0.0, 1.0 - audio_level / 60.0)  # -60 dBov and below: silence
         else:
             # Without the level extension, Opus packet size tracks speech (DTX makes silence tiny).
-            loudness = min(1.0, max(0.0, (len(frame) - 10) / 90.0))
+            loudness = min(1.0, max(0.0, (payload_bytes - 10) / 90.0))
         self.energy += LEVEL_ALPHA * (loudness - self.energy)
 
     def wants_frames(self) -> bool:

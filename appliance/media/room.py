@@ -81,12 +81,15 @@ class Room:
         grace_s: float = GRACE_S,
         forward_packets: bool = True,
         voices: int = DEFAULT_VOICES,
+        forward_voices: bool | None = None,
         on_links: Callable[[], None] | None = None,
     ) -> None:
         self.id = room_id
         # Video leaves as the publishers' own RTP packets, rewritten per slot (forwarding/);
         # False: as reassembled frames that each subscriber's sender packetizes again.
         self.forward_packets = forward_packets
+        # Voices likewise (None: as video); False keeps them as frames (a benchmark's "before").
+        self.forward_voices = forward_packets if forward_voices is None else forward_voices
         # Told whenever a participant's link is classified (LAN or remote) or forgotten.
         self.on_links = on_links
         self.grace_s = grace_s
@@ -173,7 +176,7 @@ class Room:
             me.muted, me.hand_raised, me.last_n = held.muted, held.hand_raised, held.last_n
         if held is not None and held.rate is not None:
             me.rate = held.rate  # with or without the token: a reconnect refills no bucket
-        slots = add_transceivers(pc, offer, self.forward_packets)
+        slots = add_transceivers(pc, offer, self.forward_packets, self.forward_voices)
         hook(
             pc,
             ConnectionHooks(
@@ -227,17 +230,13 @@ class Room:
         if self.participants.get(me.id) is not me:
             return
         self.adaptation.connected(me)
-        if me.remote:
-            # A remote link keeps the frame path: it splits video into small packets
-            # for weak links, and over the lab's 3g link the packet path delivered
-            # too little (docs/media.md). Nothing was sent yet: plans start now.
-            for slot in me.video_slots:
-                slot.release_output()
         self._links_changed()
 
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
         """`me` publishes `track`: it replaces what they published of that kind before."""
-        publication = new_publication(me.id, track, receiver, self.forward_packets)
+        publication = new_publication(
+            me.id, track, receiver, self.forward_packets, self.forward_voices
+        )
         publication.muted = track.kind == "audio" and me.muted
         old = me.publications.get(track.kind)
         if old is not None:

@@ -134,3 +134,19 @@ def test_packet_forwarding_seams() -> None:
     assert "await self._retransmit(seq)" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     assert "await self.transport._send_rtp(packet_bytes)" in inspect.getsource(
         RTCRtpSender._run_rtp)
+    # SenderLink.send_now: what `_send_rtp` and the ICE layers below it do, done at once.
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    for step in ("if self._state != State.CONNECTED:", "data = self._tx_srtp.protect(data)",
+                 "await self.transport._send(data)", "self.__tx_bytes += len(data)",
+                 "self.__tx_packets += 1"):
+        assert step in send_rtp, step
+    # (name-mangled: _RTCDtlsTransport__tx_bytes, _RTCDtlsTransport__tx_packets)
+    assert "return self._transport" in inspect.getsource(RTCDtlsTransport)
+    assert "self._send = self._connection.send" in inspect.getsource(
+        aiortc.rtcicetransport.RTCIceTransport)
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+    sendto = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(
+        aioice.ice.StunProtocol.send_data)

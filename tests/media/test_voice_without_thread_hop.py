@@ -10,9 +10,11 @@ buffered for that jitter.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
+from appliance.media import room as room_module
 from appliance.media.encoded import EncodedFrame
 from appliance.media.publication import Publication
 from tests.media.conftest import Sfu
@@ -30,6 +32,11 @@ def test_voices_skip_the_decoder_thread_and_still_reach_the_other_side(
         take(self, frame)
 
     monkeypatch.setattr(Publication, "take", recording_take)
+    # Voices as frames, as the mixer reads them: a forwarding room sends voices as packets
+    # and makes no frames for them at all (tests/media/test_voice_packets.py).
+    monkeypatch.setattr(
+        "appliance.media.rooms.Room", functools.partial(room_module.Room, forward_voices=False)
+    )
 
     async def scenario() -> None:
         a, b = Peer("a"), Peer("b")

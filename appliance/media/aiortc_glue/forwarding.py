@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
 
@@ -30,7 +31,9 @@ MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NTP_EPOCH_OFFSET = 2_208_988_800  # NTP counts from 1900
 
-PacketSink = Callable[[bytes, int], Awaitable[None]]
+# (decrypted bytes, the packet as aiortc's transport parsed it: SSRC, sequence number,
+# header extensions such as the audio level, read without parsing again)
+PacketSink = Callable[[bytes, RtpPacket], Awaitable[None]]
 
 
 class _LastDatagram:
@@ -40,7 +43,7 @@ class _LastDatagram:
 
 
 def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
-    """Hand each RTP packet of `receiver` (decrypted bytes, its SSRC) to `sink` first."""
+    """Hand each RTP packet of `receiver` (decrypted bytes, aiortc's parse) to `sink` first."""
     transport: Any = receiver.transport
     last: _LastDatagram | None = getattr(transport, "_clinicbox_last_datagram", None)
     if last is None:
@@ -61,7 +64,7 @@ def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
     async def handle_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
         data = last.data
         if data is not None:
-            await sink(data, packet.ssrc)
+            await sink(data, packet)
         await original_packet(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle_packet  # type: ignore[method-assign]
@@ -86,7 +89,6 @@ class SenderLink:
         self._mid_element: tuple[int, bytes] | None = None
         self._abs_send_time_id = 0
         self._extensions: ExtensionTemplate | None = None
-        self.taking_nacks = False  # NACKs go to the slot's caches (else to aiortc's history)
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -111,7 +113,8 @@ class SenderLink:
 
     @property
     def ready(self) -> bool:
-        return self.payload_type is not None and self.sender.transport.state == "connected"
+        # The enum, not `transport.state` (a string made from it on every read): per packet.
+        return self.payload_type is not None and self.sender.transport._state is DtlsState.CONNECTED
 
     def extensions(self, wall: float) -> bytes:
         """The subscriber's header extensions for a packet sent at `wall` (time.time())."""
@@ -128,6 +131,29 @@ class SenderLink:
         sender._RTCRtpSender__octet_count += payload_bytes
         sender._RTCRtpSender__packet_count += 1
 
+    def send_now(self, packet: bytes, timestamp: int, payload_bytes: int) -> bool:
+        """`send` without awaiting: SRTP and the socket's sendto are synchronous under
+        aiortc's and aioice's five awaited layers (DTLS `_send_rtp`, ICE `_send`,
+        `Connection.send`/`sendto`, `send_data`), which cost more than the encryption. False
+        when the packet must take that chain (`send`): a pacer holds the transport's send
+        (a remote link), or DTLS or ICE is not up (the chain raises ConnectionError)."""
+        dtls: Any = self.sender.transport
+        if "_send_rtp" in vars(dtls) or dtls._state is not DtlsState.CONNECTED:
+            return False
+        pair = dtls._transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        data = dtls._tx_srtp.protect(packet)
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        dtls._RTCDtlsTransport__tx_bytes += len(data)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        sender: Any = self.sender
+        sender._RTCRtpSender__ntp_timestamp = _ntp_now()
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += payload_bytes
+        sender._RTCRtpSender__packet_count += 1
+        return True
+
     async def resend(self, packet: bytes) -> None:
         """A retransmission: same SSRC and sequence number (no RTX), not counted again."""
         await self.sender.transport._send_rtp(packet)
@@ -135,14 +161,9 @@ class SenderLink:
     def take_nacks(self, on_nack: Callable[[list[int]], Awaitable[None]]) -> None:
         """NACKs for this sender go to `on_nack`, not to aiortc's frame history."""
         original = self.sender._handle_rtcp_packet
-        self.taking_nacks = True
 
         async def handle(packet: Any) -> None:
-            if (
-                self.taking_nacks
-                and isinstance(packet, RtcpRtpfbPacket)
-                and packet.fmt == RTCP_RTPFB_NACK
-            ):
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                 await on_nack(list(packet.lost))
                 return
             await original(packet)

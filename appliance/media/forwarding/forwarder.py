@@ -29,6 +29,9 @@ from appliance.media.forwarding.rewrite import (
 
 if TYPE_CHECKING:
     from aiortc import RTCRtpReceiver
+    from aiortc.rtp import RtpPacket
+
+    from appliance.media.forwarding.audio_feed import AudioFeed
 
 
 class PacketSource(Protocol):
@@ -40,9 +43,15 @@ class PacketSource(Protocol):
 class VideoFeed:
     """One publisher's video as packets: cached, and fanned out to the slots showing it."""
 
-    def __init__(self, receiver: RTCRtpReceiver, request_keyframe: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        request_keyframe: Callable[[], bool],
+        received: Callable[[int], None] | None = None,
+    ) -> None:
         self.receiver = receiver
         self.request_keyframe = request_keyframe
+        self.received = received  # each media packet's payload bytes, for the publisher's rate
         self.cache = PacketCache()
         self.outputs: set[SlotOutput] = set()
         self.packets_in = 0
@@ -50,7 +59,8 @@ class VideoFeed:
         self._rtx: dict[int, int] = {}
         tap_receiver(receiver, self.on_packet)
 
-    async def on_packet(self, data: bytes, ssrc: int) -> None:
+    async def on_packet(self, data: bytes, packet: RtpPacket) -> None:
+        ssrc = packet.ssrc
         if ssrc not in self._media_ssrcs:
             if not self._rtx:
                 self._rtx = rtx_ssrcs(self.receiver)
@@ -66,6 +76,9 @@ class VideoFeed:
         if parsed is None:
             return
         self.packets_in += 1
+        if self.received is not None:
+            view = parsed[0]
+            self.received(view.payload_end - view.payload_start)
         await self.deliver(data, parsed[0].seq, parsed)
 
     async def deliver(
@@ -76,7 +89,8 @@ class VideoFeed:
         if self.outputs:
             wall, now = time.time(), time.monotonic()
             for output in list(self.outputs):
-                await output.forward(data, self, parsed, wall, now)
+                if (out := output.forward_now(data, self, parsed, wall, now)) is not None:
+                    await output.send_later(out, len(data))
 
     def stop(self) -> None:
         for output in list(self.outputs):
@@ -85,16 +99,20 @@ class VideoFeed:
 
 
 class FramePackets:
-    """A frame-only source's frames packetized for one slot, with its own numbering."""
+    """A frame-only source's frames packetized for one slot, with its own numbering: VP8
+    frames split as aiortc's packetizer does, an Opus packet (the mixer's) as one packet."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "video") -> None:
         self.cache = PacketCache(256)
-        self._packer = Vp8Encoder()
+        self._packer = Vp8Encoder() if kind == "video" else None
         self._seq = 0
 
     def packetize(self, frame: EncodedFrame) -> list[bytes]:
-        # The seam's pack takes encoded frames and honours frame.max_payload (aiortc_glue/seams).
-        payloads, timestamp = self._packer.pack(frame)  # type: ignore[arg-type]
+        if self._packer is None:
+            payloads, timestamp = [frame.data], frame.pts
+        else:
+            # The seam's pack takes encoded frames, honours frame.max_payload (aiortc_glue/seams).
+            payloads, timestamp = self._packer.pack(frame)  # type: ignore[arg-type]
         packets = []
         for i, payload in enumerate(payloads):
             marker = 0x80 if i == len(payloads) - 1 else 0
@@ -112,20 +130,26 @@ class FramePackets:
 
 
 class SlotOutput:
-    """One subscriber video slot's packet output."""
+    """One subscriber slot's packet output (video, or audio: `kind`)."""
 
-    def __init__(self, link: SenderLink, on_sent: Callable[[int, bool], None]) -> None:
+    def __init__(
+        self, link: SenderLink, on_sent: Callable[[int, bool], None], kind: str = "video"
+    ) -> None:
         self.link = link
         self.on_sent = on_sent  # (wire bytes, end of frame) for the slot's counters
+        self.kind = kind
         self.rewriter: SlotRewriter | None = None
-        self.feed: VideoFeed | None = None
+        self.feed: VideoFeed | AudioFeed | None = None
         self._frame_sources: dict[int, FramePackets] = {}
         self.retransmitted = 0
         self.nacks_missed = 0
-        link.take_nacks(self.on_nack)
+        if kind == "video":
+            # Voices are not repaired by retransmission (Opus FEC and the subscriber's
+            # concealment do that); a video slot answers NACKs from the caches.
+            link.take_nacks(self.on_nack)
 
     # --- what the slot shows --------------------------------------------------------
-    def show_feed(self, feed: VideoFeed | None) -> None:
+    def show_feed(self, feed: VideoFeed | AudioFeed | None) -> None:
         """Forward `feed`'s packets from its next keyframe (None: only frames from now)."""
         if self.feed is not None:
             self.feed.outputs.discard(self)
@@ -135,7 +159,7 @@ class SlotOutput:
         if self.rewriter is not None:
             self.rewriter.switch()
 
-    def detach_feed(self, feed: VideoFeed) -> None:
+    def detach_feed(self, feed: VideoFeed | AudioFeed) -> None:
         if self.feed is feed:
             self.show_feed(None)
 
@@ -143,53 +167,77 @@ class SlotOutput:
         self.show_feed(None)
         self._frame_sources.clear()
 
-    def release(self) -> None:
-        """Hand the slot back to aiortc's sender (frames, its own NACK history) for good."""
-        self.close()
-        self.link.taking_nacks = False
-
     # --- packets out ----------------------------------------------------------------
     def _ready(self) -> SlotRewriter | None:
         if self.rewriter is None:
             if not self.link.ready:
                 return None
             assert self.link.payload_type is not None
-            self.rewriter = SlotRewriter(self.link.ssrc, self.link.payload_type)
+            self.rewriter = SlotRewriter(self.link.ssrc, self.link.payload_type, self.kind)
         return self.rewriter if self.link.ready else None
+
+    def forward_now(
+        self,
+        data: bytes,
+        source: VideoFeed | AudioFeed | FramePackets,
+        parsed: tuple[RtpView, Vp8Descriptor] | None,
+        wall: float,
+        now: float,
+    ) -> bytes | None:
+        """Rewrite `data` for this slot and send it at once where the link allows; the
+        rewritten packet when it must still be sent with `send_later` (awaited)."""
+        rewriter = self.rewriter
+        if rewriter is None:
+            rewriter = self._ready()
+            if rewriter is None:
+                return None
+        out = rewriter.rewrite(data, source, self.link.extensions(wall), now, parsed)
+        if out is None:
+            if rewriter.waiting and isinstance(source, VideoFeed):
+                source.request_keyframe()  # rate-limited by the publication
+            return None
+        if not self.link.send_now(out, int.from_bytes(out[4:8], "big"), len(data)):
+            return out
+        self._sent(out)
+        return None
+
+    async def send_later(self, out: bytes, payload_bytes: int) -> None:
+        """Send a rewritten packet through the link's awaited chain (a remote link's pacer)."""
+        try:
+            await self.link.send(out, int.from_bytes(out[4:8], "big"), payload_bytes)
+        except ConnectionError:
+            return
+        self._sent(out)
+
+    def _sent(self, out: bytes) -> None:
+        # Every Opus packet is a frame; a video frame ends at the marker bit.
+        self.on_sent(
+            len(out) + PACKET_OVERHEAD_BYTES - 12, self.kind == "audio" or bool(out[1] & 0x80)
+        )
 
     async def forward(
         self,
         data: bytes,
-        source: VideoFeed | FramePackets,
+        source: VideoFeed | AudioFeed | FramePackets,
         parsed: tuple[RtpView, Vp8Descriptor] | None = None,
         wall: float | None = None,
         now: float | None = None,
     ) -> None:
-        rewriter = self._ready()
-        if rewriter is None:
-            return
-        out = rewriter.rewrite(
+        out = self.forward_now(
             data,
             source,
-            self.link.extensions(time.time() if wall is None else wall),
-            time.monotonic() if now is None else now,
             parsed,
+            time.time() if wall is None else wall,
+            time.monotonic() if now is None else now,
         )
-        if out is None:
-            if rewriter.waiting and isinstance(source, VideoFeed):
-                source.request_keyframe()  # rate-limited by the publication
-            return
-        try:
-            await self.link.send(out, int.from_bytes(out[4:8], "big"), len(data))
-        except ConnectionError:
-            return
-        self.on_sent(len(out) + PACKET_OVERHEAD_BYTES - 12, bool(out[1] & 0x80))
+        if out is not None:
+            await self.send_later(out, len(data))
 
     async def forward_frame(self, source: object, frame: EncodedFrame) -> None:
         """A frame of a frame-only source (gated at keyframes by the slot already)."""
         packets = self._frame_sources.get(id(source))
         if packets is None:
-            packets = self._frame_sources[id(source)] = FramePackets()
+            packets = self._frame_sources[id(source)] = FramePackets(self.kind)
             if self.rewriter is not None:
                 self.rewriter.switch()
         for packet in packets.packetize(frame):

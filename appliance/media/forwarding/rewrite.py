@@ -1,10 +1,11 @@
-"""One video slot's RTP numbering: publishers' packets rewritten into a continuous stream.
+"""One slot's RTP numbering: publishers' packets rewritten into a continuous stream.
 
 A slot shows one source at a time and switches between them. The subscriber must see one
 stream: sequence numbers without a jump, timestamps that move on as time did, VP8 picture ids
 and TL0PICIDX that continue, its own SSRC and payload type. `SlotRewriter` keeps a segment
 per source shown (where its numbering starts and the deltas that map it), starts a new one
-only at a keyframe, and maps a NACKed sequence number back to the source packet it came from.
+only at a keyframe (video) or at any packet (audio: every Opus packet decodes on its own),
+and maps a NACKed sequence number back to the source packet it came from.
 Work is on bytes: no per-packet objects beyond the output buffer.
 """
 
@@ -18,6 +19,8 @@ from typing import NamedTuple
 CLOCK_RATE = 90_000
 # Clock ticks between the last packet of an old source and the first of a new one, at least.
 SWITCH_GAP_TICKS = 6000
+AUDIO_CLOCK_RATE = 48_000
+AUDIO_SWITCH_GAP_TICKS = 960  # one 20 ms Opus packet
 SEGMENTS_KEPT = 8  # how far back a NACK can reach across switches
 
 _HEADER = struct.Struct("!BBHII")
@@ -101,6 +104,17 @@ def parse_video(packet: bytes) -> tuple[RtpView, Vp8Descriptor] | None:
     return None if vp8 is None else (view, vp8)
 
 
+# An Opus payload has no descriptor: nothing to rewrite in it, and any packet may start a
+# segment. One shared value, so parsing an audio packet makes no descriptor object.
+NO_DESCRIPTOR = Vp8Descriptor(0, -1, 0, -1, True)
+
+
+def parse_audio(packet: bytes) -> tuple[RtpView, Vp8Descriptor] | None:
+    """The RTP header of an audio packet (with `NO_DESCRIPTOR`), or None when malformed."""
+    view = parse_rtp(packet)
+    return None if view is None else (view, NO_DESCRIPTOR)
+
+
 def unwrap_rtx(packet: bytes, media_ssrc: int) -> bytes | None:
     """An RTX packet (RFC 4588) as the media packet it repairs: original sequence number
     from the first two payload bytes, the media SSRC, the rest of the payload."""
@@ -136,9 +150,14 @@ class Segment:
 class SlotRewriter:
     """Rewrites packets of the sources a slot shows into the slot's own stream."""
 
-    def __init__(self, ssrc: int, payload_type: int) -> None:
+    def __init__(self, ssrc: int, payload_type: int, kind: str = "video") -> None:
         self.ssrc = ssrc
         self.payload_type = payload_type
+        self.kind = kind
+        audio = kind == "audio"
+        self._parse = parse_audio if audio else parse_video
+        self._clock_rate = AUDIO_CLOCK_RATE if audio else CLOCK_RATE
+        self._switch_gap = AUDIO_SWITCH_GAP_TICKS if audio else SWITCH_GAP_TICKS
         self.segments: deque[Segment] = deque(maxlen=SEGMENTS_KEPT)
         self.waiting = True  # for a keyframe to start the next segment at
         self.highest_out: int | None = None  # unwrapped slot sequence number
@@ -169,10 +188,11 @@ class SlotRewriter:
 
         `extensions`: the subscriber's header extension block (with its ids), or b"".
         `now`: monotonic seconds, to carry real time across a switch into the timestamps.
-        `parsed`: `parse_video(packet)` when the caller has it (once per packet, not per slot).
+        `parsed`: `parse_video(packet)` (`parse_audio` for audio) when the caller has it
+        (once per packet, not per slot).
         """
         if parsed is None:
-            parsed = parse_video(packet)
+            parsed = self._parse(packet)
             if parsed is None:
                 return None
         view, vp8 = parsed
@@ -218,12 +238,10 @@ class SlotRewriter:
 
     def rewrite_again(self, packet: bytes, segment: Segment, extensions: bytes) -> bytes | None:
         """A source packet rewritten as it was first sent (for a retransmission)."""
-        view = parse_rtp(packet)
-        if view is None:
+        parsed = self._parse(packet)
+        if parsed is None:
             return None
-        vp8 = parse_vp8(memoryview(packet)[view.payload_start : view.payload_end])
-        if vp8 is None:
-            return None
+        view, vp8 = parsed
         out_seq = segment.out_first + segment.unwrap_in(view.seq) - segment.in_first
         return self._emit(packet, view, vp8, segment, out_seq, extensions)
 
@@ -250,8 +268,8 @@ class SlotRewriter:
             out_first = self.highest_out + 1
             # The new source starts as far after the old one's last packet as time really
             # passed (at least a gap): browsers read a smaller step as a packet arriving late.
-            elapsed = int((now - self._last_ts_at) * CLOCK_RATE)
-            first_ts = self._last_ts + max(SWITCH_GAP_TICKS, elapsed)
+            elapsed = int((now - self._last_ts_at) * self._clock_rate)
+            first_ts = self._last_ts + max(self._switch_gap, elapsed)
             ts_delta = first_ts - view.timestamp
         pid_delta = tl0_delta = 0
         if vp8.picture_id_at >= 0 and self._last_pid is not None:
@@ -287,6 +305,14 @@ class SlotRewriter:
         second = (packet[1] & 0x80) | self.payload_type
         timestamp = (view.timestamp + segment.ts_delta) & 0xFFFFFFFF
         start = view.payload_start
+        if vp8 is NO_DESCRIPTOR:
+            return b"".join(
+                (
+                    _HEADER.pack(first, second, out_seq & 0xFFFF, timestamp, self.ssrc),
+                    extensions,
+                    packet[start:],
+                )
+            )
         descriptor = bytearray(packet[start : start + vp8.length])
         if vp8.picture_id_at >= 0:
             pid = self._pid_out(packet, view, vp8, segment)

@@ -45,8 +45,9 @@ _CHUNK = 16 * 1024
 class _Pending:
     """One request on a connection, and its answer once read."""
 
-    def __init__(self, method: str, path: str, data: bytes, body_len: int,
-                 first_on_connection: bool) -> None:
+    def __init__(
+        self, method: str, path: str, data: bytes, body_len: int, first_on_connection: bool
+    ) -> None:
         self.label = f"{method} {path}"
         self.data = data
         self.body_len = body_len
@@ -94,11 +95,19 @@ class _Connection:
                 return False
             self.unanswered.append(pending)
             self.out += pending.data
-        self._wake_w.send(b"\0")
+        self._wake()
         return True
 
     def close(self) -> None:
+        """Fail what is still unanswered; the connection's thread closes the socket."""
         self._end(TransportError("the sync connection was closed"))
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # the thread has ended
 
     # The connection's thread ---------------------------------------------------------------
 
@@ -114,8 +123,9 @@ class _Connection:
                         return
                     want_write = bool(self.out)
                     waiting = bool(self.unanswered)
-                selector.modify(self.sock, selectors.EVENT_READ
-                                | (selectors.EVENT_WRITE if want_write else 0))
+                selector.modify(
+                    self.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+                )
                 for key, _events in selector.select(timeout=0.5):
                     if key.fileobj is self._wake_r:
                         try:
@@ -127,14 +137,23 @@ class _Connection:
                 if moved or not waiting:
                     progress = now
                 elif now - progress > self.read_timeout:
-                    self._end(TransportError("sync request timed out: no bytes moved for "
-                                             f"{self.read_timeout:.0f} s"))
+                    self._end(
+                        TransportError(
+                            f"sync request timed out: no bytes moved for {self.read_timeout:g} s"
+                        )
+                    )
                     return
         except (OSError, TransportError) as exc:
             error = exc if isinstance(exc, TransportError) else None
             self._end(error or self._closed_error(exc))
         finally:
+            # Only this thread touches the sockets, so only it closes them.
             selector.close()
+            for s in (self.sock, self._wake_r, self._wake_w):
+                try:
+                    s.close()
+                except OSError:
+                    pass
 
     def _closed_error(self, exc: BaseException) -> TransportError:
         """A connection that answered before and was then closed (the centre's idle timeout,
@@ -217,8 +236,9 @@ class _Connection:
             if headers.get("connection", "").lower() == "close":
                 # The centre (or a proxy in front of it) serves no more on this connection:
                 # the requests behind this one were not answered, and go again on a new one.
-                raise StaleConnection("sync request: the centre closed the connection after "
-                                      "answering the one before")
+                raise StaleConnection(
+                    "sync request: the centre closed the connection after answering the one before"
+                )
 
     def _end(self, error: TransportError) -> None:
         with self.lock:
@@ -233,14 +253,13 @@ class _Connection:
         # connection's set-up, and they fail then), so one fault costs one batch, as it did
         # when each batch had a connection of its own.
         for n, pending in enumerate(left):
-            pending.fail(error if n == 0 or isinstance(error, StaleConnection) else
-                         StaleConnection(f"{pending.label}: the connection broke before "
-                                         f"its answer ({error})"))
-        for s in (self.sock, self._wake_r, self._wake_w):
-            try:
-                s.close()
-            except OSError:
-                pass
+            pending.fail(
+                error
+                if n == 0 or isinstance(error, StaleConnection)
+                else StaleConnection(
+                    f"{pending.label}: the connection broke before its answer ({error})"
+                )
+            )
 
 
 class PipelinedClient:
@@ -252,8 +271,9 @@ class PipelinedClient:
     before answering anything, and Rejected for a 4xx.
     """
 
-    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float,
-                 tls_pin: str) -> None:
+    def __init__(
+        self, base_url: str, connect_timeout: float, read_timeout: float, tls_pin: str
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"central URL must be https://host[:port], got {base_url!r}")
@@ -294,13 +314,18 @@ class PipelinedClient:
         return _Connection(sock, self.read_timeout)
 
     def _encode(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-        lines = [f"{method} {self.prefix}{path} HTTP/1.1", f"Host: {self.host}:{self.port}",
-                 "Content-Type: application/octet-stream", f"Content-Length: {len(body)}"]
+        lines = [
+            f"{method} {self.prefix}{path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Content-Type: application/octet-stream",
+            f"Content-Length: {len(body)}",
+        ]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
-    def request(self, method: str, path: str, body: bytes = b"",
-                headers: dict[str, str] | None = None) -> Response:
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Response:
         """Send one request behind those already on their way; wait for its answer."""
         data = self._encode(method, path, body, headers or {})
         with self._lock:
@@ -313,10 +338,12 @@ class PipelinedClient:
                 try:
                     conn = self._connect()
                 except OSError as exc:  # ssl.SSLError is an OSError; PinMismatch goes up as is
-                    kind = ("timed out" if isinstance(exc, socket.timeout | TimeoutError)
-                            else "failed")
-                    raise TransportError(f"{method} {path} {kind}: "
-                                         f"{exc.__class__.__name__}") from None
+                    kind = (
+                        "timed out" if isinstance(exc, socket.timeout | TimeoutError) else "failed"
+                    )
+                    raise TransportError(
+                        f"{method} {path} {kind}: {exc.__class__.__name__}"
+                    ) from None
                 self._conn = conn
             assert conn is not None
             pending = _Pending(method, path, data, len(body), fresh)
@@ -325,8 +352,12 @@ class PipelinedClient:
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        wire = (len(body) + len(pending.body) + HEADER_BYTES
-                + (HANDSHAKE_BYTES if pending.first_on_connection else 0))
+        wire = (
+            len(body)
+            + len(pending.body)
+            + HEADER_BYTES
+            + (HANDSHAKE_BYTES if pending.first_on_connection else 0)
+        )
         if pending.status >= 500:
             raise TransportError(f"{method} {path}: centre answered {pending.status}")
         if pending.status >= 400:

@@ -12,10 +12,13 @@ import signal
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
 
+from appliance.store import open_store
+from appliance.store.outbox import Outbox
 from sync.server.certificate import CERT_FILE, KEY_FILE
 from tests.sync.conftest import Box, Central, wait_drained
 from tests.sync.test_faults import _assert_exactly_once
@@ -24,6 +27,7 @@ pytestmark = pytest.mark.timeout(120)
 
 PUSH = b"POST /v1/records HTTP/1.1"
 ANSWER = b"HTTP/1.1 "
+ANSWER_DELAY_S = 0.1
 
 
 @dataclass
@@ -75,8 +79,9 @@ class WatchingProxy:
         watched = Watched()
         with self.lock:
             self.connections.append(watched)
-        threading.Thread(target=self._answers, args=(upstream, client, watched),
-                         daemon=True).start()
+        threading.Thread(
+            target=self._answers, args=(upstream, client, watched), daemon=True
+        ).start()
         tail = b""
         cut_at: int | None = None
         try:
@@ -87,14 +92,18 @@ class WatchingProxy:
                         watched.pushes += 1
                         unanswered = watched.pushes - watched.answers
                         watched.most_unanswered = max(watched.most_unanswered, unanswered)
-                        if (self.cut_second_push and not self.cuts and unanswered >= 2
-                                and cut_at is None):
+                        if (
+                            self.cut_second_push
+                            and not self.cuts
+                            and unanswered >= 2
+                            and cut_at is None
+                        ):
                             self.cuts += 1
                             watched.cut = True
                             cut_at = seen.rfind(PUSH) - len(tail) + 700
-                tail = seen[-len(PUSH):]
+                tail = seen[-len(PUSH) :]
                 if cut_at is not None and cut_at < len(data):
-                    upstream.sendall(data[:max(0, cut_at)])
+                    upstream.sendall(data[: max(0, cut_at)])
                     break  # mid-batch: the rest of this batch never reaches the centre
                 upstream.sendall(data)
                 if cut_at is not None:
@@ -112,9 +121,12 @@ class WatchingProxy:
     def _answers(self, upstream: ssl.SSLSocket, client: ssl.SSLSocket, watched: Watched) -> None:
         try:
             while data := upstream.recv(65536):
+                # A round trip's worth of delay, as on a real link: the box has its next
+                # batches written before a receipt comes back however busy the machine is.
+                time.sleep(ANSWER_DELAY_S)
+                client.sendall(data)
                 with self.lock:
                     watched.answers += data.count(ANSWER)
-                client.sendall(data)
         except OSError:
             pass
 
@@ -126,17 +138,31 @@ class WatchingProxy:
         self.listener.close()
 
 
+def _queued_on_box(box: Box) -> int:
+    store = open_store(box.settings)
+    try:
+        return sum(Outbox(store).stats()["lanes"].values())
+    finally:
+        store.close()
+
+
 def _drain_through(tmp_path, central: Central, proxy: WatchingProxy) -> Box:
     box = Box(tmp_path / "box")
     link = box.claim(central, url=f"https://127.0.0.1:{proxy.port}")
-    box.add_records(150, edit=10)
-    # Batches of 8-32 records, three on their way at once, nothing idle long enough for a
+    box.add_records(80, edit=10)
+    # Batches of 8-16 records, three on their way at once, nothing idle long enough for a
     # new connection; a generous read timeout so the loaded test machine causes no failure.
-    agent = box.start_agent(CLINICBOX_SYNC_START_BATCH="8", CLINICBOX_SYNC_MAX_BATCH="32",
-                            CLINICBOX_SYNC_READ_TIMEOUT_S="10",
-                            CLINICBOX_SYNC_CONNECT_TIMEOUT_S="5")
+    agent = box.start_agent(
+        CLINICBOX_SYNC_START_BATCH="8",
+        CLINICBOX_SYNC_MAX_BATCH="16",
+        CLINICBOX_SYNC_READ_TIMEOUT_S="10",
+        CLINICBOX_SYNC_CONNECT_TIMEOUT_S="5",
+    )
     try:
         wait_drained(box, central, link.device_id, timeout=90)
+        deadline = time.monotonic() + 30  # and the last receipts are back on the box
+        while _queued_on_box(box) and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(10)
@@ -149,7 +175,7 @@ def test_batches_in_flight_share_one_connection(tmp_path, central_sqlite) -> Non
     try:
         _drain_through(tmp_path, central_sqlite, proxy)
         pushing = proxy.pushing()
-        # 300+ records in batches of at most 32: a dozen batches or more, all on one
+        # 170 record versions in batches of at most 16: a dozen batches or more, all on one
         # connection, with a second batch written before the first one's receipt came back.
         assert sum(w.pushes for w in pushing) >= 10
         assert len(pushing) == 1, [(w.pushes, w.most_unanswered) for w in pushing]
@@ -158,8 +184,9 @@ def test_batches_in_flight_share_one_connection(tmp_path, central_sqlite) -> Non
         proxy.close()
 
 
-def test_cut_mid_batch_behind_another_loses_and_duplicates_nothing(tmp_path,
-                                                                   central_sqlite) -> None:
+def test_cut_mid_batch_behind_another_loses_and_duplicates_nothing(
+    tmp_path, central_sqlite
+) -> None:
     proxy = WatchingProxy(central_sqlite, cut_second_push=True)
     try:
         _drain_through(tmp_path, central_sqlite, proxy)

@@ -9,7 +9,13 @@ stopping nothing (no cut possible) is reported as `link: "loopback"`.
 Part 2 (ingest): the centre on a real PostgreSQL (initdb/pg_ctl, run as `nobody`) with 4
 workers; 4 client threads push pre-sealed, signed batches of 500 records; records/s.
 
-    python benchmarks/sync_drain.py [--quick]
+    python benchmarks/sync_drain.py [--quick] [--drain-only]
+
+In the lab, where the drain's time went is printed too: the emulated uplink's delivered bytes
+are sampled every 0.1 s, and the box namespace's TCP counters (`nstat`: connections opened,
+segments sent and retransmitted) are read before and after. `--drain-only` skips part 2;
+`CLINICBOX_SYNC_*` variables given to the benchmark reach the agent (to compare settings);
+`--box-cc bbr` gives the box's namespace another TCP congestion control than the Pi's cubic.
 
 The last line is one JSON object.
 """
@@ -53,6 +59,20 @@ def clinic_uplink(profile):
     capacity the goodput ratio divides by) and receipts at the downlink rate (200 kbps)."""
     steps = tuple(replace(s, down=s.up, up=s.down) for s in profile.steps)
     return replace(profile, name=f"{profile.name}-clinic", steps=steps)
+
+
+AGENT_WITH_CC = """
+import socket, sys
+_connect = socket.socket.connect
+def connect(self, address):
+    if self.type == socket.SOCK_STREAM and self.family in (socket.AF_INET, socket.AF_INET6):
+        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"{cc}")
+    return _connect(self, address)
+socket.socket.connect = connect
+from appliance.commands.main import main
+sys.argv[0] = "clinicbox"
+main()
+"""
 
 
 def env(**extra):
@@ -105,7 +125,60 @@ def make_box(data_dir, n):
     return identity, plaintext
 
 
-def drain(quick):
+def tcp_counters(lab, host):
+    """The host namespace's kernel TCP counters (absolute values, `nstat -az`)."""
+    out = lab.run(host, ["nstat", "-asz", "--json"]).stdout
+    counters = json.loads(out).get("kernel", {})
+    return {k: counters.get(k, 0) for k in ("TcpActiveOpens", "TcpOutSegs", "TcpRetransSegs",
+                                            "TcpExtTCPLostRetransmit", "TcpExtTCPTimeouts",
+                                            "TcpExtTCPLossProbes")}
+
+
+class UplinkSampler(threading.Thread):
+    """Samples the emulated uplink's delivered bytes every 0.1 s (time from the agent's
+    start): where the link carried data and where it stood idle."""
+
+    def __init__(self, lab, link_name):
+        super().__init__(daemon=True)
+        self.lab, self.link_name = lab, link_name
+        self.samples: list[tuple[float, int]] = []
+        self.started = time.monotonic()
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            try:
+                # The centre's link: its "down" is the box's upload.
+                got = self.lab.stats()["links"][self.link_name]["down"]["delivered_bytes"]
+            except Exception:  # noqa: BLE001 - a missed sample is only a gap
+                continue
+            self.samples.append((time.monotonic() - self.started, got))
+
+
+def where_time_went(samples, seconds, rate_bytes_s, first_stored_s):
+    """Split the drain's seconds: before the first byte of a batch reached the centre, the
+    seconds the uplink carried frames (at its rate), and idle time after the first batch."""
+    if not samples:
+        return {}
+    base = samples[0][1]
+    # The first frames on the link (the TCP and TLS handshakes): the agent process is up.
+    first_frame = next((t for t, b in samples if b > base), None)
+    first = next((t for t, b in samples if b - base > 4000), None)  # past the handshakes
+    # Busy time is what the frames delivered would take at the link's rate; idle is the rest.
+    total_bytes = samples[-1][1] - base
+    busy = total_bytes / rate_bytes_s
+    per_second = []
+    for start in range(int(seconds) + 1):
+        inside = [b for t, b in samples if start <= t < start + 1]
+        if len(inside) > 1:
+            per_second.append(round((inside[-1] - inside[0]) / rate_bytes_s, 2))
+    return {"first_frame_s": round(first_frame, 2) if first_frame is not None else None,
+            "first_batch_bytes_s": round(first, 2) if first is not None else None,
+            "first_stored_s": first_stored_s, "link_busy_s": round(busy, 1),
+            "link_idle_s": round(seconds - busy, 1), "utilisation_per_s": per_second}
+
+
+def drain(quick, box_cc="cubic"):
     n = 1000 if quick else 10_000
     period, cut_s = (20, 4) if quick else (60, 10)
     work = Path(tempfile.mkdtemp(prefix="cbsync-bench-"))
@@ -151,10 +224,24 @@ def drain(quick):
         agent_env = env(CLINICBOX_DATA_DIR=str(work / "box"), CLINICBOX_SYNC_PROBE_INTERVAL_S="1",
                         CLINICBOX_SYNC_BACKOFF_MAX_S="8", CLINICBOX_SYNC_READ_TIMEOUT_S="20",
                         CLINICBOX_SYNC_CONNECT_TIMEOUT_S="5", CLINICBOX_SYNC_MAX_BATCH="1024",
-                        CLINICBOX_SYNC_LEASE_S="60")
+                        CLINICBOX_SYNC_LEASE_S="60",
+                        # Agent settings to compare (CLINICBOX_SYNC_START_BATCH=256, ...).
+                        **{k: v for k, v in os.environ.items() if k.startswith("CLINICBOX_SYNC_")})
         argv = [str(BIN / "clinicbox"), "sync", "run"]
+        if lab is not None:
+            # A namespace takes the host's TCP congestion control (bbr on this build machine)
+            # and may not change it here; the box's own (Raspberry Pi OS) is cubic. So the
+            # agent runs with every TCP socket it connects set to `box_cc`.
+            argv = [sys.executable, "-c", AGENT_WITH_CC.format(cc=box_cc), "sync", "run"]
+        tcp_before = tcp_counters(lab, box_host) if lab is not None else {}
+        sampler = UplinkSampler(lab, centre_host.name) if lab is not None else None
+        if sampler is not None:
+            sampler.start()
         started = time.monotonic()
-        agent = (lab.popen(box_host, argv, env=agent_env) if lab is not None else
+        first_stored = None
+        # cwd: the box's data dir, not the checkout (python -c puts cwd first on sys.path,
+        # and PYTHONPATH then could not point the agent at another tree to compare).
+        agent = (lab.popen(box_host, argv, env=agent_env, cwd=work) if lab is not None else
                  subprocess.Popen(argv, env=agent_env, start_new_session=True))
         db = work / "central" / "central.db"
         cuts = 0
@@ -172,6 +259,8 @@ def drain(quick):
                                      "GROUP BY record_id, version").fetchall()
             except sqlite3.Error:
                 continue
+            if rows and first_stored is None:
+                first_stored = round(time.monotonic() - started, 1)
             if len(rows) >= n + 1:
                 break
         seconds = time.monotonic() - started
@@ -184,15 +273,29 @@ def drain(quick):
         with sqlite3.connect(db, timeout=10) as c:
             requests = c.execute("SELECT COUNT(*) FROM nonce").fetchone()[0]
         link_bytes = {}
+        breakdown = {}
+        if sampler is not None:
+            sampler.stop.set()
+            sampler.join()
+            breakdown = where_time_went([(t, b) for t, b in sampler.samples if t <= seconds],
+                                        seconds, EDGE_UP_BPS, first_stored)
+            after = tcp_counters(lab, box_host)
+            breakdown["tcp"] = {k: after[k] - tcp_before.get(k, 0) for k in after}
+            print(f"where the time went: {breakdown}", flush=True)
         if lab is not None:
             # Frames on the emulated link (IP and TCP headers, handshakes, retransmissions).
             counters = lab.stats()["links"][centre_host.name]
             link_bytes = {"up": counters["down"]["delivered_bytes"],
                           "down": counters["up"]["delivered_bytes"]}
+            print("uplink frames: " + ", ".join(
+                f"{k} {counters['down'][k]}" for k in ("delivered", "dropped_loss",
+                                                        "dropped_queue", "max_queue_bytes")),
+                flush=True)
         wire = status["bytes_today"]
         capacity = (EDGE_UP_BPS if lab is not None else None)
         return {
             "link": "edge" if lab is not None else "loopback", "cuts": cuts,
+            "box_congestion_control": box_cc if lab is not None else None,
             "records": n + 1, "delivered": len(rows),
             "lost": n + 1 - len(rows), "duplicates": sum(c - 1 for _r, _v, c in rows),
             "seconds": round(seconds, 1), "wire_bytes": wire,
@@ -204,6 +307,10 @@ def drain(quick):
                                            if link_bytes else None),
             "requests": requests, "records_per_request": round((n + 1) / max(1, requests), 1),
             "goodput_ratio": (round(wire / (capacity * seconds), 3) if capacity else None),
+            "connections_opened": breakdown.get("tcp", {}).get("TcpActiveOpens"),
+            "segments_retransmitted": breakdown.get("tcp", {}).get("TcpRetransSegs"),
+            "link_idle_s": breakdown.get("link_idle_s"),
+            "first_stored_s": first_stored,
         }
     finally:
         if lab is not None:
@@ -292,11 +399,16 @@ def ingest(quick):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    quick = parser.parse_args().quick
-    result = drain(quick)
+    parser.add_argument("--drain-only", action="store_true", help="skip the ingest part")
+    parser.add_argument("--box-cc", default="cubic",
+                        help="the box's TCP congestion control in the lab (default cubic, as "
+                             "on Raspberry Pi OS)")
+    options = parser.parse_args()
+    result = drain(options.quick, options.box_cc)
     print(f"drain: {result}", flush=True)
-    result.update(ingest(quick))
-    print(f"ingest (PostgreSQL, 4 workers): {result['central_records_per_s']} records/s")
+    if not options.drain_only:
+        result.update(ingest(options.quick))
+        print(f"ingest (PostgreSQL, 4 workers): {result['central_records_per_s']} records/s")
     print(json.dumps(result))
 
 

@@ -31,6 +31,7 @@ from sync.agent.claim import (
     save_link,
 )
 from sync.agent.downsync import apply_change, verify_changes
+from sync.agent.pipeline import PipelinedClient
 from sync.agent.status import SyncStatus
 from sync.agent.transport import (
     HANDSHAKE_BYTES,
@@ -82,7 +83,7 @@ class AgentConfig:
     daily_bytes: int = 200_000_000
     # While a live session has remote participants: 0 pauses, >0 holds to this many bytes/s.
     live_rate_bps: int = 0
-    # Batches on their way at once, each on its own kept-alive connection: on a long round
+    # Batches on their way at once, pipelined on one kept-alive connection: on a long round
     # trip one batch at a time leaves the link idle while each receipt comes back.
     in_flight: int = 3
     retention_s: float = 30 * 86400.0
@@ -144,11 +145,11 @@ class SyncAgent:
         self._update_client: HttpClient | None = None
         self._unsaved_update_bytes = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sync-agent")
-        # Network I/O of pipelined batches: one thread (and kept-alive connection) per batch
-        # in flight.
+        # Batches in flight: one waiting thread each; all share one pipelined connection.
         self._senders = ThreadPoolExecutor(max(1, self.config.in_flight),
                                            thread_name_prefix="sync-send")
-        self._sender_clients = threading.local()
+        self._pipe: PipelinedClient | None = None
+        self._pipe_lock = threading.Lock()
         self._flying: deque[tuple[_Prepared, Future[Response]]] = deque()
         self._stopping = threading.Event()
         self._task: asyncio.Task[None] | None = None
@@ -226,27 +227,32 @@ class SyncAgent:
         body = seal_batch(link.sealing_key, link.device_id, plaintext)
         return _Prepared(items, body, self._push_headers(body))
 
-    def _sender_client(self) -> HttpClient:
-        """This sender thread's own kept-alive connection to the centre."""
+    def _sender_client(self) -> PipelinedClient:
+        """The connection every batch in flight is pipelined on."""
         link = self._link
         assert link is not None
-        client = getattr(self._sender_clients, "client", None)
-        if client is None or client.base_url != link.central_url:
-            client = HttpClient(link.central_url, self.config.connect_timeout_s,
-                                self.config.read_timeout_s, link.tls_pin, keep_alive=True)
-            self._sender_clients.client = client
-        return client
+        with self._pipe_lock:
+            if self._pipe is None or self._pipe.base_url != link.central_url:
+                if self._pipe is not None:
+                    self._pipe.close()
+                self._pipe = PipelinedClient(link.central_url, self.config.connect_timeout_s,
+                                             self.config.read_timeout_s, link.tls_pin)
+            return self._pipe
 
     def _send(self, prepared: _Prepared) -> Response:
         """Network part of a push (runs on a sender thread)."""
         client = self._sender_client()
-        try:
-            return client.request("POST", "/v1/records", prepared.body, prepared.headers)
-        except StaleConnection:
-            # Once more on a new connection, with a new nonce: the centre may have seen the
-            # first (a resent batch is stored once; the receipt names the new nonce).
-            prepared.headers = self._push_headers(prepared.body)
-            return client.request("POST", "/v1/records", prepared.body, prepared.headers)
+        # A connection that closed before answering this batch (idle too long, or a proxy that
+        # serves one request a connection and so drops the batches pipelined behind): again on
+        # a new one, with a new nonce, since the centre may have seen it (a resent batch is
+        # stored once; the receipt names the new nonce). Each batch ahead of it on the
+        # pipeline can cost it one such retry.
+        for _attempt in range(max(1, self.config.in_flight)):
+            try:
+                return client.request("POST", "/v1/records", prepared.body, prepared.headers)
+            except StaleConnection:
+                prepared.headers = self._push_headers(prepared.body)
+        return client.request("POST", "/v1/records", prepared.body, prepared.headers)
 
     def _finish(self, prepared: _Prepared, answer: Response) -> int:
         """Acknowledge what the centre's signed receipt lists; the rest goes back to pending."""
@@ -550,4 +556,6 @@ class SyncAgent:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._pipe is not None:
+            self._pipe.close()  # batches still waiting fail; their leases run out
         self._senders.shutdown(wait=False, cancel_futures=True)

@@ -69,6 +69,15 @@ class Response:
             raise TransportError("the centre's answer is not JSON") from None
 
 
+def refusal_message(data: bytes) -> str:
+    """What the centre said in a 4xx answer's body (its JSON `error`, else the text)."""
+    try:
+        message = json.loads(data).get("error", "")
+    except (ValueError, AttributeError):
+        message = data[:200].decode(errors="replace")
+    return str(message)
+
+
 class HttpClient:
     """Requests to one base URL."""
 
@@ -157,11 +166,7 @@ class HttpClient:
         if answer.status >= 500:
             raise TransportError(f"{method} {path}: centre answered {answer.status}")
         if answer.status >= 400:
-            try:
-                message = json.loads(data).get("error", "")
-            except (ValueError, AttributeError):
-                message = data[:200].decode(errors="replace")
-            raise Rejected(answer.status, message)
+            raise Rejected(answer.status, refusal_message(data))
         return Response(answer.status, data, wire)
 
     def fetch_into(self, path: str, headers: dict[str, str], accept: tuple[int, ...],
@@ -214,8 +219,4 @@ class HttpClient:
     def _refuse(status: int, data: bytes, path: str) -> None:
         if status >= 500 or status < 400:
             raise TransportError(f"GET {path}: centre answered {status}")
-        try:
-            message = json.loads(data).get("error", "")
-        except (ValueError, AttributeError):
-            message = data[:200].decode(errors="replace")
-        raise Rejected(status, message)
+        raise Rejected(status, refusal_message(data))

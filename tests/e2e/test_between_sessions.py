@@ -30,7 +30,7 @@ from tests.e2e.test_accessibility import serious_violations
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.browser, pytest.mark.pages, pytest.mark.timeout(480)]
 
 LESSON = """---
 title: Worry time

@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.pages, pytest.mark.timeout(180)]
 
 PHONE_390 = {"width": 390, "height": 844}
 

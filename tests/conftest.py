@@ -30,6 +30,12 @@ CLINICBOX = str(Path(sys.executable).with_name("clinicbox"))
 #: timed out and its tunnel answered 500 beside a second worker on a loaded machine.
 REALTIME_FOLDERS = ("media", "e2e", "weak_link", "lab", "relay")
 REALTIME_MARKERS = ("netns", "browser", "lab_call")
+#: `pages`: a browser test that only walks the portal's pages (no call, no namespace, no lab)
+#: and judges no timing, so it runs in the parallel part although it lives in tests/e2e and
+#: drives a browser. It cannot take a test out of the real-time part for `netns` or
+#: `lab_call`, and tests/test_suite_split.py checks such files start no call.
+PAGES_MARKER = "pages"
+PAGES_FOLDERS = ("e2e",)
 
 
 def is_realtime(item: pytest.Item) -> bool:
@@ -38,6 +44,10 @@ def is_realtime(item: pytest.Item) -> bool:
         folder = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
     except ValueError:  # a test outside tests/
         folder = ""
+    if any(item.get_closest_marker(name) for name in ("netns", "lab_call")):
+        return True
+    if folder in PAGES_FOLDERS and item.get_closest_marker(PAGES_MARKER):
+        return False
     return folder in REALTIME_FOLDERS or any(
         item.get_closest_marker(name) for name in REALTIME_MARKERS
     )

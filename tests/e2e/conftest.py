@@ -96,6 +96,19 @@ def patient_joins(browser, base: str, code: str, name: str, shots: bool):
 
 
 @contextmanager
+def fresh_contexts(chromium: Any) -> Iterator[Any]:
+    """`chromium`, shared by a module's tests, handed to one test: every context the test
+    opens is closed after it, so the next test starts with no cookies, pages or storage."""
+    before = list(chromium.contexts)
+    try:
+        yield chromium
+    finally:
+        for context in chromium.contexts:
+            if context not in before:
+                context.close()
+
+
+@contextmanager
 def loopback_namespace() -> Iterator[str]:
     """A network namespace whose only interface is loopback, removed afterwards.
 

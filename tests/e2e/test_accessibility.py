@@ -20,7 +20,7 @@ from tests.e2e.conftest import ARGS, CHROMIUM, add_user, patient_joins
 from tests.e2e.test_clinician_day import PHONE_390, answer_phq9, schedule, signed_in
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.pages, pytest.mark.timeout(240)]
 
 AXE = REPO / "tests" / "e2e" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 800}

@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     PHONE,
     add_user,
     fits_phone,
+    fresh_contexts,
     patient_joins,
     shot,
     sign_in,
@@ -30,7 +31,7 @@ from tests.e2e.test_accessibility import serious_violations
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.browser, pytest.mark.pages, pytest.mark.timeout(480)]
 
 LESSON = """---
 title: Worry time
@@ -54,16 +55,24 @@ def clinic(tmp_path: Path) -> Iterator[RunningBox]:
         box.stop()
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One Chromium for the module's tests (a launch is seconds on a busy machine)."""
     with playwright_api.sync_playwright() as pw:
         # The box's certificate comes from its own CA: a service worker (the offline safety
         # plan) registers only where the browser accepts the certificate.
-        chromium = pw.chromium.launch(
+        launched = pw.chromium.launch(
             executable_path=CHROMIUM, args=[*ARGS, "--ignore-certificate-errors"], headless=True
         )
-        yield chromium
-        chromium.close()
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def browser(chromium: object) -> Iterator[object]:
+    """The module's Chromium, with the contexts this test opens closed after it."""
+    with fresh_contexts(chromium) as shared:
+        yield shared
 
 
 def _patient_page(doc, base: str, name: str) -> str:

@@ -21,13 +21,14 @@ from tests.e2e.conftest import (
     PASSWORD,
     add_user,
     all_labelled,
+    fresh_contexts,
     patient_joins,
     starting_soon,
 )
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.pages, pytest.mark.timeout(180)]
 
 PHONE_390 = {"width": 390, "height": 844}
 
@@ -45,12 +46,20 @@ def clinic(tmp_path: Path) -> Iterator[RunningBox]:
         box.stop()
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One Chromium for the module's tests (a launch is seconds on a busy machine)."""
     with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def browser(chromium: object) -> Iterator[object]:
+    """The module's Chromium, with the contexts this test opens closed after it."""
+    with fresh_contexts(chromium) as shared:
+        yield shared
 
 
 def signed_in(browser, base: str, username: str, viewport: dict[str, int] | None = None):

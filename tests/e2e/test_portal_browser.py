@@ -34,7 +34,7 @@ from tests.e2e.conftest import (
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 expect = playwright_api.expect
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.pages, pytest.mark.timeout(180)]
 
 def _patient_joins_by_keyboard(browser, base: str, code: str, name: str):
     """The same path with the keyboard only: Tab, typing, Space and Enter."""

@@ -16,7 +16,7 @@ from tests.e2e.test_accessibility import serious_violations
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.pages, pytest.mark.timeout(240)]
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE_390 = {"width": 390, "height": 844}

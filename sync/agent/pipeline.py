@@ -21,20 +21,19 @@ import ssl
 import threading
 import time
 from collections import deque
-from urllib.parse import urlsplit
 
 from sync.agent.transport import (
     HANDSHAKE_BYTES,
     HEADER_BYTES,
     MAX_IDLE_S,
     PinMismatch,
+    PinnedCentre,
     Rejected,
     Response,
     StaleConnection,
     TransportError,
     refusal_message,
 )
-from sync.protocol.pinning import tls_pin_of_der
 
 # Largest answer head and body the centre sends to a push (a listing receipt of a
 # 1,024-record batch is ~130 KB): anything larger is not the centre talking.
@@ -274,26 +273,15 @@ class PipelinedClient:
     def __init__(
         self, base_url: str, connect_timeout: float, read_timeout: float, tls_pin: str
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f"central URL must be https://host[:port], got {base_url!r}")
-        if not tls_pin:
-            raise ValueError("no pinned TLS key for the centre: claim the box again")
+        self.centre = PinnedCentre.parse(base_url, tls_pin)
         self.base_url = base_url
-        self.host = parts.hostname
-        self.port = parts.port or 443
-        self.prefix = parts.path.rstrip("/")
+        self.host, self.port, self.prefix = self.centre.host, self.centre.port, self.centre.prefix
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.tls_pin = tls_pin
         self.connections_opened = 0
         self._lock = threading.Lock()
         self._conn: _Connection | None = None
-        # The pin, checked after the handshake, is the trust decision (as in HttpClient).
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE
+        self.context = self.centre.tls_context()
 
     def _connect(self) -> _Connection:
         raw = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
@@ -302,14 +290,11 @@ class PipelinedClient:
         except BaseException:
             raw.close()
             raise
-        der = sock.getpeercert(binary_form=True)
-        seen = tls_pin_of_der(der) if der else "none"
-        if seen != self.tls_pin:
+        try:
+            self.centre.check(sock.getpeercert(binary_form=True))
+        except PinMismatch:
             sock.close()
-            raise PinMismatch(
-                f"the server at {self.host}:{self.port} is not the pinned centre "
-                f"(TLS key {seen[:12]}..., expected {self.tls_pin[:12]}...)"
-            )
+            raise
         self.connections_opened += 1
         return _Connection(sock, self.read_timeout)
 

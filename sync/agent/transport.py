@@ -78,41 +78,62 @@ def refusal_message(data: bytes) -> str:
     return str(message)
 
 
-class HttpClient:
-    """Requests to one base URL."""
+@dataclass(frozen=True)
+class PinnedCentre:
+    """The centre's address and the TLS key it must show. The pin, checked after the
+    handshake, is the trust decision: no CA and no host name check (the box reaches the
+    centre by IP or through proxies as often as by name)."""
 
-    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float,
-                 tls_pin: str, keep_alive: bool = False) -> None:
+    host: str
+    port: int
+    prefix: str
+    tls_pin: str
+
+    @classmethod
+    def parse(cls, base_url: str, tls_pin: str) -> PinnedCentre:
+        """ValueError saying what to fix for a URL that is not https://host[:port] or no pin."""
         parts = urlsplit(base_url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"central URL must be https://host[:port], got {base_url!r}")
         if not tls_pin:
             raise ValueError("no pinned TLS key for the centre: claim the box again")
-        self.base_url = base_url
-        self.host = parts.hostname
-        self.port = parts.port or 443
-        self.prefix = parts.path.rstrip("/")
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.tls_pin = tls_pin
-        self.keep_alive = keep_alive
-        self._conn: http.client.HTTPSConnection | None = None
-        self._last_used = 0.0
-        # The pin, checked after the handshake, is the trust decision: no CA and no host name
-        # check (the box reaches the centre by IP or through proxies as often as by name).
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE
+        return cls(parts.hostname, parts.port or 443, parts.path.rstrip("/"), tls_pin)
 
-    def _check_pin(self, conn: http.client.HTTPSConnection) -> None:
-        der = conn.sock.getpeercert(binary_form=True) if conn.sock is not None else None
+    @staticmethod
+    def tls_context() -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def check(self, der: bytes | None) -> None:
+        """PinMismatch unless the certificate `der` carries the pinned key."""
         seen = tls_pin_of_der(der) if der else "none"
         if seen != self.tls_pin:
             raise PinMismatch(
                 f"the server at {self.host}:{self.port} is not the pinned centre "
                 f"(TLS key {seen[:12]}..., expected {self.tls_pin[:12]}...)"
             )
+
+
+class HttpClient:
+    """Requests to one base URL."""
+
+    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float,
+                 tls_pin: str, keep_alive: bool = False) -> None:
+        self.centre = PinnedCentre.parse(base_url, tls_pin)
+        self.base_url = base_url
+        self.host, self.port, self.prefix = self.centre.host, self.centre.port, self.centre.prefix
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.keep_alive = keep_alive
+        self._conn: http.client.HTTPSConnection | None = None
+        self._last_used = 0.0
+        self.context = self.centre.tls_context()
+
+    def _check_pin(self, conn: http.client.HTTPSConnection) -> None:
+        self.centre.check(conn.sock.getpeercert(binary_form=True) if conn.sock else None)
 
     def _connection(self) -> http.client.HTTPSConnection:
         """A pinned connection: the kept one if fresh enough, else a new one."""

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from sync.agent.relayed_requests import (
     WsgiAnswer,
     relayed_environ,
 )
-from sync.protocol.pinning import tls_pin_of_der
+from sync.agent.transport import PinMismatch, PinnedCentre
 from sync.protocol.signing import sign_request
 from sync.protocol.tunnel_frames import (
     TUNNEL_PATH,
@@ -141,11 +140,7 @@ class TunnelClient:
         self.data_dir = data_dir
         self.config = config or TunnelConfig.from_env()
         self.state = TunnelState(public_url=saved_public_url(data_dir))
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        # The pin, checked after the handshake, is the trust decision (as for sync).
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE
+        self.context = PinnedCentre.tls_context()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="rt-tunnel", daemon=True)
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="rt-relayed")
@@ -218,24 +213,21 @@ class TunnelClient:
     # Connecting -------------------------------------------------------------------------
 
     async def _open(self, link: CentralLink) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        parts = urlsplit(link.central_url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise TunnelRefused(
-                f"central URL must be https://host[:port], got {link.central_url!r}"
-            )
-        host, port, prefix = parts.hostname, parts.port or 443, parts.path.rstrip("/")
+        try:
+            centre = PinnedCentre.parse(link.central_url, link.tls_pin)
+        except ValueError as exc:
+            raise TunnelRefused(str(exc)) from None
+        host, port, prefix = centre.host, centre.port, centre.prefix
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=self.context, server_hostname=host),
             self.config.connect_timeout_s,
         )
         ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        seen = tls_pin_of_der(der) if der else "none"
-        if seen != link.tls_pin:
+        try:
+            centre.check(ssl_object.getpeercert(binary_form=True) if ssl_object else None)
+        except PinMismatch as exc:
             writer.close()
-            raise TunnelRefused(
-                f"the server at {host}:{port} is not the pinned centre (TLS key {seen[:12]}...)"
-            )
+            raise TunnelRefused(str(exc)) from None
         signed = sign_request(self.identity.sign, link.device_id, "GET", TUNNEL_PATH, b"")
         lines = [
             f"GET {prefix}{TUNNEL_PATH} HTTP/1.1",

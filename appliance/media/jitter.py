@@ -23,7 +23,7 @@ from aiortc.jitterbuffer import MAX_MISORDER, JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
-from appliance.media.aiortc_glue.rtp import rtp_payload
+from appliance.media.aiortc_glue.rtp import depayloaded, rtp_payload
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class BoundedJitterBuffer(JitterBuffer):
                 self._origin = None
                 self._gap_since = None
             return False, None
+        if self._is_video and not depayloaded(packet):
+            return False, None  # not VP8 after all: aiortc drops such a packet too
         level = packet.extensions.audio_level
         if level is not None:
             previous = self._levels.get(packet.timestamp, 127)

@@ -25,6 +25,7 @@ GLUE_OWN_ATTRIBUTES = {
     "_abs_send_time_id",
     "_extensions",
     "_clinicbox_last_datagram",
+    "_clinicbox_raw",
 }
 FOREIGN_MODULES = ("aiortc", "aioice")
 

@@ -112,6 +112,11 @@ def test_rtp_seams() -> None:
     # aiortc_glue.rtp.rtp_payload: the receiver depacketizes before its jitter buffer.
     handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
     assert "packet._data = depayload(codec, packet.payload)" in handle
+    # seams._depayload_wanted replaces it by that module-level name, before the jitter
+    # buffer; forwarding.tap_receiver marks a packet left raw (`_clinicbox_raw`).
+    assert callable(aiortc.rtcrtpreceiver.depayload)
+    assert handle.index("depayload(codec") < handle.index("self.__jitter_buffer.add(packet)")
+    assert not hasattr(aiortc.rtp.RtpPacket, "__slots__")
     # aiortc_glue.transport.nominated_pair: the ICE transport's aioice connection.
     ice = inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
     assert "self._connection = gatherer._connection" in ice

@@ -64,6 +64,10 @@ class Plan:
     tiers: dict[str, Tier] = field(default_factory=dict)
     limits: dict[str, Limit] = field(default_factory=dict)
     used_bps: int = 0
+    # Something was refused for want of this subscriber's allowance (voices mixed, a rung
+    # that did not fit). When nothing was, more allowance buys the same plan: allocate()
+    # makes the same grants in the same order with more left at each.
+    short_of_allowance: bool = field(default=False, compare=False, repr=False)
 
     @property
     def last_n(self) -> int:
@@ -98,6 +102,7 @@ def allocate(demands: list[Demand], capacity_bps: float | None = None,
             need = forwarded * up_margin + _video_bps(current, sub.demand.others, costs)
         keep = was_mixed and sub.demand.keep_mixed
         sub.plan.audio = AudioMode.FORWARDED if need <= sub.left and not keep else AudioMode.MIXED
+        sub.plan.short_of_allowance = need > sub.left and not keep
     remote = [s for s in subs if s.demand.remote]
     while sum(_audio_bps(s, costs) for s in remote) > shared:
         forwarding = [s for s in remote if s.plan.audio is AudioMode.FORWARDED]
@@ -145,6 +150,7 @@ def _offer(sub: _Subscriber, pub: Publisher, tier: Tier, shared: float, costs: C
     have = plan.tiers[pub.id]
     if sub.demand.allowance_bps < costs.video_floor_bps:
         plan.limits[pub.id] = Limit.LINK
+        plan.short_of_allowance = True
         return shared
     if tier is Tier.PRESENCE and have is not Tier.AUDIO_ONLY:
         return shared  # already has better
@@ -160,6 +166,7 @@ def _offer(sub: _Subscriber, pub: Publisher, tier: Tier, shared: float, costs: C
     remote = sub.demand.remote
     if check > sub.left:
         plan.limits.setdefault(pub.id, Limit.LINK)
+        plan.short_of_allowance = True
         return shared
     if remote and check > shared:
         plan.limits.setdefault(pub.id, Limit.CLINIC)

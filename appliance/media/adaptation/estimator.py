@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -374,10 +375,15 @@ class DownlinkEstimator:
                 and self._failures == 0 and self._loss < cfg.low_loss and not self.tight)
 
     def tick(self, now: float, wanted_bps: float | None = None,
-             wanted_use_bps: float | None = None) -> Estimate:
+             wanted_use_bps: float | None = None, *,
+             goal: Callable[[], tuple[float, float] | None] | None = None) -> Estimate:
         """Advance to now. wanted_bps: the allowance the next better plan needs (a probe's
         target); wanted_use_bps: what that plan sends (default: all of wanted_bps). A probe
-        counts only once the SFU really sent about that much."""
+        counts only once the SFU really sent about that much.
+
+        goal: instead of the two, a function giving (wanted_bps, wanted_use_bps) or None,
+        called only on a tick that could start a probe (finding the next better plan is the
+        costly part of a tick, and most ticks cannot use it)."""
         cfg = self.config
         dt = max(0.0, now - self._last_tick)
         self._last_tick = now
@@ -404,6 +410,12 @@ class DownlinkEstimator:
                 if self._estimate < ceiling:
                     grown = self._estimate * (1 + cfg.growth_per_s) ** dt
                     self._set_estimate(min(grown, ceiling))
+            # A probe is judged against the path's own RTT: none before that is known.
+            ready = ((self._rtt_samples >= cfg.rtt_samples_before_queue
+                      or self._clean_path(now))
+                     and clean_for >= cfg.probe_after_s and now >= self._next_probe)
+            if ready and goal is not None:
+                wanted_bps, wanted_use_bps = goal() or (None, None)
             far = (wanted_bps is not None
                    and wanted_bps > self._estimate * cfg.probe_step_gain * 1.001)
             if far and tight:
@@ -412,11 +424,7 @@ class DownlinkEstimator:
                                 self._last_decrease + self._tight_far_wait)
             else:
                 far_after = self._next_far_probe
-            # A probe is judged against the path's own RTT: none before that is known.
-            if (wanted_bps is not None and wanted_bps > self._estimate
-                    and (self._rtt_samples >= cfg.rtt_samples_before_queue
-                         or self._clean_path(now))
-                    and clean_for >= cfg.probe_after_s and now >= self._next_probe
+            if (wanted_bps is not None and wanted_bps > self._estimate and ready
                     and (not far or now >= far_after)):
                 clean = self._clean_path(now)
                 gain = max(cfg.probe_max_gain, cfg.clean_probe_max_gain) if clean else (

@@ -10,6 +10,7 @@ notices to send to that subscriber's client.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from appliance.media.adaptation.allocation import Demand, Plan, allocate, plan_cost
 from appliance.media.adaptation.budget import UplinkBudget
@@ -41,6 +42,21 @@ class Update:
     plan: Plan
     estimate: Estimate
     notices: list[Notice] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _LinkView:
+    """What the next-rung search reads of an estimator, taken before its tick."""
+
+    room_for_video: bool
+    tight: bool
+    estimate_bps: float
+    probe_gain_cap: float
+
+    @classmethod
+    def of(cls, estimator: DownlinkEstimator) -> _LinkView:
+        return cls(estimator.room_for_video, estimator.tight, estimator.estimate_bps,
+                   estimator.probe_gain_cap)
 
 
 @dataclass
@@ -91,31 +107,42 @@ class SessionAdaptation:
         entry.sending_bps = bps
         entry.estimator.set_sending(bps)
 
-    def _next_rung(self, sub: str, entry: _Subscriber,
-                   others: list[Publisher]) -> tuple[float, float] | None:
+    def _next_rung(self, sub: str, entry: _Subscriber, others: list[Publisher],
+                   link: _LinkView) -> tuple[float, float] | None:
         """What a probe should try, as (allowance, what the plan would send under it): up to
         probe_step_gain x the estimate if that buys a better plan (on a tight link, the least
         multiple that does), else the nearest better plan up to probe_max_gain x; None if
         nothing better is within reach. Bounded steps keep a failed probe's overshoot small.
         Unmixing voices is never a probe's goal: it waits for a confirmed estimate, so every
         better plan a probe seeks has more video."""
-        if not entry.estimator.room_for_video:
+        if not link.room_for_video:
             return None
-        if entry.estimator.tight and entry.policy.plan.last_n >= 1:
+        if link.tight and entry.policy.plan.last_n >= 1:
             # One moving picture is all a tight link is asked to carry: past it (a second
             # picture, or more stills beside it) EDGE's 200 kbps is full, and each probe
             # that found out cost voices 2-4 s of queue, then the picture itself.
             return None
-        base = entry.estimator.estimate_bps
+        base = link.estimate_bps
         config = entry.estimator.config
+        # Each allowance's plan is computed once (the clean path asks for its best one twice).
+        plans: dict[float, Plan] = {}
+
+        def plan_at(allowance: float) -> Plan:
+            if (plan := plans.get(allowance)) is None:
+                demand = Demand(sub, allowance, others, entry.policy.plan, keep_mixed=True)
+                plan = plans[allowance] = allocate([demand], None, self.costs)[sub]
+            return plan
 
         def used(allowance: float) -> int:
-            demand = Demand(sub, allowance, others, entry.policy.plan, keep_mixed=True)
-            return allocate([demand], None, self.costs)[sub].used_bps
+            return plan_at(allowance).used_bps
 
+        if not plan_at(base).short_of_allowance:
+            # Nothing was refused for want of allowance (a subscriber already given all that
+            # last-N lets it have): more allowance buys the same plan, so no gain is tried.
+            return None
         now_used = used(base)
-        fine = _FINE_PROBE_GAINS if entry.estimator.tight else ()
-        cap = entry.estimator.probe_gain_cap
+        fine = _FINE_PROBE_GAINS if link.tight else ()
+        cap = link.probe_gain_cap
         gains = [g for g in (*fine, config.probe_step_gain, *_PROBE_GAINS, *_CLEAN_PROBE_GAINS)
                  if g <= cap]
         if cap > config.probe_max_gain:
@@ -143,8 +170,11 @@ class SessionAdaptation:
                      for sub in self._subs}
         for sub, entry in self._subs.items():
             others = others_of[sub]
-            goal = self._next_rung(sub, entry, others)
-            estimate = entry.estimator.tick(now, *(goal or (None, None)))
+            # The goal is worked out only if the estimator can start a probe on this tick,
+            # from the link as it was before the tick (as when it was always worked out).
+            link = _LinkView.of(entry.estimator)
+            estimate = entry.estimator.tick(
+                now, goal=partial(self._next_rung, sub, entry, others, link))
             estimates[sub] = estimate
             demands.append(Demand(sub, estimate.allowance_bps, others, entry.policy.plan,
                                   entry.remote, estimate.state is LinkState.PROBING))
@@ -168,3 +198,4 @@ class SessionAdaptation:
             entry.policy.plan.used_bps = plan_cost(entry.policy.plan, others_of[sub], self.costs)
             updates[sub] = Update(entry.policy.plan, estimates[sub], notices)
         return updates
+

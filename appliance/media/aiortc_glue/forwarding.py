@@ -4,6 +4,9 @@
   after SRTP decryption; we keep those bytes so the receiver's `_handle_rtp_packet` tap can
   forward them unparsed, before aiortc's own handling (statistics, NACKs and REMB to the
   publisher, the jitter buffer that the low tier and mixer still read frames from).
+- `aiortc.rtcrtpreceiver.depayload` (the seam in `seams`): a packet whose frames nobody
+  wants keeps its payload undepacketized (`UNWANTED`; `_clinicbox_raw` on the packet, which
+  `rtp.depayloaded` mends should frames be wanted by the time it reaches the jitter buffer).
 - `RTCRtpReceiver.__rtx_ssrc` (RTX SSRC -> media SSRC), to unwrap the publisher's
   retransmissions before forwarding them; `RTCRtpReceiver.__jitter_buffer`, told to assemble
   no frames while nothing reads them.
@@ -26,6 +29,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
 
 from appliance.media.forwarding.rewrite import ExtensionTemplate
+from appliance.media.jitter import BoundedJitterBuffer
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -42,8 +46,26 @@ class _LastDatagram:
     data: bytes | None = None
 
 
+class _UnwantedPayload:
+    """The payload of the packet a receiver is handling whose frames nobody wants (its
+    jitter buffer drops it: the video leaves as forwarded packets), so aiortc's VP8
+    depacketizing of it (~2 us a packet) is skipped by the `depayload` seam
+    (`seams.install_forwarding`). Matched by identity: a packet another receiver handles
+    meanwhile (aiortc's handler awaits RTCP sends before it depacketizes) is depacketized as
+    before, and a packet's keyframe is read from its raw bytes (`forwarding.rewrite`)."""
+
+    payload: bytes | None = None
+
+
+UNWANTED = _UnwantedPayload()
+
+
 def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
-    """Hand each RTP packet of `receiver` (decrypted bytes, aiortc's parse) to `sink` first."""
+    """Hand each RTP packet of `receiver` (decrypted bytes, aiortc's parse) to `sink` first;
+    while its jitter buffer wants no frames, mark the packet's payload not to depacketize."""
+    buffer = jitter_buffer(receiver)
+    # Video only: aiortc's Opus depacketizing is no work at all.
+    video = buffer if isinstance(buffer, BoundedJitterBuffer) else None
     transport: Any = receiver.transport
     last: _LastDatagram | None = getattr(transport, "_clinicbox_last_datagram", None)
     if last is None:
@@ -65,7 +87,15 @@ def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
         data = last.data
         if data is not None:
             await sink(data, packet)
-        await original_packet(packet, arrival_time_ms)
+        wanted = video.frames_wanted if video is not None else None
+        # A 1-byte payload may be a cached bytes object another packet shares: left alone.
+        if wanted is not None and len(packet.payload) > 1 and not wanted():
+            UNWANTED.payload = packet.payload
+            packet._clinicbox_raw = True  # type: ignore[attr-defined]
+        try:
+            await original_packet(packet, arrival_time_ms)
+        finally:
+            UNWANTED.payload = None
 
     receiver._handle_rtp_packet = handle_packet  # type: ignore[method-assign]
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs.vpx import vp8_depayload
 from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 RtcpFilter = Callable[[Any], Awaitable[Any | None]]
@@ -87,3 +88,17 @@ def rtp_payload(packet: RtpPacket) -> bytes:
     """The packet's codec payload with its payload descriptor removed, as aiortc's receiver
     attached it (`RtpPacket._data`) before the jitter buffer."""
     return packet._data  # type: ignore[attr-defined]
+
+
+def depayloaded(packet: RtpPacket) -> bool:
+    """Make sure a video packet's `rtp_payload` is depacketized: one that arrived while its
+    frames were not wanted kept its raw VP8 payload (`forwarding.UNWANTED`); if frames are
+    wanted by the time it reaches the jitter buffer, depacketize it now. False if that
+    payload is not valid VP8 (aiortc drops such a packet too)."""
+    if not getattr(packet, "_clinicbox_raw", False) or packet._data is not packet.payload:  # type: ignore[attr-defined]
+        return True
+    try:
+        packet._data = vp8_depayload(packet.payload)  # type: ignore[attr-defined]
+    except ValueError:
+        return False
+    return True

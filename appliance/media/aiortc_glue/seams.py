@@ -14,6 +14,9 @@ loudly when an upgrade moves them:
   on a forwarding loop get a buffer that releases each Opus packet as it arrives.
 - `RTCRtpSender._send_keyframe` (subscriber PLI/FIR) and `RTCRtpReceiver._send_rtcp_pli`
   (publisher PLI): in pack mode the sender ignores keyframe requests, so the SFU routes them.
+- `aiortc.rtcrtpreceiver.depayload(codec, payload)`: the receiver depacketizes every packet
+  by this name before its jitter buffer; ours hands back the payload of a VP8 packet whose
+  frames nobody wants (`forwarding.UNWANTED`) as it is, and is aiortc's otherwise.
 - `aiortc.codecs.vpx.Vp8Encoder.pack`: splits a frame into RTP payloads; ours honours an
   `EncodedFrame.max_payload` (smaller packets for weak links) and is aiortc's otherwise.
 - `aioice.ice.get_host_addresses`: which local addresses ICE offers as host candidates.
@@ -33,11 +36,14 @@ from collections.abc import Sequence
 import aioice.ice
 from aiortc import rtcrtpreceiver
 from aiortc.codecs import vpx
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from appliance.media.aiortc_glue.forwarding import UNWANTED
 from appliance.media.encoded import PassthroughDecoder
 from appliance.media.jitter import BoundedJitterBuffer, ForwardingAudioBuffer
 
 _original_worker = rtcrtpreceiver.decoder_worker
+_original_depayload = rtcrtpreceiver.depayload
 _original_vp8_pack = vpx.Vp8Encoder.pack
 _original_host_addresses = aioice.ice.get_host_addresses
 _forwarding_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -92,6 +98,12 @@ def _select_jitter_buffer(
     return BoundedJitterBuffer(capacity, prefetch=prefetch, is_video=is_video)
 
 
+def _depayload_wanted(codec: RTCRtpCodecParameters, payload: bytes) -> bytes:
+    if payload is UNWANTED.payload and codec.name == "VP8":
+        return payload  # dropped by its jitter buffer unread; forwarded from its raw bytes
+    return _original_depayload(codec, payload)
+
+
 def _pack_vp8(self: vpx.Vp8Encoder, packet: object) -> tuple[list[bytes], int]:
     limit = getattr(packet, "max_payload", None)
     if limit is None:
@@ -114,6 +126,7 @@ def install_forwarding(loop: asyncio.AbstractEventLoop) -> None:
     _forwarding_loops.add(loop)
     rtcrtpreceiver.decoder_worker = _select_worker
     rtcrtpreceiver.JitterBuffer = _select_jitter_buffer  # type: ignore[misc,assignment]
+    rtcrtpreceiver.depayload = _depayload_wanted
     vpx.Vp8Encoder.pack = _pack_vp8  # type: ignore[method-assign]
 
 

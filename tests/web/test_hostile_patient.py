@@ -140,8 +140,16 @@ def test_codes_open_only_around_the_session(app: Flask, box: Box) -> None:
     clinician.post(early_url + "/state", data={"csrf_token": token, "action": "start"})
     assert _try_code(app.test_client(), early_code)[0] == 200
 
-    past = (datetime.now() - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")
-    _, late_code = _schedule(clinician, starts_at=past)
+    # A session that started three hours ago. The form refuses a start on an earlier day, and
+    # between 00:00 and 03:00 three hours ago is yesterday: schedule it ahead, then move it.
+    late_url, late_code = _schedule(clinician, starts_at=later)
+    GroupSession = box.store.GroupSession  # noqa: N806 - the store's model class
+    moved = (
+        GroupSession.update(starts_at=datetime.now() - timedelta(hours=3))
+        .where(GroupSession.id == late_url.rstrip("/").rsplit("/", 1)[-1])
+        .execute()
+    )
+    assert moved == 1
     status, page = _try_code(app.test_client(), late_code)
     assert status == 403 and "Joining this session closed at" in page
     # A wrong guess and a closed session are told apart only for a right code: neither counts

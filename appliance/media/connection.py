@@ -183,7 +183,7 @@ def new_publication(
     publication = Publication(participant_id, track, receiver)
     buffer = jitter_buffer(receiver)
     if track.kind == "video" and forward_packets:
-        publication.feed = VideoFeed(receiver, publication.request_keyframe, publication.received)
+        publication.feed = VideoFeed(receiver, publication.request_keyframe)
         if isinstance(buffer, BoundedJitterBuffer):
             buffer.frames_wanted = publication.wants_frames
     elif track.kind == "audio" and isinstance(buffer, ForwardingAudioBuffer):

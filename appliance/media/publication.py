@@ -83,10 +83,11 @@ class Publication:
     def take(self, frame: EncodedFrame) -> None:
         """One frame in: measured, then handed to every slot that shows this publication."""
         self.frames_in += 1
-        if self.feed is None:  # else its feed counted (and, for a voice, measured) the packets
+        if frame.kind == "video":
             self.bytes_in += frame.wire_size
-            if frame.kind == "audio":
-                self._measure(frame.audio_level, len(frame))
+        elif self.feed is None:  # else the voice's feed counted and measured it already
+            self.bytes_in += frame.wire_size
+            self._measure(frame.audio_level, len(frame))
         if frame.kind == "audio":
             if self.muted:
                 return
@@ -106,12 +107,6 @@ class Publication:
 
         self._direct = buffer
         buffer.deliver = deliver
-
-    def received(self, payload_bytes: int) -> None:
-        """One video packet arrived on the packet path (`VideoFeed`): counted, so the plans'
-        rate of this publisher is known while no frame is assembled (it was not: remote
-        links' probes were sized for an unknown rate and never filled)."""
-        self.bytes_in += payload_bytes + PACKET_OVERHEAD_BYTES
 
     def heard(self, audio_level: int | None, payload_bytes: int) -> bool:
         """One voice packet arrived on the packet path (`AudioFeed`): measured and counted;

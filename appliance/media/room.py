@@ -230,6 +230,12 @@ class Room:
         if self.participants.get(me.id) is not me:
             return
         self.adaptation.connected(me)
+        if me.remote:
+            # A remote link keeps the frame path: it splits video into small packets
+            # for weak links, and over the lab's 3g link the packet path delivered
+            # too little (docs/media.md). Nothing was sent yet: plans start now.
+            for slot in me.video_slots:
+                slot.release_output()
         self._links_changed()
 
     def _publish(self, me: Participant, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:

@@ -57,9 +57,8 @@ class SlotTrack(MediaStreamTrack):
         self.sender: RTCRtpSender | None = None  # set once the transceiver exists
         # Largest RTP payload of a video frame (None: aiortc's); set per link by adaptation.
         self.max_payload: int | None = None
-        # Slots of a room that forwards packets: everything shown leaves through here
-        # (publishers' packets rewritten, other sources' frames packetized: the low tier's,
-        # presence's, the mixer's), not the sender.
+        # Video slots of a room that forwards packets: everything shown leaves through here
+        # (publishers' packets rewritten, other sources' frames packetized), not the sender.
         self.output: SlotOutput | None = None
         self.frames_out = 0
         self.bytes_out = 0  # wire bytes handed to the sender, headers included
@@ -96,6 +95,16 @@ class SlotTrack(MediaStreamTrack):
     @property
     def _forwards_packets(self) -> bool:
         return self.output is not None and getattr(self.source, "feed", None) is not None
+
+    def release_output(self) -> None:
+        """Send what this slot shows as frames through the sender from now on (from the
+        next keyframe), not as forwarded packets."""
+        if self.output is not None:
+            self.output.release()
+            self.output = None
+            self._waiting_for_keyframe = self.kind == "video"
+            if self.source is not None:
+                self.source.request_keyframe()
 
     def sent(self, wire_bytes: int, end_of_frame: bool) -> None:
         """A packet left through `output` (the counters adaptation reads)."""

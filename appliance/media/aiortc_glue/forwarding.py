@@ -119,6 +119,7 @@ class SenderLink:
         self._mid_element: tuple[int, bytes] | None = None
         self._abs_send_time_id = 0
         self._extensions: ExtensionTemplate | None = None
+        self.taking_nacks = False  # NACKs go to the slot's caches (else to aiortc's history)
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -191,9 +192,14 @@ class SenderLink:
     def take_nacks(self, on_nack: Callable[[list[int]], Awaitable[None]]) -> None:
         """NACKs for this sender go to `on_nack`, not to aiortc's frame history."""
         original = self.sender._handle_rtcp_packet
+        self.taking_nacks = True
 
         async def handle(packet: Any) -> None:
-            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            if (
+                self.taking_nacks
+                and isinstance(packet, RtcpRtpfbPacket)
+                and packet.fmt == RTCP_RTPFB_NACK
+            ):
                 await on_nack(list(packet.lost))
                 return
             await original(packet)

@@ -43,15 +43,9 @@ class PacketSource(Protocol):
 class VideoFeed:
     """One publisher's video as packets: cached, and fanned out to the slots showing it."""
 
-    def __init__(
-        self,
-        receiver: RTCRtpReceiver,
-        request_keyframe: Callable[[], bool],
-        received: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, request_keyframe: Callable[[], bool]) -> None:
         self.receiver = receiver
         self.request_keyframe = request_keyframe
-        self.received = received  # each media packet's payload bytes, for the publisher's rate
         self.cache = PacketCache()
         self.outputs: set[SlotOutput] = set()
         self.packets_in = 0
@@ -76,9 +70,6 @@ class VideoFeed:
         if parsed is None:
             return
         self.packets_in += 1
-        if self.received is not None:
-            view = parsed[0]
-            self.received(view.payload_end - view.payload_start)
         await self.deliver(data, parsed[0].seq, parsed)
 
     async def deliver(
@@ -166,6 +157,11 @@ class SlotOutput:
     def close(self) -> None:
         self.show_feed(None)
         self._frame_sources.clear()
+
+    def release(self) -> None:
+        """Hand the slot back to aiortc's sender (frames, its own NACK history) for good."""
+        self.close()
+        self.link.taking_nacks = False
 
     # --- packets out ----------------------------------------------------------------
     def _ready(self) -> SlotRewriter | None:
